@@ -1,0 +1,109 @@
+//! Nodes of the implicit (define-by-run) graph.
+//!
+//! A tensor that depends on a leaf requiring gradients carries an
+//! `Arc<Node>`: the op that made it, edges to its inputs' nodes, and the
+//! tensors its VJP rule needs (freed after backward unless retained). Tensors
+//! that need no gradient carry no node, so nothing is recorded for them — the
+//! first half of the note's pruning.
+
+use crate::ops::Prim;
+use crate::storage::Storage;
+use crate::tensor::Tensor;
+use smallvec::SmallVec;
+use std::cell::{Cell, RefCell};
+use std::sync::{Arc, Mutex};
+
+pub(crate) struct Node {
+    pub kind: NodeKind,
+}
+
+pub(crate) enum NodeKind {
+    /// A tensor the user marked with `requires_grad`: `backward` accumulates here.
+    Leaf { grad: Mutex<Option<Tensor>> },
+    /// The result of an op on tensors that need gradients.
+    Op(OpNode),
+}
+
+pub(crate) struct OpNode {
+    pub prim: Prim,
+    /// One per input: its node when it needs a gradient, else `None` (pruned).
+    pub edges: SmallVec<[Option<Arc<Node>>; 2]>,
+    /// What the VJP rule reads; `None` once backward freed it.
+    pub saved: Mutex<Option<Saved>>,
+}
+
+pub(crate) struct Saved {
+    pub inputs: SmallVec<[Tensor; 2]>,
+    /// The output's buffer, kept only for rules that read it (exp, tanh…).
+    /// Stored without its node so that the node does not own itself; the
+    /// engine rebuilds the tensor with this node when it runs the rule.
+    pub output: Option<(Storage, crate::layout::Layout)>,
+}
+
+impl Node {
+    pub fn leaf() -> Arc<Node> {
+        Arc::new(Node {
+            kind: NodeKind::Leaf {
+                grad: Mutex::new(None),
+            },
+        })
+    }
+
+    pub fn name(&self) -> &'static str {
+        match &self.kind {
+            NodeKind::Leaf { .. } => "leaf",
+            NodeKind::Op(op) => op.prim.name(),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Dropping without recursion.
+//
+// Dropping the output of a chain of a million ops would otherwise drop a
+// million nested `Arc<Node>`s recursively and overflow the stack. Instead, a
+// node whose last reference goes away is moved onto a per-thread queue, and
+// one loop drops the queue's nodes one at a time; their own children land on
+// the same queue.
+// ---------------------------------------------------------------------------
+
+thread_local! {
+    static DROP_QUEUE: RefCell<Vec<Node>> = const { RefCell::new(Vec::new()) };
+    static DRAINING: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Releases one reference to a node without recursing into its inputs.
+pub(crate) fn release(node: Arc<Node>) {
+    let Some(node) = Arc::into_inner(node) else {
+        return; // other references remain: nothing is freed now
+    };
+    let queued = DROP_QUEUE.try_with(|q| q.borrow_mut().push(node));
+    if queued.is_err() {
+        return; // thread teardown: the node was dropped in place by try_with's failure path
+    }
+    if DRAINING.with(|d| d.replace(true)) {
+        return; // an outer release on this thread is draining the queue
+    }
+    loop {
+        let next = DROP_QUEUE.with(|q| q.borrow_mut().pop());
+        match next {
+            Some(n) => drop(n), // its Drop below queues its children
+            None => break,
+        }
+    }
+    DRAINING.with(|d| d.set(false));
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let NodeKind::Op(op) = &mut self.kind {
+            for edge in op.edges.drain(..).flatten() {
+                release(edge);
+            }
+            // Saved tensors hold nodes too; dropping them goes through
+            // TensorImpl's Drop, which calls `release`.
+            let saved = op.saved.get_mut().map(|s| s.take()).unwrap_or(None);
+            drop(saved);
+        }
+    }
+}

@@ -1,0 +1,108 @@
+//! The one error type of the library.
+//!
+//! Policy: the math methods (`a.add(&b)`, `&a + &b`, `a.matmul(&b)`, …) panic on
+//! a programming error such as a shape mismatch, with the same message this enum
+//! formats; every such method has a `try_*` twin that returns `Result<_, Error>`
+//! for input that comes from outside the program. `backward` and the other
+//! engine entry points always return a `Result`.
+
+use crate::DType;
+use std::fmt;
+
+/// A shape as printed in error messages: `[2, 3]`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ShapeDisplay(pub Vec<usize>);
+
+impl fmt::Debug for ShapeDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+impl fmt::Display for ShapeDisplay {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
+
+/// Everything that can go wrong, with the facts needed to act on it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Error {
+    /// Two shapes that an op needs to agree (broadcast, matmul, concat…) do not.
+    #[error("{op}: shapes {lhs} and {rhs} are incompatible{detail}")]
+    ShapeMismatch {
+        op: &'static str,
+        lhs: ShapeDisplay,
+        rhs: ShapeDisplay,
+        detail: String,
+    },
+    /// An f32 tensor met an f64 tensor: they never mix silently.
+    #[error("{op}: dtype mismatch, {lhs:?} and {rhs:?} (convert one with .to_dtype())")]
+    DTypeMismatch {
+        op: &'static str,
+        lhs: DType,
+        rhs: DType,
+    },
+    /// An axis outside `0..ndim` (negative axes are not accepted).
+    #[error("{op}: axis {axis} is out of range for a tensor of shape {shape}")]
+    AxisOutOfRange {
+        op: &'static str,
+        axis: usize,
+        shape: ShapeDisplay,
+    },
+    /// Any other invalid argument (an index, a length, a permutation…).
+    #[error("{op}: {msg}")]
+    InvalidArgument { op: &'static str, msg: String },
+    /// `backward` was called through a graph whose saved intermediates were freed.
+    #[error(
+        "backward through op `{op}` a second time: its saved intermediates were freed by \
+         an earlier backward; pass retain_graph = true to the first backward to keep them"
+    )]
+    GraphFreed { op: &'static str },
+    /// The gradient handed to `backward` does not fit the output.
+    #[error("backward: {msg}")]
+    Backward { msg: String },
+}
+
+impl Error {
+    pub(crate) fn shapes_detail(
+        op: &'static str,
+        lhs: &[usize],
+        rhs: &[usize],
+        detail: impl Into<String>,
+    ) -> Self {
+        Error::ShapeMismatch {
+            op,
+            lhs: ShapeDisplay(lhs.to_vec()),
+            rhs: ShapeDisplay(rhs.to_vec()),
+            detail: format!(": {}", detail.into()),
+        }
+    }
+
+    pub(crate) fn axis(op: &'static str, axis: usize, shape: &[usize]) -> Self {
+        Error::AxisOutOfRange {
+            op,
+            axis,
+            shape: ShapeDisplay(shape.to_vec()),
+        }
+    }
+
+    pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
+        Error::InvalidArgument {
+            op,
+            msg: msg.into(),
+        }
+    }
+}
+
+/// `Result` with the library's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// Unwraps the result of a `try_*` method for its panicking twin.
+#[track_caller]
+pub(crate) fn or_panic<T>(r: Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("{e}"),
+    }
+}

@@ -1,0 +1,102 @@
+//! Elementwise maps over one, two or three (broadcast) inputs.
+
+use super::{parallel, PARALLEL_MIN};
+use crate::layout::Layout;
+use rayon::prelude::*;
+
+/// `f` applied to every element of a view, in row-major order.
+pub(crate) fn map<T, F>(src: &[T], layout: &Layout, f: F) -> Vec<T>
+where
+    T: Copy + Send + Sync,
+    F: Fn(T) -> T + Sync,
+{
+    match layout.contiguous_range() {
+        Some(r) => {
+            let s = &src[r];
+            if parallel(s.len()) {
+                let mut out = Vec::with_capacity(s.len());
+                s.par_iter().map(|&x| f(x)).collect_into_vec(&mut out);
+                out
+            } else {
+                s.iter().map(|&x| f(x)).collect()
+            }
+        }
+        None => layout.offsets().map(|o| f(src[o])).collect(),
+    }
+}
+
+/// A copy of a view into a fresh row-major buffer.
+pub(crate) fn materialize<T: Copy + Send + Sync>(src: &[T], layout: &Layout) -> Vec<T> {
+    match layout.contiguous_range() {
+        Some(r) => src[r].to_vec(),
+        None => layout.offsets().map(|o| src[o]).collect(),
+    }
+}
+
+/// `f(a, b)` over two views already broadcast to the same shape.
+pub(crate) fn zip<T, F>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: F) -> Vec<T>
+where
+    T: Copy + Send + Sync,
+    F: Fn(T, T) -> T + Sync,
+{
+    debug_assert_eq!(la.shape, lb.shape);
+    let n = la.numel();
+    match (la.contiguous_range(), lb.contiguous_range()) {
+        (Some(ra), Some(rb)) => {
+            let (a, b) = (&a[ra], &b[rb]);
+            if parallel(n) {
+                let mut out = Vec::with_capacity(n);
+                a.par_iter()
+                    .zip(b.par_iter())
+                    .with_min_len(PARALLEL_MIN / 4)
+                    .map(|(&x, &y)| f(x, y))
+                    .collect_into_vec(&mut out);
+                out
+            } else {
+                a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+            }
+        }
+        _ if la.shape.is_empty() => vec![f(a[la.offset], b[lb.offset])],
+        _ => {
+            // Walk the outer axes with offset iterators and the innermost axis
+            // with plain strides: the common `(n, c) + (c,)` bias case stays fast.
+            let inner = *la.shape.last().unwrap();
+            let (sa, sb) = (*la.strides.last().unwrap(), *lb.strides.last().unwrap());
+            let outer = |l: &Layout| {
+                let mut o = l.clone();
+                o.shape.pop();
+                o.strides.pop();
+                o
+            };
+            let (oa, ob) = (outer(la), outer(lb));
+            let mut out = Vec::with_capacity(n);
+            for (pa, pb) in oa.offsets().zip(ob.offsets()) {
+                for j in 0..inner {
+                    out.push(f(a[pa + j * sa], b[pb + j * sb]));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// `f(c, a, b)` over three views already broadcast to the same shape.
+pub(crate) fn zip3<T, F>(
+    c: &[T],
+    lc: &Layout,
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+    f: F,
+) -> Vec<T>
+where
+    T: Copy,
+    F: Fn(T, T, T) -> T,
+{
+    lc.offsets()
+        .zip(la.offsets())
+        .zip(lb.offsets())
+        .map(|((oc, oa), ob)| f(c[oc], a[oa], b[ob]))
+        .collect()
+}

@@ -1,0 +1,209 @@
+//! Shape and strides: how an n-d view maps onto a flat buffer.
+//!
+//! Transpose, reshape of contiguous data, broadcast and narrow only change a
+//! [`Layout`]; the buffer is shared. Kernels take the contiguous fast path when
+//! [`Layout::contiguous_range`] says so and fall back to [`Layout::offsets`].
+
+use crate::error::{Error, Result};
+use smallvec::SmallVec;
+
+pub(crate) type Dims = SmallVec<[usize; 4]>;
+
+/// Row-major strides of a contiguous tensor of this shape.
+pub(crate) fn contiguous_strides(shape: &[usize]) -> Dims {
+    let mut strides: Dims = SmallVec::from_elem(0, shape.len());
+    let mut acc = 1;
+    for i in (0..shape.len()).rev() {
+        strides[i] = acc;
+        acc *= shape[i];
+    }
+    strides
+}
+
+/// The NumPy broadcast of two shapes, or `None` when they do not broadcast.
+pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Dims> {
+    let n = a.len().max(b.len());
+    let mut out: Dims = SmallVec::from_elem(0, n);
+    for i in 0..n {
+        let da = if i + a.len() >= n {
+            a[i + a.len() - n]
+        } else {
+            1
+        };
+        let db = if i + b.len() >= n {
+            b[i + b.len() - n]
+        } else {
+            1
+        };
+        out[i] = match (da, db) {
+            (x, y) if x == y => x,
+            (1, y) => y,
+            (x, 1) => x,
+            _ => return None,
+        };
+    }
+    Some(out)
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub shape: Dims,
+    pub strides: Dims,
+    pub offset: usize,
+}
+
+impl Layout {
+    pub fn contiguous(shape: &[usize]) -> Self {
+        Layout {
+            shape: SmallVec::from_slice(shape),
+            strides: contiguous_strides(shape),
+            offset: 0,
+        }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// `Some(start..end)` when the view is a plain row-major run of the buffer.
+    pub fn contiguous_range(&self) -> Option<std::ops::Range<usize>> {
+        let mut expected = 1;
+        for i in (0..self.shape.len()).rev() {
+            if self.shape[i] != 1 && self.strides[i] != expected {
+                return None;
+            }
+            expected *= self.shape[i];
+        }
+        Some(self.offset..self.offset + expected)
+    }
+
+    /// Buffer offsets of every element, in row-major order of the view.
+    pub fn offsets(&self) -> StridedOffsets<'_> {
+        StridedOffsets::new(self)
+    }
+
+    /// The same buffer seen with `shape` broadcast (NumPy rules) to `target`.
+    pub fn broadcast_to(&self, target: &[usize]) -> Option<Layout> {
+        if target.len() < self.shape.len() {
+            return None;
+        }
+        let lead = target.len() - self.shape.len();
+        let mut strides: Dims = SmallVec::from_elem(0, target.len());
+        for i in 0..self.shape.len() {
+            let (d, t) = (self.shape[i], target[lead + i]);
+            strides[lead + i] = if d == t {
+                self.strides[i]
+            } else if d == 1 {
+                0
+            } else {
+                return None;
+            };
+        }
+        Some(Layout {
+            shape: SmallVec::from_slice(target),
+            strides,
+            offset: self.offset,
+        })
+    }
+
+    pub fn permute(&self, perm: &[usize]) -> Layout {
+        Layout {
+            shape: perm.iter().map(|&p| self.shape[p]).collect(),
+            strides: perm.iter().map(|&p| self.strides[p]).collect(),
+            offset: self.offset,
+        }
+    }
+
+    pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Layout {
+        let mut l = self.clone();
+        l.offset += start * self.strides[axis];
+        l.shape[axis] = len;
+        l
+    }
+
+    /// A reshape that keeps the buffer: possible when the view is contiguous.
+    pub fn reshape(&self, shape: &[usize]) -> Option<Layout> {
+        let range = self.contiguous_range()?;
+        Some(Layout {
+            shape: SmallVec::from_slice(shape),
+            strides: contiguous_strides(shape),
+            offset: range.start,
+        })
+    }
+}
+
+/// Checks `axis < ndim` for an op.
+pub(crate) fn check_axis(op: &'static str, axis: usize, shape: &[usize]) -> Result<()> {
+    if axis >= shape.len() {
+        return Err(Error::axis(op, axis, shape));
+    }
+    Ok(())
+}
+
+/// Iterator over the buffer offsets of a strided view, innermost axis fastest.
+pub(crate) struct StridedOffsets<'a> {
+    layout: &'a Layout,
+    index: Dims,
+    next: usize,
+    remaining: usize,
+}
+
+impl<'a> StridedOffsets<'a> {
+    fn new(layout: &'a Layout) -> Self {
+        StridedOffsets {
+            layout,
+            index: SmallVec::from_elem(0, layout.shape.len()),
+            next: layout.offset,
+            remaining: layout.numel(),
+        }
+    }
+}
+
+impl Iterator for StridedOffsets<'_> {
+    type Item = usize;
+
+    #[inline]
+    fn next(&mut self) -> Option<usize> {
+        if self.remaining == 0 {
+            return None;
+        }
+        self.remaining -= 1;
+        let current = self.next;
+        let (shape, strides) = (&self.layout.shape, &self.layout.strides);
+        for i in (0..shape.len()).rev() {
+            self.index[i] += 1;
+            if self.index[i] < shape[i] {
+                self.next += strides[i];
+                break;
+            }
+            self.next -= (shape[i] - 1) * strides[i];
+            self.index[i] = 0;
+        }
+        Some(current)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        (self.remaining, Some(self.remaining))
+    }
+}
+
+impl ExactSizeIterator for StridedOffsets<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broadcast_follows_numpy() {
+        assert_eq!(broadcast_shapes(&[3, 1], &[4]).unwrap().as_slice(), &[3, 4]);
+        assert_eq!(broadcast_shapes(&[], &[2, 2]).unwrap().as_slice(), &[2, 2]);
+        assert!(broadcast_shapes(&[3], &[4]).is_none());
+    }
+
+    #[test]
+    fn transposed_offsets_walk_columns() {
+        let l = Layout::contiguous(&[2, 3]).permute(&[1, 0]);
+        assert_eq!(l.offsets().collect::<Vec<_>>(), vec![0, 3, 1, 4, 2, 5]);
+        assert!(l.contiguous_range().is_none());
+    }
+}

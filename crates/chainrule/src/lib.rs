@@ -1,0 +1,46 @@
+//! # chainrule
+//!
+//! Automatic differentiation in Rust, as the lecture note teaches it: n-d
+//! tensors whose operations are recorded as they run (the *implicit*,
+//! define-by-run graph), and a reverse-accumulation pass that visits each
+//! node once, pruning branches that lead to no gradient.
+//!
+//! The note's example 2, `z = ‖Xw − y‖²`, whose gradient is `2 Xᵀ(Xw − y)`:
+//!
+//! ```
+//! use chainrule::{DType, Tensor};
+//! let x = Tensor::rand_normal(&[5, 3], 0.0, 1.0, 1, DType::F64);
+//! let y = Tensor::rand_normal(&[5], 0.0, 1.0, 2, DType::F64);
+//! let w = Tensor::rand_normal(&[3], 0.0, 1.0, 3, DType::F64).requires_grad();
+//!
+//! let a = x.matmul(&w); // a = Xw      (5,)
+//! let b = &a - &y;      // b = a − y   (5,)
+//! let z = b.square().sum(); // z = ‖b‖²  ()
+//! z.backward().unwrap();
+//!
+//! let closed_form = x.t().matmul(&(x.matmul(&w) - &y)) * 2.0;
+//! for (g, c) in w.grad().unwrap().to_vec::<f64>().iter().zip(closed_form.to_vec::<f64>()) {
+//!     assert!((g - c).abs() < 1e-12);
+//! }
+//! ```
+//!
+//! Errors: math methods panic on shape or dtype mismatch with a message that
+//! names the op and both shapes; each has a `try_*` twin returning
+//! [`Result`] (see [`error`]).
+
+pub mod autograd;
+pub mod check;
+#[cfg(feature = "ndarray")]
+mod convert;
+mod dtype;
+pub mod error;
+mod kernels;
+mod layout;
+mod ops;
+mod storage;
+mod tensor;
+
+pub use autograd::{BackwardOptions, BackwardStats};
+pub use dtype::{DType, Element};
+pub use error::{Error, Result};
+pub use tensor::Tensor;

@@ -1,0 +1,197 @@
+//! Elementwise binary primitives with NumPy broadcasting. The adjoint of a
+//! broadcast input is summed back to its shape once, in [`sum_to`].
+
+use super::movement::sum_to;
+use super::{panicking, record, same_dtype, Prim};
+use crate::dtype::Element;
+use crate::error::{Error, Result};
+use crate::kernels::elementwise::zip;
+use crate::layout::{broadcast_shapes, Layout};
+use crate::storage::with_dtype;
+use crate::tensor::Tensor;
+use smallvec::{smallvec, SmallVec};
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    /// `a^b`, both tensors.
+    Pow,
+    Maximum,
+    Minimum,
+}
+
+use BinaryOp::*;
+
+impl BinaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            Add => "add",
+            Sub => "sub",
+            Mul => "mul",
+            Div => "div",
+            Pow => "pow",
+            Maximum => "maximum",
+            Minimum => "minimum",
+        }
+    }
+
+    fn forward<T: Element>(self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+        match self {
+            Add => zip(a, la, b, lb, |x, y| x + y),
+            Sub => zip(a, la, b, lb, |x, y| x - y),
+            Mul => zip(a, la, b, lb, |x, y| x * y),
+            Div => zip(a, la, b, lb, |x, y| x / y),
+            Pow => zip(a, la, b, lb, |x, y| x.powf(y)),
+            Maximum => zip(a, la, b, lb, |x, y| if x >= y { x } else { y }),
+            Minimum => zip(a, la, b, lb, |x, y| if x <= y { x } else { y }),
+        }
+    }
+
+    /// Adjoints of `a` and `b` (each summed back to its own shape).
+    pub(crate) fn vjp(
+        self,
+        a: &Tensor,
+        b: &Tensor,
+        g: &Tensor,
+        needs: &[bool],
+    ) -> SmallVec<[Option<Tensor>; 2]> {
+        let (ga, gb): (Option<Tensor>, Option<Tensor>) = match self {
+            Add => (Some(g.clone()), Some(g.clone())),
+            Sub => (Some(g.clone()), needs[1].then(|| g.neg())),
+            Mul => (needs[0].then(|| g * b), needs[1].then(|| g * a)),
+            Div => (
+                needs[0].then(|| g / b),
+                needs[1].then(|| -(g * a) / b.square()),
+            ),
+            Pow => (
+                needs[0].then(|| g * &(b * &a.pow(&(b - 1.0)))),
+                needs[1].then(|| g * &(a.pow(b) * &a.log())),
+            ),
+            // Ties split the gradient evenly, as PyTorch does.
+            Maximum => {
+                let to_a = a.gt(b) + a.eq_elem(b) * 0.5;
+                (
+                    needs[0].then(|| g * &to_a),
+                    needs[1].then(|| g * &(1.0 - &to_a)),
+                )
+            }
+            Minimum => {
+                let to_a = a.lt(b) + a.eq_elem(b) * 0.5;
+                (
+                    needs[0].then(|| g * &to_a),
+                    needs[1].then(|| g * &(1.0 - &to_a)),
+                )
+            }
+        };
+        let fit = |t: Option<Tensor>, like: &Tensor, need: bool| {
+            t.filter(|_| need).map(|t| sum_to(&t, like.shape()))
+        };
+        smallvec![fit(ga, a, needs[0]), fit(gb, b, needs[1])]
+    }
+}
+
+/// Both operands broadcast to their common shape, or a shape error naming `op`.
+pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(Layout, Layout)> {
+    let shape = broadcast_shapes(a.shape(), b.shape())
+        .ok_or_else(|| Error::shapes_detail(op, a.shape(), b.shape(), "they do not broadcast"))?;
+    Ok((
+        a.layout().broadcast_to(&shape).unwrap(),
+        b.layout().broadcast_to(&shape).unwrap(),
+    ))
+}
+
+pub(crate) fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    let dtype = same_dtype(op.name(), a, b)?;
+    let (la, lb) = broadcast_pair(op.name(), a, b)?;
+    let out = with_dtype!(dtype, T => Tensor::from_buffer(
+        op.forward(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape));
+    Ok(record(|| Prim::Binary(op), &[a, b], out, false))
+}
+
+/// A comparison, as a constant tensor of 0s and 1s in the operands' dtype.
+fn compare(op: &'static str, a: &Tensor, b: &Tensor, f: fn(f64, f64) -> bool) -> Result<Tensor> {
+    let dtype = same_dtype(op, a, b)?;
+    let (la, lb) = broadcast_pair(op, a, b)?;
+    Ok(with_dtype!(dtype, T => {
+        let (one, zero) = (T::one(), T::zero());
+        Tensor::from_buffer(
+            zip(a.buffer::<T>(), &la, b.buffer::<T>(), &lb, |x, y| if f(x.f64(), y.f64()) { one } else { zero }),
+            &la.shape,
+        )
+    }))
+}
+
+impl Tensor {
+    pub fn try_add(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, Add)
+    }
+    pub fn try_sub(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, Sub)
+    }
+    pub fn try_mul(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, Mul)
+    }
+    pub fn try_div(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, Div)
+    }
+    pub fn try_pow(&self, exponent: &Tensor) -> Result<Tensor> {
+        binary(self, exponent, Pow)
+    }
+    pub fn try_maximum(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, Maximum)
+    }
+    pub fn try_minimum(&self, other: &Tensor) -> Result<Tensor> {
+        binary(self, other, Minimum)
+    }
+    pub fn try_gt(&self, other: &Tensor) -> Result<Tensor> {
+        compare("gt", self, other, |x, y| x > y)
+    }
+    pub fn try_ge(&self, other: &Tensor) -> Result<Tensor> {
+        compare("ge", self, other, |x, y| x >= y)
+    }
+    pub fn try_lt(&self, other: &Tensor) -> Result<Tensor> {
+        compare("lt", self, other, |x, y| x < y)
+    }
+    pub fn try_le(&self, other: &Tensor) -> Result<Tensor> {
+        compare("le", self, other, |x, y| x <= y)
+    }
+    pub fn try_eq_elem(&self, other: &Tensor) -> Result<Tensor> {
+        compare("eq", self, other, |x, y| x == y)
+    }
+
+    /// `1` where `self > c`, else `0` (a constant).
+    pub fn gt_scalar(&self, c: f64) -> Tensor {
+        super::unary::constant_map(self, |v| if v > c { 1.0 } else { 0.0 })
+    }
+}
+
+panicking! {
+    /// Elementwise `self + other`, broadcasting. Also `&a + &b`.
+    fn add => try_add(other: &Tensor);
+    /// Elementwise `self - other`, broadcasting. Also `&a - &b`.
+    fn sub => try_sub(other: &Tensor);
+    /// Elementwise `self * other`, broadcasting. Also `&a * &b`.
+    fn mul => try_mul(other: &Tensor);
+    /// Elementwise `self / other`, broadcasting. Also `&a / &b`.
+    fn div => try_div(other: &Tensor);
+    /// Elementwise `self ^ exponent` with a tensor exponent (`self > 0` for a
+    /// gradient with respect to the exponent).
+    fn pow => try_pow(exponent: &Tensor);
+    /// Elementwise maximum; at ties each side gets half the gradient.
+    fn maximum => try_maximum(other: &Tensor);
+    /// Elementwise minimum; at ties each side gets half the gradient.
+    fn minimum => try_minimum(other: &Tensor);
+    /// `1` where `self > other`, else `0` (a constant mask).
+    fn gt => try_gt(other: &Tensor);
+    /// `1` where `self >= other`, else `0`.
+    fn ge => try_ge(other: &Tensor);
+    /// `1` where `self < other`, else `0`.
+    fn lt => try_lt(other: &Tensor);
+    /// `1` where `self <= other`, else `0`.
+    fn le => try_le(other: &Tensor);
+    /// `1` where `self == other`, else `0`.
+    fn eq_elem => try_eq_elem(other: &Tensor);
+}

@@ -1,0 +1,80 @@
+//! Ops built from primitives. They need no derivative rules of their own:
+//! the chain rule through their parts is their derivative.
+
+use super::panicking;
+use crate::error::{Error, Result};
+use crate::layout::check_axis;
+use crate::tensor::Tensor;
+
+impl Tensor {
+    /// Mean over `axes`.
+    pub fn try_mean_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+        let s = self.try_sum_axes(axes, keepdim)?;
+        let mut count = 1usize;
+        for (i, d) in self.shape().iter().enumerate() {
+            if axes.contains(&i) {
+                count *= d;
+            }
+        }
+        Ok(s * (1.0 / count as f64))
+    }
+
+    /// The mean of all elements (a 0-d tensor).
+    pub fn mean(&self) -> Tensor {
+        self.sum() * (1.0 / self.numel() as f64)
+    }
+
+    /// `log Σ exp(x)` along `axis`, computed stably by factoring out the max.
+    pub fn try_logsumexp(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
+        check_axis("logsumexp", axis, self.shape())?;
+        // The shift cancels in value and in gradient, so it is a constant.
+        let m = self.try_max_axes(&[axis], true)?;
+        let m = super::unary::constant_map(&m, |v| if v.is_finite() { v } else { 0.0 });
+        let lse = (self - &m).exp().sum_axes(&[axis], true).log() + m;
+        Ok(if keepdim { lse } else { lse.squeeze(axis) })
+    }
+
+    /// `exp(x) / Σ exp(x)` along `axis`.
+    pub fn try_softmax(&self, axis: usize) -> Result<Tensor> {
+        Ok(self.try_log_softmax(axis)?.exp())
+    }
+
+    /// `x - logsumexp(x)` along `axis`.
+    pub fn try_log_softmax(&self, axis: usize) -> Result<Tensor> {
+        Ok(self - &self.try_logsumexp(axis, true)?)
+    }
+
+    /// Mean softmax cross-entropy of `logits` `(n, c)` against integer
+    /// `labels` (`n` of them, each `< c`), computed from logits for stability.
+    pub fn try_cross_entropy_with_logits(&self, labels: &[usize]) -> Result<Tensor> {
+        if self.ndim() != 2 || labels.len() != self.shape()[0] {
+            return Err(Error::shapes_detail(
+                "cross_entropy_with_logits",
+                self.shape(),
+                &[labels.len()],
+                "needs logits (n, c) and n labels",
+            ));
+        }
+        let picked = self.try_gather(1, labels)?.squeeze(1);
+        let lse = self.try_logsumexp(1, false)?;
+        Ok((lse - picked).mean())
+    }
+
+    /// The Euclidean norm of all elements.
+    pub fn norm(&self) -> Tensor {
+        self.square().sum().sqrt()
+    }
+}
+
+panicking! {
+    /// Mean over `axes`, keeping them as length 1 when `keepdim`.
+    fn mean_axes => try_mean_axes(axes: &[usize], keepdim: bool);
+    /// `log Σ exp` along `axis`, stable for large inputs.
+    fn logsumexp => try_logsumexp(axis: usize, keepdim: bool);
+    /// Softmax along `axis`.
+    fn softmax => try_softmax(axis: usize);
+    /// Log-softmax along `axis`.
+    fn log_softmax => try_log_softmax(axis: usize);
+    /// Mean cross-entropy of logits `(n, c)` and `n` integer labels.
+    fn cross_entropy_with_logits => try_cross_entropy_with_logits(labels: &[usize]);
+}

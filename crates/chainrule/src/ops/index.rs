@@ -1,0 +1,163 @@
+//! Indexing primitives (index_select, gather, and their adjoints) and `where`.
+
+use super::binary::broadcast_pair;
+use super::movement::sum_to;
+use super::{record, same_dtype, Prim};
+use crate::error::{Error, Result};
+use crate::kernels::elementwise::zip3;
+use crate::kernels::index as k;
+use crate::layout::{broadcast_shapes, check_axis};
+use crate::storage::with_dtype;
+use crate::tensor::Tensor;
+use smallvec::{smallvec, SmallVec};
+use std::sync::Arc;
+
+/// `(outer, axis length, inner)` of a shape split at `axis`.
+fn split(shape: &[usize], axis: usize) -> (usize, usize, usize) {
+    (
+        shape[..axis].iter().product(),
+        shape[axis],
+        shape[axis + 1..].iter().product(),
+    )
+}
+
+fn with_axis(shape: &[usize], axis: usize, len: usize) -> Vec<usize> {
+    let mut s = shape.to_vec();
+    s[axis] = len;
+    s
+}
+
+pub(crate) fn index_select(x: &Tensor, axis: usize, index: Arc<[usize]>) -> Tensor {
+    let x = x.contiguous();
+    let (outer, len, inner) = split(x.shape(), axis);
+    let shape = with_axis(x.shape(), axis, index.len());
+    let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(
+        k::index_select(x.buffer::<T>(), outer, len, inner, &index), &shape));
+    record(|| Prim::IndexSelect { axis, index }, &[&x], out, false)
+}
+
+pub(crate) fn index_add(g: &Tensor, axis: usize, index: Arc<[usize]>, size: usize) -> Tensor {
+    let g = g.contiguous();
+    let (outer, _, inner) = split(g.shape(), axis);
+    let shape = with_axis(g.shape(), axis, size);
+    let out = with_dtype!(g.dtype(), T => Tensor::from_buffer(
+        k::index_add(g.buffer::<T>(), outer, size, inner, &index), &shape));
+    record(|| Prim::IndexAdd { axis, index }, &[&g], out, false)
+}
+
+pub(crate) fn gather(x: &Tensor, axis: usize, index: Arc<[usize]>) -> Tensor {
+    let x = x.contiguous();
+    let (outer, len, inner) = split(x.shape(), axis);
+    let per = index.len() / (outer * inner).max(1);
+    let shape = with_axis(x.shape(), axis, per);
+    let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(
+        k::gather(x.buffer::<T>(), outer, len, inner, &index), &shape));
+    record(|| Prim::Gather { axis, index }, &[&x], out, false)
+}
+
+pub(crate) fn scatter_add(g: &Tensor, axis: usize, index: Arc<[usize]>, size: usize) -> Tensor {
+    let g = g.contiguous();
+    let (outer, _, inner) = split(g.shape(), axis);
+    let shape = with_axis(g.shape(), axis, size);
+    let out = with_dtype!(g.dtype(), T => Tensor::from_buffer(
+        k::scatter_add(g.buffer::<T>(), outer, size, inner, &index), &shape));
+    record(|| Prim::ScatterAdd { axis, index }, &[&g], out, false)
+}
+
+pub(crate) fn where_vjp(
+    inputs: &[Tensor],
+    g: &Tensor,
+    needs: &[bool],
+) -> SmallVec<[Option<Tensor>; 2]> {
+    let (cond, a, b) = (&inputs[0], &inputs[1], &inputs[2]);
+    let zero = Tensor::zeros(&[], g.dtype());
+    smallvec![
+        None,
+        needs[1].then(|| sum_to(&Tensor::where_(cond, g, &zero), a.shape())),
+        needs[2].then(|| sum_to(&Tensor::where_(cond, &zero, g), b.shape())),
+    ]
+}
+
+fn check_indices(op: &'static str, index: &[usize], len: usize) -> Result<()> {
+    match index.iter().find(|&&i| i >= len) {
+        Some(i) => Err(Error::invalid(
+            op,
+            format!("index {i} is out of range for an axis of length {len}"),
+        )),
+        None => Ok(()),
+    }
+}
+
+impl Tensor {
+    /// The entries `index` along `axis` (like `torch.index_select`).
+    pub fn try_index_select(&self, axis: usize, index: &[usize]) -> Result<Tensor> {
+        check_axis("index_select", axis, self.shape())?;
+        check_indices("index_select", index, self.shape()[axis])?;
+        Ok(index_select(self, axis, index.into()))
+    }
+
+    /// `out[.., j, ..] = self[.., index[.., j, ..], ..]` along `axis`, like
+    /// `torch.gather`: `index` holds, row-major, a tensor of `self`'s shape
+    /// but with `k = index.len() / (other axes)` entries along `axis`. With
+    /// logits `(n, c)` and labels `[n]`, `gather(1, labels)` is `(n, 1)`.
+    pub fn try_gather(&self, axis: usize, index: &[usize]) -> Result<Tensor> {
+        check_axis("gather", axis, self.shape())?;
+        let (outer, len, inner) = split(self.shape(), axis);
+        if outer * inner == 0 || index.len() % (outer * inner) != 0 {
+            return Err(Error::invalid(
+                "gather",
+                format!(
+                    "{} indices do not tile shape {:?} along axis {axis}",
+                    index.len(),
+                    self.shape()
+                ),
+            ));
+        }
+        check_indices("gather", index, len)?;
+        Ok(gather(self, axis, index.into()))
+    }
+
+    /// `a` where `cond` is non-zero, else `b`; all three broadcast. No
+    /// gradient flows to `cond`.
+    pub fn try_where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+        let dtype = same_dtype("where", a, b)?;
+        same_dtype("where", cond, a)?;
+        let (la, lb) = broadcast_pair("where", a, b)?;
+        let shape = broadcast_shapes(cond.shape(), &la.shape).ok_or_else(|| {
+            Error::shapes_detail(
+                "where",
+                cond.shape(),
+                &la.shape,
+                "condition does not broadcast",
+            )
+        })?;
+        let lc = cond.layout().broadcast_to(&shape).unwrap();
+        let (la, lb) = (
+            la.broadcast_to(&shape).unwrap(),
+            lb.broadcast_to(&shape).unwrap(),
+        );
+        let out = with_dtype!(dtype, T => Tensor::from_buffer(
+            zip3(cond.buffer::<T>(), &lc, a.buffer::<T>(), &la, b.buffer::<T>(), &lb,
+                 |c, x, y| if c != T::zero() { x } else { y }),
+            &shape));
+        Ok(record(|| Prim::Where, &[&cond.detach(), a, b], out, false))
+    }
+
+    /// Panicking form of [`Tensor::try_where_`].
+    #[track_caller]
+    pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+        crate::error::or_panic(Self::try_where_(cond, a, b))
+    }
+
+    /// Panicking form of [`Tensor::try_index_select`].
+    #[track_caller]
+    pub fn index_select(&self, axis: usize, index: &[usize]) -> Tensor {
+        crate::error::or_panic(self.try_index_select(axis, index))
+    }
+
+    /// Panicking form of [`Tensor::try_gather`].
+    #[track_caller]
+    pub fn gather(&self, axis: usize, index: &[usize]) -> Tensor {
+        crate::error::or_panic(self.try_gather(axis, index))
+    }
+}

@@ -1,0 +1,151 @@
+//! `matmul` with `numpy.matmul` semantics: 1-D·1-D is a dot product, a 1-D
+//! operand is promoted to a row (left) or column (right) and the added axis
+//! removed afterwards, and leading batch axes broadcast.
+
+use super::movement::sum_to;
+use super::{panicking, record, same_dtype, Prim};
+use crate::error::{Error, Result};
+use crate::kernels::matmul::batched_matmul;
+use crate::layout::{broadcast_shapes, Layout};
+use crate::storage::with_dtype;
+use crate::tensor::Tensor;
+use smallvec::{smallvec, SmallVec};
+
+/// The `(batch.., m, k)` view of a left operand.
+fn as_lhs(l: &Layout) -> Layout {
+    if l.shape.len() == 1 {
+        Layout {
+            shape: smallvec![1, l.shape[0]],
+            strides: smallvec![0, l.strides[0]],
+            offset: l.offset,
+        }
+    } else {
+        l.clone()
+    }
+}
+
+/// The `(batch.., k, n)` view of a right operand.
+fn as_rhs(l: &Layout) -> Layout {
+    if l.shape.len() == 1 {
+        Layout {
+            shape: smallvec![l.shape[0], 1],
+            strides: smallvec![l.strides[0], 0],
+            offset: l.offset,
+        }
+    } else {
+        l.clone()
+    }
+}
+
+fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let dtype = same_dtype("matmul", a, b)?;
+    if a.ndim() == 0 || b.ndim() == 0 {
+        return Err(Error::shapes_detail(
+            "matmul",
+            a.shape(),
+            b.shape(),
+            "both operands need at least one axis",
+        ));
+    }
+    let (la, lb) = (as_lhs(a.layout()), as_rhs(b.layout()));
+    let (na, nb) = (la.shape.len(), lb.shape.len());
+    let (m, k, k2, n) = (
+        la.shape[na - 2],
+        la.shape[na - 1],
+        lb.shape[nb - 2],
+        lb.shape[nb - 1],
+    );
+    if k != k2 {
+        return Err(Error::shapes_detail(
+            "matmul",
+            a.shape(),
+            b.shape(),
+            format!("contraction sizes differ ({k} vs {k2})"),
+        ));
+    }
+    let batch = broadcast_shapes(&la.shape[..na - 2], &lb.shape[..nb - 2]).ok_or_else(|| {
+        Error::shapes_detail(
+            "matmul",
+            a.shape(),
+            b.shape(),
+            "batch axes do not broadcast",
+        )
+    })?;
+    let full = |rows: usize, cols: usize| -> Vec<usize> {
+        batch.iter().copied().chain([rows, cols]).collect()
+    };
+    let la = la.broadcast_to(&full(m, k)).unwrap();
+    let lb = lb.broadcast_to(&full(k, n)).unwrap();
+    let mut shape: Vec<usize> = batch.to_vec();
+    if a.ndim() > 1 {
+        shape.push(m);
+    }
+    if b.ndim() > 1 {
+        shape.push(n);
+    }
+    let out = with_dtype!(dtype, T => Tensor::from_buffer(
+        batched_matmul(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &shape));
+    Ok(record(|| Prim::Matmul, &[a, b], out, false))
+}
+
+/// `∂/∂a = g bᵀ`, `∂/∂b = aᵀ g`, on the promoted 2-D-or-more views, then
+/// summed over broadcast batch axes and reshaped back.
+pub(crate) fn vjp(
+    a: &Tensor,
+    b: &Tensor,
+    g: &Tensor,
+    needs: &[bool],
+) -> SmallVec<[Option<Tensor>; 2]> {
+    if a.ndim() == 1 && b.ndim() == 1 {
+        // Dot product: g is a scalar.
+        return smallvec![needs[0].then(|| g * b), needs[1].then(|| g * a)];
+    }
+    let a2 = if a.ndim() == 1 {
+        a.unsqueeze(0)
+    } else {
+        a.clone()
+    };
+    let b2 = if b.ndim() == 1 {
+        b.unsqueeze(1)
+    } else {
+        b.clone()
+    };
+    let mut g2 = g.clone();
+    if a.ndim() == 1 {
+        g2 = g2.unsqueeze(g2.ndim() - 1);
+    }
+    if b.ndim() == 1 {
+        g2 = g2.unsqueeze(g2.ndim());
+    }
+    let mt = |t: &Tensor| t.transpose(t.ndim() - 2, t.ndim() - 1);
+    let ga = needs[0].then(|| sum_to(&g2.matmul(&mt(&b2)), a2.shape()).reshape(a.shape()));
+    let gb = needs[1].then(|| sum_to(&mt(&a2).matmul(&g2), b2.shape()).reshape(b.shape()));
+    smallvec![ga, gb]
+}
+
+impl Tensor {
+    pub fn try_matmul(&self, other: &Tensor) -> Result<Tensor> {
+        matmul(self, other)
+    }
+
+    /// The inner product of two 1-D tensors.
+    pub fn try_dot(&self, other: &Tensor) -> Result<Tensor> {
+        if self.ndim() != 1 || other.ndim() != 1 {
+            return Err(Error::shapes_detail(
+                "dot",
+                self.shape(),
+                other.shape(),
+                "both must be 1-D",
+            ));
+        }
+        matmul(self, other)
+    }
+}
+
+panicking! {
+    /// Matrix product with `numpy.matmul` rules (dot, matrix-vector, matrix,
+    /// and batched with broadcast batch axes).
+    fn matmul => try_matmul(other: &Tensor);
+    /// Inner product of two 1-D tensors (a 0-d result).
+    fn dot => try_dot(other: &Tensor);
+}

@@ -1,0 +1,317 @@
+//! Shape and layout primitives. Reshape (of contiguous data), permute,
+//! broadcast and narrow are views: they share the buffer and copy nothing.
+
+use super::{panicking, record, same_dtype, Prim};
+use crate::dtype::{DType, Element};
+use crate::error::{Error, Result};
+use crate::kernels::elementwise::materialize;
+use crate::layout::{check_axis, Layout};
+use crate::storage::with_dtype;
+use crate::tensor::Tensor;
+use smallvec::SmallVec;
+
+/// A row-major copy, recorded as an identity for gradients.
+pub(crate) fn contiguous(x: &Tensor) -> Tensor {
+    let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(materialize(x.buffer::<T>(), x.layout()), x.shape()));
+    record(|| Prim::Contiguous, &[x], out, false)
+}
+
+/// `g` summed over the axes along which `shape` was broadcast to `g`'s shape:
+/// the adjoint of broadcasting, done here once for every op.
+pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Tensor {
+    if g.shape() == shape {
+        return g.clone();
+    }
+    let lead = g.ndim() - shape.len();
+    let axes: Vec<usize> = (0..g.ndim())
+        .filter(|&i| i < lead || (shape[i - lead] == 1 && g.shape()[i] != 1))
+        .collect();
+    let summed = if axes.is_empty() {
+        g.clone()
+    } else {
+        g.sum_axes(&axes, true)
+    };
+    summed.reshape(shape)
+}
+
+pub(crate) fn permute_vjp(perm: &[usize], g: &Tensor) -> Tensor {
+    let mut inverse = vec![0; perm.len()];
+    for (i, &p) in perm.iter().enumerate() {
+        inverse[p] = i;
+    }
+    g.permute(&inverse)
+}
+
+pub(crate) fn concat_vjp(
+    inputs: &[Tensor],
+    axis: usize,
+    g: &Tensor,
+) -> SmallVec<[Option<Tensor>; 2]> {
+    let mut start = 0;
+    inputs
+        .iter()
+        .map(|x| {
+            let len = x.shape()[axis];
+            let piece = g.narrow(axis, start, len);
+            start += len;
+            Some(piece)
+        })
+        .collect()
+}
+
+impl Tensor {
+    pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if shape.iter().product::<usize>() != self.numel() {
+            return Err(Error::shapes_detail(
+                "reshape",
+                self.shape(),
+                shape,
+                "the number of elements differs",
+            ));
+        }
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let out = match self.layout().reshape(shape) {
+            Some(l) => self.view(l),
+            None => with_dtype!(self.dtype(), T => Tensor::from_buffer(
+                materialize(self.buffer::<T>(), self.layout()), shape)),
+        };
+        Ok(record(|| Prim::Reshape, &[self], out, false))
+    }
+
+    pub fn try_permute(&self, perm: &[usize]) -> Result<Tensor> {
+        let mut seen = vec![false; self.ndim()];
+        if perm.len() != self.ndim()
+            || perm
+                .iter()
+                .any(|&p| p >= self.ndim() || std::mem::replace(&mut seen[p], true))
+        {
+            return Err(Error::invalid(
+                "permute",
+                format!(
+                    "{perm:?} is not a permutation of the axes of shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        let out = self.view(self.layout().permute(perm));
+        Ok(record(|| Prim::Permute(perm.into()), &[self], out, false))
+    }
+
+    /// Swaps two axes (a view).
+    pub fn try_transpose(&self, a: usize, b: usize) -> Result<Tensor> {
+        check_axis("transpose", a, self.shape())?;
+        check_axis("transpose", b, self.shape())?;
+        let mut perm: Vec<usize> = (0..self.ndim()).collect();
+        perm.swap(a, b);
+        self.try_permute(&perm)
+    }
+
+    pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
+        if self.shape() == shape {
+            return Ok(self.clone());
+        }
+        let layout = self.layout().broadcast_to(shape).ok_or_else(|| {
+            Error::shapes_detail(
+                "broadcast_to",
+                self.shape(),
+                shape,
+                "the first does not broadcast to the second",
+            )
+        })?;
+        Ok(record(
+            || Prim::BroadcastTo,
+            &[self],
+            self.view(layout),
+            false,
+        ))
+    }
+
+    /// `len` entries of `axis` starting at `start` (a view).
+    pub fn try_narrow(&self, axis: usize, start: usize, len: usize) -> Result<Tensor> {
+        check_axis("narrow", axis, self.shape())?;
+        if start + len > self.shape()[axis] {
+            return Err(Error::invalid(
+                "narrow",
+                format!(
+                    "range {start}..{} is out of bounds for axis {axis} of shape {:?}",
+                    start + len,
+                    self.shape()
+                ),
+            ));
+        }
+        let out = self.view(self.layout().narrow(axis, start, len));
+        Ok(record(|| Prim::Narrow { axis, start }, &[self], out, false))
+    }
+
+    /// Zeros of length `size` along `axis` with `self` placed at `start` (the
+    /// adjoint of [`Tensor::narrow`]).
+    pub fn try_pad(&self, axis: usize, start: usize, size: usize) -> Result<Tensor> {
+        check_axis("pad", axis, self.shape())?;
+        let len = self.shape()[axis];
+        if start + len > size {
+            return Err(Error::invalid(
+                "pad",
+                format!("a block of {len} at {start} does not fit in {size} along axis {axis}"),
+            ));
+        }
+        let mut shape: Vec<usize> = self.shape().to_vec();
+        shape[axis] = size;
+        let out = Tensor::zeros(&shape, self.dtype());
+        let out = with_dtype!(self.dtype(), T => {
+            let mut buf: Vec<T> = out.to_vec();
+            let dst = Layout::contiguous(&shape).narrow(axis, start, len);
+            for (d, s) in dst.offsets().zip(self.layout().offsets()) {
+                buf[d] = self.buffer::<T>()[s];
+            }
+            Tensor::from_buffer(buf, &shape)
+        });
+        Ok(record(|| Prim::Pad { axis, start }, &[self], out, false))
+    }
+
+    /// Joins tensors of equal shape but along `axis`.
+    pub fn try_concat(tensors: &[&Tensor], axis: usize) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::invalid("concat", "needs at least one tensor"))?;
+        check_axis("concat", axis, first.shape())?;
+        for t in &tensors[1..] {
+            same_dtype("concat", first, t)?;
+            let agree = t.ndim() == first.ndim()
+                && (0..t.ndim()).all(|i| i == axis || t.shape()[i] == first.shape()[i]);
+            if !agree {
+                return Err(Error::shapes_detail(
+                    "concat",
+                    first.shape(),
+                    t.shape(),
+                    format!("they must agree on every axis but {axis}"),
+                ));
+            }
+        }
+        let mut shape: Vec<usize> = first.shape().to_vec();
+        shape[axis] = tensors.iter().map(|t| t.shape()[axis]).sum();
+        let out = with_dtype!(first.dtype(), T => {
+            let mut buf = vec![T::zero(); shape.iter().product()];
+            let full = Layout::contiguous(&shape);
+            let mut start = 0;
+            for t in tensors {
+                let len = t.shape()[axis];
+                for (d, s) in full.narrow(axis, start, len).offsets().zip(t.layout().offsets()) {
+                    buf[d] = t.buffer::<T>()[s];
+                }
+                start += len;
+            }
+            Tensor::from_buffer(buf, &shape)
+        });
+        Ok(record(|| Prim::Concat { axis }, tensors, out, false))
+    }
+
+    /// Stacks tensors of one shape along a new `axis`.
+    pub fn try_stack(tensors: &[&Tensor], axis: usize) -> Result<Tensor> {
+        let first = tensors
+            .first()
+            .ok_or_else(|| Error::invalid("stack", "needs at least one tensor"))?;
+        if axis > first.ndim() {
+            return Err(Error::axis("stack", axis, first.shape()));
+        }
+        let mut expanded = Vec::with_capacity(tensors.len());
+        for t in tensors {
+            if t.shape() != first.shape() {
+                return Err(Error::shapes_detail(
+                    "stack",
+                    first.shape(),
+                    t.shape(),
+                    "all tensors must have one shape",
+                ));
+            }
+            expanded.push(t.try_unsqueeze(axis)?);
+        }
+        Tensor::try_concat(&expanded.iter().collect::<Vec<_>>(), axis)
+    }
+
+    /// Panicking form of [`Tensor::try_concat`].
+    #[track_caller]
+    pub fn concat(tensors: &[&Tensor], axis: usize) -> Tensor {
+        crate::error::or_panic(Self::try_concat(tensors, axis))
+    }
+
+    /// Panicking form of [`Tensor::try_stack`].
+    #[track_caller]
+    pub fn stack(tensors: &[&Tensor], axis: usize) -> Tensor {
+        crate::error::or_panic(Self::try_stack(tensors, axis))
+    }
+
+    /// Removes an axis of length 1.
+    pub fn try_squeeze(&self, axis: usize) -> Result<Tensor> {
+        check_axis("squeeze", axis, self.shape())?;
+        if self.shape()[axis] != 1 {
+            return Err(Error::invalid(
+                "squeeze",
+                format!(
+                    "axis {axis} of shape {:?} has length {}, not 1",
+                    self.shape(),
+                    self.shape()[axis]
+                ),
+            ));
+        }
+        let mut shape = self.shape().to_vec();
+        shape.remove(axis);
+        self.try_reshape(&shape)
+    }
+
+    /// Inserts an axis of length 1 at `axis` (`0..=ndim`).
+    pub fn try_unsqueeze(&self, axis: usize) -> Result<Tensor> {
+        if axis > self.ndim() {
+            return Err(Error::axis("unsqueeze", axis, self.shape()));
+        }
+        let mut shape = self.shape().to_vec();
+        shape.insert(axis, 1);
+        self.try_reshape(&shape)
+    }
+
+    /// Converts to another element type (gradients convert back).
+    pub fn to_dtype(&self, dtype: DType) -> Tensor {
+        if dtype == self.dtype() {
+            return self.clone();
+        }
+        let out = with_dtype!(dtype, T => Tensor::from_buffer(
+            self.to_vec_f64().into_iter().map(T::of).collect(), self.shape()));
+        record(|| Prim::Cast, &[self], out, false)
+    }
+
+    /// The transpose of a 2-D tensor (a view).
+    #[track_caller]
+    pub fn t(&self) -> Tensor {
+        assert!(
+            self.ndim() == 2,
+            "t: needs a 2-D tensor, got shape {:?}",
+            self.shape()
+        );
+        self.transpose(0, 1)
+    }
+
+    /// The tensor as 1-D.
+    pub fn flatten(&self) -> Tensor {
+        self.reshape(&[self.numel()])
+    }
+}
+
+panicking! {
+    /// The same elements in a new shape (a view when the data are contiguous).
+    fn reshape => try_reshape(shape: &[usize]);
+    /// Reorders the axes (a view).
+    fn permute => try_permute(perm: &[usize]);
+    /// Swaps two axes (a view).
+    fn transpose => try_transpose(a: usize, b: usize);
+    /// Broadcasts to `shape` by NumPy rules (a view).
+    fn broadcast_to => try_broadcast_to(shape: &[usize]);
+    /// `len` entries of `axis` from `start` (a view).
+    fn narrow => try_narrow(axis: usize, start: usize, len: usize);
+    /// Zero padding: `self` placed at `start` in `size` entries along `axis`.
+    fn pad => try_pad(axis: usize, start: usize, size: usize);
+    /// Removes an axis of length 1.
+    fn squeeze => try_squeeze(axis: usize);
+    /// Inserts an axis of length 1.
+    fn unsqueeze => try_unsqueeze(axis: usize);
+}

@@ -1,0 +1,196 @@
+//! Elementwise unary primitives. Each row of the two `match`es below is one
+//! op: its forward on one element, then its VJP. (The Jacobian of an
+//! elementwise op is diagonal, so its JVP is the same product as its VJP.)
+
+use super::{record, Prim};
+use crate::dtype::Element;
+use crate::kernels::elementwise::map;
+use crate::layout::Layout;
+use crate::storage::with_dtype;
+use crate::tensor::Tensor;
+
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) enum UnaryOp {
+    Neg,
+    Exp,
+    Log,
+    Sin,
+    Cos,
+    Tan,
+    Tanh,
+    Sqrt,
+    Abs,
+    Sigmoid,
+    Relu,
+    /// `x^p` for a constant `p`.
+    Powf(f64),
+    /// `c · x`.
+    Scale(f64),
+    /// `x + c`.
+    Shift(f64),
+}
+
+use UnaryOp::*;
+
+impl UnaryOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            Neg => "neg",
+            Exp => "exp",
+            Log => "log",
+            Sin => "sin",
+            Cos => "cos",
+            Tan => "tan",
+            Tanh => "tanh",
+            Sqrt => "sqrt",
+            Abs => "abs",
+            Sigmoid => "sigmoid",
+            Relu => "relu",
+            Powf(_) => "powf",
+            Scale(_) => "mul_scalar",
+            Shift(_) => "add_scalar",
+        }
+    }
+
+    /// Rules that read the output (cheaper than recomputing it).
+    fn saves_output(self) -> bool {
+        matches!(self, Exp | Tan | Tanh | Sqrt | Sigmoid)
+    }
+
+    fn forward<T: Element>(self, src: &[T], l: &Layout) -> Vec<T> {
+        match self {
+            Neg => map(src, l, |x| -x),
+            Exp => map(src, l, |x| x.exp()),
+            Log => map(src, l, |x| x.ln()),
+            Sin => map(src, l, |x| x.sin()),
+            Cos => map(src, l, |x| x.cos()),
+            Tan => map(src, l, |x| x.tan()),
+            Tanh => map(src, l, |x| x.tanh()),
+            Sqrt => map(src, l, |x| x.sqrt()),
+            Abs => map(src, l, |x| x.abs()),
+            Sigmoid => map(src, l, |x| {
+                // Never exponentiates a large positive number.
+                if x >= T::zero() {
+                    T::one() / (T::one() + (-x).exp())
+                } else {
+                    let e = x.exp();
+                    e / (T::one() + e)
+                }
+            }),
+            Relu => map(src, l, |x| if x > T::zero() { x } else { T::zero() }),
+            Powf(p) if p == 2.0 => map(src, l, |x| x * x),
+            Powf(p) => {
+                let p = T::of(p);
+                map(src, l, |x| x.powf(p))
+            }
+            Scale(c) => {
+                let c = T::of(c);
+                map(src, l, |x| x * c)
+            }
+            Shift(c) => {
+                let c = T::of(c);
+                map(src, l, |x| x + c)
+            }
+        }
+    }
+
+    /// `g · f'(x)`, with `y = f(x)` when [`UnaryOp::saves_output`].
+    pub(crate) fn vjp(self, x: &Tensor, y: Option<&Tensor>, g: &Tensor) -> Tensor {
+        let y = || y.expect("saved output");
+        match self {
+            Neg => g.neg(),
+            Exp => g * y(),
+            Log => g / x,
+            Sin => g * &x.cos(),
+            Cos => -(g * &x.sin()),
+            Tan => g * &(y().square() + 1.0),
+            Tanh => g * &(1.0 - y().square()),
+            Sqrt => (g / y()) * 0.5,
+            Abs => g * &x.sign(),
+            Sigmoid => g * &(y() * &(1.0 - y())),
+            Relu => g * &x.gt_scalar(0.0),
+            Powf(p) if p == 2.0 => g * &(x * 2.0),
+            Powf(p) => g * &(x.powf(p - 1.0) * p),
+            Scale(c) => g * c,
+            Shift(_) => g.clone(),
+        }
+    }
+}
+
+pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Tensor {
+    let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(op.forward(x.buffer::<T>(), x.layout()), x.shape()));
+    record(|| Prim::Unary(op), &[x], out, op.saves_output())
+}
+
+/// A non-differentiable elementwise function (its output is a constant).
+pub(crate) fn constant_map(x: &Tensor, f: impl Fn(f64) -> f64 + Sync) -> Tensor {
+    with_dtype!(x.dtype(), T => Tensor::from_buffer(
+        map(x.buffer::<T>(), x.layout(), |v| T::of(f(v.f64()))), x.shape()))
+}
+
+impl Tensor {
+    pub fn neg(&self) -> Tensor {
+        unary(self, Neg)
+    }
+    pub fn exp(&self) -> Tensor {
+        unary(self, Exp)
+    }
+    /// Natural logarithm.
+    pub fn log(&self) -> Tensor {
+        unary(self, Log)
+    }
+    pub fn sin(&self) -> Tensor {
+        unary(self, Sin)
+    }
+    pub fn cos(&self) -> Tensor {
+        unary(self, Cos)
+    }
+    pub fn tan(&self) -> Tensor {
+        unary(self, Tan)
+    }
+    pub fn tanh(&self) -> Tensor {
+        unary(self, Tanh)
+    }
+    pub fn sqrt(&self) -> Tensor {
+        unary(self, Sqrt)
+    }
+    pub fn abs(&self) -> Tensor {
+        unary(self, Abs)
+    }
+    /// `1 / (1 + e^{-x})`, computed without overflow.
+    pub fn sigmoid(&self) -> Tensor {
+        unary(self, Sigmoid)
+    }
+    /// `max(x, 0)`; its derivative at 0 is taken as 0.
+    pub fn relu(&self) -> Tensor {
+        unary(self, Relu)
+    }
+    /// `x^p` for a constant exponent (see [`Tensor::pow`] for a tensor exponent).
+    pub fn powf(&self, p: f64) -> Tensor {
+        unary(self, Powf(p))
+    }
+    /// `x²`.
+    pub fn square(&self) -> Tensor {
+        unary(self, Powf(2.0))
+    }
+    /// `c · x`.
+    pub fn mul_scalar(&self, c: f64) -> Tensor {
+        unary(self, Scale(c))
+    }
+    /// `x + c`.
+    pub fn add_scalar(&self, c: f64) -> Tensor {
+        unary(self, Shift(c))
+    }
+    /// `-1`, `0` or `1` per element (a constant: no gradient flows through it).
+    pub fn sign(&self) -> Tensor {
+        constant_map(self, |v| {
+            if v > 0.0 {
+                1.0
+            } else if v < 0.0 {
+                -1.0
+            } else {
+                0.0
+            }
+        })
+    }
+}

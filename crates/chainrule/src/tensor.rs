@@ -1,0 +1,369 @@
+//! The user-facing [`Tensor`]: an n-d view of a shared buffer, plus (when it
+//! depends on a leaf requiring gradients) its node in the implicit graph.
+
+use crate::autograd::node::{self, Node, NodeKind};
+use crate::dtype::{DType, Element};
+use crate::error::{or_panic, Error, Result};
+use crate::kernels::elementwise::materialize;
+use crate::layout::Layout;
+use crate::storage::{with_dtype, Storage, StorageElement};
+use rand::{Rng, SeedableRng};
+use std::fmt;
+use std::sync::Arc;
+
+/// An n-d array of `f32` or `f64` that records the ops applied to it when it
+/// requires gradients.
+///
+/// Cloning is cheap (a reference count); views (transpose, reshape of
+/// contiguous data, broadcast, narrow) share the buffer.
+///
+/// ```
+/// use chainrule::Tensor;
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).requires_grad();
+/// let y = (&x * &x).sum();
+/// y.backward().unwrap();
+/// assert_eq!(x.grad().unwrap().to_vec::<f64>(), vec![2.0, 4.0, 6.0]);
+/// ```
+#[derive(Clone)]
+pub struct Tensor(pub(crate) Arc<TensorImpl>);
+
+pub(crate) struct TensorImpl {
+    pub storage: Storage,
+    pub layout: Layout,
+    pub node: Option<Arc<Node>>,
+}
+
+impl Drop for TensorImpl {
+    fn drop(&mut self) {
+        if let Some(n) = self.node.take() {
+            node::release(n);
+        }
+    }
+}
+
+impl Tensor {
+    pub(crate) fn from_parts(storage: Storage, layout: Layout, node: Option<Arc<Node>>) -> Tensor {
+        Tensor(Arc::new(TensorImpl {
+            storage,
+            layout,
+            node,
+        }))
+    }
+
+    /// A fresh row-major tensor from a typed buffer.
+    pub(crate) fn from_buffer<T: StorageElement>(data: Vec<T>, shape: &[usize]) -> Tensor {
+        debug_assert_eq!(data.len(), shape.iter().product::<usize>());
+        Tensor::from_parts(T::wrap(data), Layout::contiguous(shape), None)
+    }
+
+    /// The same buffer seen through another layout, recording nothing.
+    pub(crate) fn view(&self, layout: Layout) -> Tensor {
+        Tensor::from_parts(self.0.storage.clone(), layout, None)
+    }
+
+    pub(crate) fn layout(&self) -> &Layout {
+        &self.0.layout
+    }
+
+    pub(crate) fn storage(&self) -> &Storage {
+        &self.0.storage
+    }
+
+    pub(crate) fn node(&self) -> Option<&Arc<Node>> {
+        self.0.node.as_ref()
+    }
+
+    /// The whole underlying buffer (index it with the layout).
+    pub(crate) fn buffer<T: StorageElement>(&self) -> &[T] {
+        debug_assert_eq!(T::DTYPE, self.dtype());
+        T::slice(&self.0.storage)
+    }
+
+    // ---- constructors -----------------------------------------------------
+
+    /// A tensor of `shape` holding `data` in row-major order.
+    ///
+    /// Panics when `data.len()` is not the product of `shape`; see [`Tensor::try_from_vec`].
+    #[track_caller]
+    pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Tensor {
+        or_panic(Self::try_from_vec(data, shape))
+    }
+
+    /// Like [`Tensor::from_vec`], returning an error on a length mismatch.
+    pub fn try_from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        if data.len() != n {
+            return Err(Error::invalid(
+                "from_vec",
+                format!(
+                    "{} values cannot fill shape {:?} ({} elements)",
+                    data.len(),
+                    shape,
+                    n
+                ),
+            ));
+        }
+        Ok(with_dtype!(T::DTYPE, E => {
+            // T is E: same DTYPE. Reinterpret without copying.
+            let data: Vec<E> = cast_vec(data);
+            Tensor::from_buffer(data, shape)
+        }))
+    }
+
+    /// A tensor of `shape` copied from a slice.
+    #[track_caller]
+    pub fn from_slice<T: Element>(data: &[T], shape: &[usize]) -> Tensor {
+        Self::from_vec(data.to_vec(), shape)
+    }
+
+    /// A 0-d tensor.
+    pub fn scalar<T: Element>(v: T) -> Tensor {
+        Self::from_vec(vec![v], &[])
+    }
+
+    /// A tensor filled with `value`.
+    pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
+        let n = shape.iter().product();
+        with_dtype!(dtype, E => Tensor::from_buffer(vec![E::of(value); n], shape))
+    }
+
+    pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
+        Self::full(shape, 0.0, dtype)
+    }
+
+    pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
+        Self::full(shape, 1.0, dtype)
+    }
+
+    /// Zeros with this tensor's shape and dtype.
+    pub fn zeros_like(&self) -> Tensor {
+        Self::zeros(self.shape(), self.dtype())
+    }
+
+    /// Ones with this tensor's shape and dtype.
+    pub fn ones_like(&self) -> Tensor {
+        Self::ones(self.shape(), self.dtype())
+    }
+
+    /// `[0, 1, …, n-1]`.
+    pub fn arange(n: usize, dtype: DType) -> Tensor {
+        with_dtype!(dtype, E => Tensor::from_buffer((0..n).map(|i| E::of(i as f64)).collect(), &[n]))
+    }
+
+    /// `n` evenly spaced values from `start` to `end` inclusive.
+    pub fn linspace(start: f64, end: f64, n: usize, dtype: DType) -> Tensor {
+        let step = if n > 1 {
+            (end - start) / (n - 1) as f64
+        } else {
+            0.0
+        };
+        with_dtype!(dtype, E => Tensor::from_buffer(
+            (0..n).map(|i| E::of(start + step * i as f64)).collect(), &[n]))
+    }
+
+    /// The `n × n` identity.
+    pub fn eye(n: usize, dtype: DType) -> Tensor {
+        with_dtype!(dtype, E => {
+            let mut v = vec![E::zero(); n * n];
+            for i in 0..n {
+                v[i * n + i] = E::one();
+            }
+            Tensor::from_buffer(v, &[n, n])
+        })
+    }
+
+    /// Uniform in `[low, high)` from a generator seeded with `seed`.
+    pub fn rand_uniform(shape: &[usize], low: f64, high: f64, seed: u64, dtype: DType) -> Tensor {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let n = shape.iter().product();
+        with_dtype!(dtype, E => Tensor::from_buffer(
+            (0..n).map(|_| E::of(rng.random_range(low..high))).collect(), shape))
+    }
+
+    /// Normal with mean `mean` and standard deviation `std`, seeded with `seed`.
+    pub fn rand_normal(shape: &[usize], mean: f64, std: f64, seed: u64, dtype: DType) -> Tensor {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let normal = rand_distr::Normal::new(mean, std).expect("std must be finite and >= 0");
+        let n = shape.iter().product();
+        with_dtype!(dtype, E => Tensor::from_buffer(
+            (0..n).map(|_| E::of(rng.sample(normal))).collect(), shape))
+    }
+
+    // ---- reading back -----------------------------------------------------
+
+    pub fn shape(&self) -> &[usize] {
+        &self.0.layout.shape
+    }
+
+    pub fn ndim(&self) -> usize {
+        self.0.layout.shape.len()
+    }
+
+    pub fn numel(&self) -> usize {
+        self.0.layout.numel()
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.0.storage.dtype()
+    }
+
+    /// Whether the view is a plain row-major run of its buffer.
+    pub fn is_contiguous(&self) -> bool {
+        self.0.layout.contiguous_range().is_some()
+    }
+
+    /// The elements in row-major order, converted to `T`.
+    pub fn to_vec<T: Element>(&self) -> Vec<T> {
+        with_dtype!(self.dtype(), E => {
+            let v: Vec<E> = materialize(self.buffer::<E>(), self.layout());
+            if E::DTYPE == T::DTYPE { cast_vec(v) } else { v.into_iter().map(|x| T::of(x.f64())).collect() }
+        })
+    }
+
+    /// The elements as `f64`, row-major.
+    pub fn to_vec_f64(&self) -> Vec<f64> {
+        self.to_vec::<f64>()
+    }
+
+    /// The value of a one-element tensor as `f64`.
+    #[track_caller]
+    pub fn item(&self) -> f64 {
+        or_panic(self.try_item())
+    }
+
+    pub fn try_item(&self) -> Result<f64> {
+        if self.numel() != 1 {
+            return Err(Error::invalid(
+                "item",
+                format!(
+                    "needs a tensor of one element, got shape {:?}",
+                    self.shape()
+                ),
+            ));
+        }
+        Ok(self.get_unchecked_offset(self.0.layout.offset))
+    }
+
+    /// The element at a multi-index, as `f64`.
+    #[track_caller]
+    pub fn get(&self, index: &[usize]) -> f64 {
+        or_panic(self.try_get(index))
+    }
+
+    pub fn try_get(&self, index: &[usize]) -> Result<f64> {
+        let l = self.layout();
+        if index.len() != l.shape.len() || index.iter().zip(&l.shape).any(|(i, d)| i >= d) {
+            return Err(Error::invalid(
+                "get",
+                format!(
+                    "index {:?} is out of bounds for shape {:?}",
+                    index,
+                    self.shape()
+                ),
+            ));
+        }
+        let off = l.offset
+            + index
+                .iter()
+                .zip(&l.strides)
+                .map(|(i, s)| i * s)
+                .sum::<usize>();
+        Ok(self.get_unchecked_offset(off))
+    }
+
+    fn get_unchecked_offset(&self, off: usize) -> f64 {
+        with_dtype!(self.dtype(), E => self.buffer::<E>()[off].f64())
+    }
+
+    /// A row-major copy (or this tensor when it already is one), recording
+    /// nothing about layout: gradients flow through unchanged.
+    pub fn contiguous(&self) -> Tensor {
+        if self.0.layout.contiguous_range().is_some() && self.0.layout.offset == 0 {
+            return self.clone();
+        }
+        crate::ops::movement::contiguous(self)
+    }
+
+    // ---- autograd ---------------------------------------------------------
+
+    /// This tensor as a leaf whose gradient `backward` computes (consumes the
+    /// handle; clones of the result share one gradient).
+    pub fn requires_grad(self) -> Tensor {
+        Tensor::from_parts(
+            self.0.storage.clone(),
+            self.0.layout.clone(),
+            Some(Node::leaf()),
+        )
+    }
+
+    /// Whether ops on this tensor are recorded (it is, or depends on, a leaf
+    /// requiring gradients).
+    pub fn needs_grad(&self) -> bool {
+        self.0.node.is_some()
+    }
+
+    /// Whether this tensor is a leaf requiring gradients.
+    pub fn is_leaf(&self) -> bool {
+        matches!(self.node().map(|n| &n.kind), Some(NodeKind::Leaf { .. }))
+    }
+
+    /// The same values cut from the graph: no gradient flows through.
+    pub fn detach(&self) -> Tensor {
+        self.view(self.0.layout.clone())
+    }
+
+    /// The gradient accumulated on this leaf by `backward`, if any.
+    pub fn grad(&self) -> Option<Tensor> {
+        match self.node().map(|n| &n.kind) {
+            Some(NodeKind::Leaf { grad }) => grad.lock().unwrap().clone(),
+            _ => None,
+        }
+    }
+
+    /// Clears the accumulated gradient of this leaf.
+    pub fn zero_grad(&self) {
+        if let Some(NodeKind::Leaf { grad }) = self.node().map(|n| &n.kind) {
+            *grad.lock().unwrap() = None;
+        }
+    }
+
+    /// The name of the op that produced this tensor (`"leaf"` for leaves,
+    /// `None` for tensors outside any graph).
+    pub fn op_name(&self) -> Option<&'static str> {
+        self.node().map(|n| n.name())
+    }
+}
+
+/// Reinterprets a `Vec<A>` as `Vec<B>` when both are the same type.
+fn cast_vec<A: 'static, B: 'static>(v: Vec<A>) -> Vec<B> {
+    assert_eq!(std::any::TypeId::of::<A>(), std::any::TypeId::of::<B>());
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: A and B are the same type (asserted above).
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut B, v.len(), v.capacity()) }
+}
+
+impl fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Tensor(shape={:?}, dtype={:?}",
+            self.shape(),
+            self.dtype()
+        )?;
+        if let Some(n) = self.node() {
+            write!(f, ", grad_fn={}", n.name())?;
+        }
+        let v = self.to_vec_f64();
+        if v.len() <= 16 {
+            write!(f, ", data={v:?})")
+        } else {
+            write!(f, ", data=[{}, {}, …, {}])", v[0], v[1], v[v.len() - 1])
+        }
+    }
+}
+
+impl fmt::Display for Tensor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self, f)
+    }
+}
