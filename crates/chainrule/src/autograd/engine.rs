@@ -309,7 +309,8 @@ pub fn grad_with(
             )
         })
         .collect();
-    Ok(run(&roots, Some(inputs), opts.retain_graph, opts.create_graph)?.1)
+    let (stats, grads) = run(&roots, Some(inputs), opts.retain_graph, opts.create_graph)?;
+    Ok((grads, stats))
 }
 
 impl Tensor {

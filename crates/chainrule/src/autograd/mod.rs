@@ -13,7 +13,7 @@
 pub(crate) mod engine;
 pub(crate) mod node;
 
-pub use engine::{grad, grad_with, BackwardOptions, BackwardStats};
+pub use engine::{grad, grad_with, grad_with_stats, BackwardOptions, BackwardStats};
 
 use std::cell::Cell;
 

@@ -1,0 +1,561 @@
+//! One table of every differentiable op; a property test runs gradcheck (f64,
+//! central differences) on each row over random shapes, broadcasting shapes
+//! and random values. A new op is tested by adding its row.
+
+use chainrule::check::{gradcheck, GradcheckOptions};
+use chainrule::Tensor;
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Where an op is differentiable and well conditioned.
+#[derive(Clone, Copy)]
+enum Domain {
+    Any,
+    /// `[0.2, 2.2]`: log, sqrt, pow bases, divisors.
+    Positive,
+    /// `|x| ≥ 0.2`: kinks at zero (abs, relu), sign-dependent masks.
+    AwayFromZero,
+    /// `|x| < 1.2`: tan.
+    Small,
+    /// Values pairwise at least 0.05 apart: max/min (no ties).
+    Distinct,
+}
+
+type Shapes = fn(&mut StdRng) -> Vec<Vec<usize>>;
+
+struct Row {
+    name: &'static str,
+    shapes: Shapes,
+    domains: &'static [Domain],
+    f: fn(&[Tensor]) -> Tensor,
+}
+
+fn dims(rng: &mut StdRng, rank: usize) -> Vec<usize> {
+    (0..rank).map(|_| rng.random_range(1..=4)).collect()
+}
+
+/// One tensor of rank 0 to 3.
+fn one(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let r = rng.random_range(0..=3);
+    vec![dims(rng, r)]
+}
+
+/// One tensor of rank 1 to 3 (for ops that take an axis).
+fn one_ranked(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let r = rng.random_range(1..=3);
+    vec![dims(rng, r)]
+}
+
+/// A shape and a random shape that broadcasts against it (leading axes
+/// dropped, some axes set to 1), in random order.
+fn broadcast_pair(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let r = rng.random_range(0..=3);
+    let full = dims(rng, r);
+    let drop = rng.random_range(0..=full.len());
+    let small: Vec<usize> = full[drop..]
+        .iter()
+        .map(|&d| if rng.random_bool(0.3) { 1 } else { d })
+        .collect();
+    if rng.random_bool(0.5) {
+        vec![full, small]
+    } else {
+        vec![small, full]
+    }
+}
+
+fn broadcast_triple(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let mut v = broadcast_pair(rng);
+    let third = v[rng.random_range(0..2)].clone();
+    v.insert(0, third);
+    v
+}
+
+fn same_pair(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let s = one(rng).remove(0);
+    vec![s.clone(), s]
+}
+
+fn matmul_2d(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let (m, k, n) = (
+        rng.random_range(1..=4),
+        rng.random_range(1..=4),
+        rng.random_range(1..=4),
+    );
+    vec![vec![m, k], vec![k, n]]
+}
+
+fn matmul_batched(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let (m, k, n, b) = (
+        rng.random_range(1..=3),
+        rng.random_range(1..=3),
+        rng.random_range(1..=3),
+        rng.random_range(2..=3),
+    );
+    match rng.random_range(0..3) {
+        0 => vec![vec![b, m, k], vec![k, n]],
+        1 => vec![vec![m, k], vec![b, k, n]],
+        _ => vec![vec![b, 1, m, k], vec![2, k, n]],
+    }
+}
+
+fn matvec(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let (m, k) = (rng.random_range(1..=4), rng.random_range(1..=4));
+    if rng.random_bool(0.5) {
+        vec![vec![m, k], vec![k]]
+    } else {
+        vec![vec![k], vec![k, m]]
+    }
+}
+
+fn vectors(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let n = rng.random_range(1..=6);
+    vec![vec![n], vec![n]]
+}
+
+fn concat_pair(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let a = vec![rng.random_range(1..=3), 3];
+    let b = vec![rng.random_range(1..=3), 3];
+    vec![a, b]
+}
+
+fn logits(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![4, rng.random_range(2..=5)]]
+}
+
+fn fixed_2x3x4(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![2, 3, 4]]
+}
+
+fn last_axis(x: &Tensor) -> usize {
+    x.ndim() - 1
+}
+
+use Domain::*;
+
+fn table() -> Vec<Row> {
+    vec![
+        Row {
+            name: "add",
+            shapes: broadcast_pair,
+            domains: &[Any, Any],
+            f: |x| &x[0] + &x[1],
+        },
+        Row {
+            name: "sub",
+            shapes: broadcast_pair,
+            domains: &[Any, Any],
+            f: |x| &x[0] - &x[1],
+        },
+        Row {
+            name: "mul",
+            shapes: broadcast_pair,
+            domains: &[Any, Any],
+            f: |x| &x[0] * &x[1],
+        },
+        Row {
+            name: "div",
+            shapes: broadcast_pair,
+            domains: &[Any, Positive],
+            f: |x| &x[0] / &x[1],
+        },
+        Row {
+            name: "pow",
+            shapes: broadcast_pair,
+            domains: &[Positive, Any],
+            f: |x| x[0].pow(&x[1]),
+        },
+        Row {
+            name: "maximum",
+            shapes: same_pair,
+            domains: &[Distinct, Distinct],
+            f: |x| x[0].maximum(&x[1]),
+        },
+        Row {
+            name: "minimum",
+            shapes: broadcast_pair,
+            domains: &[Distinct, Distinct],
+            f: |x| x[0].minimum(&x[1]),
+        },
+        Row {
+            name: "neg",
+            shapes: one,
+            domains: &[Any],
+            f: |x| -&x[0],
+        },
+        Row {
+            name: "powf",
+            shapes: one,
+            domains: &[Positive],
+            f: |x| x[0].powf(2.7),
+        },
+        Row {
+            name: "square",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].square(),
+        },
+        Row {
+            name: "mul_scalar",
+            shapes: one,
+            domains: &[Any],
+            f: |x| &x[0] * -1.5,
+        },
+        Row {
+            name: "add_scalar",
+            shapes: one,
+            domains: &[Any],
+            f: |x| 2.0 - &x[0],
+        },
+        Row {
+            name: "scalar_div",
+            shapes: one,
+            domains: &[Positive],
+            f: |x| 3.0 / &x[0],
+        },
+        Row {
+            name: "exp",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].exp(),
+        },
+        Row {
+            name: "log",
+            shapes: one,
+            domains: &[Positive],
+            f: |x| x[0].log(),
+        },
+        Row {
+            name: "sqrt",
+            shapes: one,
+            domains: &[Positive],
+            f: |x| x[0].sqrt(),
+        },
+        Row {
+            name: "abs",
+            shapes: one,
+            domains: &[AwayFromZero],
+            f: |x| x[0].abs(),
+        },
+        Row {
+            name: "sin",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].sin(),
+        },
+        Row {
+            name: "cos",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].cos(),
+        },
+        Row {
+            name: "tan",
+            shapes: one,
+            domains: &[Small],
+            f: |x| x[0].tan(),
+        },
+        Row {
+            name: "tanh",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].tanh(),
+        },
+        Row {
+            name: "sigmoid",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].sigmoid(),
+        },
+        Row {
+            name: "relu",
+            shapes: one,
+            domains: &[AwayFromZero],
+            f: |x| x[0].relu(),
+        },
+        Row {
+            name: "where",
+            shapes: broadcast_triple,
+            domains: &[AwayFromZero, Any, Any],
+            f: |x| Tensor::where_(&x[0].gt_scalar(0.0), &x[1], &x[2]),
+        },
+        Row {
+            name: "sum",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].sum(),
+        },
+        Row {
+            name: "sum_axes",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].sum_axes(&[0, 2], false),
+        },
+        Row {
+            name: "sum_axes_keepdim",
+            shapes: one_ranked,
+            domains: &[Any],
+            f: |x| x[0].sum_axes(&[0], true),
+        },
+        Row {
+            name: "mean",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].mean(),
+        },
+        Row {
+            name: "mean_axes",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].mean_axes(&[1], false),
+        },
+        Row {
+            name: "max",
+            shapes: one,
+            domains: &[Distinct],
+            f: |x| x[0].max(),
+        },
+        Row {
+            name: "min",
+            shapes: one,
+            domains: &[Distinct],
+            f: |x| x[0].min(),
+        },
+        Row {
+            name: "max_axes",
+            shapes: one_ranked,
+            domains: &[Distinct],
+            f: |x| x[0].max_axes(&[last_axis(&x[0])], false),
+        },
+        Row {
+            name: "min_axes_keepdim",
+            shapes: fixed_2x3x4,
+            domains: &[Distinct],
+            f: |x| x[0].min_axes(&[0, 1], true),
+        },
+        Row {
+            name: "logsumexp",
+            shapes: one_ranked,
+            domains: &[Any],
+            f: |x| x[0].logsumexp(last_axis(&x[0]), false),
+        },
+        Row {
+            name: "softmax",
+            shapes: one_ranked,
+            domains: &[Any],
+            f: |x| x[0].softmax(0),
+        },
+        Row {
+            name: "log_softmax",
+            shapes: one_ranked,
+            domains: &[Any],
+            f: |x| x[0].log_softmax(last_axis(&x[0])),
+        },
+        Row {
+            name: "matmul_2d",
+            shapes: matmul_2d,
+            domains: &[Any, Any],
+            f: |x| x[0].matmul(&x[1]),
+        },
+        Row {
+            name: "matmul_batched",
+            shapes: matmul_batched,
+            domains: &[Any, Any],
+            f: |x| x[0].matmul(&x[1]),
+        },
+        Row {
+            name: "matmul_vector",
+            shapes: matvec,
+            domains: &[Any, Any],
+            f: |x| x[0].matmul(&x[1]),
+        },
+        Row {
+            name: "dot",
+            shapes: vectors,
+            domains: &[Any, Any],
+            f: |x| x[0].dot(&x[1]),
+        },
+        Row {
+            name: "matmul_transposed",
+            shapes: matmul_2d,
+            domains: &[Any, Any],
+            f: |x| x[1].t().matmul(&x[0].t()),
+        },
+        Row {
+            name: "transpose",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].transpose(0, 2).sin(),
+        },
+        Row {
+            name: "permute",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].permute(&[1, 2, 0]).exp(),
+        },
+        Row {
+            name: "reshape",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].reshape(&[4, 6]),
+        },
+        Row {
+            name: "reshape_of_view",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].transpose(1, 2).reshape(&[8, 3]),
+        },
+        Row {
+            name: "broadcast_to",
+            shapes: broadcast_pair,
+            domains: &[Any, Any],
+            f: |x| {
+                let target = (&x[0].detach() + &x[1].detach()).shape().to_vec();
+                x[0].broadcast_to(&target).cos()
+            },
+        },
+        Row {
+            name: "squeeze_unsqueeze",
+            shapes: one_ranked,
+            domains: &[Any],
+            f: |x| x[0].unsqueeze(1).sin().squeeze(1),
+        },
+        Row {
+            name: "concat",
+            shapes: concat_pair,
+            domains: &[Any, Any],
+            f: |x| Tensor::concat(&[&x[0], &x[1]], 0),
+        },
+        Row {
+            name: "stack",
+            shapes: same_pair,
+            domains: &[Any, Any],
+            f: |x| Tensor::stack(&[&x[0], &x[1]], 0),
+        },
+        Row {
+            name: "narrow",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].narrow(2, 1, 2).exp(),
+        },
+        Row {
+            name: "pad",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].pad(1, 2, 6),
+        },
+        Row {
+            name: "index_select",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].index_select(1, &[2, 0, 2, 1]),
+        },
+        Row {
+            name: "gather",
+            shapes: logits,
+            domains: &[Any],
+            f: |x| x[0].gather(1, &[1, 0, 1, 1]),
+        },
+        Row {
+            name: "cross_entropy",
+            shapes: logits,
+            domains: &[Any],
+            f: |x| x[0].cross_entropy_with_logits(&[1, 0, 1, 1]),
+        },
+        Row {
+            name: "norm",
+            shapes: one,
+            domains: &[AwayFromZero],
+            f: |x| x[0].norm(),
+        },
+        Row {
+            name: "contiguous",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].transpose(0, 1).contiguous().square(),
+        },
+    ]
+}
+
+/// Random values of `shape` inside `domain`.
+fn values(rng: &mut StdRng, shape: &[usize], domain: Domain) -> Tensor {
+    let n: usize = shape.iter().product();
+    let v: Vec<f64> = match domain {
+        Any => (0..n).map(|_| rng.random_range(-2.0..2.0)).collect(),
+        Positive => (0..n).map(|_| rng.random_range(0.2..2.2)).collect(),
+        Small => (0..n).map(|_| rng.random_range(-1.2..1.2)).collect(),
+        AwayFromZero => (0..n)
+            .map(|_| {
+                let m: f64 = rng.random_range(0.2..2.0);
+                if rng.random_bool(0.5) {
+                    m
+                } else {
+                    -m
+                }
+            })
+            .collect(),
+        // A shuffled grid with spacing 0.1, plus small jitter: no ties
+        // within a tensor; across tensors a random offset avoids ties.
+        Distinct => {
+            let offset: f64 = rng.random_range(0.0..0.05);
+            let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.1 - 1.0 + offset).collect();
+            for i in (1..n).rev() {
+                v.swap(i, rng.random_range(0..=i));
+            }
+            v
+        }
+    };
+    Tensor::from_vec(v, shape)
+}
+
+fn check_row(row: &Row, seed: u64) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let shapes = (row.shapes)(&mut rng);
+    let inputs: Vec<Tensor> = shapes
+        .iter()
+        .zip(row.domains)
+        .map(|(s, &d)| values(&mut rng, s, d))
+        .collect();
+    gradcheck(row.f, &inputs, GradcheckOptions::default())
+        .map(|_| ())
+        .map_err(|e| format!("{}: shapes {:?}: {e}", row.name, shapes))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_op_matches_central_differences(seed in any::<u64>()) {
+        for row in table() {
+            if let Err(e) = check_row(&row, seed) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
+}
+
+#[test]
+fn table_rows_have_a_domain_per_input() {
+    let mut rng = StdRng::seed_from_u64(0);
+    for row in table() {
+        assert_eq!(
+            (row.shapes)(&mut rng).len(),
+            row.domains.len(),
+            "{}",
+            row.name
+        );
+    }
+}
+
+/// The checker itself discriminates: a function whose autodiff gradient is
+/// wrong (half the dependence is detached) must fail gradcheck.
+#[test]
+fn gradcheck_rejects_a_wrong_gradient() {
+    let x = Tensor::from_vec(vec![0.5f64, -1.0, 2.0], &[3]);
+    let wrong = gradcheck(
+        |xs| &xs[0] * &xs[0].detach(),
+        &[x],
+        GradcheckOptions::default(),
+    );
+    assert!(wrong.is_err());
+}
