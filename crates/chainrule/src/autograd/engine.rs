@@ -296,6 +296,16 @@ pub fn grad_with(
     inputs: &[&Tensor],
     opts: &BackwardOptions,
 ) -> Result<Vec<Tensor>> {
+    Ok(grad_with_stats(outputs, inputs, opts)?.0)
+}
+
+/// [`grad_with`], also reporting what the pass visited (how many rules it
+/// ran: the branches it pruned ran none).
+pub fn grad_with_stats(
+    outputs: &[&Tensor],
+    inputs: &[&Tensor],
+    opts: &BackwardOptions,
+) -> Result<(Vec<Tensor>, BackwardStats)> {
     let roots: Vec<(&Tensor, Option<Tensor>)> = outputs
         .iter()
         .map(|&o| {
