@@ -89,7 +89,8 @@ where
     for (i, (a, n)) in analytic.iter().zip(&numeric).enumerate() {
         for (j, (x, y)) in a.to_vec_f64().into_iter().zip(n.to_vec_f64()).enumerate() {
             let err = (x - y).abs();
-            if !(err <= opts.atol + opts.rtol * y.abs()) {
+            let within = err <= opts.atol + opts.rtol * y.abs();
+            if !within {
                 return Err(Error::invalid(
                     "gradcheck",
                     format!("input {i}, entry {j}: autodiff gives {x}, central differences {y} (error {err:e})"),

@@ -23,6 +23,8 @@ pub(crate) trait StorageElement: Element {
     fn wrap(v: Vec<Self>) -> Storage;
     /// The buffer; the caller has checked the dtype.
     fn slice(s: &Storage) -> &[Self];
+    /// The buffer for writing, when no other view shares it.
+    fn unique_mut(s: &mut Storage) -> Option<&mut Vec<Self>>;
 }
 
 impl StorageElement for f32 {
@@ -35,6 +37,12 @@ impl StorageElement for f32 {
             Storage::F64(_) => unreachable!("dtype checked by the caller"),
         }
     }
+    fn unique_mut(s: &mut Storage) -> Option<&mut Vec<Self>> {
+        match s {
+            Storage::F32(v) => Arc::get_mut(v),
+            Storage::F64(_) => None,
+        }
+    }
 }
 
 impl StorageElement for f64 {
@@ -45,6 +53,12 @@ impl StorageElement for f64 {
         match s {
             Storage::F64(v) => v,
             Storage::F32(_) => unreachable!("dtype checked by the caller"),
+        }
+    }
+    fn unique_mut(s: &mut Storage) -> Option<&mut Vec<Self>> {
+        match s {
+            Storage::F64(v) => Arc::get_mut(v),
+            Storage::F32(_) => None,
         }
     }
 }

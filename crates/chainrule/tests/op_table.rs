@@ -3,7 +3,7 @@
 //! and random values. A new op is tested by adding its row.
 
 use chainrule::check::{gradcheck, GradcheckOptions};
-use chainrule::Tensor;
+use chainrule::{autograd, BackwardOptions, Tensor};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -517,12 +517,44 @@ fn check_row(row: &Row, seed: u64) -> Result<(), String> {
         .map(|(s, &d)| values(&mut rng, s, d))
         .collect();
     gradcheck(row.f, &inputs, GradcheckOptions::default())
-        .map(|_| ())
+        .map_err(|e| format!("{}: shapes {:?}: {e}", row.name, shapes))?;
+    recorded_rules_agree(row, &inputs)
         .map_err(|e| format!("{}: shapes {:?}: {e}", row.name, shapes))
 }
 
+/// The first-order rules run as fused kernels; under `create_graph` the same
+/// rules are built from differentiable ops. Both must give one gradient.
+fn recorded_rules_agree(row: &Row, inputs: &[Tensor]) -> Result<(), String> {
+    let leaves: Vec<Tensor> = inputs.iter().map(|t| t.clone().requires_grad()).collect();
+    let y = (row.f)(&leaves);
+    let weight = Tensor::rand_uniform(y.shape(), 0.5, 1.5, 7, y.dtype());
+    let z = (&y * &weight).sum();
+    if !z.needs_grad() {
+        return Ok(());
+    }
+    let refs: Vec<&Tensor> = leaves.iter().collect();
+    let keep = BackwardOptions {
+        retain_graph: true,
+        ..Default::default()
+    };
+    let fused = autograd::grad_with(&[&z], &refs, &keep).map_err(|e| e.to_string())?;
+    let recorded = BackwardOptions {
+        create_graph: true,
+        ..Default::default()
+    };
+    let graph = autograd::grad_with(&[&z], &refs, &recorded).map_err(|e| e.to_string())?;
+    for (a, b) in fused.iter().zip(&graph) {
+        for (x, y) in a.to_vec::<f64>().iter().zip(b.to_vec::<f64>()) {
+            if (x - y).abs() > 1e-10 * y.abs().max(1.0) {
+                return Err(format!("fused rule gives {x}, recorded rule {y}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, .. ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, .. ProptestConfig::default() })]
 
     #[test]
     fn every_op_matches_central_differences(seed in any::<u64>()) {

@@ -40,55 +40,60 @@ fn edges_of(n: &Node) -> &[Option<Arc<Node>>] {
     }
 }
 
-struct Visit {
-    node: Arc<Node>,
+struct Visit<'a> {
+    node: &'a Node,
     /// Post-order index of each edge's node (`NO_CHILD` for a pruned input).
     children: SmallVec<[usize; 2]>,
 }
 
 /// Post-order of the nodes reachable from `roots`: every node after all of its
 /// inputs, so walking it backwards visits each node after all its consumers.
-fn topological_order(roots: &[Arc<Node>]) -> Vec<Visit> {
+/// Also returns each node's position in that order.
+fn topological_order(roots: &[Arc<Node>]) -> (Vec<Visit<'_>>, FxHashMap<*const Node, usize>) {
     let mut index: FxHashMap<*const Node, usize> = FxHashMap::default();
     let mut order: Vec<Visit> = Vec::new();
-    let mut stack: Vec<(Arc<Node>, usize)> = Vec::new();
+    // Borrowed nodes: everything reachable stays alive through the roots'
+    // edges, which nothing removes while the caller holds the roots.
+    let mut stack: Vec<(&Node, usize)> = Vec::new();
     for root in roots {
         if index.contains_key(&Arc::as_ptr(root)) {
             continue;
         }
         index.insert(Arc::as_ptr(root), NO_CHILD);
-        stack.push((root.clone(), 0));
+        stack.push((root, 0));
         while let Some((node, pos)) = stack.last_mut() {
             let edges = edges_of(node);
             if *pos < edges.len() {
-                let edge = edges[*pos].clone();
+                let edge = &edges[*pos];
                 *pos += 1;
                 if let Some(child) = edge {
                     if let std::collections::hash_map::Entry::Vacant(e) =
-                        index.entry(Arc::as_ptr(&child))
+                        index.entry(Arc::as_ptr(child))
                     {
                         e.insert(NO_CHILD);
+                        // SAFETY of the borrow's lifetime: see above.
+                        let child: &Node = unsafe { &*Arc::as_ptr(child) };
                         stack.push((child, 0));
                     }
                 }
             } else {
                 let (node, _) = stack.pop().unwrap();
-                let children = edges_of(&node)
+                let children = edges_of(node)
                     .iter()
                     .map(|e| e.as_ref().map_or(NO_CHILD, |c| index[&Arc::as_ptr(c)]))
                     .collect();
-                index.insert(Arc::as_ptr(&node), order.len());
+                *index.get_mut(&(node as *const Node)).unwrap() = order.len();
                 order.push(Visit { node, children });
             }
         }
     }
-    order
+    (order, index)
 }
 
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
     *slot = Some(match slot.take() {
         None => g,
-        Some(existing) => existing.add(&g),
+        Some(existing) => crate::ops::binary::add_into(existing, &g),
     });
 }
 
@@ -137,12 +142,7 @@ pub(crate) fn run(
         seeds.push(seed);
     }
 
-    let order = topological_order(&root_nodes);
-    let position: FxHashMap<*const Node, usize> = order
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (Arc::as_ptr(&v.node), i))
-        .collect();
+    let (order, position) = topological_order(&root_nodes);
 
     // Which nodes lead to a requested gradient; without targets, every node
     // does (a node exists only above a leaf that requires grad).
@@ -209,7 +209,7 @@ pub(crate) fn run(
                     continue;
                 }
                 stats.rules_run += 1;
-                let input_grads = run_rule(&visit.node, op, &g, &needs, retain_graph)?;
+                let input_grads = run_rule(visit.node, op, &g, &needs, retain_graph)?;
                 for (j, gi) in input_grads.into_iter().enumerate() {
                     if let (true, Some(gi)) = (needs[j], gi) {
                         accumulate(&mut grads[visit.children[j]], gi);
@@ -232,7 +232,7 @@ pub(crate) fn run(
 /// Runs one node's VJP rule on its saved tensors, checks what it returns, and
 /// frees the saved tensors unless the graph is retained.
 fn run_rule(
-    node: &Arc<Node>,
+    node: &Node,
     op: &OpNode,
     g: &Tensor,
     needs: &[bool],
@@ -248,7 +248,15 @@ fn run_rule(
         Tensor::from_parts(
             storage.clone(),
             layout.clone(),
-            crate::autograd::is_grad_enabled().then(|| node.clone()),
+            crate::autograd::is_grad_enabled().then(|| {
+                let ptr = node as *const Node;
+                // SAFETY: every node lives in an `Arc` (see `record`) that is
+                // alive here; this takes one more reference to it.
+                unsafe {
+                    Arc::increment_strong_count(ptr);
+                    Arc::from_raw(ptr)
+                }
+            }),
         )
     });
     let grads = op.prim.vjp(&saved.inputs, output.as_ref(), g, needs)?;

@@ -68,18 +68,19 @@ impl Node {
 // ---------------------------------------------------------------------------
 
 thread_local! {
-    static DROP_QUEUE: RefCell<Vec<Node>> = const { RefCell::new(Vec::new()) };
+    static DROP_QUEUE: RefCell<Vec<Arc<Node>>> = const { RefCell::new(Vec::new()) };
     static DRAINING: Cell<bool> = const { Cell::new(false) };
 }
 
 /// Releases one reference to a node without recursing into its inputs.
-pub(crate) fn release(node: Arc<Node>) {
-    let Some(node) = Arc::into_inner(node) else {
-        return; // other references remain: nothing is freed now
-    };
+pub(crate) fn release(mut node: Arc<Node>) {
+    if Arc::get_mut(&mut node).is_none() {
+        return; // other references remain: dropping ours frees nothing
+    }
+    // We hold the only reference, so no other thread can free it meanwhile.
     let queued = DROP_QUEUE.try_with(|q| q.borrow_mut().push(node));
     if queued.is_err() {
-        return; // thread teardown: the node was dropped in place by try_with's failure path
+        return; // thread teardown: the node was dropped in place
     }
     if DRAINING.with(|d| d.replace(true)) {
         return; // an outer release on this thread is draining the queue

@@ -7,7 +7,7 @@ use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::zip;
 use crate::layout::{broadcast_shapes, Layout};
-use crate::storage::with_dtype;
+use crate::storage::{with_dtype, StorageElement};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
 
@@ -109,6 +109,35 @@ pub(crate) fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let out = with_dtype!(dtype, T => Tensor::from_buffer(
         op.forward(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape));
     Ok(record(|| Prim::Binary(op), &[a, b], out, false))
+}
+
+/// `acc + g` for gradient accumulation: in place when `acc` is a plain
+/// buffer nobody else holds and nothing is being recorded, else a new tensor.
+pub(crate) fn add_into(mut acc: Tensor, g: &Tensor) -> Tensor {
+    let plain = acc.shape() == g.shape()
+        && acc.dtype() == g.dtype()
+        && acc.layout().contiguous_range() == Some(0..acc.numel())
+        && !acc.needs_grad()
+        && !crate::autograd::is_grad_enabled();
+    if plain {
+        if let Some(inner) = std::sync::Arc::get_mut(&mut acc.0) {
+            let done = with_dtype!(g.dtype(), T => match T::unique_mut(&mut inner.storage) {
+                Some(buf) => {
+                    let (src, lg) = (g.buffer::<T>(), g.layout());
+                    match lg.contiguous_range() {
+                        Some(r) => buf.iter_mut().zip(&src[r]).for_each(|(a, &b)| *a += b),
+                        None => buf.iter_mut().zip(lg.offsets()).for_each(|(a, o)| *a += src[o]),
+                    }
+                    true
+                }
+                None => false,
+            });
+            if done {
+                return acc;
+            }
+        }
+    }
+    acc.add(g)
 }
 
 /// A comparison, as a constant tensor of 0s and 1s in the operands' dtype.

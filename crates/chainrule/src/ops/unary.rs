@@ -78,7 +78,7 @@ impl UnaryOp {
                 }
             }),
             Relu => map(src, l, |x| if x > T::zero() { x } else { T::zero() }),
-            Powf(p) if p == 2.0 => map(src, l, |x| x * x),
+            Powf(2.0) => map(src, l, |x| x * x),
             Powf(p) => {
                 let p = T::of(p);
                 map(src, l, |x| x.powf(p))
@@ -94,8 +94,63 @@ impl UnaryOp {
         }
     }
 
-    /// `g · f'(x)`, with `y = f(x)` when [`UnaryOp::saves_output`].
+    /// `f'` on one element, given the output `y` for rules that save it and
+    /// the input `x` otherwise: the fused first-order VJP below.
+    fn derivative<T: Element>(self, v: T) -> T {
+        let one = T::one();
+        match self {
+            Neg => -one,
+            Exp => v,
+            Log => one / v,
+            Sin => v.cos(),
+            Cos => -v.sin(),
+            Tan => one + v * v,
+            Tanh => one - v * v,
+            Sqrt => T::of(0.5) / v,
+            Abs => {
+                if v > T::zero() {
+                    one
+                } else if v < T::zero() {
+                    -one
+                } else {
+                    T::zero()
+                }
+            }
+            Sigmoid => v * (one - v),
+            Relu => {
+                if v > T::zero() {
+                    one
+                } else {
+                    T::zero()
+                }
+            }
+            Powf(p) => T::of(p) * v.powf(T::of(p - 1.0)),
+            Scale(c) => T::of(c),
+            Shift(_) => one,
+        }
+    }
+
+    /// `g · f'(x)`, with `y = f(x)` when [`UnaryOp::saves_output`]. When the
+    /// backward pass is not being recorded this is one fused kernel; under
+    /// `create_graph` it is built from differentiable ops.
     pub(crate) fn vjp(self, x: &Tensor, y: Option<&Tensor>, g: &Tensor) -> Tensor {
+        if !crate::autograd::is_grad_enabled() {
+            let v = if self.saves_output() {
+                y.expect("saved output")
+            } else {
+                x
+            };
+            return with_dtype!(g.dtype(), T => {
+                let out = crate::kernels::elementwise::zip(
+                    v.buffer::<T>(), v.layout(), g.buffer::<T>(), g.layout(),
+                    |v, g| g * self.derivative(v));
+                Tensor::from_buffer(out, g.shape())
+            });
+        }
+        self.differentiable_vjp(x, y, g)
+    }
+
+    pub(crate) fn differentiable_vjp(self, x: &Tensor, y: Option<&Tensor>, g: &Tensor) -> Tensor {
         let y = || y.expect("saved output");
         match self {
             Neg => g.neg(),
@@ -109,7 +164,7 @@ impl UnaryOp {
             Abs => g * &x.sign(),
             Sigmoid => g * &(y() * &(1.0 - y())),
             Relu => g * &x.gt_scalar(0.0),
-            Powf(p) if p == 2.0 => g * &(x * 2.0),
+            Powf(2.0) => g * &(x * 2.0),
             Powf(p) => g * &(x.powf(p - 1.0) * p),
             Scale(c) => g * c,
             Shift(_) => g.clone(),

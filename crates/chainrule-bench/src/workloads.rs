@@ -1,0 +1,108 @@
+//! Each workload as one "call": build the graph from the inputs, evaluate the
+//! objective and its gradient. Inputs are created once, before timing.
+
+use crate::data::SplitMix64;
+use chainrule::autograd;
+use chainrule::Tensor;
+
+pub const MLP_DIMS: [usize; 4] = [784, 512, 256, 10];
+pub const MLP_BATCH: usize = 128;
+pub const MLP_LR: f64 = 0.01;
+
+/// A prepared case: `step` runs one call and returns (value, gradient sum).
+pub struct Case {
+    pub step: Box<dyn FnMut() -> (f64, f64)>,
+    pub impl_desc: &'static str,
+}
+
+fn grad_sum(gs: &[Tensor]) -> f64 {
+    gs.iter().map(|g| g.sum().item()).sum()
+}
+
+pub fn ex1(n: usize) -> Case {
+    let mut g = SplitMix64::new();
+    let x = Tensor::from_vec(g.f32s(n, 1.0), &[n]);
+    let w = Tensor::from_vec(g.f32s(n, 1.0), &[n]).requires_grad();
+    let y = Tensor::scalar(g.f32s(1, 1.0)[0]);
+    Case {
+        step: Box::new(move || {
+            let z = (x.dot(&w) - &y).square();
+            let gw = autograd::grad(&[&z], &[&w]).unwrap();
+            (z.item(), grad_sum(&gw))
+        }),
+        impl_desc: "eager reverse mode, autograd::grad",
+    }
+}
+
+pub fn ex2(m: usize, n: usize) -> Case {
+    let mut g = SplitMix64::new();
+    let x = Tensor::from_vec(g.f32s(m * n, 1.0), &[m, n]);
+    let w = Tensor::from_vec(g.f32s(n, 1.0), &[n]).requires_grad();
+    let y = Tensor::from_vec(g.f32s(m, 1.0), &[m]);
+    Case {
+        step: Box::new(move || {
+            let z = (x.matmul(&w) - &y).square().sum();
+            let gw = autograd::grad(&[&z], &[&w]).unwrap();
+            (z.item(), grad_sum(&gw))
+        }),
+        impl_desc: "eager reverse mode, autograd::grad",
+    }
+}
+
+pub fn chain(k: usize) -> Case {
+    let x = Tensor::scalar(SplitMix64::new().f32s(1, 1.0)[0]).requires_grad();
+    Case {
+        step: Box::new(move || {
+            let mut u = x.clone();
+            for _ in 0..k {
+                u = u.sin() * 0.5 + u * 0.5;
+            }
+            x.zero_grad();
+            u.backward().unwrap();
+            (u.item(), x.grad().unwrap().item())
+        }),
+        impl_desc: "0-d tensors, eager reverse mode, Tensor::backward",
+    }
+}
+
+pub fn mlp() -> Case {
+    let mut g = SplitMix64::new();
+    let x = Tensor::from_vec(
+        g.f32s(MLP_BATCH * MLP_DIMS[0], 1.0),
+        &[MLP_BATCH, MLP_DIMS[0]],
+    );
+    let labels = g.labels(MLP_BATCH, 10);
+    let mut params: Vec<Tensor> = Vec::new();
+    for l in 0..3 {
+        let (fi, fo) = (MLP_DIMS[l], MLP_DIMS[l + 1]);
+        let s = 1.0 / (fi as f64).sqrt();
+        params.push(Tensor::from_vec(g.f32s(fi * fo, s), &[fi, fo]).requires_grad());
+        params.push(Tensor::from_vec(g.f32s(fo, s), &[fo]).requires_grad());
+    }
+    Case {
+        step: Box::new(move || {
+            let mut h = x.clone();
+            for l in 0..3 {
+                h = h.matmul(&params[2 * l]) + &params[2 * l + 1];
+                if l < 2 {
+                    h = h.relu();
+                }
+            }
+            let loss = h.cross_entropy_with_logits(&labels);
+            let refs: Vec<&Tensor> = params.iter().collect();
+            let grads = autograd::grad(&[&loss], &refs).unwrap();
+            let summary = (loss.item(), grad_sum(&grads));
+            // Plain SGD: each parameter becomes a fresh leaf p - lr·g.
+            params = autograd::no_grad(|| {
+                params
+                    .iter()
+                    .zip(&grads)
+                    .map(|(p, g)| (p - &(g * MLP_LR)).requires_grad())
+                    .collect()
+            });
+            summary
+        }),
+        impl_desc:
+            "matmul + bias + relu, cross_entropy_with_logits, autograd::grad, SGD into fresh leaves",
+    }
+}
