@@ -1,6 +1,7 @@
-//! Matrix products through the `gemm` crate (see README: chosen by measuring).
-//!
-//! `gemm` takes arbitrary row and column strides, so transposed operands (the
+//! Matrix products through two crates, each where it measured fastest here
+//! (see README): `matrixmultiply` for matrix-matrix products on one thread,
+//! `gemm` for matrix-vector products and for multi-threaded products (rayon).
+//! Both take arbitrary row and column strides, so transposed operands (the
 //! `Aᵀ g` of every matmul backward) are multiplied in place, without a copy.
 
 use crate::layout::Layout;
@@ -63,7 +64,12 @@ fn gemm_into<T: crate::Element>(
         assert!((m - 1) * a_rs + (k - 1) * a_cs < a.len());
         assert!((k - 1) * b_rs + (n - 1) * b_cs < b.len());
     }
-    let parallelism = if m * n * k >= PARALLEL_FLOPS && rayon::current_num_threads() > 1 {
+    let threaded = m * n * k >= PARALLEL_FLOPS && rayon::current_num_threads() > 1;
+    if m > 1 && n > 1 && !threaded {
+        matrixmultiply_into(dst, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs);
+        return;
+    }
+    let parallelism = if threaded {
         gemm::Parallelism::Rayon(rayon::current_num_threads())
     } else {
         gemm::Parallelism::None
@@ -103,5 +109,66 @@ fn gemm_into<T: crate::Element>(
         call!(f64)
     } else {
         unreachable!("tensors hold f32 or f64")
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn matrixmultiply_into<T: crate::Element>(
+    dst: &mut [T],
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[T],
+    a_rs: usize,
+    a_cs: usize,
+    b: &[T],
+    b_rs: usize,
+    b_cs: usize,
+) {
+    let (ars, acs, brs, bcs, n_i) = (
+        a_rs as isize,
+        a_cs as isize,
+        b_rs as isize,
+        b_cs as isize,
+        n as isize,
+    );
+    // SAFETY: as in `gemm_into` (the caller asserted the bounds; T is the
+    // type named by TypeId; dst is a row-major m×n slice).
+    unsafe {
+        if TypeId::of::<T>() == TypeId::of::<f32>() {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr() as *const f32,
+                ars,
+                acs,
+                b.as_ptr() as *const f32,
+                brs,
+                bcs,
+                0.0,
+                dst.as_mut_ptr() as *mut f32,
+                n_i,
+                1,
+            )
+        } else {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                1.0,
+                a.as_ptr() as *const f64,
+                ars,
+                acs,
+                b.as_ptr() as *const f64,
+                brs,
+                bcs,
+                0.0,
+                dst.as_mut_ptr() as *mut f64,
+                n_i,
+                1,
+            )
+        }
     }
 }
