@@ -106,3 +106,30 @@ pub fn mlp() -> Case {
             "matmul + bias + relu, cross_entropy_with_logits, autograd::grad, SGD into fresh leaves",
     }
 }
+
+#[cfg(test)]
+mod tests {
+    /// The inputs are the shared ones: value and gradient sum equal the
+    /// peers' (`shared/bench/peers/baseline-results.jsonl`) to 1e-3 relative.
+    #[test]
+    fn workloads_reproduce_the_peers_values() {
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-3 * b.abs();
+        let (v, g) = (super::ex1(100).step)();
+        assert!(
+            close(v, 47.677066802978516) && close(g, 12.186660766601562),
+            "{v} {g}"
+        );
+        let (v, g) = (super::ex2(1000, 100).step)();
+        assert!(close(v, 12562.8125) && close(g, 2732.4892578125), "{v} {g}");
+        let (v, g) = (super::chain(2500).step)();
+        assert!(
+            close(v, 0.048719994723796844) && close(g, 0.0010075198952108622),
+            "{v} {g}"
+        );
+        let (v, g) = (super::mlp().step)();
+        assert!(
+            close(v, 2.308544158935547) && close(g, 0.5390102565288544),
+            "{v} {g}"
+        );
+    }
+}
