@@ -47,6 +47,19 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
             "both operands need at least one axis",
         ));
     }
+    if a.ndim() == 1 && b.ndim() == 1 && a.shape() == b.shape() {
+        // A dot product: skip the batch and GEMM set-up (the `ex1` fast path).
+        let out = with_dtype!(dtype, T => {
+            let (x, y) = (a.buffer::<T>(), b.buffer::<T>());
+            let (lx, ly) = (a.layout(), b.layout());
+            let v: T = match (lx.contiguous_range(), ly.contiguous_range()) {
+                (Some(rx), Some(ry)) => x[rx].iter().zip(&y[ry]).map(|(&p, &q)| p * q).sum(),
+                _ => lx.offsets().zip(ly.offsets()).map(|(i, j)| x[i] * y[j]).sum(),
+            };
+            Tensor::from_buffer(vec![v], &[])
+        });
+        return Ok(record(|| Prim::Matmul, &[a, b], out, false));
+    }
     let (la, lb) = (as_lhs(a.layout()), as_rhs(b.layout()));
     let (na, nb) = (la.shape.len(), lb.shape.len());
     let (m, k, k2, n) = (
