@@ -34,11 +34,15 @@ pub mod check;
 mod convert;
 mod dtype;
 pub mod error;
+pub mod forward;
+pub mod func;
 mod kernels;
 mod layout;
 mod ops;
 mod storage;
 mod tensor;
+
+pub use ops::custom;
 
 pub use autograd::{BackwardOptions, BackwardStats};
 pub use dtype::{DType, Element};

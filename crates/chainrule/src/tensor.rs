@@ -31,6 +31,9 @@ pub(crate) struct TensorImpl {
     pub storage: Storage,
     pub layout: Layout,
     pub node: Option<Arc<Node>>,
+    /// Forward mode: this tensor's tangent at one level, and the tensor without
+    /// it (see [`crate::forward`]).
+    pub dual: Option<crate::forward::Dual>,
 }
 
 impl Drop for TensorImpl {
@@ -47,6 +50,7 @@ impl Tensor {
             storage,
             layout,
             node,
+            dual: None,
         }))
     }
 
@@ -307,7 +311,8 @@ impl Tensor {
         matches!(self.node().map(|n| &n.kind), Some(NodeKind::Leaf { .. }))
     }
 
-    /// The same values cut from the graph: no gradient flows through.
+    /// The same values cut from the graph: no gradient flows through, by
+    /// either mode (reverse-mode node and forward-mode tangents are dropped).
     pub fn detach(&self) -> Tensor {
         self.view(self.0.layout.clone())
     }

@@ -243,8 +243,10 @@ fn run_rule(
         .as_ref()
         .ok_or(Error::GraphFreed { op: op.prim.name() })?;
     // The output is rebuilt with its own node, so that a rule reading it stays
-    // differentiable under create_graph.
-    let output = saved.output.as_ref().map(|(storage, layout)| {
+    // differentiable under create_graph. When the inputs carry forward-mode
+    // tangents the rule recomputes it instead, so that it carries them too.
+    let dual = saved.inputs.iter().any(crate::forward::has_tangent);
+    let output = saved.output.as_ref().filter(|_| !dual).map(|(storage, layout)| {
         Tensor::from_parts(
             storage.clone(),
             layout.clone(),
@@ -279,6 +281,32 @@ fn run_rule(
         *saved_slot = None;
     }
     Ok(grads)
+}
+
+/// Whether the graph above `root` reaches a leaf requiring gradients other
+/// than through `inputs` (so gradients with respect to `inputs` depend on
+/// other leaves, and must be differentiable for an outer derivative).
+pub(crate) fn depends_on_other_leaves(root: &Tensor, inputs: &[Tensor]) -> bool {
+    let Some(root) = root.node() else {
+        return false;
+    };
+    let stop: rustc_hash::FxHashSet<*const Node> = inputs
+        .iter()
+        .filter_map(|t| t.node().map(Arc::as_ptr))
+        .collect();
+    let mut seen: rustc_hash::FxHashSet<*const Node> = Default::default();
+    let mut stack: Vec<&Node> = vec![root];
+    while let Some(node) = stack.pop() {
+        let ptr = node as *const Node;
+        if stop.contains(&ptr) || !seen.insert(ptr) {
+            continue;
+        }
+        match &node.kind {
+            NodeKind::Leaf { .. } => return true,
+            NodeKind::Op(op) => stack.extend(op.edges.iter().flatten().map(|e| &**e)),
+        }
+    }
+    false
 }
 
 /// The gradients of `outputs` (scalars) with respect to `inputs`, like

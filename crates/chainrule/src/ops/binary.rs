@@ -91,6 +91,51 @@ impl BinaryOp {
         };
         smallvec![fit(ga, a, needs[0]), fit(gb, b, needs[1])]
     }
+
+    /// The JVP: `ȧ ∂out/∂a + ḃ ∂out/∂b` (elementwise), each term broadcast to
+    /// the output's shape (after the batch axis, for batched tangents).
+    pub(crate) fn jvp(
+        self,
+        a: &Tensor,
+        b: &Tensor,
+        out: &Tensor,
+        ta: &Option<Tensor>,
+        tb: &Option<Tensor>,
+    ) -> Tensor {
+        use crate::forward::{batch_prefix, fit, lift};
+        let prefix: Vec<usize> = match (ta, tb) {
+            (Some(t), _) => batch_prefix(t, a).to_vec(),
+            (None, Some(t)) => batch_prefix(t, b).to_vec(),
+            (None, None) => unreachable!("a JVP runs only when some input has a tangent"),
+        };
+        let n = out.ndim();
+        let ta = ta.as_ref().map(|t| lift(t, a, n));
+        let tb = tb.as_ref().map(|t| lift(t, b, n));
+        let (da, db): (Option<Tensor>, Option<Tensor>) = match self {
+            Add => (ta, tb),
+            Sub => (ta, tb.map(|t| t.neg())),
+            Mul => (ta.map(|t| &t * b), tb.map(|t| a * &t)),
+            Div => (ta.map(|t| &t / b), tb.map(|t| -(&t * out) / b)),
+            Pow => (
+                ta.map(|t| &t * &(b * &a.pow(&(b - 1.0)))),
+                tb.map(|t| &t * &(out * &a.log())),
+            ),
+            Maximum | Minimum => {
+                let wins = if self == Maximum { a.gt(b) } else { a.lt(b) };
+                let to_a = wins + a.eq_elem(b) * 0.5;
+                (
+                    ta.map(|t| &t * &to_a),
+                    tb.map(|t| &t * &(1.0 - &to_a)),
+                )
+            }
+        };
+        let sum = match (da, db) {
+            (Some(x), Some(y)) => x + y,
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => unreachable!("some tangent is present"),
+        };
+        fit(sum, &prefix, out.shape())
+    }
 }
 
 /// Both operands broadcast to their common shape, or a shape error naming `op`.
@@ -118,6 +163,8 @@ pub(crate) fn add_into(mut acc: Tensor, g: &Tensor) -> Tensor {
         && acc.dtype() == g.dtype()
         && acc.layout().contiguous_range() == Some(0..acc.numel())
         && !acc.needs_grad()
+        && acc.0.dual.is_none()
+        && g.0.dual.is_none()
         && !crate::autograd::is_grad_enabled();
     if plain {
         if let Some(inner) = std::sync::Arc::get_mut(&mut acc.0) {

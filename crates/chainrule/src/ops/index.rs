@@ -78,6 +78,33 @@ pub(crate) fn where_vjp(
     ]
 }
 
+/// The JVP of `where`: the branches' tangents selected by the same condition.
+pub(crate) fn where_jvp(inputs: &[Tensor], out: &Tensor, tangents: &[Option<Tensor>]) -> Tensor {
+    use crate::forward::{common_prefix, fit, lift};
+    let prefix = common_prefix(inputs, tangents);
+    let zero = Tensor::zeros(&[], out.dtype());
+    let branch = |i: usize| match &tangents[i] {
+        Some(t) => lift(t, &inputs[i], out.ndim()),
+        None => zero.clone(),
+    };
+    fit(
+        Tensor::where_(&inputs[0], &branch(1), &branch(2)),
+        &prefix,
+        out.shape(),
+    )
+}
+
+/// A gather/scatter index (laid out in the order of the indexed tensor's
+/// elements) repeated once per batch entry, for a tangent with `prefix` axes
+/// in front.
+pub(crate) fn repeat_index(index: &Arc<[usize]>, prefix: &[usize]) -> Arc<[usize]> {
+    let copies: usize = prefix.iter().product();
+    if prefix.is_empty() {
+        return index.clone();
+    }
+    index.iter().copied().cycle().take(index.len() * copies).collect()
+}
+
 fn check_indices(op: &'static str, index: &[usize], len: usize) -> Result<()> {
     match index.iter().find(|&&i| i >= len) {
         Some(i) => Err(Error::invalid(

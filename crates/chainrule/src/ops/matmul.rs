@@ -136,6 +136,55 @@ pub(crate) fn vjp(
     smallvec![ga, gb]
 }
 
+/// The JVP: `ȧ b + a ḃ`. Batched tangents are promoted as `numpy.matmul`
+/// promotes their primals (a 1-D left operand becomes a row, a 1-D right
+/// operand a column), with the batch axis in front as one more batch axis.
+pub(crate) fn jvp(
+    a: &Tensor,
+    b: &Tensor,
+    out: &Tensor,
+    ta: &Option<Tensor>,
+    tb: &Option<Tensor>,
+) -> Tensor {
+    use crate::forward::{batch_prefix, prefixed};
+    let prefix: Vec<usize> = match (ta, tb) {
+        (Some(t), _) => batch_prefix(t, a).to_vec(),
+        (None, Some(t)) => batch_prefix(t, b).to_vec(),
+        (None, None) => unreachable!("a JVP runs only when some input has a tangent"),
+    };
+    let sum = |da: Option<Tensor>, db: Option<Tensor>| match (da, db) {
+        (Some(x), Some(y)) => x + y,
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => unreachable!("some tangent is present"),
+    };
+    if prefix.is_empty() {
+        return sum(
+            ta.as_ref().map(|t| t.matmul(b)),
+            tb.as_ref().map(|t| a.matmul(t)),
+        );
+    }
+    let a2: Vec<usize> = if a.ndim() == 1 {
+        vec![1, a.shape()[0]]
+    } else {
+        a.shape().to_vec()
+    };
+    let b2: Vec<usize> = if b.ndim() == 1 {
+        vec![b.shape()[0], 1]
+    } else {
+        b.shape().to_vec()
+    };
+    let rank = a2.len().max(b2.len());
+    let lifted = |t: &Tensor, shape: &[usize]| {
+        let mut s = prefix.clone();
+        s.extend(std::iter::repeat_n(1, rank - shape.len()));
+        s.extend_from_slice(shape);
+        t.reshape(&s)
+    };
+    let da = ta.as_ref().map(|t| lifted(t, &a2).matmul(&b.reshape(&b2)));
+    let db = tb.as_ref().map(|t| a.reshape(&a2).matmul(&lifted(t, &b2)));
+    sum(da, db).reshape(&prefixed(&prefix, out.shape()))
+}
+
 impl Tensor {
     pub fn try_matmul(&self, other: &Tensor) -> Result<Tensor> {
         matmul(self, other)

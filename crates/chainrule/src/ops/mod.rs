@@ -9,6 +9,7 @@
 
 pub(crate) mod binary;
 pub(crate) mod composite;
+pub mod custom;
 pub(crate) mod index;
 pub(crate) mod matmul;
 pub(crate) mod movement;
@@ -77,6 +78,8 @@ pub(crate) enum Prim {
         axis: usize,
         index: Arc<[usize]>,
     },
+    /// A user-defined op (see [`custom`]).
+    Custom(custom::CustomPrim),
 }
 
 impl Prim {
@@ -99,6 +102,7 @@ impl Prim {
             Prim::IndexAdd { .. } => "index_add",
             Prim::Gather { .. } => "gather",
             Prim::ScatterAdd { .. } => "scatter_add",
+            Prim::Custom(f) => f.0.name(),
         }
     }
 
@@ -138,22 +142,111 @@ impl Prim {
                 x.shape()[*axis],
             )),
             Prim::ScatterAdd { axis, index, .. } => one(index::gather(g, *axis, index.clone())),
+            Prim::Custom(f) => custom::vjp(f, inputs, output, g, needs)?,
         })
     }
 }
 
-/// Attaches a node to a freshly computed `out` when grad mode is on and some
-/// input needs a gradient; otherwise records nothing (the note's pruning:
-/// branches that lead to no leaf requiring gradients cost nothing).
+impl Prim {
+    /// The tangent of the output given the inputs' tangents (`None` is a zero
+    /// tangent), at one forward-mode level. `inputs` and `output` are the
+    /// values without that level; a tangent may carry a leading batch axis
+    /// (see [`crate::forward`]). Returns `None` for a zero tangent.
+    pub(crate) fn jvp(
+        &self,
+        inputs: &[Tensor],
+        output: &Tensor,
+        tangents: &[Option<Tensor>],
+    ) -> Option<Tensor> {
+        use crate::forward::{batch_prefix, prefixed};
+        let x = &inputs[0];
+        if let Prim::Custom(f) = self {
+            return custom::jvp(f, inputs, output, tangents);
+        }
+        if let Prim::Binary(op) = self {
+            return Some(op.jvp(x, &inputs[1], output, &tangents[0], &tangents[1]));
+        }
+        if let Prim::Matmul = self {
+            return Some(matmul::jvp(x, &inputs[1], output, &tangents[0], &tangents[1]));
+        }
+        if let Prim::Where = self {
+            return Some(index::where_jvp(inputs, output, tangents));
+        }
+        if let Prim::Concat { axis } = self {
+            return Some(movement::concat_jvp(inputs, *axis, tangents));
+        }
+        // The remaining primitives have one differentiable input.
+        let t = tangents[0].as_ref()?;
+        let k = crate::forward::batch_axes(t, x);
+        let prefix = batch_prefix(t, x);
+        Some(match self {
+            Prim::Unary(op) => op.jvp(x, output, t),
+            Prim::Reduce { op, axes, keepdim } => op.jvp(x, output, t, axes, *keepdim),
+            Prim::Reshape => t.reshape(&prefixed(prefix, output.shape())),
+            Prim::Permute(perm) => {
+                let shifted: Vec<usize> = (0..k).chain(perm.iter().map(|&p| p + k)).collect();
+                t.permute(&shifted)
+            }
+            Prim::BroadcastTo => crate::forward::lift(t, x, output.ndim())
+                .broadcast_to(&prefixed(prefix, output.shape())),
+            Prim::Narrow { axis, start } => t.narrow(axis + k, *start, output.shape()[*axis]),
+            Prim::Pad { axis, start } => t.pad(axis + k, *start, output.shape()[*axis]),
+            Prim::Contiguous => t.contiguous(),
+            Prim::Cast => t.to_dtype(output.dtype()),
+            Prim::IndexSelect { axis, index } => index::index_select(t, axis + k, index.clone()),
+            Prim::IndexAdd { axis, index } => {
+                index::index_add(t, axis + k, index.clone(), output.shape()[*axis])
+            }
+            Prim::Gather { axis, index } => {
+                index::gather(t, axis + k, index::repeat_index(index, prefix))
+            }
+            Prim::ScatterAdd { axis, index } => index::scatter_add(
+                t,
+                axis + k,
+                index::repeat_index(index, prefix),
+                output.shape()[*axis],
+            ),
+            Prim::Binary(_)
+            | Prim::Matmul
+            | Prim::Where
+            | Prim::Concat { .. }
+            | Prim::Custom(_) => unreachable!("handled above"),
+        })
+    }
+}
+
+/// The one hook every primitive's result passes through, for both modes.
+///
+/// Reverse mode: attaches a node to the freshly computed `out` when grad mode
+/// is on and some input needs a gradient; otherwise records nothing (the
+/// note's pruning: branches that lead to no leaf requiring gradients cost
+/// nothing). Forward mode: when an input carries a tangent, computes the
+/// output's tangent with the op's JVP rule.
 pub(crate) fn record(
     prim: impl FnOnce() -> Prim,
     inputs: &[&Tensor],
     out: Tensor,
     save_output: bool,
 ) -> Tensor {
-    if inputs.iter().all(|t| t.node().is_none()) || !is_grad_enabled() {
+    let recording = is_grad_enabled() && inputs.iter().any(|t| t.node().is_some());
+    let dual = inputs.iter().any(|t| t.0.dual.is_some());
+    if !recording && !dual {
         return out;
     }
+    let prim = prim();
+    let out = if recording {
+        attach_node(prim.clone(), inputs, out, save_output)
+    } else {
+        out
+    };
+    if dual {
+        crate::forward::attach_tangents(&prim, inputs, out)
+    } else {
+        out
+    }
+}
+
+fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, save_output: bool) -> Tensor {
     let edges = inputs.iter().map(|t| t.node().cloned()).collect();
     let saved = Saved {
         inputs: inputs.iter().map(|&t| t.clone()).collect(),
@@ -161,7 +254,7 @@ pub(crate) fn record(
     };
     let node = Arc::new(Node {
         kind: NodeKind::Op(OpNode {
-            prim: prim(),
+            prim,
             edges,
             saved: Mutex::new(Some(saved)),
         }),

@@ -16,6 +16,12 @@ pub(crate) fn contiguous(x: &Tensor) -> Tensor {
     record(|| Prim::Contiguous, &[x], out, false)
 }
 
+/// The same tensor as a distinct node of the graph (an identity op): lets a
+/// transform target one use of a tensor apart from its other uses.
+pub(crate) fn alias(x: &Tensor) -> Tensor {
+    record(|| Prim::Contiguous, &[x], x.detach(), false)
+}
+
 /// `g` summed over the axes along which `shape` was broadcast to `g`'s shape:
 /// the adjoint of broadcasting, done here once for every op.
 pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Tensor {
@@ -57,6 +63,22 @@ pub(crate) fn concat_vjp(
             Some(piece)
         })
         .collect()
+}
+
+/// The JVP of concat: the tangents concatenated (zeros for inputs without
+/// one), along the same axis shifted past a batch axis.
+pub(crate) fn concat_jvp(inputs: &[Tensor], axis: usize, tangents: &[Option<Tensor>]) -> Tensor {
+    let prefix = crate::forward::common_prefix(inputs, tangents);
+    let parts: Vec<Tensor> = inputs
+        .iter()
+        .zip(tangents)
+        .map(|(x, t)| match t {
+            Some(t) => t.clone(),
+            None => Tensor::zeros(&crate::forward::prefixed(&prefix, x.shape()), x.dtype()),
+        })
+        .collect();
+    let refs: Vec<&Tensor> = parts.iter().collect();
+    Tensor::concat(&refs, axis + prefix.len())
 }
 
 impl Tensor {

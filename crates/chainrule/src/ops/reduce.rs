@@ -65,11 +65,43 @@ impl ReduceOp {
         };
         match self {
             ReduceOp::Sum => g.broadcast_to(x.shape()),
+            ReduceOp::Max | ReduceOp::Min => g * &self.share(x, y, axes),
+        }
+    }
+
+    /// For max/min: which elements attain the extremum, each weighted by one
+    /// over the number that tie (the weights along each reduced run sum to 1).
+    /// A constant: the extremum's derivative flows only through the weights'
+    /// product with the input's adjoint or tangent.
+    fn share(self, x: &Tensor, y: Option<&Tensor>, axes: &[usize]) -> Tensor {
+        let kept_shape = keepdim_shape(x.shape(), axes);
+        let y = match y {
+            Some(y) => y.detach(),
+            None => crate::autograd::no_grad(|| reduce_op(&x.detach(), self, axes, true))
+                .expect("axes were checked when the op ran"),
+        };
+        let hit = x.detach().eq_elem(&y.reshape(&kept_shape));
+        let count = hit.sum_axes(axes, true);
+        hit / count
+    }
+
+    /// The JVP: the reduction of the tangent (for max/min, of the tangent at
+    /// the extremum, averaged over ties). A batched tangent reduces over the
+    /// same axes shifted past its batch axis.
+    pub(crate) fn jvp(
+        self,
+        x: &Tensor,
+        y: &Tensor,
+        t: &Tensor,
+        axes: &[usize],
+        keepdim: bool,
+    ) -> Tensor {
+        let k = crate::forward::batch_axes(t, x);
+        let shifted: Vec<usize> = axes.iter().map(|a| a + k).collect();
+        match self {
+            ReduceOp::Sum => t.sum_axes(&shifted, keepdim),
             ReduceOp::Max | ReduceOp::Min => {
-                let y = y.expect("saved output").reshape(&kept_shape);
-                let hit = x.eq_elem(&y.detach());
-                let count = hit.sum_axes(axes, true);
-                g * &(hit / count)
+                (t * &self.share(x, Some(y), axes)).sum_axes(&shifted, keepdim)
             }
         }
     }

@@ -130,39 +130,55 @@ impl UnaryOp {
         }
     }
 
-    /// `g · f'(x)`, with `y = f(x)` when [`UnaryOp::saves_output`]. When the
-    /// backward pass is not being recorded this is one fused kernel; under
-    /// `create_graph` it is built from differentiable ops.
+    /// `g · f'(x)`, with `y = f(x)` when [`UnaryOp::saves_output`] (`None`:
+    /// recompute it). When the result need not be recorded (no grad mode, or
+    /// nothing here needs a gradient or carries a tangent) this is one fused
+    /// kernel; otherwise it is built from differentiable ops.
     pub(crate) fn vjp(self, x: &Tensor, y: Option<&Tensor>, g: &Tensor) -> Tensor {
-        if !crate::autograd::is_grad_enabled() {
-            let v = if self.saves_output() {
-                y.expect("saved output")
-            } else {
-                x
-            };
-            return with_dtype!(g.dtype(), T => {
-                let out = crate::kernels::elementwise::zip(
-                    v.buffer::<T>(), v.layout(), g.buffer::<T>(), g.layout(),
-                    |v, g| g * self.derivative(v));
-                Tensor::from_buffer(out, g.shape())
-            });
+        let v = if self.saves_output() { y } else { Some(x) };
+        if let Some(v) = v {
+            let plain = |t: &Tensor| t.0.dual.is_none() && !t.needs_grad();
+            let fused = v.shape() == g.shape()
+                && g.0.dual.is_none()
+                && v.0.dual.is_none()
+                && (!crate::autograd::is_grad_enabled() || (plain(x) && plain(v) && plain(g)));
+            if fused {
+                return with_dtype!(g.dtype(), T => {
+                    let out = crate::kernels::elementwise::zip(
+                        v.buffer::<T>(), v.layout(), g.buffer::<T>(), g.layout(),
+                        |v, g| g * self.derivative(v));
+                    Tensor::from_buffer(out, g.shape())
+                });
+            }
         }
         self.differentiable_vjp(x, y, g)
     }
 
+    /// The JVP: `ẏ = f'(x) ẋ`, the same product as the VJP (the Jacobian is
+    /// diagonal). A batched tangent broadcasts against `f'(x)`.
+    pub(crate) fn jvp(self, x: &Tensor, y: &Tensor, t: &Tensor) -> Tensor {
+        self.vjp(x, Some(y), t)
+    }
+
     pub(crate) fn differentiable_vjp(self, x: &Tensor, y: Option<&Tensor>, g: &Tensor) -> Tensor {
-        let y = || y.expect("saved output");
+        let y = || match y {
+            Some(y) => y.clone(),
+            None => unary(x, self),
+        };
         match self {
             Neg => g.neg(),
-            Exp => g * y(),
+            Exp => g * &y(),
             Log => g / x,
             Sin => g * &x.cos(),
             Cos => -(g * &x.sin()),
             Tan => g * &(y().square() + 1.0),
             Tanh => g * &(1.0 - y().square()),
-            Sqrt => (g / y()) * 0.5,
+            Sqrt => (g / &y()) * 0.5,
             Abs => g * &x.sign(),
-            Sigmoid => g * &(y() * &(1.0 - y())),
+            Sigmoid => {
+                let y = y();
+                g * &(&y * &(1.0 - &y))
+            }
             Relu => g * &x.gt_scalar(0.0),
             Powf(2.0) => g * &(x * 2.0),
             Powf(p) => g * &(x.powf(p - 1.0) * p),

@@ -1,0 +1,450 @@
+//! Functional transforms, as in JAX and `torch.func`: derivatives of pure
+//! functions of tensors, each one call, in whichever mode is cheaper.
+//!
+//! | transform | what it returns | mode |
+//! |---|---|---|
+//! | [`grad`], [`value_and_grad`] (and `_n` for several inputs) | `∇f(x)` of a scalar `f` | reverse |
+//! | [`vjp`] / [`vjp_n`] | `f(x)` and a pullback `u ↦ uᵀ J` | reverse |
+//! | [`jvp`] / [`jvp_n`] | `f(x)` and `J v` | forward |
+//! | [`jacrev`] | the Jacobian, one reverse sweep per output element | reverse |
+//! | [`jacfwd`] | the Jacobian, all input directions in one batched forward pass | forward |
+//! | [`jacobian`] | [`jacfwd`] when the input has fewer elements than the output, else [`jacrev`] | either |
+//! | [`hessian`] | the Hessian of a scalar `f` | forward-over-reverse |
+//! | [`hessian_rev`] | the same | reverse-over-reverse |
+//! | [`hvp`] | `H v` without forming `H` | forward-over-reverse |
+//!
+//! Shapes follow the note: for `f: Rⁿ → Rᵐ` the Jacobian is `(m, n)`; for
+//! tensors it has the output's shape followed by the input's.
+//!
+//! Transforms compose: the function passed to one may call another (a
+//! gradient of a gradient, the `jvp` of a `grad`, the `grad` of a `jvp`), and
+//! the function may return a [`Tensor`] or a [`Result`] (so a transform can be
+//! returned directly, and `?` works inside). Derivatives are taken with
+//! respect to the arguments only: tensors the function captures are
+//! constants for this transform (but stay differentiable for an enclosing one).
+//!
+//! ```
+//! use chainrule::{func, Tensor};
+//! // f(x) = Σ sin(x_i) x_i: ∇f = cos(x) ⊙ x + sin(x), H = diag(2cos x − x sin x)
+//! let f = |x: &Tensor| (x.sin() * x).sum();
+//! let x = Tensor::from_vec(vec![0.5f64, -1.0], &[2]);
+//! let g = func::grad(f, &x).unwrap();
+//! let h = func::hessian(f, &x).unwrap();
+//! assert_eq!(h.shape(), &[2, 2]);
+//! let v = 0.5f64;
+//! assert!((g.get(&[0]) - (v.cos() * v + v.sin())).abs() < 1e-15);
+//! assert!((h.get(&[0, 0]) - (2.0 * v.cos() - v * v.sin())).abs() < 1e-15);
+//! assert_eq!(h.get(&[0, 1]), 0.0);
+//! ```
+
+use crate::autograd::engine::{self, BackwardOptions};
+use crate::autograd::node::Node;
+use crate::autograd::GradModeGuard;
+use crate::error::{Error, Result};
+use crate::forward::{self, DualLevel};
+use crate::tensor::Tensor;
+
+/// What a transformed function may return: a tensor, or a result of one.
+pub trait FnOutput {
+    fn into_result(self) -> Result<Tensor>;
+}
+
+impl FnOutput for Tensor {
+    fn into_result(self) -> Result<Tensor> {
+        Ok(self)
+    }
+}
+
+impl FnOutput for Result<Tensor> {
+    fn into_result(self) -> Result<Tensor> {
+        self
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reverse mode
+// ---------------------------------------------------------------------------
+
+/// A handle on `x` that reverse mode can target on its own: a fresh leaf when
+/// `x` needs no gradient, else an identity op on `x` (so an enclosing
+/// transform still sees the dependence). Tangents `x` carries are kept.
+fn track(x: &Tensor) -> Tensor {
+    let _on = GradModeGuard::new(true);
+    if x.needs_grad() {
+        crate::ops::movement::alias(x)
+    } else {
+        forward::with_node(x, Node::leaf())
+    }
+}
+
+/// A function traced for reverse mode: its output and its tracked inputs.
+struct Traced {
+    output: Tensor,
+    inputs: Vec<Tensor>,
+    /// Whether the derivatives must themselves be differentiable: an
+    /// enclosing transform (or an outer `backward`) will differentiate them.
+    higher: bool,
+}
+
+fn trace<F, R>(f: F, xs: &[Tensor]) -> Result<Traced>
+where
+    F: FnOnce(&[Tensor]) -> R,
+    R: FnOutput,
+{
+    let inputs: Vec<Tensor> = xs.iter().map(track).collect();
+    let output = {
+        let _on = GradModeGuard::new(true);
+        f(&inputs).into_result()?
+    };
+    let higher = xs
+        .iter()
+        .any(|x| x.needs_grad() || forward::has_tangent(x))
+        || forward::has_tangent(&output)
+        || engine::depends_on_other_leaves(&output, &inputs);
+    Ok(Traced {
+        output,
+        inputs,
+        higher,
+    })
+}
+
+impl Traced {
+    /// `uᵀ J` for each input (`u = None`: the output is a single element).
+    fn pull(&self, u: Option<&Tensor>, retain: bool) -> Result<Vec<Tensor>> {
+        if !self.output.needs_grad() {
+            return Ok(self.inputs.iter().map(|x| x.zeros_like()).collect());
+        }
+        let refs: Vec<&Tensor> = self.inputs.iter().collect();
+        let _on = GradModeGuard::new(true);
+        let grads = engine::grad_with(
+            &[&self.output],
+            &refs,
+            &BackwardOptions {
+                grad: u.cloned(),
+                retain_graph: retain,
+                create_graph: self.higher,
+            },
+        )?;
+        Ok(grads)
+    }
+
+    /// The output handed back to the caller: cut from this transform's graph
+    /// unless an enclosing transform differentiates it.
+    fn value(&self) -> Tensor {
+        if self.higher {
+            self.output.clone()
+        } else {
+            self.output.detach()
+        }
+    }
+}
+
+fn check_scalar(op: &'static str, y: &Tensor) -> Result<()> {
+    if y.numel() != 1 {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "the function must return a single element, got shape {:?} (use jacrev / jacobian for non-scalar outputs)",
+                y.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `f(xs)` and its gradient with respect to each of `xs` (`f` returns a
+/// single element).
+pub fn value_and_grad_n<F, R>(f: F, xs: &[Tensor]) -> Result<(Tensor, Vec<Tensor>)>
+where
+    F: FnOnce(&[Tensor]) -> R,
+    R: FnOutput,
+{
+    let traced = trace(f, xs)?;
+    check_scalar("grad", &traced.output)?;
+    let grads = traced.pull(None, false)?;
+    Ok((traced.value(), grads))
+}
+
+/// The gradient of a scalar `f` with respect to each of `xs`.
+pub fn grad_n<F, R>(f: F, xs: &[Tensor]) -> Result<Vec<Tensor>>
+where
+    F: FnOnce(&[Tensor]) -> R,
+    R: FnOutput,
+{
+    Ok(value_and_grad_n(f, xs)?.1)
+}
+
+/// `f(x)` and `∇f(x)`, for `f` returning a single element.
+pub fn value_and_grad<F, R>(f: F, x: &Tensor) -> Result<(Tensor, Tensor)>
+where
+    F: FnOnce(&Tensor) -> R,
+    R: FnOutput,
+{
+    let (y, mut g) = value_and_grad_n(|xs: &[Tensor]| f(&xs[0]), std::slice::from_ref(x))?;
+    Ok((y, g.remove(0)))
+}
+
+/// `∇f(x)` (of `x`'s shape), for `f` returning a single element.
+pub fn grad<F, R>(f: F, x: &Tensor) -> Result<Tensor>
+where
+    F: FnOnce(&Tensor) -> R,
+    R: FnOutput,
+{
+    Ok(value_and_grad(f, x)?.1)
+}
+
+/// The pullback of [`vjp`]: maps an output cotangent `u` (of the output's
+/// shape) to `uᵀ J` for each input. It can be called many times.
+pub struct Pullback {
+    traced: Traced,
+}
+
+impl Pullback {
+    /// `uᵀ ∂f/∂xs`, one tensor per input, each of its input's shape.
+    pub fn call_n(&self, u: &Tensor) -> Result<Vec<Tensor>> {
+        if u.shape() != self.traced.output.shape() {
+            return Err(Error::shapes_detail(
+                "vjp",
+                self.traced.output.shape(),
+                u.shape(),
+                "the cotangent must have the output's shape",
+            ));
+        }
+        self.traced.pull(Some(u), true)
+    }
+
+    /// `uᵀ ∂f/∂x` for a function of one input.
+    pub fn call(&self, u: &Tensor) -> Result<Tensor> {
+        Ok(self.call_n(u)?.remove(0))
+    }
+}
+
+/// `f(xs)` and its pullback `u ↦ uᵀ J` (reverse mode: one backward sweep per call).
+pub fn vjp_n<F, R>(f: F, xs: &[Tensor]) -> Result<(Tensor, Pullback)>
+where
+    F: FnOnce(&[Tensor]) -> R,
+    R: FnOutput,
+{
+    let traced = trace(f, xs)?;
+    Ok((traced.value(), Pullback { traced }))
+}
+
+/// `f(x)` and its pullback `u ↦ uᵀ J`.
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+/// let (y, pullback) = func::vjp(|x: &Tensor| a.matmul(x), &Tensor::ones(&[2], a.dtype())).unwrap();
+/// assert_eq!(y.to_vec::<f64>(), [3.0, 7.0]);
+/// let row = pullback.call(&Tensor::from_vec(vec![1.0f64, 0.0], &[2])).unwrap();
+/// assert_eq!(row.to_vec::<f64>(), [1.0, 2.0]); // first row of J = A
+/// ```
+pub fn vjp<F, R>(f: F, x: &Tensor) -> Result<(Tensor, Pullback)>
+where
+    F: FnOnce(&Tensor) -> R,
+    R: FnOutput,
+{
+    vjp_n(|xs: &[Tensor]| f(&xs[0]), std::slice::from_ref(x))
+}
+
+// ---------------------------------------------------------------------------
+// Forward mode
+// ---------------------------------------------------------------------------
+
+/// `f(xs)` and `J v = Σ_i ∂f/∂xs[i] · vs[i]` (forward mode: one pass, nothing
+/// recorded).
+pub fn jvp_n<F, R>(f: F, xs: &[Tensor], vs: &[Tensor]) -> Result<(Tensor, Tensor)>
+where
+    F: FnOnce(&[Tensor]) -> R,
+    R: FnOutput,
+{
+    if xs.len() != vs.len() {
+        return Err(Error::invalid(
+            "jvp",
+            format!("{} inputs but {} tangents", xs.len(), vs.len()),
+        ));
+    }
+    let level = DualLevel::new();
+    let duals = xs
+        .iter()
+        .zip(vs)
+        .map(|(x, v)| level.make_dual(x, v))
+        .collect::<Result<Vec<_>>>()?;
+    let y = f(&duals).into_result()?;
+    let (value, tangent) = level.unpack(&y);
+    let tangent = tangent.unwrap_or_else(|| value.zeros_like());
+    Ok((value, tangent))
+}
+
+/// `f(x)` and `J v` (`v` of `x`'s shape; the result of `f(x)`'s shape).
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+/// let v = Tensor::from_vec(vec![1.0f64, 0.0], &[2]);
+/// let (y, jv) = func::jvp(|x: &Tensor| x * x, &x, &v).unwrap();
+/// assert_eq!(jv.to_vec::<f64>(), [2.0, 0.0]);
+/// ```
+pub fn jvp<F, R>(f: F, x: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)>
+where
+    F: FnOnce(&Tensor) -> R,
+    R: FnOutput,
+{
+    jvp_n(
+        |xs: &[Tensor]| f(&xs[0]),
+        std::slice::from_ref(x),
+        std::slice::from_ref(v),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// Jacobians and Hessians
+// ---------------------------------------------------------------------------
+
+/// `output shape ++ input shape`.
+fn jacobian_shape(y: &[usize], x: &[usize]) -> Vec<usize> {
+    y.iter().chain(x).copied().collect()
+}
+
+/// The one-hot tensor of `shape` with a 1 at flat position `i`.
+fn unit(shape: &[usize], i: usize, like: &Tensor) -> Tensor {
+    let mut data = vec![0.0f64; shape.iter().product()];
+    data[i] = 1.0;
+    Tensor::from_vec(data, shape).to_dtype(like.dtype())
+}
+
+/// The Jacobian by reverse mode: `f` runs once, then one backward sweep per
+/// output element (each gives a row).
+pub fn jacrev<F, R>(f: F, x: &Tensor) -> Result<Tensor>
+where
+    F: FnOnce(&Tensor) -> R,
+    R: FnOutput,
+{
+    let (y, pullback) = vjp(f, x)?;
+    rows(&y, &pullback, x)
+}
+
+fn rows(y: &Tensor, pullback: &Pullback, x: &Tensor) -> Result<Tensor> {
+    let (m, n) = (y.numel(), x.numel());
+    let rows = (0..m)
+        .map(|i| Ok(pullback.call(&unit(y.shape(), i, y))?.reshape(&[n])))
+        .collect::<Result<Vec<_>>>()?;
+    let refs: Vec<&Tensor> = rows.iter().collect();
+    let j = if m == 0 {
+        Tensor::zeros(&[0, n], x.dtype())
+    } else {
+        Tensor::stack(&refs, 0)
+    };
+    j.try_reshape(&jacobian_shape(y.shape(), x.shape()))
+}
+
+/// The Jacobian by forward mode: all `n` input directions pushed through `f`
+/// in one pass, as a tangent with a leading batch axis of length `n` (inside
+/// another `jacfwd`, one pass per direction instead).
+pub fn jacfwd<F, R>(f: F, x: &Tensor) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> R,
+    R: FnOutput,
+{
+    let n = x.numel();
+    let Some(level) = DualLevel::new_batched() else {
+        return jacfwd_columns(f, x);
+    };
+    let mut batch_shape = vec![n];
+    batch_shape.extend_from_slice(x.shape());
+    let directions = Tensor::eye(n, x.dtype()).reshape(&batch_shape);
+    let y = f(&level.make_dual(x, &directions)?).into_result()?;
+    let tangent = level.tangent_or_zeros(&y, Some(n));
+    let value = level.unpack(&y).0;
+    drop(level);
+    let m = value.numel();
+    // tangent[j, i...] = ∂y[i...]/∂x[j]: move the direction axis last.
+    tangent
+        .reshape(&[n, m])
+        .t()
+        .try_reshape(&jacobian_shape(value.shape(), x.shape()))
+}
+
+fn jacfwd_columns<F, R>(f: F, x: &Tensor) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> R,
+    R: FnOutput,
+{
+    let n = x.numel();
+    let mut y_shape = Vec::new();
+    let columns = (0..n)
+        .map(|j| {
+            let (y, col) = jvp(&f, x, &unit(x.shape(), j, x))?;
+            y_shape = y.shape().to_vec();
+            Ok(col.reshape(&[y.numel()]))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    if n == 0 {
+        let y = f(x).into_result()?;
+        return Ok(Tensor::zeros(
+            &jacobian_shape(y.shape(), x.shape()),
+            x.dtype(),
+        ));
+    }
+    let refs: Vec<&Tensor> = columns.iter().collect();
+    Tensor::stack(&refs, 1).try_reshape(&jacobian_shape(&y_shape, x.shape()))
+}
+
+/// The Jacobian in the cheaper mode: forward when `x` has fewer elements than
+/// `f(x)` (n directions instead of m sweeps), reverse otherwise, as the note
+/// prescribes. `f` runs once by reverse mode first to learn the output size.
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+/// // f: R² → R³, so the Jacobian is (3, 2)
+/// let f = |x: &Tensor| {
+///     let product = (x.narrow(0, 0, 1) * x.narrow(0, 1, 1)).sum();
+///     Tensor::stack(&[&x.sum(), &(x * x).sum(), &product], 0)
+/// };
+/// let j = func::jacobian(f, &x).unwrap();
+/// assert_eq!(j.shape(), &[3, 2]);
+/// assert_eq!(j.to_vec::<f64>(), [1.0, 1.0, 2.0, 4.0, 2.0, 1.0]);
+/// ```
+pub fn jacobian<F, R>(f: F, x: &Tensor) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> R,
+    R: FnOutput,
+{
+    let (y, pullback) = vjp(&f, x)?;
+    if x.numel() < y.numel() {
+        drop(pullback);
+        jacfwd(f, x)
+    } else {
+        rows(&y, &pullback, x)
+    }
+}
+
+/// The Hessian of a scalar `f`, forward-over-reverse (`jacfwd` of `grad`):
+/// one batched forward pass through the reverse sweep. Shape: `x`'s shape twice.
+pub fn hessian<F, R>(f: F, x: &Tensor) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> R,
+    R: FnOutput,
+{
+    jacfwd(|x: &Tensor| grad(&f, x), x)
+}
+
+/// The Hessian of a scalar `f`, reverse-over-reverse (`jacrev` of `grad`).
+pub fn hessian_rev<F, R>(f: F, x: &Tensor) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> R,
+    R: FnOutput,
+{
+    jacrev(|x: &Tensor| grad(&f, x), x)
+}
+
+/// The Hessian-vector product `H v` of a scalar `f`, forward-over-reverse
+/// (the `jvp` of `grad`): the cost of a few gradients, without forming `H`.
+pub fn hvp<F, R>(f: F, x: &Tensor, v: &Tensor) -> Result<Tensor>
+where
+    F: Fn(&Tensor) -> R,
+    R: FnOutput,
+{
+    Ok(jvp(|x: &Tensor| grad(&f, x), x, v)?.1)
+}

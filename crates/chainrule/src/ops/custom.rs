@@ -1,0 +1,162 @@
+//! User-defined differentiable ops: the user supplies the forward, the JVP and
+//! the VJP; chainrule records the op as one primitive, so it composes with
+//! every mode (reverse, forward, higher order, the functional transforms).
+//!
+//! ```
+//! use chainrule::custom::{apply, CustomOp};
+//! use chainrule::{func, Result, Tensor};
+//! use std::sync::Arc;
+//!
+//! /// `softplus(x) = ln(1 + eˣ)`, computed stably, with its derivative
+//! /// `sigmoid(x)` given by hand.
+//! struct Softplus;
+//! impl CustomOp for Softplus {
+//!     fn name(&self) -> &'static str { "softplus" }
+//!     fn forward(&self, x: &[Tensor]) -> Result<Tensor> {
+//!         let x = &x[0];
+//!         Ok(x.relu() + (-x.abs()).exp().add_scalar(1.0).log())
+//!     }
+//!     fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Option<Tensor>]) -> Result<Tensor> {
+//!         Ok(t[0].as_ref().unwrap() * &x[0].sigmoid())
+//!     }
+//!     fn vjp(&self, x: &[Tensor], _y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+//!         Ok(vec![Some(g * &x[0].sigmoid())])
+//!     }
+//! }
+//!
+//! let softplus = |x: &Tensor| apply(Arc::new(Softplus), &[x]).unwrap().sum();
+//! let x = Tensor::from_vec(vec![-1.0f64, 0.0, 2.0], &[3]);
+//! let g = func::grad(softplus, &x).unwrap();
+//! assert!((g.get(&[1]) - 0.5).abs() < 1e-15);
+//! // Its second derivative comes from differentiating the user's rules.
+//! let h = func::hessian(softplus, &x).unwrap();
+//! assert!((h.get(&[1, 1]) - 0.25).abs() < 1e-15);
+//! ```
+
+use super::{record, Prim};
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use smallvec::SmallVec;
+use std::fmt;
+use std::sync::Arc;
+
+/// A differentiable op defined by the user.
+///
+/// Write `jvp` and `vjp` with chainrule's own ops (not on raw numbers): then
+/// they are differentiable in turn, and higher derivatives through the op work.
+pub trait CustomOp: Send + Sync + 'static {
+    /// The op's name, shown in errors and graph dumps.
+    fn name(&self) -> &'static str;
+
+    /// The output from the inputs' values. The inputs are plain tensors (no
+    /// graph, no tangents): what the op does inside is not recorded.
+    fn forward(&self, inputs: &[Tensor]) -> Result<Tensor>;
+
+    /// The output's tangent given each input's tangent (`None`: zero, and at
+    /// least one is present), each of its input's shape. The result has the
+    /// output's shape.
+    fn jvp(&self, inputs: &[Tensor], output: &Tensor, tangents: &[Option<Tensor>])
+        -> Result<Tensor>;
+
+    /// Each input's adjoint given the output's adjoint `g` (of the output's
+    /// shape), each of its input's shape; `None` for an input that gets none.
+    fn vjp(&self, inputs: &[Tensor], output: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>>;
+}
+
+/// A custom op as a primitive of the graph.
+#[derive(Clone)]
+pub(crate) struct CustomPrim(pub Arc<dyn CustomOp>);
+
+impl fmt::Debug for CustomPrim {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Custom({})", self.0.name())
+    }
+}
+
+/// Runs `op` on `inputs`, recording it for reverse mode and propagating
+/// tangents for forward mode like any built-in op.
+pub fn apply(op: Arc<dyn CustomOp>, inputs: &[&Tensor]) -> Result<Tensor> {
+    let plain: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
+    let out = crate::autograd::no_grad(|| op.forward(&plain))?;
+    if let Some(x) = inputs.iter().find(|x| x.dtype() != out.dtype()) {
+        return Err(Error::DTypeMismatch {
+            op: op.name(),
+            lhs: x.dtype(),
+            rhs: out.dtype(),
+        });
+    }
+    let out = out.detach();
+    Ok(record(|| Prim::Custom(CustomPrim(op)), inputs, out, true))
+}
+
+/// The output's tangent by the user's rule. A batched tangent is pushed
+/// through the rule one direction at a time (the user's rule need not know
+/// about batch axes).
+pub(crate) fn jvp(
+    op: &CustomPrim,
+    inputs: &[Tensor],
+    output: &Tensor,
+    tangents: &[Option<Tensor>],
+) -> Option<Tensor> {
+    let name = op.0.name();
+    let checked = |t: Result<Tensor>| -> Tensor {
+        match t {
+            Ok(t) if t.shape() == output.shape() => t,
+            Ok(t) => panic!(
+                "custom op `{name}`: its JVP returned shape {:?} for an output of shape {:?}",
+                t.shape(),
+                output.shape()
+            ),
+            Err(e) => panic!("custom op `{name}`: its JVP failed: {e}"),
+        }
+    };
+    let prefix = crate::forward::common_prefix(inputs, tangents);
+    if prefix.is_empty() {
+        return Some(checked(op.0.jvp(inputs, output, tangents)));
+    }
+    let columns: Vec<Tensor> = (0..prefix[0])
+        .map(|b| {
+            let slice: Vec<Option<Tensor>> = tangents
+                .iter()
+                .map(|t| t.as_ref().map(|t| t.narrow(0, b, 1).squeeze(0)))
+                .collect();
+            checked(op.0.jvp(inputs, output, &slice))
+        })
+        .collect();
+    let refs: Vec<&Tensor> = columns.iter().collect();
+    Some(Tensor::stack(&refs, 0))
+}
+
+/// The inputs' adjoints by the user's rule (the output recomputed when it was
+/// not saved).
+pub(crate) fn vjp(
+    op: &CustomPrim,
+    inputs: &[Tensor],
+    output: Option<&Tensor>,
+    g: &Tensor,
+    needs: &[bool],
+) -> Result<SmallVec<[Option<Tensor>; 2]>> {
+    let output = match output {
+        Some(y) => y.clone(),
+        None => {
+            let refs: Vec<&Tensor> = inputs.iter().collect();
+            apply(op.0.clone(), &refs)?
+        }
+    };
+    let grads = op.0.vjp(inputs, &output, g)?;
+    if grads.len() != inputs.len() {
+        return Err(Error::Backward {
+            msg: format!(
+                "custom op `{}`: its VJP returned {} adjoints for {} inputs",
+                op.0.name(),
+                grads.len(),
+                inputs.len()
+            ),
+        });
+    }
+    Ok(grads
+        .into_iter()
+        .zip(needs)
+        .map(|(g, &need)| g.filter(|_| need))
+        .collect())
+}
