@@ -1,9 +1,17 @@
-//! One table of every differentiable op; a property test runs gradcheck (f64,
-//! central differences) on each row over random shapes, broadcasting shapes
-//! and random values. A new op is tested by adding its row.
+//! One table of every differentiable op; property tests run each row over
+//! random shapes, broadcasting shapes and random values (f64):
+//! - reverse mode against central differences (gradcheck), and the fused
+//!   first-order rules against the recorded ones;
+//! - forward mode (the JVP rules) against central differences, and against
+//!   reverse mode (`⟨u, J v⟩` both ways); the batched JVP (`jacfwd`) against
+//!   the Jacobian by reverse sweeps (`jacrev`);
+//! - second order: the Hessian by forward-over-reverse against
+//!   reverse-over-reverse and against central differences of the gradient.
+//!
+//! A new op is tested by adding its row.
 
 use chainrule::check::{gradcheck, GradcheckOptions};
-use chainrule::{autograd, BackwardOptions, Tensor};
+use chainrule::{autograd, func, BackwardOptions, Tensor};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -551,6 +559,156 @@ fn recorded_rules_agree(row: &Row, inputs: &[Tensor]) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Inputs of one row for one seed.
+fn row_inputs(row: &Row, rng: &mut StdRng) -> (Vec<Vec<usize>>, Vec<Tensor>) {
+    let shapes = (row.shapes)(rng);
+    let inputs = shapes
+        .iter()
+        .zip(row.domains)
+        .map(|(s, &d)| values(rng, s, d))
+        .collect();
+    (shapes, inputs)
+}
+
+fn close(what: &str, a: &Tensor, b: &Tensor, atol: f64, rtol: f64) -> Result<(), String> {
+    if a.shape() != b.shape() {
+        return Err(format!("{what}: shape {:?} vs {:?}", a.shape(), b.shape()));
+    }
+    for (i, (x, y)) in a.to_vec::<f64>().iter().zip(b.to_vec::<f64>()).enumerate() {
+        if (x - y).abs() > atol + rtol * y.abs() {
+            return Err(format!("{what}: entry {i}: {x} vs {y}"));
+        }
+    }
+    Ok(())
+}
+
+/// `f` as a function of input `i` alone.
+fn of_input<'a>(row: &Row, inputs: &'a [Tensor], i: usize) -> impl Fn(&Tensor) -> Tensor + 'a {
+    let f = row.f;
+    move |x: &Tensor| {
+        let mut xs = inputs.to_vec();
+        xs[i] = x.clone();
+        f(&xs)
+    }
+}
+
+/// Forward mode against central differences and against reverse mode; the
+/// batched forward Jacobian against the reverse one.
+fn forward_mode_agrees(row: &Row, seed: u64) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (shapes, inputs) = row_inputs(row, &mut rng);
+    let fail = |e: String| format!("{}: shapes {:?}: {e}", row.name, shapes);
+    let directions: Vec<Tensor> = inputs
+        .iter()
+        .map(|x| values(&mut rng, x.shape(), Any))
+        .collect();
+    let (y, jv) = func::jvp_n(|xs: &[Tensor]| (row.f)(xs), &inputs, &directions)
+        .map_err(|e| fail(e.to_string()))?;
+    close("jvp value", &y, &(row.f)(&inputs), 0.0, 0.0).map_err(fail)?;
+
+    let h = 1e-6;
+    let at = |s: f64| {
+        let moved: Vec<Tensor> = inputs
+            .iter()
+            .zip(&directions)
+            .map(|(x, v)| x + &(v * s))
+            .collect();
+        (row.f)(&moved)
+    };
+    let numeric = (at(h) - at(-h)) / (2.0 * h);
+    close("jvp vs central differences", &jv, &numeric, 1e-6, 1e-5).map_err(fail)?;
+
+    // ⟨u, J v⟩ by forward mode equals Σᵢ ⟨(Jᵀu)ᵢ, vᵢ⟩ by reverse mode.
+    let u = values(&mut rng, y.shape(), Any);
+    let (_, pullback) =
+        func::vjp_n(|xs: &[Tensor]| (row.f)(xs), &inputs).map_err(|e| fail(e.to_string()))?;
+    let cotangents = pullback.call_n(&u).map_err(|e| fail(e.to_string()))?;
+    let forward = (&u * &jv).sum().item();
+    let reverse: f64 = cotangents
+        .iter()
+        .zip(&directions)
+        .map(|(g, v)| (g * v).sum().item())
+        .sum();
+    if (forward - reverse).abs() > 1e-10 * forward.abs().max(1.0) {
+        return Err(fail(format!("<u, Jv> = {forward} by forward mode, {reverse} by reverse mode")));
+    }
+
+    for i in 0..inputs.len() {
+        let f = of_input(row, &inputs, i);
+        let jf = func::jacfwd(&f, &inputs[i]).map_err(|e| fail(e.to_string()))?;
+        let jr = func::jacrev(&f, &inputs[i]).map_err(|e| fail(e.to_string()))?;
+        close(&format!("jacfwd vs jacrev, input {i}"), &jf, &jr, 1e-12, 1e-10).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// The Hessian of `Σ f ⊙ w` with respect to each input, three ways.
+fn hessians_agree(row: &Row, seed: u64) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (shapes, inputs) = row_inputs(row, &mut rng);
+    let fail = |e: String| format!("{}: shapes {:?}: {e}", row.name, shapes);
+    let y = (row.f)(&inputs);
+    let w = values(&mut rng, y.shape(), Any);
+    for i in 0..inputs.len() {
+        let f = of_input(row, &inputs, i);
+        let s = |x: &Tensor| (f(x) * &w).sum();
+        let x = &inputs[i];
+        let h_fwd = func::hessian(s, x).map_err(|e| fail(e.to_string()))?;
+        let h_rev = func::hessian_rev(s, x).map_err(|e| fail(e.to_string()))?;
+        close(&format!("hessian fwd-over-rev vs rev-over-rev, input {i}"), &h_fwd, &h_rev, 1e-12, 1e-10)
+            .map_err(fail)?;
+        // Central differences of the (reverse-mode) gradient, column by column.
+        let n = x.numel();
+        let step = 1e-5;
+        let mut numeric = Vec::with_capacity(n * n);
+        let columns: Vec<Vec<f64>> = (0..n)
+            .map(|j| {
+                let mut e = vec![0.0; n];
+                e[j] = step;
+                let e = Tensor::from_vec(e, x.shape());
+                let gp = func::grad(s, &(x + &e)).unwrap().to_vec::<f64>();
+                let gm = func::grad(s, &(x - &e)).unwrap().to_vec::<f64>();
+                gp.iter().zip(gm).map(|(p, m)| (p - m) / (2.0 * step)).collect()
+            })
+            .collect();
+        for r in 0..n {
+            for col in &columns {
+                numeric.push(col[r]);
+            }
+        }
+        let numeric = Tensor::from_vec(numeric, h_fwd.shape());
+        close(&format!("hessian vs central differences, input {i}"), &h_fwd, &numeric, 1e-5, 1e-5)
+            .map_err(fail)?;
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_op_agrees_across_modes(seed in any::<u64>()) {
+        for row in table() {
+            if let Err(e) = forward_mode_agrees(&row, seed) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_op_has_consistent_hessians(seed in any::<u64>()) {
+        for row in table() {
+            if let Err(e) = hessians_agree(&row, seed) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
 }
 
 proptest! {
