@@ -26,6 +26,10 @@ impl SplitMix64 {
         (0..n).map(|_| (self.uniform() * scale) as f32).collect()
     }
 
+    pub fn f64s(&mut self, n: usize, scale: f64) -> Vec<f64> {
+        (0..n).map(|_| self.uniform() * scale).collect()
+    }
+
     pub fn labels(&mut self, n: usize, classes: u64) -> Vec<usize> {
         (0..n)
             .map(|_| ((self.next_u64() >> 32) % classes) as usize)

@@ -19,7 +19,7 @@ use std::time::Instant;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Run the shared benchmark workloads on chainrule")]
 struct Args {
-    /// ex1, ex2, chain, mlp or all.
+    /// ex1, ex2, chain, mlp, jac, hessian or all.
     #[arg(long, default_value = "all")]
     workload: String,
     /// 1, all or both.
@@ -50,23 +50,36 @@ fn sizes(workload: &str) -> &'static [&'static str] {
         "ex2" => &["1000x100", "4096x1024"],
         "chain" => &["2500", "25000", "250000"],
         "mlp" => &["784-512-256-10/b128"],
+        "jac" => &["8x256", "256x8"],
+        "hessian" => &["100"],
         _ => &[],
     }
 }
 
-fn modes(_workload: &str) -> &'static [&'static str] {
-    &["reverse"]
+fn modes(workload: &str) -> &'static [&'static str] {
+    match workload {
+        "chain" => &["reverse", "forward"],
+        "jac" => &["forward", "reverse"],
+        "hessian" => &["forward-over-reverse", "reverse-over-reverse"],
+        _ => &["reverse"],
+    }
 }
 
-fn build(workload: &str, size: &str) -> workloads::Case {
+fn build(workload: &str, size: &str, mode: &str) -> workloads::Case {
     match workload {
         "ex1" => workloads::ex1(size.parse().unwrap()),
         "ex2" => {
             let (m, n) = size.split_once('x').unwrap();
             workloads::ex2(m.parse().unwrap(), n.parse().unwrap())
         }
+        "chain" if mode == "forward" => workloads::chain_forward(size.parse().unwrap()),
         "chain" => workloads::chain(size.parse().unwrap()),
         "mlp" => workloads::mlp(),
+        "jac" => {
+            let (a, b) = size.split_once('x').unwrap();
+            workloads::jac(a.parse().unwrap(), b.parse().unwrap(), mode)
+        }
+        "hessian" => workloads::hessian(size.parse().unwrap(), mode),
         other => panic!("unknown workload {other}"),
     }
 }
@@ -103,7 +116,7 @@ fn run_child(args: &Args) {
     let (workload, size) = (args.workload.as_str(), args.size.clone().unwrap());
     let mode = args.mode.clone().unwrap();
     let load = load1();
-    let mut case = build(workload, &size);
+    let mut case = build(workload, &size, &mode);
     let base_rss = peak_rss_mb();
     let t0 = Instant::now();
     let (value, grad_sum) = (case.step)();
@@ -194,10 +207,10 @@ fn main() {
         return;
     }
     let workloads: Vec<&str> = match args.workload.as_str() {
-        "all" => vec!["ex1", "ex2", "chain", "mlp"],
+        "all" => vec!["ex1", "ex2", "chain", "mlp", "jac", "hessian"],
         w if !sizes(w).is_empty() => vec![w],
         w => {
-            eprintln!("unknown workload {w:?}: expected ex1, ex2, chain, mlp or all");
+            eprintln!("unknown workload {w:?}: expected ex1, ex2, chain, mlp, jac, hessian or all");
             std::process::exit(2);
         }
     };

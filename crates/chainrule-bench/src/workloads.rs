@@ -2,7 +2,8 @@
 //! objective and its gradient. Inputs are created once, before timing.
 
 use crate::data::SplitMix64;
-use chainrule::autograd;
+use chainrule::forward::DualLevel;
+use chainrule::{autograd, func};
 use chainrule::Tensor;
 
 pub const MLP_DIMS: [usize; 4] = [784, 512, 256, 10];
@@ -62,6 +63,84 @@ pub fn chain(k: usize) -> Case {
             (u.item(), x.grad().unwrap().item())
         }),
         impl_desc: "0-d tensors, eager reverse mode, Tensor::backward",
+    }
+}
+
+/// The chain by forward mode: one pass carrying the tangent, nothing recorded.
+pub fn chain_forward(k: usize) -> Case {
+    let x = Tensor::scalar(SplitMix64::new().f32s(1, 1.0)[0]);
+    let one = Tensor::scalar(1.0f32);
+    Case {
+        step: Box::new(move || {
+            let level = DualLevel::new();
+            let mut u = level.make_dual(&x, &one).unwrap();
+            for _ in 0..k {
+                u = u.sin() * 0.5 + u * 0.5;
+            }
+            let (value, tangent) = level.unpack(&u);
+            (value.item(), tangent.unwrap().item())
+        }),
+        impl_desc: "0-d tensors, forward mode (DualLevel::make_dual)",
+    }
+}
+
+pub const JAC_HIDDEN: usize = 256;
+
+/// `f(x) = tanh(W3 tanh(W2 tanh(W1 x)))`, its Jacobian by `jacfwd` (forward)
+/// or `jacrev` (reverse).
+pub fn jac(a: usize, b: usize, mode: &str) -> Case {
+    let mut g = SplitMix64::new();
+    let h = JAC_HIDDEN;
+    let x = Tensor::from_vec(g.f32s(a, 1.0), &[a]);
+    let w1 = Tensor::from_vec(g.f32s(h * a, 1.0 / (a as f64).sqrt()), &[h, a]);
+    let w2 = Tensor::from_vec(g.f32s(h * h, 1.0 / (h as f64).sqrt()), &[h, h]);
+    let w3 = Tensor::from_vec(g.f32s(b * h, 1.0 / (h as f64).sqrt()), &[b, h]);
+    let forward = mode == "forward";
+    Case {
+        step: Box::new(move || {
+            let f = |x: &Tensor| w3.matmul(&w2.matmul(&w1.matmul(x).tanh()).tanh()).tanh();
+            let j = if forward {
+                func::jacfwd(f, &x)
+            } else {
+                func::jacrev(f, &x)
+            }
+            .unwrap();
+            (f(&x).sum().item(), j.sum().item())
+        }),
+        impl_desc: if forward {
+            "func::jacfwd (one forward pass, batched tangent of a directions)"
+        } else {
+            "func::jacrev (one forward, b reverse sweeps)"
+        },
+    }
+}
+
+/// The extended Rosenbrock function of WORKLOADS.md.
+pub fn rosenbrock(x: &Tensor) -> Tensor {
+    let n = x.shape()[0];
+    let head = x.narrow(0, 0, n - 1);
+    let tail = x.narrow(0, 1, n - 1);
+    ((tail - head.square()).square() * 100.0 + (1.0 - &head).square()).sum()
+}
+
+pub fn hessian(n: usize, mode: &str) -> Case {
+    let x = Tensor::from_vec(SplitMix64::new().f64s(n, 1.0), &[n]);
+    let forward = mode == "forward-over-reverse";
+    Case {
+        step: Box::new(move || {
+            let h = if forward {
+                func::hessian(rosenbrock, &x)
+            } else {
+                func::hessian_rev(rosenbrock, &x)
+            }
+            .unwrap();
+            (rosenbrock(&x).item(), h.sum().item())
+        }),
+        impl_desc: if forward {
+            "func::hessian (jacfwd of grad: one batched forward pass over the reverse sweep)"
+        } else {
+            "func::hessian_rev (jacrev of grad: n reverse sweeps over the recorded gradient)"
+        },
     }
 }
 
@@ -126,6 +205,30 @@ mod tests {
             close(v, 0.048719994723796844) && close(g, 0.0010075198952108622),
             "{v} {g}"
         );
+        let (v, g) = (super::chain_forward(2500).step)();
+        assert!(
+            close(v, 0.048719994723796844) && close(g, 0.0010075198952108622),
+            "{v} {g}"
+        );
+        for mode in ["forward-over-reverse", "reverse-over-reverse"] {
+            let (v, g) = (super::hessian(100, mode).step)();
+            assert!(
+                (v - 5189.849753254599).abs() <= 1e-9 * v && (g - 61439.8343931505).abs() <= 1e-9 * g,
+                "{v} {g}"
+            );
+        }
+        for (a, b, value, sum) in [
+            (8, 256, 1.1844184398651123, 4.549999713897705),
+            (256, 8, 0.02331867814064026, -0.7377574443817139),
+        ] {
+            for mode in ["forward", "reverse"] {
+                let (v, g) = (super::jac(a, b, mode).step)();
+                assert!(
+                    (v - value).abs() <= 1e-3 * value.abs() && (g - sum).abs() <= 1e-3 * sum.abs(),
+                    "jac {a}x{b} {mode}: {v} {g}"
+                );
+            }
+        }
         let (v, g) = (super::mlp().step)();
         assert!(
             close(v, 2.308544158935547) && close(g, 0.5390102565288544),
