@@ -20,9 +20,9 @@ def main(path):
             continue
         key = (d["workload"], d["size"], d["mode"], d["threads"])
         rows.setdefault(key, {})[d["lib"]] = d
-    print("| workload | size | threads | " + " | ".join(LIBS) + " | " +
+    print("| workload | size | mode | threads | " + " | ".join(LIBS) + " | " +
           " | ".join(f"{p}/ours" for p in LIBS[1:]) + " |")
-    print("|" + "---|" * (3 + 2 * len(LIBS) - 1))
+    print("|" + "---|" * (4 + 2 * len(LIBS) - 1))
     for key, libs in rows.items():
         ours = libs.get("chainrule")
         cells = []
@@ -41,7 +41,7 @@ def main(path):
             d = libs.get(lib)
             ratios.append(f"{d['median_ms'] / ours['median_ms']:.2f}×" if d and ours else "–")
         w, size, mode, threads = key
-        print(f"| {w} | {size} | {threads} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
+        print(f"| {w} | {size} | {mode} | {threads} | " + " | ".join(cells) + " | " + " | ".join(ratios) + " |")
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 
 use crate::data::SplitMix64;
 use chainrule::forward::DualLevel;
-use chainrule::{autograd, func};
 use chainrule::Tensor;
+use chainrule::{autograd, func};
 
 pub const MLP_DIMS: [usize; 4] = [784, 512, 256, 10];
 pub const MLP_BATCH: usize = 128;
@@ -213,7 +213,8 @@ mod tests {
         for mode in ["forward-over-reverse", "reverse-over-reverse"] {
             let (v, g) = (super::hessian(100, mode).step)();
             assert!(
-                (v - 5189.849753254599).abs() <= 1e-9 * v && (g - 61439.8343931505).abs() <= 1e-9 * g,
+                (v - 5189.849753254599).abs() <= 1e-9 * v
+                    && (g - 61439.8343931505).abs() <= 1e-9 * g,
                 "{v} {g}"
             );
         }

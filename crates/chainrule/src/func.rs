@@ -96,9 +96,7 @@ where
         let _on = GradModeGuard::new(true);
         f(&inputs).into_result()?
     };
-    let higher = xs
-        .iter()
-        .any(|x| x.needs_grad() || forward::has_tangent(x))
+    let higher = xs.iter().any(|x| x.needs_grad() || forward::has_tangent(x))
         || forward::has_tangent(&output)
         || engine::depends_on_other_leaves(&output, &inputs);
     Ok(Traced {

@@ -632,14 +632,23 @@ fn forward_mode_agrees(row: &Row, seed: u64) -> Result<(), String> {
         .map(|(g, v)| (g * v).sum().item())
         .sum();
     if (forward - reverse).abs() > 1e-10 * forward.abs().max(1.0) {
-        return Err(fail(format!("<u, Jv> = {forward} by forward mode, {reverse} by reverse mode")));
+        return Err(fail(format!(
+            "<u, Jv> = {forward} by forward mode, {reverse} by reverse mode"
+        )));
     }
 
     for i in 0..inputs.len() {
         let f = of_input(row, &inputs, i);
         let jf = func::jacfwd(&f, &inputs[i]).map_err(|e| fail(e.to_string()))?;
         let jr = func::jacrev(&f, &inputs[i]).map_err(|e| fail(e.to_string()))?;
-        close(&format!("jacfwd vs jacrev, input {i}"), &jf, &jr, 1e-12, 1e-10).map_err(fail)?;
+        close(
+            &format!("jacfwd vs jacrev, input {i}"),
+            &jf,
+            &jr,
+            1e-12,
+            1e-10,
+        )
+        .map_err(fail)?;
     }
     Ok(())
 }
@@ -657,8 +666,14 @@ fn hessians_agree(row: &Row, seed: u64) -> Result<(), String> {
         let x = &inputs[i];
         let h_fwd = func::hessian(s, x).map_err(|e| fail(e.to_string()))?;
         let h_rev = func::hessian_rev(s, x).map_err(|e| fail(e.to_string()))?;
-        close(&format!("hessian fwd-over-rev vs rev-over-rev, input {i}"), &h_fwd, &h_rev, 1e-12, 1e-10)
-            .map_err(fail)?;
+        close(
+            &format!("hessian fwd-over-rev vs rev-over-rev, input {i}"),
+            &h_fwd,
+            &h_rev,
+            1e-12,
+            1e-10,
+        )
+        .map_err(fail)?;
         // Central differences of the (reverse-mode) gradient, column by column.
         let n = x.numel();
         let step = 1e-5;
@@ -670,7 +685,10 @@ fn hessians_agree(row: &Row, seed: u64) -> Result<(), String> {
                 let e = Tensor::from_vec(e, x.shape());
                 let gp = func::grad(s, &(x + &e)).unwrap().to_vec::<f64>();
                 let gm = func::grad(s, &(x - &e)).unwrap().to_vec::<f64>();
-                gp.iter().zip(gm).map(|(p, m)| (p - m) / (2.0 * step)).collect()
+                gp.iter()
+                    .zip(gm)
+                    .map(|(p, m)| (p - m) / (2.0 * step))
+                    .collect()
             })
             .collect();
         for r in 0..n {
@@ -679,8 +697,14 @@ fn hessians_agree(row: &Row, seed: u64) -> Result<(), String> {
             }
         }
         let numeric = Tensor::from_vec(numeric, h_fwd.shape());
-        close(&format!("hessian vs central differences, input {i}"), &h_fwd, &numeric, 1e-5, 1e-5)
-            .map_err(fail)?;
+        close(
+            &format!("hessian vs central differences, input {i}"),
+            &h_fwd,
+            &numeric,
+            1e-5,
+            1e-5,
+        )
+        .map_err(fail)?;
     }
     Ok(())
 }

@@ -11,7 +11,10 @@ use std::sync::Arc;
 fn assert_close(a: &Tensor, b: &Tensor, tol: f64) {
     assert_eq!(a.shape(), b.shape());
     for (i, (x, y)) in a.to_vec::<f64>().iter().zip(b.to_vec::<f64>()).enumerate() {
-        assert!((x - y).abs() <= tol * y.abs().max(1.0), "entry {i}: {x} vs {y}");
+        assert!(
+            (x - y).abs() <= tol * y.abs().max(1.0),
+            "entry {i}: {x} vs {y}"
+        );
     }
 }
 
@@ -79,7 +82,8 @@ fn third_derivative_of_sin_exp_in_every_mode_combination() {
     assert_close(&g3, &expected, 1e-12);
 
     // forward ∘ forward ∘ forward
-    let d1 = |x: &Tensor| Ok::<_, chainrule::Error>(func::jvp(|x: &Tensor| x.exp().sin(), x, &ones)?.1);
+    let d1 =
+        |x: &Tensor| Ok::<_, chainrule::Error>(func::jvp(|x: &Tensor| x.exp().sin(), x, &ones)?.1);
     let d2 = |x: &Tensor| Ok::<_, chainrule::Error>(func::jvp(d1, x, &ones)?.1);
     let d3 = func::jvp(d2, &x, &ones).unwrap().1;
     assert_close(&d3, &expected, 1e-12);
@@ -173,7 +177,10 @@ fn jacobian_layout_and_mode_choice() {
     let x23 = Tensor::rand_normal(&[2, 3], 0.0, 1.0, 4, DType::F64);
     let j = func::jacobian(|x: &Tensor| x.sum_axes(&[1], false), &x23).unwrap();
     assert_eq!(j.shape(), &[2, 2, 3]);
-    assert_eq!(j.to_vec::<f64>(), [1., 1., 1., 0., 0., 0., 0., 0., 0., 1., 1., 1.]);
+    assert_eq!(
+        j.to_vec::<f64>(),
+        [1., 1., 1., 0., 0., 0., 0., 0., 0., 1., 1., 1.]
+    );
 }
 
 #[test]
@@ -211,21 +218,32 @@ fn several_inputs() {
 #[test]
 fn transforms_report_bad_input() {
     let x = vec64(&[1.0, 2.0]);
-    let e = func::grad(|x: &Tensor| x * 2.0, &x).unwrap_err().to_string();
+    let e = func::grad(|x: &Tensor| x * 2.0, &x)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("grad") && e.contains("[2]"), "{e}");
     let e = func::jvp(|x: &Tensor| x * 2.0, &x, &vec64(&[1.0]))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("make_dual") && e.contains("[2]") && e.contains("[1]"), "{e}");
+    assert!(
+        e.contains("make_dual") && e.contains("[2]") && e.contains("[1]"),
+        "{e}"
+    );
     let (_, pullback) = func::vjp(|x: &Tensor| x * 2.0, &x).unwrap();
-    let e = pullback.call(&vec64(&[1.0, 2.0, 3.0])).unwrap_err().to_string();
+    let e = pullback
+        .call(&vec64(&[1.0, 2.0, 3.0]))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("vjp") && e.contains("[3]"), "{e}");
     let f32x = Tensor::from_vec(vec![1.0f32, 2.0], &[2]);
     assert!(func::jvp(|x: &Tensor| x * 2.0, &f32x, &x).is_err());
     // An error inside the function is returned, not a panic.
-    let e = func::grad(|x: &Tensor| x.try_matmul(&Tensor::ones(&[3], DType::F64)), &x)
-        .unwrap_err()
-        .to_string();
+    let e = func::grad(
+        |x: &Tensor| x.try_matmul(&Tensor::ones(&[3], DType::F64)),
+        &x,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("matmul"), "{e}");
     // A function that ignores its input has a zero derivative.
     let c = func::grad(|_: &Tensor| Tensor::scalar(3.0f64), &x).unwrap();
@@ -233,7 +251,9 @@ fn transforms_report_bad_input() {
     let (_, t) = func::jvp(|_: &Tensor| vec64(&[1.0, 2.0, 3.0]), &x, &x).unwrap();
     assert_eq!(t.to_vec::<f64>(), [0.0, 0.0, 0.0]);
     assert_eq!(
-        func::jacfwd(|_: &Tensor| vec64(&[1.0]), &x).unwrap().shape(),
+        func::jacfwd(|_: &Tensor| vec64(&[1.0]), &x)
+            .unwrap()
+            .shape(),
         &[1, 2]
     );
 }
@@ -262,16 +282,26 @@ fn custom_op_composes_with_every_mode() {
     let s = |x: &Tensor| cube(x).sin().sum();
     // d/dx sin(x³) = 3x² cos(x³); second: 6x cos(x³) − 9x⁴ sin(x³)
     let xs = x.to_vec::<f64>();
-    let d1 = vec64(&xs.iter().map(|v| 3.0 * v * v * (v * v * v).cos()).collect::<Vec<_>>());
+    let d1 = vec64(
+        &xs.iter()
+            .map(|v| 3.0 * v * v * (v * v * v).cos())
+            .collect::<Vec<_>>(),
+    );
     let d2: Vec<f64> = xs
         .iter()
         .map(|v| 6.0 * v * (v * v * v).cos() - 9.0 * v.powi(4) * (v * v * v).sin())
         .collect();
     assert_close(&func::grad(s, &x).unwrap(), &d1, 1e-12);
     let ones = Tensor::ones(&[3], DType::F64);
-    assert_close(&func::jvp(|x: &Tensor| cube(x).sin(), &x, &ones).unwrap().1, &d1, 1e-12);
+    assert_close(
+        &func::jvp(|x: &Tensor| cube(x).sin(), &x, &ones).unwrap().1,
+        &d1,
+        1e-12,
+    );
     let hessian = Tensor::from_vec(
-        (0..9).map(|k| if k % 4 == 0 { d2[k / 4] } else { 0.0 }).collect(),
+        (0..9)
+            .map(|k| if k % 4 == 0 { d2[k / 4] } else { 0.0 })
+            .collect(),
         &[3, 3],
     );
     assert_close(&func::hessian(s, &x).unwrap(), &hessian, 1e-12);

@@ -246,21 +246,25 @@ fn run_rule(
     // differentiable under create_graph. When the inputs carry forward-mode
     // tangents the rule recomputes it instead, so that it carries them too.
     let dual = saved.inputs.iter().any(crate::forward::has_tangent);
-    let output = saved.output.as_ref().filter(|_| !dual).map(|(storage, layout)| {
-        Tensor::from_parts(
-            storage.clone(),
-            layout.clone(),
-            crate::autograd::is_grad_enabled().then(|| {
-                let ptr = node as *const Node;
-                // SAFETY: every node lives in an `Arc` (see `record`) that is
-                // alive here; this takes one more reference to it.
-                unsafe {
-                    Arc::increment_strong_count(ptr);
-                    Arc::from_raw(ptr)
-                }
-            }),
-        )
-    });
+    let output = saved
+        .output
+        .as_ref()
+        .filter(|_| !dual)
+        .map(|(storage, layout)| {
+            Tensor::from_parts(
+                storage.clone(),
+                layout.clone(),
+                crate::autograd::is_grad_enabled().then(|| {
+                    let ptr = node as *const Node;
+                    // SAFETY: every node lives in an `Arc` (see `record`) that is
+                    // alive here; this takes one more reference to it.
+                    unsafe {
+                        Arc::increment_strong_count(ptr);
+                        Arc::from_raw(ptr)
+                    }
+                }),
+            )
+        });
     let grads = op.prim.vjp(&saved.inputs, output.as_ref(), g, needs)?;
     for (j, gi) in grads.iter().enumerate() {
         if let (true, Some(gi)) = (needs[j], gi) {

@@ -123,10 +123,7 @@ impl BinaryOp {
             Maximum | Minimum => {
                 let wins = if self == Maximum { a.gt(b) } else { a.lt(b) };
                 let to_a = wins + a.eq_elem(b) * 0.5;
-                (
-                    ta.map(|t| &t * &to_a),
-                    tb.map(|t| &t * &(1.0 - &to_a)),
-                )
+                (ta.map(|t| &t * &to_a), tb.map(|t| &t * &(1.0 - &to_a)))
             }
         };
         let sum = match (da, db) {
@@ -140,6 +137,9 @@ impl BinaryOp {
 
 /// Both operands broadcast to their common shape, or a shape error naming `op`.
 pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(Layout, Layout)> {
+    if a.shape() == b.shape() {
+        return Ok((a.layout().clone(), b.layout().clone()));
+    }
     let shape = broadcast_shapes(a.shape(), b.shape())
         .ok_or_else(|| Error::shapes_detail(op, a.shape(), b.shape(), "they do not broadcast"))?;
     Ok((

@@ -44,7 +44,11 @@ use std::sync::Arc;
 ///
 /// Write `jvp` and `vjp` with chainrule's own ops (not on raw numbers): then
 /// they are differentiable in turn, and higher derivatives through the op work.
-pub trait CustomOp: Send + Sync + 'static {
+/// (The unwind-safety bounds keep [`Tensor`] unwind-safe; any `Sync` op
+/// without a `Cell`-like field has them.)
+pub trait CustomOp:
+    Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe + 'static
+{
     /// The op's name, shown in errors and graph dumps.
     fn name(&self) -> &'static str;
 
@@ -55,8 +59,12 @@ pub trait CustomOp: Send + Sync + 'static {
     /// The output's tangent given each input's tangent (`None`: zero, and at
     /// least one is present), each of its input's shape. The result has the
     /// output's shape.
-    fn jvp(&self, inputs: &[Tensor], output: &Tensor, tangents: &[Option<Tensor>])
-        -> Result<Tensor>;
+    fn jvp(
+        &self,
+        inputs: &[Tensor],
+        output: &Tensor,
+        tangents: &[Option<Tensor>],
+    ) -> Result<Tensor>;
 
     /// Each input's adjoint given the output's adjoint `g` (of the output's
     /// shape), each of its input's shape; `None` for an input that gets none.

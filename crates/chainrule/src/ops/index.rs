@@ -102,7 +102,12 @@ pub(crate) fn repeat_index(index: &Arc<[usize]>, prefix: &[usize]) -> Arc<[usize
     if prefix.is_empty() {
         return index.clone();
     }
-    index.iter().copied().cycle().take(index.len() * copies).collect()
+    index
+        .iter()
+        .copied()
+        .cycle()
+        .take(index.len() * copies)
+        .collect()
 }
 
 fn check_indices(op: &'static str, index: &[usize], len: usize) -> Result<()> {

@@ -167,7 +167,13 @@ impl Prim {
             return Some(op.jvp(x, &inputs[1], output, &tangents[0], &tangents[1]));
         }
         if let Prim::Matmul = self {
-            return Some(matmul::jvp(x, &inputs[1], output, &tangents[0], &tangents[1]));
+            return Some(matmul::jvp(
+                x,
+                &inputs[1],
+                output,
+                &tangents[0],
+                &tangents[1],
+            ));
         }
         if let Prim::Where = self {
             return Some(index::where_jvp(inputs, output, tangents));
