@@ -53,6 +53,9 @@ pub enum Error {
     /// Any other invalid argument (an index, a length, a permutation…).
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },
+    /// A file could not be read, parsed or written; names the file.
+    #[error("{path}: {msg}")]
+    File { path: String, msg: String },
     /// `backward` was called through a graph whose saved intermediates were freed.
     #[error(
         "backward through op `{op}` a second time: its saved intermediates were freed by \
@@ -84,6 +87,14 @@ impl Error {
             op,
             axis,
             shape: ShapeDisplay(shape.to_vec()),
+        }
+    }
+
+    /// A problem with the file at `path`.
+    pub fn file(path: impl AsRef<std::path::Path>, msg: impl Into<String>) -> Self {
+        Error::File {
+            path: path.as_ref().display().to_string(),
+            msg: msg.into(),
         }
     }
 

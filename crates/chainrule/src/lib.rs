@@ -32,13 +32,16 @@ pub mod autograd;
 pub mod check;
 #[cfg(feature = "ndarray")]
 mod convert;
+pub mod data;
 mod dtype;
 pub mod error;
 pub mod forward;
 pub mod func;
 mod kernels;
 mod layout;
+pub mod nn;
 mod ops;
+pub mod optim;
 mod storage;
 mod tensor;
 

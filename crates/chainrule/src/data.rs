@@ -1,0 +1,212 @@
+//! Data sets and mini-batches: an in-memory [`Dataset`], seeded shuffling,
+//! the synthetic linear-regression data of the classic first lesson, and the
+//! 8×8 handwritten digits shipped with the crate.
+
+use crate::error::{Error, Result};
+use crate::{DType, Tensor};
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use std::io::Read;
+
+/// What a data set predicts.
+#[derive(Clone, Debug)]
+pub enum Targets {
+    /// Regression targets, one row per example.
+    Values(Tensor),
+    /// Class labels, one per example.
+    Labels(Vec<usize>),
+}
+
+/// Examples `x` (one row per example, first axis) and their targets.
+#[derive(Clone, Debug)]
+pub struct Dataset {
+    pub x: Tensor,
+    pub y: Targets,
+}
+
+impl Dataset {
+    /// Checks that `x` and `y` have one entry per example.
+    pub fn new(x: Tensor, y: Targets) -> Result<Dataset> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        let m = match &y {
+            Targets::Values(t) => t.shape().first().copied().unwrap_or(0),
+            Targets::Labels(l) => l.len(),
+        };
+        if x.ndim() == 0 || n != m {
+            return Err(Error::invalid(
+                "Dataset",
+                format!("{n} examples (x of shape {:?}) but {m} targets", x.shape()),
+            ));
+        }
+        Ok(Dataset { x, y })
+    }
+
+    pub fn len(&self) -> usize {
+        self.x.shape()[0]
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The examples at `index`, in that order.
+    pub fn subset(&self, index: &[usize]) -> Dataset {
+        Dataset {
+            x: self.x.index_select(0, index),
+            y: match &self.y {
+                Targets::Values(t) => Targets::Values(t.index_select(0, index)),
+                Targets::Labels(l) => Targets::Labels(index.iter().map(|&i| l[i]).collect()),
+            },
+        }
+    }
+
+    /// A seeded random split into (train, test), `test_fraction` of the
+    /// examples going to test.
+    pub fn split(&self, test_fraction: f64, seed: u64) -> (Dataset, Dataset) {
+        let order = permutation(self.len(), seed);
+        let n_test = ((self.len() as f64) * test_fraction).round() as usize;
+        let (test, train) = order.split_at(n_test.min(self.len()));
+        (self.subset(train), self.subset(test))
+    }
+
+    /// Mini-batches of `batch_size` (the last may be smaller), in a seeded
+    /// random order when `shuffle_seed` is given, else in order.
+    pub fn batches(&self, batch_size: usize, shuffle_seed: Option<u64>) -> Batches<'_> {
+        let order = match shuffle_seed {
+            Some(seed) => permutation(self.len(), seed),
+            None => (0..self.len()).collect(),
+        };
+        Batches {
+            data: self,
+            order,
+            batch_size: batch_size.max(1),
+            next: 0,
+        }
+    }
+}
+
+fn permutation(n: usize, seed: u64) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.shuffle(&mut StdRng::seed_from_u64(seed));
+    order
+}
+
+/// The iterator of [`Dataset::batches`].
+pub struct Batches<'a> {
+    data: &'a Dataset,
+    order: Vec<usize>,
+    batch_size: usize,
+    next: usize,
+}
+
+impl Iterator for Batches<'_> {
+    type Item = Dataset;
+
+    fn next(&mut self) -> Option<Dataset> {
+        if self.next >= self.order.len() {
+            return None;
+        }
+        let end = (self.next + self.batch_size).min(self.order.len());
+        let batch = self.data.subset(&self.order[self.next..end]);
+        self.next = end;
+        Some(batch)
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = (self.order.len() - self.next).div_ceil(self.batch_size);
+        (left, Some(left))
+    }
+}
+
+impl ExactSizeIterator for Batches<'_> {}
+
+/// The true parameters of [`linear_regression`].
+pub const LINREG_W: [f64; 2] = [2.0, -3.4];
+/// The true bias of [`linear_regression`].
+pub const LINREG_B: f64 = 4.2;
+
+/// `n` examples of `y = x·w + b + ε` with `w = [2, −3.4]`, `b = 4.2`,
+/// `x ~ N(0, 1)` of shape `(n, 2)`, noise `ε ~ N(0, 0.01²)`; `y` is `(n, 1)`.
+/// (The synthetic data of *Dive into Deep Learning*'s first lesson.)
+pub fn linear_regression(n: usize, seed: u64, dtype: DType) -> Dataset {
+    let x = Tensor::rand_normal(&[n, 2], 0.0, 1.0, seed, DType::F64);
+    let noise = Tensor::rand_normal(&[n, 1], 0.0, 0.01, seed.wrapping_add(1), DType::F64);
+    let w = Tensor::from_slice(&LINREG_W, &[2, 1]);
+    let y = x.matmul(&w) + LINREG_B + noise;
+    Dataset {
+        x: x.to_dtype(dtype),
+        y: Targets::Values(y.to_dtype(dtype)),
+    }
+}
+
+/// The UCI optical-recognition handwritten digits, test set (1,797 images,
+/// 8×8 pixels of intensity 0–16, 10 classes), compressed inside the crate.
+const DIGITS_CSV_GZ: &[u8] = include_bytes!("../data/digits.csv.gz");
+
+/// The 8×8 digits as `x` of shape `(1797, 64)` scaled to `[0, 1]`, with
+/// labels 0–9. Source: E. Alpaydin and C. Kaynak, *Optical Recognition of
+/// Handwritten Digits*, UCI Machine Learning Repository (1998), CC BY 4.0,
+/// <https://doi.org/10.24432/C50P49>; this is the copy scikit-learn ships
+/// as `load_digits`. See `data/README.md`.
+pub fn digits(dtype: DType) -> Result<Dataset> {
+    parse_digits(DIGITS_CSV_GZ, "data/digits.csv.gz", dtype)
+}
+
+/// Parses the gzip-compressed CSV of [`digits`]: 64 pixel values then the
+/// label on each line.
+pub fn parse_digits(gz: &[u8], name: &str, dtype: DType) -> Result<Dataset> {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(gz)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::file(name, format!("not gzip-compressed text: {e}")))?;
+    let mut pixels = Vec::new();
+    let mut labels = Vec::new();
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let fields: Vec<&str> = line.split(',').collect();
+        if fields.len() != 65 {
+            return Err(Error::file(
+                name,
+                format!(
+                    "line {}: expected 65 comma-separated values (64 pixels and a label), got {}",
+                    i + 1,
+                    fields.len()
+                ),
+            ));
+        }
+        for (j, f) in fields.iter().enumerate() {
+            let v: f64 = f.trim().parse().map_err(|_| {
+                Error::file(
+                    name,
+                    format!("line {}, field {}: {f:?} is not a number", i + 1, j + 1),
+                )
+            })?;
+            if j < 64 {
+                if !(0.0..=16.0).contains(&v) {
+                    return Err(Error::file(
+                        name,
+                        format!("line {}: pixel {v} is outside 0..16", i + 1),
+                    ));
+                }
+                pixels.push(v / 16.0);
+            } else {
+                if !(0.0..=9.0).contains(&v) || v.fract() != 0.0 {
+                    return Err(Error::file(
+                        name,
+                        format!("line {}: label {v} is not a digit", i + 1),
+                    ));
+                }
+                labels.push(v as usize);
+            }
+        }
+    }
+    let n = labels.len();
+    Dataset::new(
+        Tensor::from_vec(pixels, &[n, 64]).to_dtype(dtype),
+        Targets::Labels(labels),
+    )
+}

@@ -1,0 +1,158 @@
+//! Saving and loading tensors and module parameters in the safetensors format
+//! (readable by the Python `safetensors` package and by PyTorch, JAX, candle…).
+
+use super::Module;
+use crate::error::{Error, Result};
+use crate::{DType, Tensor};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+use std::path::Path;
+
+fn to_bytes(t: &Tensor) -> (Dtype, Vec<u8>) {
+    match t.dtype() {
+        DType::F32 => (
+            Dtype::F32,
+            t.to_vec::<f32>()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+        DType::F64 => (
+            Dtype::F64,
+            t.to_vec::<f64>()
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        ),
+    }
+}
+
+/// Writes named tensors to `path`. The file is written beside `path` under a
+/// temporary name and renamed into place, so a failure never leaves a
+/// partial file behind (and an existing file is replaced only on success).
+pub fn save_tensors(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
+    let path = path.as_ref();
+    let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let (dtype, data) = to_bytes(t);
+            (name.clone(), dtype, t.shape().to_vec(), data)
+        })
+        .collect();
+    let views = bytes
+        .iter()
+        .map(|(name, dtype, shape, data)| {
+            TensorView::new(*dtype, shape.clone(), data)
+                .map(|v| (name.clone(), v))
+                .map_err(|e| Error::file(path, e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let encoded =
+        safetensors::serialize(views, None).map_err(|e| Error::file(path, e.to_string()))?;
+    let file_name = path
+        .file_name()
+        .ok_or_else(|| Error::file(path, "not a file path"))?;
+    let tmp = path.with_file_name(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let written = std::fs::write(&tmp, encoded).and_then(|_| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(Error::file(path, format!("cannot write: {e}")));
+    }
+    Ok(())
+}
+
+/// Reads every tensor of a safetensors file (F32 and F64 only), sorted by name.
+pub fn load_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
+    let path = path.as_ref();
+    let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
+    let file = SafeTensors::deserialize(&bytes)
+        .map_err(|e| Error::file(path, format!("not a safetensors file: {e}")))?;
+    let mut out = Vec::new();
+    let mut names: Vec<&str> = file.names();
+    names.sort_unstable();
+    for name in names {
+        let view = file
+            .tensor(name)
+            .map_err(|e| Error::file(path, e.to_string()))?;
+        let shape = view.shape().to_vec();
+        let data = view.data();
+        let tensor = match view.dtype() {
+            Dtype::F32 => Tensor::from_vec(
+                data.chunks_exact(4)
+                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                    .collect::<Vec<_>>(),
+                &shape,
+            ),
+            Dtype::F64 => Tensor::from_vec(
+                data.chunks_exact(8)
+                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
+                    .collect::<Vec<_>>(),
+                &shape,
+            ),
+            other => {
+                return Err(Error::file(
+                    path,
+                    format!("tensor `{name}` has dtype {other:?}; only F32 and F64 are supported"),
+                ))
+            }
+        };
+        out.push((name.to_string(), tensor));
+    }
+    Ok(out)
+}
+
+/// Saves a module's parameters under their dotted names.
+pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
+    let tensors: Vec<(String, Tensor)> = module
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| (n, p.value().detach()))
+        .collect();
+    save_tensors(path, &tensors)
+}
+
+/// Loads parameters saved by [`save`] into `module`. The file must hold
+/// exactly the module's parameters, with their shapes and dtypes; otherwise
+/// nothing is changed and the error names the first mismatch.
+pub fn load_into(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
+    let path = path.as_ref();
+    let mut stored = load_tensors(path)?;
+    let params = module.named_params();
+    let mut updates = Vec::with_capacity(params.len());
+    for (name, param) in &params {
+        let Some(i) = stored.iter().position(|(n, _)| n == name) else {
+            return Err(Error::file(
+                path,
+                format!("has no tensor `{name}`, which the model needs"),
+            ));
+        };
+        let (_, t) = stored.swap_remove(i);
+        if t.shape() != param.shape().as_slice() || t.dtype() != param.value().dtype() {
+            return Err(Error::file(
+                path,
+                format!(
+                    "tensor `{name}` is {:?} {:?} but the model's parameter is {:?} {:?}",
+                    t.dtype(),
+                    t.shape(),
+                    param.value().dtype(),
+                    param.shape()
+                ),
+            ));
+        }
+        updates.push((param.clone(), t));
+    }
+    if let Some((extra, _)) = stored.first() {
+        return Err(Error::file(
+            path,
+            format!("holds tensor `{extra}`, which the model does not have"),
+        ));
+    }
+    for (param, t) in updates {
+        param.set(&t)?;
+    }
+    Ok(())
+}
