@@ -1,0 +1,155 @@
+//! `chainrule train`, end to end through the binary.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn chainrule(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chainrule"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the binary runs")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("chainrule-cli-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn last_json(out: &Output) -> serde_json::Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout:?}"))
+}
+
+fn is_png(path: &Path) -> bool {
+    std::fs::read(path).is_ok_and(|b| b.starts_with(b"\x89PNG\r\n\x1a\n"))
+}
+
+#[test]
+fn linreg_recovers_w_and_b() {
+    let dir = scratch("linreg");
+    let out = chainrule(&["train", "linreg", "--json", "--plot", "curves.png"], &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = last_json(&out);
+    let w: Vec<f64> = serde_json::from_value(j["w"].clone()).unwrap();
+    let b = j["b"].as_f64().unwrap();
+    assert!(
+        (w[0] - 2.0).abs() < 0.01 && (w[1] + 3.4).abs() < 0.01 && (b - 4.2).abs() < 0.01,
+        "{j}"
+    );
+    assert_eq!(j["epochs"], 5);
+    assert!(j["test_loss"].as_f64().unwrap() < 1e-3);
+    assert!(is_png(&dir.join("curves.png")));
+    // the epoch lines went to stderr, stdout is the JSON line alone
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 1);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("epoch   5/5"));
+}
+
+#[test]
+fn mlp_reaches_95_percent_on_held_out_digits_within_a_minute() {
+    let dir = scratch("mlp");
+    let started = std::time::Instant::now();
+    let out = chainrule(
+        &["train", "mlp", "--json", "--save", "digits.safetensors"],
+        &dir,
+    );
+    let seconds = started.elapsed().as_secs_f64();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = last_json(&out);
+    let accuracy = j["test_accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.95, "{j}");
+    assert!(seconds < 60.0, "took {seconds} s");
+    assert!(is_png(&dir.join("chainrule-train-mlp.png")));
+    // Training on from the saved weights starts where it ended.
+    let out = chainrule(
+        &[
+            "train",
+            "mlp",
+            "--json",
+            "--epochs",
+            "1",
+            "--lr",
+            "1e-9",
+            "--load",
+            "digits.safetensors",
+            "--plot",
+            "again.png",
+        ],
+        &dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = last_json(&out)["test_accuracy"].as_f64().unwrap();
+    assert!((again - accuracy).abs() < 1e-9, "{again} vs {accuracy}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error_and_leaves_no_file() {
+    let dir = scratch("bad");
+    let check = |args: &[&str], expect: &str| {
+        let out = chainrule(args, &dir);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(expect), "{args:?}: {stderr}");
+        assert!(
+            !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+            "{stderr}"
+        );
+    };
+    // a diverging run: NaN/inf loss, nothing saved
+    check(
+        &["train", "linreg", "--lr", "1e6", "--save", "w.safetensors"],
+        "training diverged",
+    );
+    assert!(!dir.join("w.safetensors").exists());
+    // unreadable and mismatched weights files
+    check(
+        &["train", "mlp", "--load", "missing.safetensors"],
+        "missing.safetensors: cannot read",
+    );
+    std::fs::write(dir.join("junk.safetensors"), b"junk").unwrap();
+    check(
+        &["train", "mlp", "--load", "junk.safetensors"],
+        "not a safetensors file",
+    );
+    let out = chainrule(
+        &[
+            "train",
+            "linreg",
+            "--save",
+            "lin.safetensors",
+            "--plot",
+            "p.png",
+        ],
+        &dir,
+    );
+    assert!(out.status.success());
+    check(&["train", "mlp", "--load", "lin.safetensors"], "0.weight");
+    check(&["train", "mlp", "--hidden", "0"], "--hidden");
+    check(&["train", "mlp", "--lr=-1"], "--lr");
+    check(&["train", "cnn"], "invalid value 'cnn'");
+    check(
+        &["train", "linreg", "--plot", "no-such-dir/p.png"],
+        "cannot write the plot",
+    );
+    let leftovers: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
