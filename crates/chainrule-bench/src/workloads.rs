@@ -3,6 +3,8 @@
 
 use crate::data::SplitMix64;
 use chainrule::forward::DualLevel;
+use chainrule::nn::{self, Module};
+use chainrule::optim::{Optimizer, Sgd};
 use chainrule::Tensor;
 use chainrule::{autograd, func};
 
@@ -144,6 +146,9 @@ pub fn hessian(n: usize, mode: &str) -> Case {
     }
 }
 
+/// One SGD step of the 784-512-256-10 MLP, with the library's layers
+/// (`nn::Linear`, `nn::Relu` in an `nn::Sequential`), loss
+/// (`nn::cross_entropy_loss`) and optimizer (`optim::Sgd`).
 pub fn mlp() -> Case {
     let mut g = SplitMix64::new();
     let x = Tensor::from_vec(
@@ -151,38 +156,30 @@ pub fn mlp() -> Case {
         &[MLP_BATCH, MLP_DIMS[0]],
     );
     let labels = g.labels(MLP_BATCH, 10);
-    let mut params: Vec<Tensor> = Vec::new();
+    let mut model = nn::Sequential::new();
     for l in 0..3 {
         let (fi, fo) = (MLP_DIMS[l], MLP_DIMS[l + 1]);
         let s = 1.0 / (fi as f64).sqrt();
-        params.push(Tensor::from_vec(g.f32s(fi * fo, s), &[fi, fo]).requires_grad());
-        params.push(Tensor::from_vec(g.f32s(fo, s), &[fo]).requires_grad());
+        let w = Tensor::from_vec(g.f32s(fi * fo, s), &[fi, fo]);
+        let b = Tensor::from_vec(g.f32s(fo, s), &[fo]);
+        model = model.add(nn::Linear::from_tensors(w, b));
+        if l < 2 {
+            model = model.add(nn::Relu);
+        }
     }
+    let mut opt = Sgd::new(model.params(), MLP_LR);
     Case {
         step: Box::new(move || {
-            let mut h = x.clone();
-            for l in 0..3 {
-                h = h.matmul(&params[2 * l]) + &params[2 * l + 1];
-                if l < 2 {
-                    h = h.relu();
-                }
-            }
-            let loss = h.cross_entropy_with_logits(&labels);
-            let refs: Vec<&Tensor> = params.iter().collect();
-            let grads = autograd::grad(&[&loss], &refs).unwrap();
-            let summary = (loss.item(), grad_sum(&grads));
-            // Plain SGD: each parameter becomes a fresh leaf p - lr·g.
-            params = autograd::no_grad(|| {
-                params
-                    .iter()
-                    .zip(&grads)
-                    .map(|(p, g)| (p - &(g * MLP_LR)).requires_grad())
-                    .collect()
-            });
-            summary
+            let logits = model.forward(&x).unwrap();
+            let loss = nn::cross_entropy_loss(&logits, &labels).unwrap();
+            opt.zero_grad();
+            loss.backward().unwrap();
+            let grads: Vec<Tensor> = model.params().iter().map(|p| p.grad().unwrap()).collect();
+            opt.step().unwrap();
+            (loss.item(), grad_sum(&grads))
         }),
         impl_desc:
-            "matmul + bias + relu, cross_entropy_with_logits, autograd::grad, SGD into fresh leaves",
+            "nn::Sequential of nn::Linear + nn::Relu, nn::cross_entropy_loss, backward, optim::Sgd",
     }
 }
 

@@ -5,6 +5,7 @@
 use crate::autograd::no_grad;
 use crate::error::Result;
 use crate::nn::Param;
+use crate::ops::add_scaled_into;
 use crate::Tensor;
 
 /// What every optimizer does.
@@ -63,6 +64,11 @@ impl Optimizer for Sgd {
         no_grad(|| {
             for (p, v) in self.params.iter().zip(&mut self.velocity) {
                 let Some(mut g) = p.grad() else { continue };
+                if self.weight_decay == 0.0 && self.momentum == 0.0 {
+                    // Plain SGD: one fused pass, in place when possible.
+                    p.update(|value| add_scaled_into(value, -self.lr, &g));
+                    continue;
+                }
                 let value = p.value();
                 if self.weight_decay != 0.0 {
                     g = &g + &(&value * self.weight_decay);

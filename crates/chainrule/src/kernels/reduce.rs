@@ -17,6 +17,29 @@ where
     if group == 0 {
         return vec![init; outer];
     }
+    // A contiguous input reduced over one block of adjacent axes (the batch
+    // axis of a bias gradient, the last axis of a softmax): fold whole rows
+    // at a time, which vectorizes. Each output still folds its group in
+    // order, so the result is the same as the general path's.
+    let block = axes.windows(2).all(|w| w[1] == w[0] + 1);
+    if let (Some(r), true, Some(&last)) = (layout.contiguous_range(), block, axes.last()) {
+        let inner: usize = layout.shape[last + 1..].iter().product();
+        if inner > 1 {
+            let src = &src[r];
+            let mut out = Vec::with_capacity(outer);
+            for chunk in src.chunks_exact(group * inner) {
+                let mut acc = vec![init; inner];
+                for row in chunk.chunks_exact(inner) {
+                    for (a, &x) in acc.iter_mut().zip(row) {
+                        *a = fold(*a, x);
+                    }
+                }
+                out.extend_from_slice(&acc);
+            }
+            debug_assert_eq!(out.len(), outer);
+            return out;
+        }
+    }
     // Kept axes first, reduced axes last: every group is then one run of the
     // iteration order.
     let perm: Vec<usize> = kept.iter().chain(axes.iter()).copied().collect();

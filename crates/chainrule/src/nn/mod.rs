@@ -83,6 +83,20 @@ impl Param {
         Ok(())
     }
 
+    /// Replaces the value by `f(value)` (same shape and dtype), handing `f`
+    /// the value detached and, when nothing else holds it, as the only
+    /// reference to its buffer, so that `f` can update it in place.
+    pub(crate) fn update(&self, f: impl FnOnce(Tensor) -> Tensor) {
+        let mut slot = self.0.write().unwrap();
+        let old = std::mem::replace(&mut *slot, Tensor::scalar(0.0f32));
+        let shape = old.shape().to_vec();
+        let raw = old.detach();
+        drop(old);
+        let new = f(raw);
+        debug_assert_eq!(new.shape(), shape.as_slice());
+        *slot = new.requires_grad();
+    }
+
     pub fn shape(&self) -> Vec<usize> {
         self.0.read().unwrap().shape().to_vec()
     }

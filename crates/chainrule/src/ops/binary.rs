@@ -158,7 +158,13 @@ pub(crate) fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
 
 /// `acc + g` for gradient accumulation: in place when `acc` is a plain
 /// buffer nobody else holds and nothing is being recorded, else a new tensor.
-pub(crate) fn add_into(mut acc: Tensor, g: &Tensor) -> Tensor {
+pub(crate) fn add_into(acc: Tensor, g: &Tensor) -> Tensor {
+    add_scaled_into(acc, 1.0, g)
+}
+
+/// `acc + alpha·g` (an optimizer's update), in place under the conditions of
+/// [`add_into`].
+pub(crate) fn add_scaled_into(mut acc: Tensor, alpha: f64, g: &Tensor) -> Tensor {
     let plain = acc.shape() == g.shape()
         && acc.dtype() == g.dtype()
         && acc.layout().contiguous_range() == Some(0..acc.numel())
@@ -171,9 +177,17 @@ pub(crate) fn add_into(mut acc: Tensor, g: &Tensor) -> Tensor {
             let done = with_dtype!(g.dtype(), T => match T::unique_mut(&mut inner.storage) {
                 Some(buf) => {
                     let (src, lg) = (g.buffer::<T>(), g.layout());
-                    match lg.contiguous_range() {
-                        Some(r) => buf.iter_mut().zip(&src[r]).for_each(|(a, &b)| *a += b),
-                        None => buf.iter_mut().zip(lg.offsets()).for_each(|(a, o)| *a += src[o]),
+                    if alpha == 1.0 {
+                        match lg.contiguous_range() {
+                            Some(r) => buf.iter_mut().zip(&src[r]).for_each(|(a, &b)| *a += b),
+                            None => buf.iter_mut().zip(lg.offsets()).for_each(|(a, o)| *a += src[o]),
+                        }
+                    } else {
+                        let alpha = T::of(alpha);
+                        match lg.contiguous_range() {
+                            Some(r) => buf.iter_mut().zip(&src[r]).for_each(|(a, &b)| *a += alpha * b),
+                            None => buf.iter_mut().zip(lg.offsets()).for_each(|(a, o)| *a += alpha * src[o]),
+                        }
                     }
                     true
                 }
@@ -184,7 +198,11 @@ pub(crate) fn add_into(mut acc: Tensor, g: &Tensor) -> Tensor {
             }
         }
     }
-    acc.add(g)
+    if alpha == 1.0 {
+        acc.add(g)
+    } else {
+        acc.add(&(g * alpha))
+    }
 }
 
 /// A comparison, as a constant tensor of 0s and 1s in the operands' dtype.

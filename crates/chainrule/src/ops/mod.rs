@@ -26,7 +26,7 @@ use crate::DType;
 use smallvec::SmallVec;
 use std::sync::{Arc, Mutex};
 
-pub(crate) use binary::BinaryOp;
+pub(crate) use binary::{add_scaled_into, BinaryOp};
 pub(crate) use reduce::ReduceOp;
 pub(crate) use unary::UnaryOp;
 
