@@ -119,19 +119,19 @@ fn run_child(args: &Args) {
     let mut case = build(workload, &size, &mode);
     let base_rss = peak_rss_mb();
     let t0 = Instant::now();
-    let (value, grad_sum) = (case.step)();
+    let (value, grad_sum) = (case.step)()();
     let first_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut last = first_ms;
     for _ in 1..WARMUP {
         let t = Instant::now();
-        (case.step)();
+        drop((case.step)());
         last = t.elapsed().as_secs_f64() * 1e3;
     }
     let calls = ((TARGET_S * 1e3 / last.max(1e-6)) as usize).clamp(MIN_CALLS, MAX_CALLS);
     let mut ms = Vec::with_capacity(calls);
     for _ in 0..calls {
         let t = Instant::now();
-        (case.step)();
+        drop((case.step)());
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let med = median(&ms);
@@ -179,6 +179,12 @@ fn spawn(workload: &str, size: &str, mode: &str, threads: &str) -> Result<Value,
         "--threads",
         threads,
     ]);
+    // Keep freed pages mapped (mimalloc would otherwise return them to the OS
+    // and fault them in again on the next step's large buffers): the same
+    // policy as PyTorch's caching allocator. An explicit setting wins.
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        cmd.env("MIMALLOC_PURGE_DELAY", "-1");
+    }
     if threads == "1" {
         cmd.env("RAYON_NUM_THREADS", "1");
     } else {

@@ -66,16 +66,28 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let run = |kind: &str| -> Vec<String> {
         let out = Command::new(&exe).args(["--child", kind]).output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).split_whitespace().map(String::from).collect()
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(String::from)
+            .collect()
     };
     let plain = run("plain");
     let ckpt = run("checkpointed");
-    println!("{DEPTH}-layer MLP, width {WIDTH}, batch {BATCH}, f32; checkpoint every {SEGMENT} layers");
+    println!(
+        "{DEPTH}-layer MLP, width {WIDTH}, batch {BATCH}, f32; checkpoint every {SEGMENT} layers"
+    );
     println!("| run | peak RSS before the step | peak RSS | forward+backward | gradient digest |");
     println!("|---|---|---|---|---|");
     for (name, r) in [("plain", &plain), ("checkpointed", &ckpt)] {
-        println!("| {name} | {} MiB | {} MiB | {} ms | {} |", r[0], r[1], r[2], r[3]);
+        println!(
+            "| {name} | {} MiB | {} MiB | {} ms | {} |",
+            r[0], r[1], r[2], r[3]
+        );
     }
     assert_eq!(plain[3], ckpt[3], "the gradients differ");
     println!("gradients identical: yes");
