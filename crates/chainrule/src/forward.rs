@@ -169,7 +169,8 @@ impl Drop for DualLevel {
 
 /// `primal` carrying `tangent` at `level` (same buffer, same node).
 fn wrap(primal: Tensor, level: u32, tangent: Tensor) -> Tensor {
-    Tensor(Arc::new(TensorImpl {
+    let traced = crate::graph::trace::active().then(|| primal.clone());
+    let out = Tensor(Arc::new(TensorImpl {
         storage: primal.storage().clone(),
         layout: primal.layout().clone(),
         node: primal.node().cloned(),
@@ -178,7 +179,11 @@ fn wrap(primal: Tensor, level: u32, tangent: Tensor) -> Tensor {
             primal,
             tangent,
         }),
-    }))
+    }));
+    if let Some(p) = traced {
+        crate::graph::trace::alias(&p, &out);
+    }
+    out
 }
 
 /// The tangent `t` carries at `level`, if any.

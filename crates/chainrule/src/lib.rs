@@ -37,6 +37,7 @@ mod dtype;
 pub mod error;
 pub mod forward;
 pub mod func;
+pub mod graph;
 mod kernels;
 mod layout;
 pub mod nn;

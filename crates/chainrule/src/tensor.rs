@@ -293,11 +293,13 @@ impl Tensor {
     /// This tensor as a leaf whose gradient `backward` computes (consumes the
     /// handle; clones of the result share one gradient).
     pub fn requires_grad(self) -> Tensor {
-        Tensor::from_parts(
+        let leaf = Tensor::from_parts(
             self.0.storage.clone(),
             self.0.layout.clone(),
             Some(Node::leaf()),
-        )
+        );
+        crate::graph::trace::alias(&self, &leaf);
+        leaf
     }
 
     /// Whether ops on this tensor are recorded (it is, or depends on, a leaf
@@ -314,6 +316,13 @@ impl Tensor {
     /// The same values cut from the graph: no gradient flows through, by
     /// either mode (reverse-mode node and forward-mode tangents are dropped).
     pub fn detach(&self) -> Tensor {
+        let out = self.detach_untraced();
+        crate::graph::trace::alias(self, &out);
+        out
+    }
+
+    /// [`Tensor::detach`] unseen by a graph trace (for the tracer itself).
+    pub(crate) fn detach_untraced(&self) -> Tensor {
         self.view(self.0.layout.clone())
     }
 

@@ -6,11 +6,15 @@
 //!   reverse mode (`⟨u, J v⟩` both ways); the batched JVP (`jacfwd`) against
 //!   the Jacobian by reverse sweeps (`jacrev`);
 //! - second order: the Hessian by forward-over-reverse against
-//!   reverse-over-reverse and against central differences of the gradient.
+//!   reverse-over-reverse and against central differences of the gradient;
+//! - explicit graphs: the row traced into a graph, differentiated graph to
+//!   graph, run on fresh inputs unoptimized and optimized, against eager
+//!   values and gradients.
 //!
 //! A new op is tested by adding its row.
 
 use chainrule::check::{gradcheck, GradcheckOptions};
+use chainrule::graph::Graph;
 use chainrule::{autograd, func, BackwardOptions, Tensor};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
@@ -707,6 +711,77 @@ fn hessians_agree(row: &Row, seed: u64) -> Result<(), String> {
         .map_err(fail)?;
     }
     Ok(())
+}
+
+/// The row as an explicit graph: `Σ f ⊙ w` and its gradients, traced on one
+/// set of inputs, run on another.
+fn graph_mode_agrees(row: &Row, seed: u64) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (shapes, traced_on) = row_inputs(row, &mut rng);
+    let fail = |e: String| format!("{}: shapes {:?}: {e}", row.name, shapes);
+    let w = values(&mut rng, (row.f)(&traced_on).shape(), Any);
+    let names: Vec<String> = (0..traced_on.len()).map(|i| format!("x{i}")).collect();
+    let feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&traced_on).collect();
+    let graph = Graph::trace(&feeds, |xs| Ok(vec![((row.f)(xs) * &w).sum()]))
+        .map_err(|e| fail(e.to_string()))?;
+    let wrt: Vec<&str> = names.iter().map(String::as_str).collect();
+    let with_grads = graph.gradients(0, &wrt).map_err(|e| fail(e.to_string()))?;
+    // fresh inputs of the same shapes and domains
+    let fresh: Vec<Tensor> = shapes
+        .iter()
+        .zip(row.domains)
+        .map(|(s, &d)| values(&mut rng, s, d))
+        .collect();
+    let leaves: Vec<Tensor> = fresh.iter().map(|t| t.clone().requires_grad()).collect();
+    let z = ((row.f)(&leaves) * &w).sum();
+    let refs: Vec<&Tensor> = leaves.iter().collect();
+    let eager_grads = if z.needs_grad() {
+        autograd::grad(&[&z], &refs).map_err(|e| fail(e.to_string()))?
+    } else {
+        fresh.iter().map(|t| t.zeros_like()).collect()
+    };
+    let run_feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&fresh).collect();
+    for (label, g) in [
+        ("unoptimized", with_grads.clone()),
+        ("optimized", with_grads.optimize()),
+    ] {
+        let out = g
+            .compile()
+            .run(&run_feeds)
+            .map_err(|e| fail(e.to_string()))?;
+        close(
+            &format!("{label} graph value"),
+            &out[0],
+            &z.detach(),
+            1e-12,
+            1e-12,
+        )
+        .map_err(fail)?;
+        for (i, (got, want)) in out[1..].iter().zip(&eager_grads).enumerate() {
+            close(
+                &format!("{label} graph gradient {i}"),
+                got,
+                want,
+                1e-12,
+                1e-10,
+            )
+            .map_err(fail)?;
+        }
+    }
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_op_runs_as_a_differentiated_optimized_graph(seed in any::<u64>()) {
+        for row in table() {
+            if let Err(e) = graph_mode_agrees(&row, seed) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
 }
 
 proptest! {

@@ -244,8 +244,11 @@ fn run_rule(
         .ok_or(Error::GraphFreed { op: op.prim.name() })?;
     // The output is rebuilt with its own node, so that a rule reading it stays
     // differentiable under create_graph. When the inputs carry forward-mode
-    // tangents the rule recomputes it instead, so that it carries them too.
-    let dual = saved.inputs.iter().any(crate::forward::has_tangent);
+    // tangents the rule recomputes it instead, so that it carries them too;
+    // likewise while tracing a graph, so that the graph computes it (common-
+    // subexpression elimination then merges it with the forward's).
+    let dual =
+        saved.inputs.iter().any(crate::forward::has_tangent) || crate::graph::trace::active();
     let output = saved
         .output
         .as_ref()

@@ -171,7 +171,8 @@ pub(crate) fn add_scaled_into(mut acc: Tensor, alpha: f64, g: &Tensor) -> Tensor
         && !acc.needs_grad()
         && acc.0.dual.is_none()
         && g.0.dual.is_none()
-        && !crate::autograd::is_grad_enabled();
+        && !crate::autograd::is_grad_enabled()
+        && !crate::graph::trace::active();
     if plain {
         if let Some(inner) = std::sync::Arc::get_mut(&mut acc.0) {
             let done = with_dtype!(g.dtype(), T => match T::unique_mut(&mut inner.storage) {
@@ -209,13 +210,25 @@ pub(crate) fn add_scaled_into(mut acc: Tensor, alpha: f64, g: &Tensor) -> Tensor
 fn compare(op: &'static str, a: &Tensor, b: &Tensor, f: fn(f64, f64) -> bool) -> Result<Tensor> {
     let dtype = same_dtype(op, a, b)?;
     let (la, lb) = broadcast_pair(op, a, b)?;
-    Ok(with_dtype!(dtype, T => {
+    let out = with_dtype!(dtype, T => {
         let (one, zero) = (T::one(), T::zero());
         Tensor::from_buffer(
             zip(a.buffer::<T>(), &la, b.buffer::<T>(), &lb, |x, y| if f(x.f64(), y.f64()) { one } else { zero }),
             &la.shape,
         )
-    }))
+    });
+    if crate::graph::trace::active() {
+        use crate::graph::{CompareOp, GOp};
+        let c = match op {
+            "gt" => CompareOp::Gt,
+            "ge" => CompareOp::Ge,
+            "lt" => CompareOp::Lt,
+            "le" => CompareOp::Le,
+            _ => CompareOp::Eq,
+        };
+        crate::graph::trace::op(GOp::Compare(c), &[a, b], &out);
+    }
+    Ok(out)
 }
 
 impl Tensor {
@@ -258,7 +271,10 @@ impl Tensor {
 
     /// `1` where `self > c`, else `0` (a constant).
     pub fn gt_scalar(&self, c: f64) -> Tensor {
-        super::unary::constant_map(self, |v| if v > c { 1.0 } else { 0.0 })
+        compare("gt", self, &Tensor::full(&[], c, self.dtype()), |x, y| {
+            x > y
+        })
+        .expect("a scalar broadcasts against any shape")
     }
 }
 

@@ -106,6 +106,61 @@ impl Prim {
         }
     }
 
+    /// The name with the op's parameters, as graphs print it.
+    pub fn describe(&self) -> String {
+        match self {
+            Prim::Unary(UnaryOp::Powf(p)) => format!("powf {p}"),
+            Prim::Unary(UnaryOp::Scale(c)) => format!("mul_scalar {c}"),
+            Prim::Unary(UnaryOp::Shift(c)) => format!("add_scalar {c}"),
+            Prim::Reduce { op, axes, keepdim } => format!(
+                "{} axes {:?}{}",
+                op.name(),
+                axes.as_slice(),
+                if *keepdim { " keepdim" } else { "" }
+            ),
+            Prim::Permute(p) => format!("permute {:?}", p.as_slice()),
+            Prim::Narrow { axis, start } => format!("narrow axis {axis} from {start}"),
+            Prim::Pad { axis, start } => format!("pad axis {axis} at {start}"),
+            Prim::Concat { axis } => format!("concat axis {axis}"),
+            Prim::IndexSelect { axis, .. } => format!("index_select axis {axis}"),
+            Prim::IndexAdd { axis, .. } => format!("index_add axis {axis}"),
+            Prim::Gather { axis, .. } => format!("gather axis {axis}"),
+            Prim::ScatterAdd { axis, .. } => format!("scatter_add axis {axis}"),
+            other => other.name().to_string(),
+        }
+    }
+
+    /// Runs the primitive on `args`, producing a result of `shape` and
+    /// `dtype` (what an explicit graph's node records): the forward half of
+    /// the op, through the same functions the tensor API calls.
+    pub(crate) fn apply(&self, args: &[&Tensor], shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let x = args[0];
+        Ok(match self {
+            Prim::Unary(op) => unary::unary(x, *op),
+            Prim::Binary(op) => binary::binary(x, args[1], *op)?,
+            Prim::Where => Tensor::try_where_(x, args[1], args[2])?,
+            Prim::Reduce { op, axes, keepdim } => reduce::reduce_op(x, *op, axes, *keepdim)?,
+            Prim::Matmul => x.try_matmul(args[1])?,
+            Prim::Reshape => x.try_reshape(shape)?,
+            Prim::Permute(perm) => x.try_permute(perm)?,
+            Prim::BroadcastTo => x.try_broadcast_to(shape)?,
+            Prim::Narrow { axis, start } => x.try_narrow(*axis, *start, shape[*axis])?,
+            Prim::Pad { axis, start } => x.try_pad(*axis, *start, shape[*axis])?,
+            Prim::Concat { axis } => Tensor::try_concat(args, *axis)?,
+            Prim::Contiguous => movement::contiguous(x),
+            Prim::Cast => x.to_dtype(dtype),
+            Prim::IndexSelect { axis, index } => index::index_select(x, *axis, index.clone()),
+            Prim::IndexAdd { axis, index } => {
+                index::index_add(x, *axis, index.clone(), shape[*axis])
+            }
+            Prim::Gather { axis, index } => index::gather(x, *axis, index.clone()),
+            Prim::ScatterAdd { axis, index } => {
+                index::scatter_add(x, *axis, index.clone(), shape[*axis])
+            }
+            Prim::Custom(f) => custom::apply(f.0.clone(), args)?,
+        })
+    }
+
     /// The adjoint of each input whose `needs` is set, given the output's
     /// adjoint `g`. `output` is present when the op saved it.
     pub(crate) fn vjp(
@@ -236,10 +291,14 @@ pub(crate) fn record(
 ) -> Tensor {
     let recording = is_grad_enabled() && inputs.iter().any(|t| t.node().is_some());
     let dual = inputs.iter().any(|t| t.0.dual.is_some());
-    if !recording && !dual {
+    let tracing = crate::graph::trace::active();
+    if !recording && !dual && !tracing {
         return out;
     }
     let prim = prim();
+    if tracing {
+        return record_traced(prim, inputs, out, save_output, recording, dual);
+    }
     let out = if recording {
         attach_node(prim.clone(), inputs, out, save_output)
     } else {
@@ -250,6 +309,32 @@ pub(crate) fn record(
     } else {
         out
     }
+}
+
+/// [`record`] while a graph is being traced: the op also becomes a node of
+/// the graph, and every handle the op hands back is bound to that node.
+fn record_traced(
+    prim: Prim,
+    inputs: &[&Tensor],
+    out: Tensor,
+    save_output: bool,
+    recording: bool,
+    dual: bool,
+) -> Tensor {
+    crate::graph::trace::prim(&prim, inputs, &out);
+    let raw = out.clone();
+    let out = if recording {
+        attach_node(prim.clone(), inputs, out, save_output)
+    } else {
+        out
+    };
+    let out = if dual {
+        crate::forward::attach_tangents(&prim, inputs, out)
+    } else {
+        out
+    };
+    crate::graph::trace::alias(&raw, &out);
+    out
 }
 
 fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, save_output: bool) -> Tensor {

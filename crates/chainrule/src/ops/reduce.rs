@@ -131,7 +131,7 @@ fn normalize_axes(op: &'static str, axes: &[usize], shape: &[usize]) -> Result<D
     Ok(out)
 }
 
-fn reduce_op(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+pub(crate) fn reduce_op(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
     let axes = normalize_axes(op.name(), axes, x.shape())?;
     if op != ReduceOp::Sum && axes.iter().any(|&a| x.shape()[a] == 0) {
         return Err(Error::invalid(

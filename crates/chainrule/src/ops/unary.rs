@@ -141,6 +141,7 @@ impl UnaryOp {
             let fused = v.shape() == g.shape()
                 && g.0.dual.is_none()
                 && v.0.dual.is_none()
+                && !crate::graph::trace::active()
                 && (!crate::autograd::is_grad_enabled() || (plain(x) && plain(v) && plain(g)));
             if fused {
                 return with_dtype!(g.dtype(), T => {
@@ -254,7 +255,7 @@ impl Tensor {
     }
     /// `-1`, `0` or `1` per element (a constant: no gradient flows through it).
     pub fn sign(&self) -> Tensor {
-        constant_map(self, |v| {
+        let out = constant_map(self, |v| {
             if v > 0.0 {
                 1.0
             } else if v < 0.0 {
@@ -262,6 +263,10 @@ impl Tensor {
             } else {
                 0.0
             }
-        })
+        });
+        if crate::graph::trace::active() {
+            crate::graph::trace::op(crate::graph::GOp::Sign, &[self], &out);
+        }
+        out
     }
 }

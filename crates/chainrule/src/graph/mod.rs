@@ -1,0 +1,537 @@
+//! Explicit graphs (the note's define-then-run way, as in TensorFlow 1,
+//! Theano and MXNet): build a graph once, differentiate it into another
+//! graph, optimize it, then run it many times with different feeds.
+//!
+//! A graph is built by tracing a function written against the ordinary
+//! tensor API (like `tf.function` or `jax.jit`), on example inputs that fix
+//! the placeholders' names, shapes and dtypes. Shapes are therefore inferred
+//! while building: a mismatch fails the build, naming the op, both shapes and
+//! the line of the caller's code that declared the failing op.
+//!
+//! ```
+//! use chainrule::graph::Graph;
+//! use chainrule::{DType, Tensor};
+//!
+//! // The note's example 1: z = (<x, w> − y)²
+//! let (x, w, y) = (Tensor::ones(&[3], DType::F64), Tensor::ones(&[3], DType::F64), Tensor::scalar(1.0f64));
+//! let g = Graph::trace(&[("x", &x), ("w", &w), ("y", &y)], |t| {
+//!     Ok(vec![(t[0].dot(&t[1]) - &t[2]).square()])
+//! })
+//! .unwrap();
+//! let with_grad = g.gradients(0, &["w"]).unwrap(); // outputs: z, ∂z/∂w
+//! let exe = with_grad.optimize().compile();
+//! let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+//! let w = Tensor::from_vec(vec![0.5f64, -1.0, 1.0], &[3]);
+//! let out = exe.run(&[("x", &x), ("w", &w), ("y", &Tensor::scalar(0.0f64))]).unwrap();
+//! assert_eq!(out[0].item(), 2.25); // (0.5 − 2 + 3)² = 1.5²
+//! assert_eq!(out[1].to_vec::<f64>(), [3.0, 6.0, 9.0]); // 2 · 1.5 · x
+//! ```
+
+mod passes;
+pub(crate) mod trace;
+
+pub use passes::{MemoryPlan, PassReport};
+
+use crate::autograd::{self, BackwardOptions, GradModeGuard};
+use crate::error::{Error, Result};
+use crate::ops::Prim;
+use crate::{DType, Tensor};
+use smallvec::SmallVec;
+use std::fmt;
+
+/// A node's index in its graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct NodeId(pub u32);
+
+/// What a node computes.
+#[derive(Clone, Debug)]
+pub(crate) enum GOp {
+    /// A fed input.
+    Input(String),
+    /// A value fixed when the graph was built.
+    Constant(Tensor),
+    /// A differentiable primitive of the library.
+    Prim(Prim),
+    /// An elementwise comparison giving 1.0 or 0.0 (no gradient).
+    Compare(CompareOp),
+    /// `-1, 0, 1` by sign (no gradient).
+    Sign,
+}
+
+/// The comparisons of [`GOp::Compare`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum CompareOp {
+    Gt,
+    Ge,
+    Lt,
+    Le,
+    Eq,
+}
+
+impl CompareOp {
+    pub fn name(self) -> &'static str {
+        match self {
+            CompareOp::Gt => "gt",
+            CompareOp::Ge => "ge",
+            CompareOp::Lt => "lt",
+            CompareOp::Le => "le",
+            CompareOp::Eq => "eq",
+        }
+    }
+}
+
+impl GOp {
+    pub fn name(&self) -> String {
+        match self {
+            GOp::Input(n) => format!("input {n}"),
+            GOp::Constant(t) if t.numel() == 1 => format!("constant {}", t.to_vec_f64()[0]),
+            GOp::Constant(_) => "constant".into(),
+            GOp::Prim(p) => p.describe(),
+            GOp::Compare(c) => c.name().into(),
+            GOp::Sign => "sign".into(),
+        }
+    }
+}
+
+/// One node: its op, its inputs, and the shape and dtype of its value.
+#[derive(Clone, Debug)]
+pub(crate) struct Node {
+    pub op: GOp,
+    pub inputs: SmallVec<[NodeId; 2]>,
+    pub shape: Vec<usize>,
+    pub dtype: DType,
+}
+
+/// A computation as a list of nodes in evaluation order (every node after
+/// its inputs), with named inputs and a list of outputs.
+#[derive(Clone, Debug, Default)]
+pub struct Graph {
+    pub(crate) nodes: Vec<Node>,
+    /// The input nodes, in declaration order.
+    pub(crate) inputs: Vec<NodeId>,
+    /// The requested results.
+    pub(crate) outputs: Vec<NodeId>,
+    /// One example value per input (the ones it was traced with).
+    pub(crate) examples: Vec<Tensor>,
+}
+
+impl Graph {
+    pub(crate) fn push(
+        &mut self,
+        op: GOp,
+        inputs: Vec<NodeId>,
+        shape: &[usize],
+        dtype: DType,
+    ) -> NodeId {
+        let id = NodeId(self.nodes.len() as u32);
+        self.nodes.push(Node {
+            op,
+            inputs: inputs.into(),
+            shape: shape.to_vec(),
+            dtype,
+        });
+        id
+    }
+
+    pub(crate) fn node(&self, id: NodeId) -> &Node {
+        &self.nodes[id.0 as usize]
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The number of outputs.
+    pub fn num_outputs(&self) -> usize {
+        self.outputs.len()
+    }
+
+    /// Each node's op, as printed (`"mul"`, `"sum axes [0]"`, `"input x"`…).
+    pub fn op_names(&self) -> Vec<String> {
+        self.nodes.iter().map(|n| n.op.name()).collect()
+    }
+
+    /// How many nodes run `op` (by printed name prefix, e.g. `"matmul"`).
+    pub fn count(&self, op: &str) -> usize {
+        self.op_names().iter().filter(|n| n.starts_with(op)).count()
+    }
+
+    /// The shape of each output.
+    pub fn output_shapes(&self) -> Vec<Vec<usize>> {
+        self.outputs
+            .iter()
+            .map(|o| self.node(*o).shape.clone())
+            .collect()
+    }
+
+    /// The input names, in order.
+    pub fn input_names(&self) -> Vec<&str> {
+        self.inputs
+            .iter()
+            .map(|&i| match &self.node(i).op {
+                GOp::Input(n) => n.as_str(),
+                _ => unreachable!("inputs are Input nodes"),
+            })
+            .collect()
+    }
+
+    /// Builds a graph by running `f` once on the named example inputs and
+    /// recording every op it runs. The examples fix each input's shape and
+    /// dtype; `f`'s results become the graph's outputs.
+    ///
+    /// Control flow in `f` that depends on values (reading `item()`) is
+    /// frozen at the examples' values, as in `torch.jit.trace`. A shape
+    /// mismatch fails the build with the op's message and the line of `f`
+    /// that called it.
+    pub fn trace<F>(inputs: &[(&str, &Tensor)], f: F) -> Result<Graph>
+    where
+        F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+    {
+        for (i, (name, _)) in inputs.iter().enumerate() {
+            if inputs[..i].iter().any(|(n, _)| n == name) {
+                return Err(Error::invalid(
+                    "graph",
+                    format!("two inputs are named `{name}`"),
+                ));
+            }
+        }
+        trace::begin()?;
+        let handles: Vec<Tensor> = inputs
+            .iter()
+            .map(|(name, t)| {
+                let h = t.detach_untraced();
+                trace::placeholder(name, &h);
+                h
+            })
+            .collect();
+        let result = {
+            let _on = GradModeGuard::new(true);
+            catch_build_errors(|| f(&handles))
+        };
+        let outputs: Result<Vec<NodeId>> = result.map(|outs| {
+            outs.iter()
+                .map(|t| trace::output(t).expect("the trace is open"))
+                .collect()
+        });
+        let tracer = trace::end().expect("the trace was opened above");
+        let mut graph = tracer.graph;
+        graph.outputs = outputs?;
+        Ok(graph)
+    }
+
+    /// A new graph computing this graph's outputs followed by the gradient of
+    /// output `output` (a single element) with respect to each named input:
+    /// graph-to-graph differentiation, as `tf.gradients` and Theano's `grad`.
+    /// The VJP rules are the library's own, recorded as graph nodes, so the
+    /// result can be optimized, printed, exported and differentiated again.
+    pub fn gradients(&self, output: usize, wrt: &[&str]) -> Result<Graph> {
+        let names = self.input_names();
+        let Some(&out_id) = self.outputs.get(output) else {
+            return Err(Error::invalid(
+                "gradients",
+                format!(
+                    "the graph has {} outputs, not {}",
+                    self.outputs.len(),
+                    output + 1
+                ),
+            ));
+        };
+        if self.node(out_id).shape.iter().product::<usize>() != 1 {
+            return Err(Error::invalid(
+                "gradients",
+                format!(
+                    "output {output} has shape {:?}; gradients need a single-element output",
+                    self.node(out_id).shape
+                ),
+            ));
+        }
+        let positions = wrt
+            .iter()
+            .map(|w| {
+                names.iter().position(|n| n == w).ok_or_else(|| {
+                    Error::invalid(
+                        "gradients",
+                        format!("no input named `{w}` (inputs: {names:?})"),
+                    )
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let feeds: Vec<(&str, &Tensor)> = names.iter().copied().zip(&self.examples).collect();
+        Graph::trace(&feeds, |xs| {
+            // The inputs to differentiate become leaves, so that the backward
+            // pass records the rules that reach them.
+            let mut xs = xs.to_vec();
+            for &p in &positions {
+                let leaf = xs[p].clone().requires_grad();
+                trace::alias(&xs[p], &leaf);
+                xs[p] = leaf;
+            }
+            let values = self.eval_with(&xs)?;
+            let y = &values[output];
+            let targets: Vec<&Tensor> = positions.iter().map(|&p| &xs[p]).collect();
+            let grads = if y.needs_grad() {
+                autograd::grad_with(
+                    &[y],
+                    &targets,
+                    &BackwardOptions {
+                        create_graph: true,
+                        ..Default::default()
+                    },
+                )?
+            } else {
+                targets.iter().map(|t| t.zeros_like()).collect()
+            };
+            Ok(values.into_iter().chain(grads).collect())
+        })
+    }
+
+    /// A new graph on the same inputs computing `f` of this graph's outputs
+    /// (traced like [`Graph::trace`]): extends a graph, or picks outputs.
+    pub fn map_outputs<F>(&self, f: F) -> Result<Graph>
+    where
+        F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+    {
+        let names = self.input_names();
+        let feeds: Vec<(&str, &Tensor)> = names.iter().copied().zip(&self.examples).collect();
+        Graph::trace(&feeds, |xs| f(&self.eval_with(xs)?))
+    }
+
+    /// Evaluates the graph on tensors through the ordinary tensor API (so an
+    /// open trace or reverse-mode recording sees every op).
+    fn eval_with(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        for (k, &id) in self.inputs.iter().enumerate() {
+            values[id.0 as usize] = Some(inputs[k].clone());
+        }
+        for (i, node) in self.nodes.iter().enumerate() {
+            if values[i].is_some() {
+                continue;
+            }
+            let out = {
+                let args: SmallVec<[&Tensor; 3]> = node
+                    .inputs
+                    .iter()
+                    .map(|j| values[j.0 as usize].as_ref().expect("inputs come first"))
+                    .collect();
+                apply(node, &args)?
+            };
+            values[i] = Some(out);
+        }
+        Ok(self
+            .outputs
+            .iter()
+            .map(|o| values[o.0 as usize].clone().expect("evaluated"))
+            .collect())
+    }
+
+    /// Graphviz DOT: one box per node (op and shape), an edge per input.
+    pub fn to_dot(&self) -> String {
+        let mut s = String::from(
+            "digraph chainrule {\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];\n",
+        );
+        for (i, n) in self.nodes.iter().enumerate() {
+            let style = match &n.op {
+                GOp::Input(_) => ", style=filled, fillcolor=\"#d0e4ff\"",
+                GOp::Constant(_) => ", style=dashed",
+                _ => "",
+            };
+            let out = if self.outputs.iter().any(|o| o.0 as usize == i) {
+                ", peripheries=2"
+            } else {
+                ""
+            };
+            s.push_str(&format!(
+                "  n{i} [label=\"%{i} {}\\n{:?}\"{style}{out}];\n",
+                n.op.name().replace('"', "'"),
+                n.shape
+            ));
+            for j in &n.inputs {
+                s.push_str(&format!("  n{} -> n{i};\n", j.0));
+            }
+        }
+        s.push_str("}\n");
+        s
+    }
+}
+
+/// One node per line: `%id = op(inputs) : shape dtype`, then the outputs.
+impl fmt::Display for Graph {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, n) in self.nodes.iter().enumerate() {
+            let args: Vec<String> = n.inputs.iter().map(|j| format!("%{}", j.0)).collect();
+            writeln!(
+                f,
+                "%{i} = {}({}) : {:?} {:?}",
+                n.op.name(),
+                args.join(", "),
+                n.shape,
+                n.dtype
+            )?;
+        }
+        let outs: Vec<String> = self.outputs.iter().map(|o| format!("%{}", o.0)).collect();
+        write!(f, "outputs: {}", outs.join(", "))
+    }
+}
+
+/// Runs `f`, turning a panic of a tensor op (a shape mismatch while
+/// building) into an error that names the op and the caller's line.
+fn catch_build_errors<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    use std::sync::{Arc, Mutex};
+    let location: Arc<Mutex<Option<String>>> = Arc::default();
+    let seen = location.clone();
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        *seen.lock().unwrap() = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()));
+    }));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    std::panic::set_hook(previous);
+    match result {
+        Ok(r) => r,
+        Err(payload) => {
+            let msg = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".into());
+            let at = location
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_else(|| "unknown".into());
+            Err(Error::invalid(
+                "graph",
+                format!("while building: {msg} (declared at {at})"),
+            ))
+        }
+    }
+}
+
+/// The value of one node from its inputs' values.
+pub(crate) fn apply(node: &Node, args: &[&Tensor]) -> Result<Tensor> {
+    Ok(match &node.op {
+        GOp::Input(name) => {
+            return Err(Error::invalid(
+                "graph",
+                format!("input `{name}` was not fed"),
+            ))
+        }
+        GOp::Constant(t) => t.clone(),
+        GOp::Prim(p) => p.apply(args, &node.shape, node.dtype)?,
+        GOp::Compare(c) => {
+            let (a, b) = (args[0], args[1]);
+            match c {
+                CompareOp::Gt => a.try_gt(b)?,
+                CompareOp::Ge => a.try_ge(b)?,
+                CompareOp::Lt => a.try_lt(b)?,
+                CompareOp::Le => a.try_le(b)?,
+                CompareOp::Eq => a.try_eq_elem(b)?,
+            }
+        }
+        GOp::Sign => args[0].sign(),
+    })
+}
+
+/// A graph prepared to run: the memory plan computed, inputs located.
+pub struct Executable {
+    graph: Graph,
+    plan: MemoryPlan,
+}
+
+impl Graph {
+    /// Prepares the graph to run many times. Values are released right after
+    /// their last use (see [`Graph::memory_plan`]).
+    pub fn compile(self) -> Executable {
+        let plan = self.memory_plan();
+        Executable { graph: self, plan }
+    }
+}
+
+impl Executable {
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    pub fn plan(&self) -> &MemoryPlan {
+        &self.plan
+    }
+
+    /// Runs the graph on `feeds` (every input by name, each of its declared
+    /// shape and dtype), returning the outputs. Nothing is recorded.
+    pub fn run(&self, feeds: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
+        self.run_with(feeds, true)
+    }
+
+    /// [`Executable::run`] keeping every intermediate until the end (no
+    /// memory plan): for measuring what the plan saves.
+    pub fn run_unplanned(&self, feeds: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
+        self.run_with(feeds, false)
+    }
+
+    fn run_with(&self, feeds: &[(&str, &Tensor)], planned: bool) -> Result<Vec<Tensor>> {
+        let g = &self.graph;
+        let mut values: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
+        for (name, _) in feeds {
+            if !g.input_names().contains(name) {
+                return Err(Error::invalid(
+                    "graph",
+                    format!(
+                        "feed `{name}` is not an input of the graph (inputs: {:?})",
+                        g.input_names()
+                    ),
+                ));
+            }
+        }
+        for (&id, name) in g.inputs.iter().zip(g.input_names()) {
+            let node = g.node(id);
+            let Some((_, t)) = feeds.iter().find(|(n, _)| *n == name) else {
+                return Err(Error::invalid(
+                    "graph",
+                    format!("input `{name}` was not fed"),
+                ));
+            };
+            if t.shape() != node.shape.as_slice() || t.dtype() != node.dtype {
+                return Err(Error::invalid(
+                    "graph",
+                    format!(
+                        "input `{name}` was fed a {:?} tensor of shape {:?}; the graph takes {:?} of shape {:?}",
+                        t.dtype(),
+                        t.shape(),
+                        node.dtype,
+                        node.shape
+                    ),
+                ));
+            }
+            values[id.0 as usize] = Some(t.detach_untraced());
+        }
+        let _off = GradModeGuard::new(false);
+        for (i, node) in g.nodes.iter().enumerate() {
+            if values[i].is_none() {
+                let out = {
+                    let args: SmallVec<[&Tensor; 3]> = node
+                        .inputs
+                        .iter()
+                        .map(|j| values[j.0 as usize].as_ref().expect("inputs come first"))
+                        .collect();
+                    apply(node, &args)?
+                };
+                values[i] = Some(out);
+            }
+            if planned {
+                for &dead in &self.plan.free_after[i] {
+                    values[dead.0 as usize] = None;
+                }
+            }
+        }
+        Ok(g.outputs
+            .iter()
+            .map(|o| values[o.0 as usize].clone().expect("outputs are kept"))
+            .collect())
+    }
+}

@@ -1,0 +1,395 @@
+//! Graph passes, each a small rewrite that returns a new graph (nodes stay in
+//! evaluation order): pruning, common-subexpression elimination, constant
+//! folding, algebraic simplification; and the memory plan.
+
+use super::{apply, GOp, Graph, Node, NodeId};
+use crate::error::Result;
+use crate::ops::{BinaryOp, Prim, ReduceOp, UnaryOp};
+use crate::Tensor;
+use rustc_hash::FxHashMap;
+
+/// What [`Graph::optimize`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PassReport {
+    pub nodes_before: usize,
+    pub nodes_after: usize,
+    pub pruned: usize,
+    pub merged: usize,
+    pub folded: usize,
+    pub simplified: usize,
+}
+
+/// Rebuilds a graph node by node. `rewrite` returns the new id of a node
+/// (`None`: copy it with its inputs remapped).
+fn rebuild(
+    g: &Graph,
+    mut rewrite: impl FnMut(&mut Graph, &Node, &[NodeId]) -> Option<NodeId>,
+) -> Graph {
+    let mut out = Graph {
+        examples: g.examples.clone(),
+        ..Graph::default()
+    };
+    let mut map: Vec<NodeId> = Vec::with_capacity(g.nodes.len());
+    for node in &g.nodes {
+        let inputs: Vec<NodeId> = node.inputs.iter().map(|i| map[i.0 as usize]).collect();
+        let id = match rewrite(&mut out, node, &inputs) {
+            Some(id) => id,
+            None => out.push(node.op.clone(), inputs, &node.shape, node.dtype),
+        };
+        map.push(id);
+    }
+    out.inputs = g.inputs.iter().map(|i| map[i.0 as usize]).collect();
+    out.outputs = g.outputs.iter().map(|i| map[i.0 as usize]).collect();
+    out
+}
+
+impl Graph {
+    /// Drops the nodes no output depends on (the note's pruning of unneeded
+    /// branches, at the graph level). Inputs are kept, so feeds stay valid.
+    pub fn prune(&self) -> Graph {
+        let mut needed = vec![false; self.nodes.len()];
+        for o in &self.outputs {
+            needed[o.0 as usize] = true;
+        }
+        for i in (0..self.nodes.len()).rev() {
+            if needed[i] {
+                for j in &self.nodes[i].inputs {
+                    needed[j.0 as usize] = true;
+                }
+            }
+        }
+        for i in &self.inputs {
+            needed[i.0 as usize] = true;
+        }
+        let mut out = Graph {
+            examples: self.examples.clone(),
+            ..Graph::default()
+        };
+        let mut map = vec![NodeId(u32::MAX); self.nodes.len()];
+        for (i, node) in self.nodes.iter().enumerate() {
+            if needed[i] {
+                let inputs = node.inputs.iter().map(|j| map[j.0 as usize]).collect();
+                map[i] = out.push(node.op.clone(), inputs, &node.shape, node.dtype);
+            }
+        }
+        out.inputs = self.inputs.iter().map(|i| map[i.0 as usize]).collect();
+        out.outputs = self.outputs.iter().map(|i| map[i.0 as usize]).collect();
+        out
+    }
+
+    /// Merges nodes that compute the same op on the same inputs.
+    pub fn eliminate_common_subexpressions(&self) -> Graph {
+        let mut seen: FxHashMap<String, NodeId> = FxHashMap::default();
+        rebuild(self, |out, node, inputs| {
+            let key = match &node.op {
+                GOp::Input(_) => return None,
+                GOp::Constant(t) if t.numel() <= 64 => {
+                    format!("const {:?} {:?} {:?}", t.dtype(), t.shape(), t.to_vec_f64())
+                }
+                GOp::Constant(t) => format!("const@{:p}", std::sync::Arc::as_ptr(&t.0)),
+                op => format!("{op:?}"),
+            };
+            let key = format!("{key} {inputs:?} {:?}", node.shape);
+            if let Some(&id) = seen.get(&key) {
+                return Some(id);
+            }
+            let id = out.push(node.op.clone(), inputs.to_vec(), &node.shape, node.dtype);
+            seen.insert(key, id);
+            Some(id)
+        })
+    }
+
+    /// Evaluates every node whose inputs are all constants, once, now.
+    pub fn fold_constants(&self) -> Result<Graph> {
+        let mut failure = None;
+        let g = rebuild(self, |out, node, inputs| {
+            if matches!(node.op, GOp::Input(_) | GOp::Constant(_)) || inputs.is_empty() {
+                return None;
+            }
+            let values: Option<Vec<Tensor>> = inputs
+                .iter()
+                .map(|i| match &out.node(*i).op {
+                    GOp::Constant(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect();
+            let values = values?;
+            let refs: Vec<&Tensor> = values.iter().collect();
+            let _off = crate::autograd::GradModeGuard::new(false);
+            match apply(node, &refs) {
+                Ok(v) => Some(out.push(GOp::Constant(v), Vec::new(), &node.shape, node.dtype)),
+                Err(e) => {
+                    failure.get_or_insert(e);
+                    None
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(g),
+        }
+    }
+
+    /// Algebraic identities: `x·1`, `x+0`, `x−0`, scaling by 1, shifting by
+    /// 0, reshapes and broadcasts to the same shape, a transpose of a
+    /// transpose, a copy of a fresh buffer, and the sum of a broadcast (which
+    /// is a multiplication by the number of copies).
+    pub fn simplify(&self) -> Graph {
+        rebuild(self, |out, node, inputs| simplify_node(out, node, inputs))
+    }
+
+    /// All the passes, repeated until none changes the graph.
+    pub fn optimize(&self) -> Graph {
+        self.optimize_with_report().0
+    }
+
+    /// [`Graph::optimize`] and what each pass did.
+    pub fn optimize_with_report(&self) -> (Graph, PassReport) {
+        let mut report = PassReport {
+            nodes_before: self.nodes.len(),
+            ..PassReport::default()
+        };
+        let mut g = self.prune();
+        report.pruned += self.nodes.len() - g.nodes.len();
+        loop {
+            let before = g.nodes.len();
+            let simplified = g.simplify().prune();
+            report.simplified += g.nodes.len().saturating_sub(simplified.nodes.len());
+            let folded = match simplified.fold_constants() {
+                Ok(f) => f.prune(),
+                Err(_) => simplified.clone(),
+            };
+            report.folded += simplified.nodes.len().saturating_sub(folded.nodes.len());
+            let merged = folded.eliminate_common_subexpressions().prune();
+            report.merged += folded.nodes.len().saturating_sub(merged.nodes.len());
+            g = merged;
+            if g.nodes.len() == before {
+                break;
+            }
+        }
+        report.nodes_after = g.nodes.len();
+        (g, report)
+    }
+}
+
+fn constant_value(g: &Graph, id: NodeId) -> Option<f64> {
+    match &g.node(id).op {
+        GOp::Constant(t) => {
+            let v = t.to_vec_f64();
+            let first = *v.first()?;
+            v.iter().all(|&x| x == first).then_some(first)
+        }
+        _ => None,
+    }
+}
+
+fn prim_of(g: &Graph, id: NodeId) -> Option<&Prim> {
+    match &g.node(id).op {
+        GOp::Prim(p) => Some(p),
+        _ => None,
+    }
+}
+
+fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<NodeId> {
+    let GOp::Prim(prim) = &node.op else {
+        return None;
+    };
+    let same_shape = |i: usize| out.node(inputs[i]).shape == node.shape;
+    match prim {
+        Prim::Binary(BinaryOp::Mul) => {
+            for (c, x) in [(0, 1), (1, 0)] {
+                if constant_value(out, inputs[c]) == Some(1.0) && same_shape(x) {
+                    return Some(inputs[x]);
+                }
+            }
+            None
+        }
+        Prim::Binary(BinaryOp::Add) => {
+            for (c, x) in [(0, 1), (1, 0)] {
+                if constant_value(out, inputs[c]) == Some(0.0) && same_shape(x) {
+                    return Some(inputs[x]);
+                }
+            }
+            None
+        }
+        Prim::Binary(BinaryOp::Sub) | Prim::Binary(BinaryOp::Div) => {
+            let unit = if matches!(prim, Prim::Binary(BinaryOp::Sub)) {
+                0.0
+            } else {
+                1.0
+            };
+            (constant_value(out, inputs[1]) == Some(unit) && same_shape(0)).then_some(inputs[0])
+        }
+        Prim::Unary(UnaryOp::Scale(c)) if *c == 1.0 => Some(inputs[0]),
+        Prim::Unary(UnaryOp::Shift(c)) if *c == 0.0 => Some(inputs[0]),
+        Prim::Reshape | Prim::BroadcastTo if same_shape(0) => Some(inputs[0]),
+        Prim::Reshape => {
+            // A reshape of a reshape is one reshape of the original.
+            match prim_of(out, inputs[0]) {
+                Some(Prim::Reshape) => {
+                    let src = out.node(inputs[0]).inputs[0];
+                    if out.node(src).shape == node.shape {
+                        return Some(src);
+                    }
+                    Some(out.push(GOp::Prim(Prim::Reshape), vec![src], &node.shape, node.dtype))
+                }
+                _ => None,
+            }
+        }
+        Prim::Permute(outer) => {
+            if outer.iter().enumerate().all(|(i, &p)| i == p) {
+                return Some(inputs[0]);
+            }
+            let Some(Prim::Permute(inner)) = prim_of(out, inputs[0]) else {
+                return None;
+            };
+            // permute(permute(x, q), p) = permute(x, q∘p)
+            let composed: crate::layout::Dims = outer.iter().map(|&p| inner[p]).collect();
+            let src = out.node(inputs[0]).inputs[0];
+            if composed.iter().enumerate().all(|(i, &p)| i == p) {
+                return Some(src);
+            }
+            Some(out.push(
+                GOp::Prim(Prim::Permute(composed)),
+                vec![src],
+                &node.shape,
+                node.dtype,
+            ))
+        }
+        Prim::Contiguous => {
+            // The results of computing ops are fresh row-major buffers.
+            let fresh = matches!(
+                prim_of(out, inputs[0]),
+                Some(
+                    Prim::Unary(_)
+                        | Prim::Binary(_)
+                        | Prim::Matmul
+                        | Prim::Reduce { .. }
+                        | Prim::Contiguous
+                )
+            );
+            fresh.then_some(inputs[0])
+        }
+        Prim::Reduce {
+            op: ReduceOp::Sum,
+            axes,
+            keepdim,
+        } => {
+            // sum over the broadcast axes of broadcast(x) = count · x
+            let Some(Prim::BroadcastTo) = prim_of(out, inputs[0]) else {
+                return None;
+            };
+            let src = out.node(inputs[0]).inputs[0];
+            let (xs, bs) = (&out.node(src).shape, &out.node(inputs[0]).shape);
+            if xs.len() != bs.len() {
+                return None;
+            }
+            let exact = (0..bs.len()).all(|a| {
+                if axes.contains(&a) {
+                    xs[a] == 1
+                } else {
+                    xs[a] == bs[a]
+                }
+            });
+            if !exact {
+                return None;
+            }
+            let count: usize = axes.iter().map(|&a| bs[a]).product();
+            let xshape = xs.clone();
+            let scaled = out.push(
+                GOp::Prim(Prim::Unary(UnaryOp::Scale(count as f64))),
+                vec![src],
+                &xshape,
+                node.dtype,
+            );
+            Some(if *keepdim || xshape == node.shape {
+                scaled
+            } else {
+                out.push(
+                    GOp::Prim(Prim::Reshape),
+                    vec![scaled],
+                    &node.shape,
+                    node.dtype,
+                )
+            })
+        }
+        _ => None,
+    }
+}
+
+/// When each value can be released, and the peak memory that gives.
+#[derive(Clone, Debug)]
+pub struct MemoryPlan {
+    /// After node `i` runs, these values are no longer needed.
+    pub(crate) free_after: Vec<Vec<NodeId>>,
+    /// The most bytes of computed values alive at once under the plan
+    /// (constants excluded; views count with the buffer they share).
+    pub planned_peak_bytes: usize,
+    /// The bytes of every computed value, all kept to the end (no plan).
+    pub unplanned_bytes: usize,
+}
+
+/// Whether a primitive's result shares its input's buffer.
+fn is_view(op: &GOp) -> bool {
+    matches!(
+        op,
+        GOp::Prim(Prim::Reshape | Prim::Permute(_) | Prim::BroadcastTo | Prim::Narrow { .. })
+    )
+}
+
+impl Graph {
+    /// Last-use analysis: every value is released right after its last
+    /// consumer runs; outputs live to the end.
+    pub fn memory_plan(&self) -> MemoryPlan {
+        let n = self.nodes.len();
+        let mut last_use: Vec<usize> = (0..n).collect();
+        for (i, node) in self.nodes.iter().enumerate() {
+            for j in &node.inputs {
+                last_use[j.0 as usize] = last_use[j.0 as usize].max(i);
+            }
+        }
+        for o in &self.outputs {
+            last_use[o.0 as usize] = n;
+        }
+        let mut free_after: Vec<Vec<NodeId>> = vec![Vec::new(); n];
+        for (i, &l) in last_use.iter().enumerate() {
+            if l < n {
+                free_after[l].push(NodeId(i as u32));
+            }
+        }
+        // Bytes: a view shares its source's buffer, which lives as long as
+        // the longest-lived value sharing it.
+        let bytes = |node: &Node| node.shape.iter().product::<usize>() * node.dtype.size();
+        let mut owner: Vec<usize> = (0..n).collect();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if is_view(&node.op) {
+                owner[i] = owner[node.inputs[0].0 as usize];
+            }
+        }
+        let mut buffer_end = vec![0usize; n];
+        for i in 0..n {
+            buffer_end[owner[i]] = buffer_end[owner[i]].max(last_use[i]);
+        }
+        let mut delta = vec![0isize; n + 2];
+        let mut unplanned = 0;
+        for (i, node) in self.nodes.iter().enumerate() {
+            if owner[i] != i || matches!(node.op, GOp::Constant(_)) {
+                continue;
+            }
+            let b = bytes(node);
+            unplanned += b;
+            delta[i] += b as isize;
+            delta[buffer_end[i] + 1] -= b as isize;
+        }
+        let (mut live, mut peak) = (0isize, 0isize);
+        for d in &delta {
+            live += d;
+            peak = peak.max(live);
+        }
+        MemoryPlan {
+            free_after,
+            planned_peak_bytes: peak as usize,
+            unplanned_bytes: unplanned,
+        }
+    }
+}
