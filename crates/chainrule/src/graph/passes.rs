@@ -135,7 +135,7 @@ impl Graph {
     /// transpose, a copy of a fresh buffer, and the sum of a broadcast (which
     /// is a multiplication by the number of copies).
     pub fn simplify(&self) -> Graph {
-        rebuild(self, |out, node, inputs| simplify_node(out, node, inputs))
+        rebuild(self, simplify_node)
     }
 
     /// All the passes, repeated until none changes the graph.
