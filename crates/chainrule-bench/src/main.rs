@@ -60,6 +60,8 @@ fn modes(workload: &str) -> &'static [&'static str] {
     match workload {
         "chain" => &["reverse", "forward"],
         "jac" => &["forward", "reverse"],
+        "ex1" | "ex2" => &["reverse", "graph"],
+        "mlp" => &["reverse", "graph", "graph-unplanned"],
         "hessian" => &["forward-over-reverse", "reverse-over-reverse"],
         _ => &["reverse"],
     }
@@ -67,11 +69,19 @@ fn modes(workload: &str) -> &'static [&'static str] {
 
 fn build(workload: &str, size: &str, mode: &str) -> workloads::Case {
     match workload {
+        "ex1" if mode == "graph" => workloads::ex1_graph(size.parse().unwrap()),
         "ex1" => workloads::ex1(size.parse().unwrap()),
         "ex2" => {
             let (m, n) = size.split_once('x').unwrap();
-            workloads::ex2(m.parse().unwrap(), n.parse().unwrap())
+            let (m, n) = (m.parse().unwrap(), n.parse().unwrap());
+            if mode == "graph" {
+                workloads::ex2_graph(m, n)
+            } else {
+                workloads::ex2(m, n)
+            }
         }
+        "mlp" if mode == "graph" => workloads::mlp_graph(true),
+        "mlp" if mode == "graph-unplanned" => workloads::mlp_graph(false),
         "chain" if mode == "forward" => workloads::chain_forward(size.parse().unwrap()),
         "chain" => workloads::chain(size.parse().unwrap()),
         "mlp" => workloads::mlp(),

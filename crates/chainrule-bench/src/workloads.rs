@@ -3,6 +3,7 @@
 
 use crate::data::SplitMix64;
 use chainrule::forward::DualLevel;
+use chainrule::graph::{Executable, Graph};
 use chainrule::nn::{self, Module};
 use chainrule::optim::{Optimizer, Sgd};
 use chainrule::Tensor;
@@ -70,6 +71,127 @@ pub fn chain(k: usize) -> Case {
             Box::new(move || (u.item(), g.item()))
         }),
         impl_desc: "0-d tensors, eager reverse mode, Tensor::backward",
+    }
+}
+
+/// A graph traced from `f` on `inputs`, differentiated with respect to
+/// `wrt`, optimized and compiled: what the "graph" mode runs.
+fn compiled(
+    inputs: &[(&str, &Tensor)],
+    wrt: &[&str],
+    f: impl FnOnce(&[Tensor]) -> Tensor,
+) -> Executable {
+    Graph::trace(inputs, |t| Ok(vec![f(t)]))
+        .and_then(|g| g.gradients(0, wrt))
+        .map(|g| g.optimize().compile())
+        .expect("the workload traces")
+}
+
+/// ex1 through a compiled graph: value and gradient per run.
+pub fn ex1_graph(n: usize) -> Case {
+    let mut g = SplitMix64::new();
+    let x = Tensor::from_vec(g.f32s(n, 1.0), &[n]);
+    let w = Tensor::from_vec(g.f32s(n, 1.0), &[n]);
+    let y = Tensor::scalar(g.f32s(1, 1.0)[0]);
+    let exe = compiled(&[("x", &x), ("w", &w), ("y", &y)], &["w"], |t| {
+        (t[0].dot(&t[1]) - &t[2]).square()
+    });
+    Case {
+        step: Box::new(move || {
+            let out = exe.run(&[("x", &x), ("w", &w), ("y", &y)]).unwrap();
+            Box::new(move || (out[0].item(), grad_sum(&out[1..])))
+        }),
+        impl_desc: "compiled graph (traced, gradients graph-to-graph, optimized), Executable::run",
+    }
+}
+
+/// ex2 through a compiled graph.
+pub fn ex2_graph(m: usize, n: usize) -> Case {
+    let mut g = SplitMix64::new();
+    let x = Tensor::from_vec(g.f32s(m * n, 1.0), &[m, n]);
+    let w = Tensor::from_vec(g.f32s(n, 1.0), &[n]);
+    let y = Tensor::from_vec(g.f32s(m, 1.0), &[m]);
+    let exe = compiled(&[("X", &x), ("w", &w), ("y", &y)], &["w"], |t| {
+        (t[0].matmul(&t[1]) - &t[2]).square().sum()
+    });
+    Case {
+        step: Box::new(move || {
+            let out = exe.run(&[("X", &x), ("w", &w), ("y", &y)]).unwrap();
+            Box::new(move || (out[0].item(), grad_sum(&out[1..])))
+        }),
+        impl_desc: "compiled graph (traced, gradients graph-to-graph, optimized), Executable::run",
+    }
+}
+
+/// The MLP step through a compiled graph: the graph takes the batch and the
+/// parameters and returns the loss, the gradients and the updated
+/// parameters (SGD inside the graph). `planned = false` keeps every
+/// intermediate to the end of the run, to measure what the plan saves.
+pub fn mlp_graph(planned: bool) -> Case {
+    let mut g = SplitMix64::new();
+    let x = Tensor::from_vec(
+        g.f32s(MLP_BATCH * MLP_DIMS[0], 1.0),
+        &[MLP_BATCH, MLP_DIMS[0]],
+    );
+    let labels = g.labels(MLP_BATCH, 10);
+    let mut params: Vec<Tensor> = Vec::new();
+    for l in 0..3 {
+        let (fi, fo) = (MLP_DIMS[l], MLP_DIMS[l + 1]);
+        let s = 1.0 / (fi as f64).sqrt();
+        params.push(Tensor::from_vec(g.f32s(fi * fo, s), &[fi, fo]));
+        params.push(Tensor::from_vec(g.f32s(fo, s), &[fo]));
+    }
+    let names = ["x", "w1", "b1", "w2", "b2", "w3", "b3"];
+    let feeds: Vec<(&str, &Tensor)> = names
+        .iter()
+        .copied()
+        .zip(std::iter::once(&x).chain(&params))
+        .collect();
+    let loss_of = |t: &[Tensor]| {
+        let mut h = t[0].clone();
+        for l in 0..3 {
+            h = h.matmul(&t[1 + 2 * l]) + &t[2 + 2 * l];
+            if l < 2 {
+                h = h.relu();
+            }
+        }
+        nn::cross_entropy_loss(&h, &labels).unwrap()
+    };
+    // outputs: the loss, the six gradients, the six updated parameters
+    let exe = Graph::trace(&feeds, |t| Ok(vec![loss_of(t)]))
+        .and_then(|g| g.gradients(0, &names[1..]))
+        .and_then(|g| {
+            g.map_outputs(|inputs, o| {
+                let mut outs = o.to_vec();
+                for (p, gr) in inputs[1..].iter().zip(&o[1..]) {
+                    outs.push(p - &(gr * MLP_LR));
+                }
+                Ok(outs)
+            })
+        })
+        .map(|g| g.optimize().compile())
+        .expect("the mlp traces");
+    Case {
+        step: Box::new(move || {
+            let feeds: Vec<(&str, &Tensor)> = names
+                .iter()
+                .copied()
+                .zip(std::iter::once(&x).chain(&params))
+                .collect();
+            let out = if planned {
+                exe.run(&feeds)
+            } else {
+                exe.run_unplanned(&feeds)
+            }
+            .unwrap();
+            params = out[7..].to_vec();
+            Box::new(move || (out[0].item(), grad_sum(&out[1..7])))
+        }),
+        impl_desc: if planned {
+            "compiled graph: forward, gradients and SGD update in one traced, optimized graph"
+        } else {
+            "the same compiled graph run without its memory plan (every intermediate kept)"
+        },
     }
 }
 
@@ -236,6 +358,22 @@ mod tests {
                     "jac {a}x{b} {mode}: {v} {g}"
                 );
             }
+        }
+        for mut case in [super::ex1_graph(100)] {
+            let (v, g) = (case.step)()();
+            assert!(
+                close(v, 47.677066802978516) && close(g, 12.186660766601562),
+                "{v} {g}"
+            );
+        }
+        let (v, g) = (super::ex2_graph(1000, 100).step)()();
+        assert!(close(v, 12562.8125) && close(g, 2732.4892578125), "{v} {g}");
+        for planned in [true, false] {
+            let (v, g) = (super::mlp_graph(planned).step)()();
+            assert!(
+                close(v, 2.308544158935547) && close(g, 0.5390102565288544),
+                "{v} {g}"
+            );
         }
         let (v, g) = (super::mlp().step)()();
         assert!(

@@ -56,7 +56,7 @@ fn second_derivative_by_differentiating_the_gradient_graph() {
     let g1 = g.gradients(0, &["x"]).unwrap(); // outputs: f, ∂f/∂x
     let e = g1.gradients(1, &["x"]).unwrap_err().to_string();
     assert!(e.contains("single-element"), "{e}");
-    let summed = g1.map_outputs(|o| Ok(vec![o[1].sum()])).unwrap();
+    let summed = g1.map_outputs(|_, o| Ok(vec![o[1].sum()])).unwrap();
     let g2 = summed.gradients(0, &["x"]).unwrap(); // outputs: Σ f', ∂(Σ f')/∂x
     let x2 = t64(&[3], 8);
     for exe in [g2.clone().compile(), g2.optimize().compile()] {

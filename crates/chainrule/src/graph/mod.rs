@@ -290,15 +290,16 @@ impl Graph {
         })
     }
 
-    /// A new graph on the same inputs computing `f` of this graph's outputs
-    /// (traced like [`Graph::trace`]): extends a graph, or picks outputs.
+    /// A new graph on the same inputs computing `f(inputs, outputs)` of this
+    /// graph (traced like [`Graph::trace`]): extends a graph with more ops,
+    /// or picks outputs.
     pub fn map_outputs<F>(&self, f: F) -> Result<Graph>
     where
-        F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+        F: FnOnce(&[Tensor], &[Tensor]) -> Result<Vec<Tensor>>,
     {
         let names = self.input_names();
         let feeds: Vec<(&str, &Tensor)> = names.iter().copied().zip(&self.examples).collect();
-        Graph::trace(&feeds, |xs| f(&self.eval_with(xs)?))
+        Graph::trace(&feeds, |xs| f(xs, &self.eval_with(xs)?))
     }
 
     /// Evaluates the graph on tensors through the ordinary tensor API (so an
@@ -442,6 +443,8 @@ pub(crate) fn apply(node: &Node, args: &[&Tensor]) -> Result<Tensor> {
 pub struct Executable {
     graph: Graph,
     plan: MemoryPlan,
+    /// The input names, in the order of `graph.inputs`.
+    names: Vec<String>,
 }
 
 impl Graph {
@@ -449,7 +452,12 @@ impl Graph {
     /// their last use (see [`Graph::memory_plan`]).
     pub fn compile(self) -> Executable {
         let plan = self.memory_plan();
-        Executable { graph: self, plan }
+        let names = self.input_names().iter().map(|n| n.to_string()).collect();
+        Executable {
+            graph: self,
+            plan,
+            names,
+        }
     }
 }
 
@@ -478,19 +486,19 @@ impl Executable {
         let g = &self.graph;
         let mut values: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
         for (name, _) in feeds {
-            if !g.input_names().contains(name) {
+            if !self.names.iter().any(|n| n == name) {
                 return Err(Error::invalid(
                     "graph",
                     format!(
                         "feed `{name}` is not an input of the graph (inputs: {:?})",
-                        g.input_names()
+                        self.names
                     ),
                 ));
             }
         }
-        for (&id, name) in g.inputs.iter().zip(g.input_names()) {
+        for (&id, name) in g.inputs.iter().zip(&self.names) {
             let node = g.node(id);
-            let Some((_, t)) = feeds.iter().find(|(n, _)| *n == name) else {
+            let Some((_, t)) = feeds.iter().find(|(n, _)| n == name) else {
                 return Err(Error::invalid(
                     "graph",
                     format!("input `{name}` was not fed"),
@@ -508,7 +516,7 @@ impl Executable {
                     ),
                 ));
             }
-            values[id.0 as usize] = Some(t.detach_untraced());
+            values[id.0 as usize] = Some((*t).clone());
         }
         let _off = GradModeGuard::new(false);
         for (i, node) in g.nodes.iter().enumerate() {

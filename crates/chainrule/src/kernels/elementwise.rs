@@ -57,6 +57,15 @@ where
             }
         }
         _ if la.shape.is_empty() => vec![f(a[la.offset], b[lb.offset])],
+        // One side a broadcast scalar (every stride 0): a map over the other.
+        (Some(ra), None) if lb.strides.iter().all(|&s| s == 0) => {
+            let y = b[lb.offset];
+            a[ra].iter().map(|&x| f(x, y)).collect()
+        }
+        (None, Some(rb)) if la.strides.iter().all(|&s| s == 0) => {
+            let x = a[la.offset];
+            b[rb].iter().map(|&y| f(x, y)).collect()
+        }
         _ => {
             // Walk the outer axes with offset iterators and the innermost axis
             // with plain strides: the common `(n, c) + (c,)` bias case stays fast.
