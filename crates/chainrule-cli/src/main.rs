@@ -4,9 +4,8 @@
 //! internal error. A panic is reported as an internal error in one line,
 //! never with a backtrace.
 
-mod plot;
-mod train;
-
+use chainrule_cli::commands::{self, ExprArgs, Kind, WrtArgs};
+use chainrule_cli::{train, CliError};
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -23,27 +22,27 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// The value of an expression.
+    Eval(ExprArgs),
+    /// The gradient of a single-valued expression by each --wrt variable.
+    Grad(WrtArgs),
+    /// The Jacobian: output shape followed by the variable's shape.
+    Jacobian(WrtArgs),
+    /// The Hessian of a single-valued expression.
+    Hessian(WrtArgs),
+    /// The Jacobian-vector product along --dir.
+    Jvp(WrtArgs),
     /// Train a model with chainrule's layers and optimizers.
     Train(train::TrainArgs),
 }
 
-/// What went wrong, and whose fault it was (for the exit code).
-#[derive(Debug)]
-pub enum CliError {
-    /// Bad input: exit code 2.
-    Input(String),
-    /// A bug: exit code 1.
-    Internal(String),
-}
-
-impl From<chainrule::Error> for CliError {
-    fn from(e: chainrule::Error) -> Self {
-        CliError::Input(e.to_string())
-    }
-}
-
 fn run(cli: Cli) -> Result<(), CliError> {
     match cli.command {
+        Command::Eval(a) => commands::run(Kind::Eval, &a, &[], None),
+        Command::Grad(a) => commands::run(Kind::Grad, &a.common, &a.wrt, a.dir.as_deref()),
+        Command::Jacobian(a) => commands::run(Kind::Jacobian, &a.common, &a.wrt, a.dir.as_deref()),
+        Command::Hessian(a) => commands::run(Kind::Hessian, &a.common, &a.wrt, a.dir.as_deref()),
+        Command::Jvp(a) => commands::run(Kind::Jvp, &a.common, &a.wrt, a.dir.as_deref()),
         Command::Train(args) => train::run(args),
     }
 }

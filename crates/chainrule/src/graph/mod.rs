@@ -161,6 +161,24 @@ impl Graph {
         self.op_names().iter().filter(|n| n.starts_with(op)).count()
     }
 
+    /// Each node's inputs, as node indices.
+    pub fn node_inputs(&self) -> Vec<Vec<usize>> {
+        self.nodes
+            .iter()
+            .map(|n| n.inputs.iter().map(|i| i.0 as usize).collect())
+            .collect()
+    }
+
+    /// Each node's shape.
+    pub fn node_shapes(&self) -> Vec<Vec<usize>> {
+        self.nodes.iter().map(|n| n.shape.clone()).collect()
+    }
+
+    /// The output nodes, as node indices.
+    pub fn output_ids(&self) -> Vec<usize> {
+        self.outputs.iter().map(|o| o.0 as usize).collect()
+    }
+
     /// The shape of each output.
     pub fn output_shapes(&self) -> Vec<Vec<usize>> {
         self.outputs

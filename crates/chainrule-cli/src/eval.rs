@@ -1,0 +1,413 @@
+//! Evaluating expressions on tensors, and the values variables are set to
+//! (`--set NAME=VALUE`, `--input FILE`).
+
+use crate::expr::{did_you_mean, BinOp, Expr};
+use chainrule::{DType, Tensor};
+use std::collections::BTreeMap;
+
+/// Variables by name.
+pub type Env = BTreeMap<String, Tensor>;
+
+/// One evaluated operation, for `--explain`: its intermediate name, the
+/// expression it computes and its value.
+#[derive(Clone, Debug)]
+pub struct Step {
+    pub name: String,
+    pub expr: Expr,
+    /// The op as the note writes it, on the names of its operands.
+    pub text: String,
+    pub value: Tensor,
+    /// Indices of the steps (or variables, as `Err(name)`) it reads.
+    pub operands: Vec<Operand>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Operand {
+    Step(usize),
+    Var(String),
+    Num(f64),
+}
+
+fn err(msg: impl Into<String>) -> String {
+    msg.into()
+}
+
+/// Evaluates `e` with the tensor API (so reverse mode records, dual tensors
+/// carry tangents and a graph trace records, depending on the inputs).
+/// `steps`, when given, receives every op in evaluation order. A NaN or
+/// infinity appearing from finite operands is an error naming that op.
+pub fn eval(
+    e: &Expr,
+    env: &Env,
+    dtype: DType,
+    steps: &mut Option<Vec<Step>>,
+) -> Result<Tensor, String> {
+    eval_node(e, env, dtype, steps).map(|(t, _)| t)
+}
+
+fn eval_node(
+    e: &Expr,
+    env: &Env,
+    dtype: DType,
+    steps: &mut Option<Vec<Step>>,
+) -> Result<(Tensor, Operand), String> {
+    let (args, operands): (Vec<Tensor>, Vec<Operand>) = match e {
+        Expr::Num(v) => return Ok((Tensor::full(&[], *v, dtype), Operand::Num(*v))),
+        Expr::Var(name) => {
+            return match env.get(name) {
+                Some(t) => Ok((t.clone(), Operand::Var(name.clone()))),
+                None => {
+                    let names: Vec<&str> = env.keys().map(String::as_str).collect();
+                    let hint = did_you_mean(name, &names)
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_else(|| {
+                            format!(
+                                " (set it with --set {name}=VALUE; defined: {})",
+                                names.join(", ")
+                            )
+                        });
+                    Err(err(format!("unknown variable `{name}`{hint}")))
+                }
+            }
+        }
+        Expr::Neg(a) | Expr::Transpose(a) => {
+            let (t, o) = eval_node(a, env, dtype, steps)?;
+            (vec![t], vec![o])
+        }
+        Expr::Bin(_, a, b) => {
+            let (ta, oa) = eval_node(a, env, dtype, steps)?;
+            let (tb, ob) = eval_node(b, env, dtype, steps)?;
+            (vec![ta, tb], vec![oa, ob])
+        }
+        Expr::Call(_, args) => {
+            let mut ts = Vec::new();
+            let mut os = Vec::new();
+            for a in args {
+                let (t, o) = eval_node(a, env, dtype, steps)?;
+                ts.push(t);
+                os.push(o);
+            }
+            (ts, os)
+        }
+    };
+    let (value, op_name) = apply(e, &args)?;
+    let finite = |t: &Tensor| t.to_vec_f64().iter().all(|v| v.is_finite());
+    if !finite(&value) && args.iter().all(finite) {
+        return Err(err(format!(
+            "`{op_name}` produced a NaN or infinity, the first op to do so: `{e}` (its operands were finite)"
+        )));
+    }
+    let operand = match steps {
+        Some(s) => {
+            let index = s.len();
+            let name = step_name(index);
+            let text = describe(e, &operands, s);
+            s.push(Step {
+                name,
+                expr: e.clone(),
+                text,
+                value: value.clone(),
+                operands,
+            });
+            Operand::Step(index)
+        }
+        None => Operand::Num(f64::NAN),
+    };
+    Ok((value, operand))
+}
+
+/// `a, b, …, z, a1, b1, …`: the note's names for intermediates.
+pub fn step_name(i: usize) -> String {
+    let letter = (b'a' + (i % 26) as u8) as char;
+    if i < 26 {
+        letter.to_string()
+    } else {
+        format!("{letter}{}", i / 26)
+    }
+}
+
+fn operand_text(o: &Operand, steps: &[Step]) -> String {
+    match o {
+        Operand::Step(i) => steps[*i].name.clone(),
+        Operand::Var(v) => v.clone(),
+        Operand::Num(v) => Expr::Num(*v).to_string(),
+    }
+}
+
+fn describe(e: &Expr, operands: &[Operand], steps: &[Step]) -> String {
+    let t: Vec<String> = operands.iter().map(|o| operand_text(o, steps)).collect();
+    let shallow = match e {
+        Expr::Neg(_) => Expr::Neg(Box::new(Expr::Var(t[0].clone()))),
+        Expr::Transpose(_) => Expr::Transpose(Box::new(Expr::Var(t[0].clone()))),
+        Expr::Bin(op, _, _) => Expr::Bin(
+            *op,
+            Box::new(Expr::Var(t[0].clone())),
+            Box::new(Expr::Var(t[1].clone())),
+        ),
+        Expr::Call(name, _) => Expr::Call(
+            name.clone(),
+            t.iter().map(|s| Expr::Var(s.clone())).collect(),
+        ),
+        other => other.clone(),
+    };
+    shallow.to_string()
+}
+
+fn axis_arg(name: &str, args: &[Tensor], e: &Expr) -> Result<Option<usize>, String> {
+    let Expr::Call(_, exprs) = e else {
+        return Ok(None);
+    };
+    let takes_axis = matches!(
+        name,
+        "sum" | "mean" | "max" | "min" | "softmax" | "log_softmax" | "logsumexp"
+    );
+    if exprs.len() < 2 || !takes_axis {
+        return Ok(None);
+    }
+    match &exprs[1] {
+        Expr::Num(v) if *v >= 0.0 && v.fract() == 0.0 => {
+            let axis = *v as usize;
+            if axis >= args[0].ndim() {
+                return Err(err(format!(
+                    "{name}: axis {axis} is out of range for a tensor of shape {:?}",
+                    args[0].shape()
+                )));
+            }
+            Ok(Some(axis))
+        }
+        other => Err(err(format!(
+            "{name}: the axis must be a non-negative integer, got `{other}`"
+        ))),
+    }
+}
+
+/// One op on its evaluated operands: the result and the op's name.
+fn apply(e: &Expr, a: &[Tensor]) -> Result<(Tensor, String), String> {
+    let s = |r: chainrule::Result<Tensor>| r.map_err(|e| e.to_string());
+    Ok(match e {
+        Expr::Neg(_) => (a[0].neg(), "neg".into()),
+        Expr::Transpose(_) => {
+            let t = match a[0].ndim() {
+                0 | 1 => a[0].clone(),
+                n => s(a[0].try_transpose(n - 2, n - 1))?,
+            };
+            (t, "transpose".into())
+        }
+        Expr::Bin(op, _, _) => {
+            let (x, y) = (&a[0], &a[1]);
+            let r = match op {
+                BinOp::Add => s(x.try_add(y))?,
+                BinOp::Sub => s(x.try_sub(y))?,
+                BinOp::Mul => s(x.try_mul(y))?,
+                BinOp::Div => s(x.try_div(y))?,
+                BinOp::Pow => {
+                    if y.numel() == 1 && y.ndim() == 0 {
+                        x.powf(y.item())
+                    } else {
+                        s(x.try_pow(y))?
+                    }
+                }
+                BinOp::MatMul => s(x.try_matmul(y))?,
+            };
+            let name = match op {
+                BinOp::Add => "add",
+                BinOp::Sub => "sub",
+                BinOp::Mul => "mul",
+                BinOp::Div => "div",
+                BinOp::Pow => "pow",
+                BinOp::MatMul => "matmul",
+            };
+            (r, name.into())
+        }
+        Expr::Call(name, _) => {
+            let x = &a[0];
+            let axis = axis_arg(name, a, e)?;
+            let all = |t: &Tensor| (0..t.ndim()).collect::<Vec<_>>();
+            let r = match name.as_str() {
+                "dot" => s(x.try_dot(&a[1]))?,
+                "sum" => s(x.try_sum_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
+                "mean" => s(x.try_mean_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
+                "max" | "min" if x.numel() == 0 => {
+                    return Err(err(format!("{name} of an empty tensor")))
+                }
+                "max" => s(x.try_max_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
+                "min" => s(x.try_min_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
+                "exp" => x.exp(),
+                "log" => x.log(),
+                "sin" => x.sin(),
+                "cos" => x.cos(),
+                "tan" => x.tan(),
+                "tanh" => x.tanh(),
+                "sigmoid" => x.sigmoid(),
+                "relu" => x.relu(),
+                "sqrt" => x.sqrt(),
+                "abs" => x.abs(),
+                "sign" => x.sign(),
+                "step" => x.gt_scalar(0.0),
+                "norm" => x.norm(),
+                "softmax" | "log_softmax" | "logsumexp" => {
+                    if x.ndim() == 0 {
+                        return Err(err(format!(
+                            "{name} needs a tensor of at least one axis, got a scalar"
+                        )));
+                    }
+                    let ax = axis.unwrap_or(x.ndim() - 1);
+                    match name.as_str() {
+                        "softmax" => s(x.try_softmax(ax))?,
+                        "log_softmax" => s(x.try_log_softmax(ax))?,
+                        _ => s(x.try_logsumexp(ax, false))?,
+                    }
+                }
+                "maximum" => s(x.try_maximum(&a[1]))?,
+                "minimum" => s(x.try_minimum(&a[1]))?,
+                "outer" => {
+                    if x.ndim() != 1 || a[1].ndim() != 1 {
+                        return Err(err(format!(
+                            "outer: needs two vectors, got shapes {:?} and {:?}",
+                            x.shape(),
+                            a[1].shape()
+                        )));
+                    }
+                    s(x.unsqueeze(1).try_mul(&a[1].unsqueeze(0)))?
+                }
+                other => return Err(err(format!("unknown function `{other}`"))),
+            };
+            (r, name.clone())
+        }
+        Expr::Num(_) | Expr::Var(_) => unreachable!("leaves are handled by the caller"),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Values: `--set NAME=VALUE`
+// ---------------------------------------------------------------------------
+
+/// A value as written after `=`: a number, a nested list, or a generator
+/// (`randn(2,3)`, `rand(…)`, `zeros(…)`, `ones(…)`, `eye(n)`, `arange(n)`).
+/// Each generator draws from its own seed, derived from `seed` and `salt`.
+pub fn parse_value(text: &str, dtype: DType, seed: u64, salt: u64) -> Result<Tensor, String> {
+    let t = text.trim();
+    if let Some(open) = t.find('(') {
+        let name = t[..open].trim();
+        let Some(inner) = t[open + 1..].strip_suffix(')') else {
+            return Err(err(format!("`{t}`: a generator call must end with `)`")));
+        };
+        let dims: Vec<usize> = if inner.trim().is_empty() {
+            Vec::new()
+        } else {
+            inner
+                .split(',')
+                .map(|d| {
+                    d.trim().parse::<usize>().map_err(|_| {
+                        err(format!(
+                            "`{t}`: `{}` is not a dimension (a non-negative integer)",
+                            d.trim()
+                        ))
+                    })
+                })
+                .collect::<Result<_, _>>()?
+        };
+        if dims.iter().product::<usize>() > 50_000_000 {
+            return Err(err(format!("`{t}`: more than 50 million elements")));
+        }
+        let s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(salt);
+        return match name {
+            "randn" => Ok(Tensor::rand_normal(&dims, 0.0, 1.0, s, dtype)),
+            "rand" => Ok(Tensor::rand_uniform(&dims, 0.0, 1.0, s, dtype)),
+            "zeros" => Ok(Tensor::zeros(&dims, dtype)),
+            "ones" => Ok(Tensor::ones(&dims, dtype)),
+            "eye" if dims.len() == 1 => Ok(Tensor::eye(dims[0], dtype)),
+            "arange" if dims.len() == 1 => Ok(Tensor::arange(dims[0], dtype)),
+            "eye" | "arange" => Err(err(format!("`{t}`: {name} takes one size"))),
+            other => {
+                let hint =
+                    did_you_mean(other, &["randn", "rand", "zeros", "ones", "eye", "arange"])
+                        .map(|s| format!(" (did you mean `{s}`?)"))
+                        .unwrap_or_default();
+                Err(err(format!(
+                    "`{t}`: unknown generator `{other}`{hint}; use randn, rand, zeros, ones, eye or arange"
+                )))
+            }
+        };
+    }
+    if t.starts_with('[') {
+        let (data, shape) = parse_list(t)?;
+        return Tensor::try_from_vec(data, &shape)
+            .map(|x| x.to_dtype(dtype))
+            .map_err(|e| e.to_string());
+    }
+    t.parse::<f64>()
+        .map(|v| Tensor::full(&[], v, dtype))
+        .map_err(|_| {
+            err(format!(
+                "`{t}` is not a number, a list like [1,2] or a generator like randn(3)"
+            ))
+        })
+}
+
+/// A nested list of numbers: its values row-major and its shape (ragged
+/// lists are an error).
+fn parse_list(text: &str) -> Result<(Vec<f64>, Vec<usize>), String> {
+    fn item(chars: &[char], i: &mut usize, depth: usize) -> Result<(Vec<f64>, Vec<usize>), String> {
+        while *i < chars.len() && chars[*i].is_whitespace() {
+            *i += 1;
+        }
+        if depth > 32 {
+            return Err(err("lists nest too deeply"));
+        }
+        if chars.get(*i) == Some(&'[') {
+            *i += 1;
+            let mut values = Vec::new();
+            let mut inner: Option<Vec<usize>> = None;
+            let mut count = 0;
+            loop {
+                while *i < chars.len() && chars[*i].is_whitespace() {
+                    *i += 1;
+                }
+                if chars.get(*i) == Some(&']') {
+                    *i += 1;
+                    break;
+                }
+                let (v, s) = item(chars, i, depth + 1)?;
+                match &inner {
+                    None => inner = Some(s),
+                    Some(prev) if *prev != s => {
+                        return Err(err("the list is ragged: its items differ in shape"))
+                    }
+                    _ => {}
+                }
+                values.extend(v);
+                count += 1;
+                while *i < chars.len() && chars[*i].is_whitespace() {
+                    *i += 1;
+                }
+                match chars.get(*i) {
+                    Some(',') => *i += 1,
+                    Some(']') => {}
+                    _ => return Err(err("expected `,` or `]` in the list")),
+                }
+            }
+            let mut shape = vec![count];
+            shape.extend(inner.unwrap_or_default());
+            Ok((values, shape))
+        } else {
+            let start = *i;
+            while *i < chars.len() && !matches!(chars[*i], ',' | ']' | '[') {
+                *i += 1;
+            }
+            let s: String = chars[start..*i].iter().collect();
+            let v = s
+                .trim()
+                .parse::<f64>()
+                .map_err(|_| err(format!("`{}` in the list is not a number", s.trim())))?;
+            Ok((vec![v], Vec::new()))
+        }
+    }
+    let chars: Vec<char> = text.chars().collect();
+    let mut i = 0;
+    let out = item(&chars, &mut i, 0)?;
+    if chars[i..].iter().any(|c| !c.is_whitespace()) {
+        return Err(err("unexpected text after the list"));
+    }
+    Ok(out)
+}

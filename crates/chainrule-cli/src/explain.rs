@@ -1,0 +1,287 @@
+//! `--explain`: the derivation in the note's style. First the decomposition
+//! into intermediate variables with their shapes and values; then the chain
+//! rule accumulated step by step (from the output back in reverse mode, from
+//! the input forward in forward mode), each factor with its shape.
+
+use crate::eval::{eval, Env, Operand, Step};
+use crate::expr::{BinOp, Expr};
+use chainrule::{autograd, func, DType, Tensor};
+use std::fmt::Write;
+
+/// A value in a line: the number for a scalar, else the first and last
+/// entries with the shape.
+pub fn abbreviate(t: &Tensor) -> String {
+    let v = t.to_vec_f64();
+    let f = |x: f64| {
+        format!("{x:.6}")
+            .trim_end_matches('0')
+            .trim_end_matches('.')
+            .to_string()
+    };
+    match v.len() {
+        1 if t.ndim() == 0 => f(v[0]),
+        n if n <= 6 => format!(
+            "[{}]",
+            v.iter().map(|&x| f(x)).collect::<Vec<_>>().join(", ")
+        ),
+        n => format!(
+            "[{}, {}, {}, …, {}] ({n} values)",
+            f(v[0]),
+            f(v[1]),
+            f(v[2]),
+            f(v[n - 1])
+        ),
+    }
+}
+
+/// The note's layout of a derivative's shape: `(1,)` for a scalar by a
+/// scalar, `(1,n)`, `(m,n)`.
+fn layout(rows: usize, cols: usize) -> String {
+    match (rows, cols) {
+        (1, 1) => "(1,)".into(),
+        (r, c) => format!("({r},{c})"),
+    }
+}
+
+fn shape_text(t: &Tensor) -> String {
+    if t.ndim() == 0 {
+        "()".into()
+    } else {
+        format!("{:?}", t.shape())
+    }
+}
+
+/// The local derivative `∂step/∂operand` as the note writes it.
+fn local_rule(step: &Step, k: usize, steps: &[Step]) -> String {
+    let name = |o: &Operand| match o {
+        Operand::Step(i) => steps[*i].name.clone(),
+        Operand::Var(v) => v.clone(),
+        Operand::Num(v) => Expr::Num(*v).to_string(),
+    };
+    let other = step
+        .operands
+        .get(1 - k.min(1))
+        .map(name)
+        .unwrap_or_default();
+    let me = name(&step.operands[k]);
+    match &step.expr {
+        Expr::Neg(_) => "-I".into(),
+        Expr::Transpose(_) => "transpose".into(),
+        Expr::Bin(op, _, _) => match (op, k) {
+            (BinOp::Add, _) => "I".into(),
+            (BinOp::Sub, 0) => "I".into(),
+            (BinOp::Sub, _) => "-I".into(),
+            (BinOp::Mul, _) => format!("diag({other})"),
+            (BinOp::Div, 0) => format!("diag(1/{other})"),
+            (BinOp::Div, _) => format!("diag(-{}/{me}^2)", name(&step.operands[0])),
+            (BinOp::Pow, 0) => match step.operands.get(1) {
+                Some(Operand::Num(c)) if *c == 2.0 => format!("diag(2{me})"),
+                Some(Operand::Num(c)) => {
+                    format!("diag({}·{me}^{})", Expr::Num(*c), Expr::Num(c - 1.0))
+                }
+                _ => format!("diag({other}·{me}^({other}-1))"),
+            },
+            (BinOp::Pow, _) => format!(
+                "diag({}^{me}·log({}))",
+                name(&step.operands[0]),
+                name(&step.operands[0])
+            ),
+            (BinOp::MatMul, 0) => format!("∂({me} @ {other})/∂{me}"),
+            (BinOp::MatMul, _) => name(&step.operands[0]),
+        },
+        Expr::Call(f, _) => match f.as_str() {
+            "dot" => format!("{other}ᵀ"),
+            "sum" => "1ᵀ (a row of ones)".into(),
+            "mean" => "1ᵀ/n".into(),
+            "exp" => format!("diag(exp({me}))"),
+            "log" => format!("diag(1/{me})"),
+            "sin" => format!("diag(cos({me}))"),
+            "cos" => format!("diag(-sin({me}))"),
+            "tanh" => format!("diag(1 - tanh({me})^2)"),
+            "sigmoid" => format!("diag(σ({me})(1 - σ({me})))"),
+            "relu" => format!("diag(step({me}))"),
+            "sqrt" => format!("diag(1/(2 sqrt({me})))"),
+            "abs" => format!("diag(sign({me}))"),
+            "norm" => format!("{me}ᵀ/norm({me})"),
+            other => format!("∂{other}/∂{me}"),
+        },
+        _ => String::new(),
+    }
+}
+
+/// The derivation of `∂e/∂var` in reverse (or forward) order.
+pub fn explain(
+    e: &Expr,
+    env: &Env,
+    var: &str,
+    dtype: DType,
+    forward: bool,
+) -> Result<String, String> {
+    let mut out = String::new();
+    // Intermediates recorded with their tensors, var as a leaf.
+    let mut env2 = env.clone();
+    let leaf = env[var].detach().requires_grad();
+    env2.insert(var.to_string(), leaf.clone());
+    let mut steps = Some(Vec::new());
+    let z = eval(e, &env2, dtype, &mut steps)?;
+    let mut steps = steps.unwrap_or_default();
+    if z.numel() != 1 {
+        return Err(format!(
+            "--explain needs a single-valued expression, this one has shape {:?}",
+            z.shape()
+        ));
+    }
+    if let Some(last) = steps.last_mut() {
+        last.name = "z".into();
+    }
+    let n = leaf.numel();
+    writeln!(
+        out,
+        "Decomposition into intermediate variables (the forward pass):"
+    )
+    .unwrap();
+    for s in &steps {
+        writeln!(
+            out,
+            "  {} = {:<24} shape {:<10} value {}",
+            s.name,
+            s.text,
+            shape_text(&s.value),
+            abbreviate(&s.value)
+        )
+        .unwrap();
+    }
+    writeln!(out, "  ({var} has shape {}: n = {n})", shape_text(&leaf)).unwrap();
+    let on_path: Vec<bool> = steps
+        .iter()
+        .map(|s| s.expr.variables().iter().any(|v| v == var))
+        .collect();
+    if !forward {
+        // Adjoints of every intermediate by one reverse pass.
+        let targets: Vec<&Tensor> = steps
+            .iter()
+            .map(|s| &s.value)
+            .chain(std::iter::once(&leaf))
+            .collect();
+        let adj = if z.needs_grad() {
+            autograd::grad(&[&z], &targets).map_err(|e| e.to_string())?
+        } else {
+            targets.iter().map(|t| t.zeros_like()).collect()
+        };
+        writeln!(
+            out,
+            "\nReverse accumulation (from z back to {var}; ∂z/∂u is a row (1, size of u)):"
+        )
+        .unwrap();
+        writeln!(out, "  ∂z/∂z = 1  (1,)").unwrap();
+        for (i, s) in steps.iter().enumerate().rev() {
+            if !on_path[i] {
+                continue;
+            }
+            let ks = s.value.numel();
+            for (k, o) in s.operands.iter().enumerate() {
+                let (oname, onumel, value) = match o {
+                    Operand::Step(j) if on_path[*j] => {
+                        (steps[*j].name.clone(), steps[*j].value.numel(), &adj[*j])
+                    }
+                    Operand::Var(v) if v == var => (v.clone(), n, &adj[steps.len()]),
+                    _ => continue,
+                };
+                writeln!(
+                    out,
+                    "  ∂z/∂{oname} = ∂z/∂{} · ∂{}/∂{oname}   local ∂{}/∂{oname} = {}   {} = {}{}   value {}",
+                    s.name,
+                    s.name,
+                    s.name,
+                    local_rule(s, k, &steps),
+                    layout(1, onumel),
+                    layout(1, ks),
+                    layout(ks, onumel),
+                    abbreviate(value)
+                )
+                .unwrap();
+            }
+        }
+        writeln!(
+            out,
+            "\nGradient: ∂z/∂{var} = {}  (stored in {var}'s shape {})",
+            abbreviate(&adj[steps.len()]),
+            shape_text(&leaf)
+        )
+        .unwrap();
+    } else {
+        writeln!(
+            out,
+            "\nForward accumulation (from {var} to z; ∂u/∂{var} has shape (size of u, n)):"
+        )
+        .unwrap();
+        writeln!(out, "  ∂{var}/∂{var} = I  {}", layout(n, n)).unwrap();
+        let x0 = env[var].detach();
+        for (i, s) in steps.iter().enumerate() {
+            if !on_path[i] {
+                continue;
+            }
+            let sub = s.expr.clone();
+            let env3 = env.clone();
+            let j = func::jacfwd(
+                |x: &Tensor| {
+                    let mut en = env3.clone();
+                    en.insert(var.to_string(), x.clone());
+                    eval(&sub, &en, dtype, &mut None)
+                        .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })
+                },
+                &x0,
+            )
+            .map_err(|e| e.to_string())?;
+            let ks = s.value.numel();
+            let parts: Vec<String> = s
+                .operands
+                .iter()
+                .enumerate()
+                .filter_map(|(k, o)| match o {
+                    Operand::Step(jx) if on_path[*jx] => {
+                        Some((k, steps[*jx].name.clone(), steps[*jx].value.numel()))
+                    }
+                    Operand::Var(v) if v == var => Some((k, v.clone(), n)),
+                    _ => None,
+                })
+                .map(|(k, oname, on)| {
+                    format!(
+                        "∂{}/∂{oname} · ∂{oname}/∂{var}  [local {}]  {} = {}{}",
+                        s.name,
+                        local_rule(s, k, &steps),
+                        layout(ks, n),
+                        layout(ks, on),
+                        layout(on, n)
+                    )
+                })
+                .collect();
+            writeln!(
+                out,
+                "  ∂{}/∂{var} = {}   value {}",
+                s.name,
+                parts.join(" + "),
+                abbreviate(&j)
+            )
+            .unwrap();
+        }
+        let g = func::grad(
+            |x: &Tensor| {
+                let mut en = env.clone();
+                en.insert(var.to_string(), x.clone());
+                eval(e, &en, dtype, &mut None)
+                    .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })
+            },
+            &x0,
+        )
+        .map_err(|e| e.to_string())?;
+        writeln!(
+            out,
+            "\nGradient: ∂z/∂{var} = {}  (stored in {var}'s shape {})",
+            abbreviate(&g),
+            shape_text(&leaf)
+        )
+        .unwrap();
+    }
+    Ok(out)
+}

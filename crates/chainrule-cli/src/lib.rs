@@ -1,0 +1,28 @@
+//! The `chainrule` command's internals: the expression language, its
+//! evaluation in every mode, the explanations, and training. The binary in
+//! `main.rs` is a thin clap front end over these modules.
+
+pub mod commands;
+pub mod eval;
+pub mod explain;
+pub mod expr;
+pub mod inputs;
+pub mod plot;
+pub mod svg;
+pub mod symbolic;
+pub mod train;
+
+/// What went wrong, and whose fault it was (for the exit code).
+#[derive(Debug)]
+pub enum CliError {
+    /// Bad input: exit code 2.
+    Input(String),
+    /// A bug: exit code 1.
+    Internal(String),
+}
+
+impl From<chainrule::Error> for CliError {
+    fn from(e: chainrule::Error) -> Self {
+        CliError::Input(e.to_string())
+    }
+}

@@ -1,0 +1,517 @@
+//! Symbolic differentiation: the gradient of a scalar expression as another
+//! expression in the same language, by reverse accumulation over the syntax
+//! tree, then simplified. This is the note's contrast: the result is a
+//! formula (which may swell), where autodiff computes numbers.
+
+use crate::eval::{eval, Env};
+use crate::expr::{BinOp, Expr};
+use chainrule::DType;
+use std::collections::HashMap;
+
+type Shapes = HashMap<*const Expr, Vec<usize>>;
+
+fn num(v: f64) -> Expr {
+    Expr::Num(v)
+}
+fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
+    Expr::Bin(op, Box::new(a), Box::new(b))
+}
+fn call(name: &str, args: Vec<Expr>) -> Expr {
+    Expr::Call(name.into(), args)
+}
+fn neg(a: Expr) -> Expr {
+    Expr::Neg(Box::new(a))
+}
+
+/// Shapes of every subexpression, from one evaluation.
+fn shapes_of(e: &Expr, env: &Env, dtype: DType, out: &mut Shapes) -> Result<(), String> {
+    match e {
+        Expr::Neg(a) | Expr::Transpose(a) => shapes_of(a, env, dtype, out)?,
+        Expr::Bin(_, a, b) => {
+            shapes_of(a, env, dtype, out)?;
+            shapes_of(b, env, dtype, out)?;
+        }
+        Expr::Call(_, args) => {
+            for a in args {
+                shapes_of(a, env, dtype, out)?;
+            }
+        }
+        _ => {}
+    }
+    let v = chainrule::autograd::no_grad(|| eval(e, env, dtype, &mut None))?;
+    out.insert(e as *const Expr, v.shape().to_vec());
+    Ok(())
+}
+
+fn broadcast(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|i| {
+            let da = if i + a.len() >= n {
+                a[i + a.len() - n]
+            } else {
+                1
+            };
+            let db = if i + b.len() >= n {
+                b[i + b.len() - n]
+            } else {
+                1
+            };
+            da.max(db)
+        })
+        .collect()
+}
+
+/// An adjoint expression and its shape (it may be smaller than its node's
+/// shape: a scalar adjoint broadcasts).
+#[derive(Clone)]
+struct Adj(Expr, Vec<usize>);
+
+struct Ctx<'a> {
+    var: &'a str,
+    shapes: Shapes,
+    acc: Option<Adj>,
+}
+
+fn unsupported<T>(what: &str) -> Result<T, String> {
+    Err(format!(
+        "symbolic mode cannot write the derivative of {what} in this language; use --mode reverse (or forward) for its value"
+    ))
+}
+
+impl Ctx<'_> {
+    fn shape(&self, e: &Expr) -> Vec<usize> {
+        self.shapes[&(e as *const Expr)].clone()
+    }
+
+    /// The adjoint of an operand of shape `target`, from `g`, the adjoint of
+    /// a node of shape `node` (`g` may be smaller than `node`: a scalar
+    /// adjoint stands for its broadcast). Sums over the broadcast axes.
+    fn sum_to(&self, g: Adj, node: &[usize], target: &[usize]) -> Result<Adj, String> {
+        let Adj(mut ge, mut gs) = g;
+        if gs == target && (node == target || gs == node) {
+            return Ok(Adj(ge, gs));
+        }
+        if gs != node {
+            // g stands for its broadcast to `node`: each operand element
+            // collects numel(node)/numel(target) copies.
+            let fits = gs.len() <= target.len()
+                && gs
+                    .iter()
+                    .rev()
+                    .zip(target.iter().rev())
+                    .all(|(a, b)| a == b || *a == 1);
+            if !fits {
+                return unsupported("this broadcast");
+            }
+            let copies = node.iter().product::<usize>() / target.iter().product::<usize>().max(1);
+            if copies == 1 {
+                return Ok(Adj(ge, gs));
+            }
+            return Ok(Adj(bin(BinOp::Mul, num(copies as f64), ge), gs));
+        }
+        if target.is_empty() {
+            return Ok(Adj(call("sum", vec![ge]), Vec::new()));
+        }
+        while gs.len() > target.len() {
+            ge = call("sum", vec![ge, num(0.0)]);
+            gs.remove(0);
+        }
+        if gs != target {
+            return unsupported("a broadcast along a middle axis (it needs keepdim)");
+        }
+        Ok(Adj(ge, gs))
+    }
+
+    fn mentions(&self, e: &Expr) -> bool {
+        e.variables().iter().any(|v| v == self.var)
+    }
+
+    fn backprop(&mut self, e: &Expr, g: Adj) -> Result<(), String> {
+        if !self.mentions(e) {
+            return Ok(()); // pruned: no path to the variable
+        }
+        let elementwise = |g: &Adj, factor: Expr, fshape: &[usize]| {
+            Adj(
+                bin(BinOp::Mul, g.0.clone(), factor),
+                broadcast(&g.1, fshape),
+            )
+        };
+        match e {
+            Expr::Var(_) => {
+                self.acc = Some(match self.acc.take() {
+                    None => g,
+                    Some(Adj(a, s)) => Adj(bin(BinOp::Add, a, g.0), broadcast(&s, &g.1)),
+                });
+            }
+            Expr::Num(_) => {}
+            Expr::Neg(a) => self.backprop(a, Adj(neg(g.0), g.1))?,
+            Expr::Transpose(a) => {
+                let s: Vec<usize> = g.1.iter().rev().copied().collect();
+                self.backprop(a, Adj(Expr::Transpose(Box::new(g.0)), s))?
+            }
+            Expr::Bin(op, a, b) => {
+                let (sa, sb) = (self.shape(a), self.shape(b));
+                let se = self.shape(e);
+                let (ea, eb) = ((**a).clone(), (**b).clone());
+                match op {
+                    BinOp::Add | BinOp::Sub => {
+                        let ga = self.sum_to(g.clone(), &se, &sa)?;
+                        self.backprop(a, ga)?;
+                        let gb = Adj(if *op == BinOp::Add { g.0 } else { neg(g.0) }, g.1);
+                        let gb = self.sum_to(gb, &se, &sb)?;
+                        self.backprop(b, gb)?;
+                    }
+                    BinOp::Mul => {
+                        let ga = self.sum_to(elementwise(&g, eb.clone(), &sb), &se, &sa)?;
+                        self.backprop(a, ga)?;
+                        let gb = self.sum_to(elementwise(&g, ea, &sa), &se, &sb)?;
+                        self.backprop(b, gb)?;
+                    }
+                    BinOp::Div => {
+                        let ga = Adj(
+                            bin(BinOp::Div, g.0.clone(), eb.clone()),
+                            broadcast(&g.1, &sb),
+                        );
+                        let ga = self.sum_to(ga, &se, &sa)?;
+                        self.backprop(a, ga)?;
+                        let factor = bin(BinOp::Div, ea, bin(BinOp::Pow, eb, num(2.0)));
+                        let gb = Adj(
+                            neg(bin(BinOp::Mul, g.0, factor)),
+                            broadcast(&g.1, &broadcast(&sa, &sb)),
+                        );
+                        let gb = self.sum_to(gb, &se, &sb)?;
+                        self.backprop(b, gb)?;
+                    }
+                    BinOp::Pow => {
+                        if let Expr::Num(c) = eb {
+                            let factor = bin(BinOp::Mul, num(c), bin(BinOp::Pow, ea, num(c - 1.0)));
+                            let ga = self.sum_to(elementwise(&g, factor, &sa), &se, &sa)?;
+                            self.backprop(a, ga)?;
+                        } else {
+                            let fa = bin(
+                                BinOp::Mul,
+                                eb.clone(),
+                                bin(
+                                    BinOp::Pow,
+                                    ea.clone(),
+                                    bin(BinOp::Sub, eb.clone(), num(1.0)),
+                                ),
+                            );
+                            let ga =
+                                self.sum_to(elementwise(&g, fa, &broadcast(&sa, &sb)), &se, &sa)?;
+                            self.backprop(a, ga)?;
+                            let fb = bin(
+                                BinOp::Mul,
+                                bin(BinOp::Pow, ea.clone(), eb),
+                                call("log", vec![ea]),
+                            );
+                            let gb =
+                                self.sum_to(elementwise(&g, fb, &broadcast(&sa, &sb)), &se, &sb)?;
+                            self.backprop(b, gb)?;
+                        }
+                    }
+                    BinOp::MatMul => self.matmul(a, b, &sa, &sb, g)?,
+                }
+            }
+            Expr::Call(name, args) => self.call(name, args, g)?,
+        }
+        Ok(())
+    }
+
+    fn matmul(
+        &mut self,
+        a: &Expr,
+        b: &Expr,
+        sa: &[usize],
+        sb: &[usize],
+        g: Adj,
+    ) -> Result<(), String> {
+        let (ea, eb) = (a.clone(), b.clone());
+        let t = |e: Expr| Expr::Transpose(Box::new(e));
+        let out: Vec<usize> = match (sa.len(), sb.len()) {
+            (2, 1) => vec![sa[0]],
+            (1, 2) => vec![sb[1]],
+            (2, 2) => vec![sa[0], sb[1]],
+            _ => Vec::new(),
+        };
+        if g.1 != out {
+            // g stands for its broadcast over the product's result.
+            if let (2, 1, true) = (sa.len(), sb.len(), g.1.is_empty()) {
+                if self.mentions(a) {
+                    return unsupported("a matrix in a product that is summed directly");
+                }
+                return self.backprop(
+                    b,
+                    Adj(
+                        bin(BinOp::Mul, g.0, call("sum", vec![ea, num(0.0)])),
+                        sb.to_vec(),
+                    ),
+                );
+            }
+            return unsupported("a matrix product that is summed directly");
+        }
+        match (sa.len(), sb.len()) {
+            (1, 1) => {
+                self.backprop(a, Adj(bin(BinOp::Mul, g.0.clone(), eb), sb.to_vec()))?;
+                self.backprop(b, Adj(bin(BinOp::Mul, g.0, ea), sa.to_vec()))
+            }
+            (2, 1) => {
+                self.backprop(a, Adj(call("outer", vec![g.0.clone(), eb]), sa.to_vec()))?;
+                self.backprop(b, Adj(bin(BinOp::MatMul, t(ea), g.0), sb.to_vec()))
+            }
+            (1, 2) => {
+                self.backprop(a, Adj(bin(BinOp::MatMul, eb, g.0.clone()), sa.to_vec()))?;
+                self.backprop(b, Adj(call("outer", vec![ea, g.0]), sb.to_vec()))
+            }
+            (2, 2) => {
+                self.backprop(a, Adj(bin(BinOp::MatMul, g.0.clone(), t(eb)), sa.to_vec()))?;
+                self.backprop(b, Adj(bin(BinOp::MatMul, t(ea), g.0), sb.to_vec()))
+            }
+            _ => unsupported("a batched matrix product"),
+        }
+    }
+
+    fn call(&mut self, name: &str, args: &[Expr], g: Adj) -> Result<(), String> {
+        let a = &args[0];
+        let ea = a.clone();
+        let sa = self.shape(a);
+        let axis = args.get(1).map(|e| match e {
+            Expr::Num(v) => *v as usize,
+            _ => usize::MAX,
+        });
+        let here = |f: Expr| Adj(bin(BinOp::Mul, g.0.clone(), f), broadcast(&g.1, &sa));
+        let gx = match name {
+            "sum" | "mean" => {
+                let n: usize = match axis {
+                    None => sa.iter().product(),
+                    Some(0) => sa[0],
+                    Some(_) => {
+                        return unsupported(&format!("{name} over an axis other than the first"))
+                    }
+                };
+                let ge = if name == "mean" {
+                    bin(BinOp::Div, g.0.clone(), num(n as f64))
+                } else {
+                    g.0.clone()
+                };
+                Adj(ge, g.1.clone())
+            }
+            "dot" => return self.matmul(a, &args[1], &sa, &self.shape(&args[1]), g),
+            "exp" => here(call("exp", vec![ea])),
+            "log" => Adj(bin(BinOp::Div, g.0.clone(), ea), broadcast(&g.1, &sa)),
+            "sin" => here(call("cos", vec![ea])),
+            "cos" => Adj(
+                neg(bin(BinOp::Mul, g.0.clone(), call("sin", vec![ea]))),
+                broadcast(&g.1, &sa),
+            ),
+            "tan" => Adj(
+                bin(
+                    BinOp::Div,
+                    g.0.clone(),
+                    bin(BinOp::Pow, call("cos", vec![ea]), num(2.0)),
+                ),
+                broadcast(&g.1, &sa),
+            ),
+            "tanh" => here(bin(
+                BinOp::Sub,
+                num(1.0),
+                bin(BinOp::Pow, call("tanh", vec![ea]), num(2.0)),
+            )),
+            "sigmoid" => here(bin(
+                BinOp::Mul,
+                call("sigmoid", vec![ea.clone()]),
+                bin(BinOp::Sub, num(1.0), call("sigmoid", vec![ea])),
+            )),
+            "relu" => here(call("step", vec![ea])),
+            "sqrt" => Adj(
+                bin(
+                    BinOp::Div,
+                    g.0.clone(),
+                    bin(BinOp::Mul, num(2.0), call("sqrt", vec![ea])),
+                ),
+                broadcast(&g.1, &sa),
+            ),
+            "abs" => here(call("sign", vec![ea])),
+            "norm" => here(bin(BinOp::Div, ea.clone(), call("norm", vec![ea]))),
+            "sign" | "step" => return Ok(()), // zero derivative
+            "max" | "min" if axis.is_none() => {
+                // The extremum's indicator, 1 − step(max(a) − a) (or
+                // 1 − step(a − min(a))), shared evenly between ties.
+                let gap = if name == "max" {
+                    bin(BinOp::Sub, call("max", vec![ea.clone()]), ea)
+                } else {
+                    bin(BinOp::Sub, ea.clone(), call("min", vec![ea]))
+                };
+                let hit = bin(BinOp::Sub, num(1.0), call("step", vec![gap]));
+                let share = bin(BinOp::Div, hit.clone(), call("sum", vec![hit]));
+                here(share)
+            }
+            "logsumexp" if sa.len() == 1 => here(call("softmax", vec![ea])),
+            "softmax" if sa.len() == 1 => {
+                let s = call("softmax", vec![ea]);
+                let inner = bin(
+                    BinOp::Sub,
+                    g.0.clone(),
+                    call("sum", vec![bin(BinOp::Mul, g.0.clone(), s.clone())]),
+                );
+                Adj(bin(BinOp::Mul, s, inner), sa.clone())
+            }
+            "log_softmax" if sa.len() == 1 => {
+                // Σ g over the output; a scalar g stands for n copies.
+                let total = if g.1 == sa {
+                    call("sum", vec![g.0.clone()])
+                } else {
+                    bin(BinOp::Mul, num(sa[0] as f64), g.0.clone())
+                };
+                Adj(
+                    bin(
+                        BinOp::Sub,
+                        g.0.clone(),
+                        bin(BinOp::Mul, call("softmax", vec![ea]), total),
+                    ),
+                    sa.clone(),
+                )
+            }
+            "maximum" | "minimum" => {
+                let eb = args[1].clone();
+                let sb = self.shape(&args[1]);
+                let (wa, wb) = if name == "maximum" {
+                    (
+                        bin(BinOp::Sub, ea.clone(), eb.clone()),
+                        bin(BinOp::Sub, eb.clone(), ea.clone()),
+                    )
+                } else {
+                    (
+                        bin(BinOp::Sub, eb.clone(), ea.clone()),
+                        bin(BinOp::Sub, ea.clone(), eb.clone()),
+                    )
+                };
+                let both = broadcast(&sa, &sb);
+                let ga = self.sum_to(
+                    Adj(
+                        bin(BinOp::Mul, g.0.clone(), call("step", vec![wa])),
+                        broadcast(&g.1, &both),
+                    ),
+                    &both,
+                    &sa,
+                )?;
+                self.backprop(a, ga)?;
+                let gb = self.sum_to(
+                    Adj(
+                        bin(BinOp::Mul, g.0, call("step", vec![wb])),
+                        broadcast(&g.1, &both),
+                    ),
+                    &both,
+                    &sb,
+                )?;
+                return self.backprop(&args[1], gb);
+            }
+            "outer" => {
+                let eb = args[1].clone();
+                self.backprop(a, Adj(bin(BinOp::MatMul, g.0.clone(), eb), sa.clone()))?;
+                let gb = Adj(
+                    bin(BinOp::MatMul, Expr::Transpose(Box::new(g.0)), ea),
+                    self.shape(&args[1]),
+                );
+                return self.backprop(&args[1], gb);
+            }
+            other => return unsupported(&format!("`{other}` here")),
+        };
+        self.backprop(a, gx)
+    }
+}
+
+/// `∂e/∂var` as an expression (of `var`'s shape, or broadcasting to it),
+/// simplified. `e` must evaluate to a single element.
+pub fn grad(e: &Expr, var: &str, env: &Env, dtype: DType) -> Result<Expr, String> {
+    let mut shapes = Shapes::new();
+    shapes_of(e, env, dtype, &mut shapes)?;
+    let out_shape = &shapes[&(e as *const Expr)];
+    if out_shape.iter().product::<usize>() != 1 {
+        return Err(format!(
+            "symbolic grad needs an expression with a single value, this one has shape {out_shape:?}"
+        ));
+    }
+    let mut ctx = Ctx {
+        var,
+        shapes,
+        acc: None,
+    };
+    ctx.backprop(e, Adj(num(1.0), Vec::new()))?;
+    Ok(simplify(ctx.acc.map_or(num(0.0), |a| a.0)))
+}
+
+fn is_num(e: &Expr, v: f64) -> bool {
+    matches!(e, Expr::Num(x) if *x == v)
+}
+
+/// Bottom-up algebraic simplification, to a fixed point.
+pub fn simplify(e: Expr) -> Expr {
+    let mut cur = e;
+    for _ in 0..32 {
+        let next = simplify_once(cur.clone());
+        if next == cur {
+            break;
+        }
+        cur = next;
+    }
+    cur
+}
+
+fn simplify_once(e: Expr) -> Expr {
+    use BinOp::*;
+    match e {
+        Expr::Neg(a) => match simplify_once(*a) {
+            Expr::Num(v) => Expr::Num(-v),
+            Expr::Neg(inner) => *inner,
+            x => neg(x),
+        },
+        Expr::Transpose(a) => match simplify_once(*a) {
+            Expr::Transpose(inner) => *inner,
+            x => Expr::Transpose(Box::new(x)),
+        },
+        Expr::Call(n, args) => Expr::Call(n, args.into_iter().map(simplify_once).collect()),
+        Expr::Bin(op, a, b) => {
+            let (a, b) = (simplify_once(*a), simplify_once(*b));
+            match (op, &a, &b) {
+                (_, Expr::Num(x), Expr::Num(y)) if op != MatMul => Expr::Num(match op {
+                    Add => x + y,
+                    Sub => x - y,
+                    Mul => x * y,
+                    Div => x / y,
+                    Pow => x.powf(*y),
+                    MatMul => unreachable!(),
+                }),
+                (Mul, _, _) if is_num(&a, 1.0) => b,
+                (Mul, _, _) if is_num(&b, 1.0) => a,
+                (Mul, _, _) if is_num(&a, 0.0) || is_num(&b, 0.0) => num(0.0),
+                (Mul, _, Expr::Num(_)) => bin(Mul, b, a), // numbers first
+                (Mul, Expr::Num(x), Expr::Bin(Mul, inner, rest))
+                    if matches!(**inner, Expr::Num(_)) =>
+                {
+                    let Expr::Num(y) = **inner else {
+                        unreachable!()
+                    };
+                    bin(Mul, num(x * y), (**rest).clone())
+                }
+                (Mul, _, Expr::Neg(inner)) => neg(bin(Mul, a.clone(), (**inner).clone())),
+                (Mul, Expr::Neg(inner), _) => neg(bin(Mul, (**inner).clone(), b.clone())),
+                (Add, _, _) if is_num(&a, 0.0) => b,
+                (Add | Sub, _, _) if is_num(&b, 0.0) => a,
+                (Sub, _, _) if is_num(&a, 0.0) => neg(b),
+                (Add, _, Expr::Neg(inner)) => bin(Sub, a.clone(), (**inner).clone()),
+                (Sub, _, Expr::Neg(inner)) => bin(Add, a.clone(), (**inner).clone()),
+                (Div, _, _) if is_num(&b, 1.0) => a,
+                (Pow, _, _) if is_num(&b, 1.0) => a,
+                (Pow, _, _) if is_num(&b, 0.0) => num(1.0),
+                // A @ (c·B) = (c·A) @ B: prints as `c * A @ B`
+                (MatMul, _, Expr::Bin(Mul, c, rest)) if matches!(**c, Expr::Num(_)) => {
+                    bin(MatMul, bin(Mul, (**c).clone(), a.clone()), (**rest).clone())
+                }
+                _ => bin(op, a, b),
+            }
+        }
+        other => other,
+    }
+}
