@@ -1,0 +1,177 @@
+//! Bundle adjustment (ADBench "BA"): reprojection residuals of p
+//! observations of m points by n cameras, plus a weight residual per
+//! observation, and the sparse Jacobian.
+//!
+//! Each reprojection residual depends on one camera (11 parameters), one
+//! point (3) and one weight (1): 15 of the 11n + 3m + p inputs. So instead
+//! of a dense Jacobian the residuals are written as a function of the
+//! gathered per-observation parameters (p × 15), and forward mode pushes the
+//! 15 unit directions through all observations at once: 15 passes give every
+//! row's 15 nonzeros.
+
+use crate::Reader;
+use chainrule::{func, Result, Tensor};
+use std::path::Path;
+
+pub struct BaInput {
+    /// (n, 11): Rodrigues rotation (3), centre (3), focal length, principal
+    /// point (2), radial distortion (2).
+    pub cams: Tensor,
+    /// (m, 3)
+    pub points: Tensor,
+    /// (p,)
+    pub weights: Tensor,
+    /// (p, 2)
+    pub features: Tensor,
+    /// Camera and point of each observation.
+    pub obs: Vec<(usize, usize)>,
+}
+
+/// Reads a BA file: one camera, point, weight and feature, replicated as
+/// ADBench does (n cameras, m points, p observations; observation i uses
+/// camera i mod n and point i mod m).
+pub fn read(path: &Path) -> Result<BaInput> {
+    let mut r = Reader::open(path)?;
+    let n = r.count("the number of cameras n")?;
+    let m = r.count("the number of points m")?;
+    let p = r.count("the number of observations p")?;
+    let cam = r.take(11, "the camera's 11 parameters")?.to_vec();
+    let point = r.take(3, "the point's 3 coordinates")?.to_vec();
+    let w = r.take(1, "the weight")?[0];
+    let feat = r.take(2, "the 2-D feature")?.to_vec();
+    let rep = |v: &[f64], times: usize| -> Vec<f64> {
+        v.iter().copied().cycle().take(v.len() * times).collect()
+    };
+    Ok(BaInput {
+        cams: Tensor::from_vec(rep(&cam, n), &[n, 11]),
+        points: Tensor::from_vec(rep(&point, m), &[m, 3]),
+        weights: Tensor::from_vec(vec![w; p], &[p]),
+        features: Tensor::from_vec(rep(&feat, p), &[p, 2]),
+        obs: (0..p).map(|i| (i % n, i % m)).collect(),
+    })
+}
+
+fn col(t: &Tensor, i: usize) -> Tensor {
+    t.narrow(1, i, 1) // (p, 1)
+}
+
+fn cross(a: &Tensor, b: &Tensor) -> Tensor {
+    let (a0, a1, a2) = (col(a, 0), col(a, 1), col(a, 2));
+    let (b0, b1, b2) = (col(b, 0), col(b, 1), col(b, 2));
+    Tensor::concat(
+        &[
+            &(&a1 * &b2 - &a2 * &b1),
+            &(&a2 * &b0 - &a0 * &b2),
+            &(&a0 * &b1 - &a1 * &b0),
+        ],
+        1,
+    )
+}
+
+/// The two reprojection residuals of each observation from its gathered
+/// parameters `g` (p, 15) = camera (11), point (3), weight (1): (p, 2).
+pub fn reprojection(g: &Tensor, features: &Tensor) -> Tensor {
+    let rot = g.narrow(1, 0, 3);
+    let centre = g.narrow(1, 3, 3);
+    let focal = g.narrow(1, 6, 1);
+    let principal = g.narrow(1, 7, 2);
+    let (k1, k2) = (g.narrow(1, 9, 1), g.narrow(1, 10, 1));
+    let x = g.narrow(1, 11, 3);
+    let w = g.narrow(1, 14, 1);
+    let xc = x - centre;
+    // Rodrigues: Xcam = X cos θ + (v × X) sin θ + v (v·X)(1 − cos θ), v = r/θ.
+    // (ADBench's θ = 0 branch, X + r × X, is its limit; the data never hits it.)
+    let theta = rot.square().sum_axes(&[1], true).sqrt();
+    let v = &rot / &theta;
+    let (cos, sin) = (theta.cos(), theta.sin());
+    let vdot = (&v * &xc).sum_axes(&[1], true);
+    let xcam = &xc * &cos + cross(&v, &xc) * &sin + &v * &(vdot * (1.0 - &cos));
+    let proj = xcam.narrow(1, 0, 2) / &xcam.narrow(1, 2, 1);
+    let s = proj.square().sum_axes(&[1], true);
+    let distortion = &k1 * &s + &k2 * &s.square() + 1.0;
+    let pixel = proj * &distortion * &focal + &principal;
+    (pixel - features) * &w
+}
+
+/// The per-observation parameters, gathered: (p, 15).
+pub fn gathered(input: &BaInput) -> Tensor {
+    let cams: Vec<usize> = input.obs.iter().map(|o| o.0).collect();
+    let pts: Vec<usize> = input.obs.iter().map(|o| o.1).collect();
+    Tensor::concat(
+        &[
+            &input.cams.index_select(0, &cams),
+            &input.points.index_select(0, &pts),
+            &input.weights.unsqueeze(1),
+        ],
+        1,
+    )
+}
+
+/// Residuals: (p, 2) reprojection errors and (p,) weight errors `1 − w²`.
+pub fn residuals(input: &BaInput) -> (Tensor, Tensor) {
+    let g = gathered(input);
+    (
+        reprojection(&g, &input.features),
+        1.0 - input.weights.square(),
+    )
+}
+
+/// The Jacobian in compressed sparse rows, ADBench's layout: rows 2i and 2i+1
+/// (the two reprojection residuals of observation i) hold 15 values each in
+/// column order (camera, point, weight); then one row per weight residual.
+pub struct SparseJacobian {
+    pub rows: usize,
+    pub cols: usize,
+    pub row_ptr: Vec<usize>,
+    pub col_idx: Vec<usize>,
+    pub values: Vec<f64>,
+}
+
+pub fn jacobian(input: &BaInput) -> Result<SparseJacobian> {
+    let g = gathered(input);
+    let p = input.obs.len();
+    let (n, m) = (input.cams.shape()[0], input.points.shape()[0]);
+    let f = |g: &Tensor| reprojection(g, &input.features);
+    // Column d of every observation's 2×15 block at once: one jvp per
+    // parameter slot (15 in all), each direction the unit vector in that slot.
+    let mut blocks = vec![0.0; p * 2 * 15];
+    for d in 0..15 {
+        let mut dir = vec![0.0; p * 15];
+        for i in 0..p {
+            dir[i * 15 + d] = 1.0;
+        }
+        let (_, t) = func::jvp(f, &g, &Tensor::from_vec(dir, &[p, 15]))?;
+        for (i, pair) in t.to_vec::<f64>().chunks_exact(2).enumerate() {
+            blocks[(i * 2) * 15 + d] = pair[0];
+            blocks[(i * 2 + 1) * 15 + d] = pair[1];
+        }
+    }
+    let mut row_ptr = vec![0];
+    let mut col_idx = Vec::with_capacity(p * 31);
+    let mut values = Vec::with_capacity(p * 31);
+    for (i, &(c, pt)) in input.obs.iter().enumerate() {
+        let cols: Vec<usize> = (0..11)
+            .map(|j| c * 11 + j)
+            .chain((0..3).map(|j| 11 * n + pt * 3 + j))
+            .chain(std::iter::once(11 * n + 3 * m + i))
+            .collect();
+        for r in 0..2 {
+            col_idx.extend(&cols);
+            values.extend(&blocks[(i * 2 + r) * 15..(i * 2 + r + 1) * 15]);
+            row_ptr.push(col_idx.len());
+        }
+    }
+    let w = input.weights.to_vec::<f64>();
+    for (i, wi) in w.iter().enumerate() {
+        col_idx.push(11 * n + 3 * m + i);
+        values.push(-2.0 * wi);
+        row_ptr.push(col_idx.len());
+    }
+    Ok(SparseJacobian {
+        rows: 3 * p,
+        cols: 11 * n + 3 * m + p,
+        row_ptr,
+        col_idx,
+        values,
+    })
+}
