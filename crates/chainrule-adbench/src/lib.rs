@@ -6,8 +6,8 @@
 //! Each module reads ADBench's file format (a bad or truncated file is an
 //! error naming the file and what was expected), computes the objective, and
 //! gets its derivative from the library: the full GMM gradient and the LSTM
-//! gradient by reverse mode, and the sparse BA Jacobian by forward mode over
-//! the 15 parameters each reprojection residual depends on.
+//! gradient by reverse mode, and the sparse BA Jacobian by two reverse sweeps
+//! over the 15 parameters each reprojection residual depends on.
 
 pub mod ba;
 pub mod gmm;

@@ -19,7 +19,7 @@ use std::time::Instant;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Run the shared benchmark workloads on chainrule")]
 struct Args {
-    /// ex1, ex2, chain, mlp, jac, hessian or all.
+    /// ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm or all.
     #[arg(long, default_value = "all")]
     workload: String,
     /// 1, all or both.
@@ -52,6 +52,9 @@ fn sizes(workload: &str) -> &'static [&'static str] {
         "mlp" => &["784-512-256-10/b128"],
         "jac" => &["8x256", "256x8"],
         "hessian" => &["100"],
+        "gmm" => &["d10-k25-n1000", "d10-k25-n10000"],
+        "ba" => &["ba1", "ba4"],
+        "lstm" => &["l2_c1024"],
         _ => &[],
     }
 }
@@ -90,6 +93,9 @@ fn build(workload: &str, size: &str, mode: &str) -> workloads::Case {
             workloads::jac(a.parse().unwrap(), b.parse().unwrap(), mode)
         }
         "hessian" => workloads::hessian(size.parse().unwrap(), mode),
+        "gmm" => workloads::gmm(size),
+        "ba" => workloads::ba(size),
+        "lstm" => workloads::lstm(size),
         other => panic!("unknown workload {other}"),
     }
 }
@@ -145,6 +151,18 @@ fn run_child(args: &Args) {
         ms.push(t.elapsed().as_secs_f64() * 1e3);
     }
     let med = median(&ms);
+    let objective_ms = case.objective_only.as_mut().map(|obj| {
+        for _ in 0..WARMUP {
+            obj();
+        }
+        let mut oms = Vec::with_capacity(calls);
+        for _ in 0..calls {
+            let t = Instant::now();
+            obj();
+            oms.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        median(&oms)
+    });
     let mut out = json!({
         "lib": "chainrule",
         "version": env!("CARGO_PKG_VERSION"),
@@ -167,6 +185,10 @@ fn run_child(args: &Args) {
         "value": value,
         "grad_sum": grad_sum,
     });
+    if let Some(o) = objective_ms {
+        out["objective_median_ms"] = json!(o);
+        out["grad_over_objective"] = json!(med / o);
+    }
     if workload == "chain" {
         let ops = 4 * size.parse::<usize>().unwrap();
         out["ops"] = json!(ops);
@@ -223,10 +245,10 @@ fn main() {
         return;
     }
     let workloads: Vec<&str> = match args.workload.as_str() {
-        "all" => vec!["ex1", "ex2", "chain", "mlp", "jac", "hessian"],
+        "all" => vec!["ex1", "ex2", "chain", "mlp", "jac", "hessian", "gmm", "ba", "lstm"],
         w if !sizes(w).is_empty() => vec![w],
         w => {
-            eprintln!("unknown workload {w:?}: expected ex1, ex2, chain, mlp, jac, hessian or all");
+            eprintln!("unknown workload {w:?}: expected ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm or all");
             std::process::exit(2);
         }
     };

@@ -20,6 +20,9 @@ pub type Summary = Box<dyn FnOnce() -> (f64, f64)>;
 /// A prepared case: `step` runs one call and returns its summary.
 pub struct Case {
     pub step: Box<dyn FnMut() -> Summary>,
+    /// For the ADBench workloads: the objective alone, timed separately for
+    /// the derivative/objective ratio.
+    pub objective_only: Option<Box<dyn FnMut()>>,
     pub impl_desc: &'static str,
 }
 
@@ -38,6 +41,7 @@ pub fn ex1(n: usize) -> Case {
             let gw = autograd::grad(&[&z], &[&w]).unwrap();
             Box::new(move || (z.item(), grad_sum(&gw)))
         }),
+        objective_only: None,
         impl_desc: "eager reverse mode, autograd::grad",
     }
 }
@@ -53,6 +57,7 @@ pub fn ex2(m: usize, n: usize) -> Case {
             let gw = autograd::grad(&[&z], &[&w]).unwrap();
             Box::new(move || (z.item(), grad_sum(&gw)))
         }),
+        objective_only: None,
         impl_desc: "eager reverse mode, autograd::grad",
     }
 }
@@ -70,6 +75,7 @@ pub fn chain(k: usize) -> Case {
             let g = x.grad().unwrap();
             Box::new(move || (u.item(), g.item()))
         }),
+        objective_only: None,
         impl_desc: "0-d tensors, eager reverse mode, Tensor::backward",
     }
 }
@@ -101,6 +107,7 @@ pub fn ex1_graph(n: usize) -> Case {
             let out = exe.run(&[("x", &x), ("w", &w), ("y", &y)]).unwrap();
             Box::new(move || (out[0].item(), grad_sum(&out[1..])))
         }),
+        objective_only: None,
         impl_desc: "compiled graph (traced, gradients graph-to-graph, optimized), Executable::run",
     }
 }
@@ -119,6 +126,7 @@ pub fn ex2_graph(m: usize, n: usize) -> Case {
             let out = exe.run(&[("X", &x), ("w", &w), ("y", &y)]).unwrap();
             Box::new(move || (out[0].item(), grad_sum(&out[1..])))
         }),
+        objective_only: None,
         impl_desc: "compiled graph (traced, gradients graph-to-graph, optimized), Executable::run",
     }
 }
@@ -187,6 +195,7 @@ pub fn mlp_graph(planned: bool) -> Case {
             params = out[7..].to_vec();
             Box::new(move || (out[0].item(), grad_sum(&out[1..7])))
         }),
+        objective_only: None,
         impl_desc: if planned {
             "compiled graph: forward, gradients and SGD update in one traced, optimized graph"
         } else {
@@ -209,6 +218,7 @@ pub fn chain_forward(k: usize) -> Case {
             let (value, tangent) = level.unpack(&u);
             Box::new(move || (value.item(), tangent.unwrap().item()))
         }),
+        objective_only: None,
         impl_desc: "0-d tensors, forward mode (DualLevel::make_dual)",
     }
 }
@@ -240,6 +250,7 @@ pub fn jac(a: usize, b: usize, mode: &str) -> Case {
                 (y.sum().item(), j.sum().item())
             })
         }),
+        objective_only: None,
         impl_desc: if forward {
             "func::jacfwd (one forward pass, batched tangent of a directions)"
         } else {
@@ -270,6 +281,7 @@ pub fn hessian(n: usize, mode: &str) -> Case {
             let x = x.clone();
             Box::new(move || (rosenbrock(&x).item(), h.sum().item()))
         }),
+        objective_only: None,
         impl_desc: if forward {
             "func::hessian (jacfwd of grad: one batched forward pass over the reverse sweep)"
         } else {
@@ -310,8 +322,75 @@ pub fn mlp() -> Case {
             opt.step().unwrap();
             Box::new(move || (loss.item(), grad_sum(&grads)))
         }),
+        objective_only: None,
         impl_desc:
             "nn::Sequential of nn::Linear + nn::Relu, nn::cross_entropy_loss, backward, optim::Sgd",
+    }
+}
+
+/// `../shared/adbench/<rel>` (benchmarks may read the shared data).
+fn adbench_file(rel: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/adbench").join(rel)
+}
+
+/// ADBench GMM: the objective and its full gradient (α, μ, icf), f64.
+pub fn gmm(size: &str) -> Case {
+    let n = if size.ends_with("n10000") { "10k" } else { "1k" };
+    let input = std::rc::Rc::new(
+        chainrule_adbench::gmm::read(&adbench_file(&format!("gmm/{n}/gmm_d10_K25.txt"))).expect("the ADBench data"),
+    );
+    let obj = input.clone();
+    Case {
+        step: Box::new(move || {
+            let (v, g) = chainrule_adbench::gmm::objective_and_gradient(&input).unwrap();
+            Box::new(move || (v, g.iter().sum()))
+        }),
+        objective_only: Some(Box::new(move || {
+            autograd::no_grad(|| chainrule_adbench::gmm::objective(&obj, &obj.alphas, &obj.means, &obj.icf)).item();
+        })),
+        impl_desc: "tensor-API objective (batched Q_k matmul, logsumexp), func::value_and_grad_n",
+    }
+}
+
+/// ADBench BA: residuals, and the sparse Jacobian by 15 forward passes.
+pub fn ba(size: &str) -> Case {
+    let file = std::fs::read_dir(adbench_file("ba"))
+        .expect("the ADBench data")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|f| f.starts_with(&format!("{size}_")))
+        .expect("the BA instance");
+    let input = std::rc::Rc::new(chainrule_adbench::ba::read(&adbench_file(&format!("ba/{file}"))).unwrap());
+    let obj = input.clone();
+    Case {
+        step: Box::new(move || {
+            let j = chainrule_adbench::ba::jacobian(&input).unwrap();
+            let (r, _) = autograd::no_grad(|| chainrule_adbench::ba::residuals(&input));
+            Box::new(move || (r.sum().item(), j.values.iter().sum()))
+        }),
+        objective_only: Some(Box::new(move || {
+            let (r, w) = autograd::no_grad(|| chainrule_adbench::ba::residuals(&obj));
+            drop((r, w));
+        })),
+        impl_desc: "tensor-API residuals over all observations; CSR Jacobian by 2 func::vjp sweeps over the gathered (p, 15) parameters",
+    }
+}
+
+/// ADBench LSTM: the loss and its gradient.
+pub fn lstm(size: &str) -> Case {
+    let input = std::rc::Rc::new(
+        chainrule_adbench::lstm::read(&adbench_file(&format!("lstm/lstm_{size}.txt"))).expect("the ADBench data"),
+    );
+    let obj = input.clone();
+    Case {
+        step: Box::new(move || {
+            let (v, g) = chainrule_adbench::lstm::objective_and_gradient(&input).unwrap();
+            Box::new(move || (v, g.iter().sum()))
+        }),
+        objective_only: Some(Box::new(move || {
+            autograd::no_grad(|| chainrule_adbench::lstm::objective(&obj, &obj.main, &obj.extra)).item();
+        })),
+        impl_desc: "tensor-API loss over B-vectors per step, func::value_and_grad_n",
     }
 }
 
