@@ -142,9 +142,12 @@ pub fn jacobian(input: &BaInput) -> Result<SparseJacobian> {
         for i in 0..p {
             u[i * 2 + r] = 1.0;
         }
-        let rows = pullback.call(&Tensor::from_vec(u, &[p, 2]))?.to_vec::<f64>();
+        let rows = pullback
+            .call(&Tensor::from_vec(u, &[p, 2]))?
+            .to_vec::<f64>();
         for i in 0..p {
-            blocks[(i * 2 + r) * 15..(i * 2 + r + 1) * 15].copy_from_slice(&rows[i * 15..(i + 1) * 15]);
+            blocks[(i * 2 + r) * 15..(i * 2 + r + 1) * 15]
+                .copy_from_slice(&rows[i * 15..(i + 1) * 15]);
         }
     }
     let mut row_ptr = vec![0];

@@ -245,7 +245,9 @@ fn main() {
         return;
     }
     let workloads: Vec<&str> = match args.workload.as_str() {
-        "all" => vec!["ex1", "ex2", "chain", "mlp", "jac", "hessian", "gmm", "ba", "lstm"],
+        "all" => vec![
+            "ex1", "ex2", "chain", "mlp", "jac", "hessian", "gmm", "ba", "lstm",
+        ],
         w if !sizes(w).is_empty() => vec![w],
         w => {
             eprintln!("unknown workload {w:?}: expected ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm or all");

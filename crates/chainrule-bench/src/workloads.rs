@@ -330,14 +330,21 @@ pub fn mlp() -> Case {
 
 /// `../shared/adbench/<rel>` (benchmarks may read the shared data).
 fn adbench_file(rel: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/adbench").join(rel)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/adbench")
+        .join(rel)
 }
 
 /// ADBench GMM: the objective and its full gradient (α, μ, icf), f64.
 pub fn gmm(size: &str) -> Case {
-    let n = if size.ends_with("n10000") { "10k" } else { "1k" };
+    let n = if size.ends_with("n10000") {
+        "10k"
+    } else {
+        "1k"
+    };
     let input = std::rc::Rc::new(
-        chainrule_adbench::gmm::read(&adbench_file(&format!("gmm/{n}/gmm_d10_K25.txt"))).expect("the ADBench data"),
+        chainrule_adbench::gmm::read(&adbench_file(&format!("gmm/{n}/gmm_d10_K25.txt")))
+            .expect("the ADBench data"),
     );
     let obj = input.clone();
     Case {
@@ -346,7 +353,10 @@ pub fn gmm(size: &str) -> Case {
             Box::new(move || (v, g.iter().sum()))
         }),
         objective_only: Some(Box::new(move || {
-            autograd::no_grad(|| chainrule_adbench::gmm::objective(&obj, &obj.alphas, &obj.means, &obj.icf)).item();
+            autograd::no_grad(|| {
+                chainrule_adbench::gmm::objective(&obj, &obj.alphas, &obj.means, &obj.icf)
+            })
+            .item();
         })),
         impl_desc: "tensor-API objective (batched Q_k matmul, logsumexp), func::value_and_grad_n",
     }
@@ -360,7 +370,9 @@ pub fn ba(size: &str) -> Case {
         .map(|e| e.file_name().to_string_lossy().into_owned())
         .find(|f| f.starts_with(&format!("{size}_")))
         .expect("the BA instance");
-    let input = std::rc::Rc::new(chainrule_adbench::ba::read(&adbench_file(&format!("ba/{file}"))).unwrap());
+    let input = std::rc::Rc::new(
+        chainrule_adbench::ba::read(&adbench_file(&format!("ba/{file}"))).unwrap(),
+    );
     let obj = input.clone();
     Case {
         step: Box::new(move || {
@@ -379,7 +391,8 @@ pub fn ba(size: &str) -> Case {
 /// ADBench LSTM: the loss and its gradient.
 pub fn lstm(size: &str) -> Case {
     let input = std::rc::Rc::new(
-        chainrule_adbench::lstm::read(&adbench_file(&format!("lstm/lstm_{size}.txt"))).expect("the ADBench data"),
+        chainrule_adbench::lstm::read(&adbench_file(&format!("lstm/lstm_{size}.txt")))
+            .expect("the ADBench data"),
     );
     let obj = input.clone();
     Case {
@@ -388,7 +401,8 @@ pub fn lstm(size: &str) -> Case {
             Box::new(move || (v, g.iter().sum()))
         }),
         objective_only: Some(Box::new(move || {
-            autograd::no_grad(|| chainrule_adbench::lstm::objective(&obj, &obj.main, &obj.extra)).item();
+            autograd::no_grad(|| chainrule_adbench::lstm::objective(&obj, &obj.main, &obj.extra))
+                .item();
         })),
         impl_desc: "tensor-API loss over B-vectors per step, func::value_and_grad_n",
     }

@@ -141,6 +141,59 @@ pub(crate) fn check_axis(op: &'static str, axis: usize, shape: &[usize]) -> Resu
 }
 
 /// Iterator over the buffer offsets of a strided view, innermost axis fastest.
+/// The views with adjacent axes merged wherever every view steps through
+/// the pair as through one axis, and unit axes dropped: the same elements in
+/// the same order, in fewer, longer runs.
+pub(crate) fn coalesce<const N: usize>(layouts: [&Layout; N]) -> [Layout; N] {
+    let shape = &layouts[0].shape;
+    let mut out: [Layout; N] = std::array::from_fn(|k| Layout {
+        shape: Dims::new(),
+        strides: Dims::new(),
+        offset: layouts[k].offset,
+    });
+    for i in 0..shape.len() {
+        if shape[i] == 1 {
+            continue;
+        }
+        let merge = !out[0].shape.is_empty()
+            && (0..N).all(|k| {
+                let last = out[k].strides.len() - 1;
+                out[k].strides[last] == layouts[k].strides[i] * shape[i]
+            });
+        for k in 0..N {
+            if merge {
+                let last = out[k].shape.len() - 1;
+                out[k].shape[last] *= shape[i];
+                out[k].strides[last] = layouts[k].strides[i];
+            } else {
+                out[k].shape.push(shape[i]);
+                out[k].strides.push(layouts[k].strides[i]);
+            }
+        }
+    }
+    out
+}
+
+/// Calls `f(start, len, stride)` for each run along the last axis of a view
+/// (after [`coalesce`]), in row-major order.
+#[inline]
+pub(crate) fn for_each_run(l: &Layout, mut f: impl FnMut(usize, usize, usize)) {
+    match l.shape.len() {
+        0 => f(l.offset, 1, 1),
+        n => {
+            let (len, stride) = (l.shape[n - 1], l.strides[n - 1]);
+            let outer = Layout {
+                shape: l.shape[..n - 1].into(),
+                strides: l.strides[..n - 1].into(),
+                offset: l.offset,
+            };
+            for start in outer.offsets() {
+                f(start, len, stride);
+            }
+        }
+    }
+}
+
 pub(crate) struct StridedOffsets<'a> {
     layout: &'a Layout,
     index: Dims,

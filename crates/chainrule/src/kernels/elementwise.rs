@@ -1,7 +1,7 @@
 //! Elementwise maps over one, two or three (broadcast) inputs.
 
 use super::{parallel, PARALLEL_MIN};
-use crate::layout::Layout;
+use crate::layout::{coalesce, for_each_run, Layout};
 use rayon::prelude::*;
 
 /// `f` applied to every element of a view, in row-major order.
@@ -21,7 +21,14 @@ where
                 s.iter().map(|&x| f(x)).collect()
             }
         }
-        None => layout.offsets().map(|o| f(src[o])).collect(),
+        None => {
+            let [l] = coalesce([layout]);
+            let mut out = Vec::with_capacity(l.numel());
+            for_each_run(&l, |start, len, stride| {
+                out.extend((0..len).map(|j| f(src[start + j * stride])));
+            });
+            out
+        }
     }
 }
 
@@ -29,7 +36,18 @@ where
 pub(crate) fn materialize<T: Copy + Send + Sync>(src: &[T], layout: &Layout) -> Vec<T> {
     match layout.contiguous_range() {
         Some(r) => src[r].to_vec(),
-        None => layout.offsets().map(|o| src[o]).collect(),
+        None => {
+            let [l] = coalesce([layout]);
+            let mut out = Vec::with_capacity(l.numel());
+            for_each_run(&l, |start, len, stride| {
+                if stride == 1 {
+                    out.extend_from_slice(&src[start..start + len]);
+                } else {
+                    out.extend((0..len).map(|j| src[start + j * stride]));
+                }
+            });
+            out
+        }
     }
 }
 
@@ -69,6 +87,10 @@ where
         _ => {
             // Walk the outer axes with offset iterators and the innermost axis
             // with plain strides: the common `(n, c) + (c,)` bias case stays fast.
+            let [la, lb] = coalesce([la, lb]);
+            if la.shape.is_empty() {
+                return vec![f(a[la.offset], b[lb.offset])];
+            }
             let inner = *la.shape.last().unwrap();
             let (sa, sb) = (*la.strides.last().unwrap(), *lb.strides.last().unwrap());
             let outer = |l: &Layout| {
@@ -77,7 +99,7 @@ where
                 o.strides.pop();
                 o
             };
-            let (oa, ob) = (outer(la), outer(lb));
+            let (oa, ob) = (outer(&la), outer(&lb));
             let mut out = Vec::with_capacity(n);
             for (pa, pb) in oa.offsets().zip(ob.offsets()) {
                 for j in 0..inner {

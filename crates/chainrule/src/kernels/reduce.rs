@@ -7,7 +7,7 @@ use crate::layout::Layout;
 /// squeezed layout have the same order).
 pub(crate) fn reduce<T, F>(src: &[T], layout: &Layout, axes: &[usize], init: T, fold: F) -> Vec<T>
 where
-    T: Copy,
+    T: Copy + Send + Sync,
     F: Fn(T, T) -> T,
 {
     let nd = layout.shape.len();
@@ -50,16 +50,13 @@ where
             .map(|g| g.iter().fold(init, |acc, &x| fold(acc, x)))
             .collect(),
         None => {
-            let mut out = Vec::with_capacity(outer);
-            let mut it = view.offsets();
-            for _ in 0..outer {
-                let mut acc = init;
-                for o in it.by_ref().take(group) {
-                    acc = fold(acc, src[o]);
-                }
-                out.push(acc);
-            }
-            out
+            // Copy the permuted view into row-major order (run by run), then
+            // fold each group: the same order as walking the view.
+            let dense = super::elementwise::materialize(src, &view);
+            dense
+                .chunks_exact(group)
+                .map(|g| g.iter().fold(init, |acc, &x| fold(acc, x)))
+                .collect()
         }
     }
 }

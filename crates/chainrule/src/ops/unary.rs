@@ -124,6 +124,8 @@ impl UnaryOp {
                     T::zero()
                 }
             }
+            // x² is common (squared errors): no call to pow for it.
+            Powf(2.0) => T::of(2.0) * v,
             Powf(p) => T::of(p) * v.powf(T::of(p - 1.0)),
             Scale(c) => T::of(c),
             Shift(_) => one,
