@@ -6,10 +6,20 @@ use chainrule::Tensor;
 use chainrule_adbench::{ba, gmm, lstm};
 use std::path::{Path, PathBuf};
 
+/// `shared/adbench/<rel>`: the team's shared folder beside the checkout (the
+/// first ancestor of this crate holding `shared/adbench`), or
+/// `$CHAINRULE_SHARED/adbench`.
 fn data(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/adbench")
-        .join(rel)
+    let root = std::env::var_os("CHAINRULE_SHARED")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|a| a.join("shared"))
+                .find(|s| s.join("adbench").is_dir())
+        })
+        .expect("the ADBench data: shared/adbench beside the checkout, or set CHAINRULE_SHARED");
+    root.join("adbench").join(rel)
 }
 
 fn close(a: f64, b: f64, what: &str) {
