@@ -4,7 +4,7 @@
 
 use chainrule::Tensor;
 use chainrule_adbench::{ba, gmm, lstm};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// `shared/adbench/<rel>`: the team's shared folder beside the checkout (the
 /// first ancestor of this crate holding `shared/adbench`), or
