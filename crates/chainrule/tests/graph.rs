@@ -217,3 +217,72 @@ fn optimize_reports_and_keeps_values() {
         assert_close(p, q, 1e-14);
     }
 }
+
+#[test]
+fn symbolic_dimensions_specialize_per_size_and_check_feeds() {
+    use chainrule::graph::{Dim, Placeholder, SymbolicGraph};
+    // z = ‖Xw − y‖² with X (n, 3), w (3), y (n): n left symbolic
+    let g = SymbolicGraph::declare(
+        &[
+            Placeholder::new("X", &[Dim::sym("n"), 3.into()], DType::F64),
+            Placeholder::new("w", &[3.into()], DType::F64),
+            Placeholder::new("y", &[Dim::sym("n")], DType::F64),
+        ],
+        |t| Ok(vec![(t[0].matmul(&t[1]) - &t[2]).square().sum()]),
+    )
+    .unwrap()
+    .gradients(0, &["w"])
+    .unwrap()
+    .optimize();
+    for (n, seed) in [(5, 1), (9, 2), (5, 3)] {
+        let (x, w, y) = (
+            t64(&[n, 3], seed),
+            t64(&[3], seed + 10),
+            t64(&[n], seed + 20),
+        );
+        let out = g.run(&[("X", &x), ("w", &w), ("y", &y)]).unwrap();
+        let r = x.matmul(&w) - &y;
+        assert_close(&out[1], &(x.t().matmul(&r) * 2.0), 1e-12);
+    }
+    assert_eq!(g.compiled_sizes(), 2); // n = 5 and n = 9
+    let (x, w) = (t64(&[5, 3], 1), t64(&[3], 2));
+    let e = g
+        .run(&[("X", &x), ("w", &w), ("y", &t64(&[6], 3))])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("size `n` is 5 in input `X` but 6 in input `y`"),
+        "{e}"
+    );
+    let e = g
+        .run(&[("X", &t64(&[5, 4], 1)), ("w", &w), ("y", &t64(&[5], 3))])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("`X` axis 1 must have size 3, got 4"), "{e}");
+    // A mismatch between declared sizes is caught when declaring.
+    let bad = SymbolicGraph::declare(
+        &[
+            Placeholder::new("a", &[Dim::sym("n")], DType::F64),
+            Placeholder::new("b", &[Dim::sym("m")], DType::F64),
+        ],
+        |t| Ok(vec![t[0].dot(&t[1])]),
+    );
+    // n and m may differ, so the dot product is refused when declared.
+    let e = bad.err().unwrap().to_string();
+    assert!(
+        e.contains("dot") && e.contains("[3]") && e.contains("[4]"),
+        "{e}"
+    );
+    let bad = SymbolicGraph::declare(
+        &[
+            Placeholder::new("a", &[Dim::sym("n"), 2.into()], DType::F64),
+            Placeholder::new("b", &[3.into()], DType::F64),
+        ],
+        |t| Ok(vec![t[0].matmul(&t[1])]),
+    );
+    let e = bad.err().unwrap().to_string();
+    assert!(
+        e.contains("matmul") && e.contains("[3, 2]") && e.contains("[3]"),
+        "{e}"
+    );
+}

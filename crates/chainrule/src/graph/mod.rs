@@ -8,6 +8,10 @@
 //! while building: a mismatch fails the build, naming the op, both shapes and
 //! the line of the caller's code that declared the failing op.
 //!
+//! [`SymbolicGraph`] declares placeholders with named sizes instead (`"n"`
+//! rows): it is checked on example sizes when declared, and specialized and
+//! compiled once per set of sizes it is run with.
+//!
 //! ```
 //! use chainrule::graph::Graph;
 //! use chainrule::{DType, Tensor};
@@ -28,9 +32,11 @@
 //! ```
 
 mod passes;
+mod symbolic;
 pub(crate) mod trace;
 
 pub use passes::{MemoryPlan, PassReport};
+pub use symbolic::{Dim, Placeholder, SymbolicGraph};
 
 use crate::autograd::{self, BackwardOptions, GradModeGuard};
 use crate::error::{Error, Result};
