@@ -270,7 +270,7 @@ fn symbolic_dimensions_specialize_per_size_and_check_feeds() {
     // n and m may differ, so the dot product is refused when declared.
     let e = bad.err().unwrap().to_string();
     assert!(
-        e.contains("dot") && e.contains("[3]") && e.contains("[4]"),
+        e.contains("matmul") && e.contains("[3]") && e.contains("[4]"),
         "{e}"
     );
     let bad = SymbolicGraph::declare(
