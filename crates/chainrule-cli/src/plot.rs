@@ -21,10 +21,13 @@ pub struct Series<'a> {
     pub values: &'a [f64],
 }
 
-/// One panel: a title, a y-axis label and its curves.
+/// One panel: a title, axis labels and its curves. Without `xs`, the x
+/// axis counts epochs (1, 2, …); with it, every series is drawn at those x.
 pub struct Panel<'a> {
     pub title: &'a str,
+    pub x_label: &'a str,
     pub y_label: &'a str,
+    pub xs: Option<&'a [f64]>,
     pub series: Vec<Series<'a>>,
 }
 
@@ -69,6 +72,14 @@ fn draw(path: &Path, panels: &[Panel]) -> Result<(), String> {
             .max()
             .unwrap_or(1)
             .max(1);
+        let x_of = |e: usize| panel.xs.map_or((e + 1) as f64, |xs| xs[e]);
+        let (x_lo, x_hi) = match panel.xs {
+            Some(xs) => (
+                xs.iter().copied().fold(f64::INFINITY, f64::min),
+                xs.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ),
+            None => (1.0, (epochs as f64).max(2.0)),
+        };
         let finite = panel
             .series
             .iter()
@@ -84,11 +95,11 @@ fn draw(path: &Path, panels: &[Panel]) -> Result<(), String> {
             .margin(12)
             .x_label_area_size(36)
             .y_label_area_size(56)
-            .build_cartesian_2d(1f64..(epochs as f64).max(2.0), (lo - pad)..(hi + pad))
+            .build_cartesian_2d(x_lo..x_hi, (lo - pad)..(hi + pad))
             .map_err(|e| e.to_string())?;
         chart
             .configure_mesh()
-            .x_desc("epoch")
+            .x_desc(panel.x_label)
             .y_desc(panel.y_label)
             .label_style(("sans-serif", 13))
             .draw()
@@ -97,10 +108,7 @@ fn draw(path: &Path, panels: &[Panel]) -> Result<(), String> {
             let color = COLORS[i % COLORS.len()];
             chart
                 .draw_series(LineSeries::new(
-                    s.values
-                        .iter()
-                        .enumerate()
-                        .map(|(e, &v)| ((e + 1) as f64, v)),
+                    s.values.iter().enumerate().map(|(e, &v)| (x_of(e), v)),
                     color.stroke_width(2),
                 ))
                 .map_err(|e| e.to_string())?

@@ -314,6 +314,8 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let accuracies: Vec<f64> = history.iter().filter_map(|e| e.test_accuracy).collect();
     let mut panels = vec![Panel {
         title: "loss",
+        x_label: "epoch",
+        xs: None,
         y_label: if args.task == Task::Linreg {
             "mean squared error"
         } else {
@@ -333,6 +335,8 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     if !accuracies.is_empty() {
         panels.push(Panel {
             title: "test accuracy",
+            x_label: "epoch",
+            xs: None,
             y_label: "accuracy",
             series: vec![Series {
                 name: "test",
