@@ -40,7 +40,7 @@ pub use symbolic::{Dim, Placeholder, SymbolicGraph};
 
 use crate::autograd::{self, BackwardOptions, GradModeGuard};
 use crate::error::{Error, Result};
-use crate::ops::Prim;
+use crate::ops::{BinaryOp, Prim};
 use crate::{DType, Tensor};
 use smallvec::SmallVec;
 use std::fmt;
@@ -508,7 +508,8 @@ impl Executable {
 
     fn run_with(&self, feeds: &[(&str, &Tensor)], planned: bool) -> Result<Vec<Tensor>> {
         let g = &self.graph;
-        let mut values: Vec<Option<Tensor>> = vec![None; g.nodes.len()];
+        let mut slots: Vec<Slot> = Vec::with_capacity(g.nodes.len());
+        slots.resize_with(g.nodes.len(), || Slot::Empty);
         for (name, _) in feeds {
             if !self.names.iter().any(|n| n == name) {
                 return Err(Error::invalid(
@@ -540,30 +541,101 @@ impl Executable {
                     ),
                 ));
             }
-            values[id.0 as usize] = Some((*t).clone());
+            slots[id.0 as usize] = Slot::T((*t).clone());
         }
         let _off = GradModeGuard::new(false);
         for (i, node) in g.nodes.iter().enumerate() {
-            if values[i].is_none() {
-                let out = {
-                    let args: SmallVec<[&Tensor; 3]> = node
-                        .inputs
-                        .iter()
-                        .map(|j| values[j.0 as usize].as_ref().expect("inputs come first"))
-                        .collect();
-                    apply(node, &args)?
-                };
-                values[i] = Some(out);
+            if matches!(slots[i], Slot::Empty) {
+                slots[i] = self.run_node(node, &mut slots)?;
             }
             if planned {
                 for &dead in &self.plan.free_after[i] {
-                    values[dead.0 as usize] = None;
+                    slots[dead.0 as usize] = Slot::Empty;
                 }
             }
         }
-        Ok(g.outputs
+        g.outputs
             .iter()
-            .map(|o| values[o.0 as usize].clone().expect("outputs are kept"))
-            .collect())
+            .map(|o| {
+                let node = g.node(*o);
+                match &slots[o.0 as usize] {
+                    Slot::T(t) => Ok(t.clone()),
+                    Slot::S(v) => Ok(Tensor::full(&[], *v, node.dtype)),
+                    Slot::Empty => Err(Error::invalid("graph", "an output was released early")),
+                }
+            })
+            .collect()
     }
+
+    /// One node. Elementwise ops on 0-d values stay unboxed numbers (no
+    /// tensor is allocated for them); a 0-d number meeting a tensor in a
+    /// product or sum becomes a scalar map over the tensor.
+    fn run_node(&self, node: &Node, slots: &mut [Slot]) -> Result<Slot> {
+        let g = &self.graph;
+        let scalar_in = |j: &NodeId| g.node(*j).shape.is_empty();
+        if let GOp::Prim(Prim::Matmul) = &node.op {
+            let (a, b) = (node.inputs[0].0 as usize, node.inputs[1].0 as usize);
+            if let (Slot::T(x), Slot::T(y)) = (&slots[a], &slots[b]) {
+                if x.ndim() == 1
+                    && y.ndim() == 1
+                    && x.shape() == y.shape()
+                    && x.dtype() == y.dtype()
+                {
+                    return Ok(Slot::S(crate::ops::matmul::dot_value(x, y)));
+                }
+            }
+        }
+        if let GOp::Prim(p @ (Prim::Unary(_) | Prim::Binary(_))) = &node.op {
+            if node.shape.is_empty() && node.inputs.iter().all(scalar_in) {
+                let v = |j: &NodeId| match &slots[j.0 as usize] {
+                    Slot::S(v) => *v,
+                    Slot::T(t) => t.item(),
+                    Slot::Empty => f64::NAN,
+                };
+                return Ok(Slot::S(match p {
+                    Prim::Unary(op) => op.eval_scalar(v(&node.inputs[0]), node.dtype),
+                    Prim::Binary(op) => {
+                        op.eval_scalar(v(&node.inputs[0]), v(&node.inputs[1]), node.dtype)
+                    }
+                    _ => unreachable!("matched above"),
+                }));
+            }
+            if let Prim::Binary(op @ (BinaryOp::Mul | BinaryOp::Add | BinaryOp::Sub)) = p {
+                let (a, b) = (node.inputs[0].0 as usize, node.inputs[1].0 as usize);
+                let scaled = match (&slots[a], &slots[b], op) {
+                    (Slot::T(t), Slot::S(c), BinaryOp::Mul)
+                    | (Slot::S(c), Slot::T(t), BinaryOp::Mul) => Some(t.mul_scalar(*c)),
+                    (Slot::T(t), Slot::S(c), BinaryOp::Add)
+                    | (Slot::S(c), Slot::T(t), BinaryOp::Add) => Some(t.add_scalar(*c)),
+                    (Slot::T(t), Slot::S(c), BinaryOp::Sub) => Some(t.add_scalar(-*c)),
+                    _ => None,
+                };
+                if let Some(t) = scaled.filter(|t| t.shape() == node.shape.as_slice()) {
+                    return Ok(Slot::T(t));
+                }
+            }
+        }
+        // Box the 0-d numbers this node reads, once.
+        for j in &node.inputs {
+            if let Slot::S(v) = slots[j.0 as usize] {
+                slots[j.0 as usize] = Slot::T(Tensor::full(&[], v, g.node(*j).dtype));
+            }
+        }
+        let args: SmallVec<[&Tensor; 3]> = node
+            .inputs
+            .iter()
+            .map(|j| match &slots[j.0 as usize] {
+                Slot::T(t) => t,
+                _ => unreachable!("inputs come first and were boxed above"),
+            })
+            .collect();
+        Ok(Slot::T(apply(node, &args)?))
+    }
+}
+
+/// A value while a graph runs: a tensor, or a 0-d number kept unboxed.
+enum Slot {
+    Empty,
+    T(Tensor),
+    S(f64),
 }

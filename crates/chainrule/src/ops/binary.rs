@@ -135,6 +135,15 @@ impl BinaryOp {
     }
 }
 
+impl BinaryOp {
+    /// The op on two values of `dtype`, through the same kernel (see
+    /// `UnaryOp::eval_scalar`).
+    pub(crate) fn eval_scalar(self, a: f64, b: f64, dtype: crate::DType) -> f64 {
+        let l = Layout::contiguous(&[]);
+        with_dtype!(dtype, T => self.forward(&[T::of(a)], &l, &[T::of(b)], &l)[0].f64())
+    }
+}
+
 /// Both operands broadcast to their common shape, or a shape error naming `op`.
 pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(Layout, Layout)> {
     if a.shape() == b.shape() {

@@ -37,6 +37,20 @@ fn as_rhs(l: &Layout) -> Layout {
     }
 }
 
+/// `<a, b>` of two 1-D tensors of the same length, in their dtype's
+/// arithmetic (returned as f64; exact for f32, whose values f64 holds).
+pub(crate) fn dot_value(a: &Tensor, b: &Tensor) -> f64 {
+    with_dtype!(a.dtype(), T => {
+        let (x, y) = (a.buffer::<T>(), b.buffer::<T>());
+        let (lx, ly) = (a.layout(), b.layout());
+        let v: T = match (lx.contiguous_range(), ly.contiguous_range()) {
+            (Some(rx), Some(ry)) => x[rx].iter().zip(&y[ry]).map(|(&p, &q)| p * q).sum(),
+            _ => lx.offsets().zip(ly.offsets()).map(|(i, j)| x[i] * y[j]).sum(),
+        };
+        crate::dtype::Element::f64(v)
+    })
+}
+
 fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let dtype = same_dtype("matmul", a, b)?;
     if a.ndim() == 0 || b.ndim() == 0 {
@@ -49,15 +63,7 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
     if a.ndim() == 1 && b.ndim() == 1 && a.shape() == b.shape() {
         // A dot product: skip the batch and GEMM set-up (the `ex1` fast path).
-        let out = with_dtype!(dtype, T => {
-            let (x, y) = (a.buffer::<T>(), b.buffer::<T>());
-            let (lx, ly) = (a.layout(), b.layout());
-            let v: T = match (lx.contiguous_range(), ly.contiguous_range()) {
-                (Some(rx), Some(ry)) => x[rx].iter().zip(&y[ry]).map(|(&p, &q)| p * q).sum(),
-                _ => lx.offsets().zip(ly.offsets()).map(|(i, j)| x[i] * y[j]).sum(),
-            };
-            Tensor::from_buffer(vec![v], &[])
-        });
+        let out = Tensor::full(&[], dot_value(a, b), dtype);
         return Ok(record(|| Prim::Matmul, &[a, b], out, false));
     }
     let (la, lb) = (as_lhs(a.layout()), as_rhs(b.layout()));

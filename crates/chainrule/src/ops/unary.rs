@@ -191,6 +191,14 @@ impl UnaryOp {
     }
 }
 
+impl UnaryOp {
+    /// The op on one value of `dtype` (rounded as that dtype), through the
+    /// same kernel: what a compiled graph uses for 0-d values.
+    pub(crate) fn eval_scalar(self, x: f64, dtype: crate::DType) -> f64 {
+        with_dtype!(dtype, T => self.forward(&[T::of(x)], &Layout::contiguous(&[]))[0].f64())
+    }
+}
+
 pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Tensor {
     let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(op.forward(x.buffer::<T>(), x.layout()), x.shape()));
     record(|| Prim::Unary(op), &[x], out, op.saves_output())
