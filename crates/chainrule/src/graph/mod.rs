@@ -403,20 +403,46 @@ impl fmt::Display for Graph {
     }
 }
 
+thread_local! {
+    /// While a graph is being built on this thread: where a panic happened.
+    static BUILD_PANIC_AT: std::cell::RefCell<Option<Option<String>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once per process) a panic hook that, on a thread building a
+/// graph, records where the panic happened instead of printing it, and
+/// otherwise defers to the hook that was there before.
+fn install_build_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let handled = BUILD_PANIC_AT
+                .try_with(|b| match b.borrow_mut().as_mut() {
+                    Some(slot) => {
+                        *slot = info
+                            .location()
+                            .map(|l| format!("{}:{}", l.file(), l.line()));
+                        true
+                    }
+                    None => false,
+                })
+                .unwrap_or(false);
+            if !handled {
+                previous(info);
+            }
+        }));
+    });
+}
+
 /// Runs `f`, turning a panic of a tensor op (a shape mismatch while
 /// building) into an error that names the op and the caller's line.
 fn catch_build_errors<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
-    use std::sync::{Arc, Mutex};
-    let location: Arc<Mutex<Option<String>>> = Arc::default();
-    let seen = location.clone();
-    let previous = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        *seen.lock().unwrap() = info
-            .location()
-            .map(|l| format!("{}:{}", l.file(), l.line()));
-    }));
+    install_build_hook();
+    let outer = BUILD_PANIC_AT.with(|b| b.borrow_mut().replace(None));
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    std::panic::set_hook(previous);
+    let at = BUILD_PANIC_AT
+        .with(|b| std::mem::replace(&mut *b.borrow_mut(), outer))
+        .flatten();
     match result {
         Ok(r) => r,
         Err(payload) => {
@@ -425,11 +451,7 @@ fn catch_build_errors<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
                 .cloned()
                 .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
                 .unwrap_or_else(|| "a panic".into());
-            let at = location
-                .lock()
-                .unwrap()
-                .clone()
-                .unwrap_or_else(|| "unknown".into());
+            let at = at.unwrap_or_else(|| "unknown".into());
             Err(Error::invalid(
                 "graph",
                 format!("while building: {msg} (declared at {at})"),
