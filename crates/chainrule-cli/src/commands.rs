@@ -234,9 +234,20 @@ fn one_mode(
     }
     let mut results = Vec::new();
     let mut exprs = Vec::new();
+    // Central differences always run in f64, whatever --dtype says.
+    let p64 = Problem {
+        expr: p.expr.clone(),
+        env: p
+            .env
+            .iter()
+            .map(|(k, t)| (k.clone(), t.to_dtype(DType::F64)))
+            .collect(),
+        dtype: DType::F64,
+    };
     for v in wrt {
         let x = p.var(v)?;
         let f = p.of(v);
+        let f64_of = p64.of(v);
         let r = match (kind, mode) {
             (Kind::Grad, Mode::Reverse) => func::grad(&f, x).map_err(lib)?,
             (Kind::Grad, Mode::Forward) => func::jacfwd(&f, x).map_err(lib)?.reshape(x.shape()),
@@ -249,7 +260,7 @@ fn one_mode(
                     .compile();
                 g.run(&p.feeds()).map_err(lib)?.remove(1)
             }
-            (Kind::Grad, Mode::Numeric) => numeric_grad(&f, x)?,
+            (Kind::Grad, Mode::Numeric) => numeric_grad(&f64_of, x)?,
             (Kind::Grad, Mode::Symbolic) => {
                 let d = symbolic::grad(&p.expr, v, &p.env, p.dtype).map_err(input)?;
                 exprs.push(d.to_string());
@@ -260,11 +271,13 @@ fn one_mode(
             (Kind::Jacobian, Mode::Reverse) => func::jacrev(&f, x).map_err(lib)?,
             (Kind::Jacobian, Mode::Forward) => func::jacfwd(&f, x).map_err(lib)?,
             (Kind::Jacobian, Mode::Graph) => graph_jacobian(p, v, x)?,
-            (Kind::Jacobian, Mode::Numeric) => numeric_jacobian(&f, x)?,
+            (Kind::Jacobian, Mode::Numeric) => numeric_jacobian(&f64_of, x)?,
             (Kind::Hessian, Mode::Reverse) => func::hessian_rev(&f, x).map_err(lib)?,
             (Kind::Hessian, Mode::Forward) => func::hessian(&f, x).map_err(lib)?,
             (Kind::Hessian, Mode::Graph) => graph_hessian(p, v, x)?,
-            (Kind::Hessian, Mode::Numeric) => numeric_jacobian(&|x: &Tensor| func::grad(&f, x), x)?,
+            (Kind::Hessian, Mode::Numeric) => {
+                numeric_jacobian(&|x: &Tensor| func::grad(&f64_of, x), x)?
+            }
             (Kind::Jvp, m) => {
                 let d = dir.ok_or_else(|| input("jvp needs --dir VALUE (the direction)"))?;
                 if d.shape() != x.shape() {
@@ -311,7 +324,8 @@ fn one_mode(
                     Mode::Numeric => {
                         let h = 1e-6;
                         let at = |s: f64| -> Result<Tensor, CliError> {
-                            f(&(x.to_dtype(DType::F64) + d.to_dtype(DType::F64) * s)).map_err(lib)
+                            f64_of(&(x.to_dtype(DType::F64) + d.to_dtype(DType::F64) * s))
+                                .map_err(lib)
                         };
                         ((at(h)? - at(-h)?) / (2.0 * h)).to_dtype(p.dtype)
                     }

@@ -422,3 +422,35 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn f32_runs_every_mode_numeric_in_f64() {
+    let out = chainrule(&[
+        "grad",
+        "sum(exp(x) * w) + norm(x)",
+        "--wrt",
+        "x,w",
+        "--dtype",
+        "f32",
+        "--mode",
+        "compare",
+        "--json",
+        "--set",
+        "x=randn(3)",
+        "--set",
+        "w=randn(3)",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    for m in j["compare"].as_array().unwrap() {
+        assert!(m.get("error").is_none(), "{m}");
+        assert!(
+            m["max_abs_diff_from_reverse"].as_f64().unwrap() < 1e-3,
+            "{m}"
+        );
+    }
+}
