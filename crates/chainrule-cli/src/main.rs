@@ -13,7 +13,8 @@ use std::process::ExitCode;
 #[command(
     name = "chainrule",
     version,
-    about = "Automatic differentiation, explained; and models trained with it"
+    about = "Automatic differentiation, explained; and models trained with it",
+    after_help = "Example, the note's example 2 derived step by step:\n  chainrule grad \"sum((X @ w - y)^2)\" --wrt w --set \"X=randn(5,3)\" --set \"w=randn(3)\" --set \"y=randn(5)\" --explain"
 )]
 struct Cli {
     #[command(subcommand)]
