@@ -97,8 +97,8 @@ fn lower_index(d: usize) -> Vec<usize> {
 }
 
 /// The objective as a function of (α, μ, icf), vectorized over the N points
-/// and the K components: the whole batch of `Q_k (x_i − μ_k)` is one batched
-/// matrix product.
+/// and the K components: the whole batch of `Q_k x_i` is one batched matrix
+/// product.
 pub fn objective(input: &GmmInput, alphas: &Tensor, means: &Tensor, icf: &Tensor) -> Tensor {
     let (d, k, n) = (input.d, input.k, input.n);
     let q = icf.narrow(1, 0, d); // (K, D) log-diagonal
@@ -109,10 +109,11 @@ pub fn objective(input: &GmmInput, alphas: &Tensor, means: &Tensor, icf: &Tensor
     let padded = Tensor::concat(&[&l, &Tensor::zeros(&[k, 1], DType::F64)], 1);
     let lower = padded.index_select(1, &lower_index(d)).reshape(&[k, d, d]);
     let qmat = diag + lower;
-    // Q_k (x_i − μ_k) for all i, k: (K, D, N)
-    let centered = input.x.unsqueeze(0) - means.unsqueeze(1); // (K, N, D)
-    let qx = qmat.matmul(&centered.transpose(1, 2)); // (K, D, N)
-    let sq = qx.square().sum_axes(&[1], false); // (K, N)
+    // Q_k (x_i − μ_k) = Q_k x_i − Q_k μ_k for all i, k: (K, D, N). Written
+    // this way, no (K, N, D) copy of the centred points is ever formed.
+    let qx = qmat.matmul(&input.x.t()); // (K, D, D) @ (D, N) → (K, D, N)
+    let qmu = qmat.matmul(&means.unsqueeze(2)); // (K, D, 1)
+    let sq = (qx - qmu).square().sum_axes(&[1], false); // (K, N)
     let main = alphas.unsqueeze(1) + q.sum_axes(&[1], true) - sq * 0.5; // (K, N)
     let data_term = main.logsumexp(0, false).sum() - alphas.logsumexp(0, false) * n as f64;
     let gamma = input.gamma;

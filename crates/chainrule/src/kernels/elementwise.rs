@@ -102,8 +102,24 @@ where
             let (oa, ob) = (outer(&la), outer(&lb));
             let mut out = Vec::with_capacity(n);
             for (pa, pb) in oa.offsets().zip(ob.offsets()) {
-                for j in 0..inner {
-                    out.push(f(a[pa + j * sa], b[pb + j * sb]));
+                // The common runs as plain slices (they vectorize): a row
+                // against a row, or a row against one broadcast value.
+                match (sa, sb) {
+                    (1, 1) => out.extend(
+                        a[pa..pa + inner]
+                            .iter()
+                            .zip(&b[pb..pb + inner])
+                            .map(|(&x, &y)| f(x, y)),
+                    ),
+                    (1, 0) => {
+                        let y = b[pb];
+                        out.extend(a[pa..pa + inner].iter().map(|&x| f(x, y)))
+                    }
+                    (0, 1) => {
+                        let x = a[pa];
+                        out.extend(b[pb..pb + inner].iter().map(|&y| f(x, y)))
+                    }
+                    _ => out.extend((0..inner).map(|j| f(a[pa + j * sa], b[pb + j * sb]))),
                 }
             }
             out
