@@ -16,6 +16,22 @@ pub mod lstm;
 use chainrule::{Error, Result};
 use std::path::Path;
 
+/// `shared/adbench/<rel>` from the team's shared folder: `$CHAINRULE_SHARED`,
+/// or the first ancestor of this crate holding `shared/adbench` (the folder
+/// beside the checkout). Only tests and benchmarks read it.
+pub fn shared_data(rel: &str) -> std::path::PathBuf {
+    let root = std::env::var_os("CHAINRULE_SHARED")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|a| a.join("shared"))
+                .find(|s| s.join("adbench").is_dir())
+        })
+        .expect("the ADBench data: shared/adbench beside the checkout, or set CHAINRULE_SHARED");
+    root.join("adbench").join(rel)
+}
+
 /// Every whitespace-separated number of a file, in order.
 pub(crate) fn numbers(path: &Path) -> Result<Vec<f64>> {
     let text = std::fs::read_to_string(path)

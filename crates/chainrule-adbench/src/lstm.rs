@@ -69,8 +69,11 @@ pub fn objective(input: &LstmInput, main: &Tensor, extra: &Tensor) -> Tensor {
             // change read the layer's own previous hidden state
             let x = Tensor::concat(&[&h, &hidden[j], &h, &hidden[j]], 0);
             let pre = x * &weights[j] + &biases[j];
-            let gates = block(&pre, 0).sigmoid();
-            let (f, i, o) = (gates, block(&pre, 1).sigmoid(), block(&pre, 2).sigmoid());
+            let (f, i, o) = (
+                block(&pre, 0).sigmoid(),
+                block(&pre, 1).sigmoid(),
+                block(&pre, 2).sigmoid(),
+            );
             let g = block(&pre, 3).tanh();
             cell[j] = &cell[j] * &f + i * g;
             hidden[j] = o * cell[j].tanh();

@@ -2,24 +2,10 @@
 //! `../shared/adbench/golden/` (f64, 1e-9 relative), and the readers'
 //! errors on bad files.
 
-use chainrule::Tensor;
 use chainrule_adbench::{ba, gmm, lstm};
-use std::path::PathBuf;
 
-/// `shared/adbench/<rel>`: the team's shared folder beside the checkout (the
-/// first ancestor of this crate holding `shared/adbench`), or
-/// `$CHAINRULE_SHARED/adbench`.
-fn data(rel: &str) -> PathBuf {
-    let root = std::env::var_os("CHAINRULE_SHARED")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|a| a.join("shared"))
-                .find(|s| s.join("adbench").is_dir())
-        })
-        .expect("the ADBench data: shared/adbench beside the checkout, or set CHAINRULE_SHARED");
-    root.join("adbench").join(rel)
+fn data(rel: &str) -> std::path::PathBuf {
+    chainrule_adbench::shared_data(rel)
 }
 
 fn close(a: f64, b: f64, what: &str) {
@@ -213,5 +199,4 @@ fn bad_files_name_the_file_and_what_was_expected() {
     let e = lstm::read(&short).err().unwrap().to_string();
     assert!(e.contains("main parameters"), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
-    let _ = Tensor::scalar(0.0f64);
 }

@@ -328,18 +328,8 @@ pub fn mlp() -> Case {
     }
 }
 
-/// `../shared/adbench/<rel>` (benchmarks may read the shared data).
 fn adbench_file(rel: &str) -> std::path::PathBuf {
-    let root = std::env::var_os("CHAINRULE_SHARED")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|a| a.join("shared"))
-                .find(|s| s.join("adbench").is_dir())
-        })
-        .expect("the ADBench data: shared/adbench beside the checkout, or set CHAINRULE_SHARED");
-    root.join("adbench").join(rel)
+    chainrule_adbench::shared_data(rel)
 }
 
 /// ADBench GMM: the objective and its full gradient (α, μ, icf), f64.

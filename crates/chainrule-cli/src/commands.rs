@@ -398,59 +398,44 @@ fn numeric_jacobian(
     Ok(Tensor::from_vec(data, &shape).to_dtype(x.dtype()))
 }
 
-/// Row `i` of a Jacobian from the graph: the gradient graph of output element `i`.
-fn graph_jacobian(p: &Problem, v: &str, x: &Tensor) -> Result<Tensor, CliError> {
-    let g = p.graph()?;
-    let y_shape = g.output_shapes()[0].clone();
+/// The Jacobian of output `output` of graph `g` with respect to input `v`,
+/// row by row: row `i` is the gradient graph of that output's element `i`.
+/// Shape: the output's shape followed by `x`'s.
+fn graph_rows(
+    p: &Problem,
+    g: &Graph,
+    output: usize,
+    v: &str,
+    x: &Tensor,
+) -> Result<Tensor, CliError> {
+    let y_shape = g.output_shapes()[output].clone();
     let m: usize = y_shape.iter().product();
-    let mut rows = Vec::with_capacity(m);
-    for i in 0..m {
-        let gi = g
-            .map_outputs(|_, o| Ok(vec![o[0].reshape(&[m]).narrow(0, i, 1).sum()]))
-            .and_then(|gi| gi.gradients(0, &[v]))
-            .map_err(lib)?;
-        rows.push(
-            gi.optimize()
-                .compile()
-                .run(&p.feeds())
-                .map_err(lib)?
-                .remove(1)
-                .reshape(&[x.numel()]),
-        );
-    }
-    let refs: Vec<&Tensor> = rows.iter().collect();
     let shape: Vec<usize> = y_shape.iter().chain(x.shape()).copied().collect();
     if m == 0 {
         return Ok(Tensor::zeros(&shape, x.dtype()));
     }
+    let mut rows = Vec::with_capacity(m);
+    for i in 0..m {
+        let gi = g
+            .map_outputs(|_, o| Ok(vec![o[output].reshape(&[m]).narrow(0, i, 1).sum()]))
+            .and_then(|gi| gi.gradients(0, &[v]))
+            .map_err(lib)?;
+        let run = gi.optimize().compile().run(&p.feeds()).map_err(lib)?;
+        rows.push(run[1].reshape(&[x.numel()]));
+    }
+    let refs: Vec<&Tensor> = rows.iter().collect();
     Tensor::stack(&refs, 0).try_reshape(&shape).map_err(lib)
 }
 
-/// The Hessian from the graph: differentiate each gradient element's graph again.
+/// The Jacobian from the graph.
+fn graph_jacobian(p: &Problem, v: &str, x: &Tensor) -> Result<Tensor, CliError> {
+    graph_rows(p, &p.graph()?, 0, v, x)
+}
+
+/// The Hessian from the graph: the Jacobian of the gradient graph's output.
 fn graph_hessian(p: &Problem, v: &str, x: &Tensor) -> Result<Tensor, CliError> {
     let g1 = p.graph()?.gradients(0, &[v]).map_err(lib)?;
-    let n = x.numel();
-    let mut rows = Vec::with_capacity(n);
-    for i in 0..n {
-        let gi = g1
-            .map_outputs(|_, o| Ok(vec![o[1].reshape(&[n]).narrow(0, i, 1).sum()]))
-            .and_then(|gi| gi.gradients(0, &[v]))
-            .map_err(lib)?;
-        rows.push(
-            gi.optimize()
-                .compile()
-                .run(&p.feeds())
-                .map_err(lib)?
-                .remove(1)
-                .reshape(&[n]),
-        );
-    }
-    let refs: Vec<&Tensor> = rows.iter().collect();
-    let shape: Vec<usize> = x.shape().iter().chain(x.shape()).copied().collect();
-    if n == 0 {
-        return Ok(Tensor::zeros(&shape, x.dtype()));
-    }
-    Tensor::stack(&refs, 0).try_reshape(&shape).map_err(lib)
+    graph_rows(p, &g1, 1, v, x)
 }
 
 fn max_abs_diff(a: &[Tensor], b: &[Tensor]) -> f64 {

@@ -299,6 +299,29 @@ pub(crate) fn fit(t: Tensor, prefix: &[usize], shape: &[usize]) -> Tensor {
     }
 }
 
+/// The batch prefix of a two-input rule's tangents (at least one present).
+pub(crate) fn pair_prefix(
+    a: &Tensor,
+    b: &Tensor,
+    ta: &Option<Tensor>,
+    tb: &Option<Tensor>,
+) -> Vec<usize> {
+    match (ta, tb) {
+        (Some(t), _) => batch_prefix(t, a).to_vec(),
+        (None, Some(t)) => batch_prefix(t, b).to_vec(),
+        (None, None) => unreachable!("a JVP runs only when some input has a tangent"),
+    }
+}
+
+/// The sum of a two-input rule's tangent terms (at least one present).
+pub(crate) fn sum_terms(da: Option<Tensor>, db: Option<Tensor>) -> Tensor {
+    match (da, db) {
+        (Some(x), Some(y)) => x + y,
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => unreachable!("a JVP runs only when some input has a tangent"),
+    }
+}
+
 /// The batch prefix shared by the present tangents of a rule's inputs.
 pub(crate) fn common_prefix(inputs: &[Tensor], tangents: &[Option<Tensor>]) -> Vec<usize> {
     inputs

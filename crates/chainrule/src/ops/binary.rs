@@ -102,12 +102,8 @@ impl BinaryOp {
         ta: &Option<Tensor>,
         tb: &Option<Tensor>,
     ) -> Tensor {
-        use crate::forward::{batch_prefix, fit, lift};
-        let prefix: Vec<usize> = match (ta, tb) {
-            (Some(t), _) => batch_prefix(t, a).to_vec(),
-            (None, Some(t)) => batch_prefix(t, b).to_vec(),
-            (None, None) => unreachable!("a JVP runs only when some input has a tangent"),
-        };
+        use crate::forward::{fit, lift, pair_prefix, sum_terms};
+        let prefix = pair_prefix(a, b, ta, tb);
         let n = out.ndim();
         let ta = ta.as_ref().map(|t| lift(t, a, n));
         let tb = tb.as_ref().map(|t| lift(t, b, n));
@@ -126,12 +122,7 @@ impl BinaryOp {
                 (ta.map(|t| &t * &to_a), tb.map(|t| &t * &(1.0 - &to_a)))
             }
         };
-        let sum = match (da, db) {
-            (Some(x), Some(y)) => x + y,
-            (Some(x), None) | (None, Some(x)) => x,
-            (None, None) => unreachable!("some tangent is present"),
-        };
-        fit(sum, &prefix, out.shape())
+        fit(sum_terms(da, db), &prefix, out.shape())
     }
 }
 

@@ -152,17 +152,8 @@ pub(crate) fn jvp(
     ta: &Option<Tensor>,
     tb: &Option<Tensor>,
 ) -> Tensor {
-    use crate::forward::{batch_prefix, prefixed};
-    let prefix: Vec<usize> = match (ta, tb) {
-        (Some(t), _) => batch_prefix(t, a).to_vec(),
-        (None, Some(t)) => batch_prefix(t, b).to_vec(),
-        (None, None) => unreachable!("a JVP runs only when some input has a tangent"),
-    };
-    let sum = |da: Option<Tensor>, db: Option<Tensor>| match (da, db) {
-        (Some(x), Some(y)) => x + y,
-        (Some(x), None) | (None, Some(x)) => x,
-        (None, None) => unreachable!("some tangent is present"),
-    };
+    use crate::forward::{pair_prefix, prefixed, sum_terms as sum};
+    let prefix = pair_prefix(a, b, ta, tb);
     if prefix.is_empty() {
         return sum(
             ta.as_ref().map(|t| t.matmul(b)),
