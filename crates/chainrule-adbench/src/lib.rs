@@ -16,9 +16,15 @@ pub mod lstm;
 use chainrule::{Error, Result};
 use std::path::Path;
 
+/// `data/<rel>` of this crate: the ADBench files the tests read, shipped with
+/// the repository (see `data/README.md`).
+pub fn test_data(rel: &str) -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
+}
+
 /// `shared/adbench/<rel>` from the team's shared folder: `$CHAINRULE_SHARED`,
 /// or the first ancestor of this crate holding `shared/adbench` (the folder
-/// beside the checkout). Only tests and benchmarks read it.
+/// beside the checkout). Only the benchmarks read it; tests read [`test_data`].
 pub fn shared_data(rel: &str) -> std::path::PathBuf {
     let root = std::env::var_os("CHAINRULE_SHARED")
         .map(std::path::PathBuf::from)

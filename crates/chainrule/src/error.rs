@@ -50,6 +50,17 @@ pub enum Error {
         axis: usize,
         shape: ShapeDisplay,
     },
+    /// A shape whose element count overflows, or a result larger than
+    /// [`crate::max_tensor_bytes`]: refused before anything is allocated.
+    #[error("{op}: a result of shape {shape} is too large ({}; the limit is {limit} bytes, see chainrule::set_max_tensor_bytes)",
+        match bytes { Some(b) => format!("{b} bytes"), None => "its element count overflows".to_string() })]
+    TooLarge {
+        op: &'static str,
+        shape: ShapeDisplay,
+        /// The bytes it would take (`None`: the element count overflows).
+        bytes: Option<usize>,
+        limit: usize,
+    },
     /// Any other invalid argument (an index, a length, a permutation…).
     #[error("{op}: {msg}")]
     InvalidArgument { op: &'static str, msg: String },
@@ -98,6 +109,24 @@ impl Error {
         }
     }
 
+    /// This error reported as `op`'s (a size refused inside a helper).
+    pub(crate) fn for_op(self, op: &'static str) -> Self {
+        match self {
+            Error::TooLarge {
+                shape,
+                bytes,
+                limit,
+                ..
+            } => Error::TooLarge {
+                op,
+                shape,
+                bytes,
+                limit,
+            },
+            other => other,
+        }
+    }
+
     pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
         Error::InvalidArgument {
             op,
@@ -108,6 +137,15 @@ impl Error {
 
 /// `Result` with the library's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
+}
 
 /// Unwraps the result of a `try_*` method for its panicking twin.
 #[track_caller]

@@ -174,6 +174,7 @@ fn wrap(primal: Tensor, level: u32, tangent: Tensor) -> Tensor {
         storage: primal.storage().clone(),
         layout: primal.layout().clone(),
         node: primal.node().cloned(),
+        grad_slot: primal.0.grad_slot.clone(),
         dual: Some(Dual {
             level,
             primal,
@@ -229,20 +230,24 @@ fn highest_open_level(t: &Tensor) -> Option<u32> {
     best
 }
 
-/// `t` carrying `node` (a fresh reverse-mode identity) at every level of its
-/// dual chain, so that the primal seen by each level's rules is tracked too.
-pub(crate) fn with_node(t: &Tensor, node: Arc<crate::autograd::node::Node>) -> Tensor {
+/// `t` as a fresh reverse-mode leaf at every level of its dual chain, so
+/// that the primal seen by each level's rules is tracked too.
+pub(crate) fn as_leaf(t: &Tensor) -> Tensor {
     match &t.0.dual {
-        None => Tensor::from_parts(t.storage().clone(), t.layout().clone(), Some(node)),
-        Some(d) => wrap(with_node(&d.primal, node), d.level, d.tangent.clone()),
+        None => Tensor::new_leaf(t.storage().clone(), t.layout().clone()),
+        Some(d) => wrap(as_leaf(&d.primal), d.level, d.tangent.clone()),
     }
 }
 
 /// Forward mode's half of [`crate::ops::record`]: gives `out` (computed from
 /// the inputs' values) the tangent of every open level its inputs carry.
-pub(crate) fn attach_tangents(prim: &Prim, inputs: &[&Tensor], out: Tensor) -> Tensor {
+pub(crate) fn attach_tangents(
+    prim: &Prim,
+    inputs: &[&Tensor],
+    out: Tensor,
+) -> crate::Result<Tensor> {
     let Some(level) = inputs.iter().filter_map(|t| highest_open_level(t)).max() else {
-        return out;
+        return Ok(out);
     };
     let stripped: SmallVec<[Tensor; 3]> = inputs.iter().map(|t| strip(t, level)).collect();
     let tangents: SmallVec<[Option<Tensor>; 3]> = inputs
@@ -252,11 +257,11 @@ pub(crate) fn attach_tangents(prim: &Prim, inputs: &[&Tensor], out: Tensor) -> T
     let refs: SmallVec<[&Tensor; 3]> = stripped.iter().collect();
     // The output without this level: lower levels attached first, so that a
     // rule reading the output sees it with those levels' tangents.
-    let primal_out = attach_tangents(prim, &refs, out);
-    match prim.jvp(&stripped, &primal_out, &tangents) {
+    let primal_out = attach_tangents(prim, &refs, out)?;
+    Ok(match prim.jvp(&stripped, &primal_out, &tangents)? {
         Some(t) => wrap(primal_out, level, t),
         None => primal_out,
-    }
+    })
 }
 
 /// How many leading batch axes a tangent has beyond its primal's shape (0 or 1).

@@ -38,7 +38,6 @@
 //! ```
 
 use crate::autograd::engine::{self, BackwardOptions};
-use crate::autograd::node::Node;
 use crate::autograd::GradModeGuard;
 use crate::error::{Error, Result};
 use crate::forward::{self, DualLevel};
@@ -73,7 +72,7 @@ fn track(x: &Tensor) -> Tensor {
     if x.needs_grad() {
         crate::ops::movement::alias(x)
     } else {
-        forward::with_node(x, Node::leaf())
+        forward::as_leaf(x)
     }
 }
 

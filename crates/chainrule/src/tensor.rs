@@ -6,6 +6,7 @@ use crate::dtype::{DType, Element};
 use crate::error::{or_panic, Error, Result};
 use crate::kernels::elementwise::materialize;
 use crate::layout::Layout;
+use crate::limits::check_alloc;
 use crate::storage::{with_dtype, Storage, StorageElement};
 use rand::{Rng, SeedableRng};
 use std::fmt;
@@ -34,6 +35,9 @@ pub(crate) struct TensorImpl {
     /// Forward mode: this tensor's tangent at one level, and the tensor without
     /// it (see [`crate::forward`]).
     pub dual: Option<crate::forward::Dual>,
+    /// For the user's handles of a leaf: the slot its gradient accumulates in
+    /// (the leaf's node holds it only weakly; see `NodeKind::Leaf`).
+    pub grad_slot: Option<Arc<node::GradSlot>>,
 }
 
 impl Drop for TensorImpl {
@@ -51,7 +55,42 @@ impl Tensor {
             layout,
             node,
             dual: None,
+            grad_slot: None,
         }))
+    }
+
+    /// A fresh leaf on `storage` (its handles own the gradient slot).
+    pub(crate) fn new_leaf(storage: Storage, layout: Layout) -> Tensor {
+        let (node, slot) = Node::leaf();
+        Tensor(Arc::new(TensorImpl {
+            storage,
+            layout,
+            node: Some(node),
+            dual: None,
+            grad_slot: Some(slot),
+        }))
+    }
+
+    /// This tensor as a graph node keeps it: the same values, node and
+    /// tangents, without ownership of a leaf's gradient slot (which would
+    /// make a cycle through a `create_graph` gradient).
+    pub(crate) fn for_saving(&self) -> Tensor {
+        if self.0.grad_slot.is_none() && self.0.dual.is_none() {
+            return self.clone();
+        }
+        let copy = Tensor(Arc::new(TensorImpl {
+            storage: self.0.storage.clone(),
+            layout: self.0.layout.clone(),
+            node: self.0.node.clone(),
+            dual: self.0.dual.as_ref().map(|d| crate::forward::Dual {
+                level: d.level,
+                primal: d.primal.for_saving(),
+                tangent: d.tangent.clone(),
+            }),
+            grad_slot: None,
+        }));
+        crate::graph::trace::alias(self, &copy);
+        copy
     }
 
     /// A fresh row-major tensor from a typed buffer.
@@ -95,7 +134,7 @@ impl Tensor {
 
     /// Like [`Tensor::from_vec`], returning an error on a length mismatch.
     pub fn try_from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
-        let n: usize = shape.iter().product();
+        let n = crate::limits::checked_numel("from_vec", shape)?;
         if data.len() != n {
             return Err(Error::invalid(
                 "from_vec",
@@ -126,17 +165,33 @@ impl Tensor {
     }
 
     /// A tensor filled with `value`.
+    #[track_caller]
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
-        let n = shape.iter().product();
-        with_dtype!(dtype, E => Tensor::from_buffer(vec![E::of(value); n], shape))
+        or_panic(Self::try_full(shape, value, dtype))
     }
 
+    /// [`Tensor::full`], or an error when the shape is too large.
+    pub fn try_full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        let n = check_alloc("full", shape, dtype)?;
+        Ok(with_dtype!(dtype, E => Tensor::from_buffer(vec![E::of(value); n], shape)))
+    }
+
+    #[track_caller]
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
         Self::full(shape, 0.0, dtype)
     }
 
+    pub fn try_zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Self::try_full(shape, 0.0, dtype)
+    }
+
+    #[track_caller]
     pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
         Self::full(shape, 1.0, dtype)
+    }
+
+    pub fn try_ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
+        Self::try_full(shape, 1.0, dtype)
     }
 
     /// Zeros with this tensor's shape and dtype.
@@ -150,47 +205,108 @@ impl Tensor {
     }
 
     /// `[0, 1, …, n-1]`.
+    #[track_caller]
     pub fn arange(n: usize, dtype: DType) -> Tensor {
-        with_dtype!(dtype, E => Tensor::from_buffer((0..n).map(|i| E::of(i as f64)).collect(), &[n]))
+        or_panic(Self::try_arange(n, dtype))
+    }
+
+    pub fn try_arange(n: usize, dtype: DType) -> Result<Tensor> {
+        check_alloc("arange", &[n], dtype)?;
+        Ok(
+            with_dtype!(dtype, E => Tensor::from_buffer((0..n).map(|i| E::of(i as f64)).collect(), &[n])),
+        )
     }
 
     /// `n` evenly spaced values from `start` to `end` inclusive.
+    #[track_caller]
     pub fn linspace(start: f64, end: f64, n: usize, dtype: DType) -> Tensor {
+        or_panic(Self::try_linspace(start, end, n, dtype))
+    }
+
+    pub fn try_linspace(start: f64, end: f64, n: usize, dtype: DType) -> Result<Tensor> {
+        check_alloc("linspace", &[n], dtype)?;
         let step = if n > 1 {
             (end - start) / (n - 1) as f64
         } else {
             0.0
         };
-        with_dtype!(dtype, E => Tensor::from_buffer(
-            (0..n).map(|i| E::of(start + step * i as f64)).collect(), &[n]))
+        Ok(with_dtype!(dtype, E => Tensor::from_buffer(
+            (0..n).map(|i| E::of(start + step * i as f64)).collect(), &[n])))
     }
 
     /// The `n × n` identity.
+    #[track_caller]
     pub fn eye(n: usize, dtype: DType) -> Tensor {
-        with_dtype!(dtype, E => {
-            let mut v = vec![E::zero(); n * n];
+        or_panic(Self::try_eye(n, dtype))
+    }
+
+    pub fn try_eye(n: usize, dtype: DType) -> Result<Tensor> {
+        let len = check_alloc("eye", &[n, n], dtype)?;
+        Ok(with_dtype!(dtype, E => {
+            let mut v = vec![E::zero(); len];
             for i in 0..n {
                 v[i * n + i] = E::one();
             }
             Tensor::from_buffer(v, &[n, n])
-        })
+        }))
     }
 
-    /// Uniform in `[low, high)` from a generator seeded with `seed`.
+    /// Uniform in `[low, high)` from a generator seeded with `seed`. Panics
+    /// unless `low < high`, both finite; see [`Tensor::try_rand_uniform`].
+    #[track_caller]
     pub fn rand_uniform(shape: &[usize], low: f64, high: f64, seed: u64, dtype: DType) -> Tensor {
-        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let n = shape.iter().product();
-        with_dtype!(dtype, E => Tensor::from_buffer(
-            (0..n).map(|_| E::of(rng.random_range(low..high))).collect(), shape))
+        or_panic(Self::try_rand_uniform(shape, low, high, seed, dtype))
     }
 
-    /// Normal with mean `mean` and standard deviation `std`, seeded with `seed`.
-    pub fn rand_normal(shape: &[usize], mean: f64, std: f64, seed: u64, dtype: DType) -> Tensor {
+    pub fn try_rand_uniform(
+        shape: &[usize],
+        low: f64,
+        high: f64,
+        seed: u64,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        if !(low < high && low.is_finite() && high.is_finite()) {
+            return Err(Error::invalid(
+                "rand_uniform",
+                format!("needs finite bounds low < high, got [{low}, {high})"),
+            ));
+        }
+        let n = check_alloc("rand_uniform", shape, dtype)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        let normal = rand_distr::Normal::new(mean, std).expect("std must be finite and >= 0");
-        let n = shape.iter().product();
-        with_dtype!(dtype, E => Tensor::from_buffer(
-            (0..n).map(|_| E::of(rng.sample(normal))).collect(), shape))
+        Ok(with_dtype!(dtype, E => Tensor::from_buffer(
+            (0..n).map(|_| E::of(rng.random_range(low..high))).collect(), shape)))
+    }
+
+    /// Normal with mean `mean` and standard deviation `std`, seeded with
+    /// `seed`. Panics unless `mean` is finite and `std` finite and `≥ 0`; see
+    /// [`Tensor::try_rand_normal`].
+    #[track_caller]
+    pub fn rand_normal(shape: &[usize], mean: f64, std: f64, seed: u64, dtype: DType) -> Tensor {
+        or_panic(Self::try_rand_normal(shape, mean, std, seed, dtype))
+    }
+
+    pub fn try_rand_normal(
+        shape: &[usize],
+        mean: f64,
+        std: f64,
+        seed: u64,
+        dtype: DType,
+    ) -> Result<Tensor> {
+        let normal = rand_distr::Normal::new(mean, std)
+            .ok()
+            .filter(|_| mean.is_finite() && std.is_finite() && std >= 0.0)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "rand_normal",
+                    format!(
+                        "needs a finite mean and a finite std >= 0, got mean {mean}, std {std}"
+                    ),
+                )
+            })?;
+        let n = check_alloc("rand_normal", shape, dtype)?;
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        Ok(with_dtype!(dtype, E => Tensor::from_buffer(
+            (0..n).map(|_| E::of(rng.sample(normal))).collect(), shape)))
     }
 
     // ---- reading back -----------------------------------------------------
@@ -293,11 +409,7 @@ impl Tensor {
     /// This tensor as a leaf whose gradient `backward` computes (consumes the
     /// handle; clones of the result share one gradient).
     pub fn requires_grad(self) -> Tensor {
-        let leaf = Tensor::from_parts(
-            self.0.storage.clone(),
-            self.0.layout.clone(),
-            Some(Node::leaf()),
-        );
+        let leaf = Tensor::new_leaf(self.0.storage.clone(), self.0.layout.clone());
         crate::graph::trace::alias(&self, &leaf);
         leaf
     }
@@ -317,7 +429,10 @@ impl Tensor {
     /// either mode (reverse-mode node and forward-mode tangents are dropped).
     pub fn detach(&self) -> Tensor {
         let out = self.detach_untraced();
-        crate::graph::trace::alias(self, &out);
+        if crate::graph::trace::active() {
+            let stop = crate::graph::GOp::Prim(crate::ops::Prim::StopGradient);
+            crate::graph::trace::op(stop, &[self], &out);
+        }
         out
     }
 
@@ -328,16 +443,15 @@ impl Tensor {
 
     /// The gradient accumulated on this leaf by `backward`, if any.
     pub fn grad(&self) -> Option<Tensor> {
-        match self.node().map(|n| &n.kind) {
-            Some(NodeKind::Leaf { grad }) => grad.lock().unwrap().clone(),
-            _ => None,
-        }
+        let slot = self.node()?.grad_slot()?;
+        let grad = slot.lock().unwrap().clone();
+        grad
     }
 
     /// Clears the accumulated gradient of this leaf.
     pub fn zero_grad(&self) {
-        if let Some(NodeKind::Leaf { grad }) = self.node().map(|n| &n.kind) {
-            *grad.lock().unwrap() = None;
+        if let Some(slot) = self.node().and_then(|n| n.grad_slot()) {
+            *slot.lock().unwrap() = None;
         }
     }
 

@@ -192,9 +192,11 @@ pub(crate) fn run(
         }
         let visit = &order[i];
         match &visit.node.kind {
-            NodeKind::Leaf { grad } => {
-                if targets.is_none() {
-                    let mut slot = grad.lock().unwrap();
+            NodeKind::Leaf { .. } => {
+                // A leaf whose handles are all gone has no one to read its gradient.
+                let slot = visit.node.grad_slot().filter(|_| targets.is_none());
+                if let Some(slot) = slot {
+                    let mut slot = slot.lock().unwrap();
                     let g = if create_graph { g } else { g.detach() };
                     accumulate(&mut slot, g);
                 }

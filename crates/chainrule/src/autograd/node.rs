@@ -11,15 +11,22 @@ use crate::storage::Storage;
 use crate::tensor::Tensor;
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
+
+/// Where `backward` accumulates a leaf's gradient.
+pub(crate) type GradSlot = Mutex<Option<Tensor>>;
 
 pub(crate) struct Node {
     pub kind: NodeKind,
 }
 
 pub(crate) enum NodeKind {
-    /// A tensor the user marked with `requires_grad`: `backward` accumulates here.
-    Leaf { grad: Mutex<Option<Tensor>> },
+    /// A tensor the user marked with `requires_grad`: `backward` accumulates
+    /// into its slot. The slot is owned by the user's handles of the leaf
+    /// (`TensorImpl::grad_slot`), not by the node: a gradient built with
+    /// `create_graph` holds a graph that points back to this node, and a
+    /// strong reference here would make that a cycle that is never freed.
+    Leaf { grad: Weak<GradSlot> },
     /// The result of an op on tensors that need gradients.
     Op(OpNode),
 }
@@ -41,12 +48,23 @@ pub(crate) struct Saved {
 }
 
 impl Node {
-    pub fn leaf() -> Arc<Node> {
-        Arc::new(Node {
+    /// A fresh leaf and its gradient slot (to be owned by the leaf's handles).
+    pub fn leaf() -> (Arc<Node>, Arc<GradSlot>) {
+        let slot = Arc::new(Mutex::new(None));
+        let node = Arc::new(Node {
             kind: NodeKind::Leaf {
-                grad: Mutex::new(None),
+                grad: Arc::downgrade(&slot),
             },
-        })
+        });
+        (node, slot)
+    }
+
+    /// The gradient slot of a leaf whose handles are still alive.
+    pub fn grad_slot(&self) -> Option<Arc<GradSlot>> {
+        match &self.kind {
+            NodeKind::Leaf { grad } => grad.upgrade(),
+            NodeKind::Op(_) => None,
+        }
     }
 
     pub fn name(&self) -> &'static str {

@@ -446,11 +446,7 @@ fn catch_build_errors<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     match result {
         Ok(r) => r,
         Err(payload) => {
-            let msg = payload
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "a panic".into());
+            let msg = crate::error::panic_message(&*payload);
             let at = at.unwrap_or_else(|| "unknown".into());
             Err(Error::invalid(
                 "graph",

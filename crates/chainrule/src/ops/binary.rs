@@ -45,8 +45,21 @@ impl BinaryOp {
             Mul => zip(a, la, b, lb, |x, y| x * y),
             Div => zip(a, la, b, lb, |x, y| x / y),
             Pow => zip(a, la, b, lb, |x, y| x.powf(y)),
-            Maximum => zip(a, la, b, lb, |x, y| if x >= y { x } else { y }),
-            Minimum => zip(a, la, b, lb, |x, y| if x <= y { x } else { y }),
+            // NaN propagates from either side, as in PyTorch.
+            Maximum => zip(
+                a,
+                la,
+                b,
+                lb,
+                |x, y| if x >= y || x.is_nan() { x } else { y },
+            ),
+            Minimum => zip(
+                a,
+                la,
+                b,
+                lb,
+                |x, y| if x <= y || x.is_nan() { x } else { y },
+            ),
         }
     }
 
@@ -67,23 +80,12 @@ impl BinaryOp {
                 needs[1].then(|| -(g * a) / b.square()),
             ),
             Pow => (
-                needs[0].then(|| g * &(b * &a.pow(&(b - 1.0)))),
-                needs[1].then(|| g * &(a.pow(b) * &a.log())),
+                needs[0].then(|| g * &pow_partial_base(a, b)),
+                needs[1].then(|| g * &pow_partial_exponent(a, b, &a.pow(b))),
             ),
-            // Ties split the gradient evenly, as PyTorch does.
-            Maximum => {
-                let to_a = a.gt(b) + a.eq_elem(b) * 0.5;
-                (
-                    needs[0].then(|| g * &to_a),
-                    needs[1].then(|| g * &(1.0 - &to_a)),
-                )
-            }
-            Minimum => {
-                let to_a = a.lt(b) + a.eq_elem(b) * 0.5;
-                (
-                    needs[0].then(|| g * &to_a),
-                    needs[1].then(|| g * &(1.0 - &to_a)),
-                )
+            Maximum | Minimum => {
+                let (to_a, to_b) = self.extremum_shares(a, b);
+                (needs[0].then(|| g * &to_a), needs[1].then(|| g * &to_b))
             }
         };
         let fit = |t: Option<Tensor>, like: &Tensor, need: bool| {
@@ -113,17 +115,48 @@ impl BinaryOp {
             Mul => (ta.map(|t| &t * b), tb.map(|t| a * &t)),
             Div => (ta.map(|t| &t / b), tb.map(|t| -(&t * out) / b)),
             Pow => (
-                ta.map(|t| &t * &(b * &a.pow(&(b - 1.0)))),
-                tb.map(|t| &t * &(out * &a.log())),
+                ta.map(|t| &t * &pow_partial_base(a, b)),
+                tb.map(|t| &t * &pow_partial_exponent(a, b, out)),
             ),
             Maximum | Minimum => {
-                let wins = if self == Maximum { a.gt(b) } else { a.lt(b) };
-                let to_a = wins + a.eq_elem(b) * 0.5;
-                (ta.map(|t| &t * &to_a), tb.map(|t| &t * &(1.0 - &to_a)))
+                let (to_a, to_b) = self.extremum_shares(a, b);
+                (ta.map(|t| &t * &to_a), tb.map(|t| &t * &to_b))
             }
         };
         fit(sum_terms(da, db), &prefix, out.shape())
     }
+
+    /// `∂out/∂a` and `∂out/∂b` of maximum or minimum (constants): 1 to the
+    /// side that wins, ½ each at a tie, and, as in PyTorch, 1 to both sides
+    /// when either is NaN (no comparison holds then).
+    fn extremum_shares(self, a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
+        let (a, b) = (a.detach(), b.detach());
+        let (a_loses, b_loses) = match self {
+            Maximum => (a.lt(&b), a.gt(&b)),
+            _ => (a.gt(&b), a.lt(&b)),
+        };
+        let half_tie = a.eq_elem(&b) * 0.5;
+        (1.0 - &(a_loses + &half_tie), 1.0 - &(b_loses + &half_tie))
+    }
+}
+
+/// `∂(aᵇ)/∂a = b·aᵇ⁻¹`, taken as 0 where `b = 0` (`a⁰` is constant; PyTorch's
+/// convention, which also avoids `0·0⁻¹ = NaN` at `a = 0`).
+fn pow_partial_base(a: &Tensor, b: &Tensor) -> Tensor {
+    let zero_exponent = b.detach().eq_elem(&Tensor::zeros(&[], b.dtype()));
+    let d = b * &a.pow(&(b - 1.0));
+    Tensor::where_(&zero_exponent, &Tensor::zeros(&[], d.dtype()), &d)
+}
+
+/// `∂(aᵇ)/∂b = aᵇ·ln a` given `out = aᵇ`, taken as 0 where `a = 0` and
+/// `b ≥ 0` (PyTorch's convention: the limit from `a > 0` of `0ᵇ ln a` is 0
+/// for `b > 0`). Negative `a` gives NaN (`ln a`), as in PyTorch.
+fn pow_partial_exponent(a: &Tensor, b: &Tensor, out: &Tensor) -> Tensor {
+    let zero = Tensor::zeros(&[], a.dtype());
+    let (a0, b0) = (a.detach(), b.detach());
+    let at_zero = a0.eq_elem(&zero) * b0.ge(&zero);
+    let d = out * &a.log();
+    Tensor::where_(&at_zero, &Tensor::zeros(&[], d.dtype()), &d)
 }
 
 impl BinaryOp {
@@ -138,10 +171,16 @@ impl BinaryOp {
 /// Both operands broadcast to their common shape, or a shape error naming `op`.
 pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(Layout, Layout)> {
     if a.shape() == b.shape() {
+        // Same shape: as large as an existing view, but a broadcast view's
+        // buffer is smaller than its shape.
+        if a.layout().contiguous_range().is_none() {
+            crate::limits::check_alloc(op, a.shape(), a.dtype())?;
+        }
         return Ok((a.layout().clone(), b.layout().clone()));
     }
     let shape = broadcast_shapes(a.shape(), b.shape())
         .ok_or_else(|| Error::shapes_detail(op, a.shape(), b.shape(), "they do not broadcast"))?;
+    crate::limits::check_alloc(op, &shape, a.dtype())?;
     Ok((
         a.layout().broadcast_to(&shape).unwrap(),
         b.layout().broadcast_to(&shape).unwrap(),

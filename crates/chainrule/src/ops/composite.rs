@@ -27,9 +27,12 @@ impl Tensor {
     /// `log Σ exp(x)` along `axis`, computed stably by factoring out the max.
     pub fn try_logsumexp(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
         check_axis("logsumexp", axis, self.shape())?;
-        // The shift cancels in value and in gradient, so it is a constant.
-        let m = self.try_max_axes(&[axis], true)?;
-        let m = super::unary::constant_map(&m, |v| if v.is_finite() { v } else { 0.0 });
+        // The shift cancels in value and in gradient, so no derivative flows
+        // through it (a stop-gradient, never a constant: it is a function of
+        // the input). A row of infinities or NaNs is shifted by 0.
+        let m = self.try_max_axes(&[axis], true)?.detach();
+        let finite = m.abs().lt(&Tensor::full(&[], f64::INFINITY, m.dtype()));
+        let m = Tensor::where_(&finite, &m, &Tensor::zeros(&[], m.dtype()));
         let lse = (self - &m).exp().sum_axes(&[axis], true).log() + m;
         Ok(if keepdim { lse } else { lse.squeeze(axis) })
     }
@@ -60,9 +63,15 @@ impl Tensor {
         Ok((lse - picked).mean())
     }
 
-    /// The Euclidean norm of all elements.
+    /// The Euclidean norm of all elements. Its gradient at 0 is taken as 0
+    /// (a subgradient; PyTorch's convention), not `0/0`.
     pub fn norm(&self) -> Tensor {
-        self.square().sum().sqrt()
+        let s = self.square().sum();
+        // The "double where": the square root never sees 0, so no infinite
+        // derivative meets the zero gradient that `where` routes to it.
+        let zero = s.detach().eq_elem(&Tensor::zeros(&[], s.dtype()));
+        let safe = Tensor::where_(&zero, &Tensor::ones(&[], s.dtype()), &s);
+        Tensor::where_(&zero, &Tensor::zeros(&[], s.dtype()), &safe.sqrt())
     }
 }
 

@@ -33,7 +33,7 @@
 //! assert!((h.get(&[1, 1]) - 0.25).abs() < 1e-15);
 //! ```
 
-use super::{record, Prim};
+use super::{try_record, Prim};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use smallvec::SmallVec;
@@ -84,8 +84,16 @@ impl fmt::Debug for CustomPrim {
 /// Runs `op` on `inputs`, recording it for reverse mode and propagating
 /// tangents for forward mode like any built-in op.
 pub fn apply(op: Arc<dyn CustomOp>, inputs: &[&Tensor]) -> Result<Tensor> {
+    if inputs.is_empty() {
+        return Err(Error::invalid(
+            op.name(),
+            "a custom op needs at least one input",
+        ));
+    }
     let plain: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
-    let out = crate::autograd::no_grad(|| op.forward(&plain))?;
+    let out = guarded(op.name(), "forward", || {
+        crate::autograd::no_grad(|| op.forward(&plain))
+    })?;
     if let Some(x) = inputs.iter().find(|x| x.dtype() != out.dtype()) {
         return Err(Error::DTypeMismatch {
             op: op.name(),
@@ -93,8 +101,24 @@ pub fn apply(op: Arc<dyn CustomOp>, inputs: &[&Tensor]) -> Result<Tensor> {
             rhs: out.dtype(),
         });
     }
-    let out = out.detach();
-    Ok(record(|| Prim::Custom(CustomPrim(op)), inputs, out, true))
+    let out = out.detach_untraced();
+    try_record(|| Prim::Custom(CustomPrim(op)), inputs, out, true)
+}
+
+/// Runs one of the user's functions, turning its error or its panic into an
+/// error naming the op (the user's code must not take the caller down).
+fn guarded<T>(name: &'static str, what: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let failed = |e: Error| Error::invalid(name, format!("the custom op's {what} failed: {e}"));
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r.map_err(failed),
+        Err(payload) => Err(Error::invalid(
+            name,
+            format!(
+                "the custom op's {what} panicked: {}",
+                crate::error::panic_message(&*payload)
+            ),
+        )),
+    }
 }
 
 /// The output's tangent by the user's rule. A batched tangent is pushed
@@ -105,34 +129,39 @@ pub(crate) fn jvp(
     inputs: &[Tensor],
     output: &Tensor,
     tangents: &[Option<Tensor>],
-) -> Option<Tensor> {
+) -> Result<Option<Tensor>> {
     let name = op.0.name();
-    let checked = |t: Result<Tensor>| -> Tensor {
-        match t {
-            Ok(t) if t.shape() == output.shape() => t,
-            Ok(t) => panic!(
-                "custom op `{name}`: its JVP returned shape {:?} for an output of shape {:?}",
-                t.shape(),
-                output.shape()
-            ),
-            Err(e) => panic!("custom op `{name}`: its JVP failed: {e}"),
+    let checked = |tangents: &[Option<Tensor>]| -> Result<Tensor> {
+        let t = guarded(name, "JVP", || op.0.jvp(inputs, output, tangents))?;
+        if t.shape() != output.shape() || t.dtype() != output.dtype() {
+            return Err(Error::invalid(
+                name,
+                format!(
+                    "the custom op's JVP returned {:?} {:?} for an output of {:?} {:?}",
+                    t.dtype(),
+                    t.shape(),
+                    output.dtype(),
+                    output.shape()
+                ),
+            ));
         }
+        Ok(t)
     };
     let prefix = crate::forward::common_prefix(inputs, tangents);
     if prefix.is_empty() {
-        return Some(checked(op.0.jvp(inputs, output, tangents)));
+        return checked(tangents).map(Some);
     }
-    let columns: Vec<Tensor> = (0..prefix[0])
+    let columns = (0..prefix[0])
         .map(|b| {
             let slice: Vec<Option<Tensor>> = tangents
                 .iter()
                 .map(|t| t.as_ref().map(|t| t.narrow(0, b, 1).squeeze(0)))
                 .collect();
-            checked(op.0.jvp(inputs, output, &slice))
+            checked(&slice)
         })
-        .collect();
+        .collect::<Result<Vec<Tensor>>>()?;
     let refs: Vec<&Tensor> = columns.iter().collect();
-    Some(Tensor::stack(&refs, 0))
+    Ok(Some(Tensor::stack(&refs, 0)))
 }
 
 /// The inputs' adjoints by the user's rule (the output recomputed when it was
@@ -151,7 +180,7 @@ pub(crate) fn vjp(
             apply(op.0.clone(), &refs)?
         }
     };
-    let grads = op.0.vjp(inputs, &output, g)?;
+    let grads = guarded(op.0.name(), "VJP", || op.0.vjp(inputs, &output, g))?;
     if grads.len() != inputs.len() {
         return Err(Error::Backward {
             msg: format!(

@@ -125,6 +125,9 @@ impl Tensor {
     pub fn try_index_select(&self, axis: usize, index: &[usize]) -> Result<Tensor> {
         check_axis("index_select", axis, self.shape())?;
         check_indices("index_select", index, self.shape()[axis])?;
+        let mut shape = self.shape().to_vec();
+        shape[axis] = index.len();
+        crate::limits::check_alloc("index_select", &shape, self.dtype())?;
         Ok(index_select(self, axis, index.into()))
     }
 
@@ -146,6 +149,7 @@ impl Tensor {
             ));
         }
         check_indices("gather", index, len)?;
+        crate::limits::check_alloc("gather", &[index.len()], self.dtype())?;
         Ok(gather(self, axis, index.into()))
     }
 
@@ -163,6 +167,7 @@ impl Tensor {
                 "condition does not broadcast",
             )
         })?;
+        crate::limits::check_alloc("where", &shape, dtype)?;
         let lc = cond.layout().broadcast_to(&shape).unwrap();
         let (la, lb) = (
             la.broadcast_to(&shape).unwrap(),

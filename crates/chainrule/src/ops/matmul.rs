@@ -102,6 +102,7 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     if b.ndim() > 1 {
         shape.push(n);
     }
+    crate::limits::check_alloc("matmul", &shape, dtype)?;
     let out = with_dtype!(dtype, T => Tensor::from_buffer(
         batched_matmul(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &shape));
     Ok(record(|| Prim::Matmul, &[a, b], out, false))

@@ -59,6 +59,10 @@ pub(crate) enum Prim {
         axis: usize,
     },
     Contiguous,
+    /// The identity in value, through which no derivative flows (`detach`).
+    /// A traced graph records it, so that a value computed from the inputs
+    /// and then detached (a max shift) stays a function of the inputs.
+    StopGradient,
     Cast,
     IndexSelect {
         axis: usize,
@@ -97,6 +101,7 @@ impl Prim {
             Prim::Pad { .. } => "pad",
             Prim::Concat { .. } => "concat",
             Prim::Contiguous => "contiguous",
+            Prim::StopGradient => "stop_gradient",
             Prim::Cast => "to_dtype",
             Prim::IndexSelect { .. } => "index_select",
             Prim::IndexAdd { .. } => "index_add",
@@ -148,6 +153,7 @@ impl Prim {
             Prim::Pad { axis, start } => x.try_pad(*axis, *start, shape[*axis])?,
             Prim::Concat { axis } => Tensor::try_concat(args, *axis)?,
             Prim::Contiguous => movement::contiguous(x),
+            Prim::StopGradient => x.detach(),
             Prim::Cast => x.to_dtype(dtype),
             Prim::IndexSelect { axis, index } => index::index_select(x, *axis, index.clone()),
             Prim::IndexAdd { axis, index } => {
@@ -185,6 +191,7 @@ impl Prim {
             Prim::Pad { axis, start } => one(g.narrow(*axis, *start, x.shape()[*axis])),
             Prim::Concat { axis } => movement::concat_vjp(inputs, *axis, g),
             Prim::Contiguous => one(g.clone()),
+            Prim::StopGradient => smallvec::smallvec![None],
             Prim::Cast => one(g.to_dtype(x.dtype())),
             Prim::IndexSelect { axis, index } => {
                 one(index::index_add(g, *axis, index.clone(), x.shape()[*axis]))
@@ -206,8 +213,21 @@ impl Prim {
     /// The tangent of the output given the inputs' tangents (`None` is a zero
     /// tangent), at one forward-mode level. `inputs` and `output` are the
     /// values without that level; a tangent may carry a leading batch axis
-    /// (see [`crate::forward`]). Returns `None` for a zero tangent.
+    /// (see [`crate::forward`]). Returns `None` for a zero tangent. Only a
+    /// custom op's rule (the user's code) can fail.
     pub(crate) fn jvp(
+        &self,
+        inputs: &[Tensor],
+        output: &Tensor,
+        tangents: &[Option<Tensor>],
+    ) -> Result<Option<Tensor>> {
+        if let Prim::Custom(f) = self {
+            return custom::jvp(f, inputs, output, tangents);
+        }
+        Ok(self.builtin_jvp(inputs, output, tangents))
+    }
+
+    fn builtin_jvp(
         &self,
         inputs: &[Tensor],
         output: &Tensor,
@@ -215,9 +235,6 @@ impl Prim {
     ) -> Option<Tensor> {
         use crate::forward::{batch_prefix, prefixed};
         let x = &inputs[0];
-        if let Prim::Custom(f) = self {
-            return custom::jvp(f, inputs, output, tangents);
-        }
         if let Prim::Binary(op) = self {
             return Some(op.jvp(x, &inputs[1], output, &tangents[0], &tangents[1]));
         }
@@ -237,7 +254,9 @@ impl Prim {
             return Some(movement::concat_jvp(inputs, *axis, tangents));
         }
         // The remaining primitives have one differentiable input.
-        let t = tangents[0].as_ref()?;
+        let t = tangents[0]
+            .as_ref()
+            .filter(|_| !matches!(self, Prim::StopGradient))?;
         let k = crate::forward::batch_axes(t, x);
         let prefix = batch_prefix(t, x);
         Some(match self {
@@ -268,12 +287,24 @@ impl Prim {
                 output.shape()[*axis],
             ),
             Prim::Binary(_)
+            | Prim::StopGradient
             | Prim::Matmul
             | Prim::Where
             | Prim::Concat { .. }
             | Prim::Custom(_) => unreachable!("handled above"),
         })
     }
+}
+
+/// [`try_record`] for the built-in primitives, whose rules cannot fail.
+pub(crate) fn record(
+    prim: impl FnOnce() -> Prim,
+    inputs: &[&Tensor],
+    out: Tensor,
+    save_output: bool,
+) -> Tensor {
+    try_record(prim, inputs, out, save_output)
+        .expect("the JVP rules of built-in primitives do not fail")
 }
 
 /// The one hook every primitive's result passes through, for both modes.
@@ -283,17 +314,17 @@ impl Prim {
 /// note's pruning: branches that lead to no leaf requiring gradients cost
 /// nothing). Forward mode: when an input carries a tangent, computes the
 /// output's tangent with the op's JVP rule.
-pub(crate) fn record(
+pub(crate) fn try_record(
     prim: impl FnOnce() -> Prim,
     inputs: &[&Tensor],
     out: Tensor,
     save_output: bool,
-) -> Tensor {
+) -> Result<Tensor> {
     let recording = is_grad_enabled() && inputs.iter().any(|t| t.node().is_some());
     let dual = inputs.iter().any(|t| t.0.dual.is_some());
     let tracing = crate::graph::trace::active();
     if !recording && !dual && !tracing {
-        return out;
+        return Ok(out);
     }
     let prim = prim();
     if tracing {
@@ -307,7 +338,7 @@ pub(crate) fn record(
     if dual {
         crate::forward::attach_tangents(&prim, inputs, out)
     } else {
-        out
+        Ok(out)
     }
 }
 
@@ -320,7 +351,7 @@ fn record_traced(
     save_output: bool,
     recording: bool,
     dual: bool,
-) -> Tensor {
+) -> Result<Tensor> {
     crate::graph::trace::prim(&prim, inputs, &out);
     let raw = out.clone();
     let out = if recording {
@@ -329,18 +360,18 @@ fn record_traced(
         out
     };
     let out = if dual {
-        crate::forward::attach_tangents(&prim, inputs, out)
+        crate::forward::attach_tangents(&prim, inputs, out)?
     } else {
         out
     };
     crate::graph::trace::alias(&raw, &out);
-    out
+    Ok(out)
 }
 
 fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, save_output: bool) -> Tensor {
     let edges = inputs.iter().map(|t| t.node().cloned()).collect();
     let saved = Saved {
-        inputs: inputs.iter().map(|&t| t.clone()).collect(),
+        inputs: inputs.iter().map(|&t| t.for_saving()).collect(),
         output: save_output.then(|| (out.storage().clone(), out.layout().clone())),
     };
     let node = Arc::new(Node {

@@ -12,6 +12,12 @@ use smallvec::SmallVec;
 
 /// A row-major copy, recorded as an identity for gradients.
 pub(crate) fn contiguous(x: &Tensor) -> Tensor {
+    // A broadcast view can be far larger than its buffer.
+    crate::error::or_panic(crate::limits::check_alloc(
+        "contiguous",
+        x.shape(),
+        x.dtype(),
+    ));
     let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(materialize(x.buffer::<T>(), x.layout()), x.shape()));
     record(|| Prim::Contiguous, &[x], out, false)
 }
@@ -19,7 +25,7 @@ pub(crate) fn contiguous(x: &Tensor) -> Tensor {
 /// The same tensor as a distinct node of the graph (an identity op): lets a
 /// transform target one use of a tensor apart from its other uses.
 pub(crate) fn alias(x: &Tensor) -> Tensor {
-    record(|| Prim::Contiguous, &[x], x.detach(), false)
+    record(|| Prim::Contiguous, &[x], x.detach_untraced(), false)
 }
 
 /// `g` summed over the axes along which `shape` was broadcast to `g`'s shape:
@@ -83,7 +89,7 @@ pub(crate) fn concat_jvp(inputs: &[Tensor], axis: usize, tangents: &[Option<Tens
 
 impl Tensor {
     pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor> {
-        if shape.iter().product::<usize>() != self.numel() {
+        if crate::limits::checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::shapes_detail(
                 "reshape",
                 self.shape(),
@@ -134,6 +140,7 @@ impl Tensor {
         if self.shape() == shape {
             return Ok(self.clone());
         }
+        crate::limits::checked_numel("broadcast_to", shape)?;
         let layout = self.layout().broadcast_to(shape).ok_or_else(|| {
             Error::shapes_detail(
                 "broadcast_to",
@@ -153,12 +160,12 @@ impl Tensor {
     /// `len` entries of `axis` starting at `start` (a view).
     pub fn try_narrow(&self, axis: usize, start: usize, len: usize) -> Result<Tensor> {
         check_axis("narrow", axis, self.shape())?;
-        if start + len > self.shape()[axis] {
+        let end = crate::limits::checked_add("narrow", start, len)?;
+        if end > self.shape()[axis] {
             return Err(Error::invalid(
                 "narrow",
                 format!(
-                    "range {start}..{} is out of bounds for axis {axis} of shape {:?}",
-                    start + len,
+                    "range {start}..{end} is out of bounds for axis {axis} of shape {:?}",
                     self.shape()
                 ),
             ));
@@ -172,7 +179,7 @@ impl Tensor {
     pub fn try_pad(&self, axis: usize, start: usize, size: usize) -> Result<Tensor> {
         check_axis("pad", axis, self.shape())?;
         let len = self.shape()[axis];
-        if start + len > size {
+        if crate::limits::checked_add("pad", start, len)? > size {
             return Err(Error::invalid(
                 "pad",
                 format!("a block of {len} at {start} does not fit in {size} along axis {axis}"),
@@ -180,7 +187,7 @@ impl Tensor {
         }
         let mut shape: Vec<usize> = self.shape().to_vec();
         shape[axis] = size;
-        let out = Tensor::zeros(&shape, self.dtype());
+        let out = Tensor::try_zeros(&shape, self.dtype()).map_err(|e| e.for_op("pad"))?;
         let out = with_dtype!(self.dtype(), T => {
             let mut buf: Vec<T> = out.to_vec();
             let dst = Layout::contiguous(&shape).narrow(axis, start, len);
@@ -212,9 +219,13 @@ impl Tensor {
             }
         }
         let mut shape: Vec<usize> = first.shape().to_vec();
-        shape[axis] = tensors.iter().map(|t| t.shape()[axis]).sum();
+        shape[axis] = tensors
+            .iter()
+            .try_fold(0usize, |n, t| n.checked_add(t.shape()[axis]))
+            .ok_or_else(|| Error::invalid("concat", "the total length overflows"))?;
+        let numel = crate::limits::check_alloc("concat", &shape, first.dtype())?;
         let out = with_dtype!(first.dtype(), T => {
-            let mut buf = vec![T::zero(); shape.iter().product()];
+            let mut buf = vec![T::zero(); numel];
             let full = Layout::contiguous(&shape);
             let mut start = 0;
             for t in tensors {

@@ -80,7 +80,11 @@ impl ReduceOp {
             None => crate::autograd::no_grad(|| reduce_op(&x.detach(), self, axes, true))
                 .expect("axes were checked when the op ran"),
         };
-        let hit = x.detach().eq_elem(&y.reshape(&kept_shape));
+        let (x, y) = (x.detach(), y.reshape(&kept_shape));
+        // A NaN is the extremum of its run (NaN propagates): the NaNs of such
+        // a run attain it, as in PyTorch.
+        let is_nan = |t: &Tensor| 1.0 - &t.eq_elem(t);
+        let hit = x.eq_elem(&y) + is_nan(&x) * is_nan(&y);
         let count = hit.sum_axes(axes, true);
         hit / count
     }

@@ -77,7 +77,14 @@ impl UnaryOp {
                     e / (T::one() + e)
                 }
             }),
-            Relu => map(src, l, |x| if x > T::zero() { x } else { T::zero() }),
+            // NaN passes through, as in PyTorch.
+            Relu => map(src, l, |x| {
+                if x > T::zero() || x.is_nan() {
+                    x
+                } else {
+                    T::zero()
+                }
+            }),
             Powf(2.0) => map(src, l, |x| x * x),
             Powf(p) => {
                 let p = T::of(p);
@@ -126,6 +133,8 @@ impl UnaryOp {
             }
             // x² is common (squared errors): no call to pow for it.
             Powf(2.0) => T::of(2.0) * v,
+            // x⁰ is constant: 0, not 0·0⁻¹ = NaN at x = 0 (as PyTorch).
+            Powf(0.0) => T::zero(),
             Powf(p) => T::of(p) * v.powf(T::of(p - 1.0)),
             Scale(c) => T::of(c),
             Shift(_) => one,
@@ -184,6 +193,7 @@ impl UnaryOp {
             }
             Relu => g * &x.gt_scalar(0.0),
             Powf(2.0) => g * &(x * 2.0),
+            Powf(0.0) => g * 0.0,
             Powf(p) => g * &(x.powf(p - 1.0) * p),
             Scale(c) => g * c,
             Shift(_) => g.clone(),
@@ -200,6 +210,10 @@ impl UnaryOp {
 }
 
 pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Tensor {
+    if x.layout().contiguous_range().is_none() {
+        // A broadcast view can be far larger than its buffer.
+        crate::error::or_panic(crate::limits::check_alloc(op.name(), x.shape(), x.dtype()));
+    }
     let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(op.forward(x.buffer::<T>(), x.layout()), x.shape()));
     record(|| Prim::Unary(op), &[x], out, op.saves_output())
 }

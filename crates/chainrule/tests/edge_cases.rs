@@ -1,0 +1,314 @@
+//! Regression tests for inputs that once gave wrong answers, panics or
+//! aborts: values computed from a traced function's inputs, NaN and edge
+//! values against PyTorch's conventions, sizes that overflow or exceed the
+//! allocation limit, and custom ops whose rules fail.
+
+use chainrule::custom::{apply, CustomOp};
+use chainrule::graph::{Dim, Graph, Placeholder, SymbolicGraph};
+use chainrule::{autograd, func, DType, Error, Result, Tensor};
+use std::sync::Arc;
+
+fn t(v: &[f64]) -> Tensor {
+    Tensor::from_slice(v, &[v.len()])
+}
+
+fn grad_of(f: impl Fn(&Tensor) -> Tensor, x: &Tensor) -> Vec<f64> {
+    func::grad(|x: &Tensor| f(x).sum(), x).unwrap().to_vec()
+}
+
+fn same(a: &[f64], b: &[f64]) -> bool {
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x == y || (x.is_nan() && y.is_nan()))
+}
+
+// ---- 1. traced graphs stay functions of their inputs -----------------------
+
+#[test]
+fn a_traced_log_softmax_follows_inputs_far_from_the_example() {
+    let x = Tensor::from_vec(
+        vec![0.5f64, -1.0, 2.0, 0.1, 0.3, 1.5, -0.2, 0.0, 0.7, 1.1],
+        &[5, 2],
+    );
+    let g = Graph::trace(&[("x", &x)], |t| Ok(vec![t[0].log_softmax(1).sum()])).unwrap();
+    // No value computed from x is a non-scalar constant of the graph.
+    let printed = format!("{g}");
+    assert!(
+        !printed
+            .lines()
+            .any(|l| l.contains("constant") && l.contains("[5, 1]")),
+        "{printed}"
+    );
+    let far = &x * 100.0;
+    let want = far.log_softmax(1).sum().item();
+    for graph in [g.clone(), g.optimize(), g.gradients(0, &["x"]).unwrap()] {
+        let got = graph.compile().run(&[("x", &far)]).unwrap()[0].item();
+        assert!(
+            got.is_finite() && (got - want).abs() < 1e-9 * want.abs(),
+            "{got} vs {want}"
+        );
+    }
+}
+
+#[test]
+fn a_symbolic_graph_of_cross_entropy_follows_large_logits() {
+    let g = SymbolicGraph::declare(
+        &[Placeholder::new(
+            "z",
+            &[Dim::sym("n"), Dim::Fixed(3)],
+            DType::F64,
+        )],
+        |t| {
+            Ok(vec![
+                t[0].cross_entropy_with_logits(&vec![1; t[0].shape()[0]])
+            ])
+        },
+    )
+    .unwrap();
+    let z = Tensor::from_vec(vec![300.0f64, -200.0, 100.0, 500.0, 0.0, 1.0], &[2, 3]);
+    let got = g.run(&[("z", &z)]).unwrap()[0].item();
+    let want = z.cross_entropy_with_logits(&[1, 1]).item();
+    assert!(
+        got.is_finite() && (got - want).abs() < 1e-9 * want.abs(),
+        "{got} vs {want}"
+    );
+}
+
+#[test]
+fn a_traced_detach_cuts_the_gradient_graph() {
+    // d/dx (x · stop(x)) = stop(x) = x, not 2x.
+    let x = t(&[1.0, 2.0, -3.0]);
+    let g = Graph::trace(&[("x", &x)], |t| Ok(vec![(&t[0] * &t[0].detach()).sum()])).unwrap();
+    let g = g.gradients(0, &["x"]).unwrap();
+    let out = g.compile().run(&[("x", &x)]).unwrap();
+    assert_eq!(out[1].to_vec::<f64>(), vec![1.0, 2.0, -3.0]);
+}
+
+// ---- 4. NaN and edge values: PyTorch's conventions --------------------------
+
+#[test]
+fn powf_zero_has_a_zero_derivative_at_zero() {
+    assert_eq!(grad_of(|x| x.powf(0.0), &t(&[0.0, 2.0])), vec![0.0, 0.0]);
+}
+
+#[test]
+fn pow_at_a_zero_base() {
+    // ∂x at x = 0, y = 0 is 0; ∂y at x = 0 is 0 for y = 2 and y = 0.
+    let x = t(&[0.0, 0.0, 0.0]);
+    let y = t(&[0.0, 2.0, 0.5]);
+    let gx = grad_of(|x| x.pow(&y), &x);
+    assert_eq!(gx[..2], [0.0, 0.0]);
+    let gy = grad_of(|y| x.pow(y), &y);
+    assert_eq!(gy, vec![0.0, 0.0, 0.0]);
+    // A negative base gives NaN for the exponent (ln of a negative number).
+    let gy = grad_of(|y| t(&[-2.0]).pow(y), &t(&[2.0]));
+    assert!(gy[0].is_nan());
+    // Forward mode agrees.
+    let (_, jv) = func::jvp(|y: &Tensor| x.pow(y), &y, &t(&[1.0, 1.0, 1.0])).unwrap();
+    assert_eq!(jv.to_vec::<f64>(), vec![0.0, 0.0, 0.0]);
+}
+
+#[test]
+fn the_norm_of_zero_has_a_zero_gradient() {
+    let z = Tensor::zeros(&[3], DType::F64);
+    assert_eq!(z.norm().item(), 0.0);
+    assert_eq!(grad_of(|x| x.norm(), &z), vec![0.0; 3]);
+    let (_, jv) = func::jvp(|x: &Tensor| x.norm(), &z, &t(&[1.0, 2.0, 3.0])).unwrap();
+    assert_eq!(jv.item(), 0.0);
+    // Away from zero it is x / ‖x‖.
+    let g = grad_of(|x| x.norm(), &t(&[3.0, 4.0]));
+    assert!((g[0] - 0.6).abs() < 1e-15 && (g[1] - 0.8).abs() < 1e-15);
+}
+
+#[test]
+fn maximum_minimum_and_relu_propagate_nan() {
+    let nan = f64::NAN;
+    let m = t(&[1.0, nan]).maximum(&t(&[2.0, 0.0])).to_vec::<f64>();
+    assert!(same(&m, &[2.0, nan]), "{m:?}");
+    let m = t(&[0.0, 1.0]).maximum(&t(&[nan, 0.0])).to_vec::<f64>();
+    assert!(same(&m, &[nan, 1.0]), "{m:?}");
+    assert!(t(&[nan]).minimum(&t(&[0.0])).item().is_nan());
+    assert!(t(&[0.0]).minimum(&t(&[nan])).item().is_nan());
+    assert!(t(&[nan]).relu().item().is_nan());
+    // Gradients: PyTorch gives the full gradient to both sides at a NaN.
+    let b = t(&[2.0, 0.0]);
+    assert_eq!(grad_of(|a| a.maximum(&b), &t(&[1.0, nan])), vec![0.0, 1.0]);
+    assert_eq!(grad_of(|b| t(&[1.0, nan]).maximum(b), &b), vec![1.0, 1.0]);
+    assert_eq!(grad_of(|a| a.minimum(&b), &t(&[1.0, 3.0])), vec![1.0, 0.0]);
+}
+
+#[test]
+fn the_gradient_of_max_goes_to_the_nan() {
+    let x = t(&[1.0, f64::NAN, 3.0]);
+    assert!(x.max().item().is_nan());
+    assert_eq!(grad_of(|x| x.max(), &x), vec![0.0, 1.0, 0.0]);
+    assert_eq!(grad_of(|x| x.min(), &x), vec![0.0, 1.0, 0.0]);
+    // Rows without a NaN are unaffected.
+    let x = Tensor::from_vec(vec![1.0, f64::NAN, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    let g = grad_of(|x| x.max_axes(&[1], false), &x);
+    assert_eq!(g, vec![0.0, 1.0, 0.0, 0.0, 0.0, 1.0]);
+}
+
+// ---- 3. sizes are checked before they are allocated -------------------------
+
+fn too_large(r: Result<Tensor>) -> String {
+    match r {
+        Err(e @ Error::TooLarge { .. }) => e.to_string(),
+        Err(e) => panic!("expected TooLarge, got {e}"),
+        Ok(t) => panic!("expected an error, got shape {:?}", t.shape()),
+    }
+}
+
+#[test]
+fn shape_products_that_overflow_are_errors() {
+    let e = too_large(Tensor::try_from_vec(Vec::<f64>::new(), &[1 << 32, 1 << 32]));
+    assert!(e.contains("from_vec") && e.contains("overflows"), "{e}");
+    let x = Tensor::zeros(&[0], DType::F64);
+    too_large(
+        x.try_reshape(&[1 << 32, 1 << 32, 0, 1 << 32])
+            .map(|_| x.clone())
+            .and_then(|_| {
+                Tensor::zeros(&[1], DType::F64).try_broadcast_to(&[1 << 32, 1 << 32, 1 << 32])
+            }),
+    );
+    too_large(Tensor::try_zeros(&[1 << 32, 1 << 32], DType::F32));
+}
+
+#[test]
+fn narrow_and_pad_bounds_that_overflow_are_errors() {
+    let x = Tensor::zeros(&[2, 3], DType::F64);
+    let e = x.try_narrow(1, usize::MAX, 2).unwrap_err().to_string();
+    assert!(e.contains("narrow") && e.contains("overflows"), "{e}");
+    assert!(x.try_pad(1, usize::MAX, 4).is_err());
+    let e = too_large(x.try_pad(1, 0, 1 << 40));
+    assert!(e.contains("pad") && e.contains("bytes"), "{e}");
+}
+
+#[test]
+fn results_over_the_allocation_limit_are_errors() {
+    // Every op that allocates checks its result's size first.
+    let big = Tensor::zeros(&[1], DType::F64).broadcast_to(&[1 << 20, 1 << 20]);
+    let small = Tensor::zeros(&[1 << 20, 1], DType::F64);
+    let e = too_large(big.try_add(&small));
+    assert!(e.contains("add") && e.contains("[1048576, 1048576]"), "{e}");
+    let col = Tensor::zeros(&[1 << 20, 1], DType::F64);
+    too_large(col.try_matmul(&col.t()));
+    too_large(Tensor::try_concat(
+        &[&big.narrow(0, 0, 1 << 19), &big.narrow(0, 0, 1 << 19)],
+        0,
+    ));
+    too_large(Tensor::try_eye(1 << 24, DType::F64));
+    too_large(Tensor::try_rand_normal(&[1 << 40], 0.0, 1.0, 0, DType::F64));
+    // The panicking form panics with the same message (no abort).
+    let caught = std::panic::catch_unwind(|| big.exp()).unwrap_err();
+    let msg = caught.downcast_ref::<String>().unwrap();
+    assert!(msg.contains("exp") && msg.contains("too large"), "{msg}");
+}
+
+#[test]
+fn the_allocation_limit_can_be_lowered() {
+    // Set and restored within one test: the limit is global.
+    let before = chainrule::max_tensor_bytes();
+    chainrule::set_max_tensor_bytes(1024);
+    let r = Tensor::try_zeros(&[200], DType::F64);
+    let ok = Tensor::try_zeros(&[100], DType::F64);
+    chainrule::set_max_tensor_bytes(before);
+    assert!(r.is_err() && ok.is_ok());
+}
+
+#[test]
+fn random_constructors_reject_bad_parameters() {
+    assert!(Tensor::try_rand_normal(&[3], 0.0, f64::NAN, 0, DType::F64).is_err());
+    assert!(Tensor::try_rand_normal(&[3], f64::INFINITY, 1.0, 0, DType::F64).is_err());
+    assert!(Tensor::try_rand_normal(&[3], 0.0, -1.0, 0, DType::F64).is_err());
+    assert!(Tensor::try_rand_uniform(&[3], 1.0, 1.0, 0, DType::F64).is_err());
+    assert!(Tensor::try_rand_uniform(&[3], 2.0, 1.0, 0, DType::F64).is_err());
+    assert!(Tensor::try_rand_uniform(&[3], 0.0, f64::INFINITY, 0, DType::F64).is_err());
+    assert!(Tensor::try_rand_uniform(&[3], 0.0, 1.0, 0, DType::F64).is_ok());
+}
+
+// ---- 3. custom ops whose rules fail -----------------------------------------
+
+/// `2x` with a JVP or VJP that misbehaves as configured.
+struct Faulty {
+    jvp: &'static str,
+    vjp: &'static str,
+}
+
+impl CustomOp for Faulty {
+    fn name(&self) -> &'static str {
+        "faulty"
+    }
+    fn forward(&self, x: &[Tensor]) -> Result<Tensor> {
+        Ok(&x[0] * 2.0)
+    }
+    fn jvp(&self, x: &[Tensor], _y: &Tensor, t: &[Option<Tensor>]) -> Result<Tensor> {
+        match self.jvp {
+            "error" => Err(Error::Backward {
+                msg: "no JVP here".into(),
+            }),
+            "shape" => Ok(Tensor::zeros(&[x[0].numel() + 1], x[0].dtype())),
+            "panic" => panic!("the JVP fell over"),
+            _ => Ok(t[0].as_ref().unwrap() * 2.0),
+        }
+    }
+    fn vjp(&self, _x: &[Tensor], _y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        match self.vjp {
+            "panic" => panic!("the VJP fell over"),
+            _ => Ok(vec![Some(g * 2.0)]),
+        }
+    }
+}
+
+fn faulty(jvp: &'static str, vjp: &'static str) -> impl Fn(&Tensor) -> Result<Tensor> {
+    move |x: &Tensor| Ok(apply(Arc::new(Faulty { jvp, vjp }), &[x])?.sum())
+}
+
+#[test]
+fn a_failing_custom_jvp_is_an_error_in_every_forward_transform() {
+    let x = t(&[1.0, 2.0]);
+    for kind in ["error", "shape", "panic"] {
+        let f = faulty(kind, "ok");
+        let e = func::jvp(&f, &x, &t(&[1.0, 0.0])).unwrap_err().to_string();
+        assert!(e.contains("faulty"), "{kind}: {e}");
+        assert!(func::jacfwd(&f, &x).is_err(), "{kind}");
+        assert!(func::hessian(&f, &x).is_err(), "{kind}");
+    }
+    // A well-behaved rule still works.
+    let (_, jv) = func::jvp(faulty("ok", "ok"), &x, &t(&[1.0, 0.0])).unwrap();
+    assert_eq!(jv.item(), 2.0);
+}
+
+#[test]
+fn a_panicking_custom_vjp_is_an_error() {
+    let x = t(&[1.0, 2.0]).requires_grad();
+    let y = faulty("ok", "panic")(&x).unwrap();
+    let e = y.backward().unwrap_err().to_string();
+    assert!(e.contains("faulty") && e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn a_custom_op_without_inputs_is_an_error() {
+    let e = apply(
+        Arc::new(Faulty {
+            jvp: "ok",
+            vjp: "ok",
+        }),
+        &[],
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("at least one input"), "{e}");
+}
+
+#[test]
+fn grad_targets_still_work_after_the_leaf_handle_is_dropped() {
+    // The graph holds a leaf without owning its gradient slot.
+    let x = t(&[1.0, 2.0]).requires_grad();
+    let y = (&x * &x).sum();
+    let g = autograd::grad(&[&y], &[&x]).unwrap();
+    assert_eq!(g[0].to_vec::<f64>(), vec![2.0, 4.0]);
+    let y = (&x * &x).sum();
+    drop(x);
+    y.backward().unwrap(); // accumulates into nothing, and does not fail
+}
