@@ -1,7 +1,7 @@
 //! `chainrule eval | grad | jacobian | hessian | jvp`: an expression, its
 //! value and derivatives in any mode, compared, explained, drawn.
 
-use crate::eval::{eval, parse_value, Env};
+use crate::eval::{eval, parse_value, Env, MAX_ELEMENTS};
 use crate::expr::{parse, Expr};
 use crate::{explain, inputs, svg, symbolic, CliError};
 use chainrule::graph::Graph;
@@ -35,7 +35,9 @@ pub enum DTypeArg {
 
 #[derive(Args, Debug, Clone)]
 pub struct ExprArgs {
-    /// The expression, e.g. "sum((X @ w - y)^2)".
+    /// The expression, e.g. "sum((X @ w - y)^2)". It may begin with a
+    /// minus sign ("-sum(x^2)"): it is never read as a flag.
+    #[arg(allow_hyphen_values = true)]
     pub expr: String,
     /// NAME=VALUE: a number, a nested list ([1,2], [[1,2],[3,4]]) or a
     /// generator: randn(d1,…), rand(…), zeros(…), ones(…), eye(n), arange(n).
@@ -438,6 +440,66 @@ fn graph_hessian(p: &Problem, v: &str, x: &Tensor) -> Result<Tensor, CliError> {
     graph_rows(p, &g1, 1, v, x)
 }
 
+/// Jacobians and Hessians are sized before they are computed: each holds
+/// (value size × variable size) or (variable size)² entries.
+fn check_result_sizes(
+    p: &Problem,
+    kind: Kind,
+    wrt: &[String],
+    value: &Tensor,
+) -> Result<(), CliError> {
+    for v in wrt {
+        let n = p.var(v)?.numel();
+        let entries = match kind {
+            Kind::Jacobian => value.numel().checked_mul(n),
+            Kind::Hessian => n.checked_mul(n),
+            _ => Some(n),
+        };
+        if entries.is_none_or(|e| e > MAX_ELEMENTS) {
+            return Err(input(format!(
+                "the {} by {v} would have {} entries, over the command's limit of {MAX_ELEMENTS}",
+                kind.key(),
+                entries.map_or("too many".to_string(), |e| e.to_string())
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn all_finite(t: &Tensor) -> bool {
+    t.to_vec_f64().iter().all(|v| v.is_finite())
+}
+
+/// A derivative with a NaN or an infinity where the value and the inputs
+/// are finite is an error, as such a value is: for `grad`, naming the first
+/// op (from the output back) whose derivative rule produced it.
+fn check_finite_derivatives(
+    p: &Problem,
+    kind: Kind,
+    wrt: &[String],
+    value: &Tensor,
+    results: &[Tensor],
+) -> Result<(), CliError> {
+    if kind == Kind::Eval || !all_finite(value) || !p.env.values().all(all_finite) {
+        return Ok(());
+    }
+    for (v, r) in wrt.iter().zip(results) {
+        if all_finite(r) {
+            continue;
+        }
+        let culprit = if kind == Kind::Grad {
+            explain::first_non_finite_rule(&p.expr, &p.env, v, p.dtype).unwrap_or_default()
+        } else {
+            String::new()
+        };
+        return Err(input(format!(
+            "the {} by {v} has a NaN or infinity although the value and the inputs are finite{culprit}",
+            kind.key()
+        )));
+    }
+    Ok(())
+}
+
 fn max_abs_diff(a: &[Tensor], b: &[Tensor]) -> f64 {
     a.iter()
         .zip(b)
@@ -473,6 +535,7 @@ pub fn run(
         p.var(v)?;
     }
     let value = p.value()?;
+    check_result_sizes(&p, kind, wrt, &value)?;
     if matches!(kind, Kind::Grad | Kind::Hessian) && value.numel() != 1 {
         return Err(input(format!(
             "{} needs an expression with a single value, this one has shape {:?} (use jacobian)",
@@ -501,6 +564,9 @@ pub fn run(
         return compare(&p, kind, wrt, dir.as_ref(), &value, common.json);
     }
     let out = one_mode(&p, kind, wrt, dir.as_ref(), common.mode)?;
+    if common.mode != Mode::Numeric {
+        check_finite_derivatives(&p, kind, wrt, &value, &out.results)?;
+    }
     if common.explain && kind != Kind::Eval {
         if value.numel() != 1 {
             return Err(input(
@@ -590,6 +656,7 @@ fn compare(
         Ok((o, _)) => o.results.clone(),
         Err(e) => return Err(input(e.clone())),
     };
+    check_finite_derivatives(p, kind, wrt, value, &reference)?;
     if json_out {
         let list: Vec<Value> = rows
             .iter()

@@ -42,7 +42,17 @@ pub fn eval(
     dtype: DType,
     steps: &mut Option<Vec<Step>>,
 ) -> Result<Tensor, String> {
-    eval_node(e, env, dtype, steps).map(|(t, _)| t)
+    eval_node(e, env, dtype, steps, &mut None).map(|(t, _)| t)
+}
+
+/// The shape of every subexpression of `e` (by address), from one
+/// evaluation.
+pub type Shapes = std::collections::HashMap<*const Expr, Vec<usize>>;
+
+pub fn eval_shapes(e: &Expr, env: &Env, dtype: DType) -> Result<Shapes, String> {
+    let mut shapes = Some(Shapes::new());
+    chainrule::autograd::no_grad(|| eval_node(e, env, dtype, &mut None, &mut shapes))?;
+    Ok(shapes.unwrap_or_default())
 }
 
 fn eval_node(
@@ -50,6 +60,21 @@ fn eval_node(
     env: &Env,
     dtype: DType,
     steps: &mut Option<Vec<Step>>,
+    shapes: &mut Option<Shapes>,
+) -> Result<(Tensor, Operand), String> {
+    let (value, operand) = eval_op(e, env, dtype, steps, shapes)?;
+    if let Some(s) = shapes {
+        s.insert(e as *const Expr, value.shape().to_vec());
+    }
+    Ok((value, operand))
+}
+
+fn eval_op(
+    e: &Expr,
+    env: &Env,
+    dtype: DType,
+    steps: &mut Option<Vec<Step>>,
+    shapes: &mut Option<Shapes>,
 ) -> Result<(Tensor, Operand), String> {
     let (args, operands): (Vec<Tensor>, Vec<Operand>) = match e {
         Expr::Num(v) => return Ok((Tensor::full(&[], *v, dtype), Operand::Num(*v))),
@@ -71,19 +96,19 @@ fn eval_node(
             }
         }
         Expr::Neg(a) | Expr::Transpose(a) => {
-            let (t, o) = eval_node(a, env, dtype, steps)?;
+            let (t, o) = eval_node(a, env, dtype, steps, shapes)?;
             (vec![t], vec![o])
         }
         Expr::Bin(_, a, b) => {
-            let (ta, oa) = eval_node(a, env, dtype, steps)?;
-            let (tb, ob) = eval_node(b, env, dtype, steps)?;
+            let (ta, oa) = eval_node(a, env, dtype, steps, shapes)?;
+            let (tb, ob) = eval_node(b, env, dtype, steps, shapes)?;
             (vec![ta, tb], vec![oa, ob])
         }
         Expr::Call(_, args) => {
             let mut ts = Vec::new();
             let mut os = Vec::new();
             for a in args {
-                let (t, o) = eval_node(a, env, dtype, steps)?;
+                let (t, o) = eval_node(a, env, dtype, steps, shapes)?;
                 ts.push(t);
                 os.push(o);
             }
@@ -137,12 +162,12 @@ fn operand_text(o: &Operand, steps: &[Step]) -> String {
 fn describe(e: &Expr, operands: &[Operand], steps: &[Step]) -> String {
     let t: Vec<String> = operands.iter().map(|o| operand_text(o, steps)).collect();
     let shallow = match e {
-        Expr::Neg(_) => Expr::Neg(Box::new(Expr::Var(t[0].clone()))),
-        Expr::Transpose(_) => Expr::Transpose(Box::new(Expr::Var(t[0].clone()))),
+        Expr::Neg(_) => Expr::Neg(std::rc::Rc::new(Expr::Var(t[0].clone()))),
+        Expr::Transpose(_) => Expr::Transpose(std::rc::Rc::new(Expr::Var(t[0].clone()))),
         Expr::Bin(op, _, _) => Expr::Bin(
             *op,
-            Box::new(Expr::Var(t[0].clone())),
-            Box::new(Expr::Var(t[1].clone())),
+            std::rc::Rc::new(Expr::Var(t[0].clone())),
+            std::rc::Rc::new(Expr::Var(t[1].clone())),
         ),
         Expr::Call(name, _) => Expr::Call(
             name.clone(),
@@ -193,20 +218,19 @@ fn apply(e: &Expr, a: &[Tensor]) -> Result<(Tensor, String), String> {
             };
             (t, "transpose".into())
         }
-        Expr::Bin(op, _, _) => {
+        Expr::Bin(op, _, exponent) => {
             let (x, y) = (&a[0], &a[1]);
             let r = match op {
                 BinOp::Add => s(x.try_add(y))?,
                 BinOp::Sub => s(x.try_sub(y))?,
                 BinOp::Mul => s(x.try_mul(y))?,
                 BinOp::Div => s(x.try_div(y))?,
-                BinOp::Pow => {
-                    if y.numel() == 1 && y.ndim() == 0 {
-                        x.powf(y.item())
-                    } else {
-                        s(x.try_pow(y))?
-                    }
-                }
+                // A literal exponent is a constant (`powf`); any other is a
+                // tensor the derivative flows into.
+                BinOp::Pow => match **exponent {
+                    Expr::Num(c) => x.powf(c),
+                    _ => s(x.try_pow(y))?,
+                },
                 BinOp::MatMul => s(x.try_matmul(y))?,
             };
             let name = match op {
@@ -282,6 +306,15 @@ fn apply(e: &Expr, a: &[Tensor]) -> Result<(Tensor, String), String> {
 // Values: `--set NAME=VALUE`
 // ---------------------------------------------------------------------------
 
+/// The most elements the command accepts in one value, and in one result
+/// (a Jacobian or Hessian is sized before it is computed).
+pub const MAX_ELEMENTS: usize = 50_000_000;
+
+/// The product of `dims`, or `None` when it overflows.
+pub fn element_count(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |n, &d| n.checked_mul(d))
+}
+
 /// A value as written after `=`: a number, a nested list, or a generator
 /// (`randn(2,3)`, `rand(…)`, `zeros(…)`, `ones(…)`, `eye(n)`, `arange(n)`).
 /// Each generator draws from its own seed, derived from `seed` and `salt`.
@@ -307,8 +340,10 @@ pub fn parse_value(text: &str, dtype: DType, seed: u64, salt: u64) -> Result<Ten
                 })
                 .collect::<Result<_, _>>()?
         };
-        if dims.iter().product::<usize>() > 50_000_000 {
-            return Err(err(format!("`{t}`: more than 50 million elements")));
+        if element_count(&dims).is_none_or(|n| n > MAX_ELEMENTS) {
+            return Err(err(format!(
+                "`{t}`: more than {MAX_ELEMENTS} elements (the command's limit)"
+            )));
         }
         let s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(salt);
         return match name {

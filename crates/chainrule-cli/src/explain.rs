@@ -109,6 +109,83 @@ fn local_rule(step: &Step, k: usize, steps: &[Step]) -> String {
     }
 }
 
+/// Where a gradient first stops being finite, read from the output back:
+/// the first step whose own adjoint is finite but which hands a NaN or an
+/// infinity to an operand (its local derivative is not finite there). A
+/// phrase for an error message, or `None` when no step does.
+pub fn first_non_finite_rule(e: &Expr, env: &Env, var: &str, dtype: DType) -> Option<String> {
+    let mut env2 = env.clone();
+    let leaf = env.get(var)?.detach().requires_grad();
+    env2.insert(var.to_string(), leaf.clone());
+    let mut steps = Some(Vec::new());
+    let z = eval(e, &env2, dtype, &mut steps).ok()?;
+    let steps = steps.unwrap_or_default();
+    let targets: Vec<&Tensor> = steps.iter().map(|s| &s.value).chain([&leaf]).collect();
+    let adj = autograd::grad(&[&z], &targets).ok()?;
+    let finite = |t: &Tensor| t.to_vec_f64().iter().all(|v| v.is_finite());
+    steps.iter().enumerate().rev().find_map(|(i, s)| {
+        let bad_operand = s.operands.iter().any(|o| match o {
+            Operand::Step(j) => !finite(&adj[*j]),
+            Operand::Var(v) => v == var && !finite(&adj[steps.len()]),
+            Operand::Num(_) => false,
+        });
+        (finite(&adj[i]) && bad_operand).then(|| {
+            let mut at = s.expr.to_string();
+            if at.chars().count() > 60 {
+                at = at.chars().take(57).collect::<String>() + "…";
+            }
+            format!(
+                ": the derivative of step {} = {} (`{at}`) is not finite there",
+                s.name, s.text
+            )
+        })
+    })
+}
+
+/// `∂step/∂var` for every step of `e`'s evaluation, by one batched forward
+/// pass (all steps' values flattened into one output), so the explanation
+/// stays linear in the expression's size.
+fn every_step_jacobian(
+    e: &Expr,
+    env: &Env,
+    var: &str,
+    dtype: DType,
+    x0: &Tensor,
+) -> Result<Vec<Tensor>, String> {
+    let shapes: std::cell::RefCell<Vec<Vec<usize>>> = Default::default();
+    let all = func::jacfwd(
+        |x: &Tensor| {
+            let mut en = env.clone();
+            en.insert(var.to_string(), x.clone());
+            let mut steps = Some(Vec::new());
+            eval(e, &en, dtype, &mut steps)
+                .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })?;
+            let steps = steps.unwrap_or_default();
+            *shapes.borrow_mut() = steps.iter().map(|s| s.value.shape().to_vec()).collect();
+            let flat: Vec<Tensor> = steps
+                .iter()
+                .map(|s| s.value.reshape(&[s.value.numel()]))
+                .collect();
+            let refs: Vec<&Tensor> = flat.iter().collect();
+            Tensor::try_concat(&refs, 0)
+        },
+        x0,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut start = 0;
+    shapes
+        .into_inner()
+        .iter()
+        .map(|shape| {
+            let rows: usize = shape.iter().product();
+            let full: Vec<usize> = shape.iter().chain(x0.shape()).copied().collect();
+            let j = all.narrow(0, start, rows).reshape(&full);
+            start += rows;
+            Ok(j)
+        })
+        .collect()
+}
+
 /// The derivation of `∂e/∂var` in reverse (or forward) order.
 pub fn explain(
     e: &Expr,
@@ -152,10 +229,16 @@ pub fn explain(
         .unwrap();
     }
     writeln!(out, "  ({var} has shape {}: n = {n})", shape_text(&leaf)).unwrap();
-    let on_path: Vec<bool> = steps
-        .iter()
-        .map(|s| s.expr.variables().iter().any(|v| v == var))
-        .collect();
+    // A step is on the path from var when one of its operands is.
+    let mut on_path: Vec<bool> = Vec::with_capacity(steps.len());
+    for s in &steps {
+        let reads = s.operands.iter().any(|o| match o {
+            Operand::Step(j) => on_path[*j],
+            Operand::Var(v) => v == var,
+            Operand::Num(_) => false,
+        });
+        on_path.push(reads);
+    }
     if !forward {
         // Adjoints of every intermediate by one reverse pass.
         let targets: Vec<&Tensor> = steps
@@ -217,22 +300,12 @@ pub fn explain(
         .unwrap();
         writeln!(out, "  ∂{var}/∂{var} = I  {}", layout(n, n)).unwrap();
         let x0 = env[var].detach();
+        let jacobians = every_step_jacobian(e, env, var, dtype, &x0)?;
         for (i, s) in steps.iter().enumerate() {
             if !on_path[i] {
                 continue;
             }
-            let sub = s.expr.clone();
-            let env3 = env.clone();
-            let j = func::jacfwd(
-                |x: &Tensor| {
-                    let mut en = env3.clone();
-                    en.insert(var.to_string(), x.clone());
-                    eval(&sub, &en, dtype, &mut None)
-                        .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })
-                },
-                &x0,
-            )
-            .map_err(|e| e.to_string())?;
+            let j = &jacobians[i];
             let ks = s.value.numel();
             let parts: Vec<String> = s
                 .operands
@@ -261,7 +334,7 @@ pub fn explain(
                 "  ∂{}/∂{var} = {}   value {}",
                 s.name,
                 parts.join(" + "),
-                abbreviate(&j)
+                abbreviate(j)
             )
             .unwrap();
         }

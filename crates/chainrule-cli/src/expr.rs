@@ -7,6 +7,7 @@
 //! `2^-1` is `2^(-1)`.
 
 use std::fmt;
+use std::rc::Rc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinOp {
@@ -40,14 +41,17 @@ impl BinOp {
     }
 }
 
+/// An expression. Subexpressions are shared (`Rc`): cloning a node, as the
+/// symbolic derivative and the explanation do at every step, copies no
+/// subtree, so their memory stays linear in the expression's size.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
     Num(f64),
     Var(String),
-    Neg(Box<Expr>),
-    Bin(BinOp, Box<Expr>, Box<Expr>),
+    Neg(Rc<Expr>),
+    Bin(BinOp, Rc<Expr>, Rc<Expr>),
     /// `x.T`
-    Transpose(Box<Expr>),
+    Transpose(Rc<Expr>),
     Call(String, Vec<Expr>),
 }
 
@@ -256,7 +260,7 @@ impl Parser {
             };
             self.bump();
             let rhs = self.term()?;
-            lhs = Expr::Bin(op, Box::new(lhs), Box::new(rhs));
+            lhs = Expr::Bin(op, Rc::new(lhs), Rc::new(rhs));
         }
         self.depth -= 1;
         Ok(lhs)
@@ -273,7 +277,7 @@ impl Parser {
             };
             self.bump();
             let rhs = self.unary()?;
-            lhs = Expr::Bin(op, Box::new(lhs), Box::new(rhs));
+            lhs = Expr::Bin(op, Rc::new(lhs), Rc::new(rhs));
         }
         Ok(lhs)
     }
@@ -284,7 +288,7 @@ impl Parser {
             self.enter()?;
             let inner = self.unary()?;
             self.depth -= 1;
-            return Ok(Expr::Neg(Box::new(inner)));
+            return Ok(Expr::Neg(Rc::new(inner)));
         }
         self.power()
     }
@@ -296,7 +300,7 @@ impl Parser {
             self.enter()?;
             let exponent = self.unary()?; // right-associative; allows x^-1
             self.depth -= 1;
-            return Ok(Expr::Bin(BinOp::Pow, Box::new(base), Box::new(exponent)));
+            return Ok(Expr::Bin(BinOp::Pow, Rc::new(base), Rc::new(exponent)));
         }
         Ok(base)
     }
@@ -305,7 +309,7 @@ impl Parser {
         let mut e = self.primary()?;
         while self.peek() == &Tok::DotT {
             self.bump();
-            e = Expr::Transpose(Box::new(e));
+            e = Expr::Transpose(Rc::new(e));
         }
         Ok(e)
     }
@@ -404,8 +408,28 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// The deepest expression tree accepted: a chain like `x+x+…+x` is as deep
+/// as it is long, and every pass over the tree (evaluation, symbolic
+/// derivatives, printing) recurses once per level. The command runs on a
+/// thread whose stack holds this depth in every pass with room to spare.
+pub const MAX_TREE_DEPTH: usize = 10_000;
+
 /// Parses a whole expression.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
+    let e = parse_unchecked(src)?;
+    let depth = e.depth();
+    if depth > MAX_TREE_DEPTH {
+        return Err(ParseError {
+            column: 1,
+            message: format!(
+                "the expression is {depth} operations deep (a chain of operators counts one level each); the limit is {MAX_TREE_DEPTH}"
+            ),
+        });
+    }
+    Ok(e)
+}
+
+fn parse_unchecked(src: &str) -> Result<Expr, ParseError> {
     let lexer = lex(src)?;
     let mut p = Parser {
         toks: lexer.toks,
@@ -423,6 +447,28 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
 }
 
 impl Expr {
+    /// The direct subexpressions.
+    fn children(&self) -> Vec<&Expr> {
+        match self {
+            Expr::Num(_) | Expr::Var(_) => Vec::new(),
+            Expr::Neg(e) | Expr::Transpose(e) => vec![e],
+            Expr::Bin(_, a, b) => vec![a, b],
+            Expr::Call(_, args) => args.iter().collect(),
+        }
+    }
+
+    /// The length of the longest path from the root to a leaf (a leaf is
+    /// 1 deep), found without recursion.
+    pub fn depth(&self) -> usize {
+        let mut deepest = 0;
+        let mut stack = vec![(self, 1usize)];
+        while let Some((e, d)) = stack.pop() {
+            deepest = deepest.max(d);
+            stack.extend(e.children().into_iter().map(|c| (c, d + 1)));
+        }
+        deepest
+    }
+
     /// The number of nodes (the size of a symbolic derivative).
     pub fn size(&self) -> usize {
         match self {

@@ -11,6 +11,12 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> CliError {
 }
 
 pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, CliError> {
+    // Only regular files: opening a FIFO or a device would block or never end.
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() => {}
+        Ok(_) => return Err(bad(path, "not a regular file")),
+        Err(e) => return Err(bad(path, format!("cannot read: {e}"))),
+    }
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     match ext {
         "safetensors" => {
@@ -83,7 +89,14 @@ pub fn parse_npy(b: &[u8]) -> Result<Tensor, String> {
                 .map_err(|_| format!("bad dimension `{s}`"))
         })
         .collect::<Result<_, _>>()?;
-    let n: usize = shape.iter().product();
+    let n = crate::eval::element_count(&shape)
+        .filter(|&n| n <= crate::eval::MAX_ELEMENTS)
+        .ok_or_else(|| {
+            format!(
+                "shape {shape:?} has more than {} elements (the command's limit)",
+                crate::eval::MAX_ELEMENTS
+            )
+        })?;
     let data = &b[start + len..];
     let (size, conv): (usize, fn(&[u8]) -> f64) = match descr {
         "<f8" => (8, |c| f64::from_le_bytes(c.try_into().unwrap())),

@@ -48,6 +48,8 @@ fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
+const STACK_BYTES: usize = 512 << 20;
+
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -62,7 +64,19 @@ fn main() -> ExitCode {
     };
     // A panic is a bug: report it in one line, no backtrace.
     std::panic::set_hook(Box::new(|_| {}));
-    let outcome = std::panic::catch_unwind(|| run(cli));
+    // Passes over an expression recurse once per level of its tree (up to
+    // `expr::MAX_TREE_DEPTH`); a large stack holds them (only the pages
+    // touched are committed).
+    let worker = std::thread::Builder::new()
+        .stack_size(STACK_BYTES)
+        .spawn(move || std::panic::catch_unwind(|| run(cli)));
+    let outcome = match worker.map(|w| w.join()) {
+        Ok(Ok(outcome)) => outcome,
+        Ok(Err(payload)) => Err(payload),
+        Err(e) => Ok(Err(CliError::Internal(format!(
+            "cannot start a thread: {e}"
+        )))),
+    };
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
         Ok(Err(CliError::Input(msg))) => {

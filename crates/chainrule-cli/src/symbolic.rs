@@ -3,44 +3,45 @@
 //! tree, then simplified. This is the note's contrast: the result is a
 //! formula (which may swell), where autodiff computes numbers.
 
-use crate::eval::{eval, Env};
+use crate::eval::{eval_shapes, Env, Shapes};
 use crate::expr::{BinOp, Expr};
 use chainrule::DType;
 use std::collections::HashMap;
-
-type Shapes = HashMap<*const Expr, Vec<usize>>;
+use std::rc::Rc;
 
 fn num(v: f64) -> Expr {
     Expr::Num(v)
 }
 fn bin(op: BinOp, a: Expr, b: Expr) -> Expr {
-    Expr::Bin(op, Box::new(a), Box::new(b))
+    Expr::Bin(op, Rc::new(a), Rc::new(b))
 }
 fn call(name: &str, args: Vec<Expr>) -> Expr {
     Expr::Call(name.into(), args)
 }
 fn neg(a: Expr) -> Expr {
-    Expr::Neg(Box::new(a))
+    Expr::Neg(Rc::new(a))
 }
-
-/// Shapes of every subexpression, from one evaluation.
-fn shapes_of(e: &Expr, env: &Env, dtype: DType, out: &mut Shapes) -> Result<(), String> {
-    match e {
-        Expr::Neg(a) | Expr::Transpose(a) => shapes_of(a, env, dtype, out)?,
-        Expr::Bin(_, a, b) => {
-            shapes_of(a, env, dtype, out)?;
-            shapes_of(b, env, dtype, out)?;
-        }
-        Expr::Call(_, args) => {
-            for a in args {
-                shapes_of(a, env, dtype, out)?;
-            }
-        }
-        _ => {}
-    }
-    let v = chainrule::autograd::no_grad(|| eval(e, env, dtype, &mut None))?;
-    out.insert(e as *const Expr, v.shape().to_vec());
-    Ok(())
+fn step(a: Expr) -> Expr {
+    call("step", vec![a])
+}
+/// `1` where `a = 0`, else `0`: `1 − step(a) − step(−a)`.
+fn is_zero(a: Expr) -> Expr {
+    bin(
+        BinOp::Sub,
+        bin(BinOp::Sub, num(1.0), step(a.clone())),
+        step(neg(a)),
+    )
+}
+/// The share of `∂maximum(a, b)` going to `a`: 1 where `a > b`, 0 where
+/// `a < b`, ½ at a tie (the library's rule): `(1 + step(a − b) − step(b − a)) / 2`.
+fn winner_share(a: &Expr, b: &Expr) -> Expr {
+    let wins = step(bin(BinOp::Sub, a.clone(), b.clone()));
+    let loses = step(bin(BinOp::Sub, b.clone(), a.clone()));
+    bin(
+        BinOp::Mul,
+        num(0.5),
+        bin(BinOp::Sub, bin(BinOp::Add, num(1.0), wins), loses),
+    )
 }
 
 fn broadcast(a: &[usize], b: &[usize]) -> Vec<usize> {
@@ -70,6 +71,8 @@ struct Adj(Expr, Vec<usize>);
 struct Ctx<'a> {
     var: &'a str,
     shapes: Shapes,
+    /// Whether each visited subexpression reads `var` (by address).
+    reads_var: HashMap<*const Expr, bool>,
     acc: Option<Adj>,
 }
 
@@ -123,8 +126,20 @@ impl Ctx<'_> {
         Ok(Adj(ge, gs))
     }
 
-    fn mentions(&self, e: &Expr) -> bool {
-        e.variables().iter().any(|v| v == self.var)
+    fn mentions(&mut self, e: &Expr) -> bool {
+        let key = e as *const Expr;
+        if let Some(&m) = self.reads_var.get(&key) {
+            return m;
+        }
+        let m = match e {
+            Expr::Var(v) => v == self.var,
+            Expr::Num(_) => false,
+            Expr::Neg(a) | Expr::Transpose(a) => self.mentions(a),
+            Expr::Bin(_, a, b) => self.mentions(a) | self.mentions(b),
+            Expr::Call(_, args) => args.iter().fold(false, |m, a| self.mentions(a) | m),
+        };
+        self.reads_var.insert(key, m);
+        m
     }
 
     fn backprop(&mut self, e: &Expr, g: Adj) -> Result<(), String> {
@@ -148,7 +163,7 @@ impl Ctx<'_> {
             Expr::Neg(a) => self.backprop(a, Adj(neg(g.0), g.1))?,
             Expr::Transpose(a) => {
                 let s: Vec<usize> = g.1.iter().rev().copied().collect();
-                self.backprop(a, Adj(Expr::Transpose(Box::new(g.0)), s))?
+                self.backprop(a, Adj(Expr::Transpose(Rc::new(g.0)), s))?
             }
             Expr::Bin(op, a, b) => {
                 let (sa, sb) = (self.shape(a), self.shape(b));
@@ -189,13 +204,20 @@ impl Ctx<'_> {
                             let ga = self.sum_to(elementwise(&g, factor, &sa), &se, &sa)?;
                             self.backprop(a, ga)?;
                         } else {
+                            // The library's conventions at a zero base: ∂a is 0
+                            // where b = 0 (b·a^(b−1+[b=0])), ∂b is 0 where a = 0
+                            // (a^b·log(a + [a=0])).
                             let fa = bin(
                                 BinOp::Mul,
                                 eb.clone(),
                                 bin(
                                     BinOp::Pow,
                                     ea.clone(),
-                                    bin(BinOp::Sub, eb.clone(), num(1.0)),
+                                    bin(
+                                        BinOp::Add,
+                                        bin(BinOp::Sub, eb.clone(), num(1.0)),
+                                        is_zero(eb.clone()),
+                                    ),
                                 ),
                             );
                             let ga =
@@ -204,7 +226,7 @@ impl Ctx<'_> {
                             let fb = bin(
                                 BinOp::Mul,
                                 bin(BinOp::Pow, ea.clone(), eb),
-                                call("log", vec![ea]),
+                                call("log", vec![bin(BinOp::Add, ea.clone(), is_zero(ea))]),
                             );
                             let gb =
                                 self.sum_to(elementwise(&g, fb, &broadcast(&sa, &sb)), &se, &sb)?;
@@ -228,7 +250,7 @@ impl Ctx<'_> {
         g: Adj,
     ) -> Result<(), String> {
         let (ea, eb) = (a.clone(), b.clone());
-        let t = |e: Expr| Expr::Transpose(Box::new(e));
+        let t = |e: Expr| Expr::Transpose(Rc::new(e));
         let out: Vec<usize> = match (sa.len(), sb.len()) {
             (2, 1) => vec![sa[0]],
             (1, 2) => vec![sb[1]],
@@ -333,7 +355,12 @@ impl Ctx<'_> {
                 broadcast(&g.1, &sa),
             ),
             "abs" => here(call("sign", vec![ea])),
-            "norm" => here(bin(BinOp::Div, ea.clone(), call("norm", vec![ea]))),
+            // x / ‖x‖, and 0 at x = 0 (the library's convention).
+            "norm" => {
+                let n = call("norm", vec![ea.clone()]);
+                let safe = bin(BinOp::Sub, bin(BinOp::Add, n.clone(), num(1.0)), step(n));
+                here(bin(BinOp::Div, ea, safe))
+            }
             "sign" | "step" => return Ok(()), // zero derivative
             "max" | "min" if axis.is_none() => {
                 // The extremum's indicator, 1 − step(max(a) − a) (or
@@ -377,31 +404,19 @@ impl Ctx<'_> {
                 let eb = args[1].clone();
                 let sb = self.shape(&args[1]);
                 let (wa, wb) = if name == "maximum" {
-                    (
-                        bin(BinOp::Sub, ea.clone(), eb.clone()),
-                        bin(BinOp::Sub, eb.clone(), ea.clone()),
-                    )
+                    (winner_share(&ea, &eb), winner_share(&eb, &ea))
                 } else {
-                    (
-                        bin(BinOp::Sub, eb.clone(), ea.clone()),
-                        bin(BinOp::Sub, ea.clone(), eb.clone()),
-                    )
+                    (winner_share(&eb, &ea), winner_share(&ea, &eb))
                 };
                 let both = broadcast(&sa, &sb);
                 let ga = self.sum_to(
-                    Adj(
-                        bin(BinOp::Mul, g.0.clone(), call("step", vec![wa])),
-                        broadcast(&g.1, &both),
-                    ),
+                    Adj(bin(BinOp::Mul, g.0.clone(), wa), broadcast(&g.1, &both)),
                     &both,
                     &sa,
                 )?;
                 self.backprop(a, ga)?;
                 let gb = self.sum_to(
-                    Adj(
-                        bin(BinOp::Mul, g.0, call("step", vec![wb])),
-                        broadcast(&g.1, &both),
-                    ),
+                    Adj(bin(BinOp::Mul, g.0, wb), broadcast(&g.1, &both)),
                     &both,
                     &sb,
                 )?;
@@ -411,7 +426,7 @@ impl Ctx<'_> {
                 let eb = args[1].clone();
                 self.backprop(a, Adj(bin(BinOp::MatMul, g.0.clone(), eb), sa.clone()))?;
                 let gb = Adj(
-                    bin(BinOp::MatMul, Expr::Transpose(Box::new(g.0)), ea),
+                    bin(BinOp::MatMul, Expr::Transpose(Rc::new(g.0)), ea),
                     self.shape(&args[1]),
                 );
                 return self.backprop(&args[1], gb);
@@ -425,8 +440,7 @@ impl Ctx<'_> {
 /// `∂e/∂var` as an expression (of `var`'s shape, or broadcasting to it),
 /// simplified. `e` must evaluate to a single element.
 pub fn grad(e: &Expr, var: &str, env: &Env, dtype: DType) -> Result<Expr, String> {
-    let mut shapes = Shapes::new();
-    shapes_of(e, env, dtype, &mut shapes)?;
+    let shapes = eval_shapes(e, env, dtype)?;
     let out_shape = &shapes[&(e as *const Expr)];
     if out_shape.iter().product::<usize>() != 1 {
         return Err(format!(
@@ -436,6 +450,7 @@ pub fn grad(e: &Expr, var: &str, env: &Env, dtype: DType) -> Result<Expr, String
     let mut ctx = Ctx {
         var,
         shapes,
+        reads_var: HashMap::new(),
         acc: None,
     };
     ctx.backprop(e, Adj(num(1.0), Vec::new()))?;
@@ -446,72 +461,139 @@ fn is_num(e: &Expr, v: f64) -> bool {
     matches!(e, Expr::Num(x) if *x == v)
 }
 
-/// Bottom-up algebraic simplification, to a fixed point.
+/// Bottom-up algebraic simplification, to a fixed point. Each pass visits
+/// a subexpression shared by several parents once (`Memo`), so a pass is
+/// linear in the number of distinct nodes.
 pub fn simplify(e: Expr) -> Expr {
-    let mut cur = e;
+    let mut cur = Rc::new(e);
     for _ in 0..32 {
-        let next = simplify_once(cur.clone());
-        if next == cur {
+        let mut changed = false;
+        let next = simplify_shared(&cur, &mut Memo::new(), &mut changed);
+        cur = next;
+        if !changed {
             break;
         }
-        cur = next;
     }
-    cur
+    Rc::unwrap_or_clone(cur)
 }
 
-fn simplify_once(e: Expr) -> Expr {
-    use BinOp::*;
-    match e {
-        Expr::Neg(a) => match simplify_once(*a) {
-            Expr::Num(v) => Expr::Num(-v),
-            Expr::Neg(inner) => *inner,
-            x => neg(x),
-        },
-        Expr::Transpose(a) => match simplify_once(*a) {
-            Expr::Transpose(inner) => *inner,
-            x => Expr::Transpose(Box::new(x)),
-        },
-        Expr::Call(n, args) => Expr::Call(n, args.into_iter().map(simplify_once).collect()),
-        Expr::Bin(op, a, b) => {
-            let (a, b) = (simplify_once(*a), simplify_once(*b));
-            match (op, &a, &b) {
-                (_, Expr::Num(x), Expr::Num(y)) if op != MatMul => Expr::Num(match op {
-                    Add => x + y,
-                    Sub => x - y,
-                    Mul => x * y,
-                    Div => x / y,
-                    Pow => x.powf(*y),
-                    MatMul => unreachable!(),
-                }),
-                (Mul, _, _) if is_num(&a, 1.0) => b,
-                (Mul, _, _) if is_num(&b, 1.0) => a,
-                (Mul, _, _) if is_num(&a, 0.0) || is_num(&b, 0.0) => num(0.0),
-                (Mul, _, Expr::Num(_)) => bin(Mul, b, a), // numbers first
-                (Mul, Expr::Num(x), Expr::Bin(Mul, inner, rest))
-                    if matches!(**inner, Expr::Num(_)) =>
-                {
-                    let Expr::Num(y) = **inner else {
-                        unreachable!()
-                    };
-                    bin(Mul, num(x * y), (**rest).clone())
-                }
-                (Mul, _, Expr::Neg(inner)) => neg(bin(Mul, a.clone(), (**inner).clone())),
-                (Mul, Expr::Neg(inner), _) => neg(bin(Mul, (**inner).clone(), b.clone())),
-                (Add, _, _) if is_num(&a, 0.0) => b,
-                (Add | Sub, _, _) if is_num(&b, 0.0) => a,
-                (Sub, _, _) if is_num(&a, 0.0) => neg(b),
-                (Add, _, Expr::Neg(inner)) => bin(Sub, a.clone(), (**inner).clone()),
-                (Sub, _, Expr::Neg(inner)) => bin(Add, a.clone(), (**inner).clone()),
-                (Div, _, _) if is_num(&b, 1.0) => a,
-                (Pow, _, _) if is_num(&b, 1.0) => a,
-                (Pow, _, _) if is_num(&b, 0.0) => num(1.0),
-                // A @ (c·B) = (c·A) @ B: prints as `c * A @ B`
-                (MatMul, _, Expr::Bin(Mul, c, rest)) if matches!(**c, Expr::Num(_)) => {
-                    bin(MatMul, bin(Mul, (**c).clone(), a.clone()), (**rest).clone())
-                }
-                _ => bin(op, a, b),
+/// Each visited node's simplified form, by address (valid for one pass:
+/// the expression is not changed while it is walked).
+type Memo = HashMap<*const Expr, Rc<Expr>>;
+
+fn simplify_shared(e: &Rc<Expr>, memo: &mut Memo, changed: &mut bool) -> Rc<Expr> {
+    let key = Rc::as_ptr(e);
+    if let Some(done) = memo.get(&key) {
+        return done.clone();
+    }
+    let out = simplify_node(e, memo, changed);
+    if !Rc::ptr_eq(&out, e) {
+        *changed = true;
+    }
+    memo.insert(key, out.clone());
+    out
+}
+
+/// One rewrite of `e` on its simplified children; `e` itself (the same
+/// `Rc`) when nothing changes.
+fn simplify_node(e: &Rc<Expr>, memo: &mut Memo, changed: &mut bool) -> Rc<Expr> {
+    match &**e {
+        Expr::Neg(a) => {
+            let x = simplify_shared(a, memo, changed);
+            match &*x {
+                Expr::Num(v) => Rc::new(Expr::Num(-v)),
+                Expr::Neg(inner) => inner.clone(),
+                _ if Rc::ptr_eq(&x, a) => e.clone(),
+                _ => Rc::new(Expr::Neg(x)),
             }
         }
-        other => other,
+        Expr::Transpose(a) => {
+            let x = simplify_shared(a, memo, changed);
+            match &*x {
+                Expr::Transpose(inner) => inner.clone(),
+                _ if Rc::ptr_eq(&x, a) => e.clone(),
+                _ => Rc::new(Expr::Transpose(x)),
+            }
+        }
+        Expr::Call(name, args) => {
+            // Arguments belong to this call alone: simplified directly (a
+            // temporary `Rc` is no key for the memo).
+            let mut any = false;
+            let new: Vec<Expr> = args
+                .iter()
+                .map(|a| {
+                    let tmp = Rc::new(a.clone());
+                    let s = simplify_node(&tmp, memo, changed);
+                    if Rc::ptr_eq(&s, &tmp) {
+                        a.clone()
+                    } else {
+                        any = true;
+                        Rc::unwrap_or_clone(s)
+                    }
+                })
+                .collect();
+            if any {
+                Rc::new(Expr::Call(name.clone(), new))
+            } else {
+                e.clone()
+            }
+        }
+        Expr::Bin(op, a0, b0) => {
+            let (a, b) = (
+                simplify_shared(a0, memo, changed),
+                simplify_shared(b0, memo, changed),
+            );
+            if let Some(r) = rewrite_bin(*op, &a, &b) {
+                return r;
+            }
+            if Rc::ptr_eq(&a, a0) && Rc::ptr_eq(&b, b0) {
+                e.clone()
+            } else {
+                Rc::new(Expr::Bin(*op, a, b))
+            }
+        }
+        Expr::Num(_) | Expr::Var(_) => e.clone(),
+    }
+}
+
+/// The algebraic identities for `a op b` (both simplified), if one applies.
+fn rewrite_bin(op: BinOp, a: &Rc<Expr>, b: &Rc<Expr>) -> Option<Rc<Expr>> {
+    use BinOp::*;
+    let new = |e: Expr| Some(Rc::new(e));
+    let node = |op: BinOp, x: &Rc<Expr>, y: &Rc<Expr>| Expr::Bin(op, x.clone(), y.clone());
+    match (op, &**a, &**b) {
+        (_, Expr::Num(x), Expr::Num(y)) if op != MatMul => new(Expr::Num(match op {
+            Add => x + y,
+            Sub => x - y,
+            Mul => x * y,
+            Div => x / y,
+            Pow => x.powf(*y),
+            MatMul => unreachable!(),
+        })),
+        (Mul, _, _) if is_num(a, 1.0) => Some(b.clone()),
+        (Mul, _, _) if is_num(b, 1.0) => Some(a.clone()),
+        (Mul, _, _) if is_num(a, 0.0) || is_num(b, 0.0) => new(num(0.0)),
+        (Mul, _, Expr::Num(_)) => new(node(Mul, b, a)), // numbers first
+        (Mul, Expr::Num(x), Expr::Bin(Mul, inner, rest)) if matches!(**inner, Expr::Num(_)) => {
+            let Expr::Num(y) = **inner else {
+                unreachable!()
+            };
+            new(Expr::Bin(Mul, Rc::new(num(x * y)), rest.clone()))
+        }
+        (Mul, _, Expr::Neg(inner)) => new(Expr::Neg(Rc::new(node(Mul, a, inner)))),
+        (Mul, Expr::Neg(inner), _) => new(Expr::Neg(Rc::new(node(Mul, inner, b)))),
+        (Add, _, _) if is_num(a, 0.0) => Some(b.clone()),
+        (Add | Sub, _, _) if is_num(b, 0.0) => Some(a.clone()),
+        (Sub, _, _) if is_num(a, 0.0) => new(Expr::Neg(b.clone())),
+        (Add, _, Expr::Neg(inner)) => new(node(Sub, a, inner)),
+        (Sub, _, Expr::Neg(inner)) => new(node(Add, a, inner)),
+        (Div, _, _) if is_num(b, 1.0) => Some(a.clone()),
+        (Pow, _, _) if is_num(b, 1.0) => Some(a.clone()),
+        (Pow, _, _) if is_num(b, 0.0) => new(num(1.0)),
+        // A @ (c·B) = (c·A) @ B: prints as `c * A @ B`
+        (MatMul, _, Expr::Bin(Mul, c, rest)) if matches!(**c, Expr::Num(_)) => {
+            new(Expr::Bin(MatMul, Rc::new(node(Mul, c, a)), rest.clone()))
+        }
+        _ => None,
     }
 }

@@ -116,6 +116,20 @@ fn setup(args: &TrainArgs) -> Result<Setup, CliError> {
             if args.hidden == 0 {
                 return Err(CliError::Input("--hidden must be at least 1".into()));
             }
+            // Sized before anything is allocated: the weights, and the
+            // activations of a batch of the whole training set.
+            let params = args
+                .hidden
+                .checked_mul(64 + 1 + 10)
+                .and_then(|n| n.checked_add(10));
+            let activations = args.hidden.checked_mul(1797);
+            let limit = crate::eval::MAX_ELEMENTS;
+            if params.is_none_or(|n| n > limit) || activations.is_none_or(|n| n > limit) {
+                return Err(CliError::Input(format!(
+                    "--hidden {}: the model or its activations would exceed {limit} values (the command's limit)",
+                    args.hidden
+                )));
+            }
             let digits = data::digits(DType::F32)?;
             let (train, test) = digits.split(0.2, args.seed);
             let model = nn::mlp(

@@ -59,7 +59,7 @@ fn precedence_and_printing() {
     }
     assert_eq!(
         parse("-x^2").unwrap(),
-        Expr::Neg(Box::new(parse("x^2").unwrap()))
+        Expr::Neg(std::rc::Rc::new(parse("x^2").unwrap()))
     );
     assert_eq!(parse("2^3^2").unwrap(), parse("2^(3^2)").unwrap());
 }
