@@ -714,20 +714,7 @@ fn compare(
 }
 
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
-    let name = path
-        .file_name()
-        .ok_or_else(|| input(format!("{}: not a file path", path.display())))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    std::fs::write(&tmp, bytes)
-        .and_then(|_| std::fs::rename(&tmp, path))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            input(format!("{}: cannot write: {e}", path.display()))
-        })
+    chainrule::files::replace_file_with_bytes(path, bytes).map_err(lib)
 }
 
 /// Numbers for the fuzz test: evaluate an expression string on a fixed

@@ -340,30 +340,38 @@ pub fn parse_value(text: &str, dtype: DType, seed: u64, salt: u64) -> Result<Ten
                 })
                 .collect::<Result<_, _>>()?
         };
-        if element_count(&dims).is_none_or(|n| n > MAX_ELEMENTS) {
+        // The result's shape (eye(n) is n × n), sized before it is made.
+        let shape = match (name, dims.as_slice()) {
+            ("eye", &[n]) => vec![n, n],
+            ("eye" | "arange", d) if d.len() != 1 => {
+                return Err(err(format!("`{t}`: {name} takes one size")))
+            }
+            _ => dims.clone(),
+        };
+        if element_count(&shape).is_none_or(|n| n > MAX_ELEMENTS) {
             return Err(err(format!(
                 "`{t}`: more than {MAX_ELEMENTS} elements (the command's limit)"
             )));
         }
         let s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15).wrapping_add(salt);
-        return match name {
-            "randn" => Ok(Tensor::rand_normal(&dims, 0.0, 1.0, s, dtype)),
-            "rand" => Ok(Tensor::rand_uniform(&dims, 0.0, 1.0, s, dtype)),
-            "zeros" => Ok(Tensor::zeros(&dims, dtype)),
-            "ones" => Ok(Tensor::ones(&dims, dtype)),
-            "eye" if dims.len() == 1 => Ok(Tensor::eye(dims[0], dtype)),
-            "arange" if dims.len() == 1 => Ok(Tensor::arange(dims[0], dtype)),
-            "eye" | "arange" => Err(err(format!("`{t}`: {name} takes one size"))),
+        let made = match name {
+            "randn" => Tensor::try_rand_normal(&dims, 0.0, 1.0, s, dtype),
+            "rand" => Tensor::try_rand_uniform(&dims, 0.0, 1.0, s, dtype),
+            "zeros" => Tensor::try_zeros(&dims, dtype),
+            "ones" => Tensor::try_ones(&dims, dtype),
+            "eye" => Tensor::try_eye(dims[0], dtype),
+            "arange" => Tensor::try_arange(dims[0], dtype),
             other => {
                 let hint =
                     did_you_mean(other, &["randn", "rand", "zeros", "ones", "eye", "arange"])
                         .map(|s| format!(" (did you mean `{s}`?)"))
                         .unwrap_or_default();
-                Err(err(format!(
+                return Err(err(format!(
                     "`{t}`: unknown generator `{other}`{hint}; use randn, rand, zeros, ones, eye or arange"
-                )))
+                )));
             }
         };
+        return made.map_err(|e| err(format!("`{t}`: {e}")));
     }
     if t.starts_with('[') {
         let (data, shape) = parse_list(t)?;

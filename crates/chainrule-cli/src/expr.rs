@@ -511,6 +511,10 @@ impl Expr {
 }
 
 fn fmt_num(v: f64) -> String {
+    if v.is_infinite() {
+        // What parses back to the same number (`inf` would be a variable).
+        return if v > 0.0 { "1e999" } else { "-1e999" }.to_string();
+    }
     if v == v.trunc() && v.abs() < 1e15 {
         format!("{}", v as i64)
     } else {
@@ -532,7 +536,11 @@ impl fmt::Display for Expr {
             Expr::Var(v) => write!(f, "{v}"),
             Expr::Neg(e) => {
                 write!(f, "-")?;
-                wrap(e, 4, f)
+                // `--x` needs no parentheses (a minus takes a minus).
+                match &**e {
+                    Expr::Neg(_) => write!(f, "{e}"),
+                    _ => wrap(e, 4, f),
+                }
             }
             Expr::Transpose(e) => {
                 wrap(e, 5, f)?;

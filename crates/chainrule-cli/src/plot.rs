@@ -42,21 +42,8 @@ const COLORS: [RGBColor; 4] = [
 /// temporary name and renamed into place: never a partial file.
 pub fn write_png(path: &Path, panels: &[Panel]) -> Result<(), String> {
     register_font();
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| format!("{}: not a file path", path.display()))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}.png",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let drawn =
-        draw(&tmp, panels).and_then(|_| std::fs::rename(&tmp, path).map_err(|e| e.to_string()));
-    if let Err(e) = drawn {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!("{}: cannot write the plot: {e}", path.display()));
-    }
-    Ok(())
+    chainrule::files::replace_file(path, |tmp| draw(tmp, panels).map_err(std::io::Error::other))
+        .map_err(|e| format!("cannot write the plot: {e}"))
 }
 
 fn draw(path: &Path, panels: &[Panel]) -> Result<(), String> {

@@ -556,20 +556,27 @@ fn simplify_node(e: &Rc<Expr>, memo: &mut Memo, changed: &mut bool) -> Rc<Expr> 
     }
 }
 
+fn fold(op: BinOp, x: f64, y: f64) -> f64 {
+    match op {
+        BinOp::Add => x + y,
+        BinOp::Sub => x - y,
+        BinOp::Mul => x * y,
+        BinOp::Div => x / y,
+        BinOp::Pow => x.powf(y),
+        BinOp::MatMul => f64::NAN,
+    }
+}
+
 /// The algebraic identities for `a op b` (both simplified), if one applies.
 fn rewrite_bin(op: BinOp, a: &Rc<Expr>, b: &Rc<Expr>) -> Option<Rc<Expr>> {
     use BinOp::*;
     let new = |e: Expr| Some(Rc::new(e));
     let node = |op: BinOp, x: &Rc<Expr>, y: &Rc<Expr>| Expr::Bin(op, x.clone(), y.clone());
     match (op, &**a, &**b) {
-        (_, Expr::Num(x), Expr::Num(y)) if op != MatMul => new(Expr::Num(match op {
-            Add => x + y,
-            Sub => x - y,
-            Mul => x * y,
-            Div => x / y,
-            Pow => x.powf(*y),
-            MatMul => unreachable!(),
-        })),
+        // Folded only to a number the language can write (never NaN).
+        (_, Expr::Num(x), Expr::Num(y)) if op != MatMul && !fold(op, *x, *y).is_nan() => {
+            new(Expr::Num(fold(op, *x, *y)))
+        }
         (Mul, _, _) if is_num(a, 1.0) => Some(b.clone()),
         (Mul, _, _) if is_num(b, 1.0) => Some(a.clone()),
         (Mul, _, _) if is_num(a, 0.0) || is_num(b, 0.0) => new(num(0.0)),

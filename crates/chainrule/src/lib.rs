@@ -35,6 +35,7 @@ mod convert;
 pub mod data;
 mod dtype;
 pub mod error;
+pub mod files;
 pub mod forward;
 pub mod func;
 pub mod graph;

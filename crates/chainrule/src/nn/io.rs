@@ -27,9 +27,10 @@ fn to_bytes(t: &Tensor) -> (Dtype, Vec<u8>) {
     }
 }
 
-/// Writes named tensors to `path`. The file is written beside `path` under a
-/// temporary name and renamed into place, so a failure never leaves a
-/// partial file behind (and an existing file is replaced only on success).
+/// Writes named tensors to `path` through [`crate::files::replace_file`]: a
+/// failure never leaves a partial file behind, an existing file is replaced
+/// only once the new one is on disk, a symbolic link's target is written
+/// (the link stays), and a path that is not a regular file is refused.
 pub fn save_tensors(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Result<()> {
     let path = path.as_ref();
     let bytes: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
@@ -49,27 +50,21 @@ pub fn save_tensors(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Res
         .collect::<Result<Vec<_>>>()?;
     let encoded =
         safetensors::serialize(views, None).map_err(|e| Error::file(path, e.to_string()))?;
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| Error::file(path, "not a file path"))?;
-    let tmp = path.with_file_name(format!(
-        ".{}.tmp-{}",
-        file_name.to_string_lossy(),
-        std::process::id()
-    ));
-    let written = std::fs::write(&tmp, encoded).and_then(|_| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(Error::file(path, format!("cannot write: {e}")));
-    }
-    Ok(())
+    crate::files::replace_file_with_bytes(path, &encoded)
 }
 
 /// Reads every tensor of a safetensors file (F32 and F64 only), sorted by name.
 pub fn load_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
-    let file = SafeTensors::deserialize(&bytes)
+    parse_tensors(&bytes, path)
+}
+
+/// The tensors of safetensors `bytes` (F32 and F64 only), sorted by name;
+/// errors name `origin` (the file they came from).
+pub fn parse_tensors(bytes: &[u8], origin: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
+    let path = origin.as_ref();
+    let file = SafeTensors::deserialize(bytes)
         .map_err(|e| Error::file(path, format!("not a safetensors file: {e}")))?;
     let mut out = Vec::new();
     let mut names: Vec<&str> = file.names();
@@ -81,13 +76,13 @@ pub fn load_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
         let shape = view.shape().to_vec();
         let data = view.data();
         let tensor = match view.dtype() {
-            Dtype::F32 => Tensor::from_vec(
+            Dtype::F32 => Tensor::try_from_vec(
                 data.chunks_exact(4)
                     .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
                     .collect::<Vec<_>>(),
                 &shape,
             ),
-            Dtype::F64 => Tensor::from_vec(
+            Dtype::F64 => Tensor::try_from_vec(
                 data.chunks_exact(8)
                     .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
                     .collect::<Vec<_>>(),
@@ -99,7 +94,8 @@ pub fn load_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
                     format!("tensor `{name}` has dtype {other:?}; only F32 and F64 are supported"),
                 ))
             }
-        };
+        }
+        .map_err(|e| Error::file(path, format!("tensor `{name}`: {e}")))?;
         out.push((name.to_string(), tensor));
     }
     Ok(out)
