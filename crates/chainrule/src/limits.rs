@@ -40,12 +40,15 @@ fn physical_memory() -> Option<usize> {
 }
 
 /// The number of elements of `shape`, or an error naming `op` when the
-/// product does not fit in `usize` (a view of that shape could not be
-/// indexed).
+/// product of its non-zero sizes does not fit in `usize` (as NumPy, an
+/// empty shape is refused too: strides and the kernels' partial products
+/// of such a shape would overflow).
 pub(crate) fn checked_numel(op: &'static str, shape: &[usize]) -> Result<usize> {
-    shape
+    let nonzero = shape
         .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .try_fold(1usize, |n, &d| n.checked_mul(d.max(1)));
+    nonzero
+        .map(|n| if shape.contains(&0) { 0 } else { n })
         .ok_or_else(|| Error::TooLarge {
             op,
             shape: ShapeDisplay(shape.to_vec()),

@@ -164,14 +164,11 @@ fn too_large(r: Result<Tensor>) -> String {
 fn shape_products_that_overflow_are_errors() {
     let e = too_large(Tensor::try_from_vec(Vec::<f64>::new(), &[1 << 32, 1 << 32]));
     assert!(e.contains("from_vec") && e.contains("overflows"), "{e}");
-    let x = Tensor::zeros(&[0], DType::F64);
-    too_large(
-        x.try_reshape(&[1 << 32, 1 << 32, 0, 1 << 32])
-            .map(|_| x.clone())
-            .and_then(|_| {
-                Tensor::zeros(&[1], DType::F64).try_broadcast_to(&[1 << 32, 1 << 32, 1 << 32])
-            }),
-    );
+    let empty = Tensor::zeros(&[0], DType::F64);
+    too_large(empty.try_reshape(&[1 << 32, 1 << 32, 0, 1 << 32]));
+    too_large(Tensor::try_zeros(&[0, 1 << 40, 1 << 40], DType::F64));
+    let one = Tensor::zeros(&[1], DType::F64);
+    too_large(one.try_broadcast_to(&[1 << 32, 1 << 32, 1 << 32]));
     too_large(Tensor::try_zeros(&[1 << 32, 1 << 32], DType::F32));
 }
 
@@ -204,17 +201,6 @@ fn results_over_the_allocation_limit_are_errors() {
     let caught = std::panic::catch_unwind(|| big.exp()).unwrap_err();
     let msg = caught.downcast_ref::<String>().unwrap();
     assert!(msg.contains("exp") && msg.contains("too large"), "{msg}");
-}
-
-#[test]
-fn the_allocation_limit_can_be_lowered() {
-    // Set and restored within one test: the limit is global.
-    let before = chainrule::max_tensor_bytes();
-    chainrule::set_max_tensor_bytes(1024);
-    let r = Tensor::try_zeros(&[200], DType::F64);
-    let ok = Tensor::try_zeros(&[100], DType::F64);
-    chainrule::set_max_tensor_bytes(before);
-    assert!(r.is_err() && ok.is_ok());
 }
 
 #[test]
