@@ -53,11 +53,11 @@ pub enum Error {
     /// A shape whose element count overflows, or a result larger than
     /// [`crate::max_tensor_bytes`]: refused before anything is allocated.
     #[error("{op}: a result of shape {shape} is too large ({}; the limit is {limit} bytes, see chainrule::set_max_tensor_bytes)",
-        match bytes { Some(b) => format!("{b} bytes"), None => "its element count overflows".to_string() })]
+        match bytes { Some(b) => format!("{b} bytes"), None => "its size overflows usize".to_string() })]
     TooLarge {
         op: &'static str,
         shape: ShapeDisplay,
-        /// The bytes it would take (`None`: the element count overflows).
+        /// The bytes it would take (`None`: more than `usize` counts).
         bytes: Option<usize>,
         limit: usize,
     },

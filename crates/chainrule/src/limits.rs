@@ -67,7 +67,7 @@ pub(crate) fn check_alloc(op: &'static str, shape: &[usize], dtype: DType) -> Re
         bytes => Err(Error::TooLarge {
             op,
             shape: ShapeDisplay(shape.to_vec()),
-            bytes: Some(bytes.unwrap_or(usize::MAX)),
+            bytes,
             limit,
         }),
     }

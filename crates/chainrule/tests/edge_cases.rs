@@ -242,6 +242,7 @@ impl CustomOp for Faulty {
     fn vjp(&self, _x: &[Tensor], _y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
         match self.vjp {
             "panic" => panic!("the VJP fell over"),
+            "shape" => Ok(vec![Some(Tensor::zeros(&[5], g.dtype()))]),
             _ => Ok(vec![Some(g * 2.0)]),
         }
     }
@@ -272,6 +273,21 @@ fn a_panicking_custom_vjp_is_an_error() {
     let y = faulty("ok", "panic")(&x).unwrap();
     let e = y.backward().unwrap_err().to_string();
     assert!(e.contains("faulty") && e.contains("panicked"), "{e}");
+}
+
+#[test]
+fn a_custom_vjp_of_the_wrong_shape_is_the_users_error() {
+    let x = t(&[1.0, 2.0]).requires_grad();
+    let e = faulty("ok", "shape")(&x)
+        .unwrap()
+        .backward()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("custom op `faulty`") && e.contains("[5]") && !e.contains("internal"),
+        "{e}"
+    );
+    assert!(func::jacrev(faulty("ok", "shape"), &t(&[1.0, 2.0])).is_err());
 }
 
 #[test]

@@ -275,11 +275,18 @@ fn run_rule(
         if let (true, Some(gi)) = (needs[j], gi) {
             let input = &saved.inputs[j];
             if gi.shape() != input.shape() || gi.dtype() != input.dtype() {
+                // A custom op's rule is the user's code; any other is ours.
+                let whose = match op.prim {
+                    crate::ops::Prim::Custom(_) => "custom op",
+                    _ => "internal error: built-in op",
+                };
                 return Err(Error::Backward {
                     msg: format!(
-                        "internal error: the VJP of `{}` returned a gradient of shape {:?} for an input of shape {:?}",
+                        "{whose} `{}`: its VJP returned a gradient of {:?} {:?} for an input of {:?} {:?}",
                         op.prim.name(),
+                        gi.dtype(),
                         gi.shape(),
+                        input.dtype(),
                         input.shape()
                     ),
                 });
