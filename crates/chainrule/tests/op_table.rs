@@ -713,6 +713,70 @@ fn hessians_agree(row: &Row, seed: u64) -> Result<(), String> {
     Ok(())
 }
 
+/// `Σ f ⊙ w` of a row and its gradient by each input, in eager mode.
+fn eager_weighted_sum(
+    row: &Row,
+    inputs: &[Tensor],
+    w: &Tensor,
+) -> Result<(Tensor, Vec<Tensor>), String> {
+    let leaves: Vec<Tensor> = inputs.iter().map(|t| t.clone().requires_grad()).collect();
+    let z = ((row.f)(&leaves) * w).sum();
+    let refs: Vec<&Tensor> = leaves.iter().collect();
+    let grads = if z.needs_grad() {
+        autograd::grad(&[&z], &refs).map_err(|e| e.to_string())?
+    } else {
+        inputs.iter().map(|t| t.zeros_like()).collect()
+    };
+    Ok((z.detach(), grads))
+}
+
+/// `Σ f ⊙ w` traced on `traced_on` (inputs `x0`, `x1`…) and differentiated
+/// graph to graph: outputs the value, then the gradient by each input.
+fn weighted_sum_graph(row: &Row, traced_on: &[Tensor], w: &Tensor) -> Result<Graph, String> {
+    let names = input_names(traced_on.len());
+    let feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(traced_on).collect();
+    let graph =
+        Graph::trace(&feeds, |xs| Ok(vec![((row.f)(xs) * w).sum()])).map_err(|e| e.to_string())?;
+    let wrt: Vec<&str> = names.iter().map(String::as_str).collect();
+    graph.gradients(0, &wrt).map_err(|e| e.to_string())
+}
+
+fn input_names(n: usize) -> Vec<String> {
+    (0..n).map(|i| format!("x{i}")).collect()
+}
+
+type Compare = fn(&str, &Tensor, &Tensor) -> Result<(), String>;
+
+/// Runs the gradient graph on `inputs`, as built and optimized, and compares
+/// its value and gradients with eager mode's by `same`.
+fn graph_equals_eager(
+    graph: &Graph,
+    row: &Row,
+    inputs: &[Tensor],
+    w: &Tensor,
+    label: &str,
+    same: Compare,
+) -> Result<(), String> {
+    let (value, grads) = eager_weighted_sum(row, inputs, w)?;
+    let names = input_names(inputs.len());
+    let feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(inputs).collect();
+    for (kind, g) in [
+        ("unoptimized", graph.clone()),
+        ("optimized", graph.optimize()),
+    ] {
+        let out = g.compile().run(&feeds).map_err(|e| e.to_string())?;
+        same(&format!("{label} {kind} graph value"), &out[0], &value)?;
+        for (i, (got, want)) in out[1..].iter().zip(&grads).enumerate() {
+            same(&format!("{label} {kind} graph gradient {i}"), got, want)?;
+        }
+    }
+    Ok(())
+}
+
+fn close_graph(what: &str, a: &Tensor, b: &Tensor) -> Result<(), String> {
+    close(what, a, b, 1e-12, 1e-10)
+}
+
 /// The row as an explicit graph: `Σ f ⊙ w` and its gradients, traced on one
 /// set of inputs, run on another.
 fn graph_mode_agrees(row: &Row, seed: u64) -> Result<(), String> {
@@ -720,55 +784,14 @@ fn graph_mode_agrees(row: &Row, seed: u64) -> Result<(), String> {
     let (shapes, traced_on) = row_inputs(row, &mut rng);
     let fail = |e: String| format!("{}: shapes {:?}: {e}", row.name, shapes);
     let w = values(&mut rng, (row.f)(&traced_on).shape(), Any);
-    let names: Vec<String> = (0..traced_on.len()).map(|i| format!("x{i}")).collect();
-    let feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&traced_on).collect();
-    let graph = Graph::trace(&feeds, |xs| Ok(vec![((row.f)(xs) * &w).sum()]))
-        .map_err(|e| fail(e.to_string()))?;
-    let wrt: Vec<&str> = names.iter().map(String::as_str).collect();
-    let with_grads = graph.gradients(0, &wrt).map_err(|e| fail(e.to_string()))?;
+    let graph = weighted_sum_graph(row, &traced_on, &w).map_err(fail)?;
     // fresh inputs of the same shapes and domains
     let fresh: Vec<Tensor> = shapes
         .iter()
         .zip(row.domains)
         .map(|(s, &d)| values(&mut rng, s, d))
         .collect();
-    let leaves: Vec<Tensor> = fresh.iter().map(|t| t.clone().requires_grad()).collect();
-    let z = ((row.f)(&leaves) * &w).sum();
-    let refs: Vec<&Tensor> = leaves.iter().collect();
-    let eager_grads = if z.needs_grad() {
-        autograd::grad(&[&z], &refs).map_err(|e| fail(e.to_string()))?
-    } else {
-        fresh.iter().map(|t| t.zeros_like()).collect()
-    };
-    let run_feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&fresh).collect();
-    for (label, g) in [
-        ("unoptimized", with_grads.clone()),
-        ("optimized", with_grads.optimize()),
-    ] {
-        let out = g
-            .compile()
-            .run(&run_feeds)
-            .map_err(|e| fail(e.to_string()))?;
-        close(
-            &format!("{label} graph value"),
-            &out[0],
-            &z.detach(),
-            1e-12,
-            1e-12,
-        )
-        .map_err(fail)?;
-        for (i, (got, want)) in out[1..].iter().zip(&eager_grads).enumerate() {
-            close(
-                &format!("{label} graph gradient {i}"),
-                got,
-                want,
-                1e-12,
-                1e-10,
-            )
-            .map_err(fail)?;
-        }
-    }
-    Ok(())
+    graph_equals_eager(&graph, row, &fresh, &w, "fresh inputs:", close_graph).map_err(fail)
 }
 
 /// Equal, or the same non-finite value (NaN, ±inf), entry by entry.
@@ -805,12 +828,8 @@ fn graph_follows_rescaled_inputs(row: &Row, seed: u64) -> Result<(), String> {
     let mut rng = StdRng::seed_from_u64(seed);
     let (shapes, traced_on) = row_inputs(row, &mut rng);
     let fail = |e: String| format!("{}: shapes {:?}: {e}", row.name, shapes);
-    let names: Vec<String> = (0..traced_on.len()).map(|i| format!("x{i}")).collect();
-    let feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&traced_on).collect();
-    let graph =
-        Graph::trace(&feeds, |xs| Ok(vec![(row.f)(xs).sum()])).map_err(|e| fail(e.to_string()))?;
-    let wrt: Vec<&str> = names.iter().map(String::as_str).collect();
-    let with_grads = graph.gradients(0, &wrt).map_err(|e| fail(e.to_string()))?;
+    let w = Tensor::ones((row.f)(&traced_on).shape(), traced_on[0].dtype());
+    let graph = weighted_sum_graph(row, &traced_on, &w).map_err(fail)?;
     let transforms: [(&str, Move); 4] = [
         ("x100", |x| x * 100.0),
         ("x1e-3", |x| x * 1e-3),
@@ -819,29 +838,7 @@ fn graph_follows_rescaled_inputs(row: &Row, seed: u64) -> Result<(), String> {
     ];
     for (label, move_input) in transforms {
         let moved: Vec<Tensor> = traced_on.iter().map(move_input).collect();
-        let leaves: Vec<Tensor> = moved.iter().map(|t| t.clone().requires_grad()).collect();
-        let z = (row.f)(&leaves).sum();
-        let refs: Vec<&Tensor> = leaves.iter().collect();
-        let eager_grads = if z.needs_grad() {
-            autograd::grad(&[&z], &refs).map_err(|e| fail(e.to_string()))?
-        } else {
-            moved.iter().map(|t| t.zeros_like()).collect()
-        };
-        let run_feeds: Vec<(&str, &Tensor)> =
-            names.iter().map(String::as_str).zip(&moved).collect();
-        for (kind, g) in [
-            ("plain", with_grads.clone()),
-            ("optimized", with_grads.optimize()),
-        ] {
-            let out = g
-                .compile()
-                .run(&run_feeds)
-                .map_err(|e| fail(e.to_string()))?;
-            same_values(&format!("{label} {kind} value"), &out[0], &z.detach()).map_err(fail)?;
-            for (i, (got, want)) in out[1..].iter().zip(&eager_grads).enumerate() {
-                same_values(&format!("{label} {kind} gradient {i}"), got, want).map_err(fail)?;
-            }
-        }
+        graph_equals_eager(&graph, row, &moved, &w, label, same_values).map_err(fail)?;
     }
     Ok(())
 }
