@@ -74,10 +74,15 @@ impl Tensor {
     /// This tensor as a graph node keeps it: the same values, node and
     /// tangents, without ownership of a leaf's gradient slot (which would
     /// make a cycle through a `create_graph` gradient).
+    #[inline]
     pub(crate) fn for_saving(&self) -> Tensor {
         if self.0.grad_slot.is_none() && self.0.dual.is_none() {
             return self.clone();
         }
+        self.copy_without_grad_slot()
+    }
+
+    fn copy_without_grad_slot(&self) -> Tensor {
         let copy = Tensor(Arc::new(TensorImpl {
             storage: self.0.storage.clone(),
             layout: self.0.layout.clone(),
