@@ -17,25 +17,10 @@ use chainrule::{Error, Result};
 use std::path::Path;
 
 /// `data/<rel>` of this crate: the ADBench files the tests read, shipped with
-/// the repository (see `data/README.md`).
+/// the repository (see `data/README.md`). The benchmarks read the larger
+/// instances from the team's shared folder instead (`chainrule-bench`).
 pub fn test_data(rel: &str) -> std::path::PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("data").join(rel)
-}
-
-/// `shared/adbench/<rel>` from the team's shared folder: `$CHAINRULE_SHARED`,
-/// or the first ancestor of this crate holding `shared/adbench` (the folder
-/// beside the checkout). Only the benchmarks read it; tests read [`test_data`].
-pub fn shared_data(rel: &str) -> std::path::PathBuf {
-    let root = std::env::var_os("CHAINRULE_SHARED")
-        .map(std::path::PathBuf::from)
-        .or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .ancestors()
-                .map(|a| a.join("shared"))
-                .find(|s| s.join("adbench").is_dir())
-        })
-        .expect("the ADBench data: shared/adbench beside the checkout, or set CHAINRULE_SHARED");
-    root.join("adbench").join(rel)
 }
 
 /// Every whitespace-separated number of a file, in order.

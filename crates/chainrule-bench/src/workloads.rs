@@ -328,8 +328,21 @@ pub fn mlp() -> Case {
     }
 }
 
+/// `shared/adbench/<rel>` from the team's shared folder: `$CHAINRULE_SHARED`,
+/// or the first ancestor of this crate holding `shared/adbench` (the folder
+/// beside the checkout). Only the benchmarks read it; the tests read the
+/// instances shipped in `chainrule-adbench/data`.
 fn adbench_file(rel: &str) -> std::path::PathBuf {
-    chainrule_adbench::shared_data(rel)
+    let root = std::env::var_os("CHAINRULE_SHARED")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .ancestors()
+                .map(|a| a.join("shared"))
+                .find(|s| s.join("adbench").is_dir())
+        })
+        .expect("the ADBench data: shared/adbench beside the checkout, or set CHAINRULE_SHARED");
+    root.join("adbench").join(rel)
 }
 
 /// ADBench GMM: the objective and its full gradient (α, μ, icf), f64.

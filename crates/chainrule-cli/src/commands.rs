@@ -1,7 +1,7 @@
 //! `chainrule eval | grad | jacobian | hessian | jvp`: an expression, its
 //! value and derivatives in any mode, compared, explained, drawn.
 
-use crate::eval::{eval, parse_value, Env, MAX_ELEMENTS};
+use crate::eval::{all_finite, eval, parse_value, Env, MAX_ELEMENTS};
 use crate::expr::{parse, Expr};
 use crate::{explain, inputs, svg, symbolic, CliError};
 use chainrule::graph::Graph;
@@ -464,10 +464,6 @@ fn check_result_sizes(
         }
     }
     Ok(())
-}
-
-fn all_finite(t: &Tensor) -> bool {
-    t.to_vec_f64().iter().all(|v| v.is_finite())
 }
 
 /// A derivative with a NaN or an infinity where the value and the inputs

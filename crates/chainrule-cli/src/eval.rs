@@ -116,8 +116,7 @@ fn eval_op(
         }
     };
     let (value, op_name) = apply(e, &args)?;
-    let finite = |t: &Tensor| t.to_vec_f64().iter().all(|v| v.is_finite());
-    if !finite(&value) && args.iter().all(finite) {
+    if !all_finite(&value) && args.iter().all(all_finite) {
         return Err(err(format!(
             "`{op_name}` produced a NaN or infinity, the first op to do so: `{e}` (its operands were finite)"
         )));
@@ -139,6 +138,11 @@ fn eval_op(
         None => Operand::Num(f64::NAN),
     };
     Ok((value, operand))
+}
+
+/// Whether every entry of `t` is finite (no NaN, no infinity).
+pub fn all_finite(t: &Tensor) -> bool {
+    t.to_vec_f64().iter().all(|v| v.is_finite())
 }
 
 /// `a, b, …, z, a1, b1, …`: the note's names for intermediates.

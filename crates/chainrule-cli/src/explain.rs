@@ -3,7 +3,7 @@
 //! rule accumulated step by step (from the output back in reverse mode, from
 //! the input forward in forward mode), each factor with its shape.
 
-use crate::eval::{eval, Env, Operand, Step};
+use crate::eval::{all_finite, eval, Env, Operand, Step};
 use crate::expr::{BinOp, Expr};
 use chainrule::{autograd, func, DType, Tensor};
 use std::fmt::Write;
@@ -109,20 +109,51 @@ fn local_rule(step: &Step, k: usize, steps: &[Step]) -> String {
     }
 }
 
+/// `e` evaluated with `var` as a fresh leaf, every op recorded as a step.
+struct Recorded {
+    steps: Vec<Step>,
+    leaf: Tensor,
+    z: Tensor,
+}
+
+impl Recorded {
+    fn new(e: &Expr, env: &Env, var: &str, dtype: DType) -> Result<Recorded, String> {
+        let mut env2 = env.clone();
+        let leaf = env[var].detach().requires_grad();
+        env2.insert(var.to_string(), leaf.clone());
+        let mut steps = Some(Vec::new());
+        let z = eval(e, &env2, dtype, &mut steps)?;
+        Ok(Recorded {
+            steps: steps.unwrap_or_default(),
+            leaf,
+            z,
+        })
+    }
+
+    /// `∂z/∂step` for every step, then `∂z/∂var`, by one reverse pass.
+    fn adjoints(&self) -> Result<Vec<Tensor>, String> {
+        let targets: Vec<&Tensor> = self
+            .steps
+            .iter()
+            .map(|s| &s.value)
+            .chain([&self.leaf])
+            .collect();
+        if !self.z.needs_grad() {
+            return Ok(targets.iter().map(|t| t.zeros_like()).collect());
+        }
+        autograd::grad(&[&self.z], &targets).map_err(|e| e.to_string())
+    }
+}
+
 /// Where a gradient first stops being finite, read from the output back:
 /// the first step whose own adjoint is finite but which hands a NaN or an
 /// infinity to an operand (its local derivative is not finite there). A
 /// phrase for an error message, or `None` when no step does.
 pub fn first_non_finite_rule(e: &Expr, env: &Env, var: &str, dtype: DType) -> Option<String> {
-    let mut env2 = env.clone();
-    let leaf = env.get(var)?.detach().requires_grad();
-    env2.insert(var.to_string(), leaf.clone());
-    let mut steps = Some(Vec::new());
-    let z = eval(e, &env2, dtype, &mut steps).ok()?;
-    let steps = steps.unwrap_or_default();
-    let targets: Vec<&Tensor> = steps.iter().map(|s| &s.value).chain([&leaf]).collect();
-    let adj = autograd::grad(&[&z], &targets).ok()?;
-    let finite = |t: &Tensor| t.to_vec_f64().iter().all(|v| v.is_finite());
+    env.get(var)?;
+    let rec = Recorded::new(e, env, var, dtype).ok()?;
+    let adj = rec.adjoints().ok()?;
+    let (steps, finite) = (&rec.steps, all_finite);
     steps.iter().enumerate().rev().find_map(|(i, s)| {
         let bad_operand = s.operands.iter().any(|o| match o {
             Operand::Step(j) => !finite(&adj[*j]),
@@ -196,28 +227,25 @@ pub fn explain(
 ) -> Result<String, String> {
     let mut out = String::new();
     // Intermediates recorded with their tensors, var as a leaf.
-    let mut env2 = env.clone();
-    let leaf = env[var].detach().requires_grad();
-    env2.insert(var.to_string(), leaf.clone());
-    let mut steps = Some(Vec::new());
-    let z = eval(e, &env2, dtype, &mut steps)?;
-    let mut steps = steps.unwrap_or_default();
+    let mut rec = Recorded::new(e, env, var, dtype)?;
+    let z = rec.z.clone();
     if z.numel() != 1 {
         return Err(format!(
             "--explain needs a single-valued expression, this one has shape {:?}",
             z.shape()
         ));
     }
-    if let Some(last) = steps.last_mut() {
+    if let Some(last) = rec.steps.last_mut() {
         last.name = "z".into();
     }
+    let (steps, leaf) = (rec.steps.as_slice(), &rec.leaf);
     let n = leaf.numel();
     writeln!(
         out,
         "Decomposition into intermediate variables (the forward pass):"
     )
     .unwrap();
-    for s in &steps {
+    for s in steps {
         writeln!(
             out,
             "  {} = {:<24} shape {:<10} value {}",
@@ -228,10 +256,10 @@ pub fn explain(
         )
         .unwrap();
     }
-    writeln!(out, "  ({var} has shape {}: n = {n})", shape_text(&leaf)).unwrap();
+    writeln!(out, "  ({var} has shape {}: n = {n})", shape_text(leaf)).unwrap();
     // A step is on the path from var when one of its operands is.
     let mut on_path: Vec<bool> = Vec::with_capacity(steps.len());
-    for s in &steps {
+    for s in steps {
         let reads = s.operands.iter().any(|o| match o {
             Operand::Step(j) => on_path[*j],
             Operand::Var(v) => v == var,
@@ -240,17 +268,7 @@ pub fn explain(
         on_path.push(reads);
     }
     if !forward {
-        // Adjoints of every intermediate by one reverse pass.
-        let targets: Vec<&Tensor> = steps
-            .iter()
-            .map(|s| &s.value)
-            .chain(std::iter::once(&leaf))
-            .collect();
-        let adj = if z.needs_grad() {
-            autograd::grad(&[&z], &targets).map_err(|e| e.to_string())?
-        } else {
-            targets.iter().map(|t| t.zeros_like()).collect()
-        };
+        let adj = rec.adjoints()?;
         writeln!(
             out,
             "\nReverse accumulation (from z back to {var}; ∂z/∂u is a row (1, size of u)):"
@@ -276,7 +294,7 @@ pub fn explain(
                     s.name,
                     s.name,
                     s.name,
-                    local_rule(s, k, &steps),
+                    local_rule(s, k, steps),
                     layout(1, onumel),
                     layout(1, ks),
                     layout(ks, onumel),
@@ -289,7 +307,7 @@ pub fn explain(
             out,
             "\nGradient: ∂z/∂{var} = {}  (stored in {var}'s shape {})",
             abbreviate(&adj[steps.len()]),
-            shape_text(&leaf)
+            shape_text(leaf)
         )
         .unwrap();
     } else {
@@ -322,7 +340,7 @@ pub fn explain(
                     format!(
                         "∂{}/∂{oname} · ∂{oname}/∂{var}  [local {}]  {} = {}{}",
                         s.name,
-                        local_rule(s, k, &steps),
+                        local_rule(s, k, steps),
                         layout(ks, n),
                         layout(ks, on),
                         layout(on, n)
@@ -352,7 +370,7 @@ pub fn explain(
             out,
             "\nGradient: ∂z/∂{var} = {}  (stored in {var}'s shape {})",
             abbreviate(&g),
-            shape_text(&leaf)
+            shape_text(leaf)
         )
         .unwrap();
     }

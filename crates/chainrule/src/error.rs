@@ -109,24 +109,6 @@ impl Error {
         }
     }
 
-    /// This error reported as `op`'s (a size refused inside a helper).
-    pub(crate) fn for_op(self, op: &'static str) -> Self {
-        match self {
-            Error::TooLarge {
-                shape,
-                bytes,
-                limit,
-                ..
-            } => Error::TooLarge {
-                op,
-                shape,
-                bytes,
-                limit,
-            },
-            other => other,
-        }
-    }
-
     pub(crate) fn invalid(op: &'static str, msg: impl Into<String>) -> Self {
         Error::InvalidArgument {
             op,

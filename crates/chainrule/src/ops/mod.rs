@@ -254,9 +254,10 @@ impl Prim {
             return Some(movement::concat_jvp(inputs, *axis, tangents));
         }
         // The remaining primitives have one differentiable input.
-        let t = tangents[0]
-            .as_ref()
-            .filter(|_| !matches!(self, Prim::StopGradient))?;
+        if let Prim::StopGradient = self {
+            return None; // no derivative flows through it
+        }
+        let t = tangents[0].as_ref()?;
         let k = crate::forward::batch_axes(t, x);
         let prefix = batch_prefix(t, x);
         Some(match self {

@@ -187,9 +187,9 @@ impl Tensor {
         }
         let mut shape: Vec<usize> = self.shape().to_vec();
         shape[axis] = size;
-        let out = Tensor::try_zeros(&shape, self.dtype()).map_err(|e| e.for_op("pad"))?;
+        let numel = crate::limits::check_alloc("pad", &shape, self.dtype())?;
         let out = with_dtype!(self.dtype(), T => {
-            let mut buf: Vec<T> = out.to_vec();
+            let mut buf = vec![T::zero(); numel];
             let dst = Layout::contiguous(&shape).narrow(axis, start, len);
             for (d, s) in dst.offsets().zip(self.layout().offsets()) {
                 buf[d] = self.buffer::<T>()[s];
