@@ -26,6 +26,8 @@ pub trait Element: Float + Sum + Debug + Default + Send + Sync + 'static {
     const DTYPE: DType;
     fn of(v: f64) -> Self;
     fn f64(self) -> f64;
+    /// The error function (`num_traits::Float` has none).
+    fn erf(self) -> Self;
 }
 
 impl Element for f32 {
@@ -38,6 +40,10 @@ impl Element for f32 {
     fn f64(self) -> f64 {
         self as f64
     }
+    #[inline(always)]
+    fn erf(self) -> Self {
+        libm::erff(self)
+    }
 }
 
 impl Element for f64 {
@@ -49,5 +55,9 @@ impl Element for f64 {
     #[inline(always)]
     fn f64(self) -> f64 {
         self
+    }
+    #[inline(always)]
+    fn erf(self) -> Self {
+        libm::erf(self)
     }
 }

@@ -22,11 +22,9 @@
 //! run over dual tensors (`create_graph`) propagates tangents, so `jvp` of a
 //! `grad` (forward-over-reverse Hessian-vector products) works too.
 //!
-//! **Batched tangents.** A tangent may have one extra leading axis (`(B,) +
-//! primal shape`): B directions pushed through one pass. [`crate::func::jacfwd`]
-//! and [`crate::func::hessian`] use it to get a whole Jacobian from one forward
-//! pass. Every JVP rule handles the extra axis; at most one level per thread
-//! is batched at a time.
+//! Forward mode is one interpreter of the stack ([`crate::interp`]): each
+//! open level claims the ops on tensors that carry its tangent. `jacfwd`
+//! pushes many directions at once by `vmap` of `jvp` (see [`crate::func`]).
 //!
 //! ```
 //! use chainrule::{forward::DualLevel, Tensor};
@@ -43,10 +41,11 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::interp::Interpreter;
 use crate::ops::Prim;
 use crate::tensor::{Tensor, TensorImpl};
 use smallvec::SmallVec;
-use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::sync::Arc;
 
 /// The forward-mode part of a tensor: its tangent at `level`, and the tensor
@@ -58,21 +57,35 @@ pub(crate) struct Dual {
     pub tangent: Tensor,
 }
 
-thread_local! {
-    /// The levels open on this thread, innermost last.
-    static ACTIVE: RefCell<Vec<u32>> = const { RefCell::new(Vec::new()) };
-    static NEXT_LEVEL: Cell<u32> = const { Cell::new(1) };
-    /// The batched level open on this thread, if any.
-    static BATCHED: Cell<Option<u32>> = const { Cell::new(None) };
+/// One open level as an interpreter: it claims the ops on tensors carrying
+/// its tangent, computes the primal result below, and the tangent by the
+/// op's JVP rule.
+struct DualInterpreter {
+    level: u32,
+}
+
+impl Interpreter for DualInterpreter {
+    fn claims(&self, inputs: &[&Tensor]) -> bool {
+        inputs.iter().any(|t| tangent_at(t, self.level).is_some())
+    }
+
+    fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
+        let stripped: SmallVec<[Tensor; 3]> = inputs.iter().map(|t| strip(t, self.level)).collect();
+        let refs: SmallVec<[&Tensor; 3]> = stripped.iter().collect();
+        let primal_out = crate::interp::bind(prim.clone(), &refs)?;
+        let tangents: SmallVec<[Option<Tensor>; 3]> = inputs
+            .iter()
+            .map(|t| tangent_at(t, self.level).cloned())
+            .collect();
+        Ok(match prim.jvp(&stripped, &primal_out, &tangents)? {
+            Some(t) => wrap(primal_out, self.level, t),
+            None => primal_out,
+        })
+    }
 }
 
 fn is_active(level: u32) -> bool {
-    ACTIVE.with(|a| a.borrow().contains(&level))
-}
-
-/// Whether a batched level is open on this thread (batched tangents don't nest).
-pub(crate) fn batched_level_open() -> bool {
-    BATCHED.with(|b| b.get().is_some())
+    crate::interp::is_open(level)
 }
 
 /// A forward-mode level: tensors made dual through it carry tangents that
@@ -81,45 +94,22 @@ pub(crate) fn batched_level_open() -> bool {
 /// creation (as scopes do).
 pub struct DualLevel {
     level: u32,
-    batched: bool,
 }
 
 impl DualLevel {
     /// Opens a fresh level on this thread.
     #[allow(clippy::new_without_default)] // opening a level is an action, not a default value
     pub fn new() -> DualLevel {
-        let level = NEXT_LEVEL.with(|n| {
-            let l = n.get();
-            n.set(l + 1);
-            l
-        });
-        ACTIVE.with(|a| a.borrow_mut().push(level));
-        DualLevel {
-            level,
-            batched: false,
-        }
-    }
-
-    /// A level whose tangents carry a leading batch axis (one pass pushes B
-    /// directions); `None` when a batched level is already open on this thread.
-    pub(crate) fn new_batched() -> Option<DualLevel> {
-        if batched_level_open() {
-            return None;
-        }
-        let mut level = DualLevel::new();
-        level.batched = true;
-        BATCHED.with(|b| b.set(Some(level.level)));
-        Some(level)
+        let level = crate::interp::fresh_id();
+        crate::interp::push(level, Rc::new(DualInterpreter { level }));
+        DualLevel { level }
     }
 
     /// `primal` carrying `tangent` at this level. The tangent has the primal's
     /// shape and dtype. Whatever `primal` already carries (its reverse-mode
     /// node, its tangents at other levels) is kept.
     pub fn make_dual(&self, primal: &Tensor, tangent: &Tensor) -> Result<Tensor> {
-        let batch_ok = self.batched
-            && tangent.ndim() == primal.ndim() + 1
-            && tangent.shape()[1..] == *primal.shape();
-        if tangent.shape() != primal.shape() && !batch_ok {
+        if tangent.shape() != primal.shape() {
             return Err(Error::shapes_detail(
                 "make_dual",
                 primal.shape(),
@@ -137,53 +127,29 @@ impl DualLevel {
     pub fn unpack(&self, t: &Tensor) -> (Tensor, Option<Tensor>) {
         (strip(t, self.level), tangent_at(t, self.level).cloned())
     }
-
-    /// This level's tangent of `t` (zeros of the primal's shape — or with the
-    /// batch axis, for a batched level of `batch` directions — when `t` does
-    /// not depend on this level).
-    pub(crate) fn tangent_or_zeros(&self, t: &Tensor, batch: Option<usize>) -> Tensor {
-        match tangent_at(t, self.level) {
-            Some(tan) => tan.clone(),
-            None => {
-                let mut shape: Vec<usize> = batch.into_iter().collect();
-                shape.extend_from_slice(t.shape());
-                Tensor::zeros(&shape, t.dtype())
-            }
-        }
-    }
 }
 
 impl Drop for DualLevel {
     fn drop(&mut self) {
-        let _ = ACTIVE.try_with(|a| {
-            let mut a = a.borrow_mut();
-            if let Some(i) = a.iter().rposition(|&l| l == self.level) {
-                a.remove(i);
-            }
-        });
-        if self.batched {
-            let _ = BATCHED.try_with(|b| b.set(None));
-        }
+        crate::interp::pop(self.level);
     }
 }
 
 /// `primal` carrying `tangent` at `level` (same buffer, same node).
 fn wrap(primal: Tensor, level: u32, tangent: Tensor) -> Tensor {
-    let traced = crate::graph::trace::active().then(|| primal.clone());
     let out = Tensor(Arc::new(TensorImpl {
         storage: primal.storage().clone(),
         layout: primal.layout().clone(),
         node: primal.node().cloned(),
         grad_slot: primal.0.grad_slot.clone(),
+        batch: None,
         dual: Some(Dual {
             level,
-            primal,
+            primal: primal.clone(),
             tangent,
         }),
     }));
-    if let Some(p) = traced {
-        crate::graph::trace::alias(&p, &out);
-    }
+    crate::interp::same_value(&primal, &out);
     out
 }
 
@@ -215,123 +181,19 @@ pub(crate) fn strip(t: &Tensor, level: u32) -> Tensor {
 
 /// Whether `t` carries a tangent at an open level.
 pub(crate) fn has_tangent(t: &Tensor) -> bool {
-    highest_open_level(t).is_some()
-}
-
-fn highest_open_level(t: &Tensor) -> Option<u32> {
     let mut cur = t;
-    let mut best: Option<u32> = None;
     while let Some(d) = &cur.0.dual {
-        if best.is_none_or(|b| d.level > b) && is_active(d.level) {
-            best = Some(d.level);
+        if is_active(d.level) {
+            return true;
         }
         cur = &d.primal;
     }
-    best
+    false
 }
 
-/// `t` as a fresh reverse-mode leaf at every level of its dual chain, so
-/// that the primal seen by each level's rules is tracked too.
-pub(crate) fn as_leaf(t: &Tensor) -> Tensor {
-    match &t.0.dual {
-        None => Tensor::new_leaf(t.storage().clone(), t.layout().clone()),
-        Some(d) => wrap(as_leaf(&d.primal), d.level, d.tangent.clone()),
-    }
-}
-
-/// Forward mode's half of [`crate::ops::record`]: gives `out` (computed from
-/// the inputs' values) the tangent of every open level its inputs carry.
-pub(crate) fn attach_tangents(
-    prim: &Prim,
-    inputs: &[&Tensor],
-    out: Tensor,
-) -> crate::Result<Tensor> {
-    let Some(level) = inputs.iter().filter_map(|t| highest_open_level(t)).max() else {
-        return Ok(out);
-    };
-    let stripped: SmallVec<[Tensor; 3]> = inputs.iter().map(|t| strip(t, level)).collect();
-    let tangents: SmallVec<[Option<Tensor>; 3]> = inputs
-        .iter()
-        .map(|t| tangent_at(t, level).cloned())
-        .collect();
-    let refs: SmallVec<[&Tensor; 3]> = stripped.iter().collect();
-    // The output without this level: lower levels attached first, so that a
-    // rule reading the output sees it with those levels' tangents.
-    let primal_out = attach_tangents(prim, &refs, out)?;
-    Ok(match prim.jvp(&stripped, &primal_out, &tangents)? {
-        Some(t) => wrap(primal_out, level, t),
-        None => primal_out,
-    })
-}
-
-/// How many leading batch axes a tangent has beyond its primal's shape (0 or 1).
-pub(crate) fn batch_axes(tangent: &Tensor, primal: &Tensor) -> usize {
-    tangent.ndim() - primal.ndim()
-}
-
-/// The batch axes of a tangent (empty when unbatched).
-pub(crate) fn batch_prefix<'a>(tangent: &'a Tensor, primal: &Tensor) -> &'a [usize] {
-    &tangent.shape()[..batch_axes(tangent, primal)]
-}
-
-/// `prefix + shape`.
-pub(crate) fn prefixed(prefix: &[usize], shape: &[usize]) -> Vec<usize> {
-    prefix.iter().chain(shape).copied().collect()
-}
-
-/// A tangent of a `primal_ndim`-d input made ready to broadcast against an
-/// `out_ndim`-d result: an unbatched tangent broadcasts as its primal does; a
-/// batched one gets unit axes between its batch axis and its primal axes.
-pub(crate) fn lift(t: &Tensor, primal: &Tensor, out_ndim: usize) -> Tensor {
-    let k = batch_axes(t, primal);
-    if k == 0 || primal.ndim() == out_ndim {
-        return t.clone();
-    }
-    let mut shape: Vec<usize> = t.shape()[..k].to_vec();
-    shape.extend(std::iter::repeat_n(1, out_ndim - primal.ndim()));
-    shape.extend_from_slice(primal.shape());
-    t.reshape(&shape)
-}
-
-/// `t` broadcast to `prefix + shape` when it is not already that shape (a term
-/// of a JVP that involves only a broadcast input).
-pub(crate) fn fit(t: Tensor, prefix: &[usize], shape: &[usize]) -> Tensor {
-    let full = prefixed(prefix, shape);
-    if t.shape() == full.as_slice() {
-        t
-    } else {
-        t.broadcast_to(&full)
-    }
-}
-
-/// The batch prefix of a two-input rule's tangents (at least one present).
-pub(crate) fn pair_prefix(
-    a: &Tensor,
-    b: &Tensor,
-    ta: &Option<Tensor>,
-    tb: &Option<Tensor>,
-) -> Vec<usize> {
-    match (ta, tb) {
-        (Some(t), _) => batch_prefix(t, a).to_vec(),
-        (None, Some(t)) => batch_prefix(t, b).to_vec(),
-        (None, None) => unreachable!("a JVP runs only when some input has a tangent"),
-    }
-}
-
-/// The sum of a two-input rule's tangent terms (at least one present).
-pub(crate) fn sum_terms(da: Option<Tensor>, db: Option<Tensor>) -> Tensor {
-    match (da, db) {
-        (Some(x), Some(y)) => x + y,
-        (Some(x), None) | (None, Some(x)) => x,
-        (None, None) => unreachable!("a JVP runs only when some input has a tangent"),
-    }
-}
-
-/// The batch prefix shared by the present tangents of a rule's inputs.
-pub(crate) fn common_prefix(inputs: &[Tensor], tangents: &[Option<Tensor>]) -> Vec<usize> {
-    inputs
-        .iter()
-        .zip(tangents)
-        .find_map(|(x, t)| t.as_ref().map(|t| batch_prefix(t, x).to_vec()))
-        .unwrap_or_default()
+/// The dual tensor `t` with its primal replaced by `f(primal)` (same level,
+/// same tangent).
+pub(crate) fn map_primal(t: &Tensor, f: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
+    let d = t.0.dual.as_ref().expect("a dual tensor");
+    wrap(f(&d.primal), d.level, d.tangent.clone())
 }

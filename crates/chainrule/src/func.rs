@@ -6,12 +6,13 @@
 //! | [`grad`], [`value_and_grad`] (and `_n` for several inputs) | `∇f(x)` of a scalar `f` | reverse |
 //! | [`vjp`] / [`vjp_n`] | `f(x)` and a pullback `u ↦ uᵀ J` | reverse |
 //! | [`jvp`] / [`jvp_n`] | `f(x)` and `J v` | forward |
-//! | [`jacrev`] | the Jacobian, one reverse sweep per output element | reverse |
-//! | [`jacfwd`] | the Jacobian, all input directions in one batched forward pass | forward |
+//! | [`jacrev`] | the Jacobian: `vmap` of the pullback, one batched reverse sweep | reverse |
+//! | [`jacfwd`] | the Jacobian: `vmap` of `jvp`, all input directions in one batched forward pass | forward |
 //! | [`jacobian`] | [`jacfwd`] when the input has fewer elements than the output, else [`jacrev`] | either |
 //! | [`hessian`] | the Hessian of a scalar `f` | forward-over-reverse |
 //! | [`hessian_rev`] | the same | reverse-over-reverse |
 //! | [`hvp`] | `H v` without forming `H` | forward-over-reverse |
+//! | [`vmap`] | `f` mapped over a batch axis, as one batched computation | batching |
 //!
 //! Shapes follow the note: for `f: Rⁿ → Rᵐ` the Jacobian is `(m, n)`; for
 //! tensors it has the output's shape followed by the input's.
@@ -64,16 +65,23 @@ impl FnOutput for Result<Tensor> {
 // Reverse mode
 // ---------------------------------------------------------------------------
 
-/// A handle on `x` that reverse mode can target on its own: a fresh leaf when
-/// `x` needs no gradient, else an identity op on `x` (so an enclosing
-/// transform still sees the dependence). Tangents `x` carries are kept.
+/// A handle on `x` that reverse mode can target on its own, at a fresh tape
+/// level: a fresh leaf when `x` needs no gradient, else an identity on `x`
+/// (so an enclosing transform still sees the dependence). Tangents and the
+/// batch `x` carries are kept.
 fn track(x: &Tensor) -> Tensor {
     let _on = GradModeGuard::new(true);
     if x.needs_grad() {
-        crate::ops::movement::alias(x)
+        crate::autograd::track_at_fresh_level(x)
     } else {
-        forward::as_leaf(x)
+        x.as_leaf()
     }
+}
+
+/// Whether an enclosing transform differentiates `t`: it carries a node, a
+/// tangent at an open level, or is batched over a value that does.
+fn tracked_outside(t: &Tensor) -> bool {
+    t.needs_grad() || forward::has_tangent(t) || t.physical().is_some_and(tracked_outside)
 }
 
 /// A function traced for reverse mode: its output and its tracked inputs.
@@ -95,8 +103,9 @@ where
         let _on = GradModeGuard::new(true);
         f(&inputs).into_result()?
     };
-    let higher = xs.iter().any(|x| x.needs_grad() || forward::has_tangent(x))
+    let higher = xs.iter().any(tracked_outside)
         || forward::has_tangent(&output)
+        || output.physical().is_some_and(tracked_outside)
         || engine::depends_on_other_leaves(&output, &inputs);
     Ok(Traced {
         output,
@@ -303,15 +312,17 @@ fn jacobian_shape(y: &[usize], x: &[usize]) -> Vec<usize> {
     y.iter().chain(x).copied().collect()
 }
 
-/// The one-hot tensor of `shape` with a 1 at flat position `i`.
-fn unit(shape: &[usize], i: usize, like: &Tensor) -> Tensor {
-    let mut data = vec![0.0f64; shape.iter().product()];
-    data[i] = 1.0;
-    Tensor::from_vec(data, shape).to_dtype(like.dtype())
+/// The identity as `n` unit tensors of `shape` stacked: `(n,) + shape`.
+fn units(shape: &[usize], like: &Tensor) -> Result<Tensor> {
+    let n = shape.iter().product::<usize>();
+    let mut stacked = vec![n];
+    stacked.extend_from_slice(shape);
+    Tensor::try_eye(n, like.dtype())?.try_reshape(&stacked)
 }
 
-/// The Jacobian by reverse mode: `f` runs once, then one backward sweep per
-/// output element (each gives a row).
+/// The Jacobian by reverse mode: `f` runs once, then its pullback runs on
+/// every output direction at once (`vmap` of the pullback: one batched
+/// reverse sweep gives every row).
 pub fn jacrev<F, R>(f: F, x: &Tensor) -> Result<Tensor>
 where
     F: FnOnce(&Tensor) -> R,
@@ -322,69 +333,36 @@ where
 }
 
 fn rows(y: &Tensor, pullback: &Pullback, x: &Tensor) -> Result<Tensor> {
-    let (m, n) = (y.numel(), x.numel());
-    let rows = (0..m)
-        .map(|i| Ok(pullback.call(&unit(y.shape(), i, y))?.reshape(&[n])))
-        .collect::<Result<Vec<_>>>()?;
-    let refs: Vec<&Tensor> = rows.iter().collect();
-    let j = if m == 0 {
-        Tensor::zeros(&[0, n], x.dtype())
-    } else {
-        Tensor::stack(&refs, 0)
-    };
-    j.try_reshape(&jacobian_shape(y.shape(), x.shape()))
+    let shape = jacobian_shape(y.shape(), x.shape());
+    if y.numel() == 0 {
+        return Tensor::try_zeros(&shape, x.dtype());
+    }
+    let pull = |u: &[Tensor]| pullback.call(&u[0]);
+    let j = vmap(pull, &[Some(0)], 0)(&[units(y.shape(), y)?])?;
+    j.try_reshape(&shape)
 }
 
 /// The Jacobian by forward mode: all `n` input directions pushed through `f`
-/// in one pass, as a tangent with a leading batch axis of length `n` (inside
-/// another `jacfwd`, one pass per direction instead).
+/// in one pass (`vmap` of `jvp` over the identity's rows).
 pub fn jacfwd<F, R>(f: F, x: &Tensor) -> Result<Tensor>
 where
     F: Fn(&Tensor) -> R,
     R: FnOutput,
 {
     let n = x.numel();
-    let Some(level) = DualLevel::new_batched() else {
-        return jacfwd_columns(f, x);
-    };
-    let mut batch_shape = vec![n];
-    batch_shape.extend_from_slice(x.shape());
-    let directions = Tensor::eye(n, x.dtype()).reshape(&batch_shape);
-    let y = f(&level.make_dual(x, &directions)?).into_result()?;
-    let tangent = level.tangent_or_zeros(&y, Some(n));
-    let value = level.unpack(&y).0;
-    drop(level);
-    let m = value.numel();
-    // tangent[j, i...] = ∂y[i...]/∂x[j]: move the direction axis last.
-    tangent
-        .reshape(&[n, m])
-        .t()
-        .try_reshape(&jacobian_shape(value.shape(), x.shape()))
-}
-
-fn jacfwd_columns<F, R>(f: F, x: &Tensor) -> Result<Tensor>
-where
-    F: Fn(&Tensor) -> R,
-    R: FnOutput,
-{
-    let n = x.numel();
-    let mut y_shape = Vec::new();
-    let columns = (0..n)
-        .map(|j| {
-            let (y, col) = jvp(&f, x, &unit(x.shape(), j, x))?;
-            y_shape = y.shape().to_vec();
-            Ok(col.reshape(&[y.numel()]))
-        })
-        .collect::<Result<Vec<_>>>()?;
     if n == 0 {
         let y = f(x).into_result()?;
-        return Ok(Tensor::zeros(
-            &jacobian_shape(y.shape(), x.shape()),
-            x.dtype(),
-        ));
+        return Tensor::try_zeros(&jacobian_shape(y.shape(), x.shape()), x.dtype());
     }
-    let refs: Vec<&Tensor> = columns.iter().collect();
-    Tensor::stack(&refs, 1).try_reshape(&jacobian_shape(&y_shape, x.shape()))
+    let push = |v: &[Tensor]| Ok::<_, Error>(jvp(&f, x, &v[0])?.1);
+    // columns[j, i...] = ∂y[i...]/∂x[j]: the direction axis goes last.
+    let columns = vmap(push, &[Some(0)], 0)(&[units(x.shape(), x)?])?;
+    let y_shape = &columns.shape()[1..];
+    let m = y_shape.iter().product::<usize>();
+    columns
+        .reshape(&[n, m])
+        .t()
+        .try_reshape(&jacobian_shape(y_shape, x.shape()))
 }
 
 /// The Jacobian in the cheaper mode: forward when `x` has fewer elements than
@@ -444,4 +422,48 @@ where
     R: FnOutput,
 {
     Ok(jvp(|x: &Tensor| grad(&f, x), x, v)?.1)
+}
+
+// ---------------------------------------------------------------------------
+// Batching
+// ---------------------------------------------------------------------------
+
+/// `f` mapped over a batch, as JAX's `vmap` and `torch.func.vmap`: `f` is
+/// written for one example and runs once, on batched tensors, as one batched
+/// computation (no loop over examples). `in_axes[i]` is the axis of input
+/// `i` that holds the examples, or `None` for an input shared by every
+/// example; the results are stacked along `out_axis`. Nests (`vmap` of
+/// `vmap`) and composes with every other transform in any order.
+///
+/// Per-example gradients, `vmap` of `grad`:
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // loss(w; x, y) = (⟨x, w⟩ − y)², for each example (x, y) of a batch
+/// let w = Tensor::from_vec(vec![0.5f64, -1.0], &[2]);
+/// let xs = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]);
+/// let ys = Tensor::from_vec(vec![1.0f64, 0.0, -1.0], &[3]);
+/// let loss = |w: &Tensor, x: &Tensor, y: &Tensor| (w.dot(x) - y).square();
+/// let per_example = func::vmap(
+///     |a: &[Tensor]| func::grad(|w: &Tensor| loss(w, &a[1], &a[2]), &a[0]),
+///     &[None, Some(0), Some(0)],
+///     0,
+/// )(&[w.clone(), xs.clone(), ys.clone()])
+/// .unwrap();
+/// assert_eq!(per_example.shape(), &[3, 2]);
+/// // row i: 2 (⟨xᵢ, w⟩ − yᵢ) xᵢ
+/// let r = 2.0 * (0.5 * 3.0 - 4.0 - 0.0);
+/// assert_eq!(per_example.to_vec::<f64>()[2..4], [r * 3.0, r * 4.0]);
+/// ```
+pub fn vmap<F, R>(
+    f: F,
+    in_axes: &[Option<usize>],
+    out_axis: usize,
+) -> impl Fn(&[Tensor]) -> Result<Tensor>
+where
+    F: Fn(&[Tensor]) -> R,
+    R: FnOutput,
+{
+    let in_axes = in_axes.to_vec();
+    move |xs: &[Tensor]| crate::batching::call(&f, xs, &in_axes, out_axis)
 }

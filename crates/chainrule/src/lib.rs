@@ -29,6 +29,7 @@
 //! [`Result`] (see [`error`]).
 
 pub mod autograd;
+mod batching;
 pub mod check;
 #[cfg(feature = "ndarray")]
 mod convert;
@@ -39,6 +40,7 @@ pub mod files;
 pub mod forward;
 pub mod func;
 pub mod graph;
+mod interp;
 mod kernels;
 mod layout;
 pub mod limits;

@@ -38,6 +38,10 @@ pub(crate) struct TensorImpl {
     /// For the user's handles of a leaf: the slot its gradient accumulates in
     /// (the leaf's node holds it only weakly; see `NodeKind::Leaf`).
     pub grad_slot: Option<Arc<node::GradSlot>>,
+    /// Inside `vmap`: the value of every example, with the batch axis first
+    /// (see [`crate::batching`]). `storage` and `layout` then describe the
+    /// shape one example sees, and no element of them is to be read.
+    pub batch: Option<crate::batching::Batched>,
 }
 
 impl Drop for TensorImpl {
@@ -56,6 +60,7 @@ impl Tensor {
             node,
             dual: None,
             grad_slot: None,
+            batch: None,
         }))
     }
 
@@ -68,7 +73,86 @@ impl Tensor {
             node: Some(node),
             dual: None,
             grad_slot: Some(slot),
+            batch: None,
         }))
+    }
+
+    /// This tensor as a fresh reverse-mode leaf, below every forward-mode
+    /// level it carries (so that the primal each level's rules see is
+    /// tracked too), on a batched value itself inside `vmap`.
+    pub(crate) fn as_leaf(&self) -> Tensor {
+        if self.0.dual.is_some() {
+            return crate::forward::map_primal(self, Tensor::as_leaf);
+        }
+        let (node, slot) = Node::leaf();
+        let leaf = Tensor(Arc::new(TensorImpl {
+            storage: self.0.storage.clone(),
+            layout: self.0.layout.clone(),
+            node: Some(node),
+            dual: None,
+            grad_slot: Some(slot),
+            batch: self.0.batch.clone(),
+        }));
+        crate::interp::same_value(self, &leaf);
+        leaf
+    }
+
+    /// This tensor with `node` as its reverse-mode node (in place when no
+    /// one else holds the handle).
+    pub(crate) fn with_node(mut self, node: Arc<Node>) -> Tensor {
+        if let Some(inner) = Arc::get_mut(&mut self.0) {
+            inner.node = Some(node);
+            return self;
+        }
+        let out = Tensor(Arc::new(TensorImpl {
+            storage: self.0.storage.clone(),
+            layout: self.0.layout.clone(),
+            node: Some(node),
+            dual: self.0.dual.clone(),
+            grad_slot: None,
+            batch: self.0.batch.clone(),
+        }));
+        crate::interp::same_value(&self, &out);
+        out
+    }
+
+    /// A new handle on this value whose node is `node` (below the tangents
+    /// it carries, which then share it).
+    pub(crate) fn relabeled(&self, node: Arc<Node>) -> Tensor {
+        if self.0.dual.is_some() {
+            return crate::forward::map_primal(self, |p| p.relabeled(node));
+        }
+        let out = Tensor(Arc::new(TensorImpl {
+            storage: self.0.storage.clone(),
+            layout: self.0.layout.clone(),
+            node: Some(node),
+            dual: None,
+            grad_slot: None,
+            batch: self.0.batch.clone(),
+        }));
+        crate::interp::same_value(self, &out);
+        out
+    }
+
+    /// Whether this is a batched value inside `vmap`.
+    pub(crate) fn is_batched(&self) -> bool {
+        self.0.batch.is_some()
+    }
+
+    /// A batched value's every-example tensor (batch axis first).
+    pub(crate) fn physical(&self) -> Option<&Tensor> {
+        self.0.batch.as_ref().map(|b| &b.physical)
+    }
+
+    /// Values are read only from tensors outside `vmap`.
+    #[track_caller]
+    fn check_readable(&self, what: &str) {
+        if self.is_batched() {
+            panic!(
+                "{what}: this tensor is batched by vmap (it holds one value per example); \
+                 return it from the mapped function to read it"
+            );
+        }
     }
 
     /// This tensor as a graph node keeps it: the same values, node and
@@ -93,8 +177,9 @@ impl Tensor {
                 tangent: d.tangent.clone(),
             }),
             grad_slot: None,
+            batch: self.0.batch.clone(),
         }));
-        crate::graph::trace::alias(self, &copy);
+        crate::interp::same_value(self, &copy);
         copy
     }
 
@@ -338,7 +423,9 @@ impl Tensor {
     }
 
     /// The elements in row-major order, converted to `T`.
+    #[track_caller]
     pub fn to_vec<T: Element>(&self) -> Vec<T> {
+        self.check_readable("to_vec");
         with_dtype!(self.dtype(), E => {
             let v: Vec<E> = materialize(self.buffer::<E>(), self.layout());
             if E::DTYPE == T::DTYPE { cast_vec(v) } else { v.into_iter().map(|x| T::of(x.f64())).collect() }
@@ -356,7 +443,9 @@ impl Tensor {
         or_panic(self.try_item())
     }
 
+    #[track_caller]
     pub fn try_item(&self) -> Result<f64> {
+        self.check_readable("item");
         if self.numel() != 1 {
             return Err(Error::invalid(
                 "item",
@@ -375,7 +464,9 @@ impl Tensor {
         or_panic(self.try_get(index))
     }
 
+    #[track_caller]
     pub fn try_get(&self, index: &[usize]) -> Result<f64> {
+        self.check_readable("get");
         let l = self.layout();
         if index.len() != l.shape.len() || index.iter().zip(&l.shape).any(|(i, d)| i >= d) {
             return Err(Error::invalid(
@@ -414,8 +505,11 @@ impl Tensor {
     /// This tensor as a leaf whose gradient `backward` computes (consumes the
     /// handle; clones of the result share one gradient).
     pub fn requires_grad(self) -> Tensor {
+        if self.is_batched() {
+            return self.as_leaf();
+        }
         let leaf = Tensor::new_leaf(self.0.storage.clone(), self.0.layout.clone());
-        crate::graph::trace::alias(&self, &leaf);
+        crate::interp::same_value(&self, &leaf);
         leaf
     }
 
@@ -433,12 +527,8 @@ impl Tensor {
     /// The same values cut from the graph: no gradient flows through, by
     /// either mode (reverse-mode node and forward-mode tangents are dropped).
     pub fn detach(&self) -> Tensor {
-        let out = self.detach_untraced();
-        if crate::graph::trace::active() {
-            let stop = crate::graph::GOp::Prim(crate::ops::Prim::StopGradient);
-            crate::graph::trace::op(stop, &[self], &out);
-        }
-        out
+        crate::ops::bind(crate::ops::Prim::StopGradient, &[self])
+            .expect("stop_gradient accepts any tensor")
     }
 
     /// [`Tensor::detach`] unseen by a graph trace (for the tracer itself).
@@ -485,6 +575,9 @@ impl fmt::Debug for Tensor {
         )?;
         if let Some(n) = self.node() {
             write!(f, ", grad_fn={}", n.name())?;
+        }
+        if self.is_batched() {
+            return write!(f, ", batched by vmap)");
         }
         let v = self.to_vec_f64();
         if v.len() <= 16 {

@@ -245,12 +245,12 @@ fn run_rule(
         .as_ref()
         .ok_or(Error::GraphFreed { op: op.prim.name() })?;
     // The output is rebuilt with its own node, so that a rule reading it stays
-    // differentiable under create_graph. When the inputs carry forward-mode
-    // tangents the rule recomputes it instead, so that it carries them too;
-    // likewise while tracing a graph, so that the graph computes it (common-
-    // subexpression elimination then merges it with the forward's).
-    let dual =
-        saved.inputs.iter().any(crate::forward::has_tangent) || crate::graph::trace::active();
+    // differentiable under create_graph. While any level is open (forward
+    // mode, vmap, a trace) the rule recomputes it instead, so that it carries
+    // what those levels attach (tangents, the batch axis), and so that a
+    // traced graph computes it (common-subexpression elimination then merges
+    // it with the forward's).
+    let dual = crate::interp::levels_open();
     let output = saved
         .output
         .as_ref()
@@ -276,9 +276,10 @@ fn run_rule(
             let input = &saved.inputs[j];
             if gi.shape() != input.shape() || gi.dtype() != input.dtype() {
                 // A custom op's rule is the user's code; any other is ours.
-                let whose = match op.prim {
-                    crate::ops::Prim::Custom(_) => "custom op",
-                    _ => "internal error: built-in op",
+                let whose = if op.prim.user_defined() {
+                    "custom op"
+                } else {
+                    "internal error: built-in op"
                 };
                 return Err(Error::Backward {
                     msg: format!(

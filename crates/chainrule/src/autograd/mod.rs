@@ -15,15 +15,97 @@ pub(crate) mod node;
 
 pub use engine::{grad, grad_with, grad_with_stats, BackwardOptions, BackwardStats};
 
-use std::cell::Cell;
-
-thread_local! {
-    static GRAD_ENABLED: Cell<bool> = const { Cell::new(true) };
-}
+use crate::error::Result;
+use crate::interp::Interpreter;
+use crate::ops::Prim;
+use crate::tensor::Tensor;
+use node::{Node, NodeKind, OpNode, Saved};
+use std::sync::{Arc, Mutex};
 
 /// Whether ops on this thread are recorded for backward.
 pub fn is_grad_enabled() -> bool {
-    GRAD_ENABLED.with(|g| g.get())
+    crate::interp::grad_enabled()
+}
+
+/// The tape: reverse mode's interpreter. It gives the result of an op on
+/// tensors that carry nodes a node of its own (the op, edges to the inputs'
+/// nodes, what the VJP rule reads), which is all `backward` needs.
+pub(crate) struct Tape;
+
+/// The one tape (it keeps no state: the graph lives in the tensors' nodes).
+pub(crate) static TAPE: Tape = Tape;
+
+/// The highest tape level below `ceiling` among the inputs' nodes.
+pub(crate) fn tape_level(inputs: &[&Tensor], ceiling: u32) -> Option<u32> {
+    inputs
+        .iter()
+        .filter_map(|t| node::under(t.node(), ceiling).map(|n| n.level))
+        .max()
+}
+
+impl Interpreter for Tape {
+    fn claims(&self, inputs: &[&Tensor]) -> bool {
+        crate::interp::tape_level(inputs).is_some()
+    }
+
+    fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
+        let Some(level) = crate::interp::tape_level(inputs) else {
+            return crate::interp::below_tape(prim, inputs);
+        };
+        // Below, the op is computed from values this level's nodes do not
+        // concern (the levels under it unwrap them).
+        let out = crate::interp::below_tape_level(level, prim, inputs)?;
+        if !prim.differentiable() {
+            return Ok(out);
+        }
+        Ok(attach_node(prim.clone(), inputs, out, level))
+    }
+}
+
+/// A new handle on `x` whose node is an identity on `x`'s, at a fresh level
+/// (above every level open now): a gradient taken here targets it alone,
+/// differentiates through the levels open now, and an enclosing gradient
+/// still flows through it to `x`.
+pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
+    let node = Arc::new(Node {
+        level: crate::interp::fresh_id(),
+        below: x.node().cloned(),
+        kind: NodeKind::Op(OpNode {
+            prim: Prim::Contiguous,
+            edges: smallvec::smallvec![x.node().cloned()],
+            saved: Mutex::new(Some(Saved {
+                inputs: smallvec::smallvec![x.for_saving()],
+                output: None,
+            })),
+        }),
+    });
+    x.relabeled(node)
+}
+
+fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32) -> Tensor {
+    // Each input's node at this level or below (a higher one, of a gradient
+    // taken further in, is not this op's concern).
+    let edges = inputs
+        .iter()
+        .map(|t| node::under(t.node(), level + 1).cloned())
+        .collect();
+    let saved = Saved {
+        inputs: inputs.iter().map(|&t| t.for_saving()).collect(),
+        output: prim
+            .saves_output()
+            .then(|| (out.storage().clone(), out.layout().clone())),
+    };
+    let node = Arc::new(Node {
+        level,
+        // What was recorded below this level for the same value.
+        below: out.node().cloned(),
+        kind: NodeKind::Op(OpNode {
+            prim,
+            edges,
+            saved: Mutex::new(Some(saved)),
+        }),
+    });
+    out.with_node(node)
 }
 
 /// Restores the previous grad mode of this thread when dropped.
@@ -34,14 +116,14 @@ pub struct GradModeGuard {
 impl GradModeGuard {
     /// Sets this thread's grad mode until the guard is dropped.
     pub fn new(enabled: bool) -> Self {
-        let previous = GRAD_ENABLED.with(|g| g.replace(enabled));
+        let previous = crate::interp::set_grad_enabled(enabled);
         GradModeGuard { previous }
     }
 }
 
 impl Drop for GradModeGuard {
     fn drop(&mut self) {
-        GRAD_ENABLED.with(|g| g.set(self.previous));
+        crate::interp::set_grad_enabled(self.previous);
     }
 }
 

@@ -18,6 +18,26 @@ pub(crate) type GradSlot = Mutex<Option<Tensor>>;
 
 pub(crate) struct Node {
     pub kind: NodeKind,
+    /// The tape's level: a leaf's is fresh when it is made (above every
+    /// level open then: the gradient taken there differentiates through
+    /// them); an op's is its inputs' highest. It orders the tape against
+    /// the forward-mode and `vmap` levels (see [`crate::interp`]).
+    pub level: u32,
+    /// The node of the same value at the next lower level, if any: a value
+    /// carries one node per tape level it is tracked at, highest first (a
+    /// gradient inside a gradient, across a forward-mode level).
+    pub below: Option<Arc<Node>>,
+}
+
+/// `node`, or the first node below it of a level under `ceiling`.
+pub(crate) fn under(mut node: Option<&Arc<Node>>, ceiling: u32) -> Option<&Arc<Node>> {
+    while let Some(n) = node {
+        if n.level < ceiling {
+            return Some(n);
+        }
+        node = n.below.as_ref();
+    }
+    None
 }
 
 pub(crate) enum NodeKind {
@@ -52,6 +72,8 @@ impl Node {
     pub fn leaf() -> (Arc<Node>, Arc<GradSlot>) {
         let slot = Arc::new(Mutex::new(None));
         let node = Arc::new(Node {
+            below: None,
+            level: crate::interp::fresh_id(),
             kind: NodeKind::Leaf {
                 grad: Arc::downgrade(&slot),
             },
@@ -115,6 +137,9 @@ pub(crate) fn release(mut node: Arc<Node>) {
 
 impl Drop for Node {
     fn drop(&mut self) {
+        if let Some(below) = self.below.take() {
+            release(below);
+        }
         if let NodeKind::Op(op) = &mut self.kind {
             for edge in op.edges.drain(..).flatten() {
                 release(edge);

@@ -56,34 +56,8 @@ pub(crate) enum GOp {
     Input(String),
     /// A value fixed when the graph was built.
     Constant(Tensor),
-    /// A differentiable primitive of the library.
+    /// A primitive of the library (comparisons and `sign` included).
     Prim(Prim),
-    /// An elementwise comparison giving 1.0 or 0.0 (no gradient).
-    Compare(CompareOp),
-    /// `-1, 0, 1` by sign (no gradient).
-    Sign,
-}
-
-/// The comparisons of [`GOp::Compare`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum CompareOp {
-    Gt,
-    Ge,
-    Lt,
-    Le,
-    Eq,
-}
-
-impl CompareOp {
-    pub fn name(self) -> &'static str {
-        match self {
-            CompareOp::Gt => "gt",
-            CompareOp::Ge => "ge",
-            CompareOp::Lt => "lt",
-            CompareOp::Le => "le",
-            CompareOp::Eq => "eq",
-        }
-    }
 }
 
 impl GOp {
@@ -93,8 +67,6 @@ impl GOp {
             GOp::Constant(t) if t.numel() == 1 => format!("constant {}", t.to_vec_f64()[0]),
             GOp::Constant(_) => "constant".into(),
             GOp::Prim(p) => p.describe(),
-            GOp::Compare(c) => c.name().into(),
-            GOp::Sign => "sign".into(),
         }
     }
 }
@@ -466,18 +438,7 @@ pub(crate) fn apply(node: &Node, args: &[&Tensor]) -> Result<Tensor> {
             ))
         }
         GOp::Constant(t) => t.clone(),
-        GOp::Prim(p) => p.apply(args, &node.shape, node.dtype)?,
-        GOp::Compare(c) => {
-            let (a, b) = (args[0], args[1]);
-            match c {
-                CompareOp::Gt => a.try_gt(b)?,
-                CompareOp::Ge => a.try_ge(b)?,
-                CompareOp::Lt => a.try_lt(b)?,
-                CompareOp::Le => a.try_le(b)?,
-                CompareOp::Eq => a.try_eq_elem(b)?,
-            }
-        }
-        GOp::Sign => args[0].sign(),
+        GOp::Prim(p) => crate::interp::bind(p.clone(), args)?,
     })
 }
 
@@ -591,6 +552,11 @@ impl Executable {
     fn run_node(&self, node: &Node, slots: &mut [Slot]) -> Result<Slot> {
         let g = &self.graph;
         let scalar_in = |j: &NodeId| g.node(*j).shape.is_empty();
+        // The unboxed paths read values: only outside every transform level
+        // (a graph run inside `vmap` sees batched tensors).
+        if crate::interp::levels_open() {
+            return self.run_boxed(node, slots);
+        }
         if let GOp::Prim(Prim::Matmul) = &node.op {
             let (a, b) = (node.inputs[0].0 as usize, node.inputs[1].0 as usize);
             if let (Slot::T(x), Slot::T(y)) = (&slots[a], &slots[b]) {
@@ -633,7 +599,12 @@ impl Executable {
                 }
             }
         }
-        // Box the 0-d numbers this node reads, once.
+        self.run_boxed(node, slots)
+    }
+
+    /// One node on tensors (0-d numbers it reads boxed, once).
+    fn run_boxed(&self, node: &Node, slots: &mut [Slot]) -> Result<Slot> {
+        let g = &self.graph;
         for j in &node.inputs {
             if let Slot::S(v) = slots[j.0 as usize] {
                 slots[j.0 as usize] = Slot::T(Tensor::full(&[], v, g.node(*j).dtype));

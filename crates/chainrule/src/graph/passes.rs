@@ -4,9 +4,19 @@
 
 use super::{apply, GOp, Graph, Node, NodeId};
 use crate::error::Result;
-use crate::ops::{BinaryOp, Prim, ReduceOp, UnaryOp};
+use crate::ops::{BinaryOp, Param, Prim, ReduceOp, UnaryOp};
 use crate::Tensor;
 use rustc_hash::FxHashMap;
+
+/// What makes two nodes the same computation (with their inputs and shape).
+#[derive(PartialEq, Eq, Hash)]
+enum CseKey {
+    Prim(Prim),
+    /// A small constant, by its values.
+    Value(crate::DType, Vec<u64>),
+    /// A large constant, by its buffer.
+    Buffer(usize),
+}
 
 /// What [`Graph::optimize`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -79,17 +89,18 @@ impl Graph {
 
     /// Merges nodes that compute the same op on the same inputs.
     pub fn eliminate_common_subexpressions(&self) -> Graph {
-        let mut seen: FxHashMap<String, NodeId> = FxHashMap::default();
+        let mut seen: FxHashMap<(CseKey, Vec<NodeId>, Vec<usize>), NodeId> = FxHashMap::default();
         rebuild(self, |out, node, inputs| {
             let key = match &node.op {
                 GOp::Input(_) => return None,
-                GOp::Constant(t) if t.numel() <= 64 => {
-                    format!("const {:?} {:?} {:?}", t.dtype(), t.shape(), t.to_vec_f64())
-                }
-                GOp::Constant(t) => format!("const@{:p}", std::sync::Arc::as_ptr(&t.0)),
-                op => format!("{op:?}"),
+                GOp::Constant(t) if t.numel() <= 64 => CseKey::Value(
+                    t.dtype(),
+                    t.to_vec_f64().iter().map(|v| v.to_bits()).collect(),
+                ),
+                GOp::Constant(t) => CseKey::Buffer(std::sync::Arc::as_ptr(&t.0) as usize),
+                GOp::Prim(p) => CseKey::Prim(p.clone()),
             };
-            let key = format!("{key} {inputs:?} {:?}", node.shape);
+            let key = (key, inputs.to_vec(), node.shape.clone());
             if let Some(&id) = seen.get(&key) {
                 return Some(id);
             }
@@ -220,18 +231,19 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
             };
             (constant_value(out, inputs[1]) == Some(unit) && same_shape(0)).then_some(inputs[0])
         }
-        Prim::Unary(UnaryOp::Scale(c)) if *c == 1.0 => Some(inputs[0]),
-        Prim::Unary(UnaryOp::Shift(c)) if *c == 0.0 => Some(inputs[0]),
-        Prim::Reshape | Prim::BroadcastTo if same_shape(0) => Some(inputs[0]),
-        Prim::Reshape => {
+        Prim::Unary(UnaryOp::Scale { c }) if c.0 == 1.0 => Some(inputs[0]),
+        Prim::Unary(UnaryOp::Shift { c }) if c.0 == 0.0 => Some(inputs[0]),
+        Prim::Reshape(_) | Prim::BroadcastTo(_) if same_shape(0) => Some(inputs[0]),
+        Prim::Reshape(to) => {
             // A reshape of a reshape is one reshape of the original.
             match prim_of(out, inputs[0]) {
-                Some(Prim::Reshape) => {
+                Some(Prim::Reshape(_)) => {
                     let src = out.node(inputs[0]).inputs[0];
                     if out.node(src).shape == node.shape {
                         return Some(src);
                     }
-                    Some(out.push(GOp::Prim(Prim::Reshape), vec![src], &node.shape, node.dtype))
+                    let op = GOp::Prim(Prim::Reshape(to.clone()));
+                    Some(out.push(op, vec![src], &node.shape, node.dtype))
                 }
                 _ => None,
             }
@@ -276,7 +288,7 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
             keepdim,
         } => {
             // sum over the broadcast axes of broadcast(x) = count · x
-            let Some(Prim::BroadcastTo) = prim_of(out, inputs[0]) else {
+            let Some(Prim::BroadcastTo(_)) = prim_of(out, inputs[0]) else {
                 return None;
             };
             let src = out.node(inputs[0]).inputs[0];
@@ -297,7 +309,9 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
             let count: usize = axes.iter().map(|&a| bs[a]).product();
             let xshape = xs.clone();
             let scaled = out.push(
-                GOp::Prim(Prim::Unary(UnaryOp::Scale(count as f64))),
+                GOp::Prim(Prim::Unary(UnaryOp::Scale {
+                    c: Param(count as f64),
+                })),
                 vec![src],
                 &xshape,
                 node.dtype,
@@ -306,7 +320,7 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
                 scaled
             } else {
                 out.push(
-                    GOp::Prim(Prim::Reshape),
+                    GOp::Prim(Prim::Reshape(node.shape.as_slice().into())),
                     vec![scaled],
                     &node.shape,
                     node.dtype,
@@ -333,7 +347,7 @@ pub struct MemoryPlan {
 fn is_view(op: &GOp) -> bool {
     matches!(
         op,
-        GOp::Prim(Prim::Reshape | Prim::Permute(_) | Prim::BroadcastTo | Prim::Narrow { .. })
+        GOp::Prim(Prim::Reshape(_) | Prim::Permute(_) | Prim::BroadcastTo(_) | Prim::Narrow { .. })
     )
 }
 

@@ -2,12 +2,13 @@
 //! API runs is also appended to a [`Graph`], with its inputs identified by
 //! tensor identity. Tensors the trace has not seen become constants.
 //!
-//! The hooks are called from `ops::record` (every differentiable primitive),
-//! from the non-differentiable elementwise functions (comparisons, `sign`)
-//! and from the handle-making functions (`detach`, `requires_grad`, dual
-//! wrapping), which give an existing value a new handle.
+//! The tracer is a watcher on the interpreter stack ([`crate::interp`]): it
+//! claims no op, observes every kernel that runs (each primitive on values),
+//! and follows the new handles other interpreters make for a value (nodes,
+//! tangents, leaves).
 
 use super::{GOp, Graph, NodeId};
+use crate::interp::Interpreter;
 use crate::ops::Prim;
 use crate::tensor::{Tensor, TensorImpl};
 use rustc_hash::FxHashMap;
@@ -21,15 +22,33 @@ pub(crate) struct Tracer {
     /// Keeps every traced handle alive, so that no address is reused while
     /// the trace is open.
     alive: Vec<Tensor>,
+    /// Its frame on the interpreter stack.
+    frame: u32,
+}
+
+/// The tracer's frame on the interpreter stack.
+struct Watcher;
+
+impl Interpreter for Watcher {
+    fn claims(&self, _inputs: &[&Tensor]) -> bool {
+        false
+    }
+
+    fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> crate::Result<Tensor> {
+        crate::interp::below_tape(prim, inputs)
+    }
+
+    fn observe(&self, prim: &Prim, inputs: &[&Tensor], out: &Tensor) {
+        op(GOp::Prim(prim.clone()), inputs, out)
+    }
+
+    fn same_value(&self, of: &Tensor, handle: &Tensor) {
+        alias(of, handle)
+    }
 }
 
 thread_local! {
     static TRACER: RefCell<Option<Tracer>> = const { RefCell::new(None) };
-}
-
-/// Whether a trace is open on this thread (one thread-local read).
-pub(crate) fn active() -> bool {
-    TRACER.with(|t| t.borrow().is_some())
 }
 
 pub(crate) fn begin() -> Result<(), crate::Error> {
@@ -41,10 +60,13 @@ pub(crate) fn begin() -> Result<(), crate::Error> {
                 "a graph is already being traced on this thread (traces do not nest)",
             ));
         }
+        let frame = crate::interp::fresh_id();
+        crate::interp::push(frame, std::rc::Rc::new(Watcher));
         *t = Some(Tracer {
             graph: Graph::default(),
             ids: FxHashMap::default(),
             alive: Vec::new(),
+            frame,
         });
         Ok(())
     })
@@ -52,7 +74,11 @@ pub(crate) fn begin() -> Result<(), crate::Error> {
 
 /// Closes the trace (also when the traced function failed).
 pub(crate) fn end() -> Option<Tracer> {
-    TRACER.with(|t| t.borrow_mut().take())
+    let tracer = TRACER.with(|t| t.borrow_mut().take());
+    if let Some(t) = &tracer {
+        crate::interp::pop(t.frame);
+    }
+    tracer
 }
 
 fn key(t: &Tensor) -> *const TensorImpl {
@@ -115,17 +141,12 @@ pub(crate) fn placeholder(name: &str, example: &Tensor) {
 }
 
 /// `out = op(inputs)` for an op of the graph.
-pub(crate) fn op(op: GOp, inputs: &[&Tensor], out: &Tensor) {
+fn op(op: GOp, inputs: &[&Tensor], out: &Tensor) {
     with_tracer(|t| {
         let ids: Vec<NodeId> = inputs.iter().map(|x| t.node_of(x)).collect();
         let id = t.graph.push(op, ids, out.shape(), out.dtype());
         t.bind(out, id);
     })
-}
-
-/// `out = prim(inputs)` (from `ops::record`).
-pub(crate) fn prim(prim: &Prim, inputs: &[&Tensor], out: &Tensor) {
-    op(GOp::Prim(prim.clone()), inputs, out)
 }
 
 /// `handle` is another handle on the value of `of` (detach, requires_grad…).

@@ -147,3 +147,26 @@ where
         .map(|((oc, oa), ob)| f(c[oc], a[oa], b[ob]))
         .collect()
 }
+
+/// `1 / (1 + e^{-x})`, never exponentiating a large positive number.
+#[inline(always)]
+pub(crate) fn sigmoid<T: crate::Element>(x: T) -> T {
+    if x >= T::zero() {
+        T::one() / (T::one() + (-x).exp())
+    } else {
+        let e = x.exp();
+        e / (T::one() + e)
+    }
+}
+
+/// `-1`, `0` or `1` (NaN gives 0).
+#[inline(always)]
+pub(crate) fn sign<T: crate::Element>(x: T) -> T {
+    if x > T::zero() {
+        T::one()
+    } else if x < T::zero() {
+        -T::one()
+    } else {
+        T::zero()
+    }
+}

@@ -46,7 +46,7 @@ impl CustomOp for Recompute {
         let create = autograd::is_grad_enabled();
         let _on = GradModeGuard::new(true);
         let x = if create {
-            crate::ops::movement::alias(&inputs[0])
+            crate::autograd::track_at_fresh_level(&inputs[0])
         } else {
             inputs[0].detach().requires_grad()
         };

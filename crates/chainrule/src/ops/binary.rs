@@ -1,171 +1,205 @@
-//! Elementwise binary primitives with NumPy broadcasting. The adjoint of a
-//! broadcast input is summed back to its shape once, in [`sum_to`].
+//! Elementwise binary primitives with NumPy broadcasting, one row each in
+//! [`binary_ops!`]: the name, the methods, the function on two elements and
+//! the two partial derivatives written once (generic over [`Value`]). The
+//! VJP is `g ⊙ ∂y/∂a` summed back to `a`'s shape (in [`sum_to`]); the JVP is
+//! `ȧ ⊙ ∂y/∂a + ḃ ⊙ ∂y/∂b`. Comparisons are rows of [`compare_ops!`]:
+//! primitives through which no derivative flows.
 
 use super::movement::sum_to;
-use super::{panicking, record, same_dtype, Prim};
-use crate::dtype::Element;
+use super::value::{Partial, Value};
+use super::{bind, panicking, same_dtype, Prim};
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::zip;
 use crate::layout::{broadcast_shapes, Layout};
 use crate::storage::{with_dtype, StorageElement};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
+use Partial::{Const, Of};
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum BinaryOp {
-    Add,
-    Sub,
-    Mul,
-    Div,
-    /// `a^b`, both tensors.
-    Pow,
-    Maximum,
-    Minimum,
+/// Declares the binary ops. A row:
+/// `Variant => "name", fn method / try_method, saves_output: bool,
+///  f: |a, b| forward, d: |a, b, y| (∂y/∂a, ∂y/∂b);`
+/// `saves_output` says whether the partials read `y` (the tape then saves it).
+macro_rules! binary_ops {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident => $name:literal, fn $method:ident / $try_method:ident, saves_output: $saves:literal,
+        f: |$a:ident, $b:ident| $forward:expr,
+        d: |$pa:ident, $pb:ident, $py:ident| $partials:expr;
+    )*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub(crate) enum BinaryOp {
+            $($variant),*
+        }
+
+        impl BinaryOp {
+            pub fn name(self) -> &'static str {
+                match self { $(BinaryOp::$variant => $name),* }
+            }
+
+            pub(crate) fn saves_output(self) -> bool {
+                match self { $(BinaryOp::$variant => $saves),* }
+            }
+
+            fn forward<T: Element>(self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+                match self { $(BinaryOp::$variant => zip(a, la, b, lb, |$a: T, $b: T| $forward)),* }
+            }
+
+            /// `(∂y/∂a, ∂y/∂b)` at `a`, `b`, with `y` the output.
+            #[allow(unused_variables)]
+            fn partials<N: Value>(self, a: &N, b: &N, y: &N) -> (Partial<N>, Partial<N>) {
+                match self {
+                    $(BinaryOp::$variant => {
+                        let ($pa, $pb, $py) = (a.clone(), b.clone(), y.clone());
+                        $partials
+                    })*
+                }
+            }
+        }
+
+        impl Tensor {
+            $(
+                pub fn $try_method(&self, other: &Tensor) -> Result<Tensor> {
+                    binary(self, other, BinaryOp::$variant)
+                }
+            )*
+        }
+
+        panicking! {
+            $( $(#[$doc])* fn $method => $try_method(other: &Tensor); )*
+        }
+    };
 }
 
-use BinaryOp::*;
+binary_ops! {
+    /// Elementwise `self + other`, broadcasting. Also `&a + &b`.
+    Add => "add", fn add / try_add, saves_output: false,
+        f: |a, b| a + b, d: |a, b, y| (Const(1.0), Const(1.0));
+    /// Elementwise `self - other`, broadcasting. Also `&a - &b`.
+    Sub => "sub", fn sub / try_sub, saves_output: false,
+        f: |a, b| a - b, d: |a, b, y| (Const(1.0), Const(-1.0));
+    /// Elementwise `self * other`, broadcasting. Also `&a * &b`.
+    Mul => "mul", fn mul / try_mul, saves_output: false,
+        f: |a, b| a * b, d: |a, b, y| (Of(b), Of(a));
+    /// Elementwise `self / other`, broadcasting. Also `&a / &b`.
+    Div => "div", fn div / try_div, saves_output: false,
+        f: |a, b| a / b, d: |a, b, y| (Of(b.recip()), Of(a.over(&b.square()).scale(-1.0)));
+    /// Elementwise `self ^ exponent` with a tensor exponent. The base's
+    /// partial is 0 where the exponent is 0; the exponent's is 0 where the
+    /// base is 0 and the exponent ≥ 0, NaN for a negative base (as PyTorch).
+    Pow => "pow", fn pow / try_pow, saves_output: true,
+        f: |a, b| a.powf(b),
+        d: |a, b, y| {
+            let zero = a.constant(0.0);
+            let base = b.zero_mask().select(&zero, &b.times(&a.power(&b.shift(-1.0))));
+            let exponent_nonnegative = zero.less_than(&b).plus(&b.zero_mask());
+            let at_zero = a.zero_mask().times(&exponent_nonnegative);
+            (Of(base), Of(at_zero.select(&zero, &y.times(&a.ln()))))
+        };
+    /// Elementwise maximum; at ties each side gets half the gradient, and
+    /// both get it all where either is NaN (as PyTorch). NaN propagates.
+    Maximum => "maximum", fn maximum / try_maximum, saves_output: false,
+        f: |a, b| if a >= b || a.is_nan() { a } else { b },
+        d: |a, b, y| extremum_shares(&a, &b, true);
+    /// Elementwise minimum; ties and NaNs as [`Tensor::maximum`].
+    Minimum => "minimum", fn minimum / try_minimum, saves_output: false,
+        f: |a, b| if a <= b || a.is_nan() { a } else { b },
+        d: |a, b, y| extremum_shares(&a, &b, false);
+    /// The angle of the point `(other, self)`: `atan2(y = self, x = other)`.
+    Atan2 => "atan2", fn atan2 / try_atan2, saves_output: false,
+        f: |a, b| a.atan2(b),
+        d: |a, b, y| {
+            let r2 = a.square().plus(&b.square());
+            (Of(b.over(&r2)), Of(a.over(&r2).scale(-1.0)))
+        };
+    /// `√(self² + other²)`, without overflow.
+    Hypot => "hypot", fn hypot / try_hypot, saves_output: true,
+        f: |a, b| a.hypot(b), d: |a, b, y| (Of(a.over(&y)), Of(b.over(&y)));
+}
+
+/// `∂y/∂a` and `∂y/∂b` of maximum (or minimum): 1 to the side that wins, ½
+/// each at a tie, and 1 to both sides when either is NaN (no comparison
+/// holds then). Constants: masks carry no derivative.
+fn extremum_shares<N: Value>(a: &N, b: &N, maximum: bool) -> (Partial<N>, Partial<N>) {
+    let (a_loses, b_loses) = if maximum {
+        (a.less_than(b), b.less_than(a))
+    } else {
+        (b.less_than(a), a.less_than(b))
+    };
+    let half_tie = a.equal_to(b).scale(0.5);
+    let share = |loses: N| loses.plus(&half_tie).scale(-1.0).shift(1.0);
+    (Of(share(a_loses)), Of(share(b_loses)))
+}
 
 impl BinaryOp {
-    pub fn name(self) -> &'static str {
-        match self {
-            Add => "add",
-            Sub => "sub",
-            Mul => "mul",
-            Div => "div",
-            Pow => "pow",
-            Maximum => "maximum",
-            Minimum => "minimum",
-        }
-    }
-
-    fn forward<T: Element>(self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
-        match self {
-            Add => zip(a, la, b, lb, |x, y| x + y),
-            Sub => zip(a, la, b, lb, |x, y| x - y),
-            Mul => zip(a, la, b, lb, |x, y| x * y),
-            Div => zip(a, la, b, lb, |x, y| x / y),
-            Pow => zip(a, la, b, lb, |x, y| x.powf(y)),
-            // NaN propagates from either side, as in PyTorch.
-            Maximum => zip(
-                a,
-                la,
-                b,
-                lb,
-                |x, y| if x >= y || x.is_nan() { x } else { y },
-            ),
-            Minimum => zip(
-                a,
-                la,
-                b,
-                lb,
-                |x, y| if x <= y || x.is_nan() { x } else { y },
-            ),
-        }
-    }
-
-    /// Adjoints of `a` and `b` (each summed back to its own shape).
+    /// Adjoints of `a` and `b` (each summed back to its own shape); `y` is
+    /// the output when the rule reads it.
     pub(crate) fn vjp(
         self,
         a: &Tensor,
         b: &Tensor,
+        y: Option<&Tensor>,
         g: &Tensor,
         needs: &[bool],
     ) -> SmallVec<[Option<Tensor>; 2]> {
-        let (ga, gb): (Option<Tensor>, Option<Tensor>) = match self {
-            Add => (Some(g.clone()), Some(g.clone())),
-            Sub => (Some(g.clone()), needs[1].then(|| g.neg())),
-            Mul => (needs[0].then(|| g * b), needs[1].then(|| g * a)),
-            Div => (
-                needs[0].then(|| g / b),
-                needs[1].then(|| -(g * a) / b.square()),
-            ),
-            Pow => (
-                needs[0].then(|| g * &pow_partial_base(a, b)),
-                needs[1].then(|| g * &pow_partial_exponent(a, b, &a.pow(b))),
-            ),
-            Maximum | Minimum => {
-                let (to_a, to_b) = self.extremum_shares(a, b);
-                (needs[0].then(|| g * &to_a), needs[1].then(|| g * &to_b))
-            }
+        // Rows that do not read the output never look at the stand-in `a`.
+        let y = match y {
+            Some(y) => y.clone(),
+            None if self.saves_output() => binary(a, b, self).expect("it ran forward"),
+            None => a.clone(),
         };
-        let fit = |t: Option<Tensor>, like: &Tensor, need: bool| {
-            t.filter(|_| need).map(|t| sum_to(&t, like.shape()))
-        };
-        smallvec![fit(ga, a, needs[0]), fit(gb, b, needs[1])]
+        let (pa, pb) = self.partials(a, b, &y);
+        let term = |p: Partial<Tensor>, like: &Tensor| sum_to(&times(g, p), like.shape());
+        smallvec![needs[0].then(|| term(pa, a)), needs[1].then(|| term(pb, b))]
     }
 
-    /// The JVP: `ȧ ∂out/∂a + ḃ ∂out/∂b` (elementwise), each term broadcast to
-    /// the output's shape (after the batch axis, for batched tangents).
+    /// The JVP: `ȧ ⊙ ∂y/∂a + ḃ ⊙ ∂y/∂b`, of the output's shape.
     pub(crate) fn jvp(
         self,
         a: &Tensor,
         b: &Tensor,
-        out: &Tensor,
+        y: &Tensor,
         ta: &Option<Tensor>,
         tb: &Option<Tensor>,
     ) -> Tensor {
-        use crate::forward::{fit, lift, pair_prefix, sum_terms};
-        let prefix = pair_prefix(a, b, ta, tb);
-        let n = out.ndim();
-        let ta = ta.as_ref().map(|t| lift(t, a, n));
-        let tb = tb.as_ref().map(|t| lift(t, b, n));
-        let (da, db): (Option<Tensor>, Option<Tensor>) = match self {
-            Add => (ta, tb),
-            Sub => (ta, tb.map(|t| t.neg())),
-            Mul => (ta.map(|t| &t * b), tb.map(|t| a * &t)),
-            Div => (ta.map(|t| &t / b), tb.map(|t| -(&t * out) / b)),
-            Pow => (
-                ta.map(|t| &t * &pow_partial_base(a, b)),
-                tb.map(|t| &t * &pow_partial_exponent(a, b, out)),
-            ),
-            Maximum | Minimum => {
-                let (to_a, to_b) = self.extremum_shares(a, b);
-                (ta.map(|t| &t * &to_a), tb.map(|t| &t * &to_b))
-            }
+        let (pa, pb) = self.partials(a, b, y);
+        let da = ta.as_ref().map(|t| times(t, pa));
+        let db = tb.as_ref().map(|t| times(t, pb));
+        let sum = match (da, db) {
+            (Some(x), Some(z)) => x + z,
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => return y.zeros_like(),
         };
-        fit(sum_terms(da, db), &prefix, out.shape())
+        if sum.shape() == y.shape() {
+            sum
+        } else {
+            sum.broadcast_to(y.shape())
+        }
     }
 
-    /// `∂out/∂a` and `∂out/∂b` of maximum or minimum (constants): 1 to the
-    /// side that wins, ½ each at a tie, and, as in PyTorch, 1 to both sides
-    /// when either is NaN (no comparison holds then).
-    fn extremum_shares(self, a: &Tensor, b: &Tensor) -> (Tensor, Tensor) {
-        let (a, b) = (a.detach(), b.detach());
-        let (a_loses, b_loses) = match self {
-            Maximum => (a.lt(&b), a.gt(&b)),
-            _ => (a.gt(&b), a.lt(&b)),
-        };
-        let half_tie = a.eq_elem(&b) * 0.5;
-        (1.0 - &(a_loses + &half_tie), 1.0 - &(b_loses + &half_tie))
-    }
-}
-
-/// `∂(aᵇ)/∂a = b·aᵇ⁻¹`, taken as 0 where `b = 0` (`a⁰` is constant; PyTorch's
-/// convention, which also avoids `0·0⁻¹ = NaN` at `a = 0`).
-fn pow_partial_base(a: &Tensor, b: &Tensor) -> Tensor {
-    let zero_exponent = b.detach().eq_elem(&Tensor::zeros(&[], b.dtype()));
-    let d = b * &a.pow(&(b - 1.0));
-    Tensor::where_(&zero_exponent, &Tensor::zeros(&[], d.dtype()), &d)
-}
-
-/// `∂(aᵇ)/∂b = aᵇ·ln a` given `out = aᵇ`, taken as 0 where `a = 0` and
-/// `b ≥ 0` (PyTorch's convention: the limit from `a > 0` of `0ᵇ ln a` is 0
-/// for `b > 0`). Negative `a` gives NaN (`ln a`), as in PyTorch.
-fn pow_partial_exponent(a: &Tensor, b: &Tensor, out: &Tensor) -> Tensor {
-    let zero = Tensor::zeros(&[], a.dtype());
-    let (a0, b0) = (a.detach(), b.detach());
-    let at_zero = a0.eq_elem(&zero) * b0.ge(&zero);
-    let d = out * &a.log();
-    Tensor::where_(&at_zero, &Tensor::zeros(&[], d.dtype()), &d)
-}
-
-impl BinaryOp {
     /// The op on two values of `dtype`, through the same kernel (see
     /// `UnaryOp::eval_scalar`).
-    pub(crate) fn eval_scalar(self, a: f64, b: f64, dtype: crate::DType) -> f64 {
+    pub(crate) fn eval_scalar(self, a: f64, b: f64, dtype: DType) -> f64 {
         let l = Layout::contiguous(&[]);
         with_dtype!(dtype, T => self.forward(&[T::of(a)], &l, &[T::of(b)], &l)[0].f64())
     }
+}
+
+/// `t ⊙ p` (a constant partial scales; 1 leaves `t` as it is).
+fn times(t: &Tensor, p: Partial<Tensor>) -> Tensor {
+    match p {
+        Const(1.0) => t.clone(),
+        Const(c) => t.mul_scalar(c),
+        Of(p) => t * &p,
+    }
+}
+
+/// The shape of `a op b`, or a shape error naming `op`.
+pub(crate) fn broadcast_shape(op: &'static str, a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    broadcast_shapes(a, b)
+        .map(|s| s.to_vec())
+        .ok_or_else(|| Error::shapes_detail(op, a, b, "they do not broadcast"))
 }
 
 /// Both operands broadcast to their common shape, or a shape error naming `op`.
@@ -178,8 +212,7 @@ pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result
         }
         return Ok((a.layout().clone(), b.layout().clone()));
     }
-    let shape = broadcast_shapes(a.shape(), b.shape())
-        .ok_or_else(|| Error::shapes_detail(op, a.shape(), b.shape(), "they do not broadcast"))?;
+    let shape = broadcast_shape(op, a.shape(), b.shape())?;
     crate::limits::check_alloc(op, &shape, a.dtype())?;
     Ok((
         a.layout().broadcast_to(&shape).unwrap(),
@@ -187,12 +220,16 @@ pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result
     ))
 }
 
-pub(crate) fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+/// The kernel of a binary op.
+pub(crate) fn forward(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let dtype = same_dtype(op.name(), a, b)?;
     let (la, lb) = broadcast_pair(op.name(), a, b)?;
-    let out = with_dtype!(dtype, T => Tensor::from_buffer(
-        op.forward(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape));
-    Ok(record(|| Prim::Binary(op), &[a, b], out, false))
+    Ok(with_dtype!(dtype, T => Tensor::from_buffer(
+        op.forward(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape)))
+}
+
+pub(crate) fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
+    bind(Prim::Binary(op), &[a, b])
 }
 
 /// `acc + g` for gradient accumulation: in place when `acc` is a plain
@@ -208,26 +245,16 @@ pub(crate) fn add_scaled_into(mut acc: Tensor, alpha: f64, g: &Tensor) -> Tensor
         && acc.dtype() == g.dtype()
         && acc.layout().contiguous_range() == Some(0..acc.numel())
         && !acc.needs_grad()
-        && acc.0.dual.is_none()
-        && g.0.dual.is_none()
-        && !crate::autograd::is_grad_enabled()
-        && !crate::graph::trace::active();
+        && super::quiet(&[&acc, g]);
     if plain {
         if let Some(inner) = std::sync::Arc::get_mut(&mut acc.0) {
             let done = with_dtype!(g.dtype(), T => match T::unique_mut(&mut inner.storage) {
                 Some(buf) => {
                     let (src, lg) = (g.buffer::<T>(), g.layout());
-                    if alpha == 1.0 {
-                        match lg.contiguous_range() {
-                            Some(r) => buf.iter_mut().zip(&src[r]).for_each(|(a, &b)| *a += b),
-                            None => buf.iter_mut().zip(lg.offsets()).for_each(|(a, o)| *a += src[o]),
-                        }
-                    } else {
-                        let alpha = T::of(alpha);
-                        match lg.contiguous_range() {
-                            Some(r) => buf.iter_mut().zip(&src[r]).for_each(|(a, &b)| *a += alpha * b),
-                            None => buf.iter_mut().zip(lg.offsets()).for_each(|(a, o)| *a += alpha * src[o]),
-                        }
+                    let alpha = T::of(alpha);
+                    match lg.contiguous_range() {
+                        Some(r) => buf.iter_mut().zip(&src[r]).for_each(|(a, &b)| *a += alpha * b),
+                        None => buf.iter_mut().zip(lg.offsets()).for_each(|(a, o)| *a += alpha * src[o]),
                     }
                     true
                 }
@@ -245,102 +272,65 @@ pub(crate) fn add_scaled_into(mut acc: Tensor, alpha: f64, g: &Tensor) -> Tensor
     }
 }
 
-/// A comparison, as a constant tensor of 0s and 1s in the operands' dtype.
-fn compare(op: &'static str, a: &Tensor, b: &Tensor, f: fn(f64, f64) -> bool) -> Result<Tensor> {
-    let dtype = same_dtype(op, a, b)?;
-    let (la, lb) = broadcast_pair(op, a, b)?;
-    let out = with_dtype!(dtype, T => {
-        let (one, zero) = (T::one(), T::zero());
-        Tensor::from_buffer(
-            zip(a.buffer::<T>(), &la, b.buffer::<T>(), &lb, |x, y| if f(x.f64(), y.f64()) { one } else { zero }),
-            &la.shape,
-        )
-    });
-    if crate::graph::trace::active() {
-        use crate::graph::{CompareOp, GOp};
-        let c = match op {
-            "gt" => CompareOp::Gt,
-            "ge" => CompareOp::Ge,
-            "lt" => CompareOp::Lt,
-            "le" => CompareOp::Le,
-            _ => CompareOp::Eq,
-        };
-        crate::graph::trace::op(GOp::Compare(c), &[a, b], &out);
-    }
-    Ok(out)
+/// Declares the comparisons: `Variant => "name", fn method / try_method, |a, b| test;`.
+macro_rules! compare_ops {
+    ($( $(#[$doc:meta])* $variant:ident => $name:literal, fn $method:ident / $try_method:ident, |$a:ident, $b:ident| $test:expr; )*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub(crate) enum CompareOp {
+            $($variant),*
+        }
+
+        impl CompareOp {
+            pub fn name(self) -> &'static str {
+                match self { $(CompareOp::$variant => $name),* }
+            }
+
+            fn forward<T: Element>(self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+                let (one, zero) = (T::one(), T::zero());
+                match self {
+                    $(CompareOp::$variant => zip(a, la, b, lb, |$a: T, $b: T| if $test { one } else { zero })),*
+                }
+            }
+        }
+
+        impl Tensor {
+            $(
+                pub fn $try_method(&self, other: &Tensor) -> Result<Tensor> {
+                    bind(Prim::Compare(CompareOp::$variant), &[self, other])
+                }
+            )*
+        }
+
+        panicking! {
+            $( $(#[$doc])* fn $method => $try_method(other: &Tensor); )*
+        }
+    };
+}
+
+compare_ops! {
+    /// `1` where `self > other`, else `0` (a constant mask).
+    Gt => "gt", fn gt / try_gt, |a, b| a > b;
+    /// `1` where `self >= other`, else `0`.
+    Ge => "ge", fn ge / try_ge, |a, b| a >= b;
+    /// `1` where `self < other`, else `0`.
+    Lt => "lt", fn lt / try_lt, |a, b| a < b;
+    /// `1` where `self <= other`, else `0`.
+    Le => "le", fn le / try_le, |a, b| a <= b;
+    /// `1` where `self == other`, else `0`.
+    Eq => "eq", fn eq_elem / try_eq_elem, |a, b| a == b;
+}
+
+/// The kernel of a comparison: 0s and 1s in the operands' dtype.
+pub(crate) fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
+    let dtype = same_dtype(op.name(), a, b)?;
+    let (la, lb) = broadcast_pair(op.name(), a, b)?;
+    Ok(with_dtype!(dtype, T => Tensor::from_buffer(
+        op.forward(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape)))
 }
 
 impl Tensor {
-    pub fn try_add(&self, other: &Tensor) -> Result<Tensor> {
-        binary(self, other, Add)
-    }
-    pub fn try_sub(&self, other: &Tensor) -> Result<Tensor> {
-        binary(self, other, Sub)
-    }
-    pub fn try_mul(&self, other: &Tensor) -> Result<Tensor> {
-        binary(self, other, Mul)
-    }
-    pub fn try_div(&self, other: &Tensor) -> Result<Tensor> {
-        binary(self, other, Div)
-    }
-    pub fn try_pow(&self, exponent: &Tensor) -> Result<Tensor> {
-        binary(self, exponent, Pow)
-    }
-    pub fn try_maximum(&self, other: &Tensor) -> Result<Tensor> {
-        binary(self, other, Maximum)
-    }
-    pub fn try_minimum(&self, other: &Tensor) -> Result<Tensor> {
-        binary(self, other, Minimum)
-    }
-    pub fn try_gt(&self, other: &Tensor) -> Result<Tensor> {
-        compare("gt", self, other, |x, y| x > y)
-    }
-    pub fn try_ge(&self, other: &Tensor) -> Result<Tensor> {
-        compare("ge", self, other, |x, y| x >= y)
-    }
-    pub fn try_lt(&self, other: &Tensor) -> Result<Tensor> {
-        compare("lt", self, other, |x, y| x < y)
-    }
-    pub fn try_le(&self, other: &Tensor) -> Result<Tensor> {
-        compare("le", self, other, |x, y| x <= y)
-    }
-    pub fn try_eq_elem(&self, other: &Tensor) -> Result<Tensor> {
-        compare("eq", self, other, |x, y| x == y)
-    }
-
     /// `1` where `self > c`, else `0` (a constant).
     pub fn gt_scalar(&self, c: f64) -> Tensor {
-        compare("gt", self, &Tensor::full(&[], c, self.dtype()), |x, y| {
-            x > y
-        })
-        .expect("a scalar broadcasts against any shape")
+        self.gt(&Tensor::full(&[], c, self.dtype()))
     }
-}
-
-panicking! {
-    /// Elementwise `self + other`, broadcasting. Also `&a + &b`.
-    fn add => try_add(other: &Tensor);
-    /// Elementwise `self - other`, broadcasting. Also `&a - &b`.
-    fn sub => try_sub(other: &Tensor);
-    /// Elementwise `self * other`, broadcasting. Also `&a * &b`.
-    fn mul => try_mul(other: &Tensor);
-    /// Elementwise `self / other`, broadcasting. Also `&a / &b`.
-    fn div => try_div(other: &Tensor);
-    /// Elementwise `self ^ exponent` with a tensor exponent (`self > 0` for a
-    /// gradient with respect to the exponent).
-    fn pow => try_pow(exponent: &Tensor);
-    /// Elementwise maximum; at ties each side gets half the gradient.
-    fn maximum => try_maximum(other: &Tensor);
-    /// Elementwise minimum; at ties each side gets half the gradient.
-    fn minimum => try_minimum(other: &Tensor);
-    /// `1` where `self > other`, else `0` (a constant mask).
-    fn gt => try_gt(other: &Tensor);
-    /// `1` where `self >= other`, else `0`.
-    fn ge => try_ge(other: &Tensor);
-    /// `1` where `self < other`, else `0`.
-    fn lt => try_lt(other: &Tensor);
-    /// `1` where `self <= other`, else `0`.
-    fn le => try_le(other: &Tensor);
-    /// `1` where `self == other`, else `0`.
-    fn eq_elem => try_eq_elem(other: &Tensor);
 }

@@ -33,7 +33,7 @@
 //! assert!((h.get(&[1, 1]) - 0.25).abs() < 1e-15);
 //! ```
 
-use super::{try_record, Prim};
+use super::{bind, Prim};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use smallvec::SmallVec;
@@ -71,9 +71,24 @@ pub trait CustomOp:
     fn vjp(&self, inputs: &[Tensor], output: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>>;
 }
 
-/// A custom op as a primitive of the graph.
+/// A custom op as a primitive of the graph (equal to another when it is the
+/// same op object).
 #[derive(Clone)]
 pub(crate) struct CustomPrim(pub Arc<dyn CustomOp>);
+
+impl PartialEq for CustomPrim {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for CustomPrim {}
+
+impl std::hash::Hash for CustomPrim {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        (Arc::as_ptr(&self.0) as *const () as usize).hash(state)
+    }
+}
 
 impl fmt::Debug for CustomPrim {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -90,10 +105,14 @@ pub fn apply(op: Arc<dyn CustomOp>, inputs: &[&Tensor]) -> Result<Tensor> {
             "a custom op needs at least one input",
         ));
     }
+    bind(Prim::Custom(CustomPrim(op)), inputs)
+}
+
+/// The kernel: the user's forward on the inputs' values.
+pub(crate) fn forward(op: &CustomPrim, inputs: &[&Tensor]) -> Result<Tensor> {
+    let op = &op.0;
     let plain: Vec<Tensor> = inputs.iter().map(|t| t.detach()).collect();
-    let out = guarded(op.name(), "forward", || {
-        crate::autograd::no_grad(|| op.forward(&plain))
-    })?;
+    let out = guarded(op.name(), "forward", || op.forward(&plain))?;
     if let Some(x) = inputs.iter().find(|x| x.dtype() != out.dtype()) {
         return Err(Error::DTypeMismatch {
             op: op.name(),
@@ -101,8 +120,7 @@ pub fn apply(op: Arc<dyn CustomOp>, inputs: &[&Tensor]) -> Result<Tensor> {
             rhs: out.dtype(),
         });
     }
-    let out = out.detach_untraced();
-    try_record(|| Prim::Custom(CustomPrim(op)), inputs, out, true)
+    Ok(out.detach_untraced())
 }
 
 /// Runs one of the user's functions, turning its error or its panic into an
@@ -121,9 +139,7 @@ fn guarded<T>(name: &'static str, what: &str, f: impl FnOnce() -> Result<T>) -> 
     }
 }
 
-/// The output's tangent by the user's rule. A batched tangent is pushed
-/// through the rule one direction at a time (the user's rule need not know
-/// about batch axes).
+/// The output's tangent by the user's rule, checked.
 pub(crate) fn jvp(
     op: &CustomPrim,
     inputs: &[Tensor],
@@ -131,37 +147,20 @@ pub(crate) fn jvp(
     tangents: &[Option<Tensor>],
 ) -> Result<Option<Tensor>> {
     let name = op.0.name();
-    let checked = |tangents: &[Option<Tensor>]| -> Result<Tensor> {
-        let t = guarded(name, "JVP", || op.0.jvp(inputs, output, tangents))?;
-        if t.shape() != output.shape() || t.dtype() != output.dtype() {
-            return Err(Error::invalid(
-                name,
-                format!(
-                    "the custom op's JVP returned {:?} {:?} for an output of {:?} {:?}",
-                    t.dtype(),
-                    t.shape(),
-                    output.dtype(),
-                    output.shape()
-                ),
-            ));
-        }
-        Ok(t)
-    };
-    let prefix = crate::forward::common_prefix(inputs, tangents);
-    if prefix.is_empty() {
-        return checked(tangents).map(Some);
+    let t = guarded(name, "JVP", || op.0.jvp(inputs, output, tangents))?;
+    if t.shape() != output.shape() || t.dtype() != output.dtype() {
+        return Err(Error::invalid(
+            name,
+            format!(
+                "the custom op's JVP returned {:?} {:?} for an output of {:?} {:?}",
+                t.dtype(),
+                t.shape(),
+                output.dtype(),
+                output.shape()
+            ),
+        ));
     }
-    let columns = (0..prefix[0])
-        .map(|b| {
-            let slice: Vec<Option<Tensor>> = tangents
-                .iter()
-                .map(|t| t.as_ref().map(|t| t.narrow(0, b, 1).squeeze(0)))
-                .collect();
-            checked(&slice)
-        })
-        .collect::<Result<Vec<Tensor>>>()?;
-    let refs: Vec<&Tensor> = columns.iter().collect();
-    Ok(Some(Tensor::stack(&refs, 0)))
+    Ok(Some(t))
 }
 
 /// The inputs' adjoints by the user's rule (the output recomputed when it was

@@ -2,7 +2,7 @@
 
 use super::binary::broadcast_pair;
 use super::movement::sum_to;
-use super::{record, same_dtype, Prim};
+use super::{bind, same_dtype, Prim};
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::zip3;
 use crate::kernels::index as k;
@@ -28,40 +28,90 @@ fn with_axis(shape: &[usize], axis: usize, len: usize) -> Vec<usize> {
 }
 
 pub(crate) fn index_select(x: &Tensor, axis: usize, index: Arc<[usize]>) -> Tensor {
-    let x = x.contiguous();
-    let (outer, len, inner) = split(x.shape(), axis);
-    let shape = with_axis(x.shape(), axis, index.len());
-    let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(
-        k::index_select(x.buffer::<T>(), outer, len, inner, &index), &shape));
-    record(|| Prim::IndexSelect { axis, index }, &[&x], out, false)
+    bind(Prim::IndexSelect { axis, index }, &[x]).expect("indices were checked")
 }
 
 pub(crate) fn index_add(g: &Tensor, axis: usize, index: Arc<[usize]>, size: usize) -> Tensor {
-    let g = g.contiguous();
-    let (outer, _, inner) = split(g.shape(), axis);
-    let shape = with_axis(g.shape(), axis, size);
-    let out = with_dtype!(g.dtype(), T => Tensor::from_buffer(
-        k::index_add(g.buffer::<T>(), outer, size, inner, &index), &shape));
-    record(|| Prim::IndexAdd { axis, index }, &[&g], out, false)
+    bind(Prim::IndexAdd { axis, index, size }, &[g]).expect("indices were checked")
 }
 
 pub(crate) fn gather(x: &Tensor, axis: usize, index: Arc<[usize]>) -> Tensor {
-    let x = x.contiguous();
-    let (outer, len, inner) = split(x.shape(), axis);
-    let per = index.len() / (outer * inner).max(1);
-    let shape = with_axis(x.shape(), axis, per);
-    let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(
-        k::gather(x.buffer::<T>(), outer, len, inner, &index), &shape));
-    record(|| Prim::Gather { axis, index }, &[&x], out, false)
+    bind(Prim::Gather { axis, index }, &[x]).expect("indices were checked")
 }
 
 pub(crate) fn scatter_add(g: &Tensor, axis: usize, index: Arc<[usize]>, size: usize) -> Tensor {
+    bind(Prim::ScatterAdd { axis, index, size }, &[g]).expect("indices were checked")
+}
+
+/// The kernels of the four indexing primitives.
+pub(crate) fn index_select_forward(x: &Tensor, axis: usize, index: &[usize]) -> Tensor {
+    let x = x.contiguous();
+    let (outer, len, inner) = split(x.shape(), axis);
+    let shape = with_axis(x.shape(), axis, index.len());
+    with_dtype!(x.dtype(), T => Tensor::from_buffer(
+        k::index_select(x.buffer::<T>(), outer, len, inner, index), &shape))
+}
+
+pub(crate) fn index_add_forward(g: &Tensor, axis: usize, index: &[usize], size: usize) -> Tensor {
     let g = g.contiguous();
     let (outer, _, inner) = split(g.shape(), axis);
     let shape = with_axis(g.shape(), axis, size);
-    let out = with_dtype!(g.dtype(), T => Tensor::from_buffer(
-        k::scatter_add(g.buffer::<T>(), outer, size, inner, &index), &shape));
-    record(|| Prim::ScatterAdd { axis, index }, &[&g], out, false)
+    with_dtype!(g.dtype(), T => Tensor::from_buffer(
+        k::index_add(g.buffer::<T>(), outer, size, inner, index), &shape))
+}
+
+pub(crate) fn gather_forward(x: &Tensor, axis: usize, index: &[usize]) -> Tensor {
+    let x = x.contiguous();
+    let (outer, len, inner) = split(x.shape(), axis);
+    let shape = with_axis(x.shape(), axis, gathered_len(x.shape(), axis, index.len()));
+    with_dtype!(x.dtype(), T => Tensor::from_buffer(
+        k::gather(x.buffer::<T>(), outer, len, inner, index), &shape))
+}
+
+pub(crate) fn scatter_add_forward(g: &Tensor, axis: usize, index: &[usize], size: usize) -> Tensor {
+    let g = g.contiguous();
+    let (outer, _, inner) = split(g.shape(), axis);
+    let shape = with_axis(g.shape(), axis, size);
+    with_dtype!(g.dtype(), T => Tensor::from_buffer(
+        k::scatter_add(g.buffer::<T>(), outer, size, inner, index), &shape))
+}
+
+/// How many entries `gather` picks along `axis` with `n` indices.
+pub(crate) fn gathered_len(shape: &[usize], axis: usize, n: usize) -> usize {
+    let (outer, _, inner) = split(shape, axis);
+    n / (outer * inner).max(1)
+}
+
+/// The shape with `axis` set to `len`.
+pub(crate) fn with_axis_len(shape: &[usize], axis: usize, len: usize) -> Vec<usize> {
+    with_axis(shape, axis, len)
+}
+
+/// The kernel of `where`.
+pub(crate) fn where_forward(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let dtype = same_dtype("where", a, b)?;
+    same_dtype("where", cond, a)?;
+    let (la, lb) = broadcast_pair("where", a, b)?;
+    let shape = where_shape(cond.shape(), &la.shape)?;
+    crate::limits::check_alloc("where", &shape, dtype)?;
+    let lc = cond.layout().broadcast_to(&shape).unwrap();
+    let (la, lb) = (
+        la.broadcast_to(&shape).unwrap(),
+        lb.broadcast_to(&shape).unwrap(),
+    );
+    Ok(with_dtype!(dtype, T => Tensor::from_buffer(
+        zip3(cond.buffer::<T>(), &lc, a.buffer::<T>(), &la, b.buffer::<T>(), &lb,
+             |c, x, y| if c != T::zero() { x } else { y }),
+        &shape)))
+}
+
+/// The shape of `where(cond, ·)` given the branches' common shape.
+pub(crate) fn where_shape(cond: &[usize], branches: &[usize]) -> Result<Vec<usize>> {
+    broadcast_shapes(cond, branches)
+        .map(|s| s.to_vec())
+        .ok_or_else(|| {
+            Error::shapes_detail("where", cond, branches, "condition does not broadcast")
+        })
 }
 
 pub(crate) fn where_vjp(
@@ -80,26 +130,20 @@ pub(crate) fn where_vjp(
 
 /// The JVP of `where`: the branches' tangents selected by the same condition.
 pub(crate) fn where_jvp(inputs: &[Tensor], out: &Tensor, tangents: &[Option<Tensor>]) -> Tensor {
-    use crate::forward::{common_prefix, fit, lift};
-    let prefix = common_prefix(inputs, tangents);
     let zero = Tensor::zeros(&[], out.dtype());
-    let branch = |i: usize| match &tangents[i] {
-        Some(t) => lift(t, &inputs[i], out.ndim()),
-        None => zero.clone(),
-    };
-    fit(
-        Tensor::where_(&inputs[0], &branch(1), &branch(2)),
-        &prefix,
-        out.shape(),
-    )
+    let branch = |i: usize| tangents[i].clone().unwrap_or_else(|| zero.clone());
+    let t = Tensor::where_(&inputs[0], &branch(1), &branch(2));
+    if t.shape() == out.shape() {
+        t
+    } else {
+        t.broadcast_to(out.shape())
+    }
 }
 
-/// A gather/scatter index (laid out in the order of the indexed tensor's
-/// elements) repeated once per batch entry, for a tangent with `prefix` axes
-/// in front.
-pub(crate) fn repeat_index(index: &Arc<[usize]>, prefix: &[usize]) -> Arc<[usize]> {
-    let copies: usize = prefix.iter().product();
-    if prefix.is_empty() {
+/// `index` repeated once per entry of the leading axes `prefix` (a gather's
+/// indices tile the axes before its own).
+pub(crate) fn repeat_index(index: &Arc<[usize]>, copies: usize) -> Arc<[usize]> {
+    if copies == 1 {
         return index.clone();
     }
     index
@@ -156,31 +200,14 @@ impl Tensor {
     /// `a` where `cond` is non-zero, else `b`; all three broadcast. No
     /// gradient flows to `cond`.
     pub fn try_where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
-        let dtype = same_dtype("where", a, b)?;
+        same_dtype("where", a, b)?;
         same_dtype("where", cond, a)?;
-        let (la, lb) = broadcast_pair("where", a, b)?;
-        let shape = broadcast_shapes(cond.shape(), &la.shape).ok_or_else(|| {
-            Error::shapes_detail(
-                "where",
-                cond.shape(),
-                &la.shape,
-                "condition does not broadcast",
-            )
-        })?;
-        crate::limits::check_alloc("where", &shape, dtype)?;
-        let lc = cond.layout().broadcast_to(&shape).unwrap();
-        let (la, lb) = (
-            la.broadcast_to(&shape).unwrap(),
-            lb.broadcast_to(&shape).unwrap(),
-        );
-        let out = with_dtype!(dtype, T => Tensor::from_buffer(
-            zip3(cond.buffer::<T>(), &lc, a.buffer::<T>(), &la, b.buffer::<T>(), &lb,
-                 |c, x, y| if c != T::zero() { x } else { y }),
-            &shape));
-        Ok(record(|| Prim::Where, &[&cond.detach(), a, b], out, false))
+        let branches = super::binary::broadcast_shape("where", a.shape(), b.shape())?;
+        let shape = where_shape(cond.shape(), &branches)?;
+        crate::limits::check_alloc("where", &shape, a.dtype())?;
+        bind(Prim::Where, &[&cond.detach(), a, b])
     }
 
-    /// Panicking form of [`Tensor::try_where_`].
     #[track_caller]
     pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
         crate::error::or_panic(Self::try_where_(cond, a, b))

@@ -3,7 +3,7 @@
 //! removed afterwards, and leading batch axes broadcast.
 
 use super::movement::sum_to;
-use super::{panicking, record, same_dtype, Prim};
+use super::{bind, panicking, same_dtype, Prim};
 use crate::error::{Error, Result};
 use crate::kernels::matmul::batched_matmul;
 use crate::layout::{broadcast_shapes, Layout};
@@ -52,6 +52,53 @@ pub(crate) fn dot_value(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    bind(Prim::Matmul, &[a, b])
+}
+
+/// The shape of `a @ b` under `numpy.matmul` rules, or why it has none.
+pub(crate) fn shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>> {
+    if a.is_empty() || b.is_empty() {
+        return Err(Error::shapes_detail(
+            "matmul",
+            a,
+            b,
+            "both operands need at least one axis",
+        ));
+    }
+    let a2: Vec<usize> = if a.len() == 1 {
+        vec![1, a[0]]
+    } else {
+        a.to_vec()
+    };
+    let b2: Vec<usize> = if b.len() == 1 {
+        vec![b[0], 1]
+    } else {
+        b.to_vec()
+    };
+    let (na, nb) = (a2.len(), b2.len());
+    let (k, k2) = (a2[na - 1], b2[nb - 2]);
+    if k != k2 {
+        return Err(Error::shapes_detail(
+            "matmul",
+            a,
+            b,
+            format!("contraction sizes differ ({k} vs {k2})"),
+        ));
+    }
+    let batch = broadcast_shapes(&a2[..na - 2], &b2[..nb - 2])
+        .ok_or_else(|| Error::shapes_detail("matmul", a, b, "batch axes do not broadcast"))?;
+    let mut shape: Vec<usize> = batch.to_vec();
+    if a.len() > 1 {
+        shape.push(a2[na - 2]);
+    }
+    if b.len() > 1 {
+        shape.push(b2[nb - 1]);
+    }
+    Ok(shape)
+}
+
+/// The kernel of `a @ b`.
+pub(crate) fn forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let dtype = same_dtype("matmul", a, b)?;
     if a.ndim() == 0 || b.ndim() == 0 {
         return Err(Error::shapes_detail(
@@ -63,8 +110,7 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     }
     if a.ndim() == 1 && b.ndim() == 1 && a.shape() == b.shape() {
         // A dot product: skip the batch and GEMM set-up (the `ex1` fast path).
-        let out = Tensor::full(&[], dot_value(a, b), dtype);
-        return Ok(record(|| Prim::Matmul, &[a, b], out, false));
+        return Ok(Tensor::full(&[], dot_value(a, b), dtype));
     }
     let (la, lb) = (as_lhs(a.layout()), as_rhs(b.layout()));
     let (na, nb) = (la.shape.len(), lb.shape.len());
@@ -103,9 +149,8 @@ fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
         shape.push(n);
     }
     crate::limits::check_alloc("matmul", &shape, dtype)?;
-    let out = with_dtype!(dtype, T => Tensor::from_buffer(
-        batched_matmul(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &shape));
-    Ok(record(|| Prim::Matmul, &[a, b], out, false))
+    Ok(with_dtype!(dtype, T => Tensor::from_buffer(
+        batched_matmul(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &shape)))
 }
 
 /// `∂/∂a = g bᵀ`, `∂/∂b = aᵀ g`, on the promoted 2-D-or-more views, then
@@ -143,44 +188,70 @@ pub(crate) fn vjp(
     smallvec![ga, gb]
 }
 
-/// The JVP: `ȧ b + a ḃ`. Batched tangents are promoted as `numpy.matmul`
-/// promotes their primals (a 1-D left operand becomes a row, a 1-D right
-/// operand a column), with the batch axis in front as one more batch axis.
-pub(crate) fn jvp(
-    a: &Tensor,
-    b: &Tensor,
-    out: &Tensor,
-    ta: &Option<Tensor>,
-    tb: &Option<Tensor>,
-) -> Tensor {
-    use crate::forward::{pair_prefix, prefixed, sum_terms as sum};
-    let prefix = pair_prefix(a, b, ta, tb);
-    if prefix.is_empty() {
-        return sum(
-            ta.as_ref().map(|t| t.matmul(b)),
-            tb.as_ref().map(|t| a.matmul(t)),
-        );
+/// The JVP: `ȧ b + a ḃ`.
+pub(crate) fn jvp(a: &Tensor, b: &Tensor, ta: &Option<Tensor>, tb: &Option<Tensor>) -> Tensor {
+    let da = ta.as_ref().map(|t| t.matmul(b));
+    let db = tb.as_ref().map(|t| a.matmul(t));
+    match (da, db) {
+        (Some(x), Some(y)) => x + y,
+        (Some(x), None) | (None, Some(x)) => x,
+        (None, None) => unreachable!("a JVP runs only when some input has a tangent"),
     }
-    let a2: Vec<usize> = if a.ndim() == 1 {
-        vec![1, a.shape()[0]]
+}
+
+/// The batching rule: `a`, `b` with the batch axis first when `batched`.
+/// A 1-D operand is promoted as `numpy.matmul` promotes it, the batch axis
+/// becomes one more broadcast batch axis (the other operand's batch axes
+/// shifted to line up), and the promoted axes are removed again.
+pub(crate) fn batch(a: &Tensor, a_batched: bool, b: &Tensor, b_batched: bool) -> Result<Tensor> {
+    let logical = |t: &Tensor, batched: bool| t.ndim() - batched as usize;
+    let (ra, rb) = (logical(a, a_batched), logical(b, b_batched));
+    if ra == 1 && rb == 1 {
+        // Dot products, one per example.
+        let p = if a_batched && b_batched {
+            a * b
+        } else if a_batched {
+            a * &b.unsqueeze(0)
+        } else {
+            &a.unsqueeze(0) * b
+        };
+        return p.try_sum_axes(&[1], false);
+    }
+    // Promote 1-D operands (after the batch axis).
+    let a2 = if ra == 1 {
+        a.unsqueeze(a_batched as usize)
     } else {
-        a.shape().to_vec()
+        a.clone()
     };
-    let b2: Vec<usize> = if b.ndim() == 1 {
-        vec![b.shape()[0], 1]
+    let b2 = if rb == 1 {
+        b.unsqueeze(b.ndim())
     } else {
-        b.shape().to_vec()
+        b.clone()
     };
-    let rank = a2.len().max(b2.len());
-    let lifted = |t: &Tensor, shape: &[usize]| {
-        let mut s = prefix.clone();
-        s.extend(std::iter::repeat_n(1, rank - shape.len()));
-        s.extend_from_slice(shape);
-        t.reshape(&s)
+    let rank = ra.max(2).max(rb.max(2));
+    // Each batched operand gets unit axes after its batch axis up to the
+    // common rank; an unbatched one broadcasts from the right as it is.
+    let lift = |t: Tensor, batched: bool| {
+        if !batched {
+            return t;
+        }
+        let mut shape = vec![t.shape()[0]];
+        shape.extend(std::iter::repeat_n(1, rank - (t.ndim() - 1)));
+        shape.extend_from_slice(&t.shape()[1..]);
+        t.reshape(&shape)
     };
-    let da = ta.as_ref().map(|t| lifted(t, &a2).matmul(&b.reshape(&b2)));
-    let db = tb.as_ref().map(|t| a.reshape(&a2).matmul(&lifted(t, &b2)));
-    sum(da, db).reshape(&prefixed(&prefix, out.shape()))
+    let out = lift(a2, a_batched).try_matmul(&lift(b2, b_batched))?;
+    // Remove the promoted axes: a 1-D left operand's row, a 1-D right
+    // operand's column.
+    let mut out = out;
+    if rb == 1 {
+        out = out.squeeze(out.ndim() - 1);
+    }
+    if ra == 1 {
+        let axis = out.ndim() - if rb == 1 { 1 } else { 2 };
+        out = out.squeeze(axis);
+    }
+    Ok(out)
 }
 
 impl Tensor {

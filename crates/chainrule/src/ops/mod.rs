@@ -16,25 +16,47 @@ pub(crate) mod movement;
 mod overload;
 pub(crate) mod reduce;
 pub(crate) mod unary;
+pub(crate) mod value;
 
-use crate::autograd::is_grad_enabled;
-use crate::autograd::node::{Node, NodeKind, OpNode, Saved};
-use crate::error::Result;
+use crate::error::{Error, Result};
+pub(crate) use crate::interp::{bind, quiet};
 use crate::layout::Dims;
 use crate::tensor::Tensor;
 use crate::DType;
-use smallvec::SmallVec;
-use std::sync::{Arc, Mutex};
+use smallvec::{smallvec, SmallVec};
+use std::sync::Arc;
 
-pub(crate) use binary::{add_scaled_into, BinaryOp};
+pub(crate) use binary::{add_scaled_into, BinaryOp, CompareOp};
 pub(crate) use reduce::ReduceOp;
 pub(crate) use unary::UnaryOp;
 
-/// Every primitive, with the parameters its VJP needs.
-#[derive(Clone, Debug)]
+/// An op's `f64` parameter, compared and hashed by its bits (so that
+/// primitives are keys of common-subexpression elimination).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Param(pub f64);
+
+impl PartialEq for Param {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.to_bits() == other.0.to_bits()
+    }
+}
+
+impl Eq for Param {}
+
+impl std::hash::Hash for Param {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.to_bits().hash(state)
+    }
+}
+
+/// Every primitive, with every parameter its kernel and rules need: a
+/// primitive and its inputs determine its output.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Prim {
     Unary(UnaryOp),
     Binary(BinaryOp),
+    /// An elementwise comparison giving 1 or 0 (no derivative).
+    Compare(CompareOp),
     /// Inputs: condition (never differentiated), then the two branches.
     Where,
     Reduce {
@@ -43,17 +65,19 @@ pub(crate) enum Prim {
         keepdim: bool,
     },
     Matmul,
-    Reshape,
+    Reshape(Dims),
     Permute(Dims),
-    BroadcastTo,
+    BroadcastTo(Dims),
     Narrow {
         axis: usize,
         start: usize,
+        len: usize,
     },
-    /// Zero padding around a block along `axis`: the adjoint of `Narrow`.
+    /// Zero padding around a block along `axis`: the transpose of `Narrow`.
     Pad {
         axis: usize,
         start: usize,
+        size: usize,
     },
     Concat {
         axis: usize,
@@ -63,27 +87,75 @@ pub(crate) enum Prim {
     /// A traced graph records it, so that a value computed from the inputs
     /// and then detached (a max shift) stays a function of the inputs.
     StopGradient,
-    Cast,
+    Cast(DType),
     IndexSelect {
         axis: usize,
         index: Arc<[usize]>,
     },
-    /// `out[.., index[j], ..] += x[.., j, ..]` into zeros: the adjoint of `IndexSelect`.
+    /// `out[.., index[j], ..] += x[.., j, ..]` into zeros: the transpose of `IndexSelect`.
     IndexAdd {
         axis: usize,
         index: Arc<[usize]>,
+        size: usize,
     },
     Gather {
         axis: usize,
         index: Arc<[usize]>,
     },
-    /// The adjoint of `Gather`.
+    /// The transpose of `Gather`.
     ScatterAdd {
         axis: usize,
         index: Arc<[usize]>,
+        size: usize,
     },
     /// A user-defined op (see [`custom`]).
     Custom(custom::CustomPrim),
+}
+
+/// An input of a batching rule: its value with the batch axis first, or a
+/// value shared by every example.
+pub(crate) struct BatchArg {
+    pub value: Tensor,
+    pub batched: bool,
+}
+
+impl BatchArg {
+    /// The rank one example sees.
+    fn rank(&self) -> usize {
+        self.value.ndim() - self.batched as usize
+    }
+
+    /// The value with `rank` logical axes: a batched value gets unit axes
+    /// after its batch axis (so that it broadcasts as one example would); a
+    /// shared one broadcasts from the right as it is.
+    fn aligned(&self, rank: usize) -> Tensor {
+        if !self.batched || self.rank() >= rank {
+            return self.value.clone();
+        }
+        let v = &self.value;
+        let mut shape = vec![v.shape()[0]];
+        shape.extend(std::iter::repeat_n(1, rank - self.rank()));
+        shape.extend_from_slice(&v.shape()[1..]);
+        v.reshape(&shape)
+    }
+
+    /// The value with the batch axis first, copied to every example when shared.
+    fn expanded(&self, size: usize) -> Tensor {
+        if self.batched {
+            return self.value.clone();
+        }
+        let mut shape = vec![size];
+        shape.extend_from_slice(self.value.shape());
+        self.value.unsqueeze(0).broadcast_to(&shape)
+    }
+}
+
+fn shifted(axes: &[usize]) -> Dims {
+    axes.iter().map(|a| a + 1).collect()
+}
+
+fn prefixed(size: usize, shape: &[usize]) -> Vec<usize> {
+    std::iter::once(size).chain(shape.iter().copied()).collect()
 }
 
 impl Prim {
@@ -91,18 +163,19 @@ impl Prim {
         match self {
             Prim::Unary(op) => op.name(),
             Prim::Binary(op) => op.name(),
+            Prim::Compare(op) => op.name(),
             Prim::Where => "where",
             Prim::Reduce { op, .. } => op.name(),
             Prim::Matmul => "matmul",
-            Prim::Reshape => "reshape",
+            Prim::Reshape(_) => "reshape",
             Prim::Permute(_) => "permute",
-            Prim::BroadcastTo => "broadcast_to",
+            Prim::BroadcastTo(_) => "broadcast_to",
             Prim::Narrow { .. } => "narrow",
             Prim::Pad { .. } => "pad",
             Prim::Concat { .. } => "concat",
             Prim::Contiguous => "contiguous",
             Prim::StopGradient => "stop_gradient",
-            Prim::Cast => "to_dtype",
+            Prim::Cast(_) => "to_dtype",
             Prim::IndexSelect { .. } => "index_select",
             Prim::IndexAdd { .. } => "index_add",
             Prim::Gather { .. } => "gather",
@@ -114,9 +187,7 @@ impl Prim {
     /// The name with the op's parameters, as graphs print it.
     pub fn describe(&self) -> String {
         match self {
-            Prim::Unary(UnaryOp::Powf(p)) => format!("powf {p}"),
-            Prim::Unary(UnaryOp::Scale(c)) => format!("mul_scalar {c}"),
-            Prim::Unary(UnaryOp::Shift(c)) => format!("add_scalar {c}"),
+            Prim::Unary(op) => op.describe(),
             Prim::Reduce { op, axes, keepdim } => format!(
                 "{} axes {:?}{}",
                 op.name(),
@@ -124,8 +195,8 @@ impl Prim {
                 if *keepdim { " keepdim" } else { "" }
             ),
             Prim::Permute(p) => format!("permute {:?}", p.as_slice()),
-            Prim::Narrow { axis, start } => format!("narrow axis {axis} from {start}"),
-            Prim::Pad { axis, start } => format!("pad axis {axis} at {start}"),
+            Prim::Narrow { axis, start, .. } => format!("narrow axis {axis} from {start}"),
+            Prim::Pad { axis, start, .. } => format!("pad axis {axis} at {start}"),
             Prim::Concat { axis } => format!("concat axis {axis}"),
             Prim::IndexSelect { axis, .. } => format!("index_select axis {axis}"),
             Prim::IndexAdd { axis, .. } => format!("index_add axis {axis}"),
@@ -135,40 +206,174 @@ impl Prim {
         }
     }
 
-    /// Runs the primitive on `args`, producing a result of `shape` and
-    /// `dtype` (what an explicit graph's node records): the forward half of
-    /// the op, through the same functions the tensor API calls.
-    pub(crate) fn apply(&self, args: &[&Tensor], shape: &[usize], dtype: DType) -> Result<Tensor> {
+    /// Whether a derivative flows through the op (comparisons, `sign` and
+    /// stop-gradients have empty rules).
+    pub(crate) fn differentiable(&self) -> bool {
+        match self {
+            Prim::Compare(_) | Prim::StopGradient => false,
+            Prim::Unary(op) => op.differentiable(),
+            _ => true,
+        }
+    }
+
+    /// Whether the op is the user's (its rules are the user's code).
+    pub(crate) fn user_defined(&self) -> bool {
+        matches!(self, Prim::Custom(_))
+    }
+
+    /// Whether the VJP rule reads the output (which the tape then keeps).
+    pub(crate) fn saves_output(&self) -> bool {
+        match self {
+            Prim::Unary(op) => op.saves_output(),
+            Prim::Binary(op) => op.saves_output(),
+            Prim::Reduce { op, .. } => op.saves_output(),
+            Prim::Custom(_) => true,
+            _ => false,
+        }
+    }
+
+    /// Single-input linear primitives: the JVP applies the op to the tangent.
+    fn linear(&self) -> bool {
+        matches!(
+            self,
+            Prim::Reshape(_)
+                | Prim::Permute(_)
+                | Prim::BroadcastTo(_)
+                | Prim::Narrow { .. }
+                | Prim::Pad { .. }
+                | Prim::Contiguous
+                | Prim::Cast(_)
+                | Prim::IndexSelect { .. }
+                | Prim::IndexAdd { .. }
+                | Prim::Gather { .. }
+                | Prim::ScatterAdd { .. }
+                | Prim::Reduce {
+                    op: ReduceOp::Sum,
+                    ..
+                }
+        )
+    }
+
+    /// The shape function: the output's shape and dtype from the inputs',
+    /// or the error the op gives. `None` for a custom op (its shape is known
+    /// only by running it).
+    pub(crate) fn shape(&self, args: &[(&[usize], DType)]) -> Result<Option<(Vec<usize>, DType)>> {
+        let (x, dtype) = args[0];
+        let same_dtypes = |op: &'static str| -> Result<()> {
+            match args.iter().find(|(_, d)| *d != dtype) {
+                Some((_, d)) => Err(Error::DTypeMismatch {
+                    op,
+                    lhs: dtype,
+                    rhs: *d,
+                }),
+                None => Ok(()),
+            }
+        };
+        let shape = match self {
+            Prim::Unary(_) | Prim::Contiguous | Prim::StopGradient => x.to_vec(),
+            Prim::Binary(_) | Prim::Compare(_) => {
+                same_dtypes(self.name())?;
+                binary::broadcast_shape(self.name(), x, args[1].0)?
+            }
+            Prim::Where => {
+                same_dtypes("where")?;
+                let branches = binary::broadcast_shape("where", args[1].0, args[2].0)?;
+                index::where_shape(x, &branches)?
+            }
+            Prim::Reduce { op, axes, keepdim } => reduce::shape(*op, x, axes, *keepdim)?,
+            Prim::Matmul => {
+                same_dtypes("matmul")?;
+                matmul::shape(x, args[1].0)?
+            }
+            Prim::Reshape(s) => {
+                if s.iter().product::<usize>() != x.iter().product::<usize>() {
+                    return Err(Error::shapes_detail(
+                        "reshape",
+                        x,
+                        s,
+                        "the number of elements differs",
+                    ));
+                }
+                s.to_vec()
+            }
+            Prim::Permute(p) => {
+                if p.len() != x.len() {
+                    return Err(Error::invalid("permute", format!("{p:?} for shape {x:?}")));
+                }
+                p.iter().map(|&i| x[i]).collect()
+            }
+            Prim::BroadcastTo(s) => {
+                movement::broadcast_shape_check(x, s)?;
+                s.to_vec()
+            }
+            Prim::Narrow { axis, start, len } => {
+                crate::layout::check_axis("narrow", *axis, x)?;
+                if start + len > x[*axis] {
+                    return Err(Error::invalid("narrow", format!("out of bounds of {x:?}")));
+                }
+                index::with_axis_len(x, *axis, *len)
+            }
+            Prim::Pad { axis, size, .. }
+            | Prim::IndexAdd { axis, size, .. }
+            | Prim::ScatterAdd { axis, size, .. } => {
+                crate::layout::check_axis(self.name(), *axis, x)?;
+                index::with_axis_len(x, *axis, *size)
+            }
+            Prim::Concat { axis } => {
+                same_dtypes("concat")?;
+                let total = args
+                    .iter()
+                    .map(|(s, _)| s.get(*axis).copied().unwrap_or(0))
+                    .sum();
+                index::with_axis_len(x, *axis, total)
+            }
+            Prim::Cast(d) => return Ok(Some((x.to_vec(), *d))),
+            Prim::IndexSelect { axis, index } => index::with_axis_len(x, *axis, index.len()),
+            Prim::Gather { axis, index } => {
+                index::with_axis_len(x, *axis, index::gathered_len(x, *axis, index.len()))
+            }
+            Prim::Custom(_) => return Ok(None),
+        };
+        Ok(Some((shape, dtype)))
+    }
+
+    /// The kernel: the op on its inputs' values (recording nothing).
+    pub(crate) fn forward(&self, args: &[&Tensor]) -> Result<Tensor> {
         let x = args[0];
         Ok(match self {
-            Prim::Unary(op) => unary::unary(x, *op),
-            Prim::Binary(op) => binary::binary(x, args[1], *op)?,
-            Prim::Where => Tensor::try_where_(x, args[1], args[2])?,
-            Prim::Reduce { op, axes, keepdim } => reduce::reduce_op(x, *op, axes, *keepdim)?,
-            Prim::Matmul => x.try_matmul(args[1])?,
-            Prim::Reshape => x.try_reshape(shape)?,
-            Prim::Permute(perm) => x.try_permute(perm)?,
-            Prim::BroadcastTo => x.try_broadcast_to(shape)?,
-            Prim::Narrow { axis, start } => x.try_narrow(*axis, *start, shape[*axis])?,
-            Prim::Pad { axis, start } => x.try_pad(*axis, *start, shape[*axis])?,
-            Prim::Concat { axis } => Tensor::try_concat(args, *axis)?,
-            Prim::Contiguous => movement::contiguous(x),
-            Prim::StopGradient => x.detach(),
-            Prim::Cast => x.to_dtype(dtype),
-            Prim::IndexSelect { axis, index } => index::index_select(x, *axis, index.clone()),
-            Prim::IndexAdd { axis, index } => {
-                index::index_add(x, *axis, index.clone(), shape[*axis])
+            Prim::Unary(op) => unary::forward(x, *op),
+            Prim::Binary(op) => binary::forward(x, args[1], *op)?,
+            Prim::Compare(op) => binary::compare(x, args[1], *op)?,
+            Prim::Where => index::where_forward(x, args[1], args[2])?,
+            Prim::Reduce { op, axes, keepdim } => reduce::forward(x, *op, axes, *keepdim)?,
+            Prim::Matmul => matmul::forward(x, args[1])?,
+            Prim::Reshape(s) => movement::reshape_forward(x, s),
+            Prim::Permute(p) => x.view(x.layout().permute(p)),
+            Prim::BroadcastTo(s) => {
+                movement::broadcast_shape_check(x.shape(), s)?;
+                x.view(x.layout().broadcast_to(s).expect("checked above"))
             }
-            Prim::Gather { axis, index } => index::gather(x, *axis, index.clone()),
-            Prim::ScatterAdd { axis, index } => {
-                index::scatter_add(x, *axis, index.clone(), shape[*axis])
+            Prim::Narrow { axis, start, len } => x.view(x.layout().narrow(*axis, *start, *len)),
+            Prim::Pad { axis, start, size } => movement::pad_forward(x, *axis, *start, *size)?,
+            Prim::Concat { axis } => movement::concat_forward(args, *axis)?,
+            Prim::Contiguous => movement::contiguous_forward(x)?,
+            Prim::StopGradient => x.detach_untraced(),
+            Prim::Cast(d) => movement::cast_forward(x, *d),
+            Prim::IndexSelect { axis, index } => index::index_select_forward(x, *axis, index),
+            Prim::IndexAdd { axis, index, size } => {
+                index::index_add_forward(x, *axis, index, *size)
             }
-            Prim::Custom(f) => custom::apply(f.0.clone(), args)?,
+            Prim::Gather { axis, index } => index::gather_forward(x, *axis, index),
+            Prim::ScatterAdd { axis, index, size } => {
+                index::scatter_add_forward(x, *axis, index, *size)
+            }
+            Prim::Custom(f) => custom::forward(f, args)?,
         })
     }
 
     /// The adjoint of each input whose `needs` is set, given the output's
-    /// adjoint `g`. `output` is present when the op saved it.
+    /// adjoint `g`. `output` is present when the op saved it. For a linear
+    /// op this is its transpose.
     pub(crate) fn vjp(
         &self,
         inputs: &[Tensor],
@@ -177,22 +382,23 @@ impl Prim {
         needs: &[bool],
     ) -> Result<SmallVec<[Option<Tensor>; 2]>> {
         let x = &inputs[0];
-        let one = |t: Tensor| -> SmallVec<[Option<Tensor>; 2]> { smallvec::smallvec![Some(t)] };
+        let one = |t: Tensor| -> SmallVec<[Option<Tensor>; 2]> { smallvec![Some(t)] };
         Ok(match self {
+            Prim::Compare(_) | Prim::StopGradient => inputs.iter().map(|_| None).collect(),
+            Prim::Unary(op) if !op.differentiable() => smallvec![None],
             Prim::Unary(op) => one(op.vjp(x, output, g)),
-            Prim::Binary(op) => op.vjp(x, &inputs[1], g, needs),
+            Prim::Binary(op) => op.vjp(x, &inputs[1], output, g, needs),
             Prim::Where => index::where_vjp(inputs, g, needs),
             Prim::Reduce { op, axes, keepdim } => one(op.vjp(x, output, g, axes, *keepdim)),
             Prim::Matmul => matmul::vjp(x, &inputs[1], g, needs),
-            Prim::Reshape => one(g.reshape(x.shape())),
+            Prim::Reshape(_) => one(g.reshape(x.shape())),
             Prim::Permute(perm) => one(movement::permute_vjp(perm, g)),
-            Prim::BroadcastTo => one(movement::sum_to(g, x.shape())),
-            Prim::Narrow { axis, start } => one(g.pad(*axis, *start, x.shape()[*axis])),
-            Prim::Pad { axis, start } => one(g.narrow(*axis, *start, x.shape()[*axis])),
+            Prim::BroadcastTo(_) => one(movement::sum_to(g, x.shape())),
+            Prim::Narrow { axis, start, .. } => one(g.pad(*axis, *start, x.shape()[*axis])),
+            Prim::Pad { axis, start, .. } => one(g.narrow(*axis, *start, x.shape()[*axis])),
             Prim::Concat { axis } => movement::concat_vjp(inputs, *axis, g),
             Prim::Contiguous => one(g.clone()),
-            Prim::StopGradient => smallvec::smallvec![None],
-            Prim::Cast => one(g.to_dtype(x.dtype())),
+            Prim::Cast(_) => one(g.to_dtype(x.dtype())),
             Prim::IndexSelect { axis, index } => {
                 one(index::index_add(g, *axis, index.clone(), x.shape()[*axis]))
             }
@@ -207,188 +413,130 @@ impl Prim {
             Prim::Custom(f) => custom::vjp(f, inputs, output, g, needs)?,
         })
     }
-}
 
-impl Prim {
-    /// The tangent of the output given the inputs' tangents (`None` is a zero
-    /// tangent), at one forward-mode level. `inputs` and `output` are the
-    /// values without that level; a tangent may carry a leading batch axis
-    /// (see [`crate::forward`]). Returns `None` for a zero tangent. Only a
-    /// custom op's rule (the user's code) can fail.
+    /// The tangent of the output given the inputs' tangents (`None` is a
+    /// zero tangent), each of its input's shape. `inputs` and `output` are
+    /// the values without the tangents' level. Returns `None` for a zero
+    /// tangent. Only a custom op's rule (the user's code) can fail.
     pub(crate) fn jvp(
         &self,
         inputs: &[Tensor],
         output: &Tensor,
         tangents: &[Option<Tensor>],
     ) -> Result<Option<Tensor>> {
-        if let Prim::Custom(f) = self {
-            return custom::jvp(f, inputs, output, tangents);
+        if !self.differentiable() || tangents.iter().all(Option::is_none) {
+            return Ok(None);
         }
-        Ok(self.builtin_jvp(inputs, output, tangents))
-    }
-
-    fn builtin_jvp(
-        &self,
-        inputs: &[Tensor],
-        output: &Tensor,
-        tangents: &[Option<Tensor>],
-    ) -> Option<Tensor> {
-        use crate::forward::{batch_prefix, prefixed};
+        if self.linear() {
+            let t = tangents[0].as_ref().expect("one input, with a tangent");
+            return bind(self.clone(), &[t]).map(Some);
+        }
         let x = &inputs[0];
-        if let Prim::Binary(op) = self {
-            return Some(op.jvp(x, &inputs[1], output, &tangents[0], &tangents[1]));
-        }
-        if let Prim::Matmul = self {
-            return Some(matmul::jvp(
-                x,
-                &inputs[1],
-                output,
-                &tangents[0],
-                &tangents[1],
-            ));
-        }
-        if let Prim::Where = self {
-            return Some(index::where_jvp(inputs, output, tangents));
-        }
-        if let Prim::Concat { axis } = self {
-            return Some(movement::concat_jvp(inputs, *axis, tangents));
-        }
-        // The remaining primitives have one differentiable input.
-        if let Prim::StopGradient = self {
-            return None; // no derivative flows through it
-        }
-        let t = tangents[0].as_ref()?;
-        let k = crate::forward::batch_axes(t, x);
-        let prefix = batch_prefix(t, x);
-        Some(match self {
-            Prim::Unary(op) => op.jvp(x, output, t),
-            Prim::Reduce { op, axes, keepdim } => op.jvp(x, output, t, axes, *keepdim),
-            Prim::Reshape => t.reshape(&prefixed(prefix, output.shape())),
-            Prim::Permute(perm) => {
-                let shifted: Vec<usize> = (0..k).chain(perm.iter().map(|&p| p + k)).collect();
-                t.permute(&shifted)
+        Ok(Some(match self {
+            Prim::Custom(f) => return custom::jvp(f, inputs, output, tangents),
+            Prim::Unary(op) => op.jvp(x, output, tangents[0].as_ref().expect("one input")),
+            Prim::Binary(op) => op.jvp(x, &inputs[1], output, &tangents[0], &tangents[1]),
+            Prim::Matmul => matmul::jvp(x, &inputs[1], &tangents[0], &tangents[1]),
+            Prim::Where => index::where_jvp(inputs, output, tangents),
+            Prim::Concat { axis } => movement::concat_jvp(inputs, *axis, tangents),
+            Prim::Reduce { op, axes, keepdim } => {
+                let t = tangents[0].as_ref().expect("one input");
+                op.jvp(x, output, t, axes, *keepdim)
             }
-            Prim::BroadcastTo => crate::forward::lift(t, x, output.ndim())
-                .broadcast_to(&prefixed(prefix, output.shape())),
-            Prim::Narrow { axis, start } => t.narrow(axis + k, *start, output.shape()[*axis]),
-            Prim::Pad { axis, start } => t.pad(axis + k, *start, output.shape()[*axis]),
-            Prim::Contiguous => t.contiguous(),
-            Prim::Cast => t.to_dtype(output.dtype()),
-            Prim::IndexSelect { axis, index } => index::index_select(t, axis + k, index.clone()),
-            Prim::IndexAdd { axis, index } => {
-                index::index_add(t, axis + k, index.clone(), output.shape()[*axis])
+            _ => unreachable!("{} is linear or has no derivative", self.name()),
+        }))
+    }
+
+    /// The batching rule: the op on every example at once, given each input
+    /// with its batch axis first (or shared), returning the output with its
+    /// batch axis first. `size` is the batch size.
+    pub(crate) fn batch(&self, args: &[BatchArg], size: usize) -> Result<Tensor> {
+        let x = &args[0].value;
+        match self {
+            Prim::Unary(_) | Prim::Contiguous | Prim::StopGradient | Prim::Cast(_) => {
+                bind(self.clone(), &[x])
             }
-            Prim::Gather { axis, index } => {
-                index::gather(t, axis + k, index::repeat_index(index, prefix))
+            Prim::Binary(_) | Prim::Compare(_) | Prim::Where => {
+                let rank = args.iter().map(BatchArg::rank).max().unwrap_or(0);
+                let aligned: SmallVec<[Tensor; 3]> = args.iter().map(|a| a.aligned(rank)).collect();
+                let refs: SmallVec<[&Tensor; 3]> = aligned.iter().collect();
+                bind(self.clone(), &refs)
             }
-            Prim::ScatterAdd { axis, index } => index::scatter_add(
-                t,
-                axis + k,
-                index::repeat_index(index, prefix),
-                output.shape()[*axis],
+            Prim::Reduce { op, axes, keepdim } => bind(
+                Prim::Reduce {
+                    op: *op,
+                    axes: shifted(axes),
+                    keepdim: *keepdim,
+                },
+                &[x],
             ),
-            Prim::Binary(_)
-            | Prim::StopGradient
-            | Prim::Matmul
-            | Prim::Where
-            | Prim::Concat { .. }
-            | Prim::Custom(_) => unreachable!("handled above"),
-        })
-    }
-}
-
-/// [`try_record`] for the built-in primitives, whose rules cannot fail.
-pub(crate) fn record(
-    prim: impl FnOnce() -> Prim,
-    inputs: &[&Tensor],
-    out: Tensor,
-    save_output: bool,
-) -> Tensor {
-    try_record(prim, inputs, out, save_output)
-        .expect("the JVP rules of built-in primitives do not fail")
-}
-
-/// The one hook every primitive's result passes through, for both modes.
-///
-/// Reverse mode: attaches a node to the freshly computed `out` when grad mode
-/// is on and some input needs a gradient; otherwise records nothing (the
-/// note's pruning: branches that lead to no leaf requiring gradients cost
-/// nothing). Forward mode: when an input carries a tangent, computes the
-/// output's tangent with the op's JVP rule.
-pub(crate) fn try_record(
-    prim: impl FnOnce() -> Prim,
-    inputs: &[&Tensor],
-    out: Tensor,
-    save_output: bool,
-) -> Result<Tensor> {
-    let recording = is_grad_enabled() && inputs.iter().any(|t| t.node().is_some());
-    let dual = inputs.iter().any(|t| t.0.dual.is_some());
-    let tracing = crate::graph::trace::active();
-    if !recording && !dual && !tracing {
-        return Ok(out);
-    }
-    let prim = prim();
-    if tracing {
-        return record_traced(prim, inputs, out, save_output, recording, dual);
-    }
-    let out = if recording {
-        attach_node(prim.clone(), inputs, out, save_output)
-    } else {
-        out
-    };
-    if dual {
-        crate::forward::attach_tangents(&prim, inputs, out)
-    } else {
-        Ok(out)
-    }
-}
-
-/// [`record`] while a graph is being traced: the op also becomes a node of
-/// the graph, and every handle the op hands back is bound to that node.
-fn record_traced(
-    prim: Prim,
-    inputs: &[&Tensor],
-    out: Tensor,
-    save_output: bool,
-    recording: bool,
-    dual: bool,
-) -> Result<Tensor> {
-    crate::graph::trace::prim(&prim, inputs, &out);
-    let raw = out.clone();
-    let out = if recording {
-        attach_node(prim.clone(), inputs, out, save_output)
-    } else {
-        out
-    };
-    let out = if dual {
-        crate::forward::attach_tangents(&prim, inputs, out)?
-    } else {
-        out
-    };
-    crate::graph::trace::alias(&raw, &out);
-    Ok(out)
-}
-
-fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, save_output: bool) -> Tensor {
-    let edges = inputs.iter().map(|t| t.node().cloned()).collect();
-    let saved = Saved {
-        inputs: inputs.iter().map(|&t| t.for_saving()).collect(),
-        output: save_output.then(|| (out.storage().clone(), out.layout().clone())),
-    };
-    let node = Arc::new(Node {
-        kind: NodeKind::Op(OpNode {
-            prim,
-            edges,
-            saved: Mutex::new(Some(saved)),
-        }),
-    });
-    let mut out = out;
-    match Arc::get_mut(&mut out.0) {
-        Some(inner) => {
-            inner.node = Some(node);
-            out
+            Prim::Matmul => matmul::batch(x, args[0].batched, &args[1].value, args[1].batched),
+            Prim::Reshape(s) => x.try_reshape(&prefixed(size, s)),
+            Prim::Permute(p) => {
+                let perm: Vec<usize> = std::iter::once(0).chain(p.iter().map(|a| a + 1)).collect();
+                x.try_permute(&perm)
+            }
+            Prim::BroadcastTo(s) => args[0]
+                .aligned(s.len())
+                .try_broadcast_to(&prefixed(size, s)),
+            Prim::Narrow { axis, start, len } => x.try_narrow(axis + 1, *start, *len),
+            Prim::Pad {
+                axis,
+                start,
+                size: n,
+            } => x.try_pad(axis + 1, *start, *n),
+            Prim::Concat { axis } => {
+                let parts: Vec<Tensor> = args.iter().map(|a| a.expanded(size)).collect();
+                let refs: Vec<&Tensor> = parts.iter().collect();
+                Tensor::try_concat(&refs, axis + 1)
+            }
+            Prim::IndexSelect { axis, index } => {
+                Ok(index::index_select(x, axis + 1, index.clone()))
+            }
+            Prim::IndexAdd {
+                axis,
+                index,
+                size: n,
+            } => Ok(index::index_add(x, axis + 1, index.clone(), *n)),
+            // A gather's indices tile the axes before its own: once per example.
+            Prim::Gather { axis, index } => {
+                Ok(index::gather(x, axis + 1, index::repeat_index(index, size)))
+            }
+            Prim::ScatterAdd {
+                axis,
+                index,
+                size: n,
+            } => Ok(index::scatter_add(
+                x,
+                axis + 1,
+                index::repeat_index(index, size),
+                *n,
+            )),
+            Prim::Custom(_) => self.batch_by_example(args, size),
         }
-        None => Tensor::from_parts(out.storage().clone(), out.layout().clone(), Some(node)),
+    }
+
+    /// The op run once per example and the results stacked: for a custom op,
+    /// whose forward knows nothing of batches.
+    fn batch_by_example(&self, args: &[BatchArg], size: usize) -> Result<Tensor> {
+        let outs = (0..size)
+            .map(|b| {
+                let example: Vec<Tensor> = args
+                    .iter()
+                    .map(|a| {
+                        if a.batched {
+                            a.value.narrow(0, b, 1).squeeze(0)
+                        } else {
+                            a.value.clone()
+                        }
+                    })
+                    .collect();
+                let refs: Vec<&Tensor> = example.iter().collect();
+                bind(self.clone(), &refs)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let refs: Vec<&Tensor> = outs.iter().collect();
+        Tensor::try_stack(&refs, 0)
     }
 }
 

@@ -1,7 +1,7 @@
 //! Shape and layout primitives. Reshape (of contiguous data), permute,
 //! broadcast and narrow are views: they share the buffer and copy nothing.
 
-use super::{panicking, record, same_dtype, Prim};
+use super::{bind, panicking, same_dtype, Prim};
 use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::materialize;
@@ -12,20 +12,74 @@ use smallvec::SmallVec;
 
 /// A row-major copy, recorded as an identity for gradients.
 pub(crate) fn contiguous(x: &Tensor) -> Tensor {
-    // A broadcast view can be far larger than its buffer.
-    crate::error::or_panic(crate::limits::check_alloc(
-        "contiguous",
-        x.shape(),
-        x.dtype(),
-    ));
-    let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(materialize(x.buffer::<T>(), x.layout()), x.shape()));
-    record(|| Prim::Contiguous, &[x], out, false)
+    bind(Prim::Contiguous, &[x]).expect("a copy accepts any tensor")
 }
 
-/// The same tensor as a distinct node of the graph (an identity op): lets a
-/// transform target one use of a tensor apart from its other uses.
-pub(crate) fn alias(x: &Tensor) -> Tensor {
-    record(|| Prim::Contiguous, &[x], x.detach_untraced(), false)
+/// The kernel of `contiguous`: a new handle on `x`'s buffer when it already
+/// is row-major, else a copy.
+pub(crate) fn contiguous_forward(x: &Tensor) -> Result<Tensor> {
+    if x.layout().contiguous_range().is_some() && x.layout().offset == 0 {
+        return Ok(x.detach_untraced());
+    }
+    // A broadcast view can be far larger than its buffer.
+    crate::limits::check_alloc("contiguous", x.shape(), x.dtype())?;
+    Ok(
+        with_dtype!(x.dtype(), T => Tensor::from_buffer(materialize(x.buffer::<T>(), x.layout()), x.shape())),
+    )
+}
+
+/// The kernel of a reshape: a view of contiguous data, else a copy.
+pub(crate) fn reshape_forward(x: &Tensor, shape: &[usize]) -> Tensor {
+    match x.layout().reshape(shape) {
+        Some(l) => x.view(l),
+        None => with_dtype!(x.dtype(), T => Tensor::from_buffer(
+            materialize(x.buffer::<T>(), x.layout()), shape)),
+    }
+}
+
+/// The kernel of zero padding: `x` placed at `start` of `size` along `axis`.
+pub(crate) fn pad_forward(x: &Tensor, axis: usize, start: usize, size: usize) -> Result<Tensor> {
+    let mut shape: Vec<usize> = x.shape().to_vec();
+    shape[axis] = size;
+    let numel = crate::limits::check_alloc("pad", &shape, x.dtype())?;
+    Ok(with_dtype!(x.dtype(), T => {
+        let mut buf = vec![T::zero(); numel];
+        let dst = Layout::contiguous(&shape).narrow(axis, start, x.shape()[axis]);
+        for (d, s) in dst.offsets().zip(x.layout().offsets()) {
+            buf[d] = x.buffer::<T>()[s];
+        }
+        Tensor::from_buffer(buf, &shape)
+    }))
+}
+
+/// The kernel of concatenation along `axis` (inputs already checked).
+pub(crate) fn concat_forward(tensors: &[&Tensor], axis: usize) -> Result<Tensor> {
+    let first = tensors[0];
+    let mut shape: Vec<usize> = first.shape().to_vec();
+    shape[axis] = tensors
+        .iter()
+        .try_fold(0usize, |n, t| n.checked_add(t.shape()[axis]))
+        .ok_or_else(|| Error::invalid("concat", "the total length overflows"))?;
+    let numel = crate::limits::check_alloc("concat", &shape, first.dtype())?;
+    Ok(with_dtype!(first.dtype(), T => {
+        let mut buf = vec![T::zero(); numel];
+        let full = Layout::contiguous(&shape);
+        let mut start = 0;
+        for t in tensors {
+            let len = t.shape()[axis];
+            for (d, s) in full.narrow(axis, start, len).offsets().zip(t.layout().offsets()) {
+                buf[d] = t.buffer::<T>()[s];
+            }
+            start += len;
+        }
+        Tensor::from_buffer(buf, &shape)
+    }))
+}
+
+/// The kernel of a dtype conversion.
+pub(crate) fn cast_forward(x: &Tensor, dtype: DType) -> Tensor {
+    with_dtype!(dtype, T => Tensor::from_buffer(
+        x.to_vec_f64().into_iter().map(T::of).collect(), x.shape()))
 }
 
 /// `g` summed over the axes along which `shape` was broadcast to `g`'s shape:
@@ -74,17 +128,33 @@ pub(crate) fn concat_vjp(
 /// The JVP of concat: the tangents concatenated (zeros for inputs without
 /// one), along the same axis shifted past a batch axis.
 pub(crate) fn concat_jvp(inputs: &[Tensor], axis: usize, tangents: &[Option<Tensor>]) -> Tensor {
-    let prefix = crate::forward::common_prefix(inputs, tangents);
     let parts: Vec<Tensor> = inputs
         .iter()
         .zip(tangents)
-        .map(|(x, t)| match t {
-            Some(t) => t.clone(),
-            None => Tensor::zeros(&crate::forward::prefixed(&prefix, x.shape()), x.dtype()),
-        })
+        .map(|(x, t)| t.clone().unwrap_or_else(|| x.zeros_like()))
         .collect();
     let refs: Vec<&Tensor> = parts.iter().collect();
-    Tensor::concat(&refs, axis + prefix.len())
+    Tensor::concat(&refs, axis)
+}
+
+/// Whether `from` broadcasts to `to`, or a shape error.
+pub(crate) fn broadcast_shape_check(from: &[usize], to: &[usize]) -> Result<()> {
+    let fits = from.len() <= to.len()
+        && from
+            .iter()
+            .rev()
+            .zip(to.iter().rev())
+            .all(|(&f, &t)| f == t || f == 1);
+    if fits {
+        Ok(())
+    } else {
+        Err(Error::shapes_detail(
+            "broadcast_to",
+            from,
+            to,
+            "the first does not broadcast to the second",
+        ))
+    }
 }
 
 impl Tensor {
@@ -100,12 +170,7 @@ impl Tensor {
         if self.shape() == shape {
             return Ok(self.clone());
         }
-        let out = match self.layout().reshape(shape) {
-            Some(l) => self.view(l),
-            None => with_dtype!(self.dtype(), T => Tensor::from_buffer(
-                materialize(self.buffer::<T>(), self.layout()), shape)),
-        };
-        Ok(record(|| Prim::Reshape, &[self], out, false))
+        bind(Prim::Reshape(shape.into()), &[self])
     }
 
     pub fn try_permute(&self, perm: &[usize]) -> Result<Tensor> {
@@ -123,8 +188,7 @@ impl Tensor {
                 ),
             ));
         }
-        let out = self.view(self.layout().permute(perm));
-        Ok(record(|| Prim::Permute(perm.into()), &[self], out, false))
+        bind(Prim::Permute(perm.into()), &[self])
     }
 
     /// Swaps two axes (a view).
@@ -141,20 +205,8 @@ impl Tensor {
             return Ok(self.clone());
         }
         crate::limits::checked_numel("broadcast_to", shape)?;
-        let layout = self.layout().broadcast_to(shape).ok_or_else(|| {
-            Error::shapes_detail(
-                "broadcast_to",
-                self.shape(),
-                shape,
-                "the first does not broadcast to the second",
-            )
-        })?;
-        Ok(record(
-            || Prim::BroadcastTo,
-            &[self],
-            self.view(layout),
-            false,
-        ))
+        broadcast_shape_check(self.shape(), shape)?;
+        bind(Prim::BroadcastTo(shape.into()), &[self])
     }
 
     /// `len` entries of `axis` starting at `start` (a view).
@@ -170,8 +222,7 @@ impl Tensor {
                 ),
             ));
         }
-        let out = self.view(self.layout().narrow(axis, start, len));
-        Ok(record(|| Prim::Narrow { axis, start }, &[self], out, false))
+        bind(Prim::Narrow { axis, start, len }, &[self])
     }
 
     /// Zeros of length `size` along `axis` with `self` placed at `start` (the
@@ -187,16 +238,8 @@ impl Tensor {
         }
         let mut shape: Vec<usize> = self.shape().to_vec();
         shape[axis] = size;
-        let numel = crate::limits::check_alloc("pad", &shape, self.dtype())?;
-        let out = with_dtype!(self.dtype(), T => {
-            let mut buf = vec![T::zero(); numel];
-            let dst = Layout::contiguous(&shape).narrow(axis, start, len);
-            for (d, s) in dst.offsets().zip(self.layout().offsets()) {
-                buf[d] = self.buffer::<T>()[s];
-            }
-            Tensor::from_buffer(buf, &shape)
-        });
-        Ok(record(|| Prim::Pad { axis, start }, &[self], out, false))
+        crate::limits::check_alloc("pad", &shape, self.dtype())?;
+        bind(Prim::Pad { axis, start, size }, &[self])
     }
 
     /// Joins tensors of equal shape but along `axis`.
@@ -218,26 +261,14 @@ impl Tensor {
                 ));
             }
         }
-        let mut shape: Vec<usize> = first.shape().to_vec();
-        shape[axis] = tensors
+        let total = tensors
             .iter()
             .try_fold(0usize, |n, t| n.checked_add(t.shape()[axis]))
             .ok_or_else(|| Error::invalid("concat", "the total length overflows"))?;
-        let numel = crate::limits::check_alloc("concat", &shape, first.dtype())?;
-        let out = with_dtype!(first.dtype(), T => {
-            let mut buf = vec![T::zero(); numel];
-            let full = Layout::contiguous(&shape);
-            let mut start = 0;
-            for t in tensors {
-                let len = t.shape()[axis];
-                for (d, s) in full.narrow(axis, start, len).offsets().zip(t.layout().offsets()) {
-                    buf[d] = t.buffer::<T>()[s];
-                }
-                start += len;
-            }
-            Tensor::from_buffer(buf, &shape)
-        });
-        Ok(record(|| Prim::Concat { axis }, tensors, out, false))
+        let mut shape: Vec<usize> = first.shape().to_vec();
+        shape[axis] = total;
+        crate::limits::check_alloc("concat", &shape, first.dtype())?;
+        bind(Prim::Concat { axis }, tensors)
     }
 
     /// Stacks tensors of one shape along a new `axis`.
@@ -308,9 +339,7 @@ impl Tensor {
         if dtype == self.dtype() {
             return self.clone();
         }
-        let out = with_dtype!(dtype, T => Tensor::from_buffer(
-            self.to_vec_f64().into_iter().map(T::of).collect(), self.shape()));
-        record(|| Prim::Cast, &[self], out, false)
+        bind(Prim::Cast(dtype), &[self]).expect("a conversion accepts any tensor")
     }
 
     /// The transpose of a 2-D tensor (a view).

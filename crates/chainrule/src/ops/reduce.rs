@@ -1,7 +1,7 @@
 //! Reductions over axes: sum, max, min. Mean, logsumexp and friends are
 //! composites (see `composite.rs`).
 
-use super::{panicking, record, Prim};
+use super::{bind, panicking, Prim};
 use crate::error::{Error, Result};
 use crate::kernels::reduce::reduce;
 use crate::layout::{check_axis, Dims};
@@ -9,7 +9,7 @@ use crate::storage::with_dtype;
 use crate::storage::StorageElement;
 use crate::tensor::Tensor;
 
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum ReduceOp {
     Sum,
     Max,
@@ -77,8 +77,9 @@ impl ReduceOp {
         let kept_shape = keepdim_shape(x.shape(), axes);
         let y = match y {
             Some(y) => y.detach(),
-            None => crate::autograd::no_grad(|| reduce_op(&x.detach(), self, axes, true))
-                .expect("axes were checked when the op ran"),
+            None => {
+                reduce_op(&x.detach(), self, axes, true).expect("axes were checked when the op ran")
+            }
         };
         let (x, y) = (x.detach(), y.reshape(&kept_shape));
         // A NaN is the extremum of its run (NaN propagates): the NaNs of such
@@ -90,8 +91,7 @@ impl ReduceOp {
     }
 
     /// The JVP: the reduction of the tangent (for max/min, of the tangent at
-    /// the extremum, averaged over ties). A batched tangent reduces over the
-    /// same axes shifted past its batch axis.
+    /// the extremum, averaged over ties).
     pub(crate) fn jvp(
         self,
         x: &Tensor,
@@ -100,17 +100,15 @@ impl ReduceOp {
         axes: &[usize],
         keepdim: bool,
     ) -> Tensor {
-        let k = crate::forward::batch_axes(t, x);
-        let shifted: Vec<usize> = axes.iter().map(|a| a + k).collect();
         match self {
-            ReduceOp::Sum => t.sum_axes(&shifted, keepdim),
+            ReduceOp::Sum => t.sum_axes(axes, keepdim),
             ReduceOp::Max | ReduceOp::Min => {
-                (t * &self.share(x, Some(y), axes)).sum_axes(&shifted, keepdim)
+                (t * &self.share(x, Some(y), axes)).sum_axes(axes, keepdim)
             }
         }
     }
 
-    fn saves_output(self) -> bool {
+    pub(crate) fn saves_output(self) -> bool {
         !matches!(self, ReduceOp::Sum)
     }
 }
@@ -135,29 +133,41 @@ fn normalize_axes(op: &'static str, axes: &[usize], shape: &[usize]) -> Result<D
     Ok(out)
 }
 
-pub(crate) fn reduce_op(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
-    let axes = normalize_axes(op.name(), axes, x.shape())?;
-    if op != ReduceOp::Sum && axes.iter().any(|&a| x.shape()[a] == 0) {
+/// The shape of a reduction over (normalized) `axes`, or why it fails.
+pub(crate) fn shape(
+    op: ReduceOp,
+    x: &[usize],
+    axes: &[usize],
+    keepdim: bool,
+) -> Result<Vec<usize>> {
+    for &a in axes {
+        check_axis(op.name(), a, x)?;
+    }
+    if op != ReduceOp::Sum && axes.iter().any(|&a| x[a] == 0) {
         return Err(Error::invalid(
             op.name(),
-            format!("reducing an empty axis of shape {:?}", x.shape()),
+            format!("reducing an empty axis of shape {x:?}"),
         ));
     }
-    let shape: Vec<usize> = if keepdim {
-        keepdim_shape(x.shape(), &axes)
+    Ok(if keepdim {
+        keepdim_shape(x, axes)
     } else {
-        (0..x.ndim())
+        (0..x.len())
             .filter(|i| !axes.contains(i))
-            .map(|i| x.shape()[i])
+            .map(|i| x[i])
             .collect()
-    };
-    let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(op.forward::<T>(x, &axes), &shape));
-    Ok(record(
-        || Prim::Reduce { op, axes, keepdim },
-        &[x],
-        out,
-        op.saves_output(),
-    ))
+    })
+}
+
+/// The kernel of a reduction.
+pub(crate) fn forward(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+    let shape = shape(op, x.shape(), axes, keepdim)?;
+    Ok(with_dtype!(x.dtype(), T => Tensor::from_buffer(op.forward::<T>(x, axes), &shape)))
+}
+
+pub(crate) fn reduce_op(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+    let axes = normalize_axes(op.name(), axes, x.shape())?;
+    bind(Prim::Reduce { op, axes, keepdim }, &[x])
 }
 
 impl Tensor {

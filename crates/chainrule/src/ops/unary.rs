@@ -1,296 +1,238 @@
-//! Elementwise unary primitives. Each row of the two `match`es below is one
-//! op: its forward on one element, then its VJP. (The Jacobian of an
-//! elementwise op is diagonal, so its JVP is the same product as its VJP.)
+//! Elementwise unary primitives, one row each in [`unary_ops!`]: the name,
+//! the method, the function on one element, and its derivative written once
+//! (generic over [`Value`]). From the derivative come the fused backward
+//! kernel, the recorded VJP (differentiable again) and the JVP (the Jacobian
+//! is diagonal, so both are the same product); batching maps the op over the
+//! batch as it is.
 
-use super::{record, Prim};
+use super::value::{Partial, Value};
+use super::{bind, Param, Prim};
 use crate::dtype::Element;
-use crate::kernels::elementwise::map;
+use crate::kernels::elementwise::{map, zip};
 use crate::layout::Layout;
 use crate::storage::with_dtype;
 use crate::tensor::Tensor;
+use Partial::{Const, Of};
 
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub(crate) enum UnaryOp {
-    Neg,
-    Exp,
-    Log,
-    Sin,
-    Cos,
-    Tan,
-    Tanh,
-    Sqrt,
-    Abs,
-    Sigmoid,
-    Relu,
-    /// `x^p` for a constant `p`.
-    Powf(f64),
-    /// `c · x`.
-    Scale(f64),
-    /// `x + c`.
-    Shift(f64),
+/// What a derivative reads: the op's input `x`, its output `y` (saved by the
+/// tape: cheaper than recomputing), or nothing (no derivative flows).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Reads {
+    Input,
+    Output,
+    Nothing,
 }
 
-use UnaryOp::*;
+/// Declares the unary ops. A row:
+/// `Variant { params } => "name", fn method, f: |x| forward, reads: |v| ∂f/∂x;`
+/// where `reads` is `Input` or `Output` (what `v` is) or `Nothing`, and the
+/// parameters are `f64`s bound by name in both expressions.
+macro_rules! unary_ops {
+    ($(
+        $(#[$doc:meta])*
+        $variant:ident { $($param:ident),* } => $name:literal, fn $method:ident,
+        f: |$x:ident| $forward:expr,
+        $reads:ident: |$v:ident| $partial:expr;
+    )*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub(crate) enum UnaryOp {
+            $($variant { $($param: Param),* }),*
+        }
+
+        impl UnaryOp {
+            pub fn name(self) -> &'static str {
+                match self { $(UnaryOp::$variant { .. } => $name),* }
+            }
+
+            /// The op's parameters, as graphs print them.
+            pub fn params(self) -> Vec<f64> {
+                match self { $(UnaryOp::$variant { $($param),* } => vec![$($param.0),*]),* }
+            }
+
+            fn reads(self) -> Reads {
+                match self { $(UnaryOp::$variant { .. } => Reads::$reads),* }
+            }
+
+            fn forward<T: Element>(self, src: &[T], l: &Layout) -> Vec<T> {
+                match self {
+                    $(UnaryOp::$variant { $($param),* } => {
+                        $(let $param = $param.0;)*
+                        map(src, l, |$x: T| $forward)
+                    })*
+                }
+            }
+
+            /// `g · f'(v)` on raw buffers: the fused first-order VJP.
+            #[allow(unused_variables)]
+            fn fused_vjp<T: Element>(self, v: &[T], lv: &Layout, g: &[T], lg: &Layout) -> Vec<T> {
+                match self {
+                    $(UnaryOp::$variant { $($param),* } => {
+                        $(let $param = $param.0;)*
+                        zip(v, lv, g, lg, |$v: T, g: T| match $partial {
+                            Const(c) => g * T::of(c),
+                            Of(d) => g * d,
+                        })
+                    })*
+                }
+            }
+
+            /// `f'(v)` on tensors (recorded, so differentiable again).
+            #[allow(unused_variables)]
+            fn partial(self, operand: &Tensor) -> Partial<Tensor> {
+                match self {
+                    $(UnaryOp::$variant { $($param),* } => {
+                        $(let $param = $param.0;)*
+                        let $v: Tensor = operand.clone();
+                        $partial
+                    })*
+                }
+            }
+        }
+
+        impl Tensor {
+            $(
+                $(#[$doc])*
+                pub fn $method(&self $(, $param: f64)*) -> Tensor {
+                    unary(self, UnaryOp::$variant { $($param: Param($param)),* })
+                }
+            )*
+        }
+    };
+}
+
+unary_ops! {
+    /// `-x`. Also `-&x`.
+    Neg {} => "neg", fn neg, f: |x| -x, Input: |x| Const(-1.0);
+    Exp {} => "exp", fn exp, f: |x| x.exp(), Output: |y| Of(y);
+    /// Natural logarithm.
+    Log {} => "log", fn log, f: |x| x.ln(), Input: |x| Of(x.recip());
+    Sin {} => "sin", fn sin, f: |x| x.sin(), Input: |x| Of(x.cos());
+    Cos {} => "cos", fn cos, f: |x| x.cos(), Input: |x| Of(x.sin().scale(-1.0));
+    Tan {} => "tan", fn tan, f: |x| x.tan(), Output: |y| Of(y.square().shift(1.0));
+    Tanh {} => "tanh", fn tanh, f: |x| x.tanh(), Output: |y| Of(y.square().scale(-1.0).shift(1.0));
+    Sqrt {} => "sqrt", fn sqrt, f: |x| x.sqrt(), Output: |y| Of(y.recip().scale(0.5));
+    /// `1 / √x`.
+    Rsqrt {} => "rsqrt", fn rsqrt, f: |x| x.sqrt().recip(), Output: |y| Of(y.square().times(&y).scale(-0.5));
+    /// `1 / x`.
+    Reciprocal {} => "reciprocal", fn reciprocal, f: |x| x.recip(), Output: |y| Of(y.square().scale(-1.0));
+    /// `x²`.
+    Square {} => "square", fn square, f: |x| x * x, Input: |x| Of(x.scale(2.0));
+    /// `|x|`; its derivative at 0 is taken as 0.
+    Abs {} => "abs", fn abs, f: |x| x.abs(), Input: |x| Of(x.sign());
+    /// `1 / (1 + e^{-x})`, computed without overflow.
+    Sigmoid {} => "sigmoid", fn sigmoid, f: |x| crate::kernels::elementwise::sigmoid(x),
+        Output: |y| Of(y.times(&y.scale(-1.0).shift(1.0)));
+    /// `ln(1 + eˣ)`, computed without overflow.
+    Softplus {} => "softplus", fn softplus,
+        f: |x| x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
+        Input: |x| Of(x.sigmoid());
+    /// `max(x, 0)`; NaN passes through, and the derivative at 0 is taken as 0.
+    Relu {} => "relu", fn relu,
+        f: |x| if x > T::zero() || x.is_nan() { x } else { T::zero() },
+        Input: |x| Of(x.positive());
+    /// `ln(1 + x)`, accurate near 0.
+    Log1p {} => "log1p", fn log1p, f: |x| x.ln_1p(), Input: |x| Of(x.shift(1.0).recip());
+    /// `eˣ − 1`, accurate near 0.
+    Expm1 {} => "expm1", fn expm1, f: |x| x.exp_m1(), Output: |y| Of(y.shift(1.0));
+    /// The error function.
+    Erf {} => "erf", fn erf, f: |x| x.erf(),
+        Input: |x| Of(x.square().scale(-1.0).exp().scale(std::f64::consts::FRAC_2_SQRT_PI));
+    /// `x^p` for a constant `p` (see [`Tensor::pow`] for a tensor exponent).
+    /// The derivative of `x⁰` is 0, even at 0 (as PyTorch).
+    Powf { p } => "powf", fn powf, f: |x| x.powf(T::of(p)),
+        Input: |x| if p == 0.0 { Const(0.0) } else { Of(x.pow_const(p - 1.0).scale(p)) };
+    /// `c · x`.
+    Scale { c } => "mul_scalar", fn mul_scalar, f: |x| x * T::of(c), Input: |x| Const(c);
+    /// `x + c`.
+    Shift { c } => "add_scalar", fn add_scalar, f: |x| x + T::of(c), Input: |x| Const(1.0);
+    /// `min(max(x, lo), hi)`; NaN passes through. The derivative is 1 where
+    /// `lo ≤ x ≤ hi` (as PyTorch), else 0.
+    Clamp { lo, hi } => "clamp", fn clamp,
+        f: |x| {
+            let x = if x >= T::of(lo) || x.is_nan() { x } else { T::of(lo) };
+            if x <= T::of(hi) || x.is_nan() { x } else { T::of(hi) }
+        },
+        Input: |x| Of(x.within(lo, hi));
+    /// `-1`, `0` or `1` per element: no derivative flows through it.
+    Sign {} => "sign", fn sign, f: |x| crate::kernels::elementwise::sign(x), Nothing: |x| Const(0.0);
+}
 
 impl UnaryOp {
-    pub fn name(self) -> &'static str {
-        match self {
-            Neg => "neg",
-            Exp => "exp",
-            Log => "log",
-            Sin => "sin",
-            Cos => "cos",
-            Tan => "tan",
-            Tanh => "tanh",
-            Sqrt => "sqrt",
-            Abs => "abs",
-            Sigmoid => "sigmoid",
-            Relu => "relu",
-            Powf(_) => "powf",
-            Scale(_) => "mul_scalar",
-            Shift(_) => "add_scalar",
+    /// Whether a derivative flows through the op.
+    pub(crate) fn differentiable(self) -> bool {
+        self.reads() != Reads::Nothing
+    }
+
+    /// Rules that read the output (which the tape then saves).
+    pub(crate) fn saves_output(self) -> bool {
+        self.reads() == Reads::Output
+    }
+
+    /// The value the derivative reads.
+    fn operand<'a>(self, x: &'a Tensor, y: Option<&'a Tensor>) -> Option<&'a Tensor> {
+        if self.saves_output() {
+            y
+        } else {
+            Some(x)
         }
     }
 
-    /// Rules that read the output (cheaper than recomputing it).
-    fn saves_output(self) -> bool {
-        matches!(self, Exp | Tan | Tanh | Sqrt | Sigmoid)
-    }
-
-    fn forward<T: Element>(self, src: &[T], l: &Layout) -> Vec<T> {
-        match self {
-            Neg => map(src, l, |x| -x),
-            Exp => map(src, l, |x| x.exp()),
-            Log => map(src, l, |x| x.ln()),
-            Sin => map(src, l, |x| x.sin()),
-            Cos => map(src, l, |x| x.cos()),
-            Tan => map(src, l, |x| x.tan()),
-            Tanh => map(src, l, |x| x.tanh()),
-            Sqrt => map(src, l, |x| x.sqrt()),
-            Abs => map(src, l, |x| x.abs()),
-            Sigmoid => map(src, l, |x| {
-                // Never exponentiates a large positive number.
-                if x >= T::zero() {
-                    T::one() / (T::one() + (-x).exp())
-                } else {
-                    let e = x.exp();
-                    e / (T::one() + e)
-                }
-            }),
-            // NaN passes through, as in PyTorch.
-            Relu => map(src, l, |x| {
-                if x > T::zero() || x.is_nan() {
-                    x
-                } else {
-                    T::zero()
-                }
-            }),
-            Powf(2.0) => map(src, l, |x| x * x),
-            Powf(p) => {
-                let p = T::of(p);
-                map(src, l, |x| x.powf(p))
-            }
-            Scale(c) => {
-                let c = T::of(c);
-                map(src, l, |x| x * c)
-            }
-            Shift(c) => {
-                let c = T::of(c);
-                map(src, l, |x| x + c)
-            }
-        }
-    }
-
-    /// `f'` on one element, given the output `y` for rules that save it and
-    /// the input `x` otherwise: the fused first-order VJP below.
-    fn derivative<T: Element>(self, v: T) -> T {
-        let one = T::one();
-        match self {
-            Neg => -one,
-            Exp => v,
-            Log => one / v,
-            Sin => v.cos(),
-            Cos => -v.sin(),
-            Tan => one + v * v,
-            Tanh => one - v * v,
-            Sqrt => T::of(0.5) / v,
-            Abs => {
-                if v > T::zero() {
-                    one
-                } else if v < T::zero() {
-                    -one
-                } else {
-                    T::zero()
-                }
-            }
-            Sigmoid => v * (one - v),
-            Relu => {
-                if v > T::zero() {
-                    one
-                } else {
-                    T::zero()
-                }
-            }
-            // x² is common (squared errors): no call to pow for it.
-            Powf(2.0) => T::of(2.0) * v,
-            // x⁰ is constant: 0, not 0·0⁻¹ = NaN at x = 0 (as PyTorch).
-            Powf(0.0) => T::zero(),
-            Powf(p) => T::of(p) * v.powf(T::of(p - 1.0)),
-            Scale(c) => T::of(c),
-            Shift(_) => one,
-        }
-    }
-
-    /// `g · f'(x)`, with `y = f(x)` when [`UnaryOp::saves_output`] (`None`:
-    /// recompute it). When the result need not be recorded (no grad mode, or
-    /// nothing here needs a gradient or carries a tangent) this is one fused
-    /// kernel; otherwise it is built from differentiable ops.
+    /// `g · f'`: one fused kernel when nothing needs to see it (no mode
+    /// records or carries anything for these tensors), else recorded ops.
+    /// `y` is the output when the caller has it (`None`: recomputed).
     pub(crate) fn vjp(self, x: &Tensor, y: Option<&Tensor>, g: &Tensor) -> Tensor {
-        let v = if self.saves_output() { y } else { Some(x) };
-        if let Some(v) = v {
-            let plain = |t: &Tensor| t.0.dual.is_none() && !t.needs_grad();
-            let fused = v.shape() == g.shape()
-                && g.0.dual.is_none()
-                && v.0.dual.is_none()
-                && !crate::graph::trace::active()
-                && (!crate::autograd::is_grad_enabled() || (plain(x) && plain(v) && plain(g)));
-            if fused {
-                return with_dtype!(g.dtype(), T => {
-                    let out = crate::kernels::elementwise::zip(
-                        v.buffer::<T>(), v.layout(), g.buffer::<T>(), g.layout(),
-                        |v, g| g * self.derivative(v));
-                    Tensor::from_buffer(out, g.shape())
-                });
+        let recomputed;
+        let v = match self.operand(x, y) {
+            Some(v) => v,
+            None => {
+                recomputed = unary(x, self);
+                &recomputed
             }
+        };
+        if v.shape() == g.shape() && super::quiet(&[v, g]) {
+            return with_dtype!(g.dtype(), T => Tensor::from_buffer(
+                self.fused_vjp(v.buffer::<T>(), v.layout(), g.buffer::<T>(), g.layout()),
+                g.shape()));
         }
-        self.differentiable_vjp(x, y, g)
+        match self.partial(v) {
+            Const(1.0) => g.clone(),
+            Const(c) => g.mul_scalar(c),
+            Of(d) => g * &d,
+        }
     }
 
     /// The JVP: `ẏ = f'(x) ẋ`, the same product as the VJP (the Jacobian is
-    /// diagonal). A batched tangent broadcasts against `f'(x)`.
+    /// diagonal).
     pub(crate) fn jvp(self, x: &Tensor, y: &Tensor, t: &Tensor) -> Tensor {
         self.vjp(x, Some(y), t)
     }
 
-    pub(crate) fn differentiable_vjp(self, x: &Tensor, y: Option<&Tensor>, g: &Tensor) -> Tensor {
-        let y = || match y {
-            Some(y) => y.clone(),
-            None => unary(x, self),
-        };
-        match self {
-            Neg => g.neg(),
-            Exp => g * &y(),
-            Log => g / x,
-            Sin => g * &x.cos(),
-            Cos => -(g * &x.sin()),
-            Tan => g * &(y().square() + 1.0),
-            Tanh => g * &(1.0 - y().square()),
-            Sqrt => (g / &y()) * 0.5,
-            Abs => g * &x.sign(),
-            Sigmoid => {
-                let y = y();
-                g * &(&y * &(1.0 - &y))
-            }
-            Relu => g * &x.gt_scalar(0.0),
-            Powf(2.0) => g * &(x * 2.0),
-            Powf(0.0) => g * 0.0,
-            Powf(p) => g * &(x.powf(p - 1.0) * p),
-            Scale(c) => g * c,
-            Shift(_) => g.clone(),
-        }
-    }
-}
-
-impl UnaryOp {
     /// The op on one value of `dtype` (rounded as that dtype), through the
     /// same kernel: what a compiled graph uses for 0-d values.
     pub(crate) fn eval_scalar(self, x: f64, dtype: crate::DType) -> f64 {
         with_dtype!(dtype, T => self.forward(&[T::of(x)], &Layout::contiguous(&[]))[0].f64())
     }
+
+    /// The printed form: the name and any parameters.
+    pub(crate) fn describe(self) -> String {
+        let params = self.params();
+        if params.is_empty() {
+            return self.name().to_string();
+        }
+        let p: Vec<String> = params.iter().map(|p| p.to_string()).collect();
+        format!("{} {}", self.name(), p.join(" "))
+    }
 }
 
-pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Tensor {
+/// The kernel: the op on every element of `x` (a fresh row-major buffer).
+pub(crate) fn forward(x: &Tensor, op: UnaryOp) -> Tensor {
     if x.layout().contiguous_range().is_none() {
         // A broadcast view can be far larger than its buffer.
         crate::error::or_panic(crate::limits::check_alloc(op.name(), x.shape(), x.dtype()));
     }
-    let out = with_dtype!(x.dtype(), T => Tensor::from_buffer(op.forward(x.buffer::<T>(), x.layout()), x.shape()));
-    record(|| Prim::Unary(op), &[x], out, op.saves_output())
+    with_dtype!(x.dtype(), T => Tensor::from_buffer(op.forward(x.buffer::<T>(), x.layout()), x.shape()))
 }
 
-/// A non-differentiable elementwise function (its output is a constant).
-pub(crate) fn constant_map(x: &Tensor, f: impl Fn(f64) -> f64 + Sync) -> Tensor {
-    with_dtype!(x.dtype(), T => Tensor::from_buffer(
-        map(x.buffer::<T>(), x.layout(), |v| T::of(f(v.f64()))), x.shape()))
-}
-
-impl Tensor {
-    pub fn neg(&self) -> Tensor {
-        unary(self, Neg)
-    }
-    pub fn exp(&self) -> Tensor {
-        unary(self, Exp)
-    }
-    /// Natural logarithm.
-    pub fn log(&self) -> Tensor {
-        unary(self, Log)
-    }
-    pub fn sin(&self) -> Tensor {
-        unary(self, Sin)
-    }
-    pub fn cos(&self) -> Tensor {
-        unary(self, Cos)
-    }
-    pub fn tan(&self) -> Tensor {
-        unary(self, Tan)
-    }
-    pub fn tanh(&self) -> Tensor {
-        unary(self, Tanh)
-    }
-    pub fn sqrt(&self) -> Tensor {
-        unary(self, Sqrt)
-    }
-    pub fn abs(&self) -> Tensor {
-        unary(self, Abs)
-    }
-    /// `1 / (1 + e^{-x})`, computed without overflow.
-    pub fn sigmoid(&self) -> Tensor {
-        unary(self, Sigmoid)
-    }
-    /// `max(x, 0)`; its derivative at 0 is taken as 0.
-    pub fn relu(&self) -> Tensor {
-        unary(self, Relu)
-    }
-    /// `x^p` for a constant exponent (see [`Tensor::pow`] for a tensor exponent).
-    pub fn powf(&self, p: f64) -> Tensor {
-        unary(self, Powf(p))
-    }
-    /// `x²`.
-    pub fn square(&self) -> Tensor {
-        unary(self, Powf(2.0))
-    }
-    /// `c · x`.
-    pub fn mul_scalar(&self, c: f64) -> Tensor {
-        unary(self, Scale(c))
-    }
-    /// `x + c`.
-    pub fn add_scalar(&self, c: f64) -> Tensor {
-        unary(self, Shift(c))
-    }
-    /// `-1`, `0` or `1` per element (a constant: no gradient flows through it).
-    pub fn sign(&self) -> Tensor {
-        let out = constant_map(self, |v| {
-            if v > 0.0 {
-                1.0
-            } else if v < 0.0 {
-                -1.0
-            } else {
-                0.0
-            }
-        });
-        if crate::graph::trace::active() {
-            crate::graph::trace::op(crate::graph::GOp::Sign, &[self], &out);
-        }
-        out
-    }
+pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Tensor {
+    bind(Prim::Unary(op), &[x]).expect("a unary op accepts any tensor")
 }

@@ -1,0 +1,231 @@
+//! The interpreter stack: how a primitive reaches the modes.
+//!
+//! Every primitive the tensor API runs goes through [`bind`], and each mode
+//! is an [`Interpreter`]: the tape (reverse mode, [`crate::autograd`]), each
+//! open forward-mode level ([`crate::forward`]), each open `vmap` level
+//! ([`crate::batching`]) and the graph tracer ([`crate::graph`]). The
+//! primitives know nothing of the modes: an op is a row of rules
+//! ([`crate::ops::Prim`]) that the interpreters read.
+//!
+//! **Who processes an op.** The open levels sit on one thread-local stack,
+//! innermost (most recently opened) on top. An interpreter *claims* an op
+//! when an input carries its data (a tangent of its level, a batch axis of
+//! its level). The topmost claiming level processes the op: it unwraps its
+//! data from the inputs, binds the op again on what is underneath (lower
+//! levels then claim in turn) and wraps the result; its rules are ordinary
+//! ops, bound again from the top. When no level claims, the kernel runs on
+//! the values, and watchers (the tracer) observe it.
+//!
+//! The tape (reverse mode) is not on the stack: its levels are its nodes'.
+//! A leaf made inside a transform gets a level above every open one (the
+//! gradient taken there differentiates through them), an op's node the
+//! highest of its inputs'. When the inputs' nodes are of a higher level
+//! than the innermost claiming level, the tape goes first: it records the
+//! op on the handles it is given (so that the VJP rules run on values that
+//! carry every lower level's data: the tangents of forward-over-reverse,
+//! the batch of per-example gradients), and the value is computed below
+//! with that level's nodes out of sight. Otherwise the level goes first,
+//! and the tape records the op on the values it unwraps (`grad` of `jvp`,
+//! `grad` of `vmap`).
+
+use crate::error::Result;
+use crate::ops::Prim;
+use crate::tensor::Tensor;
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+/// A mode: what it does with each primitive that reaches it.
+pub(crate) trait Interpreter {
+    /// Whether some input carries this interpreter's data, so that it must
+    /// process the op.
+    fn claims(&self, inputs: &[&Tensor]) -> bool;
+
+    /// Runs `prim` on `inputs`: the value from below, with what this
+    /// interpreter adds.
+    fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor>;
+
+    /// The kernel ran `prim` on `inputs`, giving `out` (watchers record it).
+    fn observe(&self, _prim: &Prim, _inputs: &[&Tensor], _out: &Tensor) {}
+
+    /// `handle` is a new handle on the value of `of` (a wrapper made by an
+    /// interpreter, a leaf, a saved copy).
+    fn same_value(&self, _of: &Tensor, _handle: &Tensor) {}
+}
+
+struct Frame {
+    id: u32,
+    interpreter: Rc<dyn Interpreter>,
+}
+
+struct State {
+    grad_enabled: Cell<bool>,
+    /// The open levels and watchers, innermost last.
+    stack: RefCell<Vec<Frame>>,
+    /// `stack.len()`, readable without a borrow.
+    depth: Cell<usize>,
+    next_id: Cell<u32>,
+    /// While the tape computes an op's value below its level: nodes of this
+    /// level and above are not the concern of what runs there.
+    tape_ceiling: Cell<u32>,
+}
+
+thread_local! {
+    static STATE: State = const {
+        State {
+            grad_enabled: Cell::new(true),
+            stack: RefCell::new(Vec::new()),
+            depth: Cell::new(0),
+            next_id: Cell::new(1),
+            tape_ceiling: Cell::new(u32::MAX),
+        }
+    };
+}
+
+/// Runs the primitive `prim` on `inputs` through the interpreters (the one
+/// entry point of every primitive).
+pub(crate) fn bind(prim: Prim, inputs: &[&Tensor]) -> Result<Tensor> {
+    let depth = STATE.with(|s| s.depth.get());
+    let tape = tape_level(inputs);
+    if depth == 0 {
+        return match tape {
+            Some(_) => crate::autograd::TAPE.process(&prim, inputs),
+            None => prim.forward(inputs),
+        };
+    }
+    let level = claiming(inputs);
+    match (tape, level) {
+        (Some(t), Some((id, _))) if t > id => crate::autograd::TAPE.process(&prim, inputs),
+        (Some(_), None) => crate::autograd::TAPE.process(&prim, inputs),
+        (_, Some((_, level))) => level.process(&prim, inputs),
+        (None, None) => kernel(&prim, inputs),
+    }
+}
+
+/// The tape's level for an op on `inputs`: the highest level of their nodes
+/// (below the ceiling), when grad mode is on.
+pub(crate) fn tape_level(inputs: &[&Tensor]) -> Option<u32> {
+    STATE.with(|s| {
+        if !s.grad_enabled.get() {
+            return None;
+        }
+        crate::autograd::tape_level(inputs, s.tape_ceiling.get())
+    })
+}
+
+/// What the tape records on: the op as the levels below it compute it.
+pub(crate) fn below_tape(prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
+    match claiming(inputs) {
+        Some((_, level)) => level.process(prim, inputs),
+        None => kernel(prim, inputs),
+    }
+}
+
+/// [`below_tape`] for the tape at `level`: nodes of that level and above
+/// are ignored while it runs.
+pub(crate) fn below_tape_level(level: u32, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
+    struct Restore(u32);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = STATE.try_with(|s| s.tape_ceiling.set(self.0));
+        }
+    }
+    let _restore = Restore(STATE.with(|s| s.tape_ceiling.replace(level)));
+    below_tape(prim, inputs)
+}
+
+fn kernel(prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
+    let out = prim.forward(inputs)?;
+    for interpreter in frames() {
+        interpreter.observe(prim, inputs, &out);
+    }
+    Ok(out)
+}
+
+/// The innermost level that claims the op, with its number.
+fn claiming(inputs: &[&Tensor]) -> Option<(u32, Rc<dyn Interpreter>)> {
+    STATE.with(|s| {
+        if s.depth.get() == 0 {
+            return None;
+        }
+        s.stack
+            .borrow()
+            .iter()
+            .rev()
+            .find(|f| f.interpreter.claims(inputs))
+            .map(|f| (f.id, f.interpreter.clone()))
+    })
+}
+
+fn frames() -> Vec<Rc<dyn Interpreter>> {
+    STATE.with(|s| {
+        if s.depth.get() == 0 {
+            return Vec::new();
+        }
+        s.stack
+            .borrow()
+            .iter()
+            .map(|f| f.interpreter.clone())
+            .collect()
+    })
+}
+
+/// Whether no interpreter would see an op on `inputs` (no node to record
+/// under grad mode, no open level, no trace): a rule may then run as one
+/// fused kernel on raw buffers.
+pub(crate) fn quiet(inputs: &[&Tensor]) -> bool {
+    STATE.with(|s| s.depth.get() == 0) && tape_level(inputs).is_none()
+}
+
+/// Tells every interpreter that `handle` is a new handle on `of`'s value.
+pub(crate) fn same_value(of: &Tensor, handle: &Tensor) {
+    for interpreter in frames() {
+        interpreter.same_value(of, handle);
+    }
+}
+
+/// A fresh level number: larger than every level opened before on this thread.
+pub(crate) fn fresh_id() -> u32 {
+    STATE.with(|s| {
+        let id = s.next_id.get();
+        s.next_id.set(id + 1);
+        id
+    })
+}
+
+/// Opens a level (or watcher) `id` on top of the stack.
+pub(crate) fn push(id: u32, interpreter: Rc<dyn Interpreter>) {
+    STATE.with(|s| {
+        s.stack.borrow_mut().push(Frame { id, interpreter });
+        s.depth.set(s.depth.get() + 1);
+    })
+}
+
+/// Closes level `id` (wherever it is: levels close in any order).
+pub(crate) fn pop(id: u32) {
+    let _ = STATE.try_with(|s| {
+        let mut stack = s.stack.borrow_mut();
+        if let Some(i) = stack.iter().rposition(|f| f.id == id) {
+            stack.remove(i);
+            s.depth.set(stack.len());
+        }
+    });
+}
+
+/// Whether level `id` is open on this thread.
+pub(crate) fn is_open(id: u32) -> bool {
+    STATE.with(|s| s.depth.get() > 0 && s.stack.borrow().iter().any(|f| f.id == id))
+}
+
+/// Whether any level (forward mode, `vmap`) or trace is open on this thread.
+pub(crate) fn levels_open() -> bool {
+    STATE.with(|s| s.depth.get() > 0)
+}
+
+pub(crate) fn grad_enabled() -> bool {
+    STATE.with(|s| s.grad_enabled.get())
+}
+
+/// Sets grad mode, returning the previous setting.
+pub(crate) fn set_grad_enabled(enabled: bool) -> bool {
+    STATE.with(|s| s.grad_enabled.replace(enabled))
+}

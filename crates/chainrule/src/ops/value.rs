@@ -1,0 +1,180 @@
+//! What a derivative formula is written against. An elementwise op's partial
+//! derivatives are written once, generic over [`Value`]: on one element they
+//! are the fused kernel of a first-order backward pass; on tensors they are
+//! the recorded rule, differentiable again (higher order, `create_graph`).
+
+use crate::dtype::Element;
+use crate::tensor::Tensor;
+
+/// A partial derivative: a constant, or a value computed from the op's
+/// input or output.
+pub(crate) enum Partial<N> {
+    Const(f64),
+    Of(N),
+}
+
+/// The operations partial derivatives are written with. On tensors, the
+/// masks (`positive`, `is_zero`, `lt`…) are constants: no derivative flows
+/// through them.
+pub(crate) trait Value: Clone {
+    fn plus(&self, o: &Self) -> Self;
+    fn times(&self, o: &Self) -> Self;
+    fn over(&self, o: &Self) -> Self;
+    fn scale(&self, c: f64) -> Self;
+    fn shift(&self, c: f64) -> Self;
+    fn recip(&self) -> Self;
+    fn square(&self) -> Self;
+    fn ln(&self) -> Self;
+    fn sigmoid(&self) -> Self;
+    fn power(&self, e: &Self) -> Self;
+    /// `x^p` for a constant `p`.
+    fn pow_const(&self, p: f64) -> Self;
+    /// `-1`, `0` or `1`.
+    fn sign(&self) -> Self;
+    /// `1` where `> 0`, else `0` (NaN gives 0).
+    fn positive(&self) -> Self;
+    /// `1` where `lo ≤ x ≤ hi`, else `0`.
+    fn within(&self, lo: f64, hi: f64) -> Self;
+    /// `1` where `== 0`, else `0`.
+    fn zero_mask(&self) -> Self;
+    fn less_than(&self, o: &Self) -> Self;
+    fn equal_to(&self, o: &Self) -> Self;
+    /// `if_true` where `self ≠ 0`, else `if_false`.
+    fn select(&self, if_true: &Self, if_false: &Self) -> Self;
+    /// The constant `c`, of this value's type (a 0-d tensor for tensors).
+    fn constant(&self, c: f64) -> Self;
+}
+
+impl<T: Element> Value for T {
+    fn plus(&self, o: &Self) -> Self {
+        *self + *o
+    }
+    fn times(&self, o: &Self) -> Self {
+        *self * *o
+    }
+    fn over(&self, o: &Self) -> Self {
+        *self / *o
+    }
+    fn scale(&self, c: f64) -> Self {
+        *self * T::of(c)
+    }
+    fn shift(&self, c: f64) -> Self {
+        *self + T::of(c)
+    }
+    fn recip(&self) -> Self {
+        T::one() / *self
+    }
+    fn square(&self) -> Self {
+        *self * *self
+    }
+    fn ln(&self) -> Self {
+        num_traits::Float::ln(*self)
+    }
+    fn sigmoid(&self) -> Self {
+        crate::kernels::elementwise::sigmoid(*self)
+    }
+    fn power(&self, e: &Self) -> Self {
+        num_traits::Float::powf(*self, *e)
+    }
+    fn pow_const(&self, p: f64) -> Self {
+        num_traits::Float::powf(*self, T::of(p))
+    }
+    fn sign(&self) -> Self {
+        crate::kernels::elementwise::sign(*self)
+    }
+    fn positive(&self) -> Self {
+        mask(*self > T::zero())
+    }
+    fn within(&self, lo: f64, hi: f64) -> Self {
+        mask(*self >= T::of(lo) && *self <= T::of(hi))
+    }
+    fn zero_mask(&self) -> Self {
+        mask(*self == T::zero())
+    }
+    fn less_than(&self, o: &Self) -> Self {
+        mask(*self < *o)
+    }
+    fn equal_to(&self, o: &Self) -> Self {
+        mask(*self == *o)
+    }
+    fn select(&self, if_true: &Self, if_false: &Self) -> Self {
+        if *self != T::zero() {
+            *if_true
+        } else {
+            *if_false
+        }
+    }
+    fn constant(&self, c: f64) -> Self {
+        T::of(c)
+    }
+}
+
+fn mask<T: Element>(b: bool) -> T {
+    if b {
+        T::one()
+    } else {
+        T::zero()
+    }
+}
+
+impl Value for Tensor {
+    fn plus(&self, o: &Self) -> Self {
+        Tensor::add(self, o)
+    }
+    fn times(&self, o: &Self) -> Self {
+        Tensor::mul(self, o)
+    }
+    fn over(&self, o: &Self) -> Self {
+        Tensor::div(self, o)
+    }
+    fn scale(&self, c: f64) -> Self {
+        self.mul_scalar(c)
+    }
+    fn shift(&self, c: f64) -> Self {
+        self.add_scalar(c)
+    }
+    fn recip(&self) -> Self {
+        self.reciprocal()
+    }
+    fn square(&self) -> Self {
+        Tensor::square(self)
+    }
+    fn ln(&self) -> Self {
+        self.log()
+    }
+    fn sigmoid(&self) -> Self {
+        Tensor::sigmoid(self)
+    }
+    fn power(&self, e: &Self) -> Self {
+        Tensor::pow(self, e)
+    }
+    fn pow_const(&self, p: f64) -> Self {
+        self.powf(p)
+    }
+    fn sign(&self) -> Self {
+        Tensor::sign(self)
+    }
+    fn positive(&self) -> Self {
+        self.gt_scalar(0.0)
+    }
+    fn within(&self, lo: f64, hi: f64) -> Self {
+        let x = self.detach();
+        let scalar = |v: f64| Tensor::full(&[], v, x.dtype());
+        x.ge(&scalar(lo)) * x.le(&scalar(hi))
+    }
+    fn zero_mask(&self) -> Self {
+        self.eq_elem(&Tensor::zeros(&[], self.dtype()))
+    }
+    fn less_than(&self, o: &Self) -> Self {
+        Tensor::lt(self, o)
+    }
+    fn equal_to(&self, o: &Self) -> Self {
+        self.eq_elem(o)
+    }
+    fn select(&self, if_true: &Self, if_false: &Self) -> Self {
+        Tensor::where_(self, if_true, if_false)
+    }
+    fn constant(&self, c: f64) -> Self {
+        Tensor::full(&[], c, self.dtype())
+    }
+}
