@@ -9,7 +9,10 @@
 //!   reverse-over-reverse and against central differences of the gradient;
 //! - explicit graphs: the row traced into a graph, differentiated graph to
 //!   graph, run on fresh inputs unoptimized and optimized, against eager
-//!   values and gradients.
+//!   values and gradients;
+//! - batching: `vmap` of the row over random in_axes (some inputs shared)
+//!   and a random output axis against the row run on each example, and
+//!   `vmap` of its `grad`, `jvp` and `jacrev` against theirs per example.
 //!
 //! A new op is tested by adding its row.
 
@@ -224,6 +227,63 @@ fn table() -> Vec<Row> {
             shapes: one,
             domains: &[Positive],
             f: |x| 3.0 / &x[0],
+        },
+        Row {
+            name: "log1p",
+            shapes: one,
+            domains: &[Positive],
+            f: |x| x[0].log1p(),
+        },
+        Row {
+            name: "expm1",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].expm1(),
+        },
+        Row {
+            name: "erf",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].erf(),
+        },
+        Row {
+            name: "softplus",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].softplus(),
+        },
+        Row {
+            name: "rsqrt",
+            shapes: one,
+            domains: &[Positive],
+            f: |x| x[0].rsqrt(),
+        },
+        Row {
+            name: "reciprocal",
+            shapes: one,
+            domains: &[AwayFromZero],
+            f: |x| x[0].reciprocal(),
+        },
+        Row {
+            // Kinks at -0.525 and 0.675 lie 0.025 or more from every value
+            // of the Distinct grid; values fall on both sides of each.
+            name: "clamp",
+            shapes: one,
+            domains: &[Distinct],
+            f: |x| x[0].clamp(-0.525, 0.675),
+        },
+        Row {
+            // x > 0 keeps away from the branch cut along the negative x-axis.
+            name: "atan2",
+            shapes: broadcast_pair,
+            domains: &[AwayFromZero, Positive],
+            f: |x| x[0].atan2(&x[1]),
+        },
+        Row {
+            name: "hypot",
+            shapes: broadcast_pair,
+            domains: &[AwayFromZero, AwayFromZero],
+            f: |x| x[0].hypot(&x[1]),
         },
         Row {
             name: "exp",
@@ -841,6 +901,167 @@ fn graph_follows_rescaled_inputs(row: &Row, seed: u64) -> Result<(), String> {
         graph_equals_eager(&graph, row, &moved, &w, label, same_values).map_err(fail)?;
     }
     Ok(())
+}
+
+/// A batch of a row's inputs for `vmap`: each input mapped along a random
+/// axis (at least one mapped) or shared, and each example's inputs.
+struct Batch {
+    size: usize,
+    in_axes: Vec<Option<usize>>,
+    batched: Vec<Tensor>,
+    examples: Vec<Vec<Tensor>>,
+}
+
+fn batch_of(row: &Row, rng: &mut StdRng) -> (Vec<Vec<usize>>, Batch) {
+    let shapes = (row.shapes)(rng);
+    let size = rng.random_range(1..=3);
+    let n = shapes.len();
+    let must = rng.random_range(0..n);
+    let in_axes: Vec<Option<usize>> = shapes
+        .iter()
+        .enumerate()
+        .map(|(i, s)| (i == must || rng.random_bool(0.6)).then(|| rng.random_range(0..=s.len())))
+        .collect();
+    let mut batched = Vec::with_capacity(n);
+    let mut per_input: Vec<Vec<Tensor>> = Vec::with_capacity(n);
+    for ((s, &d), axis) in shapes.iter().zip(row.domains).zip(&in_axes) {
+        match axis {
+            Some(a) => {
+                let xs: Vec<Tensor> = (0..size).map(|_| values(rng, s, d)).collect();
+                let refs: Vec<&Tensor> = xs.iter().collect();
+                batched.push(Tensor::stack(&refs, *a));
+                per_input.push(xs);
+            }
+            None => {
+                let x = values(rng, s, d);
+                batched.push(x.clone());
+                per_input.push(vec![x; size]);
+            }
+        }
+    }
+    let examples = (0..size)
+        .map(|b| per_input.iter().map(|xs| xs[b].clone()).collect())
+        .collect();
+    let batch = Batch {
+        size,
+        in_axes,
+        batched,
+        examples,
+    };
+    (shapes, batch)
+}
+
+fn stacked(ts: &[Tensor], axis: usize) -> Tensor {
+    let refs: Vec<&Tensor> = ts.iter().collect();
+    Tensor::stack(&refs, axis)
+}
+
+/// `vmap(f)` equals `f` on each example stacked, in value (along a random
+/// output axis), and composed with `grad`, `jvp` and `jacrev`.
+fn vmap_agrees(row: &Row, seed: u64) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (shapes, b) = batch_of(row, &mut rng);
+    let fail = |e: String| {
+        format!(
+            "{}: shapes {:?} in_axes {:?}: {e}",
+            row.name, shapes, b.in_axes
+        )
+    };
+    let err = |e: chainrule::Error| fail(e.to_string());
+    let f = row.f;
+    let out_rank = f(&b.examples[0]).ndim();
+    let out_axis = rng.random_range(0..=out_rank);
+    let mapped =
+        func::vmap(|xs: &[Tensor]| f(xs), &b.in_axes, out_axis)(&b.batched).map_err(err)?;
+    let looped: Vec<Tensor> = b.examples.iter().map(|xs| f(xs)).collect();
+    close(
+        "vmap value",
+        &mapped,
+        &stacked(&looped, out_axis),
+        1e-12,
+        1e-12,
+    )
+    .map_err(fail)?;
+
+    // ∇ of Σ f ⊙ w by each input, per example.
+    let w = values(&mut rng, looped[0].shape(), Any);
+    for i in 0..shapes.len() {
+        let g = |xs: &[Tensor]| {
+            let at = |x: &Tensor| {
+                let mut ys = xs.to_vec();
+                ys[i] = x.clone();
+                (f(&ys) * &w).sum()
+            };
+            func::grad(at, &xs[i])
+        };
+        let mapped = func::vmap(g, &b.in_axes, 0)(&b.batched).map_err(err)?;
+        let looped = b
+            .examples
+            .iter()
+            .map(|xs| g(xs))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(err)?;
+        close(
+            &format!("vmap of grad, input {i}"),
+            &mapped,
+            &stacked(&looped, 0),
+            1e-12,
+            1e-10,
+        )
+        .map_err(fail)?;
+    }
+
+    // J v with a shared direction per input.
+    let vs: Vec<Tensor> = shapes.iter().map(|s| values(&mut rng, s, Any)).collect();
+    let jv = |xs: &[Tensor]| Ok::<_, chainrule::Error>(func::jvp_n(f, xs, &vs)?.1);
+    let mapped = func::vmap(jv, &b.in_axes, 0)(&b.batched).map_err(err)?;
+    let looped = b
+        .examples
+        .iter()
+        .map(|xs| jv(xs))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    close("vmap of jvp", &mapped, &stacked(&looped, 0), 1e-12, 1e-10).map_err(fail)?;
+
+    // The Jacobian by the first input.
+    let jac = |xs: &[Tensor]| {
+        let at = |x: &Tensor| {
+            let mut ys = xs.to_vec();
+            ys[0] = x.clone();
+            f(&ys)
+        };
+        func::jacrev(at, &xs[0])
+    };
+    let mapped = func::vmap(jac, &b.in_axes, 0)(&b.batched).map_err(err)?;
+    let looped = b
+        .examples
+        .iter()
+        .map(|xs| jac(xs))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(err)?;
+    close(
+        "vmap of jacrev",
+        &mapped,
+        &stacked(&looped, 0),
+        1e-12,
+        1e-10,
+    )
+    .map_err(fail)?;
+    let _ = b.size;
+    Ok(())
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 16, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_op_batches_under_vmap(seed in any::<u64>()) {
+        for row in table() {
+            if let Err(e) = vmap_agrees(&row, seed) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
 }
 
 proptest! {

@@ -71,7 +71,7 @@ pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
         level: crate::interp::fresh_id(),
         below: x.node().cloned(),
         kind: NodeKind::Op(OpNode {
-            prim: Prim::Contiguous,
+            prim: Prim::identity(),
             edges: smallvec::smallvec![x.node().cloned()],
             saved: Mutex::new(Some(Saved {
                 inputs: smallvec::smallvec![x.for_saving()],

@@ -217,6 +217,7 @@ impl Graph {
         let tracer = trace::end().expect("the trace was opened above");
         let mut graph = tracer.graph;
         graph.outputs = outputs?;
+        debug_assert!(graph.check().is_ok(), "{:?}\n{graph}", graph.check());
         Ok(graph)
     }
 
@@ -324,6 +325,85 @@ impl Graph {
             .iter()
             .map(|o| values[o.0 as usize].clone().expect("evaluated"))
             .collect())
+    }
+
+    /// Checks that the graph is well formed: every node after its inputs,
+    /// each primitive with its number of inputs and the shape and dtype its
+    /// shape function gives, constants of their recorded shape, inputs and
+    /// outputs present. Every pass keeps a graph well formed (debug builds
+    /// check after each).
+    pub fn check(&self) -> Result<()> {
+        let bad = |i: usize, msg: String| {
+            Err(Error::invalid(
+                "graph check",
+                format!("node %{i} ({}): {msg}", self.nodes[i].op.name()),
+            ))
+        };
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(j) = node.inputs.iter().find(|j| j.0 as usize >= i) {
+                return bad(i, format!("reads %{}, which does not come before it", j.0));
+            }
+            match &node.op {
+                GOp::Input(_) | GOp::Constant(_) if !node.inputs.is_empty() => {
+                    return bad(i, "has inputs".into());
+                }
+                GOp::Input(_) if !self.inputs.contains(&NodeId(i as u32)) => {
+                    return bad(i, "is not one of the graph's inputs".into());
+                }
+                GOp::Constant(t)
+                    if t.shape() != node.shape.as_slice() || t.dtype() != node.dtype =>
+                {
+                    return bad(i, format!("holds {:?} {:?}", t.dtype(), t.shape()));
+                }
+                GOp::Prim(p) => self.check_prim(i, p, node)?,
+                _ => {}
+            }
+        }
+        if self.examples.len() != self.inputs.len() {
+            return Err(Error::invalid("graph check", "one example per input"));
+        }
+        for id in self.inputs.iter().chain(&self.outputs) {
+            if id.0 as usize >= self.nodes.len() {
+                return Err(Error::invalid(
+                    "graph check",
+                    format!("%{} does not exist", id.0),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn check_prim(&self, i: usize, p: &Prim, node: &Node) -> Result<()> {
+        let n = node.inputs.len();
+        if p.arity().is_some_and(|a| a != n) || n == 0 {
+            return Err(Error::invalid(
+                "graph check",
+                format!("node %{i} ({}) has {n} inputs", p.describe()),
+            ));
+        }
+        let args: SmallVec<[(&[usize], DType); 3]> = node
+            .inputs
+            .iter()
+            .map(|j| (self.node(*j).shape.as_slice(), self.node(*j).dtype))
+            .collect();
+        match p.shape(&args) {
+            Ok(Some((shape, dtype))) if shape != node.shape || dtype != node.dtype => {
+                Err(Error::invalid(
+                    "graph check",
+                    format!(
+                        "node %{i} ({}) is recorded as {:?} {:?}; its inputs give {dtype:?} {shape:?}",
+                        p.describe(),
+                        node.dtype,
+                        node.shape
+                    ),
+                ))
+            }
+            Ok(_) => Ok(()),
+            Err(e) => Err(Error::invalid(
+                "graph check",
+                format!("node %{i} ({}): {e}", p.describe()),
+            )),
+        }
     }
 
     /// Graphviz DOT: one box per node (op and shape), an edge per input.
@@ -627,4 +707,72 @@ enum Slot {
     Empty,
     T(Tensor),
     S(f64),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn traced() -> Graph {
+        let x = Tensor::ones(&[2, 3], DType::F64);
+        let w = Tensor::ones(&[3], DType::F64);
+        Graph::trace(&[("x", &x), ("w", &w)], |t| {
+            Ok(vec![t[0].matmul(&t[1]).exp().sum()])
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn the_verifier_accepts_traced_and_optimized_graphs() {
+        let g = traced();
+        g.check().unwrap();
+        g.gradients(0, &["x", "w"])
+            .unwrap()
+            .optimize()
+            .check()
+            .unwrap();
+    }
+
+    #[test]
+    fn the_verifier_rejects_each_kind_of_ill_formed_graph() {
+        let mut wrong_shape = traced();
+        let last = wrong_shape.nodes.len() - 2; // the exp
+        wrong_shape.nodes[last].shape = vec![7];
+        let e = wrong_shape.check().unwrap_err().to_string();
+        assert!(e.contains("exp") && e.contains("[7]"), "{e}");
+
+        let mut out_of_order = traced();
+        let n = out_of_order.nodes.len();
+        out_of_order.nodes[2].inputs[0] = NodeId(n as u32 - 1);
+        assert!(out_of_order
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("does not come before"));
+
+        let mut wrong_arity = traced();
+        let matmul = wrong_arity
+            .nodes
+            .iter()
+            .position(|n| n.op.name() == "matmul")
+            .unwrap();
+        wrong_arity.nodes[matmul].inputs.pop();
+        assert!(wrong_arity
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("1 inputs"));
+
+        let mut missing_output = traced();
+        missing_output.outputs.push(NodeId(999));
+        assert!(missing_output
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("%999"));
+
+        let mut wrong_dtype = traced();
+        wrong_dtype.nodes[last].dtype = DType::F32;
+        assert!(wrong_dtype.check().unwrap_err().to_string().contains("F32"));
+    }
 }

@@ -50,7 +50,16 @@ fn rebuild(
     }
     out.inputs = g.inputs.iter().map(|i| map[i.0 as usize]).collect();
     out.outputs = g.outputs.iter().map(|i| map[i.0 as usize]).collect();
-    out
+    checked(out)
+}
+
+/// `g`, checked in debug builds (every pass must keep a graph well formed).
+fn checked(g: Graph) -> Graph {
+    #[cfg(debug_assertions)]
+    if let Err(e) = g.check() {
+        panic!("a graph pass produced an ill-formed graph: {e}\n{g}");
+    }
+    g
 }
 
 impl Graph {
@@ -84,7 +93,7 @@ impl Graph {
         }
         out.inputs = self.inputs.iter().map(|i| map[i.0 as usize]).collect();
         out.outputs = self.outputs.iter().map(|i| map[i.0 as usize]).collect();
-        out
+        checked(out)
     }
 
     /// Merges nodes that compute the same op on the same inputs.

@@ -216,6 +216,22 @@ impl Prim {
         }
     }
 
+    /// The identity (a copy in value, the gradient passed through): what a
+    /// mode records to give a value a handle of its own.
+    pub(crate) fn identity() -> Prim {
+        Prim::Contiguous
+    }
+
+    /// How many inputs the op takes (`None`: one or more).
+    pub(crate) fn arity(&self) -> Option<usize> {
+        match self {
+            Prim::Binary(_) | Prim::Compare(_) | Prim::Matmul => Some(2),
+            Prim::Where => Some(3),
+            Prim::Concat { .. } | Prim::Custom(_) => None,
+            _ => Some(1),
+        }
+    }
+
     /// Whether the op is the user's (its rules are the user's code).
     pub(crate) fn user_defined(&self) -> bool {
         matches!(self, Prim::Custom(_))

@@ -25,7 +25,7 @@ impl ReduceOp {
         }
     }
 
-    fn forward<T: StorageElement>(self, x: &Tensor, axes: &[usize]) -> Vec<T> {
+    fn kernel<T: StorageElement>(self, x: &Tensor, axes: &[usize]) -> Vec<T> {
         let (src, l) = (x.buffer::<T>(), x.layout());
         match self {
             ReduceOp::Sum => reduce(src, l, axes, T::zero(), |a, b| a + b),
@@ -162,7 +162,7 @@ pub(crate) fn shape(
 /// The kernel of a reduction.
 pub(crate) fn forward(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
     let shape = shape(op, x.shape(), axes, keepdim)?;
-    Ok(with_dtype!(x.dtype(), T => Tensor::from_buffer(op.forward::<T>(x, axes), &shape)))
+    Ok(with_dtype!(x.dtype(), T => Tensor::from_buffer(op.kernel::<T>(x, axes), &shape)))
 }
 
 pub(crate) fn reduce_op(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
