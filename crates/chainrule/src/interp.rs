@@ -44,6 +44,12 @@ pub(crate) trait Interpreter {
     /// interpreter adds.
     fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor>;
 
+    /// Whether this interpreter watches every kernel and every new handle
+    /// ([`Interpreter::observe`], [`Interpreter::same_value`]): the tracer.
+    fn watches(&self) -> bool {
+        false
+    }
+
     /// The kernel ran `prim` on `inputs`, giving `out` (watchers record it).
     fn observe(&self, _prim: &Prim, _inputs: &[&Tensor], _out: &Tensor) {}
 
@@ -63,6 +69,8 @@ struct State {
     stack: RefCell<Vec<Frame>>,
     /// `stack.len()`, readable without a borrow.
     depth: Cell<usize>,
+    /// How many frames watch every op (see [`Interpreter::watches`]).
+    watchers: Cell<usize>,
     next_id: Cell<u32>,
     /// While the tape computes an op's value below its level: nodes of this
     /// level and above are not the concern of what runs there.
@@ -75,29 +83,57 @@ thread_local! {
             grad_enabled: Cell::new(true),
             stack: RefCell::new(Vec::new()),
             depth: Cell::new(0),
+            watchers: Cell::new(0),
             next_id: Cell::new(1),
             tape_ceiling: Cell::new(u32::MAX),
         }
     };
 }
 
+/// Where [`bind`] sends an op.
+enum Route {
+    /// The kernel, observed by the watchers when `true`.
+    Kernel(bool),
+    /// The tape, at this level; no other level open when `true`.
+    Tape(u32, bool),
+    Level(Rc<dyn Interpreter>),
+}
+
 /// Runs the primitive `prim` on `inputs` through the interpreters (the one
-/// entry point of every primitive).
+/// entry point of every primitive). One thread-local access decides where
+/// it goes.
 pub(crate) fn bind(prim: Prim, inputs: &[&Tensor]) -> Result<Tensor> {
-    let depth = STATE.with(|s| s.depth.get());
-    let tape = tape_level(inputs);
-    if depth == 0 {
-        return match tape {
-            Some(_) => crate::autograd::TAPE.process(&prim, inputs),
-            None => prim.forward(inputs),
-        };
-    }
-    let level = claiming(inputs);
-    match (tape, level) {
-        (Some(t), Some((id, _))) if t > id => crate::autograd::TAPE.process(&prim, inputs),
-        (Some(_), None) => crate::autograd::TAPE.process(&prim, inputs),
-        (_, Some((_, level))) => level.process(&prim, inputs),
-        (None, None) => kernel(&prim, inputs),
+    let route = STATE.with(|s| {
+        let tape = s
+            .grad_enabled
+            .get()
+            .then(|| crate::autograd::tape_level(inputs, s.tape_ceiling.get()))
+            .flatten();
+        if s.depth.get() == 0 {
+            return match tape {
+                Some(t) => Route::Tape(t, true),
+                None => Route::Kernel(false),
+            };
+        }
+        let level = s
+            .stack
+            .borrow()
+            .iter()
+            .rev()
+            .find(|f| f.interpreter.claims(inputs))
+            .map(|f| (f.id, f.interpreter.clone()));
+        match (tape, level) {
+            (Some(t), Some((id, _))) if t > id => Route::Tape(t, false),
+            (Some(t), None) => Route::Tape(t, false),
+            (_, Some((_, level))) => Route::Level(level),
+            (None, None) => Route::Kernel(s.watchers.get() > 0),
+        }
+    });
+    match route {
+        Route::Kernel(false) => prim.forward(inputs),
+        Route::Kernel(true) => kernel(&prim, inputs),
+        Route::Tape(level, alone) => crate::autograd::TAPE.record(&prim, inputs, level, alone),
+        Route::Level(level) => level.process(&prim, inputs),
     }
 }
 
@@ -135,7 +171,7 @@ pub(crate) fn below_tape_level(level: u32, prim: &Prim, inputs: &[&Tensor]) -> R
 
 fn kernel(prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
     let out = prim.forward(inputs)?;
-    for interpreter in frames() {
+    for interpreter in watchers() {
         interpreter.observe(prim, inputs, &out);
     }
     Ok(out)
@@ -156,29 +192,43 @@ fn claiming(inputs: &[&Tensor]) -> Option<(u32, Rc<dyn Interpreter>)> {
     })
 }
 
-fn frames() -> Vec<Rc<dyn Interpreter>> {
+/// The frames that watch every op (none, most of the time: no allocation).
+fn watchers() -> Vec<Rc<dyn Interpreter>> {
     STATE.with(|s| {
-        if s.depth.get() == 0 {
+        if s.watchers.get() == 0 {
             return Vec::new();
         }
         s.stack
             .borrow()
             .iter()
+            .filter(|f| f.interpreter.watches())
             .map(|f| f.interpreter.clone())
             .collect()
     })
 }
 
 /// Whether no interpreter would see an op on `inputs` (no node to record
-/// under grad mode, no open level, no trace): a rule may then run as one
-/// fused kernel on raw buffers.
+/// under grad mode, no level claiming them, no trace watching): a rule may
+/// then run as one fused kernel on raw buffers.
 pub(crate) fn quiet(inputs: &[&Tensor]) -> bool {
-    STATE.with(|s| s.depth.get() == 0) && tape_level(inputs).is_none()
+    STATE.with(|s| {
+        let taped = s.grad_enabled.get()
+            && crate::autograd::tape_level(inputs, s.tape_ceiling.get()).is_some();
+        if taped || s.watchers.get() > 0 {
+            return false;
+        }
+        s.depth.get() == 0
+            || !s
+                .stack
+                .borrow()
+                .iter()
+                .any(|f| f.interpreter.claims(inputs))
+    })
 }
 
 /// Tells every interpreter that `handle` is a new handle on `of`'s value.
 pub(crate) fn same_value(of: &Tensor, handle: &Tensor) {
-    for interpreter in frames() {
+    for interpreter in watchers() {
         interpreter.same_value(of, handle);
     }
 }
@@ -195,8 +245,10 @@ pub(crate) fn fresh_id() -> u32 {
 /// Opens a level (or watcher) `id` on top of the stack.
 pub(crate) fn push(id: u32, interpreter: Rc<dyn Interpreter>) {
     STATE.with(|s| {
+        let watches = interpreter.watches() as usize;
         s.stack.borrow_mut().push(Frame { id, interpreter });
         s.depth.set(s.depth.get() + 1);
+        s.watchers.set(s.watchers.get() + watches);
     })
 }
 
@@ -205,8 +257,10 @@ pub(crate) fn pop(id: u32) {
     let _ = STATE.try_with(|s| {
         let mut stack = s.stack.borrow_mut();
         if let Some(i) = stack.iter().rposition(|f| f.id == id) {
-            stack.remove(i);
+            let frame = stack.remove(i);
             s.depth.set(stack.len());
+            s.watchers
+                .set(s.watchers.get() - frame.interpreter.watches() as usize);
         }
     });
 }

@@ -49,12 +49,30 @@ impl Interpreter for Tape {
     }
 
     fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
-        let Some(level) = crate::interp::tape_level(inputs) else {
-            return crate::interp::below_tape(prim, inputs);
+        match crate::interp::tape_level(inputs) {
+            Some(level) => self.record(prim, inputs, level, !crate::interp::levels_open()),
+            None => crate::interp::below_tape(prim, inputs),
+        }
+    }
+}
+
+impl Tape {
+    /// Runs `prim` and records it at `level` (`alone`: no other level is
+    /// open, so the kernel computes the value directly).
+    pub(crate) fn record(
+        &self,
+        prim: &Prim,
+        inputs: &[&Tensor],
+        level: u32,
+        alone: bool,
+    ) -> Result<Tensor> {
+        let out = if alone {
+            prim.forward(inputs)?
+        } else {
+            // Below, the op is computed from values this level's nodes do
+            // not concern (the levels under it unwrap them).
+            crate::interp::below_tape_level(level, prim, inputs)?
         };
-        // Below, the op is computed from values this level's nodes do not
-        // concern (the levels under it unwrap them).
-        let out = crate::interp::below_tape_level(level, prim, inputs)?;
         if !prim.differentiable() {
             return Ok(out);
         }

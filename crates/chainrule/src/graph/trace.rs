@@ -34,6 +34,10 @@ impl Interpreter for Watcher {
         false
     }
 
+    fn watches(&self) -> bool {
+        true
+    }
+
     fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> crate::Result<Tensor> {
         crate::interp::below_tape(prim, inputs)
     }
