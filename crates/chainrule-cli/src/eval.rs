@@ -2,6 +2,7 @@
 //! (`--set NAME=VALUE`, `--input FILE`).
 
 use crate::expr::{did_you_mean, BinOp, Expr};
+use crate::functions::Kind;
 use chainrule::{DType, Tensor};
 use std::collections::BTreeMap;
 
@@ -249,6 +250,11 @@ fn apply(e: &Expr, a: &[Tensor]) -> Result<(Tensor, String), String> {
         }
         Expr::Call(name, _) => {
             let x = &a[0];
+            match crate::functions::lookup(name).map(|f| f.kind) {
+                Some(Kind::Unary(op)) => return Ok((op.apply(x), name.clone())),
+                Some(Kind::Binary(op)) => return Ok((s(op.apply(x, &a[1]))?, name.clone())),
+                _ => {}
+            }
             let axis = axis_arg(name, a, e)?;
             let all = |t: &Tensor| (0..t.ndim()).collect::<Vec<_>>();
             let r = match name.as_str() {
@@ -260,17 +266,6 @@ fn apply(e: &Expr, a: &[Tensor]) -> Result<(Tensor, String), String> {
                 }
                 "max" => s(x.try_max_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
                 "min" => s(x.try_min_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
-                "exp" => x.exp(),
-                "log" => x.log(),
-                "sin" => x.sin(),
-                "cos" => x.cos(),
-                "tan" => x.tan(),
-                "tanh" => x.tanh(),
-                "sigmoid" => x.sigmoid(),
-                "relu" => x.relu(),
-                "sqrt" => x.sqrt(),
-                "abs" => x.abs(),
-                "sign" => x.sign(),
                 "step" => x.gt_scalar(0.0),
                 "norm" => x.norm(),
                 "softmax" | "log_softmax" | "logsumexp" => {
@@ -286,8 +281,6 @@ fn apply(e: &Expr, a: &[Tensor]) -> Result<(Tensor, String), String> {
                         _ => s(x.try_logsumexp(ax, false))?,
                     }
                 }
-                "maximum" => s(x.try_maximum(&a[1]))?,
-                "minimum" => s(x.try_minimum(&a[1]))?,
                 "outer" => {
                     if x.ndim() != 1 || a[1].ndim() != 1 {
                         return Err(err(format!(

@@ -5,6 +5,7 @@
 
 use crate::eval::{all_finite, eval, Env, Operand, Step};
 use crate::expr::{BinOp, Expr};
+use crate::functions::{partial_expr, Kind};
 use chainrule::{autograd, func, DType, Tensor};
 use std::fmt::Write;
 
@@ -89,23 +90,43 @@ fn local_rule(step: &Step, k: usize, steps: &[Step]) -> String {
             (BinOp::MatMul, 0) => format!("∂({me} @ {other})/∂{me}"),
             (BinOp::MatMul, _) => name(&step.operands[0]),
         },
-        Expr::Call(f, _) => match f.as_str() {
-            "dot" => format!("{other}ᵀ"),
-            "sum" => "1ᵀ (a row of ones)".into(),
-            "mean" => "1ᵀ/n".into(),
-            "exp" => format!("diag(exp({me}))"),
-            "log" => format!("diag(1/{me})"),
-            "sin" => format!("diag(cos({me}))"),
-            "cos" => format!("diag(-sin({me}))"),
-            "tanh" => format!("diag(1 - tanh({me})^2)"),
-            "sigmoid" => format!("diag(σ({me})(1 - σ({me})))"),
-            "relu" => format!("diag(step({me}))"),
-            "sqrt" => format!("diag(1/(2 sqrt({me})))"),
-            "abs" => format!("diag(sign({me}))"),
-            "norm" => format!("{me}ᵀ/norm({me})"),
-            other => format!("∂{other}/∂{me}"),
+        Expr::Call(f, _) => match crate::functions::lookup(f).map(|x| x.kind) {
+            Some(Kind::Unary(op)) => {
+                let x = Expr::Var(me.clone());
+                let y = Expr::Call(f.clone(), vec![x.clone()]);
+                match op.partial(&x, &y) {
+                    Some(p) => diag(partial_expr(p)),
+                    None => "0".into(),
+                }
+            }
+            Some(Kind::Binary(op)) => {
+                let (a, b) = (
+                    Expr::Var(name(&step.operands[0])),
+                    Expr::Var(name(&step.operands[1])),
+                );
+                let y = Expr::Call(f.clone(), vec![a.clone(), b.clone()]);
+                let (pa, pb) = op.partials(&a, &b, &y);
+                diag(partial_expr(if k == 0 { pa } else { pb }))
+            }
+            _ => match f.as_str() {
+                "dot" => format!("{other}ᵀ"),
+                "sum" => "1ᵀ (a row of ones)".into(),
+                "mean" => "1ᵀ/n".into(),
+                "norm" => format!("{me}ᵀ/norm({me})"),
+                other => format!("∂{other}/∂{me}"),
+            },
         },
         _ => String::new(),
+    }
+}
+
+/// An elementwise local derivative as the note writes it: `I` for the
+/// identity, else the diagonal of the (simplified) partial derivative.
+fn diag(p: Expr) -> String {
+    match crate::symbolic::simplify(p) {
+        Expr::Num(1.0) => "I".into(),
+        Expr::Num(-1.0) => "-I".into(),
+        e => format!("diag({e})"),
     }
 }
 

@@ -55,36 +55,6 @@ pub enum Expr {
     Call(String, Vec<Expr>),
 }
 
-/// The functions of the language: name, fewest and most arguments, and a
-/// one-line description for `--help` and error messages.
-pub const FUNCTIONS: &[(&str, usize, usize)] = &[
-    ("dot", 2, 2),
-    ("sum", 1, 2),
-    ("mean", 1, 2),
-    ("max", 1, 2),
-    ("min", 1, 2),
-    ("exp", 1, 1),
-    ("log", 1, 1),
-    ("sin", 1, 1),
-    ("cos", 1, 1),
-    ("tan", 1, 1),
-    ("tanh", 1, 1),
-    ("sigmoid", 1, 1),
-    ("relu", 1, 1),
-    ("sqrt", 1, 1),
-    ("abs", 1, 1),
-    ("norm", 1, 1),
-    ("softmax", 1, 2),
-    ("log_softmax", 1, 2),
-    ("logsumexp", 1, 2),
-    ("maximum", 2, 2),
-    ("minimum", 2, 2),
-    // Beyond the list, for derivatives that symbolic mode prints:
-    ("outer", 2, 2),
-    ("sign", 1, 1),
-    ("step", 1, 1),
-];
-
 /// A parse error: the column (1-based) and what was expected there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseError {
@@ -358,9 +328,9 @@ impl Parser {
 }
 
 fn check_call(name: &str, n: usize, column: usize) -> Result<(), ParseError> {
-    match FUNCTIONS.iter().find(|(f, _, _)| *f == name) {
+    match crate::functions::lookup(name).map(|f| (f.name, f.min_args, f.max_args)) {
         None => {
-            let names: Vec<&str> = FUNCTIONS.iter().map(|(f, _, _)| *f).collect();
+            let names: Vec<&str> = crate::functions::table().iter().map(|f| f.name).collect();
             let hint = did_you_mean(name, &names)
                 .map(|s| format!(" (did you mean `{s}`?)"))
                 .unwrap_or_default();
@@ -369,12 +339,12 @@ fn check_call(name: &str, n: usize, column: usize) -> Result<(), ParseError> {
                 message: format!("unknown function `{name}`{hint}"),
             })
         }
-        Some((_, lo, hi)) if n < *lo || n > *hi => Err(ParseError {
+        Some((_, lo, hi)) if n < lo || n > hi => Err(ParseError {
             column,
             message: if lo == hi {
                 format!(
                     "`{name}` takes {lo} argument{}, got {n}",
-                    if *lo == 1 { "" } else { "s" }
+                    if lo == 1 { "" } else { "s" }
                 )
             } else {
                 format!("`{name}` takes {lo} or {hi} arguments, got {n}")

@@ -6,6 +6,7 @@ pub mod commands;
 pub mod eval;
 pub mod explain;
 pub mod expr;
+pub mod functions;
 pub mod fuzzing;
 pub mod inputs;
 pub mod plot;

@@ -5,6 +5,8 @@
 
 use crate::eval::{eval_shapes, Env, Shapes};
 use crate::expr::{BinOp, Expr};
+use crate::functions::{partial_expr, Kind};
+use chainrule::rules::ElementwiseBinary;
 use chainrule::DType;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -32,18 +34,6 @@ fn is_zero(a: Expr) -> Expr {
         step(neg(a)),
     )
 }
-/// The share of `∂maximum(a, b)` going to `a`: 1 where `a > b`, 0 where
-/// `a < b`, ½ at a tie (the library's rule): `(1 + step(a − b) − step(b − a)) / 2`.
-fn winner_share(a: &Expr, b: &Expr) -> Expr {
-    let wins = step(bin(BinOp::Sub, a.clone(), b.clone()));
-    let loses = step(bin(BinOp::Sub, b.clone(), a.clone()));
-    bin(
-        BinOp::Mul,
-        num(0.5),
-        bin(BinOp::Sub, bin(BinOp::Add, num(1.0), wins), loses),
-    )
-}
-
 fn broadcast(a: &[usize], b: &[usize]) -> Vec<usize> {
     let n = a.len().max(b.len());
     (0..n)
@@ -83,6 +73,31 @@ fn unsupported<T>(what: &str) -> Result<T, String> {
 }
 
 impl Ctx<'_> {
+    /// The adjoints of a library row of two arguments: `g ⊙ ∂f/∂a` and
+    /// `g ⊙ ∂f/∂b`, each summed back to its argument's shape.
+    fn elementwise_binary(
+        &mut self,
+        name: &str,
+        op: ElementwiseBinary,
+        args: &[Expr],
+        g: Adj,
+    ) -> Result<(), String> {
+        let (ea, eb) = (args[0].clone(), args[1].clone());
+        let (sa, sb) = (self.shape(&args[0]), self.shape(&args[1]));
+        let y = call(name, vec![ea.clone(), eb.clone()]);
+        let (pa, pb) = op.partials(&ea, &eb, &y);
+        let both = broadcast(&sa, &sb);
+        for (arg, p, shape) in [(&args[0], pa, &sa), (&args[1], pb, &sb)] {
+            let term = Adj(
+                bin(BinOp::Mul, g.0.clone(), partial_expr(p)),
+                broadcast(&g.1, &both),
+            );
+            let adj = self.sum_to(term, &both, shape)?;
+            self.backprop(arg, adj)?;
+        }
+        Ok(())
+    }
+
     fn shape(&self, e: &Expr) -> Vec<usize> {
         self.shapes[&(e as *const Expr)].clone()
     }
@@ -303,6 +318,18 @@ impl Ctx<'_> {
             _ => usize::MAX,
         });
         let here = |f: Expr| Adj(bin(BinOp::Mul, g.0.clone(), f), broadcast(&g.1, &sa));
+        match crate::functions::lookup(name).map(|f| f.kind) {
+            // The library's rows: their partials, written as expressions.
+            Some(Kind::Unary(op)) => {
+                let y = call(name, vec![ea.clone()]);
+                return match op.partial(&ea, &y) {
+                    Some(p) => self.backprop(a, here(partial_expr(p))),
+                    None => Ok(()), // no derivative flows (sign)
+                };
+            }
+            Some(Kind::Binary(op)) => return self.elementwise_binary(name, op, args, g),
+            _ => {}
+        }
         let gx = match name {
             "sum" | "mean" => {
                 let n: usize = match axis {
@@ -320,48 +347,13 @@ impl Ctx<'_> {
                 Adj(ge, g.1.clone())
             }
             "dot" => return self.matmul(a, &args[1], &sa, &self.shape(&args[1]), g),
-            "exp" => here(call("exp", vec![ea])),
-            "log" => Adj(bin(BinOp::Div, g.0.clone(), ea), broadcast(&g.1, &sa)),
-            "sin" => here(call("cos", vec![ea])),
-            "cos" => Adj(
-                neg(bin(BinOp::Mul, g.0.clone(), call("sin", vec![ea]))),
-                broadcast(&g.1, &sa),
-            ),
-            "tan" => Adj(
-                bin(
-                    BinOp::Div,
-                    g.0.clone(),
-                    bin(BinOp::Pow, call("cos", vec![ea]), num(2.0)),
-                ),
-                broadcast(&g.1, &sa),
-            ),
-            "tanh" => here(bin(
-                BinOp::Sub,
-                num(1.0),
-                bin(BinOp::Pow, call("tanh", vec![ea]), num(2.0)),
-            )),
-            "sigmoid" => here(bin(
-                BinOp::Mul,
-                call("sigmoid", vec![ea.clone()]),
-                bin(BinOp::Sub, num(1.0), call("sigmoid", vec![ea])),
-            )),
-            "relu" => here(call("step", vec![ea])),
-            "sqrt" => Adj(
-                bin(
-                    BinOp::Div,
-                    g.0.clone(),
-                    bin(BinOp::Mul, num(2.0), call("sqrt", vec![ea])),
-                ),
-                broadcast(&g.1, &sa),
-            ),
-            "abs" => here(call("sign", vec![ea])),
             // x / ‖x‖, and 0 at x = 0 (the library's convention).
             "norm" => {
                 let n = call("norm", vec![ea.clone()]);
                 let safe = bin(BinOp::Sub, bin(BinOp::Add, n.clone(), num(1.0)), step(n));
                 here(bin(BinOp::Div, ea, safe))
             }
-            "sign" | "step" => return Ok(()), // zero derivative
+            "step" => return Ok(()), // zero derivative
             "max" | "min" if axis.is_none() => {
                 // The extremum's indicator, 1 − step(max(a) − a) (or
                 // 1 − step(a − min(a))), shared evenly between ties.
@@ -399,28 +391,6 @@ impl Ctx<'_> {
                     ),
                     sa.clone(),
                 )
-            }
-            "maximum" | "minimum" => {
-                let eb = args[1].clone();
-                let sb = self.shape(&args[1]);
-                let (wa, wb) = if name == "maximum" {
-                    (winner_share(&ea, &eb), winner_share(&eb, &ea))
-                } else {
-                    (winner_share(&eb, &ea), winner_share(&ea, &eb))
-                };
-                let both = broadcast(&sa, &sb);
-                let ga = self.sum_to(
-                    Adj(bin(BinOp::Mul, g.0.clone(), wa), broadcast(&g.1, &both)),
-                    &both,
-                    &sa,
-                )?;
-                self.backprop(a, ga)?;
-                let gb = self.sum_to(
-                    Adj(bin(BinOp::Mul, g.0, wb), broadcast(&g.1, &both)),
-                    &both,
-                    &sb,
-                )?;
-                return self.backprop(&args[1], gb);
             }
             "outer" => {
                 let eb = args[1].clone();
@@ -593,6 +563,9 @@ fn rewrite_bin(op: BinOp, a: &Rc<Expr>, b: &Rc<Expr>) -> Option<Rc<Expr>> {
         (Add | Sub, _, _) if is_num(b, 0.0) => Some(a.clone()),
         (Sub, _, _) if is_num(a, 0.0) => new(Expr::Neg(b.clone())),
         (Add, _, Expr::Neg(inner)) => new(node(Sub, a, inner)),
+        // -u + c = c - u; -1 * u = -u
+        (Add, Expr::Neg(inner), Expr::Num(_)) => new(node(Sub, b, inner)),
+        (Mul, _, _) if is_num(a, -1.0) => new(Expr::Neg(b.clone())),
         (Sub, _, Expr::Neg(inner)) => new(node(Add, a, inner)),
         (Div, _, _) if is_num(b, 1.0) => Some(a.clone()),
         (Pow, _, _) if is_num(b, 1.0) => Some(a.clone()),

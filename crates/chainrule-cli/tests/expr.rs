@@ -454,3 +454,50 @@ fn f32_runs_every_mode_numeric_in_f64() {
         );
     }
 }
+
+/// Every elementwise row of the library is a function of the language, and
+/// its symbolic derivative (the row's partials printed as a formula) equals
+/// autodiff's gradient.
+#[test]
+fn every_library_row_is_a_function_with_its_symbolic_derivative() {
+    use chainrule::rules::{Elementwise, ElementwiseBinary};
+    use chainrule_cli::functions;
+    let mut env = Env::new();
+    // Values where every row is smooth (log, sqrt, rsqrt need x > 0).
+    env.insert("x".into(), Tensor::from_vec(vec![0.3f64, 0.8, 1.7], &[3]));
+    env.insert("y".into(), Tensor::from_vec(vec![1.1f64, 0.4, 2.5], &[3]));
+    let unary: Vec<String> = Elementwise::all()
+        .iter()
+        .map(|op| op.name().to_string())
+        .filter(|n| n != "neg") // written `-x`
+        .map(|n| format!("sum({n}(x) * y)"))
+        .collect();
+    let binary: Vec<String> = ElementwiseBinary::all()
+        .iter()
+        .map(|op| op.name())
+        .filter(|n| functions::lookup(n).is_some())
+        .map(|n| format!("sum({n}(x, y) * {n}(y, x))"))
+        .collect();
+    assert!(
+        unary.len() >= 18 && binary.len() >= 4,
+        "{unary:?} {binary:?}"
+    );
+    for text in unary.iter().chain(&binary) {
+        let e = parse(text).unwrap_or_else(|err| panic!("{text}: {}", err.message));
+        let d = symbolic::grad(&e, "x", &env, DType::F64).unwrap();
+        let sym = eval(&d, &env, DType::F64, &mut None).unwrap();
+        let f = |t: &Tensor| {
+            let mut en = env.clone();
+            en.insert("x".into(), t.clone());
+            eval(&e, &en, DType::F64, &mut None).unwrap()
+        };
+        let g = chainrule::func::grad(f, &env["x"]).unwrap();
+        let sym = sym.broadcast_to(g.shape());
+        for (a, b) in sym.to_vec_f64().iter().zip(g.to_vec_f64()) {
+            assert!(
+                (a - b).abs() < 1e-12 * b.abs().max(1.0),
+                "{text}: {a} vs {b} ({d})"
+            );
+        }
+    }
+}

@@ -47,6 +47,7 @@ pub mod limits;
 pub mod nn;
 mod ops;
 pub mod optim;
+pub mod rules;
 mod storage;
 mod tensor;
 

@@ -34,6 +34,9 @@ macro_rules! binary_ops {
         }
 
         impl BinaryOp {
+            /// Every binary elementwise op.
+            pub(crate) const ALL: &'static [BinaryOp] = &[$(BinaryOp::$variant),*];
+
             pub fn name(self) -> &'static str {
                 match self { $(BinaryOp::$variant => $name),* }
             }
@@ -48,7 +51,7 @@ macro_rules! binary_ops {
 
             /// `(∂y/∂a, ∂y/∂b)` at `a`, `b`, with `y` the output.
             #[allow(unused_variables)]
-            fn partials<N: Value>(self, a: &N, b: &N, y: &N) -> (Partial<N>, Partial<N>) {
+            pub(crate) fn partials<N: Value>(self, a: &N, b: &N, y: &N) -> (Partial<N>, Partial<N>) {
                 match self {
                     $(BinaryOp::$variant => {
                         let ($pa, $pb, $py) = (a.clone(), b.clone(), y.clone());

@@ -76,16 +76,29 @@ macro_rules! unary_ops {
                 }
             }
 
-            /// `f'(v)` on tensors (recorded, so differentiable again).
+            /// `f'(v)`, written against any [`Value`]: on tensors it is
+            /// the recorded rule (differentiable again).
             #[allow(unused_variables)]
-            fn partial(self, operand: &Tensor) -> Partial<Tensor> {
+            pub(crate) fn partial_of<N: Value>(self, operand: &N) -> Partial<N> {
                 match self {
                     $(UnaryOp::$variant { $($param),* } => {
                         $(let $param = $param.0;)*
-                        let $v: Tensor = operand.clone();
+                        let $v: N = operand.clone();
                         $partial
                     })*
                 }
+            }
+
+            /// The ops without parameters (the functions of one tensor).
+            pub(crate) fn parameterless() -> Vec<UnaryOp> {
+                let mut ops = Vec::new();
+                $(
+                    let params: &[&str] = &[$(stringify!($param)),*];
+                    if params.is_empty() {
+                        ops.push(UnaryOp::$variant { $($param: Param(0.0)),* });
+                    }
+                )*
+                ops
             }
         }
 
@@ -194,7 +207,7 @@ impl UnaryOp {
                 self.fused_vjp(v.buffer::<T>(), v.layout(), g.buffer::<T>(), g.layout()),
                 g.shape()));
         }
-        match self.partial(v) {
+        match self.partial_of(v) {
             Const(1.0) => g.clone(),
             Const(c) => g.mul_scalar(c),
             Of(d) => g * &d,

@@ -8,15 +8,18 @@ use crate::tensor::Tensor;
 
 /// A partial derivative: a constant, or a value computed from the op's
 /// input or output.
-pub(crate) enum Partial<N> {
+#[derive(Clone, Debug, PartialEq)]
+pub enum Partial<N> {
     Const(f64),
     Of(N),
 }
 
-/// The operations partial derivatives are written with. On tensors, the
-/// masks (`positive`, `is_zero`, `lt`…) are constants: no derivative flows
-/// through them.
-pub(crate) trait Value: Clone {
+/// The operations partial derivatives are written with: implemented for
+/// `f32`, `f64` and [`Tensor`] here, and by any front end that wants the
+/// library's derivatives in its own terms (the command's expressions print
+/// them as formulas). On tensors, the masks (`positive`, `zero_mask`,
+/// `less_than`…) are constants: no derivative flows through them.
+pub trait Value: Clone {
     fn plus(&self, o: &Self) -> Self;
     fn times(&self, o: &Self) -> Self;
     fn over(&self, o: &Self) -> Self;
@@ -24,6 +27,9 @@ pub(crate) trait Value: Clone {
     fn shift(&self, c: f64) -> Self;
     fn recip(&self) -> Self;
     fn square(&self) -> Self;
+    fn exp(&self) -> Self;
+    fn sin(&self) -> Self;
+    fn cos(&self) -> Self;
     fn ln(&self) -> Self;
     fn sigmoid(&self) -> Self;
     fn power(&self, e: &Self) -> Self;
@@ -66,6 +72,15 @@ impl<T: Element> Value for T {
     }
     fn square(&self) -> Self {
         *self * *self
+    }
+    fn exp(&self) -> Self {
+        num_traits::Float::exp(*self)
+    }
+    fn sin(&self) -> Self {
+        num_traits::Float::sin(*self)
+    }
+    fn cos(&self) -> Self {
+        num_traits::Float::cos(*self)
     }
     fn ln(&self) -> Self {
         num_traits::Float::ln(*self)
@@ -138,6 +153,15 @@ impl Value for Tensor {
     }
     fn square(&self) -> Self {
         Tensor::square(self)
+    }
+    fn exp(&self) -> Self {
+        Tensor::exp(self)
+    }
+    fn sin(&self) -> Self {
+        Tensor::sin(self)
+    }
+    fn cos(&self) -> Self {
+        Tensor::cos(self)
     }
     fn ln(&self) -> Self {
         self.log()

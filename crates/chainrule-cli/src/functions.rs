@@ -1,0 +1,191 @@
+//! The functions of the expression language: one table. The elementwise
+//! ones are the library's own rows ([`chainrule::rules`]): their evaluation,
+//! their symbolic derivative and the local derivative `--explain` prints all
+//! come from the row's function and partial derivatives, which the library
+//! writes once against [`Value`] and which print here as formulas (`Value`
+//! for [`Expr`]). A new elementwise op of the library is a new function of
+//! the language with no change here. The rest (reductions, softmax, `dot`,
+//! `norm`…) are the command's own, with their rules in `eval`, `symbolic`
+//! and `explain`.
+
+use crate::expr::{BinOp, Expr};
+use chainrule::rules::{Elementwise, ElementwiseBinary, Partial, Value};
+use std::rc::Rc;
+use std::sync::OnceLock;
+
+/// Where a function's rules come from.
+#[derive(Clone, Copy, Debug)]
+pub enum Kind {
+    /// A library row of one argument.
+    Unary(Elementwise),
+    /// A library row of two arguments (broadcasting).
+    Binary(ElementwiseBinary),
+    /// The command's own rules.
+    Own,
+}
+
+/// One function of the language.
+#[derive(Clone, Copy, Debug)]
+pub struct Function {
+    pub name: &'static str,
+    pub min_args: usize,
+    pub max_args: usize,
+    pub kind: Kind,
+}
+
+/// The command's own functions: name, fewest and most arguments (the
+/// optional second argument of reductions and softmax is an axis).
+const OWN: &[(&str, usize, usize)] = &[
+    ("dot", 2, 2),
+    ("sum", 1, 2),
+    ("mean", 1, 2),
+    ("max", 1, 2),
+    ("min", 1, 2),
+    ("norm", 1, 1),
+    ("softmax", 1, 2),
+    ("log_softmax", 1, 2),
+    ("logsumexp", 1, 2),
+    // For derivatives that symbolic mode prints:
+    ("outer", 2, 2),
+    ("step", 1, 1),
+];
+
+/// Library rows the language writes as operators instead (`-x`, `a + b`…).
+const OPERATORS: &[&str] = &["neg", "add", "sub", "mul", "div", "pow"];
+
+/// Every function: the command's own, then the library's elementwise rows.
+pub fn table() -> &'static [Function] {
+    static TABLE: OnceLock<Vec<Function>> = OnceLock::new();
+    TABLE.get_or_init(|| {
+        let own = OWN.iter().map(|&(name, min_args, max_args)| Function {
+            name,
+            min_args,
+            max_args,
+            kind: Kind::Own,
+        });
+        let unary = Elementwise::all().into_iter().map(|op| Function {
+            name: op.name(),
+            min_args: 1,
+            max_args: 1,
+            kind: Kind::Unary(op),
+        });
+        let binary = ElementwiseBinary::all().into_iter().map(|op| Function {
+            name: op.name(),
+            min_args: 2,
+            max_args: 2,
+            kind: Kind::Binary(op),
+        });
+        own.chain(unary)
+            .chain(binary)
+            .filter(|f| !OPERATORS.contains(&f.name))
+            .collect()
+    })
+}
+
+pub fn lookup(name: &str) -> Option<&'static Function> {
+    table().iter().find(|f| f.name == name)
+}
+
+/// A partial derivative as an expression.
+pub fn partial_expr(p: Partial<Expr>) -> Expr {
+    match p {
+        Partial::Const(c) => Expr::Num(c),
+        Partial::Of(e) => e,
+    }
+}
+
+fn num(v: f64) -> Expr {
+    Expr::Num(v)
+}
+fn bin(op: BinOp, a: &Expr, b: &Expr) -> Expr {
+    Expr::Bin(op, Rc::new(a.clone()), Rc::new(b.clone()))
+}
+fn call(name: &str, a: &Expr) -> Expr {
+    Expr::Call(name.into(), vec![a.clone()])
+}
+fn step(a: Expr) -> Expr {
+    Expr::Call("step".into(), vec![a])
+}
+
+/// The library's derivative formulas, written as expressions of the
+/// language (masks with `step`, which `eval` computes as `x > 0`).
+impl Value for Expr {
+    fn plus(&self, o: &Self) -> Self {
+        bin(BinOp::Add, self, o)
+    }
+    fn times(&self, o: &Self) -> Self {
+        bin(BinOp::Mul, self, o)
+    }
+    fn over(&self, o: &Self) -> Self {
+        bin(BinOp::Div, self, o)
+    }
+    fn scale(&self, c: f64) -> Self {
+        bin(BinOp::Mul, &num(c), self)
+    }
+    fn shift(&self, c: f64) -> Self {
+        bin(BinOp::Add, self, &num(c))
+    }
+    fn recip(&self) -> Self {
+        bin(BinOp::Div, &num(1.0), self)
+    }
+    fn square(&self) -> Self {
+        bin(BinOp::Pow, self, &num(2.0))
+    }
+    fn exp(&self) -> Self {
+        call("exp", self)
+    }
+    fn sin(&self) -> Self {
+        call("sin", self)
+    }
+    fn cos(&self) -> Self {
+        call("cos", self)
+    }
+    fn ln(&self) -> Self {
+        call("log", self)
+    }
+    fn sigmoid(&self) -> Self {
+        call("sigmoid", self)
+    }
+    fn power(&self, e: &Self) -> Self {
+        bin(BinOp::Pow, self, e)
+    }
+    fn pow_const(&self, p: f64) -> Self {
+        bin(BinOp::Pow, self, &num(p))
+    }
+    fn sign(&self) -> Self {
+        call("sign", self)
+    }
+    fn positive(&self) -> Self {
+        step(self.clone())
+    }
+    /// `1 − step(lo − x) − step(x − hi)`: 1 on `[lo, hi]`.
+    fn within(&self, lo: f64, hi: f64) -> Self {
+        let below = step(bin(BinOp::Sub, &num(lo), self));
+        let above = step(bin(BinOp::Sub, self, &num(hi)));
+        bin(BinOp::Sub, &bin(BinOp::Sub, &num(1.0), &below), &above)
+    }
+    fn zero_mask(&self) -> Self {
+        self.equal_to(&num(0.0))
+    }
+    fn less_than(&self, o: &Self) -> Self {
+        step(bin(BinOp::Sub, o, self))
+    }
+    /// `1 − step(a − b) − step(b − a)`.
+    fn equal_to(&self, o: &Self) -> Self {
+        let gt = step(bin(BinOp::Sub, self, o));
+        let lt = step(bin(BinOp::Sub, o, self));
+        bin(BinOp::Sub, &bin(BinOp::Sub, &num(1.0), &gt), &lt)
+    }
+    /// `m·a + (1 − m)·b`.
+    fn select(&self, if_true: &Self, if_false: &Self) -> Self {
+        let not = bin(BinOp::Sub, &num(1.0), self);
+        bin(
+            BinOp::Add,
+            &bin(BinOp::Mul, self, if_true),
+            &bin(BinOp::Mul, &not, if_false),
+        )
+    }
+    fn constant(&self, c: f64) -> Self {
+        num(c)
+    }
+}
