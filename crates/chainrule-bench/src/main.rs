@@ -62,7 +62,7 @@ fn sizes(workload: &str) -> &'static [&'static str] {
 fn modes(workload: &str) -> &'static [&'static str] {
     match workload {
         "chain" => &["reverse", "forward"],
-        "jac" => &["forward", "reverse"],
+        "jac" => &["forward", "reverse", "reverse-batched"],
         "ex1" | "ex2" => &["reverse", "graph"],
         "mlp" => &["reverse", "graph", "graph-unplanned"],
         "hessian" => &["forward-over-reverse", "reverse-over-reverse"],

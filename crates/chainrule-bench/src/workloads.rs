@@ -234,16 +234,20 @@ pub fn jac(a: usize, b: usize, mode: &str) -> Case {
     let w1 = Tensor::from_vec(g.f32s(h * a, 1.0 / (a as f64).sqrt()), &[h, a]);
     let w2 = Tensor::from_vec(g.f32s(h * h, 1.0 / (h as f64).sqrt()), &[h, h]);
     let w3 = Tensor::from_vec(g.f32s(b * h, 1.0 / (h as f64).sqrt()), &[b, h]);
-    let forward = mode == "forward";
+    let mode = mode.to_string();
+    let impl_desc = match mode.as_str() {
+        "forward" => "func::jacfwd (vmap of jvp: one forward pass of a directions)",
+        "reverse-batched" => "func::jacrev (vmap of the pullback: one batched reverse sweep)",
+        _ => "func::vjp, then one pullback sweep per output row",
+    };
     Case {
         step: Box::new(move || {
             let f = |x: &Tensor| w3.matmul(&w2.matmul(&w1.matmul(x).tanh()).tanh()).tanh();
-            let j = if forward {
-                func::jacfwd(f, &x)
-            } else {
-                func::jacrev(f, &x)
-            }
-            .unwrap();
+            let j = match mode.as_str() {
+                "forward" => func::jacfwd(f, &x).unwrap(),
+                "reverse-batched" => func::jacrev(f, &x).unwrap(),
+                _ => jacobian_by_rows(f, &x),
+            };
             let (x, w1, w2, w3) = (x.clone(), w1.clone(), w2.clone(), w3.clone());
             Box::new(move || {
                 let y = w3.matmul(&w2.matmul(&w1.matmul(&x).tanh()).tanh()).tanh();
@@ -251,12 +255,25 @@ pub fn jac(a: usize, b: usize, mode: &str) -> Case {
             })
         }),
         objective_only: None,
-        impl_desc: if forward {
-            "func::jacfwd (one forward pass, batched tangent of a directions)"
-        } else {
-            "func::jacrev (one forward, b reverse sweeps)"
-        },
+        impl_desc,
     }
+}
+
+/// The Jacobian of `f` at a vector `x` by one reverse sweep per output row
+/// (the peers' `reverse` mode).
+fn jacobian_by_rows(f: impl Fn(&Tensor) -> Tensor, x: &Tensor) -> Tensor {
+    let (y, pullback) = func::vjp(f, x).unwrap();
+    let m = y.numel();
+    let eye = Tensor::eye(m, y.dtype());
+    let rows: Vec<Tensor> = (0..m)
+        .map(|i| {
+            pullback
+                .call(&eye.narrow(0, i, 1).reshape(y.shape()))
+                .unwrap()
+        })
+        .collect();
+    let refs: Vec<&Tensor> = rows.iter().collect();
+    Tensor::stack(&refs, 0)
 }
 
 /// The extended Rosenbrock function of WORKLOADS.md.

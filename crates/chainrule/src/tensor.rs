@@ -145,14 +145,15 @@ impl Tensor {
     }
 
     /// Values are read only from tensors outside `vmap`.
-    #[track_caller]
-    fn check_readable(&self, what: &str) {
+    fn readable(&self, what: &'static str) -> Result<()> {
         if self.is_batched() {
-            panic!(
-                "{what}: this tensor is batched by vmap (it holds one value per example); \
-                 return it from the mapped function to read it"
-            );
+            return Err(Error::invalid(
+                what,
+                "this tensor is batched by vmap (it holds one value per example); \
+                 return it from the mapped function to read it",
+            ));
         }
+        Ok(())
     }
 
     /// This tensor as a graph node keeps it: the same values, node and
@@ -423,9 +424,10 @@ impl Tensor {
     }
 
     /// The elements in row-major order, converted to `T`.
+    /// Panics inside `vmap` on a batched tensor (see [`Tensor::try_item`]).
     #[track_caller]
     pub fn to_vec<T: Element>(&self) -> Vec<T> {
-        self.check_readable("to_vec");
+        or_panic(self.readable("to_vec"));
         with_dtype!(self.dtype(), E => {
             let v: Vec<E> = materialize(self.buffer::<E>(), self.layout());
             if E::DTYPE == T::DTYPE { cast_vec(v) } else { v.into_iter().map(|x| T::of(x.f64())).collect() }
@@ -443,9 +445,8 @@ impl Tensor {
         or_panic(self.try_item())
     }
 
-    #[track_caller]
     pub fn try_item(&self) -> Result<f64> {
-        self.check_readable("item");
+        self.readable("item")?;
         if self.numel() != 1 {
             return Err(Error::invalid(
                 "item",
@@ -464,9 +465,8 @@ impl Tensor {
         or_panic(self.try_get(index))
     }
 
-    #[track_caller]
     pub fn try_get(&self, index: &[usize]) -> Result<f64> {
-        self.check_readable("get");
+        self.readable("get")?;
         let l = self.layout();
         if index.len() != l.shape.len() || index.iter().zip(&l.shape).any(|(i, d)| i >= d) {
             return Err(Error::invalid(

@@ -161,6 +161,34 @@ fn hessians_inside_vmap_and_vmap_inside_hessians() {
 }
 
 #[test]
+fn pullbacks_under_vmap_and_jacobians_of_vmap() {
+    let w = randn(&[2, 3], 24);
+    let xs = randn(&[4, 3], 25);
+    let g = |x: &Tensor| w.matmul(&x.sin()); // R³ → R², per example
+                                             // One pullback, many cotangents at once.
+    let x0 = row(&xs, 0);
+    let (_, pullback) = func::vjp(g, &x0).unwrap();
+    let us = randn(&[5, 2], 26);
+    let mapped =
+        func::vmap(|u: &[Tensor]| pullback.call(&u[0]), &[Some(0)], 0)(std::slice::from_ref(&us))
+            .unwrap();
+    let looped: Vec<Tensor> = (0..5)
+        .map(|i| pullback.call(&row(&us, i)).unwrap())
+        .collect();
+    assert_close(&mapped, &stack(&looped, 0), 1e-14);
+    // The Jacobian of the batched map is block diagonal.
+    let batched =
+        |x: &Tensor| func::vmap(|a: &[Tensor]| g(&a[0]), &[Some(0)], 0)(std::slice::from_ref(x));
+    let j = func::jacrev(batched, &xs).unwrap(); // [4, 2, 4, 3]
+    let jf = func::jacfwd(batched, &xs).unwrap();
+    assert_close(&j, &jf, 1e-14);
+    for i in 0..4 {
+        let block = j.narrow(0, i, 1).narrow(2, i, 1).reshape(&[2, 3]);
+        assert_close(&block, &func::jacrev(g, &row(&xs, i)).unwrap(), 1e-14);
+    }
+}
+
+#[test]
 fn jacobians_are_batched_sweeps() {
     let a = randn(&[4, 3], 14);
     let x = randn(&[3], 15);
@@ -265,6 +293,18 @@ fn bad_batches_are_errors_naming_the_inputs() {
         e.to_string().contains("[2]") && e.to_string().contains("[3]"),
         "{e}"
     );
+}
+
+#[test]
+fn try_item_inside_vmap_is_an_error() {
+    let a = randn(&[3, 2], 23);
+    let e = func::vmap(
+        |xs: &[Tensor]| Ok::<_, chainrule::Error>(Tensor::scalar(xs[0].sum().try_item()?)),
+        &[Some(0)],
+        0,
+    )(std::slice::from_ref(&a))
+    .unwrap_err();
+    assert!(e.to_string().contains("batched by vmap"), "{e}");
 }
 
 #[test]

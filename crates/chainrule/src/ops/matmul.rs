@@ -217,6 +217,18 @@ pub(crate) fn batch(a: &Tensor, a_batched: bool, b: &Tensor, b_batched: bool) ->
         };
         return p.try_sum_axes(&[1], false);
     }
+    if !a_batched && ra == 2 && b_batched {
+        return shared_left(a, b, rb);
+    }
+    if a_batched && !b_batched && rb == 2 {
+        // Every example's rows against one matrix: a single GEMM.
+        let k = a.shape()[a.ndim() - 1];
+        let lead = &a.shape()[..a.ndim() - 1];
+        let mut shape = lead.to_vec();
+        shape.push(b.shape()[1]);
+        let rows = a.try_reshape(&[lead.iter().product(), k])?;
+        return rows.try_matmul(b)?.try_reshape(&shape);
+    }
     // Promote 1-D operands (after the batch axis).
     let a2 = if ra == 1 {
         a.unsqueeze(a_batched as usize)
@@ -252,6 +264,27 @@ pub(crate) fn batch(a: &Tensor, a_batched: bool, b: &Tensor, b_batched: bool) ->
         out = out.squeeze(axis);
     }
     Ok(out)
+}
+
+/// A shared matrix `a` (m, k) times every example of `b` (its contraction
+/// axis `k` first of its logical axes when `rb` is 1, else second to last):
+/// one GEMM against all the examples' columns side by side, not a matrix
+/// product per example.
+fn shared_left(a: &Tensor, b: &Tensor, rb: usize) -> Result<Tensor> {
+    let k_axis = b.ndim() - if rb == 1 { 1 } else { 2 };
+    let mut to_front: Vec<usize> = (0..b.ndim()).filter(|&i| i != k_axis).collect();
+    to_front.insert(0, k_axis);
+    let cols = b.try_permute(&to_front)?;
+    let rest: Vec<usize> = cols.shape()[1..].to_vec();
+    let flat = cols.try_reshape(&[cols.shape()[0], rest.iter().product()])?;
+    let out = a.try_matmul(&flat)?; // (m, every column)
+    let mut shape = vec![a.shape()[0]];
+    shape.extend_from_slice(&rest);
+    let out = out.try_reshape(&shape)?;
+    // m back where the contraction axis was.
+    let mut back: Vec<usize> = (1..out.ndim()).collect();
+    back.insert(k_axis, 0);
+    out.try_permute(&back)
 }
 
 impl Tensor {
