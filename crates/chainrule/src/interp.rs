@@ -33,11 +33,13 @@ use crate::ops::Prim;
 use crate::tensor::Tensor;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A mode: what it does with each primitive that reaches it.
 pub(crate) trait Interpreter {
     /// Whether some input carries this interpreter's data, so that it must
-    /// process the op.
+    /// process the op. Only values with a layer (a tangent, a batch) can
+    /// carry it: an op on plain values asks no one.
     fn claims(&self, inputs: &[&Tensor]) -> bool;
 
     /// Runs `prim` on `inputs`: the value from below, with what this
@@ -115,13 +117,16 @@ pub(crate) fn bind(prim: Prim, inputs: &[&Tensor]) -> Result<Tensor> {
                 None => Route::Kernel(false),
             };
         }
-        let level = s
-            .stack
-            .borrow()
-            .iter()
-            .rev()
-            .find(|f| f.interpreter.claims(inputs))
-            .map(|f| (f.id, f.interpreter.clone()));
+        let level = layered(inputs)
+            .then(|| {
+                s.stack
+                    .borrow()
+                    .iter()
+                    .rev()
+                    .find(|f| f.interpreter.claims(inputs))
+                    .map(|f| (f.id, f.interpreter.clone()))
+            })
+            .flatten();
         match (tape, level) {
             (Some(t), Some((id, _))) if t > id => Route::Tape(t, false),
             (Some(t), None) => Route::Tape(t, false),
@@ -177,10 +182,15 @@ fn kernel(prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
     Ok(out)
 }
 
+/// Whether some input carries a level's layer (a tangent, a batch).
+fn layered(inputs: &[&Tensor]) -> bool {
+    inputs.iter().any(|t| t.has_layer())
+}
+
 /// The innermost level that claims the op, with its number.
 fn claiming(inputs: &[&Tensor]) -> Option<(u32, Rc<dyn Interpreter>)> {
     STATE.with(|s| {
-        if s.depth.get() == 0 {
+        if s.depth.get() == 0 || !layered(inputs) {
             return None;
         }
         s.stack
@@ -218,6 +228,7 @@ pub(crate) fn quiet(inputs: &[&Tensor]) -> bool {
             return false;
         }
         s.depth.get() == 0
+            || !layered(inputs)
             || !s
                 .stack
                 .borrow()
@@ -226,8 +237,16 @@ pub(crate) fn quiet(inputs: &[&Tensor]) -> bool {
     })
 }
 
+/// Watching frames open on any thread: while there are none (no trace
+/// anywhere, nearly always), [`same_value`] costs one load, no
+/// thread-local access.
+static WATCHERS_ANYWHERE: AtomicUsize = AtomicUsize::new(0);
+
 /// Tells every interpreter that `handle` is a new handle on `of`'s value.
 pub(crate) fn same_value(of: &Tensor, handle: &Tensor) {
+    if WATCHERS_ANYWHERE.load(Ordering::Relaxed) == 0 {
+        return;
+    }
     for interpreter in watchers() {
         interpreter.same_value(of, handle);
     }
@@ -249,6 +268,7 @@ pub(crate) fn push(id: u32, interpreter: Rc<dyn Interpreter>) {
         s.stack.borrow_mut().push(Frame { id, interpreter });
         s.depth.set(s.depth.get() + 1);
         s.watchers.set(s.watchers.get() + watches);
+        WATCHERS_ANYWHERE.fetch_add(watches, Ordering::Relaxed);
     })
 }
 
@@ -259,8 +279,9 @@ pub(crate) fn pop(id: u32) {
         if let Some(i) = stack.iter().rposition(|f| f.id == id) {
             let frame = stack.remove(i);
             s.depth.set(stack.len());
-            s.watchers
-                .set(s.watchers.get() - frame.interpreter.watches() as usize);
+            let watches = frame.interpreter.watches() as usize;
+            s.watchers.set(s.watchers.get() - watches);
+            WATCHERS_ANYWHERE.fetch_sub(watches, Ordering::Relaxed);
         }
     });
 }

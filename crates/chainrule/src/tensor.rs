@@ -134,6 +134,12 @@ impl Tensor {
         out
     }
 
+    /// Whether a level's data rides on this value (a tangent, a batch).
+    #[inline]
+    pub(crate) fn has_layer(&self) -> bool {
+        self.0.dual.is_some() || self.0.batch.is_some()
+    }
+
     /// Whether this is a batched value inside `vmap`.
     pub(crate) fn is_batched(&self) -> bool {
         self.0.batch.is_some()

@@ -916,7 +916,6 @@ fn graph_follows_rescaled_inputs(row: &Row, seed: u64) -> Result<(), String> {
 /// A batch of a row's inputs for `vmap`: each input mapped along a random
 /// axis (at least one mapped) or shared, and each example's inputs.
 struct Batch {
-    size: usize,
     in_axes: Vec<Option<usize>>,
     batched: Vec<Tensor>,
     examples: Vec<Vec<Tensor>>,
@@ -953,7 +952,6 @@ fn batch_of(row: &Row, rng: &mut StdRng) -> (Vec<Vec<usize>>, Batch) {
         .map(|b| per_input.iter().map(|xs| xs[b].clone()).collect())
         .collect();
     let batch = Batch {
-        size,
         in_axes,
         batched,
         examples,
@@ -964,6 +962,28 @@ fn batch_of(row: &Row, rng: &mut StdRng) -> (Vec<Vec<usize>>, Batch) {
 fn stacked(ts: &[Tensor], axis: usize) -> Tensor {
     let refs: Vec<&Tensor> = ts.iter().collect();
     Tensor::stack(&refs, axis)
+}
+
+/// `xs` with input `i` replaced by `x`.
+fn with(xs: &[Tensor], i: usize, x: &Tensor) -> Vec<Tensor> {
+    let mut ys = xs.to_vec();
+    ys[i] = x.clone();
+    ys
+}
+
+/// `vmap(g)` over the batch equals `g` on each example, stacked.
+fn mapped_equals_looped<G>(what: &str, g: G, b: &Batch) -> Result<(), String>
+where
+    G: Fn(&[Tensor]) -> Result<Tensor, chainrule::Error>,
+{
+    let mapped = func::vmap(&g, &b.in_axes, 0)(&b.batched).map_err(|e| e.to_string())?;
+    let looped = b
+        .examples
+        .iter()
+        .map(|xs| g(xs))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
+    close(what, &mapped, &stacked(&looped, 0), 1e-12, 1e-10)
 }
 
 /// `vmap(f)` equals `f` on each example stacked, in value (along a random
@@ -996,68 +1016,16 @@ fn vmap_agrees(row: &Row, seed: u64) -> Result<(), String> {
     // ∇ of Σ f ⊙ w by each input, per example.
     let w = values(&mut rng, looped[0].shape(), Any);
     for i in 0..shapes.len() {
-        let g = |xs: &[Tensor]| {
-            let at = |x: &Tensor| {
-                let mut ys = xs.to_vec();
-                ys[i] = x.clone();
-                (f(&ys) * &w).sum()
-            };
-            func::grad(at, &xs[i])
-        };
-        let mapped = func::vmap(g, &b.in_axes, 0)(&b.batched).map_err(err)?;
-        let looped = b
-            .examples
-            .iter()
-            .map(|xs| g(xs))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(err)?;
-        close(
-            &format!("vmap of grad, input {i}"),
-            &mapped,
-            &stacked(&looped, 0),
-            1e-12,
-            1e-10,
-        )
-        .map_err(fail)?;
+        let g = |xs: &[Tensor]| func::grad(|x: &Tensor| (f(&with(xs, i, x)) * &w).sum(), &xs[i]);
+        mapped_equals_looped(&format!("vmap of grad, input {i}"), g, &b).map_err(fail)?;
     }
-
     // J v with a shared direction per input.
     let vs: Vec<Tensor> = shapes.iter().map(|s| values(&mut rng, s, Any)).collect();
     let jv = |xs: &[Tensor]| Ok::<_, chainrule::Error>(func::jvp_n(f, xs, &vs)?.1);
-    let mapped = func::vmap(jv, &b.in_axes, 0)(&b.batched).map_err(err)?;
-    let looped = b
-        .examples
-        .iter()
-        .map(|xs| jv(xs))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(err)?;
-    close("vmap of jvp", &mapped, &stacked(&looped, 0), 1e-12, 1e-10).map_err(fail)?;
-
+    mapped_equals_looped("vmap of jvp", jv, &b).map_err(fail)?;
     // The Jacobian by the first input.
-    let jac = |xs: &[Tensor]| {
-        let at = |x: &Tensor| {
-            let mut ys = xs.to_vec();
-            ys[0] = x.clone();
-            f(&ys)
-        };
-        func::jacrev(at, &xs[0])
-    };
-    let mapped = func::vmap(jac, &b.in_axes, 0)(&b.batched).map_err(err)?;
-    let looped = b
-        .examples
-        .iter()
-        .map(|xs| jac(xs))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(err)?;
-    close(
-        "vmap of jacrev",
-        &mapped,
-        &stacked(&looped, 0),
-        1e-12,
-        1e-10,
-    )
-    .map_err(fail)?;
-    let _ = b.size;
+    let jac = |xs: &[Tensor]| func::jacrev(|x: &Tensor| f(&with(xs, 0, x)), &xs[0]);
+    mapped_equals_looped("vmap of jacrev", jac, &b).map_err(fail)?;
     Ok(())
 }
 
