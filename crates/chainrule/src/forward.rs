@@ -22,7 +22,7 @@
 //! run over dual tensors (`create_graph`) propagates tangents, so `jvp` of a
 //! `grad` (forward-over-reverse Hessian-vector products) works too.
 //!
-//! Forward mode is one interpreter of the stack ([`crate::interp`]): each
+//! Forward mode is one interpreter of the stack (`crate::interp`): each
 //! open level claims the ops on tensors that carry its tangent. `jacfwd`
 //! pushes many directions at once by `vmap` of `jvp` (see [`crate::func`]).
 //!

@@ -261,7 +261,7 @@ fn run_rule(
                 layout.clone(),
                 crate::autograd::is_grad_enabled().then(|| {
                     let ptr = node as *const Node;
-                    // SAFETY: every node lives in an `Arc` (see `record`) that is
+                    // SAFETY: every node lives in an `Arc` (see `attach_node`) that is
                     // alive here; this takes one more reference to it.
                     unsafe {
                         Arc::increment_strong_count(ptr);

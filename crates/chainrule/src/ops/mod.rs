@@ -1,11 +1,16 @@
-//! The primitive ops: a closed set, each with its shape rule, forward kernel
-//! and VJP rule written side by side in its family's file. Everything else
-//! (mean, softmax, logsumexp, cross-entropy, stack…) is a composite of these
-//! in [`composite`] and needs no rule of its own.
+//! The primitive ops: a closed set of [`Prim`]s, each a row of rules the
+//! interpreters read ([`crate::interp`]): its shape function, its kernel,
+//! its VJP, its JVP and its batching rule. The elementwise ops are one row
+//! each of the tables in `unary.rs` and `binary.rs` (the derivative written
+//! once, generic over [`value::Value`]); the other families' rules sit side
+//! by side in their files. Everything else (mean, softmax, logsumexp,
+//! cross-entropy, stack…) is a composite of these in [`composite`] and needs
+//! no rule of its own.
 //!
-//! VJP rules are written with the library's own differentiable ops, never on
-//! raw buffers, so that the backward pass can itself be recorded
-//! (`create_graph`) and differentiated again.
+//! Nothing here knows the modes: every op binds through [`bind`]. Rules are
+//! written with the library's own ops, never on raw buffers (except the
+//! fused first-order kernels, used when [`quiet`] says nothing would see
+//! them), so that a rule is itself recorded, differentiated, batched again.
 
 pub(crate) mod binary;
 pub(crate) mod composite;
