@@ -105,6 +105,9 @@ enum Route {
 /// entry point of every primitive). One thread-local access decides where
 /// it goes.
 pub(crate) fn bind(prim: Prim, inputs: &[&Tensor]) -> Result<Tensor> {
+    if plain(inputs) {
+        return prim.forward(inputs);
+    }
     let route = STATE.with(|s| {
         let tape = s
             .grad_enabled
@@ -182,6 +185,15 @@ fn kernel(prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
     Ok(out)
 }
 
+/// Whether no interpreter can see an op on `inputs`, known without a
+/// thread-local access: no input carries a node (nothing for the tape) or
+/// a layer (nothing any level claims), and no trace is open anywhere. Most
+/// ops, also inside transforms (a rule's ops on plain values), are this.
+fn plain(inputs: &[&Tensor]) -> bool {
+    inputs.iter().all(|t| t.node().is_none() && !t.has_layer())
+        && WATCHERS_ANYWHERE.load(Ordering::Relaxed) == 0
+}
+
 /// Whether some input carries a level's layer (a tangent, a batch).
 fn layered(inputs: &[&Tensor]) -> bool {
     inputs.iter().any(|t| t.has_layer())
@@ -221,6 +233,9 @@ fn watchers() -> Vec<Rc<dyn Interpreter>> {
 /// under grad mode, no level claiming them, no trace watching): a rule may
 /// then run as one fused kernel on raw buffers.
 pub(crate) fn quiet(inputs: &[&Tensor]) -> bool {
+    if plain(inputs) {
+        return true;
+    }
     STATE.with(|s| {
         let taped = s.grad_enabled.get()
             && crate::autograd::tape_level(inputs, s.tape_ceiling.get()).is_some();
