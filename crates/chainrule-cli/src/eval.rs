@@ -256,42 +256,9 @@ fn apply(e: &Expr, a: &[Tensor]) -> Result<(Tensor, String), String> {
                 _ => {}
             }
             let axis = axis_arg(name, a, e)?;
-            let all = |t: &Tensor| (0..t.ndim()).collect::<Vec<_>>();
-            let r = match name.as_str() {
-                "dot" => s(x.try_dot(&a[1]))?,
-                "sum" => s(x.try_sum_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
-                "mean" => s(x.try_mean_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
-                "max" | "min" if x.numel() == 0 => {
-                    return Err(err(format!("{name} of an empty tensor")))
-                }
-                "max" => s(x.try_max_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
-                "min" => s(x.try_min_axes(&axis.map_or_else(|| all(x), |ax| vec![ax]), false))?,
-                "step" => x.gt_scalar(0.0),
-                "norm" => x.norm(),
-                "softmax" | "log_softmax" | "logsumexp" => {
-                    if x.ndim() == 0 {
-                        return Err(err(format!(
-                            "{name} needs a tensor of at least one axis, got a scalar"
-                        )));
-                    }
-                    let ax = axis.unwrap_or(x.ndim() - 1);
-                    match name.as_str() {
-                        "softmax" => s(x.try_softmax(ax))?,
-                        "log_softmax" => s(x.try_log_softmax(ax))?,
-                        _ => s(x.try_logsumexp(ax, false))?,
-                    }
-                }
-                "outer" => {
-                    if x.ndim() != 1 || a[1].ndim() != 1 {
-                        return Err(err(format!(
-                            "outer: needs two vectors, got shapes {:?} and {:?}",
-                            x.shape(),
-                            a[1].shape()
-                        )));
-                    }
-                    s(x.unsqueeze(1).try_mul(&a[1].unsqueeze(0)))?
-                }
-                other => return Err(err(format!("unknown function `{other}`"))),
+            let r = match crate::functions::lookup(name).map(|f| f.kind) {
+                Some(Kind::Own(own)) => (own.eval)(a, axis)?,
+                _ => return Err(err(format!("unknown function `{name}`"))),
             };
             (r, name.clone())
         }
@@ -450,4 +417,75 @@ fn parse_list(text: &str) -> Result<(Vec<f64>, Vec<usize>), String> {
         return Err(err("unexpected text after the list"));
     }
     Ok(out)
+}
+
+// ---------------------------------------------------------------------------
+// The command's own functions (rows of `functions::table`)
+// ---------------------------------------------------------------------------
+
+fn lib(r: chainrule::Result<Tensor>) -> Result<Tensor, String> {
+    r.map_err(|e| e.to_string())
+}
+
+/// `axis`, or every axis of `x`.
+fn axes(x: &Tensor, axis: Option<usize>) -> Vec<usize> {
+    axis.map_or_else(|| (0..x.ndim()).collect(), |a| vec![a])
+}
+
+pub fn eval_dot(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
+    lib(a[0].try_dot(&a[1]))
+}
+pub fn eval_sum(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
+    lib(a[0].try_sum_axes(&axes(&a[0], axis), false))
+}
+pub fn eval_mean(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
+    lib(a[0].try_mean_axes(&axes(&a[0], axis), false))
+}
+pub fn eval_max(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
+    if a[0].numel() == 0 {
+        return Err(err("max of an empty tensor"));
+    }
+    lib(a[0].try_max_axes(&axes(&a[0], axis), false))
+}
+pub fn eval_min(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
+    if a[0].numel() == 0 {
+        return Err(err("min of an empty tensor"));
+    }
+    lib(a[0].try_min_axes(&axes(&a[0], axis), false))
+}
+pub fn eval_norm(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
+    Ok(a[0].norm())
+}
+pub fn eval_step(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
+    Ok(a[0].gt_scalar(0.0))
+}
+
+/// The axis of a softmax-like function: the last unless given.
+fn softmax_axis(name: &str, x: &Tensor, axis: Option<usize>) -> Result<usize, String> {
+    if x.ndim() == 0 {
+        return Err(err(format!(
+            "{name} needs a tensor of at least one axis, got a scalar"
+        )));
+    }
+    Ok(axis.unwrap_or(x.ndim() - 1))
+}
+pub fn eval_softmax(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
+    lib(a[0].try_softmax(softmax_axis("softmax", &a[0], axis)?))
+}
+pub fn eval_log_softmax(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
+    lib(a[0].try_log_softmax(softmax_axis("log_softmax", &a[0], axis)?))
+}
+pub fn eval_logsumexp(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
+    lib(a[0].try_logsumexp(softmax_axis("logsumexp", &a[0], axis)?, false))
+}
+pub fn eval_outer(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
+    let (x, y) = (&a[0], &a[1]);
+    if x.ndim() != 1 || y.ndim() != 1 {
+        return Err(err(format!(
+            "outer: needs two vectors, got shapes {:?} and {:?}",
+            x.shape(),
+            y.shape()
+        )));
+    }
+    lib(x.unsqueeze(1).try_mul(&y.unsqueeze(0)))
 }

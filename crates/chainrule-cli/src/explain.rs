@@ -108,13 +108,8 @@ fn local_rule(step: &Step, k: usize, steps: &[Step]) -> String {
                 let (pa, pb) = op.partials(&a, &b, &y);
                 diag(partial_expr(if k == 0 { pa } else { pb }))
             }
-            _ => match f.as_str() {
-                "dot" => format!("{other}ᵀ"),
-                "sum" => "1ᵀ (a row of ones)".into(),
-                "mean" => "1ᵀ/n".into(),
-                "norm" => format!("{me}ᵀ/norm({me})"),
-                other => format!("∂{other}/∂{me}"),
-            },
+            Some(Kind::Own(own)) => (own.explain)(f, &me, &other),
+            None => format!("∂{f}/∂{me}"),
         },
         _ => String::new(),
     }

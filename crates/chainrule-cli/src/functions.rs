@@ -5,11 +5,21 @@
 //! writes once against [`Value`] and which print here as formulas (`Value`
 //! for [`Expr`]). A new elementwise op of the library is a new function of
 //! the language with no change here. The rest (reductions, softmax, `dot`,
-//! `norm`…) are the command's own, with their rules in `eval`, `symbolic`
-//! and `explain`.
+//! `norm`…) are the command's own: each row names its evaluation (in
+//! `eval`), its symbolic derivative rule (in `symbolic`) and its local
+//! derivative's text.
 
+use crate::eval::{
+    eval_dot, eval_log_softmax, eval_logsumexp, eval_max, eval_mean, eval_min, eval_norm,
+    eval_outer, eval_softmax, eval_step, eval_sum,
+};
 use crate::expr::{BinOp, Expr};
+use crate::symbolic::{
+    d_dot, d_extremum, d_log_softmax, d_logsumexp, d_none, d_norm, d_outer, d_reduce, d_softmax,
+    Rule,
+};
 use chainrule::rules::{Elementwise, ElementwiseBinary, Partial, Value};
+use chainrule::Tensor;
 use std::rc::Rc;
 use std::sync::OnceLock;
 
@@ -21,7 +31,25 @@ pub enum Kind {
     /// A library row of two arguments (broadcasting).
     Binary(ElementwiseBinary),
     /// The command's own rules.
-    Own,
+    Own(Own),
+}
+
+/// The rules of one of the command's own functions.
+#[derive(Clone, Copy)]
+pub struct Own {
+    /// The value from the arguments' values and the axis argument.
+    pub eval: fn(&[Tensor], Option<usize>) -> Result<Tensor, String>,
+    /// The symbolic derivative.
+    pub derivative: Rule,
+    /// The local derivative `--explain` prints: `(function, operand, other
+    /// operand)`.
+    pub explain: fn(&str, &str, &str) -> String,
+}
+
+impl std::fmt::Debug for Own {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Own")
+    }
 }
 
 /// One function of the language.
@@ -33,21 +61,28 @@ pub struct Function {
     pub kind: Kind,
 }
 
+/// A local derivative with no closed form worth printing.
+fn partial_text(f: &str, me: &str, _: &str) -> String {
+    format!("∂{f}/∂{me}")
+}
+
 /// The command's own functions: name, fewest and most arguments (the
-/// optional second argument of reductions and softmax is an axis).
-const OWN: &[(&str, usize, usize)] = &[
-    ("dot", 2, 2),
-    ("sum", 1, 2),
-    ("mean", 1, 2),
-    ("max", 1, 2),
-    ("min", 1, 2),
-    ("norm", 1, 1),
-    ("softmax", 1, 2),
-    ("log_softmax", 1, 2),
-    ("logsumexp", 1, 2),
+/// optional second argument of reductions and softmax is an axis), and
+/// their rules.
+#[rustfmt::skip]
+const OWN: &[(&str, usize, usize, Own)] = &[
+    ("dot", 2, 2, Own { eval: eval_dot, derivative: d_dot, explain: |_, _, other| format!("{other}ᵀ") }),
+    ("sum", 1, 2, Own { eval: eval_sum, derivative: d_reduce, explain: |_, _, _| "1ᵀ (a row of ones)".into() }),
+    ("mean", 1, 2, Own { eval: eval_mean, derivative: d_reduce, explain: |_, _, _| "1ᵀ/n".into() }),
+    ("max", 1, 2, Own { eval: eval_max, derivative: d_extremum, explain: partial_text }),
+    ("min", 1, 2, Own { eval: eval_min, derivative: d_extremum, explain: partial_text }),
+    ("norm", 1, 1, Own { eval: eval_norm, derivative: d_norm, explain: |_, me, _| format!("{me}ᵀ/norm({me})") }),
+    ("softmax", 1, 2, Own { eval: eval_softmax, derivative: d_softmax, explain: partial_text }),
+    ("log_softmax", 1, 2, Own { eval: eval_log_softmax, derivative: d_log_softmax, explain: partial_text }),
+    ("logsumexp", 1, 2, Own { eval: eval_logsumexp, derivative: d_logsumexp, explain: partial_text }),
     // For derivatives that symbolic mode prints:
-    ("outer", 2, 2),
-    ("step", 1, 1),
+    ("outer", 2, 2, Own { eval: eval_outer, derivative: d_outer, explain: partial_text }),
+    ("step", 1, 1, Own { eval: eval_step, derivative: d_none, explain: |_, _, _| "0".into() }),
 ];
 
 /// Library rows the language writes as operators instead (`-x`, `a + b`…).
@@ -57,11 +92,11 @@ const OPERATORS: &[&str] = &["neg", "add", "sub", "mul", "div", "pow"];
 pub fn table() -> &'static [Function] {
     static TABLE: OnceLock<Vec<Function>> = OnceLock::new();
     TABLE.get_or_init(|| {
-        let own = OWN.iter().map(|&(name, min_args, max_args)| Function {
+        let own = OWN.iter().map(|&(name, min_args, max_args, own)| Function {
             name,
             min_args,
             max_args,
-            kind: Kind::Own,
+            kind: Kind::Own(own),
         });
         let unary = Elementwise::all().into_iter().map(|op| Function {
             name: op.name(),

@@ -56,9 +56,10 @@ fn broadcast(a: &[usize], b: &[usize]) -> Vec<usize> {
 /// An adjoint expression and its shape (it may be smaller than its node's
 /// shape: a scalar adjoint broadcasts).
 #[derive(Clone)]
-struct Adj(Expr, Vec<usize>);
+pub struct Adj(Expr, Vec<usize>);
 
-struct Ctx<'a> {
+/// Reverse accumulation over an expression, toward one variable.
+pub struct Ctx<'a> {
     var: &'a str,
     shapes: Shapes,
     /// Whether each visited subexpression reads `var` (by address).
@@ -330,81 +331,147 @@ impl Ctx<'_> {
             Some(Kind::Binary(op)) => return self.elementwise_binary(name, op, args, g),
             _ => {}
         }
-        let gx = match name {
-            "sum" | "mean" => {
-                let n: usize = match axis {
-                    None => sa.iter().product(),
-                    Some(0) => sa[0],
-                    Some(_) => {
-                        return unsupported(&format!("{name} over an axis other than the first"))
-                    }
-                };
-                let ge = if name == "mean" {
-                    bin(BinOp::Div, g.0.clone(), num(n as f64))
-                } else {
-                    g.0.clone()
-                };
-                Adj(ge, g.1.clone())
-            }
-            "dot" => return self.matmul(a, &args[1], &sa, &self.shape(&args[1]), g),
-            // x / ‖x‖, and 0 at x = 0 (the library's convention).
-            "norm" => {
-                let n = call("norm", vec![ea.clone()]);
-                let safe = bin(BinOp::Sub, bin(BinOp::Add, n.clone(), num(1.0)), step(n));
-                here(bin(BinOp::Div, ea, safe))
-            }
-            "step" => return Ok(()), // zero derivative
-            "max" | "min" if axis.is_none() => {
-                // The extremum's indicator, 1 − step(max(a) − a) (or
-                // 1 − step(a − min(a))), shared evenly between ties.
-                let gap = if name == "max" {
-                    bin(BinOp::Sub, call("max", vec![ea.clone()]), ea)
-                } else {
-                    bin(BinOp::Sub, ea.clone(), call("min", vec![ea]))
-                };
-                let hit = bin(BinOp::Sub, num(1.0), call("step", vec![gap]));
-                let share = bin(BinOp::Div, hit.clone(), call("sum", vec![hit]));
-                here(share)
-            }
-            "logsumexp" if sa.len() == 1 => here(call("softmax", vec![ea])),
-            "softmax" if sa.len() == 1 => {
-                let s = call("softmax", vec![ea]);
-                let inner = bin(
-                    BinOp::Sub,
-                    g.0.clone(),
-                    call("sum", vec![bin(BinOp::Mul, g.0.clone(), s.clone())]),
-                );
-                Adj(bin(BinOp::Mul, s, inner), sa.clone())
-            }
-            "log_softmax" if sa.len() == 1 => {
-                // Σ g over the output; a scalar g stands for n copies.
-                let total = if g.1 == sa {
-                    call("sum", vec![g.0.clone()])
-                } else {
-                    bin(BinOp::Mul, num(sa[0] as f64), g.0.clone())
-                };
-                Adj(
-                    bin(
-                        BinOp::Sub,
-                        g.0.clone(),
-                        bin(BinOp::Mul, call("softmax", vec![ea]), total),
-                    ),
-                    sa.clone(),
-                )
-            }
-            "outer" => {
-                let eb = args[1].clone();
-                self.backprop(a, Adj(bin(BinOp::MatMul, g.0.clone(), eb), sa.clone()))?;
-                let gb = Adj(
-                    bin(BinOp::MatMul, Expr::Transpose(Rc::new(g.0)), ea),
-                    self.shape(&args[1]),
-                );
-                return self.backprop(&args[1], gb);
-            }
-            other => return unsupported(&format!("`{other}` here")),
+        let Some(Kind::Own(own)) = crate::functions::lookup(name).map(|f| f.kind) else {
+            return unsupported(&format!("`{name}` here"));
         };
-        self.backprop(a, gx)
+        let c = OwnCall {
+            name,
+            args,
+            ea,
+            sa,
+            axis,
+        };
+        (own.derivative)(self, &c, g)
     }
+}
+
+/// A call of one of the command's own functions, as its derivative rule
+/// sees it: the arguments, the first one's shape, the axis argument.
+pub struct OwnCall<'e> {
+    name: &'e str,
+    args: &'e [Expr],
+    ea: Expr,
+    sa: Vec<usize>,
+    axis: Option<usize>,
+}
+
+impl OwnCall<'_> {
+    /// `g ⊙ f` as the first argument's adjoint.
+    fn here(&self, g: &Adj, f: Expr) -> Adj {
+        Adj(bin(BinOp::Mul, g.0.clone(), f), broadcast(&g.1, &self.sa))
+    }
+}
+
+/// The symbolic derivative rule of one of the command's own functions: it
+/// pushes the adjoint `g` of the call back into the arguments.
+pub type Rule = fn(&mut Ctx, &OwnCall, Adj) -> Result<(), String>;
+
+/// `sum` and `mean` (over everything, or the first axis).
+pub fn d_reduce(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    let n: usize = match c.axis {
+        None => c.sa.iter().product(),
+        Some(0) => c.sa[0],
+        Some(_) => return unsupported(&format!("{} over an axis other than the first", c.name)),
+    };
+    let ge = if c.name == "mean" {
+        bin(BinOp::Div, g.0.clone(), num(n as f64))
+    } else {
+        g.0.clone()
+    };
+    cx.backprop(&c.args[0], Adj(ge, g.1))
+}
+
+pub fn d_dot(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    let sb = cx.shape(&c.args[1]);
+    cx.matmul(&c.args[0], &c.args[1], &c.sa, &sb, g)
+}
+
+/// `x / ‖x‖`, and 0 at x = 0 (the library's convention).
+pub fn d_norm(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    let n = call("norm", vec![c.ea.clone()]);
+    let safe = bin(BinOp::Sub, bin(BinOp::Add, n.clone(), num(1.0)), step(n));
+    let gx = c.here(&g, bin(BinOp::Div, c.ea.clone(), safe));
+    cx.backprop(&c.args[0], gx)
+}
+
+/// A zero derivative (`step`).
+pub fn d_none(_: &mut Ctx, _: &OwnCall, _: Adj) -> Result<(), String> {
+    Ok(())
+}
+
+/// `max`/`min` of everything: the extremum's indicator, 1 − step(max(a) − a)
+/// (or 1 − step(a − min(a))), shared evenly between ties.
+pub fn d_extremum(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    if c.axis.is_some() {
+        return unsupported(&format!("`{}` here", c.name));
+    }
+    let ea = c.ea.clone();
+    let gap = if c.name == "max" {
+        bin(BinOp::Sub, call("max", vec![ea.clone()]), ea)
+    } else {
+        bin(BinOp::Sub, ea.clone(), call("min", vec![ea]))
+    };
+    let hit = bin(BinOp::Sub, num(1.0), call("step", vec![gap]));
+    let share = bin(BinOp::Div, hit.clone(), call("sum", vec![hit]));
+    cx.backprop(&c.args[0], c.here(&g, share))
+}
+
+/// The softmax family, of a vector.
+fn vector_only(c: &OwnCall) -> Result<(), String> {
+    if c.sa.len() == 1 {
+        Ok(())
+    } else {
+        unsupported(&format!("`{}` here", c.name))
+    }
+}
+
+pub fn d_logsumexp(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    vector_only(c)?;
+    let gx = c.here(&g, call("softmax", vec![c.ea.clone()]));
+    cx.backprop(&c.args[0], gx)
+}
+
+pub fn d_softmax(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    vector_only(c)?;
+    let s = call("softmax", vec![c.ea.clone()]);
+    let inner = bin(
+        BinOp::Sub,
+        g.0.clone(),
+        call("sum", vec![bin(BinOp::Mul, g.0.clone(), s.clone())]),
+    );
+    cx.backprop(&c.args[0], Adj(bin(BinOp::Mul, s, inner), c.sa.clone()))
+}
+
+pub fn d_log_softmax(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    vector_only(c)?;
+    // Σ g over the output; a scalar g stands for n copies.
+    let total = if g.1 == c.sa {
+        call("sum", vec![g.0.clone()])
+    } else {
+        bin(BinOp::Mul, num(c.sa[0] as f64), g.0.clone())
+    };
+    let gx = Adj(
+        bin(
+            BinOp::Sub,
+            g.0.clone(),
+            bin(BinOp::Mul, call("softmax", vec![c.ea.clone()]), total),
+        ),
+        c.sa.clone(),
+    );
+    cx.backprop(&c.args[0], gx)
+}
+
+pub fn d_outer(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    let eb = c.args[1].clone();
+    cx.backprop(
+        &c.args[0],
+        Adj(bin(BinOp::MatMul, g.0.clone(), eb), c.sa.clone()),
+    )?;
+    let gb = Adj(
+        bin(BinOp::MatMul, Expr::Transpose(Rc::new(g.0)), c.ea.clone()),
+        cx.shape(&c.args[1]),
+    );
+    cx.backprop(&c.args[1], gb)
 }
 
 /// `∂e/∂var` as an expression (of `var`'s shape, or broadcasting to it),
