@@ -15,8 +15,8 @@ use crate::eval::{
 };
 use crate::expr::{BinOp, Expr};
 use crate::symbolic::{
-    d_dot, d_extremum, d_log_softmax, d_logsumexp, d_none, d_norm, d_outer, d_reduce, d_softmax,
-    Rule,
+    d_dot, d_log_softmax, d_logsumexp, d_max, d_mean, d_min, d_none, d_norm, d_outer, d_softmax,
+    d_sum, Rule,
 };
 use chainrule::rules::{Elementwise, ElementwiseBinary, Partial, Value};
 use chainrule::Tensor;
@@ -72,10 +72,10 @@ fn partial_text(f: &str, me: &str, _: &str) -> String {
 #[rustfmt::skip]
 const OWN: &[(&str, usize, usize, Own)] = &[
     ("dot", 2, 2, Own { eval: eval_dot, derivative: d_dot, explain: |_, _, other| format!("{other}ᵀ") }),
-    ("sum", 1, 2, Own { eval: eval_sum, derivative: d_reduce, explain: |_, _, _| "1ᵀ (a row of ones)".into() }),
-    ("mean", 1, 2, Own { eval: eval_mean, derivative: d_reduce, explain: |_, _, _| "1ᵀ/n".into() }),
-    ("max", 1, 2, Own { eval: eval_max, derivative: d_extremum, explain: partial_text }),
-    ("min", 1, 2, Own { eval: eval_min, derivative: d_extremum, explain: partial_text }),
+    ("sum", 1, 2, Own { eval: eval_sum, derivative: d_sum, explain: |_, _, _| "1ᵀ (a row of ones)".into() }),
+    ("mean", 1, 2, Own { eval: eval_mean, derivative: d_mean, explain: |_, _, _| "1ᵀ/n".into() }),
+    ("max", 1, 2, Own { eval: eval_max, derivative: d_max, explain: partial_text }),
+    ("min", 1, 2, Own { eval: eval_min, derivative: d_min, explain: partial_text }),
     ("norm", 1, 1, Own { eval: eval_norm, derivative: d_norm, explain: |_, me, _| format!("{me}ᵀ/norm({me})") }),
     ("softmax", 1, 2, Own { eval: eval_softmax, derivative: d_softmax, explain: partial_text }),
     ("log_softmax", 1, 2, Own { eval: eval_log_softmax, derivative: d_log_softmax, explain: partial_text }),

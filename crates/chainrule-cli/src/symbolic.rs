@@ -366,19 +366,26 @@ impl OwnCall<'_> {
 /// pushes the adjoint `g` of the call back into the arguments.
 pub type Rule = fn(&mut Ctx, &OwnCall, Adj) -> Result<(), String>;
 
-/// `sum` and `mean` (over everything, or the first axis).
-pub fn d_reduce(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
-    let n: usize = match c.axis {
-        None => c.sa.iter().product(),
-        Some(0) => c.sa[0],
-        Some(_) => return unsupported(&format!("{} over an axis other than the first", c.name)),
-    };
-    let ge = if c.name == "mean" {
-        bin(BinOp::Div, g.0.clone(), num(n as f64))
-    } else {
-        g.0.clone()
-    };
-    cx.backprop(&c.args[0], Adj(ge, g.1))
+/// `sum` (over everything, or the first axis): the adjoint as it is.
+pub fn d_sum(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    reduced_count(c)?;
+    cx.backprop(&c.args[0], g)
+}
+
+/// `mean`: the adjoint over the number of elements averaged.
+pub fn d_mean(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    let n = reduced_count(c)?;
+    cx.backprop(&c.args[0], Adj(bin(BinOp::Div, g.0, num(n as f64)), g.1))
+}
+
+/// How many elements a reduction combines (over everything, or the first
+/// axis; symbolic mode handles no other).
+fn reduced_count(c: &OwnCall) -> Result<usize, String> {
+    match c.axis {
+        None => Ok(c.sa.iter().product()),
+        Some(0) => Ok(c.sa[0]),
+        Some(_) => unsupported(&format!("{} over an axis other than the first", c.name)),
+    }
 }
 
 pub fn d_dot(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
@@ -399,18 +406,24 @@ pub fn d_none(_: &mut Ctx, _: &OwnCall, _: Adj) -> Result<(), String> {
     Ok(())
 }
 
-/// `max`/`min` of everything: the extremum's indicator, 1 − step(max(a) − a)
-/// (or 1 − step(a − min(a))), shared evenly between ties.
-pub fn d_extremum(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+/// `max` of everything: the indicator of the maxima, 1 − step(max(a) − a),
+/// shared evenly between ties.
+pub fn d_max(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    let gap = bin(BinOp::Sub, call("max", vec![c.ea.clone()]), c.ea.clone());
+    extremum(cx, c, g, gap)
+}
+
+/// `min` of everything: the indicator of the minima, 1 − step(a − min(a)).
+pub fn d_min(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
+    let gap = bin(BinOp::Sub, c.ea.clone(), call("min", vec![c.ea.clone()]));
+    extremum(cx, c, g, gap)
+}
+
+/// The share of an extremum's adjoint where `gap` (≥ 0) is 0.
+fn extremum(cx: &mut Ctx, c: &OwnCall, g: Adj, gap: Expr) -> Result<(), String> {
     if c.axis.is_some() {
         return unsupported(&format!("`{}` here", c.name));
     }
-    let ea = c.ea.clone();
-    let gap = if c.name == "max" {
-        bin(BinOp::Sub, call("max", vec![ea.clone()]), ea)
-    } else {
-        bin(BinOp::Sub, ea.clone(), call("min", vec![ea]))
-    };
     let hit = bin(BinOp::Sub, num(1.0), call("step", vec![gap]));
     let share = bin(BinOp::Div, hit.clone(), call("sum", vec![hit]));
     cx.backprop(&c.args[0], c.here(&g, share))
