@@ -120,17 +120,7 @@ pub(crate) fn bind(prim: Prim, inputs: &[&Tensor]) -> Result<Tensor> {
                 None => Route::Kernel(false),
             };
         }
-        let level = layered(inputs)
-            .then(|| {
-                s.stack
-                    .borrow()
-                    .iter()
-                    .rev()
-                    .find(|f| f.interpreter.claims(inputs))
-                    .map(|f| (f.id, f.interpreter.clone()))
-            })
-            .flatten();
-        match (tape, level) {
+        match (tape, s.claiming(inputs)) {
             (Some(t), Some((id, _))) if t > id => Route::Tape(t, false),
             (Some(t), None) => Route::Tape(t, false),
             (_, Some((_, level))) => Route::Level(level),
@@ -199,19 +189,24 @@ fn layered(inputs: &[&Tensor]) -> bool {
     inputs.iter().any(|t| t.has_layer())
 }
 
-/// The innermost level that claims the op, with its number.
-fn claiming(inputs: &[&Tensor]) -> Option<(u32, Rc<dyn Interpreter>)> {
-    STATE.with(|s| {
-        if s.depth.get() == 0 || !layered(inputs) {
+impl State {
+    /// The innermost level that claims the op, with its number.
+    fn claiming(&self, inputs: &[&Tensor]) -> Option<(u32, Rc<dyn Interpreter>)> {
+        if self.depth.get() == 0 || !layered(inputs) {
             return None;
         }
-        s.stack
+        self.stack
             .borrow()
             .iter()
             .rev()
             .find(|f| f.interpreter.claims(inputs))
             .map(|f| (f.id, f.interpreter.clone()))
-    })
+    }
+}
+
+/// [`State::claiming`] on this thread.
+fn claiming(inputs: &[&Tensor]) -> Option<(u32, Rc<dyn Interpreter>)> {
+    STATE.with(|s| s.claiming(inputs))
 }
 
 /// The frames that watch every op (none, most of the time: no allocation).
@@ -242,13 +237,7 @@ pub(crate) fn quiet(inputs: &[&Tensor]) -> bool {
         if taped || s.watchers.get() > 0 {
             return false;
         }
-        s.depth.get() == 0
-            || !layered(inputs)
-            || !s
-                .stack
-                .borrow()
-                .iter()
-                .any(|f| f.interpreter.claims(inputs))
+        s.claiming(inputs).is_none()
     })
 }
 
