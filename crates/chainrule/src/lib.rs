@@ -31,6 +31,7 @@
 pub mod autograd;
 mod batching;
 pub mod check;
+mod compile;
 #[cfg(feature = "ndarray")]
 mod convert;
 pub mod data;

@@ -10,6 +10,9 @@
 //! - explicit graphs: the row traced into a graph, differentiated graph to
 //!   graph, run on fresh inputs unoptimized and optimized, against eager
 //!   values and gradients;
+//! - native code: the row's gradient graph compiled (fused, and one kernel
+//!   per node; f64 and f32; optimized or not) against the same graph
+//!   interpreted node by node;
 //! - batching: `vmap` of the row over random in_axes (some inputs shared)
 //!   and a random output axis against the row run on each example, and
 //!   `vmap` of its `grad`, `jvp` and `jacrev` against theirs per example.
@@ -17,8 +20,8 @@
 //! A new op is tested by adding its row.
 
 use chainrule::check::{gradcheck, GradcheckOptions};
-use chainrule::graph::Graph;
-use chainrule::{autograd, func, BackwardOptions, Tensor};
+use chainrule::graph::{CompileOptions, Graph};
+use chainrule::{autograd, func, BackwardOptions, DType, Tensor};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -887,6 +890,58 @@ fn same_values(what: &str, a: &Tensor, b: &Tensor) -> Result<(), String> {
     Ok(())
 }
 
+/// Equal to `tol` of the largest finite magnitude, or the same non-finite
+/// value, entry by entry.
+fn within(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<(), String> {
+    if a.shape() != b.shape() || a.dtype() != b.dtype() {
+        return Err(format!("{what}: {:?} {:?} vs {:?} {:?}", a.dtype(), a.shape(), b.dtype(), b.shape()));
+    }
+    let (a, b) = (a.to_vec::<f64>(), b.to_vec::<f64>());
+    let scale = b.iter().filter(|v| v.is_finite()).fold(1.0f64, |m, v| m.max(v.abs()));
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        let same = if y.is_finite() {
+            (x - y).abs() <= tol * scale
+        } else {
+            x.is_nan() && y.is_nan() || x == y
+        };
+        if !same {
+            return Err(format!("{what}: entry {i}: {x} vs {y}"));
+        }
+    }
+    Ok(())
+}
+
+/// The row's gradient graph compiled to native code (fused, and one kernel
+/// per node; optimized or not), in f64 and in f32, equals the same graph
+/// interpreted node by node: values and gradients.
+fn native_code_agrees(row: &Row, seed: u64) -> Result<(), String> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (shapes, inputs) = row_inputs(row, &mut rng);
+    let fail = |e: String| format!("{}: shapes {:?}: {e}", row.name, shapes);
+    for (dtype, tol) in [(DType::F64, 1e-12), (DType::F32, 1e-4)] {
+        let inputs: Vec<Tensor> = inputs.iter().map(|t| t.to_dtype(dtype)).collect();
+        let w = values(&mut rng, (row.f)(&inputs).shape(), Any).to_dtype(dtype);
+        let graph = weighted_sum_graph(row, &inputs, &w).map_err(fail)?;
+        let names = input_names(inputs.len());
+        let feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&inputs).collect();
+        for (kind, g) in [("unoptimized", graph.clone()), ("optimized", graph.optimize())] {
+            for fuse in [true, false] {
+                let exe = g.clone().compile_with(CompileOptions { native: true, fuse });
+                if let Some(why) = exe.not_native() {
+                    return Err(fail(format!("not compiled: {why}")));
+                }
+                let native = exe.run(&feeds).map_err(|e| fail(e.to_string()))?;
+                let interpreted = exe.run_interpreted(&feeds).map_err(|e| fail(e.to_string()))?;
+                for (i, (a, b)) in native.iter().zip(&interpreted).enumerate() {
+                    let what = format!("{dtype:?} {kind} fuse={fuse} output {i}");
+                    within(&what, a, b, tol).map_err(fail)?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A change of a row's inputs (a scale, a sign, a shift).
 type Move = fn(&Tensor) -> Tensor;
 
@@ -1049,6 +1104,19 @@ proptest! {
     fn every_traced_op_follows_its_inputs_to_other_scales(seed in any::<u64>()) {
         for row in table() {
             if let Err(e) = graph_follows_rescaled_inputs(&row, seed) {
+                prop_assert!(false, "{}", e);
+            }
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 12, failure_persistence: None, .. ProptestConfig::default() })]
+
+    #[test]
+    fn every_op_compiles_to_native_code_that_equals_the_interpreter(seed in any::<u64>()) {
+        for row in table() {
+            if let Err(e) = native_code_agrees(&row, seed) {
                 prop_assert!(false, "{}", e);
             }
         }

@@ -35,6 +35,7 @@ mod passes;
 mod symbolic;
 pub(crate) mod trace;
 
+pub use crate::compile::CompileReport;
 pub use passes::{MemoryPlan, PassReport};
 pub use symbolic::{Dim, Placeholder, SymbolicGraph};
 
@@ -522,24 +523,65 @@ pub(crate) fn apply(node: &Node, args: &[&Tensor]) -> Result<Tensor> {
     })
 }
 
-/// A graph prepared to run: the memory plan computed, inputs located.
+/// A graph prepared to run: compiled to native kernels (see
+/// [`Graph::compile`]), with the interpreter's memory plan for the runs that
+/// interpret it.
 pub struct Executable {
     graph: Graph,
     plan: MemoryPlan,
     /// The input names, in the order of `graph.inputs`.
     names: Vec<String>,
+    native: Option<crate::compile::Program>,
+    /// Why there is no native program, when there is none.
+    not_native: Option<String>,
+}
+
+/// How [`Graph::compile_with`] compiles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CompileOptions {
+    /// Generate native code (else every run interprets the graph).
+    pub native: bool,
+    /// Fuse elementwise chains and their reductions into single loops
+    /// (else one kernel per node: for testing the fusion).
+    pub fuse: bool,
+}
+
+impl Default for CompileOptions {
+    fn default() -> Self {
+        CompileOptions {
+            native: true,
+            fuse: true,
+        }
+    }
 }
 
 impl Graph {
-    /// Prepares the graph to run many times. Values are released right after
-    /// their last use (see [`Graph::memory_plan`]).
+    /// Prepares the graph to run many times: lowered to native code, with
+    /// elementwise chains and the reductions that end them fused into single
+    /// loops, intermediates in one arena allocated once, and the ops no
+    /// kernel takes (matmul, gathers, custom ops…) run by the interpreter.
     pub fn compile(self) -> Executable {
+        self.compile_with(CompileOptions::default())
+    }
+
+    /// [`Graph::compile`] with options.
+    pub fn compile_with(self, options: CompileOptions) -> Executable {
         let plan = self.memory_plan();
         let names = self.input_names().iter().map(|n| n.to_string()).collect();
+        let (native, not_native) = if options.native {
+            match crate::compile::Program::new(&self, options.fuse) {
+                Ok(p) => (Some(p), None),
+                Err(e) => (None, Some(e.to_string())),
+            }
+        } else {
+            (None, Some("native code was not asked for".into()))
+        };
         Executable {
             graph: self,
             plan,
             names,
+            native,
+            not_native,
         }
     }
 }
@@ -553,9 +595,36 @@ impl Executable {
         &self.plan
     }
 
+    /// What compiling produced: kernels, fused and interpreted nodes, the
+    /// arena, the compile time (`None`: no native code, see
+    /// [`Executable::not_native`]).
+    pub fn report(&self) -> Option<&CompileReport> {
+        self.native.as_ref().map(|p| &p.report)
+    }
+
+    /// Why the graph runs interpreted, when it does.
+    pub fn not_native(&self) -> Option<&str> {
+        self.not_native.as_deref()
+    }
+
     /// Runs the graph on `feeds` (every input by name, each of its declared
-    /// shape and dtype), returning the outputs. Nothing is recorded.
+    /// shape and dtype), returning the outputs. Nothing is recorded. Inside
+    /// a transform (`vmap`, `jvp`…) the graph is interpreted, so that the
+    /// transform sees each op.
     pub fn run(&self, feeds: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
+        match &self.native {
+            Some(p) if !crate::interp::levels_open() => {
+                let fed = self.ordered_feeds(feeds)?;
+                let _off = GradModeGuard::new(false);
+                p.run(&self.graph, &fed)
+            }
+            _ => self.run_with(feeds, true),
+        }
+    }
+
+    /// Runs node by node through the interpreter (as inside a transform),
+    /// whatever was compiled: the reference the native code is tested against.
+    pub fn run_interpreted(&self, feeds: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
         self.run_with(feeds, true)
     }
 
@@ -565,10 +634,9 @@ impl Executable {
         self.run_with(feeds, false)
     }
 
-    fn run_with(&self, feeds: &[(&str, &Tensor)], planned: bool) -> Result<Vec<Tensor>> {
-        let g = &self.graph;
-        let mut slots: Vec<Slot> = Vec::with_capacity(g.nodes.len());
-        slots.resize_with(g.nodes.len(), || Slot::Empty);
+    /// The feeds in the order of the graph's inputs, each checked against
+    /// its input's shape and dtype.
+    fn ordered_feeds<'t>(&self, feeds: &[(&str, &'t Tensor)]) -> Result<Vec<&'t Tensor>> {
         for (name, _) in feeds {
             if !self.names.iter().any(|n| n == name) {
                 return Err(Error::invalid(
@@ -580,6 +648,8 @@ impl Executable {
                 ));
             }
         }
+        let g = &self.graph;
+        let mut fed = Vec::with_capacity(g.inputs.len());
         for (&id, name) in g.inputs.iter().zip(&self.names) {
             let node = g.node(id);
             let Some((_, t)) = feeds.iter().find(|(n, _)| n == name) else {
@@ -600,6 +670,16 @@ impl Executable {
                     ),
                 ));
             }
+            fed.push(*t);
+        }
+        Ok(fed)
+    }
+
+    fn run_with(&self, feeds: &[(&str, &Tensor)], planned: bool) -> Result<Vec<Tensor>> {
+        let g = &self.graph;
+        let mut slots: Vec<Slot> = Vec::with_capacity(g.nodes.len());
+        slots.resize_with(g.nodes.len(), || Slot::Empty);
+        for (&id, t) in g.inputs.iter().zip(self.ordered_feeds(feeds)?) {
             slots[id.0 as usize] = Slot::T((*t).clone());
         }
         let _off = GradModeGuard::new(false);

@@ -49,6 +49,12 @@ macro_rules! binary_ops {
                 match self { $(BinaryOp::$variant => zip(a, la, b, lb, |$a: T, $b: T| $forward)),* }
             }
 
+            /// The op on one pair of elements (what compiled code calls for
+            /// the ops it does not lower to instructions).
+            pub(crate) fn apply<T: Element>(self, left: T, right: T) -> T {
+                match self { $(BinaryOp::$variant => { let ($a, $b): (T, T) = (left, right); $forward }),* }
+            }
+
             /// `(∂y/∂a, ∂y/∂b)` at `a`, `b`, with `y` the output.
             #[allow(unused_variables)]
             pub(crate) fn partials<N: Value>(self, a: &N, b: &N, y: &N) -> (Partial<N>, Partial<N>) {

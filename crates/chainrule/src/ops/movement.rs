@@ -28,6 +28,11 @@ pub(crate) fn contiguous_forward(x: &Tensor) -> Result<Tensor> {
     )
 }
 
+/// `x` copied into a fresh row-major buffer, even when it is contiguous.
+pub(crate) fn copy_of(x: &Tensor) -> Tensor {
+    with_dtype!(x.dtype(), T => Tensor::from_buffer(materialize(x.buffer::<T>(), x.layout()), x.shape()))
+}
+
 /// The kernel of a reshape: a view of contiguous data, else a copy.
 pub(crate) fn reshape_forward(x: &Tensor, shape: &[usize]) -> Tensor {
     match x.layout().reshape(shape) {

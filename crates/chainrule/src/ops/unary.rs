@@ -62,6 +62,18 @@ macro_rules! unary_ops {
                 }
             }
 
+            /// The op on one element (what compiled code calls for the ops
+            /// it does not lower to instructions).
+            pub(crate) fn apply<T: Element>(self, element: T) -> T {
+                match self {
+                    $(UnaryOp::$variant { $($param),* } => {
+                        $(let $param = $param.0;)*
+                        let $x: T = element;
+                        $forward
+                    })*
+                }
+            }
+
             /// `g · f'(v)` on raw buffers: the fused first-order VJP.
             #[allow(unused_variables)]
             fn fused_vjp<T: Element>(self, v: &[T], lv: &Layout, g: &[T], lg: &Layout) -> Vec<T> {

@@ -1,0 +1,536 @@
+//! Native code for [`Kernel`]s through Cranelift: each kernel becomes one
+//! function `fn(operands: *const *mut u8)`, a loop nest whose shape,
+//! strides and offsets are constants. Arithmetic, comparisons, `where`,
+//! casts and the cheap unary ops are instructions; the other rows of the op
+//! table are calls to their own element function ([`UnaryOp::apply`],
+//! [`BinaryOp::apply`]), so every row compiles and means what the
+//! interpreter means by it.
+
+use super::kernel::{Instr, Kernel};
+use crate::error::{Error, Result};
+use crate::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use crate::DType;
+use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
+use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::settings::{self, Configurable};
+use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
+use cranelift_jit::{JITBuilder, JITModule};
+use cranelift_module::{FuncId, Linkage, Module};
+
+/// A compiled kernel's entry point: the operands' base pointers in order.
+pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut u8);
+
+/// The machine code of a set of kernels, freed when dropped. The ops that
+/// calls reach are kept here, at stable addresses, as the code points at them.
+pub(crate) struct Code {
+    module: Option<JITModule>,
+    pub entries: Vec<KernelFn>,
+    _unary: Vec<Box<UnaryOp>>,
+    _binary: Vec<Box<BinaryOp>>,
+}
+
+// SAFETY: the module is only read after `finalize_definitions` (the code is
+// immutable) and freed once, in `drop`; the boxed ops are never mutated.
+unsafe impl Send for Code {}
+unsafe impl Sync for Code {}
+
+impl Drop for Code {
+    fn drop(&mut self) {
+        if let Some(m) = self.module.take() {
+            // SAFETY: every entry point dies with `self`.
+            unsafe { m.free_memory() }
+        }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> Error {
+    Error::invalid("compile", format!("code generation failed: {e}"))
+}
+
+fn float(d: DType) -> Type {
+    match d {
+        DType::F32 => types::F32,
+        DType::F64 => types::F64,
+    }
+}
+
+extern "C" fn unary_f32(op: *const UnaryOp, x: f32) -> f32 {
+    // SAFETY: `op` points into `Code::_unary`, alive while the code is.
+    unsafe { (*op).apply(x) }
+}
+extern "C" fn unary_f64(op: *const UnaryOp, x: f64) -> f64 {
+    // SAFETY: as `unary_f32`.
+    unsafe { (*op).apply(x) }
+}
+extern "C" fn binary_f32(op: *const BinaryOp, a: f32, b: f32) -> f32 {
+    // SAFETY: `op` points into `Code::_binary`, alive while the code is.
+    unsafe { (*op).apply(a, b) }
+}
+extern "C" fn binary_f64(op: *const BinaryOp, a: f64, b: f64) -> f64 {
+    // SAFETY: as `binary_f32`.
+    unsafe { (*op).apply(a, b) }
+}
+
+/// The element functions compiled code calls, by name.
+const CALLS: [(&str, usize); 4] = [
+    ("cr_unary_f32", 1),
+    ("cr_unary_f64", 1),
+    ("cr_binary_f32", 2),
+    ("cr_binary_f64", 2),
+];
+
+/// Compiles `kernels` into one module.
+pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
+    let mut flags = settings::builder();
+    flags.set("opt_level", "speed").map_err(err)?;
+    flags.set("is_pic", "false").map_err(err)?;
+    flags.set("use_colocated_libcalls", "false").map_err(err)?;
+    let isa = cranelift_native::builder()
+        .map_err(err)?
+        .finish(settings::Flags::new(flags))
+        .map_err(err)?;
+    let mut jb = JITBuilder::with_isa(isa, cranelift_module::default_libcall_names());
+    jb.symbol("cr_unary_f32", unary_f32 as *const u8);
+    jb.symbol("cr_unary_f64", unary_f64 as *const u8);
+    jb.symbol("cr_binary_f32", binary_f32 as *const u8);
+    jb.symbol("cr_binary_f64", binary_f64 as *const u8);
+    let mut module = JITModule::new(jb);
+    let ptr = module.target_config().pointer_type();
+    let mut calls = Vec::new();
+    for (k, (name, arity)) in CALLS.iter().enumerate() {
+        let t = if k % 2 == 0 { types::F32 } else { types::F64 };
+        let mut sig = module.make_signature();
+        sig.params.push(AbiParam::new(ptr));
+        for _ in 0..*arity {
+            sig.params.push(AbiParam::new(t));
+        }
+        sig.returns.push(AbiParam::new(t));
+        calls.push(
+            module
+                .declare_function(name, Linkage::Import, &sig)
+                .map_err(err)?,
+        );
+    }
+    let mut code = Code {
+        module: None,
+        entries: Vec::new(),
+        _unary: Vec::new(),
+        _binary: Vec::new(),
+    };
+    let frontend = module.target_config();
+    let mut ctx = module.make_context();
+    let mut fctx = FunctionBuilderContext::new();
+    let mut ids = Vec::new();
+    for (n, kernel) in kernels.iter().enumerate() {
+        ctx.func.signature.params.push(AbiParam::new(ptr));
+        let id = module
+            .declare_function(&format!("kernel{n}"), Linkage::Local, &ctx.func.signature)
+            .map_err(err)?;
+        {
+            let mut b = FunctionBuilder::new(&mut ctx.func, &mut fctx);
+            let refs: Vec<FuncRef> = calls
+                .iter()
+                .map(|&c| module.declare_func_in_func(c, b.func))
+                .collect();
+            Emitter::new(kernel, &mut b, ptr, &refs, &mut code).emit();
+            b.seal_all_blocks();
+            b.finalize(frontend);
+        }
+        module.define_function(id, &mut ctx).map_err(err)?;
+        module.clear_context(&mut ctx);
+        ids.push(id);
+    }
+    module.finalize_definitions().map_err(err)?;
+    code.entries = ids
+        .iter()
+        .map(|&id: &FuncId| {
+            let p = module.get_finalized_function(id);
+            // SAFETY: defined above with the `KernelFn` signature.
+            unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
+        })
+        .collect();
+    code.module = Some(module);
+    Ok(code)
+}
+
+/// Writes one kernel's function.
+struct Emitter<'a, 'b> {
+    k: &'a Kernel,
+    b: &'a mut FunctionBuilder<'b>,
+    ptr: Type,
+    calls: &'a [FuncRef],
+    code: &'a mut Code,
+    /// Each operand's base pointer, loaded at entry.
+    bases: Vec<Value>,
+    /// Each instruction's value (invariant ones from the entry block).
+    values: Vec<Option<Value>>,
+    invariant: Vec<bool>,
+    /// Per reduction instruction: its accumulator and the loop level whose
+    /// entry starts it (the outermost level below which every axis is reduced).
+    accs: Vec<Option<(Variable, usize)>>,
+}
+
+impl<'a, 'b> Emitter<'a, 'b> {
+    fn new(
+        k: &'a Kernel,
+        b: &'a mut FunctionBuilder<'b>,
+        ptr: Type,
+        calls: &'a [FuncRef],
+        code: &'a mut Code,
+    ) -> Self {
+        Emitter {
+            k,
+            b,
+            ptr,
+            calls,
+            code,
+            bases: Vec::new(),
+            values: vec![None; k.instrs.len()],
+            invariant: k.invariant(),
+            accs: vec![None; k.instrs.len()],
+        }
+    }
+
+    fn emit(mut self) {
+        let entry = self.b.create_block();
+        self.b.append_block_params_for_function_params(entry);
+        self.b.switch_to_block(entry);
+        let table = self.b.block_params(entry)[0];
+        for o in 0..self.k.operands.len() {
+            let at = (o * self.ptr.bytes() as usize) as i32;
+            let p = self.b.ins().load(self.ptr, MemFlagsData::trusted(), table, at);
+            self.bases.push(p);
+        }
+        let rank = self.k.dims.len();
+        for (i, (instr, dtype)) in self.k.instrs.iter().enumerate() {
+            if let Instr::Reduce { operand, .. } = *instr {
+                let strides = &self.k.operands[operand].strides;
+                let level = (0..=rank)
+                    .rev()
+                    .take_while(|&l| l == rank || strides[l] == 0)
+                    .last()
+                    .unwrap_or(rank);
+                let var = self.b.declare_var(float(*dtype));
+                self.accs[i] = Some((var, level));
+                if (0..level).any(|l| strides[l] == 0) {
+                    // Outputs are folded into across iterations of outer loops.
+                    self.fill(operand, *dtype, self.reduce_init(i));
+                }
+            }
+        }
+        for i in 0..self.k.instrs.len() {
+            if self.invariant[i] {
+                let zero: Vec<Value> = self.zero_offsets();
+                let v = self.instr(i, &zero);
+                self.values[i] = v;
+            }
+        }
+        let offsets: Vec<Value> = self
+            .k
+            .operands
+            .iter()
+            .map(|o| self.b.ins().iconst(types::I64, o.offset as i64))
+            .collect();
+        self.level(0, offsets);
+        self.b.ins().return_(&[]);
+    }
+
+    fn zero_offsets(&mut self) -> Vec<Value> {
+        self.k
+            .operands
+            .iter()
+            .map(|o| o.offset as i64)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .map(|off| self.b.ins().iconst(types::I64, off))
+            .collect()
+    }
+
+    fn reduce_init(&self, i: usize) -> f64 {
+        match self.k.instrs[i].0 {
+            Instr::Reduce { op: ReduceOp::Sum, .. } => 0.0,
+            Instr::Reduce { op: ReduceOp::Max, .. } => f64::NEG_INFINITY,
+            Instr::Reduce { op: ReduceOp::Min, .. } => f64::INFINITY,
+            _ => unreachable!("only reductions have an initial value"),
+        }
+    }
+
+    fn constant(&mut self, c: f64, dtype: DType) -> Value {
+        match dtype {
+            DType::F32 => self.b.ins().f32const(c as f32),
+            DType::F64 => self.b.ins().f64const(c),
+        }
+    }
+
+    /// The loop over axis `level` (or the body, past the last axis), with
+    /// each operand's offset so far.
+    fn level(&mut self, level: usize, offsets: Vec<Value>) {
+        for i in 0..self.k.instrs.len() {
+            if let Some((var, l)) = self.accs[i] {
+                if l == level {
+                    let init = self.constant(self.reduce_init(i), self.k.instrs[i].1);
+                    self.b.def_var(var, init);
+                }
+            }
+        }
+        if level == self.k.dims.len() {
+            self.body(&offsets);
+        } else {
+            self.for_loop(self.k.dims[level] as i64, |e, index| {
+                let inner = offsets
+                    .iter()
+                    .enumerate()
+                    .map(|(o, &off)| match e.k.operands[o].strides[level] {
+                        0 => off,
+                        s => {
+                            let step = e.b.ins().imul_imm_s(index, s as i64);
+                            e.b.ins().iadd(off, step)
+                        }
+                    })
+                    .collect();
+                e.level(level + 1, inner);
+            });
+        }
+        for i in 0..self.k.instrs.len() {
+            if let (Some((var, l)), Instr::Reduce { op, operand, .. }) =
+                (self.accs[i], &self.k.instrs[i].0)
+            {
+                if l == level {
+                    let dtype = self.k.instrs[i].1;
+                    let acc = self.b.use_var(var);
+                    let strides = &self.k.operands[*operand].strides;
+                    let value = if (0..level).any(|l| strides[l] == 0) {
+                        let old = self.load(*operand, offsets[*operand], dtype);
+                        self.combine(*op, old, acc, dtype)
+                    } else {
+                        acc
+                    };
+                    self.store(*operand, offsets[*operand], value);
+                }
+            }
+        }
+    }
+
+    /// `for index in 0..n { body }`.
+    fn for_loop(&mut self, n: i64, body: impl FnOnce(&mut Self, Value)) {
+        let (header, block, exit) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        let var = self.b.declare_var(types::I64);
+        let zero = self.b.ins().iconst(types::I64, 0);
+        self.b.def_var(var, zero);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let index = self.b.use_var(var);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, index, n);
+        self.b.ins().brif(more, block, &[], exit, &[]);
+        self.b.switch_to_block(block);
+        body(self, index);
+        let next = self.b.ins().iadd_imm_s(index, 1);
+        self.b.def_var(var, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+    }
+
+    /// `operand[0..numel] = value`, numel the product of the axes the
+    /// operand walks (its output elements).
+    fn fill(&mut self, operand: usize, dtype: DType, value: f64) {
+        let o = &self.k.operands[operand];
+        let n: usize = self
+            .k
+            .dims
+            .iter()
+            .zip(&o.strides)
+            .filter(|(_, &s)| s != 0)
+            .map(|(d, _)| d)
+            .product();
+        let start = o.offset as i64;
+        let v = self.constant(value, dtype);
+        self.for_loop(n as i64, |e, index| {
+            let off = e.b.ins().iadd_imm_s(index, start);
+            e.store(operand, off, v);
+        });
+    }
+
+    fn address(&mut self, operand: usize, offset: Value) -> Value {
+        let size = self.k.operands[operand].dtype.size() as i64;
+        let bytes = self.b.ins().imul_imm_s(offset, size);
+        self.b.ins().iadd(self.bases[operand], bytes)
+    }
+
+    fn load(&mut self, operand: usize, offset: Value, dtype: DType) -> Value {
+        let at = self.address(operand, offset);
+        self.b.ins().load(float(dtype), MemFlagsData::trusted(), at, 0)
+    }
+
+    fn store(&mut self, operand: usize, offset: Value, value: Value) {
+        let at = self.address(operand, offset);
+        self.b.ins().store(MemFlagsData::trusted(), value, at, 0);
+    }
+
+    /// The innermost body: every instruction that is not invariant.
+    fn body(&mut self, offsets: &[Value]) {
+        for i in 0..self.k.instrs.len() {
+            if !self.invariant[i] {
+                let v = self.instr(i, offsets);
+                self.values[i] = v;
+            }
+        }
+    }
+
+    fn arg(&self, i: usize) -> Value {
+        self.values[i].expect("instructions come after their arguments")
+    }
+
+    fn instr(&mut self, i: usize, offsets: &[Value]) -> Option<Value> {
+        let (instr, dtype) = self.k.instrs[i].clone();
+        Some(match instr {
+            Instr::Load(o) => self.load(o, offsets[o], dtype),
+            Instr::Unary(op, a) => {
+                let a = self.arg(a);
+                self.unary(op, a, dtype)
+            }
+            Instr::Binary(op, a, b) => {
+                let (a, b) = (self.arg(a), self.arg(b));
+                self.binary(op, a, b, dtype)
+            }
+            Instr::Compare(op, a, b) => {
+                let cc = match op {
+                    CompareOp::Gt => FloatCC::GreaterThan,
+                    CompareOp::Ge => FloatCC::GreaterThanOrEqual,
+                    CompareOp::Lt => FloatCC::LessThan,
+                    CompareOp::Le => FloatCC::LessThanOrEqual,
+                    CompareOp::Eq => FloatCC::Equal,
+                };
+                let (a, b) = (self.arg(a), self.arg(b));
+                let t = self.b.ins().fcmp(cc, a, b);
+                let (one, zero) = (self.constant(1.0, dtype), self.constant(0.0, dtype));
+                self.b.ins().select(t, one, zero)
+            }
+            Instr::Where(c, a, b) => {
+                let cdt = self.dtype_of(c);
+                let zero = self.constant(0.0, cdt);
+                let (c, a, b) = (self.arg(c), self.arg(a), self.arg(b));
+                let t = self.b.ins().fcmp(FloatCC::NotEqual, c, zero);
+                self.b.ins().select(t, a, b)
+            }
+            Instr::Cast(to, x) => {
+                let v = self.arg(x);
+                match (self.dtype_of(x), to) {
+                    (DType::F32, DType::F64) => self.b.ins().fpromote(types::F64, v),
+                    (DType::F64, DType::F32) => self.b.ins().fdemote(types::F32, v),
+                    _ => v,
+                }
+            }
+            Instr::Store { operand, value } => {
+                let v = self.arg(value);
+                self.store(operand, offsets[operand], v);
+                return None;
+            }
+            Instr::Reduce { op, value, .. } => {
+                let (var, _) = self.accs[i].expect("declared at entry");
+                let acc = self.b.use_var(var);
+                let v = self.arg(value);
+                let next = self.combine(op, acc, v, dtype);
+                self.b.def_var(var, next);
+                return None;
+            }
+        })
+    }
+
+    fn dtype_of(&self, i: usize) -> DType {
+        self.k.instrs[i].1
+    }
+
+    fn combine(&mut self, op: ReduceOp, acc: Value, x: Value, dtype: DType) -> Value {
+        match op {
+            ReduceOp::Sum => self.b.ins().fadd(acc, x),
+            ReduceOp::Max => self.binary(BinaryOp::Maximum, acc, x, dtype),
+            ReduceOp::Min => self.binary(BinaryOp::Minimum, acc, x, dtype),
+        }
+    }
+
+    /// `x` where `x cc y` holds or `x` is NaN, else `other`: the rows'
+    /// `if x >= y || x.is_nan() { x } else { other }` and its kin.
+    fn keep_if(&mut self, cc: FloatCC, x: Value, y: Value, other: Value) -> Value {
+        let holds = self.b.ins().fcmp(cc, x, y);
+        let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
+        let t = self.b.ins().bor(holds, nan);
+        self.b.ins().select(t, x, other)
+    }
+
+    fn unary(&mut self, op: UnaryOp, x: Value, dtype: DType) -> Value {
+        match op {
+            UnaryOp::Neg {} => self.b.ins().fneg(x),
+            UnaryOp::Abs {} => self.b.ins().fabs(x),
+            UnaryOp::Sqrt {} => self.b.ins().sqrt(x),
+            UnaryOp::Square {} => self.b.ins().fmul(x, x),
+            UnaryOp::Reciprocal {} => {
+                let one = self.constant(1.0, dtype);
+                self.b.ins().fdiv(one, x)
+            }
+            UnaryOp::Rsqrt {} => {
+                let (one, r) = (self.constant(1.0, dtype), self.b.ins().sqrt(x));
+                self.b.ins().fdiv(one, r)
+            }
+            UnaryOp::Scale { c } => {
+                let c = self.constant(c.0, dtype);
+                self.b.ins().fmul(x, c)
+            }
+            UnaryOp::Shift { c } => {
+                let c = self.constant(c.0, dtype);
+                self.b.ins().fadd(x, c)
+            }
+            UnaryOp::Relu {} => {
+                let zero = self.constant(0.0, dtype);
+                self.keep_if(FloatCC::GreaterThan, x, zero, zero)
+            }
+            UnaryOp::Clamp { lo, hi } => {
+                let (lo, hi) = (self.constant(lo.0, dtype), self.constant(hi.0, dtype));
+                let x = self.keep_if(FloatCC::GreaterThanOrEqual, x, lo, lo);
+                self.keep_if(FloatCC::LessThanOrEqual, x, hi, hi)
+            }
+            UnaryOp::Sign {} => {
+                let (zero, one, minus) = (
+                    self.constant(0.0, dtype),
+                    self.constant(1.0, dtype),
+                    self.constant(-1.0, dtype),
+                );
+                let neg = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
+                let low = self.b.ins().select(neg, minus, zero);
+                let pos = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
+                self.b.ins().select(pos, one, low)
+            }
+            _ => {
+                self.code._unary.push(Box::new(op));
+                let at = &**self.code._unary.last().expect("pushed") as *const UnaryOp;
+                let at = self.b.ins().iconst(self.ptr, at as i64);
+                let f = self.calls[if dtype == DType::F32 { 0 } else { 1 }];
+                let call = self.b.ins().call(f, &[at, x]);
+                self.b.inst_results(call)[0]
+            }
+        }
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: Value, b: Value, dtype: DType) -> Value {
+        match op {
+            BinaryOp::Add => self.b.ins().fadd(a, b),
+            BinaryOp::Sub => self.b.ins().fsub(a, b),
+            BinaryOp::Mul => self.b.ins().fmul(a, b),
+            BinaryOp::Div => self.b.ins().fdiv(a, b),
+            // NaN in `a` propagates: the rows' `a >= b || a.is_nan()`.
+            BinaryOp::Maximum => self.keep_if(FloatCC::GreaterThanOrEqual, a, b, b),
+            BinaryOp::Minimum => self.keep_if(FloatCC::LessThanOrEqual, a, b, b),
+            _ => {
+                self.code._binary.push(Box::new(op));
+                let at = &**self.code._binary.last().expect("pushed") as *const BinaryOp;
+                let at = self.b.ins().iconst(self.ptr, at as i64);
+                let f = self.calls[if dtype == DType::F32 { 2 } else { 3 }];
+                let call = self.b.ins().call(f, &[at, a, b]);
+                self.b.inst_results(call)[0]
+            }
+        }
+    }
+}

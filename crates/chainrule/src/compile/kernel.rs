@@ -1,0 +1,144 @@
+//! A fused kernel as the planner hands it to the code generator: one loop
+//! nest over an iteration shape, reading strided operands, computing a list
+//! of elementwise instructions in registers, and writing stores and
+//! reductions. Shapes, strides and offsets are constants here, so the code
+//! generator bakes them into the machine code.
+
+use crate::layout::Layout;
+use crate::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
+use crate::DType;
+
+/// One buffer the kernel touches, as it walks the iteration space: element
+/// `offset + Σ iₐ·strides[a]` of the buffer at its pointer-table slot.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Operand {
+    pub dtype: DType,
+    pub offset: usize,
+    pub strides: Vec<isize>,
+}
+
+/// One instruction; arguments are indices of earlier instructions.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Instr {
+    Load(usize),
+    Unary(UnaryOp, usize),
+    Binary(BinaryOp, usize, usize),
+    Compare(CompareOp, usize, usize),
+    Where(usize, usize, usize),
+    Cast(DType, usize),
+    /// `operand[offset] = value` (the operand has the iteration shape).
+    Store { operand: usize, value: usize },
+    /// `operand[offset] ⊕= value`, with stride 0 along the reduced axes.
+    Reduce {
+        op: ReduceOp,
+        operand: usize,
+        value: usize,
+    },
+}
+
+/// A kernel: loops over `dims` running `instrs` (each with its dtype).
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Kernel {
+    pub dims: Vec<usize>,
+    pub operands: Vec<Operand>,
+    pub instrs: Vec<(Instr, DType)>,
+}
+
+impl Kernel {
+    pub fn new(shape: &[usize]) -> Kernel {
+        Kernel {
+            dims: shape.to_vec(),
+            ..Kernel::default()
+        }
+    }
+
+    /// Adds an operand walked with `layout` (already broadcast to the
+    /// iteration shape); returns its slot.
+    pub fn operand(&mut self, layout: &Layout, dtype: DType) -> usize {
+        debug_assert_eq!(layout.shape.as_slice(), self.dims.as_slice());
+        self.operands.push(Operand {
+            dtype,
+            offset: layout.offset,
+            strides: layout.strides.iter().map(|&s| s as isize).collect(),
+        });
+        self.operands.len() - 1
+    }
+
+    pub fn push(&mut self, instr: Instr, dtype: DType) -> usize {
+        self.instrs.push((instr, dtype));
+        self.instrs.len() - 1
+    }
+
+    /// Drops axes of length 1 and merges neighbouring axes that every
+    /// operand walks as one (a row-major pair): a same-shape elementwise
+    /// chain becomes one flat loop.
+    pub fn collapse(&mut self) {
+        let keep: Vec<usize> = (0..self.dims.len()).filter(|&a| self.dims[a] != 1).collect();
+        if self.dims.contains(&0) {
+            return;
+        }
+        let mut dims: Vec<usize> = Vec::new();
+        let mut strides: Vec<Vec<isize>> = vec![Vec::new(); self.operands.len()];
+        for &a in &keep {
+            let n = self.dims[a];
+            let merges = !dims.is_empty()
+                && self.operands.iter().zip(&strides).all(|(o, s)| {
+                    *s.last().expect("one per kept axis") == o.strides[a] * n as isize
+                });
+            if merges {
+                *dims.last_mut().expect("not empty") *= n;
+                for (o, s) in self.operands.iter().zip(&mut strides) {
+                    *s.last_mut().expect("not empty") = o.strides[a];
+                }
+            } else {
+                dims.push(n);
+                for (o, s) in self.operands.iter().zip(&mut strides) {
+                    s.push(o.strides[a]);
+                }
+            }
+        }
+        self.dims = dims;
+        for (o, s) in self.operands.iter_mut().zip(strides) {
+            o.strides = s;
+        }
+    }
+
+    /// Whether each instruction's value is the same on every iteration
+    /// (computed once, before the loops): loads of stride-0 operands and
+    /// elementwise ops on such values.
+    pub fn invariant(&self) -> Vec<bool> {
+        let mut inv = Vec::with_capacity(self.instrs.len());
+        for (instr, _) in &self.instrs {
+            let v = match *instr {
+                Instr::Load(o) => self.operands[o].strides.iter().all(|&s| s == 0),
+                Instr::Unary(_, a) | Instr::Cast(_, a) => inv[a],
+                Instr::Binary(_, a, b) | Instr::Compare(_, a, b) => inv[a] && inv[b],
+                Instr::Where(c, a, b) => inv[c] && inv[a] && inv[b],
+                Instr::Store { .. } | Instr::Reduce { .. } => false,
+            };
+            inv.push(v);
+        }
+        inv
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collapse_merges_row_major_axes_and_keeps_broadcast_ones() {
+        let mut k = Kernel::new(&[4, 1, 5]);
+        k.operand(&Layout::contiguous(&[4, 1, 5]), DType::F32);
+        k.collapse();
+        assert_eq!(k.dims, [20]);
+        assert_eq!(k.operands[0].strides, [1]);
+
+        let mut k = Kernel::new(&[4, 5]);
+        k.operand(&Layout::contiguous(&[4, 5]), DType::F32);
+        k.operand(&Layout::contiguous(&[5]).broadcast_to(&[4, 5]).unwrap(), DType::F32);
+        k.collapse();
+        assert_eq!(k.dims, [4, 5]);
+        assert_eq!(k.operands[1].strides, [0, 1]);
+    }
+}

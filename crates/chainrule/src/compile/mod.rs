@@ -1,0 +1,219 @@
+//! Compiling an explicit graph to native code: the planner ([`plan`]) fuses
+//! chains of elementwise ops and the reductions that end them into kernels,
+//! the code generator ([`codegen`], Cranelift) turns each kernel into one
+//! loop nest, and [`Program::run`] runs the kernels and, node by node, the
+//! ops no kernel takes (matmul through the GEMM, gathers, custom ops…), all
+//! in buffers of one arena allocated once and reused by every run.
+
+mod codegen;
+mod kernel;
+mod plan;
+
+use crate::error::Result;
+use crate::graph::{apply, GOp, Graph, NodeId};
+use crate::layout::Layout;
+use crate::storage::Storage;
+use crate::{DType, Tensor};
+use plan::{Place, Step};
+use smallvec::SmallVec;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+/// What compiling a graph produced, for reports and tests.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CompileReport {
+    /// Native kernels generated.
+    pub kernels: usize,
+    /// Graph nodes computed inside kernels.
+    pub fused_nodes: usize,
+    /// Nodes the interpreter runs (matmul, gathers, custom ops…).
+    pub interpreted_nodes: usize,
+    /// Nodes that are views (no work).
+    pub views: usize,
+    /// Arena slots and their total size in bytes.
+    pub arena_slots: usize,
+    pub arena_bytes: usize,
+    /// Wall time of planning and code generation, in milliseconds.
+    pub compile_ms: f64,
+}
+
+/// A graph lowered to native kernels and interpreted nodes.
+pub(crate) struct Program {
+    code: codegen::Code,
+    place: Vec<Place>,
+    steps: Vec<Step>,
+    slot: Vec<Option<usize>>,
+    slots: Vec<(DType, usize)>,
+    /// The slots' buffers, reused by each run that finds them unshared.
+    arena: Mutex<Vec<Storage>>,
+    pub report: CompileReport,
+}
+
+impl Program {
+    /// Plans and generates code for `g` (`fuse = false`: a kernel per node).
+    pub fn new(g: &Graph, fuse: bool) -> Result<Program> {
+        let start = Instant::now();
+        let plan = plan::plan(g, fuse);
+        let code = codegen::compile(&plan.kernels)?;
+        let count = |f: fn(&Place) -> bool| plan.place.iter().filter(|p| f(p)).count();
+        let report = CompileReport {
+            kernels: plan.kernels.len(),
+            fused_nodes: count(|p| matches!(p, Place::InKernel(_) | Place::Arena)),
+            interpreted_nodes: count(|p| matches!(p, Place::Interpreted)),
+            views: count(|p| matches!(p, Place::View { .. })),
+            arena_slots: plan.slots.len(),
+            arena_bytes: plan.slots.iter().map(|(d, n)| d.size() * n).sum(),
+            compile_ms: start.elapsed().as_secs_f64() * 1e3,
+        };
+        Ok(Program {
+            code,
+            place: plan.place,
+            steps: plan.steps,
+            slot: plan.slot,
+            slots: plan.slots,
+            arena: Mutex::new(Vec::new()),
+            report,
+        })
+    }
+
+    /// Runs on `feeds` (one per graph input, in order, checked by the
+    /// caller), returning the graph's outputs.
+    pub fn run(&self, g: &Graph, feeds: &[&Tensor]) -> Result<Vec<Tensor>> {
+        let mut own = Vec::new();
+        let mut guard = self.arena.try_lock();
+        // Busy (another thread runs this program): a private arena.
+        let arena: &mut Vec<Storage> = match guard.as_deref_mut() {
+            Ok(a) => a,
+            Err(_) => &mut own,
+        };
+        self.prepare(arena)?;
+        let n = g.nodes.len();
+        let mut memory: Vec<Option<Tensor>> = vec![None; n];
+        let mut ptr: Vec<*mut u8> = vec![std::ptr::null_mut(); n];
+        for (i, place) in self.place.iter().enumerate() {
+            let t = match place {
+                Place::Fed(k) => feeds[*k].contiguous(),
+                Place::Constant => match &g.nodes[i].op {
+                    GOp::Constant(t) => t.contiguous(),
+                    _ => unreachable!("constant nodes hold constants"),
+                },
+                Place::Arena => {
+                    let s = &mut arena[self.slot[i].expect("arena nodes have slots")];
+                    ptr[i] = writable(s);
+                    continue;
+                }
+                _ => continue,
+            };
+            ptr[i] = readable(&t);
+            memory[i] = Some(t);
+        }
+        for step in &self.steps {
+            match step {
+                Step::Kernel { kernel, operands } => {
+                    let table: SmallVec<[*mut u8; 16]> =
+                        operands.iter().map(|j| ptr[j.0 as usize]).collect();
+                    // SAFETY: every pointer is the start of a live buffer of
+                    // the kernel's operand, large enough for the offsets the
+                    // planner laid out; only arena buffers are written, and
+                    // this run holds them unshared.
+                    unsafe { (self.code.entries[*kernel])(table.as_ptr()) }
+                }
+                Step::Interpret(id) => {
+                    let node = g.node(*id);
+                    let args: SmallVec<[Tensor; 3]> = node
+                        .inputs
+                        .iter()
+                        .map(|&j| self.tensor(g, j, &memory, arena))
+                        .collect();
+                    let refs: SmallVec<[&Tensor; 3]> = args.iter().collect();
+                    let out = owned(apply(node, &refs)?);
+                    ptr[id.0 as usize] = readable(&out);
+                    memory[id.0 as usize] = Some(out);
+                }
+            }
+        }
+        Ok(g.outputs
+            .iter()
+            .map(|&o| self.tensor(g, o, &memory, arena))
+            .collect())
+    }
+
+    /// Makes every arena slot exist, of its size, and unshared (a slot a
+    /// caller still holds from an earlier run is replaced).
+    fn prepare(&self, arena: &mut Vec<Storage>) -> Result<()> {
+        if arena.len() != self.slots.len() {
+            arena.clear();
+        }
+        for (k, &(dtype, len)) in self.slots.iter().enumerate() {
+            let fresh = || -> Result<Storage> {
+                crate::limits::check_alloc("compiled graph", &[len], dtype)?;
+                Ok(match dtype {
+                    DType::F32 => Storage::F32(Arc::new(vec![0.0; len])),
+                    DType::F64 => Storage::F64(Arc::new(vec![0.0; len])),
+                })
+            };
+            if k == arena.len() {
+                arena.push(fresh()?);
+            } else if !unshared(&arena[k]) {
+                arena[k] = fresh()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Node `j`'s value as a tensor (sharing the memory it is in).
+    fn tensor(&self, g: &Graph, j: NodeId, memory: &[Option<Tensor>], arena: &[Storage]) -> Tensor {
+        let i = j.0 as usize;
+        let shape = &g.nodes[i].shape;
+        match &self.place[i] {
+            Place::View { of, layout } => {
+                let base = self.tensor(g, *of, memory, arena);
+                let mut l = layout.clone();
+                l.offset += base.layout().offset;
+                Tensor::from_parts(base.storage().clone(), l, None)
+            }
+            Place::Arena => {
+                let s = &arena[self.slot[i].expect("arena nodes have slots")];
+                Tensor::from_parts(s.clone(), Layout::contiguous(shape), None)
+            }
+            Place::InKernel(_) => unreachable!("the planner stores what leaves a kernel"),
+            _ => memory[i].clone().expect("computed before it is read"),
+        }
+    }
+}
+
+fn unshared(s: &Storage) -> bool {
+    match s {
+        Storage::F32(v) => Arc::strong_count(v) == 1,
+        Storage::F64(v) => Arc::strong_count(v) == 1,
+    }
+}
+
+/// The first element of a slot, for writing; the caller has made it unshared.
+fn writable(s: &mut Storage) -> *mut u8 {
+    match s {
+        Storage::F32(v) => Arc::get_mut(v).expect("unshared").as_mut_ptr() as *mut u8,
+        Storage::F64(v) => Arc::get_mut(v).expect("unshared").as_mut_ptr() as *mut u8,
+    }
+}
+
+/// The first element of a contiguous tensor, for reading.
+fn readable(t: &Tensor) -> *mut u8 {
+    let off = t.layout().offset;
+    match t.storage() {
+        Storage::F32(v) => v[off..].as_ptr() as *mut u8,
+        Storage::F64(v) => v[off..].as_ptr() as *mut u8,
+    }
+}
+
+/// `t` contiguous in a buffer of its own: an interpreted op may return a
+/// view of an input, which may live in an arena slot that a later kernel
+/// overwrites.
+fn owned(t: Tensor) -> Tensor {
+    let shared = !unshared(t.storage());
+    if shared || !t.is_contiguous() {
+        crate::ops::movement::copy_of(&t)
+    } else {
+        t
+    }
+}

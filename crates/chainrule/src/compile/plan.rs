@@ -1,0 +1,449 @@
+//! Partitioning a graph into fused kernels and interpreted nodes, in one
+//! pass over its nodes in order.
+//!
+//! - An elementwise node joins the open kernel of its shape that computes one
+//!   of its inputs, or opens a new one: a chain of elementwise ops becomes
+//!   one loop, its intermediates kept in registers.
+//! - A reduction (and a dot product of two vectors) joins the kernel that
+//!   computes its input and folds it as the loop runs; its result is in
+//!   memory once that kernel has run.
+//! - A movement op (permute, narrow, broadcast, reshape of a contiguous
+//!   value) is a view: kernels read through it with strides, nothing is
+//!   copied.
+//! - Anything else (matmul, padding, gathers, custom ops…) runs through the
+//!   interpreter. A value it reads is stored by its kernel, which is then
+//!   closed: it runs before the interpreted node.
+//!
+//! Values that leave their kernel (read by another kernel with another
+//! shape, by the interpreter, or returned) get a buffer; buffers share slots
+//! of one arena when their lifetimes do not overlap.
+
+use super::kernel::{Instr, Kernel};
+use crate::graph::{GOp, Graph, NodeId};
+use crate::layout::Layout;
+use crate::ops::{BinaryOp, Prim, ReduceOp};
+use crate::DType;
+
+/// Where a node's value is while a compiled graph runs.
+#[derive(Clone, Debug)]
+pub(crate) enum Place {
+    /// Computed inside kernel `k`, kept in registers.
+    InKernel(usize),
+    /// The graph's `k`-th input, as fed.
+    Fed(usize),
+    /// The node's constant.
+    Constant,
+    /// Written by a kernel into an arena slot.
+    Arena,
+    /// Computed by the interpreter.
+    Interpreted,
+    /// A strided view of another node's memory.
+    View { of: NodeId, layout: Layout },
+}
+
+/// One step of a compiled graph.
+#[derive(Clone, Debug)]
+pub(crate) enum Step {
+    /// Kernel `kernel`, its operands in the memory of these nodes.
+    Kernel {
+        kernel: usize,
+        operands: Vec<NodeId>,
+    },
+    Interpret(NodeId),
+}
+
+/// A partitioned graph, ready for code generation.
+pub(crate) struct Plan {
+    pub place: Vec<Place>,
+    pub steps: Vec<Step>,
+    pub kernels: Vec<Kernel>,
+    /// Per node in the arena: its slot.
+    pub slot: Vec<Option<usize>>,
+    /// Each arena slot's dtype and length in elements.
+    pub slots: Vec<(DType, usize)>,
+}
+
+/// A kernel while the pass collects its members.
+struct Group {
+    shape: Vec<usize>,
+    members: Vec<NodeId>,
+    /// Whether its position among the steps is still open (nothing outside
+    /// has read its memory yet).
+    open: bool,
+}
+
+struct Partition<'g> {
+    g: &'g Graph,
+    place: Vec<Place>,
+    stored: Vec<bool>,
+    groups: Vec<Group>,
+    /// Steps in order: a kernel by group index, or an interpreted node.
+    order: Vec<Result<usize, NodeId>>,
+    fuse: bool,
+}
+
+/// How the pass treats a node.
+enum Kind {
+    Elementwise,
+    Reduction,
+    View,
+    Interpreted,
+}
+
+fn kind(g: &Graph, id: NodeId) -> Kind {
+    let node = g.node(id);
+    let GOp::Prim(p) = &node.op else {
+        return Kind::View; // inputs and constants: memory of their own
+    };
+    let input = |k: usize| g.node(node.inputs[k]);
+    match p {
+        Prim::Unary(_)
+        | Prim::Binary(_)
+        | Prim::Compare(_)
+        | Prim::Where
+        | Prim::Cast(_)
+        | Prim::Contiguous => Kind::Elementwise,
+        Prim::Reduce { .. } => Kind::Reduction,
+        Prim::Matmul if input(0).shape.len() == 1 && input(1).shape.len() == 1 => {
+            Kind::Reduction
+        }
+        Prim::Permute(_)
+        | Prim::BroadcastTo(_)
+        | Prim::Narrow { .. }
+        | Prim::StopGradient
+        | Prim::Reshape(_) => Kind::View,
+        _ => Kind::Interpreted,
+    }
+}
+
+impl<'g> Partition<'g> {
+    fn group_of(&self, id: NodeId) -> Option<usize> {
+        match self.place[id.0 as usize] {
+            Place::InKernel(k) => Some(k),
+            _ => None,
+        }
+    }
+
+    /// Gives `id` memory (a kernel that computes it stores it) and fixes the
+    /// position of that kernel: it runs before whatever reads the memory.
+    fn materialize(&mut self, id: NodeId) {
+        if let Some(k) = self.group_of(id) {
+            self.stored[id.0 as usize] = true;
+            self.close(k);
+        }
+    }
+
+    fn close(&mut self, k: usize) {
+        if self.groups[k].open {
+            self.groups[k].open = false;
+            self.order.push(Ok(k));
+        }
+    }
+
+    /// The memory behind `id` and how `id` lies in it.
+    fn memory(&self, id: NodeId) -> (NodeId, Layout) {
+        match &self.place[id.0 as usize] {
+            Place::View { of, layout } => (*of, layout.clone()),
+            _ => (id, Layout::contiguous(&self.g.node(id).shape)),
+        }
+    }
+
+    fn node(&mut self, id: NodeId) {
+        let i = id.0 as usize;
+        let node = self.g.node(id);
+        match (&node.op, kind(self.g, id)) {
+            (GOp::Input(_), _) => {
+                let k = self.g.inputs.iter().position(|&j| j == id);
+                self.place[i] = Place::Fed(k.expect("inputs are listed"));
+            }
+            (GOp::Constant(_), _) => self.place[i] = Place::Constant,
+            (_, Kind::View) => self.view(id),
+            (_, Kind::Elementwise) => self.join(id, &node.shape.clone()),
+            (_, Kind::Reduction) => {
+                let shape = self.g.node(node.inputs[0]).shape.clone();
+                self.join(id, &shape);
+                self.stored[i] = true;
+            }
+            (_, Kind::Interpreted) => {
+                for &j in &node.inputs {
+                    self.materialize(j);
+                }
+                self.place[i] = Place::Interpreted;
+                self.order.push(Err(id));
+            }
+        }
+    }
+
+    fn view(&mut self, id: NodeId) {
+        let node = self.g.node(id);
+        let x = node.inputs[0];
+        self.materialize(x);
+        let (of, l) = self.memory(x);
+        let layout = match &node.op {
+            GOp::Prim(Prim::Permute(p)) => Some(l.permute(p)),
+            GOp::Prim(Prim::BroadcastTo(s)) => l.broadcast_to(s),
+            GOp::Prim(Prim::Narrow { axis, start, len }) => Some(l.narrow(*axis, *start, *len)),
+            GOp::Prim(Prim::StopGradient) => Some(l),
+            GOp::Prim(Prim::Reshape(s)) => l.reshape(s),
+            _ => None,
+        };
+        match layout {
+            Some(layout) => self.place[id.0 as usize] = Place::View { of, layout },
+            None => {
+                self.place[id.0 as usize] = Place::Interpreted;
+                self.order.push(Err(id));
+            }
+        }
+    }
+
+    /// Puts `id` in a kernel over `shape`: the open one that computes an
+    /// input of the same shape, else a new one. Inputs it cannot read in
+    /// registers get memory.
+    fn join(&mut self, id: NodeId, shape: &[usize]) {
+        let node = self.g.node(id);
+        let in_registers = |p: &Self, j: NodeId| {
+            p.group_of(j).is_some_and(|k| {
+                p.fuse
+                    && p.groups[k].open
+                    && p.groups[k].shape == shape
+                    && p.g.node(j).shape == shape
+                    && !matches!(kind(p.g, j), Kind::Reduction)
+            })
+        };
+        let mut target: Option<usize> = None;
+        for &j in &node.inputs {
+            if in_registers(self, j) {
+                let k = self.group_of(j).expect("in a kernel");
+                target = Some(match target {
+                    Some(t) if t != k => self.merge(t, k),
+                    _ => k,
+                });
+            }
+        }
+        for &j in &node.inputs {
+            if self.group_of(j) != target || !in_registers(self, j) {
+                self.materialize(j);
+            }
+        }
+        if target.is_some_and(|t| !self.groups[t].open) {
+            // Storing an input closed the kernel: read everything from memory.
+            target = None;
+            for &j in &node.inputs {
+                self.materialize(j);
+            }
+        }
+        let k = target.unwrap_or_else(|| {
+            self.groups.push(Group {
+                shape: shape.to_vec(),
+                members: Vec::new(),
+                open: true,
+            });
+            self.groups.len() - 1
+        });
+        self.groups[k].members.push(id);
+        self.place[id.0 as usize] = Place::InKernel(k);
+        if !self.fuse {
+            self.close(k);
+        }
+    }
+
+    /// Merges open kernel `b` into open kernel `a` (neither has been read
+    /// from memory yet, so one loop can compute both).
+    fn merge(&mut self, a: usize, b: usize) -> usize {
+        let moved = std::mem::take(&mut self.groups[b].members);
+        for &m in &moved {
+            self.place[m.0 as usize] = Place::InKernel(a);
+        }
+        self.groups[a].members.extend(moved);
+        self.groups[a].members.sort();
+        self.groups[b].open = false; // empty: emits nothing
+        a
+    }
+}
+
+/// Partitions `g` (`fuse = false`: one kernel per node) and lays out the
+/// kernels and the arena.
+pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
+    let n = g.nodes.len();
+    let mut p = Partition {
+        g,
+        place: vec![Place::Constant; n],
+        stored: vec![false; n],
+        groups: Vec::new(),
+        order: Vec::new(),
+        fuse,
+    };
+    for i in 0..n {
+        p.node(NodeId(i as u32));
+    }
+    for &o in &g.outputs {
+        p.materialize(o);
+    }
+    for k in 0..p.groups.len() {
+        p.close(k);
+    }
+    for i in 0..n {
+        if p.stored[i] {
+            p.place[i] = Place::Arena;
+        }
+    }
+    let mut kernels = Vec::new();
+    let mut steps = Vec::new();
+    for s in &p.order {
+        match *s {
+            Ok(k) if p.groups[k].members.is_empty() => {}
+            Ok(k) => {
+                let (kernel, operands) = lower(&p, &p.groups[k]);
+                steps.push(Step::Kernel {
+                    kernel: kernels.len(),
+                    operands,
+                });
+                kernels.push(kernel);
+            }
+            Err(id) => steps.push(Step::Interpret(id)),
+        }
+    }
+    let (slot, slots) = arena(g, &p.place, &steps);
+    Plan {
+        place: p.place,
+        steps,
+        kernels,
+        slot,
+        slots,
+    }
+}
+
+/// The kernel of a group, and the node whose memory each operand is.
+fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
+    let g = p.g;
+    let mut k = Kernel::new(&group.shape);
+    let mut operands: Vec<NodeId> = Vec::new();
+    let mut value: Vec<Option<usize>> = vec![None; g.nodes.len()];
+    let mut operand = |k: &mut Kernel, of: NodeId, layout: &Layout, dtype: DType| {
+        operands.push(of);
+        k.operand(layout, dtype)
+    };
+    for &m in &group.members {
+        let node = g.node(m);
+        let mut args = Vec::new();
+        for &j in &node.inputs {
+            let v = match value[j.0 as usize] {
+                Some(v) => v,
+                _ => {
+                    let (of, l) = p.memory(j);
+                    let l = l.broadcast_to(&group.shape).expect("shapes were checked");
+                    let o = operand(&mut k, of, &l, g.node(j).dtype);
+                    k.push(Instr::Load(o), g.node(j).dtype)
+                }
+            };
+            args.push(v);
+        }
+        let GOp::Prim(prim) = &node.op else {
+            unreachable!("kernels hold primitives")
+        };
+        let dt = node.dtype;
+        let v = match prim {
+            Prim::Unary(op) => k.push(Instr::Unary(*op, args[0]), dt),
+            Prim::Binary(op) => k.push(Instr::Binary(*op, args[0], args[1]), dt),
+            Prim::Compare(op) => k.push(Instr::Compare(*op, args[0], args[1]), dt),
+            Prim::Where => k.push(Instr::Where(args[0], args[1], args[2]), dt),
+            Prim::Cast(to) => k.push(Instr::Cast(*to, args[0]), dt),
+            Prim::Contiguous => args[0],
+            Prim::Reduce { op, axes, .. } => {
+                let l = reduced_layout(&group.shape, axes);
+                let o = operand(&mut k, m, &l, dt);
+                k.push(Instr::Reduce { op: *op, operand: o, value: args[0] }, dt);
+                continue;
+            }
+            Prim::Matmul => {
+                let product = k.push(Instr::Binary(BinaryOp::Mul, args[0], args[1]), dt);
+                let l = reduced_layout(&group.shape, &[0]);
+                let o = operand(&mut k, m, &l, dt);
+                let sum = ReduceOp::Sum;
+                k.push(Instr::Reduce { op: sum, operand: o, value: product }, dt);
+                continue;
+            }
+            _ => unreachable!("only elementwise ops and reductions join kernels"),
+        };
+        value[m.0 as usize] = Some(v);
+        if p.stored[m.0 as usize] {
+            let l = Layout::contiguous(&node.shape);
+            let o = operand(&mut k, m, &l, dt);
+            k.push(Instr::Store { operand: o, value: v }, dt);
+        }
+    }
+    k.collapse();
+    (k, operands)
+}
+
+/// The layout, over the input's shape, of a reduction's row-major output:
+/// stride 0 along the reduced axes.
+fn reduced_layout(shape: &[usize], axes: &[usize]) -> Layout {
+    let kept: Vec<usize> = (0..shape.len())
+        .map(|a| if axes.contains(&a) { 1 } else { shape[a] })
+        .collect();
+    let mut l = Layout::contiguous(&kept);
+    for &a in axes {
+        l.strides[a] = 0;
+    }
+    l.shape = shape.iter().copied().collect();
+    l
+}
+
+/// Assigns arena slots: a buffer takes a free slot of its dtype (the
+/// smallest that fits, else the largest, grown) and frees it after its last
+/// reader. Returned values keep theirs.
+fn arena(g: &Graph, place: &[Place], steps: &[Step]) -> (Vec<Option<usize>>, Vec<(DType, usize)>) {
+    let n = g.nodes.len();
+    let base = |j: NodeId| match &place[j.0 as usize] {
+        Place::View { of, .. } => *of,
+        _ => j,
+    };
+    let mut last_use = vec![0usize; n];
+    let mut born = vec![usize::MAX; n];
+    for (s, step) in steps.iter().enumerate() {
+        let (reads, writes): (Vec<NodeId>, Vec<NodeId>) = match step {
+            Step::Kernel { operands, .. } => (operands.clone(), operands.clone()),
+            Step::Interpret(id) => (g.node(*id).inputs.iter().map(|&j| base(j)).collect(), vec![]),
+        };
+        for j in reads {
+            last_use[j.0 as usize] = s;
+        }
+        for j in writes {
+            born[j.0 as usize] = born[j.0 as usize].min(s);
+        }
+    }
+    for &o in &g.outputs {
+        last_use[base(o).0 as usize] = usize::MAX;
+    }
+    let mut slot = vec![None; n];
+    let mut slots: Vec<(DType, usize)> = Vec::new();
+    let mut free: Vec<usize> = Vec::new();
+    for s in 0..steps.len() {
+        for i in 0..n {
+            if born[i] == s && matches!(place[i], Place::Arena) {
+                let (dtype, len) = (g.nodes[i].dtype, g.nodes[i].shape.iter().product::<usize>());
+                let fits = free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, &f)| slots[f].0 == dtype)
+                    .min_by_key(|(_, &f)| (slots[f].1 < len, slots[f].1.abs_diff(len)));
+                let f = match fits {
+                    Some((at, _)) => free.swap_remove(at),
+                    None => {
+                        slots.push((dtype, 0));
+                        slots.len() - 1
+                    }
+                };
+                slots[f].1 = slots[f].1.max(len);
+                slot[i] = Some(f);
+            }
+        }
+        for i in 0..n {
+            if let (Some(f), true) = (slot[i], last_use[i] == s) {
+                free.push(f);
+            }
+        }
+    }
+    (slot, slots)
+}
