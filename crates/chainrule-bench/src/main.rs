@@ -15,6 +15,7 @@ use clap::Parser;
 use serde_json::{json, Value};
 use std::process::Command;
 use std::time::Instant;
+use workloads::Run;
 
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Run the shared benchmark workloads on chainrule")]
@@ -62,29 +63,48 @@ fn sizes(workload: &str) -> &'static [&'static str] {
 fn modes(workload: &str) -> &'static [&'static str] {
     match workload {
         "chain" => &["reverse", "forward"],
-        "jac" => &["forward", "reverse", "reverse-batched"],
-        "ex1" | "ex2" => &["reverse", "graph"],
-        "mlp" => &["reverse", "graph", "graph-unplanned"],
-        "hessian" => &["forward-over-reverse", "reverse-over-reverse"],
+        "jac" => &[
+            "forward",
+            "reverse",
+            "reverse-batched",
+            "jit-forward",
+            "jit-reverse",
+            "jit-reverse-batched",
+        ],
+        "ex1" | "ex2" => &["reverse", "graph", "jit"],
+        "mlp" => &["reverse", "graph", "graph-unplanned", "jit"],
+        "hessian" => &[
+            "forward-over-reverse",
+            "reverse-over-reverse",
+            "jit-forward-over-reverse",
+            "jit-reverse-over-reverse",
+        ],
+        "gmm" => &["reverse", "jit"],
         _ => &["reverse"],
     }
 }
 
 fn build(workload: &str, size: &str, mode: &str) -> workloads::Case {
     match workload {
-        "ex1" if mode == "graph" => workloads::ex1_graph(size.parse().unwrap()),
-        "ex1" => workloads::ex1(size.parse().unwrap()),
+        "ex1" if mode == "reverse" => workloads::ex1(size.parse().unwrap()),
+        "ex1" => workloads::ex1_graph(size.parse().unwrap(), Run::of(mode)),
         "ex2" => {
             let (m, n) = size.split_once('x').unwrap();
             let (m, n) = (m.parse().unwrap(), n.parse().unwrap());
-            if mode == "graph" {
-                workloads::ex2_graph(m, n)
-            } else {
+            if mode == "reverse" {
                 workloads::ex2(m, n)
+            } else {
+                workloads::ex2_graph(m, n, Run::of(mode))
             }
         }
-        "mlp" if mode == "graph" => workloads::mlp_graph(true),
-        "mlp" if mode == "graph-unplanned" => workloads::mlp_graph(false),
+        "mlp" if mode == "graph-unplanned" => workloads::mlp_graph(false, Run::Interpreted),
+        "mlp" if mode != "reverse" => workloads::mlp_graph(true, Run::of(mode)),
+        "jac" if mode.starts_with("jit") => {
+            let (a, b) = size.split_once('x').unwrap();
+            workloads::jac_jit(a.parse().unwrap(), b.parse().unwrap(), mode)
+        }
+        "hessian" if mode.starts_with("jit") => workloads::hessian_jit(size.parse().unwrap(), mode),
+        "gmm" if mode == "jit" => workloads::gmm_jit(size),
         "chain" if mode == "forward" => workloads::chain_forward(size.parse().unwrap()),
         "chain" => workloads::chain(size.parse().unwrap()),
         "mlp" => workloads::mlp(),
@@ -133,7 +153,7 @@ fn run_child(args: &Args) {
     let mode = args.mode.clone().unwrap();
     let load = load1();
     let mut case = build(workload, &size, &mode);
-    if mode.starts_with("graph") {
+    if mode.starts_with("graph") || mode.starts_with("jit") {
         // Tracing by example keeps every intermediate once while the graph is
         // built; reset the peak (Linux `clear_refs` 5) so that it measures
         // the compiled runs, which is what the memory plan governs.
@@ -191,6 +211,9 @@ fn run_child(args: &Args) {
         "value": value,
         "grad_sum": grad_sum,
     });
+    if let Some(c) = case.compile_ms {
+        out["compile_ms"] = json!(c);
+    }
     if let Some(o) = objective_ms {
         out["objective_median_ms"] = json!(o);
         out["grad_over_objective"] = json!(med / o);

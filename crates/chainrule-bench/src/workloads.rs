@@ -3,7 +3,7 @@
 
 use crate::data::SplitMix64;
 use chainrule::forward::DualLevel;
-use chainrule::graph::{Executable, Graph};
+use chainrule::graph::{CompileOptions, Executable, Graph};
 use chainrule::nn::{self, Module};
 use chainrule::optim::{Optimizer, Sgd};
 use chainrule::Tensor;
@@ -24,6 +24,9 @@ pub struct Case {
     /// the derivative/objective ratio.
     pub objective_only: Option<Box<dyn FnMut()>>,
     pub impl_desc: &'static str,
+    /// For compiled modes: the time to trace, differentiate, optimize and
+    /// compile, in milliseconds (outside the timed calls).
+    pub compile_ms: Option<f64>,
 }
 
 fn grad_sum(gs: &[Tensor]) -> f64 {
@@ -43,6 +46,7 @@ pub fn ex1(n: usize) -> Case {
         }),
         objective_only: None,
         impl_desc: "eager reverse mode, autograd::grad",
+        compile_ms: None,
     }
 }
 
@@ -59,6 +63,7 @@ pub fn ex2(m: usize, n: usize) -> Case {
         }),
         objective_only: None,
         impl_desc: "eager reverse mode, autograd::grad",
+        compile_ms: None,
     }
 }
 
@@ -77,29 +82,97 @@ pub fn chain(k: usize) -> Case {
         }),
         objective_only: None,
         impl_desc: "0-d tensors, eager reverse mode, Tensor::backward",
+        compile_ms: None,
     }
 }
 
+/// How a graph mode runs its graph: interpreted node by node (`graph`), or
+/// lowered to native code (`jit`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Run {
+    Interpreted,
+    Native,
+}
+
+impl Run {
+    pub fn of(mode: &str) -> Run {
+        if mode.starts_with("jit") {
+            Run::Native
+        } else {
+            Run::Interpreted
+        }
+    }
+
+    fn options(self) -> CompileOptions {
+        CompileOptions {
+            native: self == Run::Native,
+            fuse: true,
+        }
+    }
+
+    fn desc(self, graph: &'static str, jit: &'static str) -> &'static str {
+        match self {
+            Run::Interpreted => graph,
+            Run::Native => jit,
+        }
+    }
+}
+
+/// Times `build`, in milliseconds.
+fn timed<T>(build: impl FnOnce() -> T) -> (T, f64) {
+    let t = std::time::Instant::now();
+    let v = build();
+    (v, t.elapsed().as_secs_f64() * 1e3)
+}
+
 /// A graph traced from `f` on `inputs`, differentiated with respect to
-/// `wrt`, optimized and compiled: what the "graph" mode runs.
+/// `wrt`, optimized and compiled (interpreted or native), and the time all
+/// that took.
 fn compiled(
     inputs: &[(&str, &Tensor)],
     wrt: &[&str],
+    run: Run,
     f: impl FnOnce(&[Tensor]) -> Tensor,
-) -> Executable {
-    Graph::trace(inputs, |t| Ok(vec![f(t)]))
-        .and_then(|g| g.gradients(0, wrt))
-        .map(|g| g.optimize().compile())
-        .expect("the workload traces")
+) -> (Executable, f64) {
+    timed(|| {
+        Graph::trace(inputs, |t| Ok(vec![f(t)]))
+            .and_then(|g| g.gradients(0, wrt))
+            .map(|g| g.optimize().compile_with(run.options()))
+            .expect("the workload traces")
+    })
 }
 
+/// A graph traced from `f` (which differentiates inside: a Jacobian, a
+/// Hessian), optimized and compiled to native code.
+fn traced(inputs: &[(&str, &Tensor)], f: impl FnOnce(&[Tensor]) -> Tensor) -> (Executable, f64) {
+    timed(|| {
+        Graph::trace(inputs, |t| Ok(vec![f(t)]))
+            .map(|g| g.optimize().compile())
+            .expect("the workload traces")
+    })
+}
+
+/// What the graph modes run, interpreted and native.
+struct Desc(&'static str, &'static str);
+
+impl Desc {
+    fn pick(&self, run: Run) -> &'static str {
+        run.desc(self.0, self.1)
+    }
+}
+
+const GRAPH_DESC: Desc = Desc(
+    "graph (traced, gradients graph-to-graph, optimized), interpreted node by node",
+    "graph (traced, gradients graph-to-graph, optimized) compiled to native code (Cranelift), fused",
+);
+
 /// ex1 through a compiled graph: value and gradient per run.
-pub fn ex1_graph(n: usize) -> Case {
+pub fn ex1_graph(n: usize, run: Run) -> Case {
     let mut g = SplitMix64::new();
     let x = Tensor::from_vec(g.f32s(n, 1.0), &[n]);
     let w = Tensor::from_vec(g.f32s(n, 1.0), &[n]);
     let y = Tensor::scalar(g.f32s(1, 1.0)[0]);
-    let exe = compiled(&[("x", &x), ("w", &w), ("y", &y)], &["w"], |t| {
+    let (exe, compile_ms) = compiled(&[("x", &x), ("w", &w), ("y", &y)], &["w"], run, |t| {
         (t[0].dot(&t[1]) - &t[2]).square()
     });
     Case {
@@ -108,17 +181,18 @@ pub fn ex1_graph(n: usize) -> Case {
             Box::new(move || (out[0].item(), grad_sum(&out[1..])))
         }),
         objective_only: None,
-        impl_desc: "compiled graph (traced, gradients graph-to-graph, optimized), Executable::run",
+        impl_desc: GRAPH_DESC.pick(run),
+        compile_ms: Some(compile_ms),
     }
 }
 
 /// ex2 through a compiled graph.
-pub fn ex2_graph(m: usize, n: usize) -> Case {
+pub fn ex2_graph(m: usize, n: usize, run: Run) -> Case {
     let mut g = SplitMix64::new();
     let x = Tensor::from_vec(g.f32s(m * n, 1.0), &[m, n]);
     let w = Tensor::from_vec(g.f32s(n, 1.0), &[n]);
     let y = Tensor::from_vec(g.f32s(m, 1.0), &[m]);
-    let exe = compiled(&[("X", &x), ("w", &w), ("y", &y)], &["w"], |t| {
+    let (exe, compile_ms) = compiled(&[("X", &x), ("w", &w), ("y", &y)], &["w"], run, |t| {
         (t[0].matmul(&t[1]) - &t[2]).square().sum()
     });
     Case {
@@ -127,7 +201,8 @@ pub fn ex2_graph(m: usize, n: usize) -> Case {
             Box::new(move || (out[0].item(), grad_sum(&out[1..])))
         }),
         objective_only: None,
-        impl_desc: "compiled graph (traced, gradients graph-to-graph, optimized), Executable::run",
+        impl_desc: GRAPH_DESC.pick(run),
+        compile_ms: Some(compile_ms),
     }
 }
 
@@ -135,7 +210,7 @@ pub fn ex2_graph(m: usize, n: usize) -> Case {
 /// parameters and returns the loss, the gradients and the updated
 /// parameters (SGD inside the graph). `planned = false` keeps every
 /// intermediate to the end of the run, to measure what the plan saves.
-pub fn mlp_graph(planned: bool) -> Case {
+pub fn mlp_graph(planned: bool, run: Run) -> Case {
     let mut g = SplitMix64::new();
     let x = Tensor::from_vec(
         g.f32s(MLP_BATCH * MLP_DIMS[0], 1.0),
@@ -166,19 +241,21 @@ pub fn mlp_graph(planned: bool) -> Case {
         nn::cross_entropy_loss(&h, &labels).unwrap()
     };
     // outputs: the loss, the six gradients, the six updated parameters
-    let exe = Graph::trace(&feeds, |t| Ok(vec![loss_of(t)]))
-        .and_then(|g| g.gradients(0, &names[1..]))
-        .and_then(|g| {
-            g.map_outputs(|inputs, o| {
-                let mut outs = o.to_vec();
-                for (p, gr) in inputs[1..].iter().zip(&o[1..]) {
-                    outs.push(p - &(gr * MLP_LR));
-                }
-                Ok(outs)
+    let (exe, compile_ms) = timed(|| {
+        Graph::trace(&feeds, |t| Ok(vec![loss_of(t)]))
+            .and_then(|g| g.gradients(0, &names[1..]))
+            .and_then(|g| {
+                g.map_outputs(|inputs, o| {
+                    let mut outs = o.to_vec();
+                    for (p, gr) in inputs[1..].iter().zip(&o[1..]) {
+                        outs.push(p - &(gr * MLP_LR));
+                    }
+                    Ok(outs)
+                })
             })
-        })
-        .map(|g| g.optimize().compile())
-        .expect("the mlp traces");
+            .map(|g| g.optimize().compile_with(run.options()))
+            .expect("the mlp traces")
+    });
     Case {
         step: Box::new(move || {
             let feeds: Vec<(&str, &Tensor)> = names
@@ -196,11 +273,12 @@ pub fn mlp_graph(planned: bool) -> Case {
             Box::new(move || (out[0].item(), grad_sum(&out[1..7])))
         }),
         objective_only: None,
-        impl_desc: if planned {
-            "compiled graph: forward, gradients and SGD update in one traced, optimized graph"
-        } else {
-            "the same compiled graph run without its memory plan (every intermediate kept)"
+        impl_desc: match (planned, run) {
+            (true, Run::Interpreted) => "graph: forward, gradients and SGD update in one traced, optimized graph, interpreted",
+            (true, Run::Native) => "the same graph compiled to native code (Cranelift): elementwise chains fused, matmuls through the GEMM",
+            (false, _) => "the same graph interpreted without its memory plan (every intermediate kept)",
         },
+        compile_ms: Some(compile_ms),
     }
 }
 
@@ -220,6 +298,7 @@ pub fn chain_forward(k: usize) -> Case {
         }),
         objective_only: None,
         impl_desc: "0-d tensors, forward mode (DualLevel::make_dual)",
+        compile_ms: None,
     }
 }
 
@@ -256,6 +335,70 @@ pub fn jac(a: usize, b: usize, mode: &str) -> Case {
         }),
         objective_only: None,
         impl_desc,
+        compile_ms: None,
+    }
+}
+
+/// The Jacobian traced into a graph (through `jacfwd`, the row-by-row
+/// pullbacks, or `jacrev`), optimized and compiled to native code.
+pub fn jac_jit(a: usize, b: usize, mode: &str) -> Case {
+    let mut g = SplitMix64::new();
+    let h = JAC_HIDDEN;
+    let x = Tensor::from_vec(g.f32s(a, 1.0), &[a]);
+    let w1 = Tensor::from_vec(g.f32s(h * a, 1.0 / (a as f64).sqrt()), &[h, a]);
+    let w2 = Tensor::from_vec(g.f32s(h * h, 1.0 / (h as f64).sqrt()), &[h, h]);
+    let w3 = Tensor::from_vec(g.f32s(b * h, 1.0 / (h as f64).sqrt()), &[b, h]);
+    let feeds = [("x", &x), ("w1", &w1), ("w2", &w2), ("w3", &w3)];
+    let eager = mode.trim_start_matches("jit-").to_string();
+    let (exe, compile_ms) = traced(&feeds, |t| {
+        let f = |x: &Tensor| {
+            t[3].matmul(&t[2].matmul(&t[1].matmul(x).tanh()).tanh())
+                .tanh()
+        };
+        match eager.as_str() {
+            "forward" => func::jacfwd(f, &t[0]).unwrap(),
+            "reverse-batched" => func::jacrev(f, &t[0]).unwrap(),
+            _ => jacobian_by_rows(f, &t[0]),
+        }
+    });
+    Case {
+        step: Box::new(move || {
+            let j = exe.run(&[("x", &x), ("w1", &w1), ("w2", &w2), ("w3", &w3)]).unwrap();
+            let (x, w1, w2, w3) = (x.clone(), w1.clone(), w2.clone(), w3.clone());
+            Box::new(move || {
+                let y = w3.matmul(&w2.matmul(&w1.matmul(&x).tanh()).tanh()).tanh();
+                (y.sum().item(), j[0].sum().item())
+            })
+        }),
+        objective_only: None,
+        impl_desc: "the Jacobian (jacfwd, jacrev or row pullbacks) traced into a graph, compiled to native code",
+        compile_ms: Some(compile_ms),
+    }
+}
+
+/// The Hessian traced into a graph (through `hessian` or `hessian_rev`),
+/// optimized and compiled to native code.
+pub fn hessian_jit(n: usize, mode: &str) -> Case {
+    let x = Tensor::from_vec(SplitMix64::new().f64s(n, 1.0), &[n]);
+    let forward = mode == "jit-forward-over-reverse";
+    let (exe, compile_ms) = traced(&[("x", &x)], |t| {
+        if forward {
+            func::hessian(rosenbrock, &t[0])
+        } else {
+            func::hessian_rev(rosenbrock, &t[0])
+        }
+        .unwrap()
+    });
+    Case {
+        step: Box::new(move || {
+            let h = exe.run(&[("x", &x)]).unwrap();
+            let x = x.clone();
+            Box::new(move || (rosenbrock(&x).item(), h[0].sum().item()))
+        }),
+        objective_only: None,
+        impl_desc:
+            "the Hessian (hessian or hessian_rev) traced into a graph, compiled to native code",
+        compile_ms: Some(compile_ms),
     }
 }
 
@@ -304,6 +447,7 @@ pub fn hessian(n: usize, mode: &str) -> Case {
         } else {
             "func::hessian_rev (jacrev of grad: n reverse sweeps over the recorded gradient)"
         },
+        compile_ms: None,
     }
 }
 
@@ -342,6 +486,7 @@ pub fn mlp() -> Case {
         objective_only: None,
         impl_desc:
             "nn::Sequential of nn::Linear + nn::Relu, nn::cross_entropy_loss, backward, optim::Sgd",
+        compile_ms: None,
     }
 }
 
@@ -386,6 +531,54 @@ pub fn gmm(size: &str) -> Case {
             .item();
         })),
         impl_desc: "tensor-API objective (batched Q_k matmul, logsumexp), func::value_and_grad_n",
+        compile_ms: None,
+    }
+}
+
+/// ADBench GMM through a graph: the objective traced, differentiated graph
+/// to graph with respect to α, μ and icf, compiled to native code.
+pub fn gmm_jit(size: &str) -> Case {
+    let n = if size.ends_with("n10000") {
+        "10k"
+    } else {
+        "1k"
+    };
+    let input = std::rc::Rc::new(
+        chainrule_adbench::gmm::read(&adbench_file(&format!("gmm/{n}/gmm_d10_K25.txt")))
+            .expect("the ADBench data"),
+    );
+    let feeds = [
+        ("alphas", &input.alphas),
+        ("means", &input.means),
+        ("icf", &input.icf),
+    ];
+    let (exe, compile_ms) = compiled(&feeds, &["alphas", "means", "icf"], Run::Native, |t| {
+        chainrule_adbench::gmm::objective(&input, &t[0], &t[1], &t[2])
+    });
+    let objective = traced(&feeds, |t| {
+        chainrule_adbench::gmm::objective(&input, &t[0], &t[1], &t[2])
+    })
+    .0;
+    let obj_input = input.clone();
+    Case {
+        step: Box::new(move || {
+            let out = exe
+                .run(&[
+                    ("alphas", &input.alphas),
+                    ("means", &input.means),
+                    ("icf", &input.icf),
+                ])
+                .unwrap();
+            Box::new(move || (out[0].item(), grad_sum(&out[1..])))
+        }),
+        objective_only: Some(Box::new(move || {
+            let i = &obj_input;
+            objective
+                .run(&[("alphas", &i.alphas), ("means", &i.means), ("icf", &i.icf)])
+                .unwrap();
+        })),
+        impl_desc: "the objective traced, gradients graph-to-graph, compiled to native code",
+        compile_ms: Some(compile_ms),
     }
 }
 
@@ -412,6 +605,7 @@ pub fn ba(size: &str) -> Case {
             drop((r, w));
         })),
         impl_desc: "tensor-API residuals over all observations; CSR Jacobian by 2 func::vjp sweeps over the gathered (p, 15) parameters",
+        compile_ms: None,
     }
 }
 
@@ -432,6 +626,7 @@ pub fn lstm(size: &str) -> Case {
                 .item();
         })),
         impl_desc: "tensor-API loss over B-vectors per step, func::value_and_grad_n",
+        compile_ms: None,
     }
 }
 
@@ -479,19 +674,43 @@ mod tests {
                 );
             }
         }
-        let (v, g) = (super::ex1_graph(100).step)()();
+        let (v, g) = (super::ex1_graph(100, super::Run::Native).step)()();
         assert!(
             close(v, 47.677066802978516) && close(g, 12.186660766601562),
             "{v} {g}"
         );
-        let (v, g) = (super::ex2_graph(1000, 100).step)()();
+        let (v, g) = (super::ex2_graph(1000, 100, super::Run::Native).step)()();
         assert!(close(v, 12562.8125) && close(g, 2732.4892578125), "{v} {g}");
-        for planned in [true, false] {
-            let (v, g) = (super::mlp_graph(planned).step)()();
+        for (planned, run) in [
+            (true, super::Run::Native),
+            (true, super::Run::Interpreted),
+            (false, super::Run::Interpreted),
+        ] {
+            let (v, g) = (super::mlp_graph(planned, run).step)()();
             assert!(
                 close(v, 2.308544158935547) && close(g, 0.5390102565288544),
                 "{v} {g}"
             );
+        }
+        for mode in ["jit-forward-over-reverse", "jit-reverse-over-reverse"] {
+            let (v, g) = (super::hessian_jit(100, mode).step)()();
+            assert!(
+                (v - 5189.849753254599).abs() <= 1e-9 * v
+                    && (g - 61439.8343931505).abs() <= 1e-9 * g,
+                "{mode}: {v} {g}"
+            );
+        }
+        for (a, b, value, sum) in [
+            (8, 256, 1.1844184398651123, 4.549999713897705),
+            (256, 8, 0.02331867814064026, -0.7377574443817139),
+        ] {
+            for mode in ["jit-forward", "jit-reverse", "jit-reverse-batched"] {
+                let (v, g) = (super::jac_jit(a, b, mode).step)()();
+                assert!(
+                    (v - value).abs() <= 1e-3 * value.abs() && (g - sum).abs() <= 1e-3 * sum.abs(),
+                    "jac {a}x{b} {mode}: {v} {g}"
+                );
+            }
         }
         let (v, g) = (super::mlp().step)()();
         assert!(

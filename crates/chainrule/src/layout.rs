@@ -174,6 +174,32 @@ pub(crate) fn coalesce<const N: usize>(layouts: [&Layout; N]) -> [Layout; N] {
     out
 }
 
+/// Copies the elements of view `sl` of `src` into view `dl` of `dst` (the
+/// same shape), a run along the innermost merged axis at a time.
+pub(crate) fn copy_view<T: Copy>(dst: &mut [T], dl: &Layout, src: &[T], sl: &Layout) {
+    let [d, s] = coalesce([dl, sl]);
+    let n = d.shape.len();
+    if n == 0 {
+        dst[d.offset] = src[s.offset];
+        return;
+    }
+    let (len, ds, ss) = (d.shape[n - 1], d.strides[n - 1], s.strides[n - 1]);
+    let outer = |l: &Layout| Layout {
+        shape: l.shape[..n - 1].into(),
+        strides: l.strides[..n - 1].into(),
+        offset: l.offset,
+    };
+    for (a, b) in outer(&d).offsets().zip(outer(&s).offsets()) {
+        if ds == 1 && ss == 1 {
+            dst[a..a + len].copy_from_slice(&src[b..b + len]);
+        } else {
+            for k in 0..len {
+                dst[a + k * ds] = src[b + k * ss];
+            }
+        }
+    }
+}
+
 /// Calls `f(start, len, stride)` for each run along the last axis of a view
 /// (after [`coalesce`]), in row-major order.
 #[inline]

@@ -59,7 +59,9 @@ fn row_reductions_feed_a_second_loop() {
     });
     assert_native_equals_interpreted(&exe, &feeds);
     // and over the other axis (folded into memory across the outer loop)
-    let exe = compiled(&feeds, |t| vec![t[0].exp().sum_axes(&[0], false), t[0].min_axes(&[0], true)]);
+    let exe = compiled(&feeds, |t| {
+        vec![t[0].exp().sum_axes(&[0], false), t[0].min_axes(&[0], true)]
+    });
     assert_native_equals_interpreted(&exe, &feeds);
 }
 

@@ -894,10 +894,19 @@ fn same_values(what: &str, a: &Tensor, b: &Tensor) -> Result<(), String> {
 /// value, entry by entry.
 fn within(what: &str, a: &Tensor, b: &Tensor, tol: f64) -> Result<(), String> {
     if a.shape() != b.shape() || a.dtype() != b.dtype() {
-        return Err(format!("{what}: {:?} {:?} vs {:?} {:?}", a.dtype(), a.shape(), b.dtype(), b.shape()));
+        return Err(format!(
+            "{what}: {:?} {:?} vs {:?} {:?}",
+            a.dtype(),
+            a.shape(),
+            b.dtype(),
+            b.shape()
+        ));
     }
     let (a, b) = (a.to_vec::<f64>(), b.to_vec::<f64>());
-    let scale = b.iter().filter(|v| v.is_finite()).fold(1.0f64, |m, v| m.max(v.abs()));
+    let scale = b
+        .iter()
+        .filter(|v| v.is_finite())
+        .fold(1.0f64, |m, v| m.max(v.abs()));
     for (i, (x, y)) in a.iter().zip(&b).enumerate() {
         let same = if y.is_finite() {
             (x - y).abs() <= tol * scale
@@ -924,14 +933,21 @@ fn native_code_agrees(row: &Row, seed: u64) -> Result<(), String> {
         let graph = weighted_sum_graph(row, &inputs, &w).map_err(fail)?;
         let names = input_names(inputs.len());
         let feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(&inputs).collect();
-        for (kind, g) in [("unoptimized", graph.clone()), ("optimized", graph.optimize())] {
+        for (kind, g) in [
+            ("unoptimized", graph.clone()),
+            ("optimized", graph.optimize()),
+        ] {
             for fuse in [true, false] {
-                let exe = g.clone().compile_with(CompileOptions { native: true, fuse });
+                let exe = g
+                    .clone()
+                    .compile_with(CompileOptions { native: true, fuse });
                 if let Some(why) = exe.not_native() {
                     return Err(fail(format!("not compiled: {why}")));
                 }
                 let native = exe.run(&feeds).map_err(|e| fail(e.to_string()))?;
-                let interpreted = exe.run_interpreted(&feeds).map_err(|e| fail(e.to_string()))?;
+                let interpreted = exe
+                    .run_interpreted(&feeds)
+                    .map_err(|e| fail(e.to_string()))?;
                 for (i, (a, b)) in native.iter().zip(&interpreted).enumerate() {
                     let what = format!("{dtype:?} {kind} fuse={fuse} output {i}");
                     within(&what, a, b, tol).map_err(fail)?;

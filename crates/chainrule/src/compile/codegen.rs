@@ -25,7 +25,11 @@ pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut u8);
 pub(crate) struct Code {
     module: Option<JITModule>,
     pub entries: Vec<KernelFn>,
+    // Boxed: each op's address is baked into the code, and must not move
+    // when the vector grows.
+    #[allow(clippy::vec_box)]
     _unary: Vec<Box<UnaryOp>>,
+    #[allow(clippy::vec_box)]
     _binary: Vec<Box<BinaryOp>>,
 }
 
@@ -198,7 +202,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let table = self.b.block_params(entry)[0];
         for o in 0..self.k.operands.len() {
             let at = (o * self.ptr.bytes() as usize) as i32;
-            let p = self.b.ins().load(self.ptr, MemFlagsData::trusted(), table, at);
+            let p = self
+                .b
+                .ins()
+                .load(self.ptr, MemFlagsData::trusted(), table, at);
             self.bases.push(p);
         }
         let rank = self.k.dims.len();
@@ -248,9 +255,15 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     fn reduce_init(&self, i: usize) -> f64 {
         match self.k.instrs[i].0 {
-            Instr::Reduce { op: ReduceOp::Sum, .. } => 0.0,
-            Instr::Reduce { op: ReduceOp::Max, .. } => f64::NEG_INFINITY,
-            Instr::Reduce { op: ReduceOp::Min, .. } => f64::INFINITY,
+            Instr::Reduce {
+                op: ReduceOp::Sum, ..
+            } => 0.0,
+            Instr::Reduce {
+                op: ReduceOp::Max, ..
+            } => f64::NEG_INFINITY,
+            Instr::Reduce {
+                op: ReduceOp::Min, ..
+            } => f64::INFINITY,
             _ => unreachable!("only reductions have an initial value"),
         }
     }
@@ -362,7 +375,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     fn load(&mut self, operand: usize, offset: Value, dtype: DType) -> Value {
         let at = self.address(operand, offset);
-        self.b.ins().load(float(dtype), MemFlagsData::trusted(), at, 0)
+        self.b
+            .ins()
+            .load(float(dtype), MemFlagsData::trusted(), at, 0)
     }
 
     fn store(&mut self, operand: usize, offset: Value, value: Value) {

@@ -27,7 +27,10 @@ pub(crate) enum Instr {
     Where(usize, usize, usize),
     Cast(DType, usize),
     /// `operand[offset] = value` (the operand has the iteration shape).
-    Store { operand: usize, value: usize },
+    Store {
+        operand: usize,
+        value: usize,
+    },
     /// `operand[offset] ⊕= value`, with stride 0 along the reduced axes.
     Reduce {
         op: ReduceOp,
@@ -73,7 +76,9 @@ impl Kernel {
     /// operand walks as one (a row-major pair): a same-shape elementwise
     /// chain becomes one flat loop.
     pub fn collapse(&mut self) {
-        let keep: Vec<usize> = (0..self.dims.len()).filter(|&a| self.dims[a] != 1).collect();
+        let keep: Vec<usize> = (0..self.dims.len())
+            .filter(|&a| self.dims[a] != 1)
+            .collect();
         if self.dims.contains(&0) {
             return;
         }
@@ -136,7 +141,10 @@ mod tests {
 
         let mut k = Kernel::new(&[4, 5]);
         k.operand(&Layout::contiguous(&[4, 5]), DType::F32);
-        k.operand(&Layout::contiguous(&[5]).broadcast_to(&[4, 5]).unwrap(), DType::F32);
+        k.operand(
+            &Layout::contiguous(&[5]).broadcast_to(&[4, 5]).unwrap(),
+            DType::F32,
+        );
         k.collapse();
         assert_eq!(k.dims, [4, 5]);
         assert_eq!(k.operands[1].strides, [0, 1]);

@@ -104,9 +104,7 @@ fn kind(g: &Graph, id: NodeId) -> Kind {
         | Prim::Cast(_)
         | Prim::Contiguous => Kind::Elementwise,
         Prim::Reduce { .. } => Kind::Reduction,
-        Prim::Matmul if input(0).shape.len() == 1 && input(1).shape.len() == 1 => {
-            Kind::Reduction
-        }
+        Prim::Matmul if input(0).shape.len() == 1 && input(1).shape.len() == 1 => Kind::Reduction,
         Prim::Permute(_)
         | Prim::BroadcastTo(_)
         | Prim::Narrow { .. }
@@ -352,7 +350,14 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
             Prim::Reduce { op, axes, .. } => {
                 let l = reduced_layout(&group.shape, axes);
                 let o = operand(&mut k, m, &l, dt);
-                k.push(Instr::Reduce { op: *op, operand: o, value: args[0] }, dt);
+                k.push(
+                    Instr::Reduce {
+                        op: *op,
+                        operand: o,
+                        value: args[0],
+                    },
+                    dt,
+                );
                 continue;
             }
             Prim::Matmul => {
@@ -360,7 +365,14 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
                 let l = reduced_layout(&group.shape, &[0]);
                 let o = operand(&mut k, m, &l, dt);
                 let sum = ReduceOp::Sum;
-                k.push(Instr::Reduce { op: sum, operand: o, value: product }, dt);
+                k.push(
+                    Instr::Reduce {
+                        op: sum,
+                        operand: o,
+                        value: product,
+                    },
+                    dt,
+                );
                 continue;
             }
             _ => unreachable!("only elementwise ops and reductions join kernels"),
@@ -369,7 +381,13 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
         if p.stored[m.0 as usize] {
             let l = Layout::contiguous(&node.shape);
             let o = operand(&mut k, m, &l, dt);
-            k.push(Instr::Store { operand: o, value: v }, dt);
+            k.push(
+                Instr::Store {
+                    operand: o,
+                    value: v,
+                },
+                dt,
+            );
         }
     }
     k.collapse();
@@ -404,7 +422,10 @@ fn arena(g: &Graph, place: &[Place], steps: &[Step]) -> (Vec<Option<usize>>, Vec
     for (s, step) in steps.iter().enumerate() {
         let (reads, writes): (Vec<NodeId>, Vec<NodeId>) = match step {
             Step::Kernel { operands, .. } => (operands.clone(), operands.clone()),
-            Step::Interpret(id) => (g.node(*id).inputs.iter().map(|&j| base(j)).collect(), vec![]),
+            Step::Interpret(id) => (
+                g.node(*id).inputs.iter().map(|&j| base(j)).collect(),
+                vec![],
+            ),
         };
         for j in reads {
             last_use[j.0 as usize] = s;

@@ -50,9 +50,7 @@ pub(crate) fn pad_forward(x: &Tensor, axis: usize, start: usize, size: usize) ->
     Ok(with_dtype!(x.dtype(), T => {
         let mut buf = vec![T::zero(); numel];
         let dst = Layout::contiguous(&shape).narrow(axis, start, x.shape()[axis]);
-        for (d, s) in dst.offsets().zip(x.layout().offsets()) {
-            buf[d] = x.buffer::<T>()[s];
-        }
+        crate::layout::copy_view(&mut buf, &dst, x.buffer::<T>(), x.layout());
         Tensor::from_buffer(buf, &shape)
     }))
 }
@@ -72,9 +70,8 @@ pub(crate) fn concat_forward(tensors: &[&Tensor], axis: usize) -> Result<Tensor>
         let mut start = 0;
         for t in tensors {
             let len = t.shape()[axis];
-            for (d, s) in full.narrow(axis, start, len).offsets().zip(t.layout().offsets()) {
-                buf[d] = t.buffer::<T>()[s];
-            }
+            let dst = full.narrow(axis, start, len);
+            crate::layout::copy_view(&mut buf, &dst, t.buffer::<T>(), t.layout());
             start += len;
         }
         Tensor::from_buffer(buf, &shape)
