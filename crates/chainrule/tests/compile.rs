@@ -140,3 +140,41 @@ fn f32_graphs_compute_in_f32() {
     let want: f32 = [0.1f32, 0.2, 0.3].iter().map(|v| v.exp() * 0.5).sum();
     assert_eq!(out[0].to_vec::<f32>()[0], want);
 }
+
+#[test]
+fn vector_loops_and_their_remainders_agree_in_both_dtypes() {
+    // 37 columns: vectors of 4 (f32) or 2 (f64) lanes, then a remainder;
+    // broadcasts along each axis, masks, calls per lane, and reductions
+    // along the vector axis (lanes folded) and across it (in memory).
+    for dtype in [DType::F32, DType::F64] {
+        let x = Tensor::rand_uniform(&[3, 37], -2.0, 2.0, 7, dtype);
+        let b = Tensor::rand_uniform(&[37], -1.0, 1.0, 8, dtype);
+        let r = Tensor::rand_uniform(&[3, 1], -1.0, 1.0, 9, dtype);
+        let feeds = [("x", &x), ("b", &b), ("r", &r)];
+        let exe = compiled(&feeds, |t| {
+            let h = (&t[0] * &t[2] + &t[1]).relu().clamp(-0.5, 1.5);
+            let m = h.maximum(&t[0]) - t[0].gt(&t[1]) * t[0].sin();
+            let w = Tensor::where_(&t[0].lt(&t[2]), &m, &m.exp());
+            vec![
+                w.clone(),
+                w.sum_axes(&[1], false),
+                w.sum_axes(&[0], true),
+                w.max_axes(&[1], false),
+                w.min(),
+                w.abs().sqrt().sign(),
+            ]
+        });
+        let native = exe.run(&feeds).unwrap();
+        let interpreted = exe.run_interpreted(&feeds).unwrap();
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        for (a, b) in native.iter().zip(&interpreted) {
+            assert_eq!((a.shape(), a.dtype()), (b.shape(), b.dtype()));
+            for (x, y) in a.to_vec::<f64>().iter().zip(b.to_vec::<f64>()) {
+                assert!(
+                    (x - y).abs() <= tol * (1.0 + y.abs()),
+                    "{dtype:?}: {x} vs {y}"
+                );
+            }
+        }
+    }
+}

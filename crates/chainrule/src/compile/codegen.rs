@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use crate::DType;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, AbiParam, FuncRef, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{
+    types, AbiParam, Endianness, FuncRef, InstBuilder, MemFlagsData, Type, Value,
+};
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
@@ -140,6 +142,10 @@ pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
             b.seal_all_blocks();
             b.finalize(frontend);
         }
+        if std::env::var_os("CHAINRULE_DUMP_KERNELS").is_some() {
+            // For whoever tunes the code generator: each kernel's IR.
+            eprintln!("kernel{n}: {kernel:?}\n{}", ctx.func.display());
+        }
         module.define_function(id, &mut ctx).map_err(err)?;
         module.clear_context(&mut ctx);
         ids.push(id);
@@ -157,6 +163,16 @@ pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
     Ok(code)
 }
 
+/// A reduction's accumulators: a scalar, and a vector one for the lanes of
+/// a vectorized innermost loop; and the loop level whose entry starts them
+/// (the outermost level below which every axis is reduced).
+#[derive(Clone, Copy)]
+struct Acc {
+    scalar: Variable,
+    vector: Option<Variable>,
+    level: usize,
+}
+
 /// Writes one kernel's function.
 struct Emitter<'a, 'b> {
     k: &'a Kernel,
@@ -166,12 +182,16 @@ struct Emitter<'a, 'b> {
     code: &'a mut Code,
     /// Each operand's base pointer, loaded at entry.
     bases: Vec<Value>,
-    /// Each instruction's value (invariant ones from the entry block).
+    /// Each instruction's value (invariant ones from the entry block), and
+    /// in the vector body its vector value.
     values: Vec<Option<Value>>,
+    vectors: Vec<Option<Value>>,
     invariant: Vec<bool>,
-    /// Per reduction instruction: its accumulator and the loop level whose
-    /// entry starts it (the outermost level below which every axis is reduced).
-    accs: Vec<Option<(Variable, usize)>>,
+    accs: Vec<Option<Acc>>,
+    /// The vector type of the innermost loop, when it can be vectorized.
+    simd: Option<Type>,
+    /// Whether the vector body is being written.
+    in_vector: bool,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -190,8 +210,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
             code,
             bases: Vec::new(),
             values: vec![None; k.instrs.len()],
+            vectors: vec![None; k.instrs.len()],
             invariant: k.invariant(),
             accs: vec![None; k.instrs.len()],
+            simd: simd_type(k),
+            in_vector: false,
         }
     }
 
@@ -202,10 +225,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let table = self.b.block_params(entry)[0];
         for o in 0..self.k.operands.len() {
             let at = (o * self.ptr.bytes() as usize) as i32;
-            let p = self
-                .b
-                .ins()
-                .load(self.ptr, MemFlagsData::trusted(), table, at);
+            let flags = MemFlagsData::trusted();
+            let p = self.b.ins().load(self.ptr, flags, table, at);
             self.bases.push(p);
         }
         let rank = self.k.dims.len();
@@ -217,8 +238,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     .take_while(|&l| l == rank || strides[l] == 0)
                     .last()
                     .unwrap_or(rank);
-                let var = self.b.declare_var(float(*dtype));
-                self.accs[i] = Some((var, level));
+                let scalar = self.b.declare_var(float(*dtype));
+                let vector = self.simd.map(|t| self.b.declare_var(t));
+                self.accs[i] = Some(Acc {
+                    scalar,
+                    vector,
+                    level,
+                });
                 if (0..level).any(|l| strides[l] == 0) {
                     // Outputs are folded into across iterations of outer loops.
                     self.fill(operand, *dtype, self.reduce_init(i));
@@ -232,22 +258,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.values[i] = v;
             }
         }
-        let offsets: Vec<Value> = self
-            .k
-            .operands
-            .iter()
-            .map(|o| self.b.ins().iconst(types::I64, o.offset as i64))
-            .collect();
+        let offsets: Vec<Value> = self.zero_offsets();
         self.level(0, offsets);
         self.b.ins().return_(&[]);
     }
 
     fn zero_offsets(&mut self) -> Vec<Value> {
-        self.k
-            .operands
-            .iter()
-            .map(|o| o.offset as i64)
-            .collect::<Vec<_>>()
+        let starts: Vec<i64> = self.k.operands.iter().map(|o| o.offset as i64).collect();
+        starts
             .into_iter()
             .map(|off| self.b.ins().iconst(types::I64, off))
             .collect()
@@ -255,89 +273,151 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     fn reduce_init(&self, i: usize) -> f64 {
         match self.k.instrs[i].0 {
-            Instr::Reduce {
-                op: ReduceOp::Sum, ..
-            } => 0.0,
-            Instr::Reduce {
-                op: ReduceOp::Max, ..
-            } => f64::NEG_INFINITY,
-            Instr::Reduce {
-                op: ReduceOp::Min, ..
-            } => f64::INFINITY,
+            Instr::Reduce { op, .. } => match op {
+                ReduceOp::Sum => 0.0,
+                ReduceOp::Max => f64::NEG_INFINITY,
+                ReduceOp::Min => f64::INFINITY,
+            },
             _ => unreachable!("only reductions have an initial value"),
         }
     }
 
+    /// The constant `c`, splat across the lanes in the vector body.
     fn constant(&mut self, c: f64, dtype: DType) -> Value {
-        match dtype {
+        let v = match dtype {
             DType::F32 => self.b.ins().f32const(c as f32),
             DType::F64 => self.b.ins().f64const(c),
+        };
+        self.widen(v)
+    }
+
+    /// A scalar as a vector of equal lanes, in the vector body.
+    fn widen(&mut self, v: Value) -> Value {
+        match (self.in_vector, self.simd) {
+            (true, Some(t)) => self.b.ins().splat(t, v),
+            _ => v,
+        }
+    }
+
+    /// Whether reduction `i`'s vector accumulator is in use: its loop level
+    /// is above the innermost one, or the vector body is being written.
+    fn acc_var(&self, i: usize) -> Variable {
+        let acc = self.accs[i].expect("declared at entry");
+        match acc.vector {
+            Some(v) if self.in_vector => v,
+            _ => acc.scalar,
         }
     }
 
     /// The loop over axis `level` (or the body, past the last axis), with
     /// each operand's offset so far.
     fn level(&mut self, level: usize, offsets: Vec<Value>) {
+        let rank = self.k.dims.len();
         for i in 0..self.k.instrs.len() {
-            if let Some((var, l)) = self.accs[i] {
-                if l == level {
-                    let init = self.constant(self.reduce_init(i), self.k.instrs[i].1);
-                    self.b.def_var(var, init);
+            let Some(acc) = self.accs[i].filter(|a| a.level == level) else {
+                continue;
+            };
+            let dtype = self.k.instrs[i].1;
+            let init = self.reduce_init(i);
+            if level == rank {
+                let c = self.constant(init, dtype);
+                let var = self.acc_var(i);
+                self.b.def_var(var, c);
+            } else {
+                let c = self.constant(init, dtype);
+                self.b.def_var(acc.scalar, c);
+                if let (Some(v), Some(t)) = (acc.vector, self.simd) {
+                    let splat = self.b.ins().splat(t, c);
+                    self.b.def_var(v, splat);
                 }
             }
         }
-        if level == self.k.dims.len() {
+        if level == rank {
             self.body(&offsets);
         } else {
-            self.for_loop(self.k.dims[level] as i64, |e, index| {
-                let inner = offsets
-                    .iter()
-                    .enumerate()
-                    .map(|(o, &off)| match e.k.operands[o].strides[level] {
-                        0 => off,
-                        s => {
-                            let step = e.b.ins().imul_imm_s(index, s as i64);
-                            e.b.ins().iadd(off, step)
-                        }
-                    })
-                    .collect();
+            let n = self.k.dims[level] as i64;
+            let lanes = self.simd.map_or(1, |t| t.lane_count() as i64);
+            let mut start = 0;
+            if level + 1 == rank && lanes > 1 && n >= lanes {
+                // The innermost axis, a vector of lanes at a time, then the rest.
+                start = n / lanes * lanes;
+                self.in_vector = true;
+                self.for_loop(0, n / lanes, |e, index| {
+                    let first = e.b.ins().imul_imm_s(index, lanes);
+                    let inner = e.advance(&offsets, level, first);
+                    e.level(level + 1, inner);
+                });
+                self.in_vector = false;
+            }
+            self.for_loop(start, n, |e, index| {
+                let inner = e.advance(&offsets, level, index);
                 e.level(level + 1, inner);
             });
         }
         for i in 0..self.k.instrs.len() {
-            if let (Some((var, l)), Instr::Reduce { op, operand, .. }) =
-                (self.accs[i], &self.k.instrs[i].0)
-            {
-                if l == level {
-                    let dtype = self.k.instrs[i].1;
-                    let acc = self.b.use_var(var);
-                    let strides = &self.k.operands[*operand].strides;
-                    let value = if (0..level).any(|l| strides[l] == 0) {
-                        let old = self.load(*operand, offsets[*operand], dtype);
-                        self.combine(*op, old, acc, dtype)
-                    } else {
-                        acc
-                    };
-                    self.store(*operand, offsets[*operand], value);
+            if let (Some(acc), Instr::Reduce { op, operand, .. }) = (
+                self.accs[i].filter(|a| a.level == level),
+                &self.k.instrs[i].0,
+            ) {
+                let (op, operand, dtype) = (*op, *operand, self.k.instrs[i].1);
+                let var = self.acc_var(i);
+                let mut value = self.b.use_var(var);
+                if level < rank {
+                    if let Some(v) = acc.vector {
+                        let lanes = self.b.use_var(v);
+                        let folded = self.fold_lanes(op, lanes, dtype);
+                        value = self.combine(op, value, folded, dtype);
+                    }
                 }
+                let strides = &self.k.operands[operand].strides;
+                if (0..level).any(|l| strides[l] == 0) {
+                    let old = self.load(operand, offsets[operand], dtype);
+                    value = self.combine(op, old, value, dtype);
+                }
+                self.store(operand, offsets[operand], value);
             }
         }
     }
 
-    /// `for index in 0..n { body }`.
-    fn for_loop(&mut self, n: i64, body: impl FnOnce(&mut Self, Value)) {
+    /// Each operand's offset at `index` along axis `level`.
+    fn advance(&mut self, offsets: &[Value], level: usize, index: Value) -> Vec<Value> {
+        (0..offsets.len())
+            .map(|o| match self.k.operands[o].strides[level] {
+                0 => offsets[o],
+                1 => self.b.ins().iadd(offsets[o], index),
+                s => {
+                    let step = self.b.ins().imul_imm_s(index, s as i64);
+                    self.b.ins().iadd(offsets[o], step)
+                }
+            })
+            .collect()
+    }
+
+    /// The lanes of a vector folded by `op`, in lane order.
+    fn fold_lanes(&mut self, op: ReduceOp, v: Value, dtype: DType) -> Value {
+        let t = self.b.func.dfg.value_type(v);
+        let mut acc = self.b.ins().extractlane(v, 0u8);
+        for lane in 1..t.lane_count() as u8 {
+            let x = self.b.ins().extractlane(v, lane);
+            acc = self.combine(op, acc, x, dtype);
+        }
+        acc
+    }
+
+    /// `for index in start..end { body }`.
+    fn for_loop(&mut self, start: i64, end: i64, body: impl FnOnce(&mut Self, Value)) {
         let (header, block, exit) = (
             self.b.create_block(),
             self.b.create_block(),
             self.b.create_block(),
         );
         let var = self.b.declare_var(types::I64);
-        let zero = self.b.ins().iconst(types::I64, 0);
-        self.b.def_var(var, zero);
+        let first = self.b.ins().iconst(types::I64, start);
+        self.b.def_var(var, first);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
         let index = self.b.use_var(var);
-        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, index, n);
+        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, index, end);
         self.b.ins().brif(more, block, &[], exit, &[]);
         self.b.switch_to_block(block);
         body(self, index);
@@ -361,7 +441,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             .product();
         let start = o.offset as i64;
         let v = self.constant(value, dtype);
-        self.for_loop(n as i64, |e, index| {
+        self.for_loop(0, n as i64, |e, index| {
             let off = e.b.ins().iadd_imm_s(index, start);
             e.store(operand, off, v);
         });
@@ -373,16 +453,31 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.ins().iadd(self.bases[operand], bytes)
     }
 
+    /// One element, or in the vector body a vector of consecutive ones.
     fn load(&mut self, operand: usize, offset: Value, dtype: DType) -> Value {
         let at = self.address(operand, offset);
-        self.b
-            .ins()
-            .load(float(dtype), MemFlagsData::trusted(), at, 0)
+        match (self.in_vector, self.simd) {
+            // Not `trusted`: that promises alignment, which a vector at an
+            // arbitrary element offset lacks.
+            (true, Some(t)) => self
+                .b
+                .ins()
+                .load(t, MemFlagsData::new().with_notrap(), at, 0),
+            _ => self
+                .b
+                .ins()
+                .load(float(dtype), MemFlagsData::trusted(), at, 0),
+        }
     }
 
     fn store(&mut self, operand: usize, offset: Value, value: Value) {
         let at = self.address(operand, offset);
-        self.b.ins().store(MemFlagsData::trusted(), value, at, 0);
+        let flags = if self.in_vector {
+            MemFlagsData::new().with_notrap()
+        } else {
+            MemFlagsData::trusted()
+        };
+        self.b.ins().store(flags, value, at, 0);
     }
 
     /// The innermost body: every instruction that is not invariant.
@@ -390,18 +485,38 @@ impl<'a, 'b> Emitter<'a, 'b> {
         for i in 0..self.k.instrs.len() {
             if !self.invariant[i] {
                 let v = self.instr(i, offsets);
-                self.values[i] = v;
+                if self.in_vector {
+                    self.vectors[i] = v;
+                } else {
+                    self.values[i] = v;
+                }
             }
         }
     }
 
-    fn arg(&self, i: usize) -> Value {
+    /// Instruction `i`'s value where it is used now: in the vector body a
+    /// vector (an invariant value splat across the lanes).
+    fn arg(&mut self, i: usize) -> Value {
+        if self.in_vector {
+            if self.invariant[i] {
+                let v = self.values[i].expect("invariants come first");
+                return self.widen(v);
+            }
+            return self.vectors[i].expect("instructions come after their arguments");
+        }
         self.values[i].expect("instructions come after their arguments")
     }
 
     fn instr(&mut self, i: usize, offsets: &[Value]) -> Option<Value> {
         let (instr, dtype) = self.k.instrs[i].clone();
         Some(match instr {
+            Instr::Load(o) if self.in_vector && self.k.operands[o].strides.last() == Some(&0) => {
+                // Broadcast along the innermost axis: one element for all lanes.
+                self.in_vector = false;
+                let v = self.load(o, offsets[o], dtype);
+                self.in_vector = true;
+                self.widen(v)
+            }
             Instr::Load(o) => self.load(o, offsets[o], dtype),
             Instr::Unary(op, a) => {
                 let a = self.arg(a);
@@ -422,18 +537,18 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let (a, b) = (self.arg(a), self.arg(b));
                 let t = self.b.ins().fcmp(cc, a, b);
                 let (one, zero) = (self.constant(1.0, dtype), self.constant(0.0, dtype));
-                self.b.ins().select(t, one, zero)
+                self.select(t, one, zero)
             }
             Instr::Where(c, a, b) => {
-                let cdt = self.dtype_of(c);
+                let cdt = self.k.instrs[c].1;
                 let zero = self.constant(0.0, cdt);
                 let (c, a, b) = (self.arg(c), self.arg(a), self.arg(b));
                 let t = self.b.ins().fcmp(FloatCC::NotEqual, c, zero);
-                self.b.ins().select(t, a, b)
+                self.select(t, a, b)
             }
             Instr::Cast(to, x) => {
                 let v = self.arg(x);
-                match (self.dtype_of(x), to) {
+                match (self.k.instrs[x].1, to) {
                     (DType::F32, DType::F64) => self.b.ins().fpromote(types::F64, v),
                     (DType::F64, DType::F32) => self.b.ins().fdemote(types::F32, v),
                     _ => v,
@@ -445,7 +560,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 return None;
             }
             Instr::Reduce { op, value, .. } => {
-                let (var, _) = self.accs[i].expect("declared at entry");
+                let var = self.acc_var(i);
                 let acc = self.b.use_var(var);
                 let v = self.arg(value);
                 let next = self.combine(op, acc, v, dtype);
@@ -453,10 +568,6 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 return None;
             }
         })
-    }
-
-    fn dtype_of(&self, i: usize) -> DType {
-        self.k.instrs[i].1
     }
 
     fn combine(&mut self, op: ReduceOp, acc: Value, x: Value, dtype: DType) -> Value {
@@ -467,13 +578,48 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
+    /// `if mask { a } else { b }`, lane by lane for vectors (whose masks
+    /// are integer vectors of all-ones and all-zeros lanes).
+    fn select(&mut self, mask: Value, a: Value, b: Value) -> Value {
+        let t = self.b.func.dfg.value_type(a);
+        if t.is_vector() {
+            let le = MemFlagsData::new().with_endianness(Endianness::Little);
+            let m = self.b.ins().bitcast(t, le, mask);
+            self.b.ins().bitselect(m, a, b)
+        } else {
+            self.b.ins().select(mask, a, b)
+        }
+    }
+
     /// `x` where `x cc y` holds or `x` is NaN, else `other`: the rows'
     /// `if x >= y || x.is_nan() { x } else { other }` and its kin.
     fn keep_if(&mut self, cc: FloatCC, x: Value, y: Value, other: Value) -> Value {
         let holds = self.b.ins().fcmp(cc, x, y);
         let nan = self.b.ins().fcmp(FloatCC::Unordered, x, x);
         let t = self.b.ins().bor(holds, nan);
-        self.b.ins().select(t, x, other)
+        self.select(t, x, other)
+    }
+
+    /// A call of an element function, once per lane for a vector.
+    fn call(&mut self, f: FuncRef, op: Value, args: &[Value]) -> Value {
+        let t = self.b.func.dfg.value_type(args[0]);
+        if !t.is_vector() {
+            let mut call_args = vec![op];
+            call_args.extend_from_slice(args);
+            let call = self.b.ins().call(f, &call_args);
+            return self.b.inst_results(call)[0];
+        }
+        let mut out = args[0];
+        for lane in 0..t.lane_count() as u8 {
+            let mut call_args = vec![op];
+            for &a in args {
+                call_args.push(self.b.ins().extractlane(a, lane));
+            }
+            let call = self.b.ins().call(f, &call_args);
+            let r = self.b.inst_results(call)[0];
+            out = self.b.ins().insertlane(out, r, lane);
+        }
+        out
     }
 
     fn unary(&mut self, op: UnaryOp, x: Value, dtype: DType) -> Value {
@@ -514,17 +660,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     self.constant(-1.0, dtype),
                 );
                 let neg = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
-                let low = self.b.ins().select(neg, minus, zero);
+                let low = self.select(neg, minus, zero);
                 let pos = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
-                self.b.ins().select(pos, one, low)
+                self.select(pos, one, low)
             }
             _ => {
                 self.code._unary.push(Box::new(op));
                 let at = &**self.code._unary.last().expect("pushed") as *const UnaryOp;
                 let at = self.b.ins().iconst(self.ptr, at as i64);
                 let f = self.calls[if dtype == DType::F32 { 0 } else { 1 }];
-                let call = self.b.ins().call(f, &[at, x]);
-                self.b.inst_results(call)[0]
+                self.call(f, at, &[x])
             }
         }
     }
@@ -543,9 +688,28 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let at = &**self.code._binary.last().expect("pushed") as *const BinaryOp;
                 let at = self.b.ins().iconst(self.ptr, at as i64);
                 let f = self.calls[if dtype == DType::F32 { 2 } else { 3 }];
-                let call = self.b.ins().call(f, &[at, a, b]);
-                self.b.inst_results(call)[0]
+                self.call(f, at, &[a, b])
             }
         }
     }
+}
+
+/// The vector type of a kernel's innermost loop: 128 bits of its one dtype,
+/// when every operand steps through the innermost axis by 0 or 1 element
+/// and no instruction changes the dtype (lanes would not line up).
+fn simd_type(k: &Kernel) -> Option<Type> {
+    let dtype = k.instrs.first()?.1;
+    let uniform = k
+        .instrs
+        .iter()
+        .all(|(i, d)| *d == dtype && !matches!(i, Instr::Cast(..)))
+        && k.operands.iter().all(|o| o.dtype == dtype);
+    let unit = k
+        .operands
+        .iter()
+        .all(|o| matches!(o.strides.last(), Some(0) | Some(1)));
+    (uniform && unit && !k.dims.is_empty()).then(|| match dtype {
+        DType::F32 => types::F32X4,
+        DType::F64 => types::F64X2,
+    })
 }
