@@ -708,8 +708,9 @@ fn simd_type(k: &Kernel) -> Option<Type> {
         .operands
         .iter()
         .all(|o| matches!(o.strides.last(), Some(0) | Some(1)));
-    (uniform && unit && !k.dims.is_empty()).then(|| match dtype {
+    let vector = match dtype {
         DType::F32 => types::F32X4,
         DType::F64 => types::F64X2,
-    })
+    };
+    (uniform && unit && !k.dims.is_empty()).then_some(vector)
 }
