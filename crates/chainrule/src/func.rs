@@ -13,6 +13,7 @@
 //! | [`hessian_rev`] | the same | reverse-over-reverse |
 //! | [`hvp`] | `H v` without forming `H` | forward-over-reverse |
 //! | [`vmap`] | `f` mapped over a batch axis, as one batched computation | batching |
+//! | [`jit`] | `f` traced, optimized and compiled to native code per input shapes | compilation |
 //!
 //! Shapes follow the note: for `f: Rⁿ → Rᵐ` the Jacobian is `(m, n)`; for
 //! tensors it has the output's shape followed by the input's.
@@ -466,4 +467,91 @@ where
 {
     let in_axes = in_axes.to_vec();
     move |xs: &[Tensor]| crate::batching::call(&f, xs, &in_axes, out_axis)
+}
+
+// ---------------------------------------------------------------------------
+// Compilation
+// ---------------------------------------------------------------------------
+
+/// `f` compiled: traced into a graph, optimized and lowered to native code
+/// on its first call with each set of input shapes and dtypes, then run from
+/// that cache (as `jax.jit`). Made by [`jit`].
+pub struct Jit<F> {
+    f: F,
+    cache: std::sync::Mutex<Vec<(Signature, std::sync::Arc<crate::graph::Executable>)>>,
+}
+
+/// The shapes and dtypes a compiled function was specialized to.
+type Signature = Vec<(Vec<usize>, crate::DType)>;
+
+/// Compiles `f` (see [`Jit`]). To compile a derivative, jit the transform:
+/// `jit(|x| grad(f, &x[0]))` traces the backward pass into the graph too.
+/// Value-dependent control flow in `f` is frozen at the first call's values
+/// (as in `torch.jit.trace`). Called under a transform (`grad` of a jitted
+/// function, `vmap`, `jvp`) or on inputs that need a gradient, `f` runs as
+/// written, so the transform sees every op.
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// let f = func::jit(|x: &[Tensor]| (x[0].sin() * &x[1]).sum());
+/// let x = Tensor::from_vec(vec![0.5f64, -1.0], &[2]);
+/// let y = f.call(&[x.clone(), x.clone()]).unwrap(); // traced and compiled
+/// let z = f.call(&[x.clone(), x.clone()]).unwrap(); // from the cache
+/// assert_eq!(y.item(), z.item());
+/// assert_eq!(f.specializations(), 1);
+/// let df = func::jit(|x: &[Tensor]| func::grad(|x| (x.sin() * x).sum(), &x[0]));
+/// assert_eq!(df.call(&[x.clone()]).unwrap().shape(), &[2]);
+/// ```
+pub fn jit<F, R>(f: F) -> Jit<F>
+where
+    F: Fn(&[Tensor]) -> R,
+    R: FnOutput,
+{
+    Jit {
+        f,
+        cache: std::sync::Mutex::new(Vec::new()),
+    }
+}
+
+impl<F, R> Jit<F>
+where
+    F: Fn(&[Tensor]) -> R,
+    R: FnOutput,
+{
+    /// `f(xs)`, through the executable compiled for `xs`' shapes and dtypes.
+    pub fn call(&self, xs: &[Tensor]) -> Result<Tensor> {
+        if crate::interp::levels_open() || xs.iter().any(Tensor::needs_grad) {
+            return (self.f)(xs).into_result();
+        }
+        let exe = self.executable(xs)?;
+        let names: Vec<String> = (0..xs.len()).map(|i| format!("x{i}")).collect();
+        let feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(xs).collect();
+        let mut out = exe.run(&feeds)?;
+        Ok(out.remove(0))
+    }
+
+    /// How many shape/dtype specializations have been compiled.
+    pub fn specializations(&self) -> usize {
+        self.cache.lock().map_or(0, |c| c.len())
+    }
+
+    /// The executable for `xs`' signature, compiled on first use.
+    fn executable(&self, xs: &[Tensor]) -> Result<std::sync::Arc<crate::graph::Executable>> {
+        let signature: Signature = xs.iter().map(|x| (x.shape().to_vec(), x.dtype())).collect();
+        if let Some((_, exe)) = self.lock().iter().find(|(s, _)| *s == signature) {
+            return Ok(exe.clone());
+        }
+        let names: Vec<String> = (0..xs.len()).map(|i| format!("x{i}")).collect();
+        let feeds: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(xs).collect();
+        let graph = crate::graph::Graph::trace(&feeds, |t| Ok(vec![(self.f)(t).into_result()?]))?;
+        let exe = std::sync::Arc::new(graph.optimize().compile());
+        self.lock().push((signature, exe.clone()));
+        Ok(exe)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<(Signature, std::sync::Arc<crate::graph::Executable>)>> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
 }

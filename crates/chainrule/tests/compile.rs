@@ -178,3 +178,66 @@ fn vector_loops_and_their_remainders_agree_in_both_dtypes() {
         }
     }
 }
+
+mod jit {
+    use super::t;
+    use chainrule::{func, Tensor};
+
+    fn f(x: &Tensor) -> Tensor {
+        (x.sin() * x + x.square().exp() * 0.1).sum()
+    }
+
+    fn close(a: &Tensor, b: &Tensor) {
+        assert_eq!(a.shape(), b.shape());
+        for (x, y) in a.to_vec::<f64>().iter().zip(b.to_vec::<f64>()) {
+            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn compiles_once_per_shape_and_dtype() {
+        let g = func::jit(|x: &[Tensor]| f(&x[0]));
+        let (a, b) = (t(&[3], 1), t(&[3], 2));
+        close(&g.call(&[a.clone()]).unwrap(), &f(&a));
+        close(&g.call(&[b.clone()]).unwrap(), &f(&b));
+        assert_eq!(g.specializations(), 1);
+        let c = t(&[5], 3);
+        close(&g.call(&[c.clone()]).unwrap(), &f(&c));
+        let d = c.to_dtype(chainrule::DType::F32);
+        g.call(&[d]).unwrap();
+        assert_eq!(g.specializations(), 3);
+    }
+
+    #[test]
+    fn jit_of_a_derivative_compiles_the_derivative() {
+        let x = t(&[4], 5);
+        let dg = func::jit(|x: &[Tensor]| func::grad(f, &x[0]));
+        close(&dg.call(&[x.clone()]).unwrap(), &func::grad(f, &x).unwrap());
+        let h = func::jit(|x: &[Tensor]| func::hessian(f, &x[0]));
+        close(
+            &h.call(&[x.clone()]).unwrap(),
+            &func::hessian(f, &x).unwrap(),
+        );
+    }
+
+    #[test]
+    fn a_jitted_function_is_differentiable() {
+        let g = func::jit(|x: &[Tensor]| f(&x[0]));
+        let x = t(&[4], 6);
+        let through = func::grad(|x| g.call(&[x.clone()]), &x).unwrap();
+        close(&through, &func::grad(f, &x).unwrap());
+        let (_, tangent) = func::jvp(|x| g.call(&[x.clone()]), &x, &x.ones_like()).unwrap();
+        let (_, want) = func::jvp(f, &x, &x.ones_like()).unwrap();
+        close(&tangent, &want);
+    }
+
+    #[test]
+    fn shape_errors_name_the_op() {
+        let g = func::jit(|x: &[Tensor]| x[0].try_add(&x[1]));
+        let e = g.call(&[t(&[3], 1), t(&[4], 2)]).unwrap_err().to_string();
+        assert!(
+            e.contains("add") && e.contains("[3]") && e.contains("[4]"),
+            "{e}"
+        );
+    }
+}
