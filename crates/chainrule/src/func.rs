@@ -500,7 +500,7 @@ type Signature = Vec<(Vec<usize>, crate::DType)>;
 /// assert_eq!(y.item(), z.item());
 /// assert_eq!(f.specializations(), 1);
 /// let df = func::jit(|x: &[Tensor]| func::grad(|x| (x.sin() * x).sum(), &x[0]));
-/// assert_eq!(df.call(&[x.clone()]).unwrap().shape(), &[2]);
+/// assert_eq!(df.call(std::slice::from_ref(&x)).unwrap().shape(), &[2]);
 /// ```
 pub fn jit<F, R>(f: F) -> Jit<F>
 where

@@ -198,11 +198,11 @@ mod jit {
     fn compiles_once_per_shape_and_dtype() {
         let g = func::jit(|x: &[Tensor]| f(&x[0]));
         let (a, b) = (t(&[3], 1), t(&[3], 2));
-        close(&g.call(&[a.clone()]).unwrap(), &f(&a));
-        close(&g.call(&[b.clone()]).unwrap(), &f(&b));
+        close(&g.call(std::slice::from_ref(&a)).unwrap(), &f(&a));
+        close(&g.call(std::slice::from_ref(&b)).unwrap(), &f(&b));
         assert_eq!(g.specializations(), 1);
         let c = t(&[5], 3);
-        close(&g.call(&[c.clone()]).unwrap(), &f(&c));
+        close(&g.call(std::slice::from_ref(&c)).unwrap(), &f(&c));
         let d = c.to_dtype(chainrule::DType::F32);
         g.call(&[d]).unwrap();
         assert_eq!(g.specializations(), 3);
@@ -212,10 +212,10 @@ mod jit {
     fn jit_of_a_derivative_compiles_the_derivative() {
         let x = t(&[4], 5);
         let dg = func::jit(|x: &[Tensor]| func::grad(f, &x[0]));
-        close(&dg.call(&[x.clone()]).unwrap(), &func::grad(f, &x).unwrap());
+        close(&dg.call(std::slice::from_ref(&x)).unwrap(), &func::grad(f, &x).unwrap());
         let h = func::jit(|x: &[Tensor]| func::hessian(f, &x[0]));
         close(
-            &h.call(&[x.clone()]).unwrap(),
+            &h.call(std::slice::from_ref(&x)).unwrap(),
             &func::hessian(f, &x).unwrap(),
         );
     }
@@ -224,9 +224,9 @@ mod jit {
     fn a_jitted_function_is_differentiable() {
         let g = func::jit(|x: &[Tensor]| f(&x[0]));
         let x = t(&[4], 6);
-        let through = func::grad(|x| g.call(&[x.clone()]), &x).unwrap();
+        let through = func::grad(|x| g.call(std::slice::from_ref(&x)), &x).unwrap();
         close(&through, &func::grad(f, &x).unwrap());
-        let (_, tangent) = func::jvp(|x| g.call(&[x.clone()]), &x, &x.ones_like()).unwrap();
+        let (_, tangent) = func::jvp(|x| g.call(std::slice::from_ref(&x)), &x, &x.ones_like()).unwrap();
         let (_, want) = func::jvp(f, &x, &x.ones_like()).unwrap();
         close(&tangent, &want);
     }
