@@ -212,7 +212,10 @@ mod jit {
     fn jit_of_a_derivative_compiles_the_derivative() {
         let x = t(&[4], 5);
         let dg = func::jit(|x: &[Tensor]| func::grad(f, &x[0]));
-        close(&dg.call(std::slice::from_ref(&x)).unwrap(), &func::grad(f, &x).unwrap());
+        close(
+            &dg.call(std::slice::from_ref(&x)).unwrap(),
+            &func::grad(f, &x).unwrap(),
+        );
         let h = func::jit(|x: &[Tensor]| func::hessian(f, &x[0]));
         close(
             &h.call(std::slice::from_ref(&x)).unwrap(),
@@ -224,9 +227,10 @@ mod jit {
     fn a_jitted_function_is_differentiable() {
         let g = func::jit(|x: &[Tensor]| f(&x[0]));
         let x = t(&[4], 6);
-        let through = func::grad(|x| g.call(std::slice::from_ref(&x)), &x).unwrap();
+        let through = func::grad(|x| g.call(std::slice::from_ref(x)), &x).unwrap();
         close(&through, &func::grad(f, &x).unwrap());
-        let (_, tangent) = func::jvp(|x| g.call(std::slice::from_ref(&x)), &x, &x.ones_like()).unwrap();
+        let (_, tangent) =
+            func::jvp(|x| g.call(std::slice::from_ref(x)), &x, &x.ones_like()).unwrap();
         let (_, want) = func::jvp(f, &x, &x.ones_like()).unwrap();
         close(&tangent, &want);
     }
