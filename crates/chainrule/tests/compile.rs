@@ -245,3 +245,22 @@ mod jit {
         );
     }
 }
+
+#[test]
+fn a_long_chain_is_split_into_kernels_and_loads_each_input_once() {
+    // 6,000 adds of the same input: a handful of kernels, each loading `x` once
+    let x = t(&[], 1);
+    let exe = compiled(&[("x", &x)], |t| {
+        let mut s = t[0].clone();
+        for _ in 0..6000 {
+            s = &s + &t[0];
+        }
+        vec![s]
+    });
+    let r = exe.report().expect("compiled");
+    assert!(
+        r.kernels >= 6000 / 512 && r.kernels <= 6000 / 512 + 2,
+        "{r:?}"
+    );
+    assert_native_equals_interpreted(&exe, &[("x", &x)]);
+}

@@ -251,14 +251,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
             }
         }
+        let offsets: Vec<Value> = self.zero_offsets();
         for i in 0..self.k.instrs.len() {
             if self.invariant[i] {
-                let zero: Vec<Value> = self.zero_offsets();
-                let v = self.instr(i, &zero);
+                let v = self.instr(i, &offsets);
                 self.values[i] = v;
             }
         }
-        let offsets: Vec<Value> = self.zero_offsets();
         self.level(0, offsets);
         self.b.ins().return_(&[]);
     }

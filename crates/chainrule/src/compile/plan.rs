@@ -24,6 +24,10 @@ use crate::layout::Layout;
 use crate::ops::{BinaryOp, Prim, ReduceOp};
 use crate::DType;
 
+/// The most nodes one kernel takes: a longer chain is split into kernels
+/// of this size, which bounds the code generator's time per function.
+const MAX_KERNEL_NODES: usize = 512;
+
 /// Where a node's value is while a compiled graph runs.
 #[derive(Clone, Debug)]
 pub(crate) enum Place {
@@ -210,7 +214,10 @@ impl<'g> Partition<'g> {
         };
         let mut target: Option<usize> = None;
         for &j in &node.inputs {
-            if in_registers(self, j) {
+            let full = self
+                .group_of(j)
+                .is_some_and(|k| self.groups[k].members.len() >= MAX_KERNEL_NODES);
+            if in_registers(self, j) && !full {
                 let k = self.group_of(j).expect("in a kernel");
                 target = Some(match target {
                     Some(t) if t != k => self.merge(t, k),
@@ -245,17 +252,22 @@ impl<'g> Partition<'g> {
         }
     }
 
-    /// Merges open kernel `b` into open kernel `a` (neither has been read
-    /// from memory yet, so one loop can compute both).
+    /// Merges two open kernels (neither has been read from memory yet, so
+    /// one loop can compute both), the smaller into the larger so that a
+    /// long graph merges in O(n log n); returns the one that remains.
     fn merge(&mut self, a: usize, b: usize) -> usize {
-        let moved = std::mem::take(&mut self.groups[b].members);
+        let (into, from) = if self.groups[a].members.len() >= self.groups[b].members.len() {
+            (a, b)
+        } else {
+            (b, a)
+        };
+        let moved = std::mem::take(&mut self.groups[from].members);
         for &m in &moved {
-            self.place[m.0 as usize] = Place::InKernel(a);
+            self.place[m.0 as usize] = Place::InKernel(into);
         }
-        self.groups[a].members.extend(moved);
-        self.groups[a].members.sort();
-        self.groups[b].open = false; // empty: emits nothing
-        a
+        self.groups[into].members.extend(moved);
+        self.groups[from].open = false; // empty: emits nothing
+        into
     }
 }
 
@@ -316,22 +328,28 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
     let g = p.g;
     let mut k = Kernel::new(&group.shape);
     let mut operands: Vec<NodeId> = Vec::new();
-    let mut value: Vec<Option<usize>> = vec![None; g.nodes.len()];
+    // Sparse: a dense vector per kernel would cost the graph's length each.
+    let mut value: rustc_hash::FxHashMap<NodeId, usize> = Default::default();
     let mut operand = |k: &mut Kernel, of: NodeId, layout: &Layout, dtype: DType| {
         operands.push(of);
         k.operand(layout, dtype)
     };
-    for &m in &group.members {
+    let mut members = group.members.clone();
+    members.sort(); // graph order: every member after its inputs
+    for m in members {
         let node = g.node(m);
         let mut args = Vec::new();
         for &j in &node.inputs {
-            let v = match value[j.0 as usize] {
-                Some(v) => v,
+            let v = match value.get(&j) {
+                Some(&v) => v,
                 _ => {
+                    // Loaded once per kernel, however many members read it.
                     let (of, l) = p.memory(j);
                     let l = l.broadcast_to(&group.shape).expect("shapes were checked");
                     let o = operand(&mut k, of, &l, g.node(j).dtype);
-                    k.push(Instr::Load(o), g.node(j).dtype)
+                    let v = k.push(Instr::Load(o), g.node(j).dtype);
+                    value.insert(j, v);
+                    v
                 }
             };
             args.push(v);
@@ -377,7 +395,7 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
             }
             _ => unreachable!("only elementwise ops and reductions join kernels"),
         };
-        value[m.0 as usize] = Some(v);
+        value.insert(m, v);
         if p.stored[m.0 as usize] {
             let l = Layout::contiguous(&node.shape);
             let o = operand(&mut k, m, &l, dt);
@@ -437,33 +455,40 @@ fn arena(g: &Graph, place: &[Place], steps: &[Step]) -> (Vec<Option<usize>>, Vec
     for &o in &g.outputs {
         last_use[base(o).0 as usize] = usize::MAX;
     }
+    // Per step: the arena buffers it creates and those it reads last.
+    let mut created: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    let mut ending: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    for i in 0..n {
+        if born[i] != usize::MAX && matches!(place[i], Place::Arena) {
+            created[born[i]].push(i);
+            if last_use[i] < steps.len() {
+                ending[last_use[i]].push(i);
+            }
+        }
+    }
     let mut slot = vec![None; n];
     let mut slots: Vec<(DType, usize)> = Vec::new();
     let mut free: Vec<usize> = Vec::new();
     for s in 0..steps.len() {
-        for i in 0..n {
-            if born[i] == s && matches!(place[i], Place::Arena) {
-                let (dtype, len) = (g.nodes[i].dtype, g.nodes[i].shape.iter().product::<usize>());
-                let fits = free
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, &f)| slots[f].0 == dtype)
-                    .min_by_key(|(_, &f)| (slots[f].1 < len, slots[f].1.abs_diff(len)));
-                let f = match fits {
-                    Some((at, _)) => free.swap_remove(at),
-                    None => {
-                        slots.push((dtype, 0));
-                        slots.len() - 1
-                    }
-                };
-                slots[f].1 = slots[f].1.max(len);
-                slot[i] = Some(f);
-            }
+        for &i in &created[s] {
+            let (dtype, len) = (g.nodes[i].dtype, g.nodes[i].shape.iter().product::<usize>());
+            let fits = free
+                .iter()
+                .enumerate()
+                .filter(|(_, &f)| slots[f].0 == dtype)
+                .min_by_key(|(_, &f)| (slots[f].1 < len, slots[f].1.abs_diff(len)));
+            let f = match fits {
+                Some((at, _)) => free.swap_remove(at),
+                None => {
+                    slots.push((dtype, 0));
+                    slots.len() - 1
+                }
+            };
+            slots[f].1 = slots[f].1.max(len);
+            slot[i] = Some(f);
         }
-        for i in 0..n {
-            if let (Some(f), true) = (slot[i], last_use[i] == s) {
-                free.push(f);
-            }
+        for &i in &ending[s] {
+            free.extend(slot[i]);
         }
     }
     (slot, slots)
