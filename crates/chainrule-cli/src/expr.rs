@@ -384,6 +384,23 @@ fn levenshtein(a: &str, b: &str) -> usize {
 /// thread whose stack holds this depth in every pass with room to spare.
 pub const MAX_TREE_DEPTH: usize = 10_000;
 
+/// The stack of the thread the command runs on (and the fuzz targets'
+/// bodies): it holds `MAX_TREE_DEPTH` levels in every pass. Only the pages
+/// touched are committed.
+pub const STACK_BYTES: usize = 512 << 20;
+
+/// Runs `f` on a thread with a [`STACK_BYTES`] stack, as the command does.
+pub fn on_command_stack<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| {
+        std::thread::Builder::new()
+            .stack_size(STACK_BYTES)
+            .spawn_scoped(s, f)
+            .expect("a thread can be started")
+            .join()
+            .unwrap_or_else(|payload| std::panic::resume_unwind(payload))
+    })
+}
+
 /// Parses a whole expression.
 pub fn parse(src: &str) -> Result<Expr, ParseError> {
     let e = parse_unchecked(src)?;

@@ -4,7 +4,7 @@
 //! error is fine, a panic is a failure.
 
 use crate::eval::{eval, parse_value, Env};
-use crate::expr::parse;
+use crate::expr::{on_command_stack, parse};
 use crate::{inputs, symbolic};
 use chainrule::{DType, Tensor};
 use std::path::Path;
@@ -19,6 +19,10 @@ fn text(data: &[u8]) -> String {
 /// Parses any text; what parses prints back to text that parses to the
 /// same expression.
 pub fn parse_and_reprint(data: &[u8]) {
+    on_command_stack(|| reprint(data));
+}
+
+fn reprint(data: &[u8]) {
     let src = text(data);
     if let Ok(e) = parse(&src) {
         let printed = e.to_string();
@@ -49,7 +53,14 @@ pub fn fuzz_env() -> Env {
 
 /// Evaluates any expression that parses, with gradient recording on, and
 /// differentiates it symbolically when it has a single value.
+///
+/// Runs on a stack as large as the command's: passes over the expression
+/// recurse once per level, as deep as `expr::MAX_TREE_DEPTH`.
 pub fn eval_and_differentiate(data: &[u8]) {
+    on_command_stack(|| differentiate(data));
+}
+
+fn differentiate(data: &[u8]) {
     let src = text(data);
     let Ok(e) = parse(&src) else { return };
     let mut env = fuzz_env();

@@ -48,7 +48,7 @@ fn run(cli: Cli) -> Result<(), CliError> {
     }
 }
 
-const STACK_BYTES: usize = 512 << 20;
+use chainrule_cli::expr::STACK_BYTES;
 
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
