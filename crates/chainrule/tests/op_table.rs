@@ -867,27 +867,10 @@ fn graph_mode_agrees(row: &Row, seed: u64) -> Result<(), String> {
     graph_equals_eager(&graph, row, &fresh, &w, "fresh inputs:", close_graph).map_err(fail)
 }
 
-/// Equal, or the same non-finite value (NaN, ±inf), entry by entry.
+/// Equal to 1e-9 of the largest finite magnitude, or the same non-finite
+/// value (NaN, ±inf), entry by entry.
 fn same_values(what: &str, a: &Tensor, b: &Tensor) -> Result<(), String> {
-    if a.shape() != b.shape() {
-        return Err(format!("{what}: shape {:?} vs {:?}", a.shape(), b.shape()));
-    }
-    let (a, b) = (a.to_vec::<f64>(), b.to_vec::<f64>());
-    let scale = b
-        .iter()
-        .filter(|v| v.is_finite())
-        .fold(1.0f64, |m, v| m.max(v.abs()));
-    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
-        let same = if y.is_finite() {
-            (x - y).abs() <= 1e-9 * scale
-        } else {
-            x.is_nan() && y.is_nan() || x == y
-        };
-        if !same {
-            return Err(format!("{what}: entry {i}: {x} vs {y}"));
-        }
-    }
-    Ok(())
+    within(what, a, b, 1e-9)
 }
 
 /// Equal to `tol` of the largest finite magnitude, or the same non-finite
