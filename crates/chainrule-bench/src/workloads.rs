@@ -304,15 +304,21 @@ pub fn chain_forward(k: usize) -> Case {
 
 pub const JAC_HIDDEN: usize = 256;
 
-/// `f(x) = tanh(W3 tanh(W2 tanh(W1 x)))`, its Jacobian by `jacfwd` (forward)
-/// or `jacrev` (reverse).
-pub fn jac(a: usize, b: usize, mode: &str) -> Case {
+/// The `jac` workload's `x`, `W1`, `W2`, `W3` (WORKLOADS.md's draw order).
+fn jac_inputs(a: usize, b: usize) -> (Tensor, Tensor, Tensor, Tensor) {
     let mut g = SplitMix64::new();
     let h = JAC_HIDDEN;
     let x = Tensor::from_vec(g.f32s(a, 1.0), &[a]);
     let w1 = Tensor::from_vec(g.f32s(h * a, 1.0 / (a as f64).sqrt()), &[h, a]);
     let w2 = Tensor::from_vec(g.f32s(h * h, 1.0 / (h as f64).sqrt()), &[h, h]);
     let w3 = Tensor::from_vec(g.f32s(b * h, 1.0 / (h as f64).sqrt()), &[b, h]);
+    (x, w1, w2, w3)
+}
+
+/// `f(x) = tanh(W3 tanh(W2 tanh(W1 x)))`, its Jacobian by `jacfwd` (forward)
+/// or `jacrev` (reverse).
+pub fn jac(a: usize, b: usize, mode: &str) -> Case {
+    let (x, w1, w2, w3) = jac_inputs(a, b);
     let mode = mode.to_string();
     let impl_desc = match mode.as_str() {
         "forward" => "func::jacfwd (vmap of jvp: one forward pass of a directions)",
@@ -342,12 +348,7 @@ pub fn jac(a: usize, b: usize, mode: &str) -> Case {
 /// The Jacobian traced into a graph (through `jacfwd`, the row-by-row
 /// pullbacks, or `jacrev`), optimized and compiled to native code.
 pub fn jac_jit(a: usize, b: usize, mode: &str) -> Case {
-    let mut g = SplitMix64::new();
-    let h = JAC_HIDDEN;
-    let x = Tensor::from_vec(g.f32s(a, 1.0), &[a]);
-    let w1 = Tensor::from_vec(g.f32s(h * a, 1.0 / (a as f64).sqrt()), &[h, a]);
-    let w2 = Tensor::from_vec(g.f32s(h * h, 1.0 / (h as f64).sqrt()), &[h, h]);
-    let w3 = Tensor::from_vec(g.f32s(b * h, 1.0 / (h as f64).sqrt()), &[b, h]);
+    let (x, w1, w2, w3) = jac_inputs(a, b);
     let feeds = [("x", &x), ("w1", &w1), ("w2", &w2), ("w3", &w3)];
     let eager = mode.trim_start_matches("jit-").to_string();
     let (exe, compile_ms) = traced(&feeds, |t| {
