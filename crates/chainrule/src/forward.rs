@@ -72,11 +72,15 @@ impl Interpreter for DualInterpreter {
     fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
         let stripped: SmallVec<[Tensor; 3]> = inputs.iter().map(|t| strip(t, self.level)).collect();
         let refs: SmallVec<[&Tensor; 3]> = stripped.iter().collect();
-        let primal_out = crate::interp::bind(prim.clone(), &refs)?;
         let tangents: SmallVec<[Option<Tensor>; 3]> = inputs
             .iter()
             .map(|t| tangent_at(t, self.level).cloned())
             .collect();
+        if let Some(joint) = prim.value_and_tangent(&stripped, &tangents) {
+            let (value, tangent) = joint?;
+            return Ok(wrap(value, self.level, tangent));
+        }
+        let primal_out = crate::interp::bind(prim.clone(), &refs)?;
         Ok(match prim.jvp(&stripped, &primal_out, &tangents)? {
             Some(t) => wrap(primal_out, self.level, t),
             None => primal_out,

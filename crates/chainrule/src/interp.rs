@@ -308,3 +308,49 @@ pub(crate) fn grad_enabled() -> bool {
 pub(crate) fn set_grad_enabled(enabled: bool) -> bool {
     STATE.with(|s| s.grad_enabled.replace(enabled))
 }
+
+/// Runs `f` with every open level and watcher of this thread out of sight
+/// (and grad mode on, the tape ceiling lifted): what a control-flow
+/// primitive does to trace its body as a function of its own, or to run it
+/// as a kernel. The values `f` reads keep their layers; no level processes
+/// them until the stack is restored (also when `f` panics).
+pub(crate) fn isolated<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore {
+        stack: Vec<Frame>,
+        watchers: usize,
+        grad: bool,
+        ceiling: u32,
+    }
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let _ = STATE.try_with(|s| {
+                let stack = std::mem::take(&mut self.stack);
+                // Watchers opened inside `f` and not closed would be lost here:
+                // `f` closes what it opens (the tracer's `end`).
+                s.depth.set(stack.len());
+                *s.stack.borrow_mut() = stack;
+                s.watchers.set(self.watchers);
+                WATCHERS_ANYWHERE.fetch_add(self.watchers, Ordering::Relaxed);
+                s.grad_enabled.set(self.grad);
+                s.tape_ceiling.set(self.ceiling);
+            });
+        }
+    }
+    let _restore = STATE.with(|s| {
+        let watchers = s.watchers.replace(0);
+        WATCHERS_ANYWHERE.fetch_sub(watchers, Ordering::Relaxed);
+        s.depth.set(0);
+        Restore {
+            stack: std::mem::take(&mut *s.stack.borrow_mut()),
+            watchers,
+            grad: s.grad_enabled.replace(true),
+            ceiling: s.tape_ceiling.replace(u32::MAX),
+        }
+    });
+    f()
+}
+
+/// Whether a watcher (an open trace) sees this thread's ops.
+pub(crate) fn watched() -> bool {
+    STATE.with(|s| s.watchers.get() > 0)
+}

@@ -32,6 +32,7 @@ pub mod autograd;
 mod batching;
 pub mod check;
 mod compile;
+pub mod control;
 #[cfg(feature = "ndarray")]
 mod convert;
 pub mod data;

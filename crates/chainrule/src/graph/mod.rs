@@ -198,6 +198,28 @@ impl Graph {
             }
         }
         trace::begin()?;
+        Ok(Graph::traced(inputs, f)?.0)
+    }
+
+    /// Traces `f` as a function of its own, out of sight of every open level
+    /// and trace (a control-flow primitive's body): tensors from outside
+    /// that carry a node, a layer or an outer trace's node become extra
+    /// inputs (captures, named `captureK`), returned beside the graph.
+    pub(crate) fn trace_lifting<F>(inputs: &[(&str, &Tensor)], f: F) -> Result<(Graph, Vec<Tensor>)>
+    where
+        F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+    {
+        crate::interp::isolated(|| {
+            trace::begin_lifting()?;
+            Graph::traced(inputs, f)
+        })
+    }
+
+    /// Runs `f` under the trace just opened, and closes it.
+    fn traced<F>(inputs: &[(&str, &Tensor)], f: F) -> Result<(Graph, Vec<Tensor>)>
+    where
+        F: FnOnce(&[Tensor]) -> Result<Vec<Tensor>>,
+    {
         let handles: Vec<Tensor> = inputs
             .iter()
             .map(|(name, t)| {
@@ -219,7 +241,7 @@ impl Graph {
         let mut graph = tracer.graph;
         graph.outputs = outputs?;
         debug_assert!(graph.check().is_ok(), "{:?}\n{graph}", graph.check());
-        Ok(graph)
+        Ok((graph, tracer.captures.unwrap_or_default()))
     }
 
     /// A new graph computing this graph's outputs followed by the gradient of
@@ -300,9 +322,45 @@ impl Graph {
         Graph::trace(&feeds, |xs| f(xs, &self.eval_with(xs)?))
     }
 
+    /// One slot per node, the inputs filled with `inputs` (for [`Graph::eval_values`]).
+    pub(crate) fn bind_inputs(&self, inputs: &[Tensor]) -> Vec<Option<Tensor>> {
+        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
+        for (&id, t) in self.inputs.iter().zip(inputs) {
+            values[id.0 as usize] = Some(t.clone());
+        }
+        values
+    }
+
+    /// Computes the nodes not yet in `values` (those `only` marks, or all)
+    /// by their kernels: on plain values, recording nothing.
+    pub(crate) fn eval_values(
+        &self,
+        values: &mut [Option<Tensor>],
+        only: Option<&[bool]>,
+    ) -> Result<()> {
+        for (i, node) in self.nodes.iter().enumerate() {
+            if values[i].is_some() || only.is_some_and(|o| !o[i]) {
+                continue;
+            }
+            let out = {
+                let args: SmallVec<[&Tensor; 3]> = node
+                    .inputs
+                    .iter()
+                    .map(|j| values[j.0 as usize].as_ref().expect("inputs come first"))
+                    .collect();
+                match &node.op {
+                    GOp::Prim(p) => p.forward(&args)?,
+                    _ => apply(node, &args)?,
+                }
+            };
+            values[i] = Some(out);
+        }
+        Ok(())
+    }
+
     /// Evaluates the graph on tensors through the ordinary tensor API (so an
     /// open trace or reverse-mode recording sees every op).
-    fn eval_with(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
+    pub(crate) fn eval_with(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
         let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
         for (k, &id) in self.inputs.iter().enumerate() {
             values[id.0 as usize] = Some(inputs[k].clone());

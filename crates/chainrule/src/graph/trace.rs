@@ -6,6 +6,13 @@
 //! claims no op, observes every kernel that runs (each primitive on values),
 //! and follows the new handles other interpreters make for a value (nodes,
 //! tangents, leaves).
+//!
+//! Traces nest only out of sight of each other: a control-flow primitive
+//! traces its body with the outer levels and traces hidden
+//! ([`crate::interp::isolated`]), in *lifting* mode: a tensor from outside
+//! the body that carries something (a node, a layer, a node of an outer
+//! trace) becomes an input of the body (a capture), so that every mode sees
+//! it as an input of the loop.
 
 use super::{GOp, Graph, NodeId};
 use crate::interp::Interpreter;
@@ -24,6 +31,8 @@ pub(crate) struct Tracer {
     alive: Vec<Tensor>,
     /// Its frame on the interpreter stack.
     frame: u32,
+    /// Lifting mode: the captured tensors, one input each (see the module note).
+    pub captures: Option<Vec<Tensor>>,
 }
 
 /// The tracer's frame on the interpreter stack.
@@ -52,37 +61,52 @@ impl Interpreter for Watcher {
 }
 
 thread_local! {
-    static TRACER: RefCell<Option<Tracer>> = const { RefCell::new(None) };
+    /// The open traces, innermost last (only the innermost one records).
+    static TRACER: RefCell<Vec<Tracer>> = const { RefCell::new(Vec::new()) };
 }
 
 pub(crate) fn begin() -> Result<(), crate::Error> {
+    open(None)
+}
+
+/// Opens a trace in lifting mode, under [`crate::interp::isolated`].
+pub(crate) fn begin_lifting() -> Result<(), crate::Error> {
+    open(Some(Vec::new()))
+}
+
+fn open(captures: Option<Vec<Tensor>>) -> Result<(), crate::Error> {
+    if crate::interp::watched() {
+        return Err(crate::Error::invalid(
+            "graph",
+            "a graph is already being traced on this thread (traces do not nest)",
+        ));
+    }
+    let frame = crate::interp::fresh_id();
+    crate::interp::push(frame, std::rc::Rc::new(Watcher));
     TRACER.with(|t| {
-        let mut t = t.borrow_mut();
-        if t.is_some() {
-            return Err(crate::Error::invalid(
-                "graph",
-                "a graph is already being traced on this thread (traces do not nest)",
-            ));
-        }
-        let frame = crate::interp::fresh_id();
-        crate::interp::push(frame, std::rc::Rc::new(Watcher));
-        *t = Some(Tracer {
+        t.borrow_mut().push(Tracer {
             graph: Graph::default(),
             ids: FxHashMap::default(),
             alive: Vec::new(),
             frame,
-        });
-        Ok(())
-    })
+            captures,
+        })
+    });
+    Ok(())
 }
 
-/// Closes the trace (also when the traced function failed).
+/// Closes the innermost trace (also when the traced function failed).
 pub(crate) fn end() -> Option<Tracer> {
-    let tracer = TRACER.with(|t| t.borrow_mut().take());
+    let tracer = TRACER.with(|t| t.borrow_mut().pop());
     if let Some(t) = &tracer {
         crate::interp::pop(t.frame);
     }
     tracer
+}
+
+/// Whether an outer trace (not the innermost) knows `t`.
+fn known_outside(traces: &[Tracer], t: &Tensor) -> bool {
+    traces.iter().any(|tr| tr.lookup(t).is_some())
 }
 
 fn key(t: &Tensor) -> *const TensorImpl {
@@ -90,10 +114,17 @@ fn key(t: &Tensor) -> *const TensorImpl {
 }
 
 impl Tracer {
-    /// The node of `t`, adding it as a constant when the trace has not seen it.
-    fn node_of(&mut self, t: &Tensor) -> NodeId {
+    /// The node of `t`, adding it as a constant (or, lifting, a capture)
+    /// when the trace has not seen it.
+    fn node_of(&mut self, t: &Tensor, outside: bool) -> NodeId {
         if let Some(&id) = self.ids.get(&key(t)) {
             return id;
+        }
+        let lifted = outside || t.node().is_some() || t.has_layer();
+        if let (Some(captures), true) = (&mut self.captures, lifted) {
+            let name = format!("capture{}", captures.len());
+            captures.push(t.clone());
+            return self.placeholder(&name, t);
         }
         let id = self.graph.push(
             GOp::Constant(t.detach_untraced()),
@@ -129,25 +160,29 @@ impl Tracer {
     }
 }
 
-fn with_tracer(f: impl FnOnce(&mut Tracer)) {
+/// Runs `f` on the innermost trace, told which outer traces there are.
+fn with_tracer(f: impl FnOnce(&mut Tracer, &[Tracer])) {
     TRACER.with(|t| {
-        if let Some(tracer) = t.borrow_mut().as_mut() {
-            f(tracer)
+        if let Some((tracer, outer)) = t.borrow_mut().split_last_mut() {
+            f(tracer, outer)
         }
     })
 }
 
 /// Registers a placeholder: `example` stands for the input `name`.
 pub(crate) fn placeholder(name: &str, example: &Tensor) {
-    with_tracer(|t| {
+    with_tracer(|t, _| {
         t.placeholder(name, example);
     })
 }
 
 /// `out = op(inputs)` for an op of the graph.
 fn op(op: GOp, inputs: &[&Tensor], out: &Tensor) {
-    with_tracer(|t| {
-        let ids: Vec<NodeId> = inputs.iter().map(|x| t.node_of(x)).collect();
+    with_tracer(|t, outer| {
+        let ids: Vec<NodeId> = inputs
+            .iter()
+            .map(|x| t.node_of(x, known_outside(outer, x)))
+            .collect();
         let id = t.graph.push(op, ids, out.shape(), out.dtype());
         t.bind(out, id);
     })
@@ -155,7 +190,7 @@ fn op(op: GOp, inputs: &[&Tensor], out: &Tensor) {
 
 /// `handle` is another handle on the value of `of` (detach, requires_grad…).
 pub(crate) fn alias(of: &Tensor, handle: &Tensor) {
-    with_tracer(|t| {
+    with_tracer(|t, _| {
         if let Some(id) = t.lookup(of) {
             t.bind(handle, id);
         }
@@ -165,6 +200,6 @@ pub(crate) fn alias(of: &Tensor, handle: &Tensor) {
 /// The node of an output tensor of the traced function.
 pub(crate) fn output(t: &Tensor) -> Option<NodeId> {
     let mut id = None;
-    with_tracer(|tr| id = Some(tr.node_of(t)));
+    with_tracer(|tr, outer| id = Some(tr.node_of(t, known_outside(outer, t))));
     id
 }

@@ -115,6 +115,8 @@ pub(crate) enum Prim {
     },
     /// A user-defined op (see [`custom`]).
     Custom(custom::CustomPrim),
+    /// A loop whose body is a graph (see [`control`]).
+    Loop(crate::control::LoopPrim),
 }
 
 /// An input of a batching rule: its value with the batch axis first, or a
@@ -186,6 +188,7 @@ impl Prim {
             Prim::Gather { .. } => "gather",
             Prim::ScatterAdd { .. } => "scatter_add",
             Prim::Custom(f) => f.0.name(),
+            Prim::Loop(l) => l.0.name(),
         }
     }
 
@@ -207,6 +210,7 @@ impl Prim {
             Prim::IndexAdd { axis, .. } => format!("index_add axis {axis}"),
             Prim::Gather { axis, .. } => format!("gather axis {axis}"),
             Prim::ScatterAdd { axis, .. } => format!("scatter_add axis {axis}"),
+            Prim::Loop(l) => l.0.describe(),
             other => other.name().to_string(),
         }
     }
@@ -232,7 +236,7 @@ impl Prim {
         match self {
             Prim::Binary(_) | Prim::Compare(_) | Prim::Matmul => Some(2),
             Prim::Where => Some(3),
-            Prim::Concat { .. } | Prim::Custom(_) => None,
+            Prim::Concat { .. } | Prim::Custom(_) | Prim::Loop(_) => None,
             _ => Some(1),
         }
     }
@@ -354,6 +358,7 @@ impl Prim {
                 index::with_axis_len(x, *axis, index::gathered_len(x, *axis, index.len()))
             }
             Prim::Custom(_) => return Ok(None),
+            Prim::Loop(l) => return l.0.shape(args).map(Some),
         };
         Ok(Some((shape, dtype)))
     }
@@ -389,6 +394,7 @@ impl Prim {
                 index::scatter_add_forward(x, *axis, index, *size)
             }
             Prim::Custom(f) => custom::forward(f, args)?,
+            Prim::Loop(l) => l.0.forward(args)?,
         })
     }
 
@@ -432,6 +438,7 @@ impl Prim {
             )),
             Prim::ScatterAdd { axis, index, .. } => one(index::gather(g, *axis, index.clone())),
             Prim::Custom(f) => custom::vjp(f, inputs, output, g, needs)?,
+            Prim::Loop(l) => crate::control::vjp(&l.0, inputs, g, needs)?,
         })
     }
 
@@ -455,6 +462,7 @@ impl Prim {
         let x = &inputs[0];
         Ok(Some(match self {
             Prim::Custom(f) => return custom::jvp(f, inputs, output, tangents),
+            Prim::Loop(l) => return Ok(Some(crate::control::jvp_joint(&l.0, inputs, tangents)?.1)),
             Prim::Unary(op) => op.jvp(x, output, tangents[0].as_ref().expect("one input")),
             Prim::Binary(op) => op.jvp(x, &inputs[1], output, &tangents[0], &tangents[1]),
             Prim::Matmul => matmul::jvp(x, &inputs[1], &tangents[0], &tangents[1]),
@@ -466,6 +474,20 @@ impl Prim {
             }
             _ => unreachable!("{} is linear or has no derivative", self.name()),
         }))
+    }
+
+    /// The output and its tangent computed together, for the ops that do it
+    /// in one pass rather than two (a loop runs once over the values and
+    /// their tangents); `None` for the others.
+    pub(crate) fn value_and_tangent(
+        &self,
+        inputs: &[Tensor],
+        tangents: &[Option<Tensor>],
+    ) -> Option<Result<(Tensor, Tensor)>> {
+        match self {
+            Prim::Loop(l) => Some(crate::control::jvp_joint(&l.0, inputs, tangents)),
+            _ => None,
+        }
     }
 
     /// The batching rule: the op on every example at once, given each input
@@ -533,7 +555,7 @@ impl Prim {
                 index::repeat_index(index, size),
                 *n,
             )),
-            Prim::Custom(_) => self.batch_by_example(args, size),
+            Prim::Custom(_) | Prim::Loop(_) => self.batch_by_example(args, size),
         }
     }
 
