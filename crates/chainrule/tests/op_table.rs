@@ -21,7 +21,7 @@
 
 use chainrule::check::{gradcheck, GradcheckOptions};
 use chainrule::graph::{CompileOptions, Graph};
-use chainrule::{autograd, func, BackwardOptions, DType, Tensor};
+use chainrule::{autograd, control, func, BackwardOptions, DType, Tensor};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -143,6 +143,51 @@ fn logits(rng: &mut StdRng) -> Vec<Vec<usize>> {
 
 fn fixed_2x3x4(_: &mut StdRng) -> Vec<Vec<usize>> {
     vec![vec![2, 3, 4]]
+}
+
+/// A scan's carry (n), its per-step inputs (k × n) and a captured weight (n × n).
+fn scan_shapes(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let (n, k) = (rng.random_range(1..=4), rng.random_range(1..=4));
+    vec![vec![n], vec![k, n], vec![n, n]]
+}
+
+/// An RNN step over `x[1]` with the weight `x[2]` read from outside the body:
+/// the final carry and every step's output.
+fn scan_row(x: &[Tensor]) -> Tensor {
+    let (h, ys) = control::scan(
+        |h, xt| {
+            let h = (x[2].matmul(&h[0]) * 0.5 + &xt[0]).tanh();
+            Ok((vec![h.clone()], vec![&h * &xt[0]]))
+        },
+        &[x[0].clone()],
+        &[x[1].clone()],
+    )
+    .unwrap();
+    Tensor::concat(&[&h[0], &ys[0].reshape(&[ys[0].numel()])], 0)
+}
+
+/// Three steps whose update reads the step's index.
+fn fori_loop_row(x: &[Tensor]) -> Tensor {
+    let step = |i: &Tensor, u: &[Tensor]| {
+        Ok(vec![
+            u[0].sin() * 0.5 + &u[0] * &i.mul_scalar(0.1).add_scalar(0.5),
+        ])
+    };
+    control::fori_loop(1, 4, step, &[x[0].clone()])
+        .unwrap()
+        .remove(0)
+}
+
+/// A while loop of two steps (a counter in the carry), bounded at four.
+fn while_row(x: &[Tensor]) -> Tensor {
+    let counter = Tensor::zeros(&[], x[0].dtype());
+    let out = control::while_loop_bounded(
+        |c| Ok(c[1].mul_scalar(-1.0).gt_scalar(-2.0)),
+        |c| Ok(vec![&c[0] * 0.8 + c[0].sin() * 0.3, c[1].add_scalar(1.0)]),
+        &[x[0].clone(), counter],
+        4,
+    );
+    out.unwrap().remove(0)
 }
 
 fn last_axis(x: &Tensor) -> usize {
@@ -548,6 +593,24 @@ fn table() -> Vec<Row> {
             shapes: fixed_2x3x4,
             domains: &[Any],
             f: |x| x[0].transpose(0, 1).contiguous().square(),
+        },
+        Row {
+            name: "scan",
+            shapes: scan_shapes,
+            domains: &[Any, Any, Any],
+            f: scan_row,
+        },
+        Row {
+            name: "fori_loop",
+            shapes: one,
+            domains: &[Any],
+            f: fori_loop_row,
+        },
+        Row {
+            name: "while_loop_bounded",
+            shapes: one,
+            domains: &[Any],
+            f: while_row,
         },
     ]
 }
