@@ -40,6 +40,7 @@
 //! assert!((g.item() - d).abs() < 1e-12);
 //! ```
 
+use crate::compile::recurrence::Recurrence;
 use crate::error::{Error, Result};
 use crate::graph::Graph;
 use crate::ops::{bind, Prim};
@@ -47,6 +48,28 @@ use crate::tensor::Tensor;
 use crate::DType;
 use smallvec::SmallVec;
 use std::sync::{Arc, OnceLock};
+
+/// Steps × body nodes from which a loop is compiled to native code on
+/// first use (compiling takes about a millisecond; interpreting a body node
+/// a few hundred nanoseconds).
+const NATIVE_WORK: usize = 4096;
+
+thread_local! {
+    static INTERPRET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with every loop's body interpreted step by step, none compiled
+/// to native code: the reference the native loops are tested against.
+pub fn with_interpreted_loops<T>(f: impl FnOnce() -> T) -> T {
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            INTERPRET.with(|i| i.set(self.0));
+        }
+    }
+    let _restore = Restore(INTERPRET.with(|i| i.replace(true)));
+    f()
+}
 
 /// How many steps a loop takes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,6 +100,9 @@ pub(crate) struct Loop {
     stacking: OnceLock<Arc<Loop>>,
     backward: OnceLock<Arc<Loop>>,
     tangent: OnceLock<Arc<Loop>>,
+    /// The loop as native code, compiled on first use (`None`: its body
+    /// runs step by step; see [`crate::compile::recurrence`]).
+    native: OnceLock<Option<Recurrence>>,
 }
 
 /// A loop as a primitive (equal to another when it is the same loop).
@@ -131,6 +157,29 @@ impl Loop {
             stacking: OnceLock::new(),
             backward: OnceLock::new(),
             tangent: OnceLock::new(),
+            native: OnceLock::new(),
+        }
+    }
+
+    /// Which body nodes the condition of a while loop needs.
+    pub(crate) fn condition_nodes(&self) -> &[bool] {
+        &self.condition_nodes
+    }
+
+    /// The native code of the loop, compiled the first time it is asked
+    /// for (`None` when its body is not one the compiler takes).
+    pub(crate) fn native(&self) -> Option<&Recurrence> {
+        self.native
+            .get_or_init(|| Recurrence::new(self).ok())
+            .as_ref()
+    }
+
+    /// Whether running the loop natively repays compiling it: a while loop,
+    /// or enough steps of body.
+    fn worth_compiling(&self) -> bool {
+        match self.length() {
+            None => true,
+            Some(k) => k.saturating_mul(self.body.len()) >= NATIVE_WORK,
         }
     }
 
@@ -204,6 +253,11 @@ impl Loop {
     /// The kernel: the body run step by step on values (out of sight of
     /// every level and trace: only the loop is an op of the caller).
     pub fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        if INTERPRET.with(|i| !i.get()) && (self.native.get().is_some() || self.worth_compiling()) {
+            if let Some(code) = self.native() {
+                return code.run(self, inputs);
+            }
+        }
         crate::interp::isolated(|| {
             let _off = crate::autograd::GradModeGuard::new(false);
             self.run(inputs)

@@ -281,3 +281,62 @@ fn loop_errors_name_the_loop_and_the_shapes() {
     .to_string();
     assert!(e.contains("F32") && e.contains("F64"), "{e}");
 }
+
+#[test]
+fn native_loops_equal_interpreted_ones_in_every_mode() {
+    use chainrule::control::with_interpreted_loops;
+    // Long enough to be compiled on first use.
+    let k = 3000;
+    let x = Tensor::scalar(0.4f64);
+    let value = chain(&x, k);
+    let interpreted = with_interpreted_loops(|| chain(&x, k));
+    assert_close(&value, &interpreted, 1e-15);
+    assert_close(&value, &chain_unrolled(&x, k), 1e-15);
+    let g = func::grad(|x| chain(x, k), &x).unwrap();
+    let gi = with_interpreted_loops(|| func::grad(|x| chain(x, k), &x).unwrap());
+    assert_close(&g, &gi, 1e-14);
+    let (_, t) = func::jvp(|x| chain(x, k), &x, &Tensor::scalar(1.0f64)).unwrap();
+    assert_close(&t, &gi, 1e-14);
+    // An RNN with matrices, reductions and per-step outputs, f32 and f64.
+    for dtype in [DType::F64, DType::F32] {
+        let w = (randn(&[4, 4], 11) * 0.4).to_dtype(dtype);
+        let h0 = randn(&[4], 12).to_dtype(dtype);
+        let xs = randn(&[400, 4], 13).to_dtype(dtype);
+        let f = |t: &[Tensor]| rnn(&t[0], &t[1], &t[2]);
+        let inputs = [w.clone(), h0.clone(), xs.clone()];
+        let tol = if dtype == DType::F32 { 1e-4 } else { 1e-12 };
+        assert_close(&f(&inputs), &with_interpreted_loops(|| f(&inputs)), tol);
+        let g = func::grad_n(f, &inputs).unwrap();
+        let gi = with_interpreted_loops(|| func::grad_n(f, &inputs).unwrap());
+        for (a, b) in g.iter().zip(&gi) {
+            assert_close(a, b, tol);
+        }
+    }
+    // A while loop, compiled on first use.
+    let count = |x: &Tensor| {
+        while_loop(
+            |c| Ok(c[0].gt_scalar(1e-3)),
+            |c| Ok(vec![c[0].sin() * 0.999, &c[1] + 1.0]),
+            &[x.clone(), Tensor::scalar(0.0f64)],
+        )
+        .unwrap()
+    };
+    let native = count(&x);
+    let interpreted = with_interpreted_loops(|| count(&x));
+    assert_eq!(native[1].item(), interpreted[1].item());
+    assert!(native[1].item() > 100.0);
+    assert_close(&native[0], &interpreted[0], 1e-15);
+}
+
+#[test]
+fn a_compiled_graph_reports_its_native_loops() {
+    let x = Tensor::scalar(0.3f64);
+    let g = Graph::trace(&[("x", &x)], |t| Ok(vec![chain(&t[0], 10)])).unwrap();
+    let exe = g.gradients(0, &["x"]).unwrap().optimize().compile();
+    let report = exe.report().unwrap();
+    assert!(report.native_loops >= 2, "{report:?}");
+    assert_eq!(report.interpreted_loops, 0, "{report:?}");
+    let out = exe.run(&[("x", &x)]).unwrap();
+    let expected = func::grad(|x| chain_unrolled(x, 10), &x).unwrap();
+    assert_close(&out[1], &expected, 1e-14);
+}

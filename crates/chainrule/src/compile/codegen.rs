@@ -85,8 +85,59 @@ const CALLS: [(&str, usize); 4] = [
     ("cr_binary_f64", 2),
 ];
 
+/// Element functions for the common transcendental rows, called directly
+/// (each its row's `apply`, monomorphic: no op to look up per element).
+macro_rules! direct_unary {
+    ($($variant:ident => $f32:ident, $f64:ident;)*) => {
+        $(
+            extern "C" fn $f32(x: f32) -> f32 {
+                UnaryOp::$variant {}.apply(x)
+            }
+            extern "C" fn $f64(x: f64) -> f64 {
+                UnaryOp::$variant {}.apply(x)
+            }
+        )*
+        /// The ops called directly, in the order of [`direct_calls`].
+        const DIRECT: &[UnaryOp] = &[$(UnaryOp::$variant {}),*];
+
+        /// Each direct op's f32 and f64 functions, by name.
+        fn direct_calls() -> Vec<(&'static str, *const u8, Type)> {
+            vec![$(
+                (stringify!($f32), $f32 as *const u8, types::F32),
+                (stringify!($f64), $f64 as *const u8, types::F64),
+            )*]
+        }
+    };
+}
+
+direct_unary! {
+    Sin => cr_sin_f32, cr_sin_f64;
+    Cos => cr_cos_f32, cr_cos_f64;
+    Exp => cr_exp_f32, cr_exp_f64;
+    Log => cr_log_f32, cr_log_f64;
+    Tanh => cr_tanh_f32, cr_tanh_f64;
+    Sigmoid => cr_sigmoid_f32, cr_sigmoid_f64;
+}
+
 /// Compiles `kernels` into one module.
 pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
+    build(kernels.len(), |n, a| {
+        Emitter::new(&kernels[n], a.b, a.ptr, a.calls, a.code).emit();
+        if std::env::var_os("CHAINRULE_DUMP_KERNELS").is_some() {
+            // For whoever tunes the code generator: each kernel's IR.
+            eprintln!("kernel{n}: {:?}\n{}", kernels[n], a.b.func.display());
+        }
+        Ok(())
+    })
+}
+
+/// Compiles `count` functions `fn(operands: *const *mut u8)` into one
+/// module, `write(n, …)` writing the body of the `n`-th (its entry block is
+/// the builder's to create).
+pub(crate) fn build(
+    count: usize,
+    mut write: impl FnMut(usize, &mut Arith) -> Result<()>,
+) -> Result<Code> {
     let mut flags = settings::builder();
     flags.set("opt_level", "speed").map_err(err)?;
     flags.set("is_pic", "false").map_err(err)?;
@@ -100,6 +151,10 @@ pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
     jb.symbol("cr_unary_f64", unary_f64 as *const u8);
     jb.symbol("cr_binary_f32", binary_f32 as *const u8);
     jb.symbol("cr_binary_f64", binary_f64 as *const u8);
+    let direct = direct_calls();
+    for (name, f, _) in &direct {
+        jb.symbol(*name, *f);
+    }
     let mut module = JITModule::new(jb);
     let ptr = module.target_config().pointer_type();
     let mut calls = Vec::new();
@@ -117,6 +172,16 @@ pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
                 .map_err(err)?,
         );
     }
+    for (name, _, t) in &direct {
+        let mut sig = module.make_signature();
+        sig.params.push(AbiParam::new(*t));
+        sig.returns.push(AbiParam::new(*t));
+        calls.push(
+            module
+                .declare_function(name, Linkage::Import, &sig)
+                .map_err(err)?,
+        );
+    }
     let mut code = Code {
         module: None,
         entries: Vec::new(),
@@ -127,7 +192,7 @@ pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
     let mut ctx = module.make_context();
     let mut fctx = FunctionBuilderContext::new();
     let mut ids = Vec::new();
-    for (n, kernel) in kernels.iter().enumerate() {
+    for n in 0..count {
         ctx.func.signature.params.push(AbiParam::new(ptr));
         let id = module
             .declare_function(&format!("kernel{n}"), Linkage::Local, &ctx.func.signature)
@@ -138,13 +203,15 @@ pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
                 .iter()
                 .map(|&c| module.declare_func_in_func(c, b.func))
                 .collect();
-            Emitter::new(kernel, &mut b, ptr, &refs, &mut code).emit();
+            let mut a = Arith {
+                b: &mut b,
+                ptr,
+                calls: &refs,
+                code: &mut code,
+            };
+            write(n, &mut a)?;
             b.seal_all_blocks();
             b.finalize(frontend);
-        }
-        if std::env::var_os("CHAINRULE_DUMP_KERNELS").is_some() {
-            // For whoever tunes the code generator: each kernel's IR.
-            eprintln!("kernel{n}: {kernel:?}\n{}", ctx.func.display());
         }
         module.define_function(id, &mut ctx).map_err(err)?;
         module.clear_context(&mut ctx);
@@ -577,9 +644,56 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
+    /// The element arithmetic, on this function.
+    fn arith(&mut self) -> Arith<'_, 'b> {
+        Arith {
+            b: self.b,
+            ptr: self.ptr,
+            calls: self.calls,
+            code: self.code,
+        }
+    }
+
+    fn select(&mut self, mask: Value, a: Value, b: Value) -> Value {
+        self.arith().select(mask, a, b)
+    }
+
+    fn unary(&mut self, op: UnaryOp, x: Value, dtype: DType) -> Value {
+        self.arith().unary(op, x, dtype)
+    }
+
+    fn binary(&mut self, op: BinaryOp, a: Value, b: Value, dtype: DType) -> Value {
+        self.arith().binary(op, a, b, dtype)
+    }
+}
+
+/// The arithmetic of one element (or a vector of them) in a function being
+/// written: instructions, or calls of the op's element function.
+pub(crate) struct Arith<'x, 'b> {
+    pub b: &'x mut FunctionBuilder<'b>,
+    pub ptr: Type,
+    pub calls: &'x [FuncRef],
+    pub code: &'x mut Code,
+}
+
+impl Arith<'_, '_> {
+    /// The constant `c`, splat across the lanes when `like` is a vector.
+    pub fn constant(&mut self, c: f64, dtype: DType, like: Value) -> Value {
+        let v = match dtype {
+            DType::F32 => self.b.ins().f32const(c as f32),
+            DType::F64 => self.b.ins().f64const(c),
+        };
+        let t = self.b.func.dfg.value_type(like);
+        if t.is_vector() {
+            self.b.ins().splat(t, v)
+        } else {
+            v
+        }
+    }
+
     /// `if mask { a } else { b }`, lane by lane for vectors (whose masks
     /// are integer vectors of all-ones and all-zeros lanes).
-    fn select(&mut self, mask: Value, a: Value, b: Value) -> Value {
+    pub fn select(&mut self, mask: Value, a: Value, b: Value) -> Value {
         let t = self.b.func.dfg.value_type(a);
         if t.is_vector() {
             let le = MemFlagsData::new().with_endianness(Endianness::Little);
@@ -599,18 +713,19 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.select(t, x, other)
     }
 
-    /// A call of an element function, once per lane for a vector.
-    fn call(&mut self, f: FuncRef, op: Value, args: &[Value]) -> Value {
+    /// A call of an element function (given the op first when `op` is
+    /// there), once per lane for a vector.
+    fn call(&mut self, f: FuncRef, op: Option<Value>, args: &[Value]) -> Value {
         let t = self.b.func.dfg.value_type(args[0]);
         if !t.is_vector() {
-            let mut call_args = vec![op];
+            let mut call_args: Vec<Value> = op.into_iter().collect();
             call_args.extend_from_slice(args);
             let call = self.b.ins().call(f, &call_args);
             return self.b.inst_results(call)[0];
         }
         let mut out = args[0];
         for lane in 0..t.lane_count() as u8 {
-            let mut call_args = vec![op];
+            let mut call_args: Vec<Value> = op.into_iter().collect();
             for &a in args {
                 call_args.push(self.b.ins().extractlane(a, lane));
             }
@@ -621,59 +736,64 @@ impl<'a, 'b> Emitter<'a, 'b> {
         out
     }
 
-    fn unary(&mut self, op: UnaryOp, x: Value, dtype: DType) -> Value {
+    pub fn unary(&mut self, op: UnaryOp, x: Value, dtype: DType) -> Value {
         match op {
             UnaryOp::Neg {} => self.b.ins().fneg(x),
             UnaryOp::Abs {} => self.b.ins().fabs(x),
             UnaryOp::Sqrt {} => self.b.ins().sqrt(x),
             UnaryOp::Square {} => self.b.ins().fmul(x, x),
             UnaryOp::Reciprocal {} => {
-                let one = self.constant(1.0, dtype);
+                let one = self.constant(1.0, dtype, x);
                 self.b.ins().fdiv(one, x)
             }
             UnaryOp::Rsqrt {} => {
-                let (one, r) = (self.constant(1.0, dtype), self.b.ins().sqrt(x));
+                let (one, r) = (self.constant(1.0, dtype, x), self.b.ins().sqrt(x));
                 self.b.ins().fdiv(one, r)
             }
             UnaryOp::Scale { c } => {
-                let c = self.constant(c.0, dtype);
+                let c = self.constant(c.0, dtype, x);
                 self.b.ins().fmul(x, c)
             }
             UnaryOp::Shift { c } => {
-                let c = self.constant(c.0, dtype);
+                let c = self.constant(c.0, dtype, x);
                 self.b.ins().fadd(x, c)
             }
             UnaryOp::Relu {} => {
-                let zero = self.constant(0.0, dtype);
+                let zero = self.constant(0.0, dtype, x);
                 self.keep_if(FloatCC::GreaterThan, x, zero, zero)
             }
             UnaryOp::Clamp { lo, hi } => {
-                let (lo, hi) = (self.constant(lo.0, dtype), self.constant(hi.0, dtype));
+                let (lo, hi) = (self.constant(lo.0, dtype, x), self.constant(hi.0, dtype, x));
                 let x = self.keep_if(FloatCC::GreaterThanOrEqual, x, lo, lo);
                 self.keep_if(FloatCC::LessThanOrEqual, x, hi, hi)
             }
             UnaryOp::Sign {} => {
                 let (zero, one, minus) = (
-                    self.constant(0.0, dtype),
-                    self.constant(1.0, dtype),
-                    self.constant(-1.0, dtype),
+                    self.constant(0.0, dtype, x),
+                    self.constant(1.0, dtype, x),
+                    self.constant(-1.0, dtype, x),
                 );
                 let neg = self.b.ins().fcmp(FloatCC::LessThan, x, zero);
                 let low = self.select(neg, minus, zero);
                 let pos = self.b.ins().fcmp(FloatCC::GreaterThan, x, zero);
                 self.select(pos, one, low)
             }
+            _ if DIRECT.contains(&op) => {
+                let k = DIRECT.iter().position(|d| *d == op).expect("contained");
+                let f = self.calls[CALLS.len() + 2 * k + (dtype == DType::F64) as usize];
+                self.call(f, None, &[x])
+            }
             _ => {
                 self.code._unary.push(Box::new(op));
                 let at = &**self.code._unary.last().expect("pushed") as *const UnaryOp;
                 let at = self.b.ins().iconst(self.ptr, at as i64);
                 let f = self.calls[if dtype == DType::F32 { 0 } else { 1 }];
-                self.call(f, at, &[x])
+                self.call(f, Some(at), &[x])
             }
         }
     }
 
-    fn binary(&mut self, op: BinaryOp, a: Value, b: Value, dtype: DType) -> Value {
+    pub fn binary(&mut self, op: BinaryOp, a: Value, b: Value, dtype: DType) -> Value {
         match op {
             BinaryOp::Add => self.b.ins().fadd(a, b),
             BinaryOp::Sub => self.b.ins().fsub(a, b),
@@ -687,7 +807,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let at = &**self.code._binary.last().expect("pushed") as *const BinaryOp;
                 let at = self.b.ins().iconst(self.ptr, at as i64);
                 let f = self.calls[if dtype == DType::F32 { 2 } else { 3 }];
-                self.call(f, at, &[a, b])
+                self.call(f, Some(at), &[a, b])
             }
         }
     }

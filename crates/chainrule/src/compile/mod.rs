@@ -3,11 +3,14 @@
 //! the code generator ([`codegen`], Cranelift) turns each kernel into one
 //! loop nest, and [`Program::run`] runs the kernels and, node by node, the
 //! ops no kernel takes (matmul through the GEMM, gathers, custom ops…), all
-//! in buffers of one arena allocated once and reused by every run.
+//! in buffers of one arena allocated once and reused by every run. Loops
+//! ([`crate::control`]) with small bodies become native loops of their own
+//! ([`recurrence`]), compiled with the graph.
 
 mod codegen;
 mod kernel;
 mod plan;
+pub(crate) mod recurrence;
 
 use crate::error::Result;
 use crate::graph::{apply, GOp, Graph, NodeId};
@@ -30,6 +33,10 @@ pub struct CompileReport {
     pub interpreted_nodes: usize,
     /// Nodes that are views (no work).
     pub views: usize,
+    /// Loops compiled to native loops (their body's values in registers),
+    /// and loops whose body is interpreted step by step.
+    pub native_loops: usize,
+    pub interpreted_loops: usize,
     /// Arena slots and their total size in bytes.
     pub arena_slots: usize,
     pub arena_bytes: usize,
@@ -55,12 +62,22 @@ impl Program {
         let start = Instant::now();
         let plan = plan::plan(g, fuse);
         let code = codegen::compile(&plan.kernels)?;
+        let loops: Vec<bool> = g
+            .nodes
+            .iter()
+            .filter_map(|n| match &n.op {
+                GOp::Prim(crate::ops::Prim::Loop(l)) => Some(l.0.native().is_some()),
+                _ => None,
+            })
+            .collect();
         let count = |f: fn(&Place) -> bool| plan.place.iter().filter(|p| f(p)).count();
         let report = CompileReport {
             kernels: plan.kernels.len(),
             fused_nodes: count(|p| matches!(p, Place::InKernel(_) | Place::Arena)),
             interpreted_nodes: count(|p| matches!(p, Place::Interpreted)),
             views: count(|p| matches!(p, Place::View { .. })),
+            native_loops: loops.iter().filter(|&&n| n).count(),
+            interpreted_loops: loops.iter().filter(|&&n| !n).count(),
             arena_slots: plan.slots.len(),
             arena_bytes: plan.slots.iter().map(|(d, n)| d.size() * n).sum(),
             compile_ms: start.elapsed().as_secs_f64() * 1e3,
