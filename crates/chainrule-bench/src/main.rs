@@ -62,7 +62,7 @@ fn sizes(workload: &str) -> &'static [&'static str] {
 
 fn modes(workload: &str) -> &'static [&'static str] {
     match workload {
-        "chain" => &["reverse", "forward"],
+        "chain" => &["reverse", "forward", "jit-reverse", "jit-forward"],
         "jac" => &[
             "forward",
             "reverse",
@@ -105,6 +105,7 @@ fn build(workload: &str, size: &str, mode: &str) -> workloads::Case {
         }
         "hessian" if mode.starts_with("jit") => workloads::hessian_jit(size.parse().unwrap(), mode),
         "gmm" if mode == "jit" => workloads::gmm_jit(size),
+        "chain" if mode.starts_with("jit") => workloads::chain_jit(size.parse().unwrap(), mode),
         "chain" if mode == "forward" => workloads::chain_forward(size.parse().unwrap()),
         "chain" => workloads::chain(size.parse().unwrap()),
         "mlp" => workloads::mlp(),

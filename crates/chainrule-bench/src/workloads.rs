@@ -282,6 +282,41 @@ pub fn mlp_graph(planned: bool, run: Run) -> Case {
     }
 }
 
+/// The chain as one loop (`control::fori_loop`), its value and derivative
+/// by reverse mode (`jit-reverse`) or forward mode (`jit-forward`) traced
+/// into a graph and compiled: the loops run as native loops.
+pub fn chain_jit(k: usize, mode: &str) -> Case {
+    let x = Tensor::scalar(SplitMix64::new().f32s(1, 1.0)[0]);
+    let forward = mode == "jit-forward";
+    let chain = move |x: &Tensor| {
+        let step = |_: &Tensor, u: &[Tensor]| Ok(vec![u[0].sin() * 0.5 + &u[0] * 0.5]);
+        chainrule::control::fori_loop(0, k, step, std::slice::from_ref(x))
+            .unwrap()
+            .remove(0)
+    };
+    let (exe, compile_ms) = traced(&[("x", &x)], |t| {
+        let (value, derivative) = if forward {
+            func::jvp(chain, &t[0], &Tensor::scalar(1.0f32)).unwrap()
+        } else {
+            func::value_and_grad(chain, &t[0]).unwrap()
+        };
+        Tensor::stack(&[&value, &derivative], 0)
+    });
+    Case {
+        step: Box::new(move || {
+            let out = exe.run(&[("x", &x)]).unwrap().remove(0).to_vec::<f32>();
+            Box::new(move || (out[0] as f64, out[1] as f64))
+        }),
+        objective_only: None,
+        impl_desc: if forward {
+            "jvp of fori_loop traced into a graph, compiled: one native loop over the value and its tangent"
+        } else {
+            "value_and_grad of fori_loop traced into a graph, compiled: a native loop keeping the carries, then one backwards"
+        },
+        compile_ms: Some(compile_ms),
+    }
+}
+
 /// The chain by forward mode: one pass carrying the tangent, nothing recorded.
 pub fn chain_forward(k: usize) -> Case {
     let x = Tensor::scalar(SplitMix64::new().f32s(1, 1.0)[0]);
@@ -655,6 +690,13 @@ mod tests {
             close(v, 0.048719994723796844) && close(g, 0.0010075198952108622),
             "{v} {g}"
         );
+        for mode in ["jit-reverse", "jit-forward"] {
+            let (v, g) = (super::chain_jit(2500, mode).step)()();
+            assert!(
+                close(v, 0.048719994723796844) && close(g, 0.0010075198952108622),
+                "{mode}: {v} {g}"
+            );
+        }
         for mode in ["forward-over-reverse", "reverse-over-reverse"] {
             let (v, g) = (super::hessian(100, mode).step)()();
             assert!(

@@ -131,6 +131,9 @@ impl std::fmt::Debug for LoopPrim {
 
 impl Loop {
     fn new(steps: Steps, body: Graph, n: usize, m: usize, p: usize, dtype: DType) -> Loop {
+        // Derived bodies carry dead ends (the objective a VJP was taken of)
+        // and products by ones: gone before the body runs K times.
+        let body = body.optimize();
         let mut condition_nodes = vec![false; body.nodes.len()];
         if steps == Steps::While {
             let last = *body
@@ -159,6 +162,19 @@ impl Loop {
             tangent: OnceLock::new(),
             native: OnceLock::new(),
         }
+    }
+
+    /// Whether `other` is this loop's stacking loop (the loop again, also
+    /// outputting each step's carry: see [`Loop::primal_of_stacked`]).
+    pub(crate) fn is_stacked_by(&self, other: &Arc<Loop>) -> bool {
+        self.stacking.get().is_some_and(|s| Arc::ptr_eq(s, other))
+    }
+
+    /// Where this loop's output lies in its stacking loop's: the final
+    /// carry, then per step its outputs (before the step's carry). Returns
+    /// (the carry's length, the steps, the outputs' length, a step's length).
+    pub(crate) fn stacked_layout(&self) -> (usize, usize, usize, usize) {
+        (self.n, self.length().unwrap_or(0), self.p, self.p + self.n)
     }
 
     /// Which body nodes the condition of a while loop needs.
@@ -672,6 +688,20 @@ pub fn scan_with<F>(
 where
     F: Fn(&[Tensor], &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>)>,
 {
+    scan_indexed(|_, c, x| f(c, x), init, xs, options)
+}
+
+/// [`scan_with`] whose body also reads the step's index (a 0-d tensor of
+/// the carry's dtype).
+fn scan_indexed<F>(
+    f: F,
+    init: &[Tensor],
+    xs: &[Tensor],
+    options: ScanOptions,
+) -> Result<(Vec<Tensor>, Vec<Tensor>)>
+where
+    F: Fn(&Tensor, &[Tensor], &[Tensor]) -> Result<(Vec<Tensor>, Vec<Tensor>)>,
+{
     let (carry, dtype) = Packing::of("scan", init)?;
     let length = steps_of(xs, options.length)?;
     let x_shapes: Vec<Vec<usize>> = xs.iter().map(|x| x.shape()[1..].to_vec()).collect();
@@ -701,7 +731,7 @@ where
         } else {
             Vec::new()
         };
-        let (c2, ys) = f(&c, &x)?;
+        let (c2, ys) = f(&args[0], &c, &x)?;
         carry.check_same("scan", "the carry", &c2, dtype)?;
         let mut outs = vec![carry.pack(&c2)?];
         *ys_shapes.borrow_mut() = ys.iter().map(|y| y.shape().to_vec()).collect();
@@ -775,15 +805,17 @@ where
         length: Some(upper.saturating_sub(lower)),
         reverse: false,
     };
-    let dtype = init.first().map_or(DType::F64, Tensor::dtype);
-    let offset = Tensor::full(&[], lower as f64, dtype);
-    let (carry, _) = scan_with(
-        |c, x| {
-            let i = (&x[0] + &offset).detach();
+    let (carry, _) = scan_indexed(
+        |i, c, _| {
+            let i = if lower == 0 {
+                i.clone()
+            } else {
+                i.add_scalar(lower as f64)
+            };
             Ok((f(&i, c)?, Vec::new()))
         },
         init,
-        &[Tensor::arange(upper.saturating_sub(lower), dtype)],
+        &[],
         options,
     )?;
     Ok(carry)

@@ -187,9 +187,99 @@ impl Graph {
                 break;
             }
         }
+        let g = g.share_loop_passes().prune();
         report.nodes_after = g.nodes.len();
         (g, report)
     }
+
+    /// A loop whose stacking loop (its reverse mode's forward pass, on the
+    /// same inputs) is in the graph too is read from it: the forward pass
+    /// runs once, not twice. The stacking loop moves up to the loop's place
+    /// (it has the same inputs, so they come before it).
+    fn share_loop_passes(&self) -> Graph {
+        let loop_of = |n: &Node| match &n.op {
+            GOp::Prim(Prim::Loop(l)) => Some(l.0.clone()),
+            _ => None,
+        };
+        // Each loop's stacking loop node, when there is one.
+        let mut stacked_by: Vec<Option<usize>> = vec![None; self.nodes.len()];
+        for (i, a) in self.nodes.iter().enumerate() {
+            let Some(la) = loop_of(a) else { continue };
+            stacked_by[i] = self.nodes[i + 1..].iter().position(|b| {
+                b.inputs == a.inputs && loop_of(b).is_some_and(|lb| la.is_stacked_by(&lb))
+            });
+            stacked_by[i] = stacked_by[i].map(|j| i + 1 + j);
+        }
+        if stacked_by.iter().all(Option::is_none) {
+            return self.clone();
+        }
+        let mut moved: FxHashMap<usize, NodeId> = FxHashMap::default();
+        let mut index = 0;
+        rebuild(self, |out, node, inputs| {
+            let i = index;
+            index += 1;
+            if let Some(&id) = moved.get(&i) {
+                return Some(id);
+            }
+            let j = stacked_by[i]?;
+            let b = &self.nodes[j];
+            let stacked = out.push(b.op.clone(), inputs.to_vec(), &b.shape, b.dtype);
+            moved.insert(j, stacked);
+            let GOp::Prim(Prim::Loop(l)) = &node.op else {
+                unreachable!("only loops are stacked")
+            };
+            Some(primal_of_stacked(
+                out,
+                stacked,
+                l.0.stacked_layout(),
+                node.dtype,
+            ))
+        })
+    }
+}
+
+/// A loop's output read from its stacking loop's output `stacked` (see
+/// `Loop::stacked_layout`): the final carry, then each step's outputs.
+fn primal_of_stacked(
+    g: &mut Graph,
+    stacked: NodeId,
+    (n, steps, p, step): (usize, usize, usize, usize),
+    dtype: crate::DType,
+) -> NodeId {
+    let narrow = |axis, start, len| Prim::Narrow { axis, start, len };
+    let carry = g.push(GOp::Prim(narrow(0, 0, n)), vec![stacked], &[n], dtype);
+    if p == 0 {
+        return carry;
+    }
+    let all = g.push(
+        GOp::Prim(narrow(0, n, steps * step)),
+        vec![stacked],
+        &[steps * step],
+        dtype,
+    );
+    let shape = [steps, step];
+    let rows = g.push(
+        GOp::Prim(Prim::Reshape(shape[..].into())),
+        vec![all],
+        &shape,
+        dtype,
+    );
+    let outs = g.push(GOp::Prim(narrow(1, 0, p)), vec![rows], &[steps, p], dtype);
+    let outs = g.push(GOp::Prim(Prim::Contiguous), vec![outs], &[steps, p], dtype);
+    let flat = [steps * p];
+    let outs = g.push(
+        GOp::Prim(Prim::Reshape(flat[..].into())),
+        vec![outs],
+        &flat,
+        dtype,
+    );
+    let total = [n + steps * p];
+    g.push(
+        GOp::Prim(Prim::Concat { axis: 0 }),
+        vec![carry, outs],
+        &total,
+        dtype,
+    )
 }
 
 fn constant_value(g: &Graph, id: NodeId) -> Option<f64> {
