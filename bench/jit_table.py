@@ -8,6 +8,7 @@ import json
 import sys
 
 CASES = [  # workload, size, our eager mode, our jit mode, the peers' mode
+    *[("chain", k, m, "jit-" + m, m) for k in ["2500", "25000", "250000"] for m in ["reverse", "forward"]],
     ("ex1", "100", "reverse", "jit", "reverse"),
     ("ex2", "1000x100", "reverse", "jit", "reverse"),
     ("ex2", "4096x1024", "reverse", "jit", "reverse"),
@@ -25,7 +26,7 @@ def fmt(ms):
 
 
 def main(path):
-    rows = [json.loads(l) for l in open(path) if l.startswith("{")]
+    rows = [d for d in (json.loads(l) for l in open(path) if l.startswith("{")) if d.get("status", "ok") == "ok"]
 
     def get(lib, w, s, m):
         return next((d for d in rows if (d["lib"], d["workload"], d["size"], d["mode"]) == (lib, w, s, m)), None)
@@ -37,8 +38,8 @@ def main(path):
         jx, t = get("jax", w, s, peer), get("torch", w, s, peer)
         if not j:
             continue
-        med = lambda d: d["median_ms"] if d else None
-        ratio = lambda d: f"{d['median_ms'] / j['median_ms']:.2f}×" if d else "–"
+        med = lambda d: d.get("median_ms") if d else None
+        ratio = lambda d: f"{d['median_ms'] / j['median_ms']:.2f}×" if d and 'median_ms' in d else "–"
         jc = f"{jx['compile_ms']:.0f} ms" if jx and "compile_ms" in jx else "–"
         print(f"| {w} | {s} | {jit} | {fmt(med(e))} | {fmt(med(g))} | {fmt(j['median_ms'])} | "
               f"{j['compile_ms']:.1f} ms | {fmt(med(jx))} | {jc} | {fmt(med(t))} | {ratio(jx)} | {ratio(t)} |")
