@@ -28,7 +28,7 @@ fn chain(x: &Tensor, k: usize) -> Tensor {
         0,
         k,
         |_, u| Ok(vec![u[0].sin() * 0.5 + &u[0] * 0.5]),
-        &[x.clone()],
+        std::slice::from_ref(x),
     )
     .unwrap()
     .remove(0)
@@ -46,8 +46,8 @@ fn rnn(w: &Tensor, h0: &Tensor, xs: &Tensor) -> Tensor {
             let h = (w.matmul(&h[0]) + &x[0]).tanh();
             Ok((vec![h.clone()], vec![h.square().sum()]))
         },
-        &[h0.clone()],
-        &[xs.clone()],
+        std::slice::from_ref(h0),
+        std::slice::from_ref(xs),
     )
     .unwrap();
     ys[0].sum() + h[0].sum()
@@ -161,7 +161,7 @@ fn while_loop_runs_to_its_condition_and_differentiates_forward() {
         while_loop(
             |c| Ok(c[0].gt_scalar(1.0)),
             |c| Ok(vec![&c[0] * 0.5]),
-            &[x.clone()],
+            std::slice::from_ref(x),
         )
         .unwrap()
         .remove(0)
@@ -177,7 +177,7 @@ fn while_loop_runs_to_its_condition_and_differentiates_forward() {
         while_loop_bounded(
             |c| Ok(c[0].gt_scalar(1.0)),
             |c| Ok(vec![&c[0] * 0.5]),
-            &[x.clone()],
+            std::slice::from_ref(x),
             100,
         )
         .unwrap()
@@ -190,7 +190,9 @@ fn while_loop_runs_to_its_condition_and_differentiates_forward() {
 #[test]
 fn vmap_of_a_loop_maps_every_example() {
     let xs = Tensor::from_vec(vec![0.1f64, 0.5, -2.0], &[3]);
-    let mapped = func::vmap(|t: &[Tensor]| chain(&t[0], 20), &[Some(0)], 0)(&[xs.clone()]).unwrap();
+    let mapped =
+        func::vmap(|t: &[Tensor]| chain(&t[0], 20), &[Some(0)], 0)(std::slice::from_ref(&xs))
+            .unwrap();
     let each: Vec<f64> = xs
         .to_vec::<f64>()
         .iter()
@@ -202,7 +204,7 @@ fn vmap_of_a_loop_maps_every_example() {
         |t: &[Tensor]| func::grad(|x| chain(x, 20), &t[0]),
         &[Some(0)],
         0,
-    )(&[xs.clone()])
+    )(std::slice::from_ref(&xs))
     .unwrap();
     for (k, &x) in xs.to_vec::<f64>().iter().enumerate() {
         let g = func::grad(|x| chain_unrolled(x, 20), &Tensor::scalar(x)).unwrap();

@@ -39,6 +39,11 @@ pub(crate) struct Code {
 // immutable) and freed once, in `drop`; the boxed ops are never mutated.
 unsafe impl Send for Code {}
 unsafe impl Sync for Code {}
+// Nothing a panic interrupts can leave the code half-changed (it is never
+// changed): a loop's native code lives in tensors' nodes, which must stay
+// unwind-safe (`catch_unwind` around tensor code).
+impl std::panic::UnwindSafe for Code {}
+impl std::panic::RefUnwindSafe for Code {}
 
 impl Drop for Code {
     fn drop(&mut self) {

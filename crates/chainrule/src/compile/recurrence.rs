@@ -268,9 +268,8 @@ impl<'l, 'x, 'b> Writer<'l, 'x, 'b> {
             Steps::While => {
                 let c: Vec<Value> = carry.iter().map(|v| self.a.b.use_var(*v)).collect();
                 let step = Step { index: k, carry: c };
-                let mask = l.condition_nodes();
-                for i in 0..l.body.nodes.len() {
-                    if mask[i] && !self.invariant[i] {
+                for (i, &needed) in l.condition_nodes().iter().enumerate() {
+                    if needed && !self.invariant[i] {
                         self.node(i, Some(&step));
                     }
                 }

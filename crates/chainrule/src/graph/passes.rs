@@ -98,6 +98,9 @@ impl Graph {
 
     /// Merges nodes that compute the same op on the same inputs.
     pub fn eliminate_common_subexpressions(&self) -> Graph {
+        // A loop primitive hashes by its address, which the caches inside
+        // it (its derived loops, its native code) leave as it is.
+        #[allow(clippy::mutable_key_type)]
         let mut seen: FxHashMap<(CseKey, Vec<NodeId>, Vec<usize>), NodeId> = FxHashMap::default();
         rebuild(self, |out, node, inputs| {
             let key = match &node.op {
