@@ -387,7 +387,8 @@ impl<'l, 'x, 'b> Writer<'l, 'x, 'b> {
             .position(|c| c.0 as usize == i)
             .expect("an input");
         let numel: usize = l.body.nodes[i].shape.iter().product();
-        let operand = k - 1; // the loop's operands lack the index
+        // The loop's operands lack the index (input 0).
+        let operand = k.saturating_sub(1);
         match (k, step) {
             (0, Some(s)) => {
                 let ty = float(l.dtype);
