@@ -12,7 +12,7 @@
 //!   memory, the note's reverse mode), then a loop backwards through the
 //!   steps with the body's VJP; `while_loop` has no reverse mode (its number
 //!   of steps is not known in advance, as in JAX), [`while_loop_bounded`] has;
-//! - **`vmap`** runs the loop once per example.
+//! - **`vmap`** runs one loop over every example (its body mapped).
 //!
 //! Values the body reads from outside (weights, other inputs) are inputs of
 //! the loop, so their derivatives flow as the carries' do.
@@ -986,4 +986,95 @@ impl Packing {
         }
         Ok(())
     }
+}
+
+/// `vmap` of a loop: one loop over every example at once. Its carry is
+/// every example's (`batch × n`, flat), its per-step input every example's
+/// `x`, its body the body mapped over the examples. A while loop runs
+/// until no example's condition holds, the examples that are done keeping
+/// their carry (as JAX's batched `while_loop`).
+pub(crate) fn batch(l: &Arc<Loop>, args: &[crate::ops::BatchArg], size: usize) -> Result<Tensor> {
+    let (n, m, p, b) = (l.n, l.m, l.p, size);
+    let first = l.first_capture();
+    let every = |k: usize| -> Tensor {
+        let a = &args[k];
+        if a.batched {
+            return a.value.clone();
+        }
+        let mut shape = vec![b];
+        shape.extend_from_slice(a.value.shape());
+        a.value.unsqueeze(0).broadcast_to(&shape)
+    };
+    let mut loop_args = vec![every(0).reshape(&[b * n])];
+    let length = l.length().unwrap_or(0);
+    if m > 0 {
+        let xs = every(1).permute(&[1, 0, 2]).reshape(&[length, b * m]);
+        loop_args.push(xs);
+    }
+    let mapped: Vec<Option<usize>> = args[first..]
+        .iter()
+        .map(|a| a.batched.then_some(0))
+        .collect();
+    loop_args.extend(args[first..].iter().map(|a| a.value.clone()));
+    let mut examples = vec![
+        ("i".to_string(), Tensor::zeros(&[], l.dtype)),
+        ("carry".into(), Tensor::zeros(&[b * n], l.dtype)),
+    ];
+    if m > 0 {
+        examples.push(("x".into(), Tensor::zeros(&[b * m], l.dtype)));
+    }
+    for (k, a) in args[first..].iter().enumerate() {
+        examples.push((
+            format!("capture{k}"),
+            Tensor::zeros(a.value.shape(), l.dtype),
+        ));
+    }
+    let feeds: Vec<(&str, &Tensor)> = examples.iter().map(|(s, t)| (s.as_str(), t)).collect();
+    let while_loop = l.steps == Steps::While;
+    let (body, lifted) = Graph::trace_lifting(&feeds, |t| {
+        let i = t[0].clone();
+        let mut inputs = vec![t[1].reshape(&[b, n])];
+        let mut axes = vec![Some(0)];
+        if m > 0 {
+            inputs.push(t[2].reshape(&[b, m]));
+            axes.push(Some(0));
+        }
+        inputs.extend(t[first + 1..].iter().cloned());
+        axes.extend(mapped.iter().copied());
+        // One example's outputs, flat: the carry, the outputs, the condition.
+        let step = |xs: &[Tensor]| -> Result<Tensor> {
+            let mut body_args = vec![i.clone()];
+            body_args.extend(xs.iter().cloned());
+            let outs = l.body.eval_with(&body_args)?;
+            let flat: Vec<Tensor> = outs.iter().map(|o| o.reshape(&[o.numel()])).collect();
+            Tensor::try_concat(&flat.iter().collect::<Vec<_>>(), 0)
+        };
+        let per_example = crate::func::vmap(step, &axes, 0)(&inputs)?;
+        let carry = per_example.narrow(1, 0, n);
+        if while_loop {
+            let go_on = per_example.narrow(1, n, 1);
+            let kept = Tensor::try_where_(&go_on, &carry, &inputs[0])?;
+            let any = go_on.abs().gt_scalar(0.0).max().reshape(&[]);
+            return Ok(vec![kept.reshape(&[b * n]), any]);
+        }
+        let mut outs = vec![carry.reshape(&[b * n])];
+        if p > 0 {
+            outs.push(per_example.narrow(1, n, p).reshape(&[b * p]));
+        }
+        Ok(outs)
+    })?;
+    debug_assert!(lifted.is_empty(), "a batched body reads only its inputs");
+    let batched = Loop::new(l.steps, body, b * n, b * m, b * p, l.dtype);
+    let refs: Vec<&Tensor> = loop_args.iter().collect();
+    let out = bind(Prim::Loop(LoopPrim(Arc::new(batched))), &refs)?;
+    let carry = out.narrow(0, 0, b * n).reshape(&[b, n]);
+    if p == 0 || while_loop {
+        return Ok(carry);
+    }
+    let ys = out
+        .narrow(0, b * n, length * b * p)
+        .reshape(&[length, b, p])
+        .permute(&[1, 0, 2])
+        .reshape(&[b, length * p]);
+    Tensor::try_concat(&[&carry, &ys], 1)
 }

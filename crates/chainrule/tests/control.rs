@@ -352,3 +352,52 @@ fn a_compiled_graph_reports_its_native_loops() {
     let expected = func::grad(|x| chain_unrolled(x, 10), &x).unwrap();
     assert_close(&out[1], &expected, 1e-14);
 }
+
+#[test]
+fn vmap_runs_one_loop_for_every_example() {
+    // A scan whose per-step inputs and captured weight are both mapped.
+    let ws = randn(&[3, 3, 3], 21) * 0.5;
+    let h0 = randn(&[3], 22);
+    let xss = randn(&[3, 4, 3], 23);
+    let mapped = func::vmap(
+        |t: &[Tensor]| rnn(&t[0], &t[1], &t[2]),
+        &[Some(0), None, Some(0)],
+        0,
+    )(&[ws.clone(), h0.clone(), xss.clone()])
+    .unwrap();
+    for e in 0..3 {
+        let one = rnn_unrolled(
+            &ws.narrow(0, e, 1).squeeze(0),
+            &h0,
+            &xss.narrow(0, e, 1).squeeze(0),
+        );
+        assert!((mapped.to_vec::<f64>()[e] - one.item()).abs() < 1e-12);
+    }
+    let xs = Tensor::from_vec(vec![0.1f64, 0.5, -2.0], &[3]);
+    let g = Graph::trace(&[("xs", &xs)], |t| {
+        Ok(vec![func::vmap(
+            |t: &[Tensor]| chain(&t[0], 20),
+            &[Some(0)],
+            0,
+        )(&[t[0].clone()])?])
+    })
+    .unwrap();
+    assert_eq!(g.count("scan"), 1, "{g}");
+    // A while loop whose examples stop at different steps.
+    let halve = |t: &[Tensor]| {
+        while_loop(
+            |c| Ok(c[0].gt_scalar(1.0)),
+            |c| Ok(vec![&c[0] * 0.5]),
+            &[t[0].clone()],
+        )
+        .map(|mut c| c.remove(0))
+    };
+    let starts = Tensor::from_vec(vec![20.0f64, 0.5, 3.0], &[3]);
+    let ends = func::vmap(halve, &[Some(0)], 0)(std::slice::from_ref(&starts)).unwrap();
+    assert_eq!(ends.to_vec::<f64>(), [0.625, 0.5, 0.75]);
+    // jacfwd (vmap of jvp) through a loop.
+    let x = Tensor::from_vec(vec![0.3f64, -0.7], &[2]);
+    let j = func::jacfwd(|x| chain(x, 30), &x).unwrap();
+    let j_unrolled = func::jacfwd(|x| chain_unrolled(x, 30), &x).unwrap();
+    assert_close(&j, &j_unrolled, 1e-13);
+}

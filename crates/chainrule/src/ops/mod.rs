@@ -555,7 +555,8 @@ impl Prim {
                 index::repeat_index(index, size),
                 *n,
             )),
-            Prim::Custom(_) | Prim::Loop(_) => self.batch_by_example(args, size),
+            Prim::Custom(_) => self.batch_by_example(args, size),
+            Prim::Loop(l) => crate::control::batch(&l.0, args, size),
         }
     }
 
