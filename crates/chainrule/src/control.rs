@@ -269,6 +269,10 @@ impl Loop {
     /// The kernel: the body run step by step on values (out of sight of
     /// every level and trace: only the loop is an op of the caller).
     pub fn forward(&self, inputs: &[&Tensor]) -> Result<Tensor> {
+        // The native code reads its inputs as the shapes it was compiled for.
+        let shapes: SmallVec<[(&[usize], DType); 4]> =
+            inputs.iter().map(|t| (t.shape(), t.dtype())).collect();
+        self.shape(&shapes)?;
         if INTERPRET.with(|i| !i.get()) && (self.native.get().is_some() || self.worth_compiling()) {
             if let Some(code) = self.native() {
                 return code.run(self, inputs);
