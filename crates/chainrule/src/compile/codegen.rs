@@ -58,7 +58,7 @@ fn err(e: impl std::fmt::Display) -> Error {
     Error::invalid("compile", format!("code generation failed: {e}"))
 }
 
-fn float(d: DType) -> Type {
+pub(super) fn float(d: DType) -> Type {
     match d {
         DType::F32 => types::F32,
         DType::F64 => types::F64,

@@ -215,7 +215,7 @@ fn writable(s: &mut Storage) -> *mut u8 {
 }
 
 /// The first element of a contiguous tensor, for reading.
-fn readable(t: &Tensor) -> *mut u8 {
+pub(super) fn readable(t: &Tensor) -> *mut u8 {
     let off = t.layout().offset;
     match t.storage() {
         Storage::F32(v) => v[off..].as_ptr() as *mut u8,

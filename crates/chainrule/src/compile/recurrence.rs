@@ -11,7 +11,7 @@
 //! A body with another op (a gather, a custom op, a nested loop) or larger
 //! values is not compiled: the loop then runs its body graph step by step.
 
-use super::codegen::{build, Arith, Code, KernelFn};
+use super::codegen::{build, float, Arith, Code, KernelFn};
 use crate::control::{Loop, Steps};
 use crate::error::{Error, Result};
 use crate::graph::{GOp, Graph, Node};
@@ -20,7 +20,7 @@ use crate::storage::Storage;
 use crate::tensor::Tensor;
 use crate::DType;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
-use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Type, Value};
+use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::Variable;
 use std::sync::Arc;
 
@@ -36,13 +36,6 @@ pub(crate) struct Recurrence {
 
 fn unsupported(why: impl std::fmt::Display) -> Error {
     Error::invalid("compile", format!("the loop body is not compiled: {why}"))
-}
-
-fn float(d: DType) -> Type {
-    match d {
-        DType::F32 => types::F32,
-        DType::F64 => types::F64,
-    }
 }
 
 impl Recurrence {
@@ -72,7 +65,7 @@ impl Recurrence {
             DType::F32 => Storage::F32(Arc::new(vec![0.0; len])),
             DType::F64 => Storage::F64(Arc::new(vec![0.0; len])),
         };
-        let mut table: Vec<*mut u8> = contiguous.iter().map(first_element).collect();
+        let mut table: Vec<*mut u8> = contiguous.iter().map(super::readable).collect();
         table.push(match &mut out {
             Storage::F32(v) => Arc::get_mut(v).expect("fresh").as_mut_ptr() as *mut u8,
             Storage::F64(v) => Arc::get_mut(v).expect("fresh").as_mut_ptr() as *mut u8,
@@ -87,14 +80,6 @@ impl Recurrence {
             crate::layout::Layout::contiguous(&[len]),
             None,
         ))
-    }
-}
-
-fn first_element(t: &Tensor) -> *mut u8 {
-    let off = t.layout().offset;
-    match t.storage() {
-        Storage::F32(v) => v[off..].as_ptr() as *mut u8,
-        Storage::F64(v) => v[off..].as_ptr() as *mut u8,
     }
 }
 
