@@ -58,6 +58,17 @@ fn err(e: impl std::fmt::Display) -> Error {
     Error::invalid("compile", format!("code generation failed: {e}"))
 }
 
+/// A comparison row's condition code.
+pub(super) fn float_cc(op: CompareOp) -> FloatCC {
+    match op {
+        CompareOp::Gt => FloatCC::GreaterThan,
+        CompareOp::Ge => FloatCC::GreaterThanOrEqual,
+        CompareOp::Lt => FloatCC::LessThan,
+        CompareOp::Le => FloatCC::LessThanOrEqual,
+        CompareOp::Eq => FloatCC::Equal,
+    }
+}
+
 pub(super) fn float(d: DType) -> Type {
     match d {
         DType::F32 => types::F32,
@@ -598,15 +609,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.binary(op, a, b, dtype)
             }
             Instr::Compare(op, a, b) => {
-                let cc = match op {
-                    CompareOp::Gt => FloatCC::GreaterThan,
-                    CompareOp::Ge => FloatCC::GreaterThanOrEqual,
-                    CompareOp::Lt => FloatCC::LessThan,
-                    CompareOp::Le => FloatCC::LessThanOrEqual,
-                    CompareOp::Eq => FloatCC::Equal,
-                };
                 let (a, b) = (self.arg(a), self.arg(b));
-                let t = self.b.ins().fcmp(cc, a, b);
+                let t = self.b.ins().fcmp(float_cc(op), a, b);
                 let (one, zero) = (self.constant(1.0, dtype), self.constant(0.0, dtype));
                 self.select(t, one, zero)
             }

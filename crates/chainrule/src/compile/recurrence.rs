@@ -11,11 +11,11 @@
 //! A body with another op (a gather, a custom op, a nested loop) or larger
 //! values is not compiled: the loop then runs its body graph step by step.
 
-use super::codegen::{build, float, Arith, Code, KernelFn};
+use super::codegen::{build, float, float_cc, Arith, Code, KernelFn};
 use crate::control::{Loop, Steps};
 use crate::error::{Error, Result};
 use crate::graph::{GOp, Graph, Node};
-use crate::ops::{BinaryOp, CompareOp, Prim, ReduceOp};
+use crate::ops::{BinaryOp, Prim, ReduceOp};
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 use crate::DType;
@@ -410,14 +410,7 @@ impl<'l, 'x, 'b> Writer<'l, 'x, 'b> {
             }
             Prim::Binary(op) => self.elementwise(node, |w, v| w.binary(*op, v[0], v[1], dtype)),
             Prim::Compare(op) => self.elementwise(node, |w, v| {
-                let cc = match op {
-                    CompareOp::Gt => FloatCC::GreaterThan,
-                    CompareOp::Ge => FloatCC::GreaterThanOrEqual,
-                    CompareOp::Lt => FloatCC::LessThan,
-                    CompareOp::Le => FloatCC::LessThanOrEqual,
-                    CompareOp::Eq => FloatCC::Equal,
-                };
-                let t = w.ins().fcmp(cc, v[0], v[1]);
+                let t = w.ins().fcmp(float_cc(*op), v[0], v[1]);
                 let (one, zero) = (w.constant(1.0, dtype), w.constant(0.0, dtype));
                 w.a.select(t, one, zero)
             }),

@@ -338,6 +338,20 @@ impl Graph {
         values: &mut [Option<Tensor>],
         only: Option<&[bool]>,
     ) -> Result<()> {
+        self.eval_nodes(values, only, |node, args| match &node.op {
+            GOp::Prim(p) => p.forward(args),
+            _ => apply(node, args),
+        })
+    }
+
+    /// Computes the nodes not yet in `values` (those `only` marks, or all),
+    /// each by `run` on its inputs' values.
+    fn eval_nodes(
+        &self,
+        values: &mut [Option<Tensor>],
+        only: Option<&[bool]>,
+        run: impl Fn(&Node, &[&Tensor]) -> Result<Tensor>,
+    ) -> Result<()> {
         for (i, node) in self.nodes.iter().enumerate() {
             if values[i].is_some() || only.is_some_and(|o| !o[i]) {
                 continue;
@@ -348,10 +362,7 @@ impl Graph {
                     .iter()
                     .map(|j| values[j.0 as usize].as_ref().expect("inputs come first"))
                     .collect();
-                match &node.op {
-                    GOp::Prim(p) => p.forward(&args)?,
-                    _ => apply(node, &args)?,
-                }
+                run(node, &args)?
             };
             values[i] = Some(out);
         }
@@ -361,24 +372,8 @@ impl Graph {
     /// Evaluates the graph on tensors through the ordinary tensor API (so an
     /// open trace or reverse-mode recording sees every op).
     pub(crate) fn eval_with(&self, inputs: &[Tensor]) -> Result<Vec<Tensor>> {
-        let mut values: Vec<Option<Tensor>> = vec![None; self.nodes.len()];
-        for (k, &id) in self.inputs.iter().enumerate() {
-            values[id.0 as usize] = Some(inputs[k].clone());
-        }
-        for (i, node) in self.nodes.iter().enumerate() {
-            if values[i].is_some() {
-                continue;
-            }
-            let out = {
-                let args: SmallVec<[&Tensor; 3]> = node
-                    .inputs
-                    .iter()
-                    .map(|j| values[j.0 as usize].as_ref().expect("inputs come first"))
-                    .collect();
-                apply(node, &args)?
-            };
-            values[i] = Some(out);
-        }
+        let mut values = self.bind_inputs(inputs);
+        self.eval_nodes(&mut values, None, apply)?;
         Ok(self
             .outputs
             .iter()
