@@ -25,6 +25,16 @@ fn main() {
         (4096, 1024, 1, false),
         (1024, 4096, 1, true),
         (1024, 1024, 1024, false),
+        // jac: W2 (256×256) times the tangents of jacfwd (8 columns).
+        (256, 256, 8, false),
+        (8, 256, 256, false),
+        (256, 256, 16, false),
+        (256, 256, 32, false),
+        (256, 256, 64, false),
+        (32, 256, 256, false),
+        (64, 256, 256, false),
+        (256, 8, 8, false),
+        (128, 256, 128, false),
     ] {
         let a = vec![0.5f32; m * k];
         let b = vec![0.25f32; k * n];
