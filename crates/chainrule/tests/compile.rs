@@ -264,3 +264,74 @@ fn a_long_chain_is_split_into_kernels_and_loads_each_input_once() {
     );
     assert_native_equals_interpreted(&exe, &[("x", &x)]);
 }
+
+/// Native and interpreted values agree to `tol`, relative to the largest
+/// value of each output (the one-pass products sum in another order).
+fn assert_close(exe: &Executable, feeds: &[(&str, &Tensor)], tol: f64) {
+    let native = exe.run(feeds).unwrap();
+    let interpreted = exe.run_interpreted(feeds).unwrap();
+    for (a, b) in native.iter().zip(&interpreted) {
+        assert_eq!(a.shape(), b.shape());
+        let (a, b) = (a.to_vec::<f64>(), b.to_vec::<f64>());
+        let scale = b.iter().fold(1.0f64, |s, v| s.max(v.abs()));
+        for (x, y) in a.iter().zip(&b) {
+            assert!((x - y).abs() <= tol * scale, "{x} vs {y}");
+        }
+    }
+}
+
+#[test]
+fn a_least_squares_gradient_reads_its_large_matrix_once() {
+    // 2.4 MB of X: `Xᵀ (2 (X w − y))` is one pass over it.
+    let (x, w, y) = (t(&[1024, 300], 1), t(&[300], 2), t(&[1024], 3));
+    let feeds = [("X", &x), ("w", &w), ("y", &y)];
+    let g = Graph::trace(&feeds, |t| {
+        Ok(vec![(t[0].matmul(&t[1]) - &t[2]).square().sum()])
+    })
+    .unwrap()
+    .gradients(0, &["w"])
+    .unwrap()
+    .optimize();
+    let exe = g.clone().compile();
+    assert_eq!(exe.report().expect("compiled").streams, 1);
+    assert_close(&exe, &feeds, 1e-12);
+    let unfused = g.compile_with(CompileOptions {
+        native: true,
+        fuse: false,
+    });
+    assert_eq!(unfused.report().expect("compiled").streams, 0);
+}
+
+#[test]
+fn a_logistic_residual_streams_in_both_dtypes() {
+    // `(σ(X w) − y) X` in f32 and f64, with a value read from outside the chain.
+    for dtype in [DType::F32, DType::F64] {
+        let (x, w, y) = (
+            Tensor::rand_uniform(&[1024, 512], -1.0, 1.0, 1, dtype),
+            Tensor::rand_uniform(&[512], -0.1, 0.1, 2, dtype),
+            Tensor::rand_uniform(&[1024], 0.0, 1.0, 3, dtype),
+        );
+        let feeds = [("X", &x), ("w", &w), ("y", &y)];
+        let exe = compiled(&feeds, |t| {
+            let r = t[0].matmul(&t[1]).sigmoid() - &t[2];
+            vec![r.matmul(&t[0]), r.square().sum()]
+        });
+        assert_eq!(exe.report().expect("compiled").streams, 1, "{dtype:?}");
+        let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+        assert_close(&exe, &feeds, tol);
+    }
+}
+
+#[test]
+fn a_residual_that_needs_all_of_x_w_first_is_not_streamed() {
+    // `X w − mean(X w)` needs every row of `X w` before any row of `r`.
+    let (x, w) = (t(&[1024, 300], 1), t(&[300], 2));
+    let feeds = [("X", &x), ("w", &w)];
+    let exe = compiled(&feeds, |t| {
+        let p = t[0].matmul(&t[1]);
+        let r = &p - &p.mean();
+        vec![r.matmul(&t[0])]
+    });
+    assert_eq!(exe.report().expect("compiled").streams, 0);
+    assert_close(&exe, &feeds, 1e-12);
+}

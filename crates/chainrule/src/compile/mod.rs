@@ -3,7 +3,9 @@
 //! the code generator ([`codegen`], Cranelift) turns each kernel into one
 //! loop nest, and [`Program::run`] runs the kernels and, node by node, the
 //! ops no kernel takes (matmul through the GEMM, gathers, custom ops…), all
-//! in buffers of one arena allocated once and reused by every run. Loops
+//! in buffers of one arena allocated once and reused by every run. A
+//! product `Xᵀ f(X w)` over a matrix too large for the cache is one pass
+//! over it ([`stream`]). Loops
 //! ([`crate::control`]) with small bodies become native loops of their own
 //! ([`recurrence`]), compiled with the graph.
 
@@ -11,6 +13,7 @@ mod codegen;
 mod kernel;
 mod plan;
 pub(crate) mod recurrence;
+mod stream;
 
 use crate::error::Result;
 use crate::graph::{apply, GOp, Graph, NodeId};
@@ -37,6 +40,8 @@ pub struct CompileReport {
     /// and loops whose body is interpreted step by step.
     pub native_loops: usize,
     pub interpreted_loops: usize,
+    /// Products `Xᵀ f(X w)` run as one pass over a large `X` ([`stream`]).
+    pub streams: usize,
     /// Arena slots and their total size in bytes.
     pub arena_slots: usize,
     pub arena_bytes: usize,
@@ -49,6 +54,7 @@ pub(crate) struct Program {
     code: codegen::Code,
     place: Vec<Place>,
     steps: Vec<Step>,
+    streams: Vec<stream::Stream>,
     slot: Vec<Option<usize>>,
     slots: Vec<(DType, usize)>,
     /// The slots' buffers, reused by each run that finds them unshared.
@@ -78,6 +84,7 @@ impl Program {
             views: count(|p| matches!(p, Place::View { .. })),
             native_loops: loops.iter().filter(|&&n| n).count(),
             interpreted_loops: loops.iter().filter(|&&n| !n).count(),
+            streams: plan.streams.len(),
             arena_slots: plan.slots.len(),
             arena_bytes: plan.slots.iter().map(|(d, n)| d.size() * n).sum(),
             compile_ms: start.elapsed().as_secs_f64() * 1e3,
@@ -86,6 +93,7 @@ impl Program {
             code,
             place: plan.place,
             steps: plan.steps,
+            streams: plan.streams,
             slot: plan.slot,
             slots: plan.slots,
             arena: Mutex::new(Vec::new()),
@@ -146,6 +154,13 @@ impl Program {
                     let out = owned(apply(node, &refs)?);
                     ptr[id.0 as usize] = readable(&out);
                     memory[id.0 as usize] = Some(out);
+                }
+                Step::Stream(k) => {
+                    let values = self.streams[*k].run(g, |j| self.tensor(g, j, &memory, arena));
+                    for (j, t) in values {
+                        ptr[j.0 as usize] = readable(&t);
+                        memory[j.0 as usize] = Some(t);
+                    }
                 }
             }
         }

@@ -19,6 +19,7 @@
 //! of one arena when their lifetimes do not overlap.
 
 use super::kernel::{Instr, Kernel};
+use super::stream::{self, Stream};
 use crate::graph::{GOp, Graph, NodeId};
 use crate::layout::Layout;
 use crate::ops::{BinaryOp, Prim, ReduceOp};
@@ -54,6 +55,8 @@ pub(crate) enum Step {
         operands: Vec<NodeId>,
     },
     Interpret(NodeId),
+    /// Stream `k` of the plan (one pass over a large matrix).
+    Stream(usize),
 }
 
 /// A partitioned graph, ready for code generation.
@@ -61,6 +64,7 @@ pub(crate) struct Plan {
     pub place: Vec<Place>,
     pub steps: Vec<Step>,
     pub kernels: Vec<Kernel>,
+    pub streams: Vec<Stream>,
     /// Per node in the arena: its slot.
     pub slot: Vec<Option<usize>>,
     /// Each arena slot's dtype and length in elements.
@@ -84,6 +88,9 @@ struct Partition<'g> {
     /// Steps in order: a kernel by group index, or an interpreted node.
     order: Vec<Result<usize, NodeId>>,
     fuse: bool,
+    streams: Vec<Stream>,
+    /// Per node: the stream that computes it.
+    streamed: Vec<Option<usize>>,
 }
 
 /// How the pass treats a node.
@@ -153,6 +160,17 @@ impl<'g> Partition<'g> {
     fn node(&mut self, id: NodeId) {
         let i = id.0 as usize;
         let node = self.g.node(id);
+        if let Some(k) = self.streamed[i] {
+            // The stream runs where its first node (X w) was: everything it
+            // reads is computed before that.
+            if self.streams[k].p == id {
+                let reads: Vec<NodeId> = self.streams[k].reads().collect();
+                reads.into_iter().for_each(|j| self.materialize(j));
+                self.order.push(Err(id));
+            }
+            self.place[i] = Place::Interpreted;
+            return;
+        }
         match (&node.op, kind(self.g, id)) {
             (GOp::Input(_), _) => {
                 let k = self.g.inputs.iter().position(|&j| j == id);
@@ -275,6 +293,11 @@ impl<'g> Partition<'g> {
 /// kernels and the arena.
 pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
     let n = g.nodes.len();
+    let streams = if fuse { stream::find(g) } else { Vec::new() };
+    let mut streamed = vec![None; n];
+    for (k, s) in streams.iter().enumerate() {
+        s.computes().for_each(|j| streamed[j.0 as usize] = Some(k));
+    }
     let mut p = Partition {
         g,
         place: vec![Place::Constant; n],
@@ -282,6 +305,8 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
         groups: Vec::new(),
         order: Vec::new(),
         fuse,
+        streams,
+        streamed,
     };
     for i in 0..n {
         p.node(NodeId(i as u32));
@@ -310,14 +335,18 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
                 });
                 kernels.push(kernel);
             }
-            Err(id) => steps.push(Step::Interpret(id)),
+            Err(id) => steps.push(match p.streamed[id.0 as usize] {
+                Some(k) => Step::Stream(k),
+                None => Step::Interpret(id),
+            }),
         }
     }
-    let (slot, slots) = arena(g, &p.place, &steps);
+    let (slot, slots) = arena(g, &p.place, &steps, &p.streams);
     Plan {
         place: p.place,
         steps,
         kernels,
+        streams: p.streams,
         slot,
         slots,
     }
@@ -429,7 +458,12 @@ fn reduced_layout(shape: &[usize], axes: &[usize]) -> Layout {
 /// Assigns arena slots: a buffer takes a free slot of its dtype (the
 /// smallest that fits, else the largest, grown) and frees it after its last
 /// reader. Returned values keep theirs.
-fn arena(g: &Graph, place: &[Place], steps: &[Step]) -> (Vec<Option<usize>>, Vec<(DType, usize)>) {
+fn arena(
+    g: &Graph,
+    place: &[Place],
+    steps: &[Step],
+    streams: &[Stream],
+) -> (Vec<Option<usize>>, Vec<(DType, usize)>) {
     let n = g.nodes.len();
     let base = |j: NodeId| match &place[j.0 as usize] {
         Place::View { of, .. } => *of,
@@ -444,6 +478,7 @@ fn arena(g: &Graph, place: &[Place], steps: &[Step]) -> (Vec<Option<usize>>, Vec
                 g.node(*id).inputs.iter().map(|&j| base(j)).collect(),
                 vec![],
             ),
+            Step::Stream(k) => (streams[*k].reads().map(base).collect(), vec![]),
         };
         for j in reads {
             last_use[j.0 as usize] = s;
