@@ -28,6 +28,9 @@ pub trait Element: Float + Sum + Debug + Default + Send + Sync + 'static {
     fn f64(self) -> f64;
     /// The error function (`num_traits::Float` has none).
     fn erf(self) -> Self;
+    /// `tanh`, written so that loops over it vectorize where that keeps
+    /// its accuracy (f32: see `kernels::elementwise::tanh_f32`).
+    fn tanh_vectorizable(self) -> Self;
 }
 
 impl Element for f32 {
@@ -44,6 +47,10 @@ impl Element for f32 {
     fn erf(self) -> Self {
         libm::erff(self)
     }
+    #[inline(always)]
+    fn tanh_vectorizable(self) -> Self {
+        crate::kernels::elementwise::tanh_f32(self)
+    }
 }
 
 impl Element for f64 {
@@ -59,5 +66,9 @@ impl Element for f64 {
     #[inline(always)]
     fn erf(self) -> Self {
         libm::erf(self)
+    }
+    #[inline(always)]
+    fn tanh_vectorizable(self) -> Self {
+        self.tanh()
     }
 }

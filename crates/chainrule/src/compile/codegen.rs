@@ -102,9 +102,11 @@ const CALLS: [(&str, usize); 4] = [
 ];
 
 /// Element functions for the common transcendental rows, called directly
-/// (each its row's `apply`, monomorphic: no op to look up per element).
+/// (each its row's `apply`, monomorphic: no op to look up per element),
+/// and on x86-64 their vector forms (one call per 128-bit vector, which
+/// the row's element function may vectorize: `tanh` in f32 does).
 macro_rules! direct_unary {
-    ($($variant:ident => $f32:ident, $f64:ident;)*) => {
+    ($($variant:ident => $f32:ident, $f64:ident, $f32x4:ident, $f64x2:ident;)*) => {
         $(
             extern "C" fn $f32(x: f32) -> f32 {
                 UnaryOp::$variant {}.apply(x)
@@ -112,27 +114,64 @@ macro_rules! direct_unary {
             extern "C" fn $f64(x: f64) -> f64 {
                 UnaryOp::$variant {}.apply(x)
             }
+            #[cfg(target_arch = "x86_64")]
+            #[allow(improper_ctypes_definitions)] // see `lanes`
+            extern "C" fn $f32x4(x: lanes::F32x4) -> lanes::F32x4 {
+                lanes::map::<_, f32, 4>(x, |v| UnaryOp::$variant {}.apply(v))
+            }
+            #[cfg(target_arch = "x86_64")]
+            #[allow(improper_ctypes_definitions)] // see `lanes`
+            extern "C" fn $f64x2(x: lanes::F64x2) -> lanes::F64x2 {
+                lanes::map::<_, f64, 2>(x, |v| UnaryOp::$variant {}.apply(v))
+            }
         )*
         /// The ops called directly, in the order of [`direct_calls`].
         const DIRECT: &[UnaryOp] = &[$(UnaryOp::$variant {}),*];
 
-        /// Each direct op's f32 and f64 functions, by name.
+        /// Each direct op's f32 and f64 functions, by name, then (on
+        /// x86-64) each op's vector functions.
         fn direct_calls() -> Vec<(&'static str, *const u8, Type)> {
-            vec![$(
+            let mut calls = vec![$(
                 (stringify!($f32), $f32 as *const u8, types::F32),
                 (stringify!($f64), $f64 as *const u8, types::F64),
-            )*]
+            )*];
+            #[cfg(target_arch = "x86_64")]
+            calls.extend([$(
+                (stringify!($f32x4), $f32x4 as *const u8, types::F32X4),
+                (stringify!($f64x2), $f64x2 as *const u8, types::F64X2),
+            )*]);
+            calls
         }
     };
 }
 
+/// 128-bit vectors as the x86-64 C ABI passes them (in one XMM register,
+/// as Cranelift passes its `f32x4` and `f64x2`). Rust's lint calls SIMD
+/// types not FFI-safe because their ABI depends on target features; SSE2,
+/// which these need, is part of every x86-64 target.
+#[cfg(target_arch = "x86_64")]
+mod lanes {
+    pub(super) use std::arch::x86_64::{__m128 as F32x4, __m128d as F64x2};
+
+    /// `f` on each lane.
+    #[inline(always)]
+    pub(super) fn map<V: Copy, T: Copy + Default, const N: usize>(v: V, f: impl Fn(T) -> T) -> V {
+        assert_eq!(std::mem::size_of::<V>(), std::mem::size_of::<[T; N]>());
+        // SAFETY: same size (checked), and every bit pattern is a valid
+        // float vector and float array.
+        let a: [T; N] = unsafe { std::mem::transmute_copy(&v) };
+        let out = a.map(f);
+        unsafe { std::mem::transmute_copy(&out) }
+    }
+}
+
 direct_unary! {
-    Sin => cr_sin_f32, cr_sin_f64;
-    Cos => cr_cos_f32, cr_cos_f64;
-    Exp => cr_exp_f32, cr_exp_f64;
-    Log => cr_log_f32, cr_log_f64;
-    Tanh => cr_tanh_f32, cr_tanh_f64;
-    Sigmoid => cr_sigmoid_f32, cr_sigmoid_f64;
+    Sin => cr_sin_f32, cr_sin_f64, cr_sin_f32x4, cr_sin_f64x2;
+    Cos => cr_cos_f32, cr_cos_f64, cr_cos_f32x4, cr_cos_f64x2;
+    Exp => cr_exp_f32, cr_exp_f64, cr_exp_f32x4, cr_exp_f64x2;
+    Log => cr_log_f32, cr_log_f64, cr_log_f32x4, cr_log_f64x2;
+    Tanh => cr_tanh_f32, cr_tanh_f64, cr_tanh_f32x4, cr_tanh_f64x2;
+    Sigmoid => cr_sigmoid_f32, cr_sigmoid_f64, cr_sigmoid_f32x4, cr_sigmoid_f64x2;
 }
 
 /// Compiles `kernels` into one module.
@@ -789,8 +828,15 @@ impl Arith<'_, '_> {
             }
             _ if DIRECT.contains(&op) => {
                 let k = DIRECT.iter().position(|d| *d == op).expect("contained");
-                let f = self.calls[CALLS.len() + 2 * k + (dtype == DType::F64) as usize];
-                self.call(f, None, &[x])
+                let at = CALLS.len() + 2 * k + (dtype == DType::F64) as usize;
+                let vector = self.b.func.dfg.value_type(x).is_vector();
+                if vector && self.calls.len() > CALLS.len() + 2 * DIRECT.len() {
+                    // The vector form, one call for every lane.
+                    let f = self.calls[at + 2 * DIRECT.len()];
+                    let call = self.b.ins().call(f, &[x]);
+                    return self.b.inst_results(call)[0];
+                }
+                self.call(self.calls[at], None, &[x])
             }
             _ => {
                 self.code._unary.push(Box::new(op));

@@ -63,7 +63,10 @@ macro_rules! unary_ops {
             }
 
             /// The op on one element (what compiled code calls for the ops
-            /// it does not lower to instructions).
+            /// it does not lower to instructions). Inlined: a caller that
+            /// names the op gets its element function alone, which may
+            /// vectorize.
+            #[inline(always)]
             pub(crate) fn apply<T: Element>(self, element: T) -> T {
                 match self {
                     $(UnaryOp::$variant { $($param),* } => {
@@ -134,7 +137,7 @@ unary_ops! {
     Sin {} => "sin", fn sin, f: |x| x.sin(), Input: |x| Of(x.cos());
     Cos {} => "cos", fn cos, f: |x| x.cos(), Input: |x| Of(x.sin().scale(-1.0));
     Tan {} => "tan", fn tan, f: |x| x.tan(), Output: |y| Of(y.square().shift(1.0));
-    Tanh {} => "tanh", fn tanh, f: |x| x.tanh(), Output: |y| Of(y.square().scale(-1.0).shift(1.0));
+    Tanh {} => "tanh", fn tanh, f: |x| x.tanh_vectorizable(), Output: |y| Of(y.square().scale(-1.0).shift(1.0));
     Sqrt {} => "sqrt", fn sqrt, f: |x| x.sqrt(), Output: |y| Of(y.recip().scale(0.5));
     /// `1 / √x`.
     Rsqrt {} => "rsqrt", fn rsqrt, f: |x| x.sqrt().recip(), Output: |y| Of(y.square().times(&y).scale(-0.5));
