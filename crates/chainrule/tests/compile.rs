@@ -335,3 +335,18 @@ fn a_residual_that_needs_all_of_x_w_first_is_not_streamed() {
     assert_eq!(exe.report().expect("compiled").streams, 0);
     assert_close(&exe, &feeds, 1e-12);
 }
+
+#[test]
+fn kernels_that_differ_only_in_their_buffers_share_one_function() {
+    // 24 sums of the same loop over different inputs (as the row-by-row
+    // pullbacks of a Jacobian are): one function, 24 kernel steps.
+    let xs: Vec<Tensor> = (0..25).map(|i| t(&[16], i)).collect();
+    let names: Vec<String> = (0..25).map(|i| format!("x{i}")).collect();
+    let feeds: Vec<(&str, &Tensor)> = names.iter().map(|n| n.as_str()).zip(&xs).collect();
+    let exe = compiled(&feeds, |t| {
+        (1..25).map(|i| (&t[0] * &t[i]).tanh().sum()).collect()
+    });
+    let r = exe.report().expect("compiled");
+    assert_eq!((r.kernels, r.kernel_functions), (24, 1), "{r:?}");
+    assert_native_equals_interpreted(&exe, &feeds);
+}

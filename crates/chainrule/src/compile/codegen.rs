@@ -18,6 +18,7 @@ use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
 use cranelift_jit::{JITBuilder, JITModule};
 use cranelift_module::{FuncId, Linkage, Module};
+use std::collections::HashMap;
 
 /// A compiled kernel's entry point: the operands' base pointers in order.
 pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut u8);
@@ -27,6 +28,8 @@ pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut u8);
 pub(crate) struct Code {
     module: Option<JITModule>,
     pub entries: Vec<KernelFn>,
+    /// The distinct functions behind `entries`.
+    pub functions: usize,
     // Boxed: each op's address is baked into the code, and must not move
     // when the vector grows.
     #[allow(clippy::vec_box)]
@@ -174,16 +177,32 @@ direct_unary! {
     Sigmoid => cr_sigmoid_f32, cr_sigmoid_f64, cr_sigmoid_f32x4, cr_sigmoid_f64x2;
 }
 
-/// Compiles `kernels` into one module.
+/// Compiles `kernels` into one module. Kernels that differ only in the
+/// buffers they are given (the row-by-row pullbacks of a Jacobian: hundreds
+/// of one shape) are one function: code generation takes time per function.
 pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
-    build(kernels.len(), |n, a| {
-        Emitter::new(&kernels[n], a.b, a.ptr, a.calls, a.code).emit();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    let mut distinct: Vec<&Kernel> = Vec::new();
+    let function: Vec<usize> = kernels
+        .iter()
+        .map(|k| {
+            *index.entry(format!("{k:?}")).or_insert_with(|| {
+                distinct.push(k);
+                distinct.len() - 1
+            })
+        })
+        .collect();
+    let mut code = build(distinct.len(), |n, a| {
+        Emitter::new(distinct[n], a.b, a.ptr, a.calls, a.code).emit();
         if std::env::var_os("CHAINRULE_DUMP_KERNELS").is_some() {
             // For whoever tunes the code generator: each kernel's IR.
-            eprintln!("kernel{n}: {:?}\n{}", kernels[n], a.b.func.display());
+            eprintln!("kernel{n}: {:?}\n{}", distinct[n], a.b.func.display());
         }
         Ok(())
-    })
+    })?;
+    code.functions = distinct.len();
+    code.entries = function.iter().map(|&f| code.entries[f]).collect();
+    Ok(code)
 }
 
 /// Compiles `count` functions `fn(operands: *const *mut u8)` into one
@@ -240,6 +259,7 @@ pub(crate) fn build(
     let mut code = Code {
         module: None,
         entries: Vec::new(),
+        functions: count,
         _unary: Vec::new(),
         _binary: Vec::new(),
     };

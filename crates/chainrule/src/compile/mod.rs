@@ -28,8 +28,11 @@ use std::time::Instant;
 /// What compiling a graph produced, for reports and tests.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct CompileReport {
-    /// Native kernels generated.
+    /// Native kernels run (steps of the program).
     pub kernels: usize,
+    /// Functions generated for them: kernels that differ only in their
+    /// buffers share one.
+    pub kernel_functions: usize,
     /// Graph nodes computed inside kernels.
     pub fused_nodes: usize,
     /// Nodes the interpreter runs (matmul, gathers, custom ops…).
@@ -79,6 +82,7 @@ impl Program {
         let count = |f: fn(&Place) -> bool| plan.place.iter().filter(|p| f(p)).count();
         let report = CompileReport {
             kernels: plan.kernels.len(),
+            kernel_functions: code.functions,
             fused_nodes: count(|p| matches!(p, Place::InKernel(_) | Place::Arena)),
             interpreted_nodes: count(|p| matches!(p, Place::Interpreted)),
             views: count(|p| matches!(p, Place::View { .. })),
