@@ -130,6 +130,58 @@ impl Layout {
             offset: range.start,
         })
     }
+
+    /// `reshape` as a strided view where one exists, contiguous or not:
+    /// each run of old axes that steps through memory as one axis (a
+    /// transposed matrix with a unit axis added, say) is split into the new
+    /// axes of the same extent. `None` when the elements cannot be walked
+    /// in row-major order under `shape` with strides.
+    pub fn reshape_strided(&self, shape: &[usize]) -> Option<Layout> {
+        if let Some(l) = self.reshape(shape) {
+            return Some(l);
+        }
+        if self.numel() != shape.iter().product::<usize>() {
+            return None;
+        }
+        let old: Vec<(usize, usize)> = (0..self.shape.len())
+            .filter(|&a| self.shape[a] != 1)
+            .map(|a| (self.shape[a], self.strides[a]))
+            .collect();
+        let mut strides: Dims = SmallVec::from_elem(0, shape.len());
+        let (mut oi, mut ni) = (0, 0);
+        while ni < shape.len() {
+            if shape[ni] == 1 {
+                ni += 1;
+                continue;
+            }
+            // The shortest runs of old and new axes with one extent.
+            let (mut oj, mut nj) = (oi + 1, ni + 1);
+            let (mut old_extent, mut new_extent) = (old.get(oi)?.0, shape[ni]);
+            while old_extent != new_extent {
+                if old_extent < new_extent {
+                    old_extent *= old.get(oj)?.0;
+                    oj += 1;
+                } else {
+                    new_extent *= *shape.get(nj)?;
+                    nj += 1;
+                }
+            }
+            if (oi..oj - 1).any(|k| old[k].1 != old[k + 1].1 * old[k + 1].0) {
+                return None;
+            }
+            let mut stride = old[oj - 1].1;
+            for k in (ni..nj).rev() {
+                strides[k] = stride;
+                stride *= shape[k];
+            }
+            (oi, ni) = (oj, nj);
+        }
+        Some(Layout {
+            shape: SmallVec::from_slice(shape),
+            strides,
+            offset: self.offset,
+        })
+    }
 }
 
 /// Checks `axis < ndim` for an op.
@@ -284,5 +336,33 @@ mod tests {
         let l = Layout::contiguous(&[2, 3]).permute(&[1, 0]);
         assert_eq!(l.offsets().collect::<Vec<_>>(), vec![0, 3, 1, 4, 2, 5]);
         assert!(l.contiguous_range().is_none());
+    }
+
+    /// Every element's offset, in row-major order of the layout's shape.
+    fn offsets(l: &Layout) -> Vec<usize> {
+        let n = l.numel();
+        (0..n)
+            .map(|mut flat| {
+                let mut off = l.offset;
+                for a in (0..l.shape.len()).rev() {
+                    off += (flat % l.shape[a]) * l.strides[a];
+                    flat /= l.shape[a];
+                }
+                off
+            })
+            .collect()
+    }
+
+    #[test]
+    fn strided_reshapes_walk_the_same_elements_or_refuse() {
+        let t = Layout::contiguous(&[8, 256, 1]).permute(&[1, 0, 2]);
+        for shape in [&[256, 8][..], &[256, 8, 1], &[1, 256, 1, 8], &[16, 16, 8]] {
+            let r = t.reshape_strided(shape).expect("a view");
+            assert_eq!(offsets(&r), offsets(&t), "{shape:?}");
+        }
+        // Merging the transposed axes would need a copy.
+        assert!(t.reshape_strided(&[2048]).is_none());
+        assert!(t.reshape_strided(&[8, 256]).is_none());
+        assert!(t.reshape_strided(&[100]).is_none());
     }
 }

@@ -204,7 +204,7 @@ impl<'g> Partition<'g> {
             GOp::Prim(Prim::BroadcastTo(s)) => l.broadcast_to(s),
             GOp::Prim(Prim::Narrow { axis, start, len }) => Some(l.narrow(*axis, *start, *len)),
             GOp::Prim(Prim::StopGradient) => Some(l),
-            GOp::Prim(Prim::Reshape(s)) => l.reshape(s),
+            GOp::Prim(Prim::Reshape(s)) => l.reshape_strided(s),
             _ => None,
         };
         match layout {
