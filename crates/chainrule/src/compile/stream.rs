@@ -31,9 +31,13 @@ pub(crate) struct Stream {
     w: NodeId,
     /// `X w`, an `m`-vector.
     pub p: NodeId,
-    /// The elementwise nodes from `p` to `r`, in graph order.
+    /// The elementwise nodes from `p` to `r`, in graph order, and the same
+    /// as instructions over one row's values (chain node `k` is column
+    /// `k + 1` of the pass, `p` column 0).
     chain: Vec<NodeId>,
-    r: NodeId,
+    program: Vec<ChainInstr>,
+    /// The column of `r`.
+    r: usize,
     /// `Xᵀ r` (as `[n]`, `[n, 1]` or `[1, n]`).
     q: NodeId,
     /// What the chain reads from outside it (each an `m`-vector computed
@@ -49,7 +53,8 @@ impl Stream {
             .chain(std::iter::once(self.q))
     }
 
-    /// The nodes it reads, all computed before it runs.
+    /// The nodes it reads, all computed before it runs: `X`, `w`, then the
+    /// outside values in order.
     pub fn reads(&self) -> impl Iterator<Item = NodeId> + '_ {
         [self.x, self.w]
             .into_iter()
@@ -67,26 +72,22 @@ impl Stream {
         g: &Graph,
         value: impl Fn(NodeId) -> Tensor,
     ) -> Vec<(NodeId, Tensor)> {
-        let (m, n) = (g.node(self.x).shape[0], g.node(self.x).shape[1]);
-        let contiguous = |j: NodeId| {
-            let t = value(j).contiguous();
-            let off = t.layout().offset;
-            t.buffer::<T>()[off..off + t.numel()].to_vec()
-        };
-        let (x, w) = (value(self.x).contiguous(), contiguous(self.w));
-        let x = &x.buffer::<T>()[x.layout().offset..][..m * n];
-        let outside: Vec<Vec<T>> = self.outside.iter().map(|&j| contiguous(j)).collect();
+        let n = g.node(self.x).shape[1];
+        // Held while the pass borrows their elements (fed values are
+        // contiguous already: no copy).
+        let held: Vec<Tensor> = self.reads().map(|j| value(j).contiguous()).collect();
+        let outside: Vec<&[T]> = held[2..].iter().map(elements::<T>).collect();
+        let m = held[0].shape()[0];
         // Column 0 is p, then one per chain node.
         let mut cols = vec![vec![T::zero(); m]; 1 + self.chain.len()];
         let mut q = vec![T::zero(); n];
-        let program = self.program(g);
         let pass = Pass {
-            x,
+            x: elements::<T>(&held[0]),
             n,
-            w: &w,
+            w: elements::<T>(&held[1]),
             outside: &outside,
-            program: &program,
-            r: self.column(self.r),
+            program: &self.program,
+            r: self.r,
         };
         pass.run(&mut cols, &mut q);
         let mut out: Vec<(NodeId, Tensor)> = self
@@ -97,40 +98,45 @@ impl Stream {
         out.push((self.q, Tensor::from_buffer(q, &g.node(self.q).shape)));
         out
     }
+}
 
-    /// Where node `j` of the chain (or p) is among the pass's columns.
-    fn column(&self, j: NodeId) -> usize {
-        match self.chain.iter().position(|&c| c == j) {
-            Some(k) => k + 1,
-            None => 0,
-        }
-    }
+/// A contiguous tensor's elements.
+fn elements<T: StorageElement>(t: &Tensor) -> &[T] {
+    &t.buffer::<T>()[t.layout().offset..][..t.numel()]
+}
 
-    /// The chain as instructions over one row's values.
-    fn program(&self, g: &Graph) -> Vec<ChainInstr> {
-        let source = |j: NodeId| match self.outside.iter().position(|&o| o == j) {
-            Some(k) => Source::Outside(k),
-            None => Source::Column(self.column(j)),
-        };
-        self.chain
-            .iter()
-            .map(|&c| {
-                let node = g.node(c);
-                let op = match &node.op {
-                    GOp::Prim(Prim::Unary(op)) => ChainOp::Unary(*op),
-                    GOp::Prim(Prim::Binary(op)) => ChainOp::Binary(*op),
-                    _ => unreachable!("`find` takes only unary and binary chain nodes"),
-                };
-                ChainInstr {
-                    op,
-                    args: node.inputs.iter().map(|&j| source(j)).collect(),
-                }
-            })
-            .collect()
+/// Where node `j` of the chain (or `p`) is among the pass's columns.
+fn column(chain: &[NodeId], j: NodeId) -> usize {
+    match chain.iter().position(|&c| c == j) {
+        Some(k) => k + 1,
+        None => 0,
     }
 }
 
-#[derive(Clone, Copy)]
+/// The chain as instructions over one row's values.
+fn program(g: &Graph, chain: &[NodeId], outside: &[NodeId]) -> Vec<ChainInstr> {
+    let source = |j: NodeId| match outside.iter().position(|&o| o == j) {
+        Some(k) => Source::Outside(k),
+        None => Source::Column(column(chain, j)),
+    };
+    chain
+        .iter()
+        .map(|&c| {
+            let node = g.node(c);
+            let op = match &node.op {
+                GOp::Prim(Prim::Unary(op)) => ChainOp::Unary(*op),
+                GOp::Prim(Prim::Binary(op)) => ChainOp::Binary(*op),
+                _ => unreachable!("`find` takes only unary and binary chain nodes"),
+            };
+            ChainInstr {
+                op,
+                args: node.inputs.iter().map(|&j| source(j)).collect(),
+            }
+        })
+        .collect()
+}
+
+#[derive(Clone, Copy, Debug)]
 enum ChainOp {
     Unary(UnaryOp),
     Binary(BinaryOp),
@@ -138,13 +144,13 @@ enum ChainOp {
 
 /// Where an instruction's operand is: a column of the pass (p or an
 /// earlier chain node) or a vector read from outside.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Source {
     Column(usize),
     Outside(usize),
 }
 
-/// Chain node `k` is column `k + 1`.
+#[derive(Clone, Debug)]
 struct ChainInstr {
     op: ChainOp,
     args: SmallVec<[Source; 2]>,
@@ -155,7 +161,7 @@ struct Pass<'a, T> {
     x: &'a [T],
     n: usize,
     w: &'a [T],
-    outside: &'a [Vec<T>],
+    outside: &'a [&'a [T]],
     program: &'a [ChainInstr],
     /// The column of `r`.
     r: usize,
@@ -345,8 +351,9 @@ fn stream_to(g: &Graph, x: NodeId, r: NodeId, q: NodeId) -> Option<Stream> {
         x,
         w: g.node(p).inputs[1],
         p,
+        program: program(g, &chain, &outside),
+        r: column(&chain, r),
         chain,
-        r,
         q,
         outside,
     })
