@@ -53,6 +53,15 @@ pub(crate) struct Layout {
 }
 
 impl Layout {
+    /// The layout of a 0-d value.
+    pub fn scalar() -> Self {
+        Layout {
+            shape: SmallVec::new(),
+            strides: SmallVec::new(),
+            offset: 0,
+        }
+    }
+
     pub fn contiguous(shape: &[usize]) -> Self {
         Layout {
             shape: SmallVec::from_slice(shape),

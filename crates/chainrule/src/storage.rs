@@ -1,67 +1,9 @@
-//! CPU buffers. A buffer is shared (`Arc`) by every view of it.
+//! CPU buffers. A buffer is shared (`Arc`) by every view of it; a small one
+//! (a 0-d value above all) is held in place and copied instead, so that the
+//! scalar ops of define-by-run code allocate no buffer.
 
 use crate::dtype::{DType, Element};
 use std::sync::Arc;
-
-#[derive(Clone)]
-pub(crate) enum Storage {
-    F32(Arc<Vec<f32>>),
-    F64(Arc<Vec<f64>>),
-}
-
-impl Storage {
-    pub fn dtype(&self) -> DType {
-        match self {
-            Storage::F32(_) => DType::F32,
-            Storage::F64(_) => DType::F64,
-        }
-    }
-}
-
-/// Moving typed buffers in and out of the dtype-erased [`Storage`].
-pub(crate) trait StorageElement: Element {
-    fn wrap(v: Vec<Self>) -> Storage;
-    /// The buffer; the caller has checked the dtype.
-    fn slice(s: &Storage) -> &[Self];
-    /// The buffer for writing, when no other view shares it.
-    fn unique_mut(s: &mut Storage) -> Option<&mut Vec<Self>>;
-}
-
-impl StorageElement for f32 {
-    fn wrap(v: Vec<Self>) -> Storage {
-        Storage::F32(Arc::new(v))
-    }
-    fn slice(s: &Storage) -> &[Self] {
-        match s {
-            Storage::F32(v) => v,
-            Storage::F64(_) => unreachable!("dtype checked by the caller"),
-        }
-    }
-    fn unique_mut(s: &mut Storage) -> Option<&mut Vec<Self>> {
-        match s {
-            Storage::F32(v) => Arc::get_mut(v),
-            Storage::F64(_) => None,
-        }
-    }
-}
-
-impl StorageElement for f64 {
-    fn wrap(v: Vec<Self>) -> Storage {
-        Storage::F64(Arc::new(v))
-    }
-    fn slice(s: &Storage) -> &[Self] {
-        match s {
-            Storage::F64(v) => v,
-            Storage::F32(_) => unreachable!("dtype checked by the caller"),
-        }
-    }
-    fn unique_mut(s: &mut Storage) -> Option<&mut Vec<Self>> {
-        match s {
-            Storage::F64(v) => Arc::get_mut(v),
-            Storage::F32(_) => None,
-        }
-    }
-}
 
 /// Runs `$body` with `$T` bound to the element type of `$dtype`.
 macro_rules! with_dtype {
@@ -83,3 +25,144 @@ macro_rules! with_dtype {
     };
 }
 pub(crate) use with_dtype;
+
+/// How many bytes a buffer held in place may take.
+const INLINE_BYTES: usize = 16;
+
+#[derive(Clone)]
+pub(crate) enum Storage {
+    F32(Arc<Vec<f32>>),
+    F64(Arc<Vec<f64>>),
+    Inline(Inline),
+}
+
+/// Up to [`INLINE_BYTES`] of elements, in place.
+#[derive(Clone, Copy)]
+#[repr(C, align(8))]
+pub(crate) struct Inline {
+    words: [u64; INLINE_BYTES / 8],
+    len: u8,
+    dtype: DType,
+}
+
+impl Storage {
+    pub fn dtype(&self) -> DType {
+        match self {
+            Storage::F32(_) => DType::F32,
+            Storage::F64(_) => DType::F64,
+            Storage::Inline(b) => b.dtype,
+        }
+    }
+
+    /// A zeroed buffer of `len` elements on the heap (one a compiled
+    /// graph writes into through [`Storage::heap_ptr_mut`]).
+    pub fn zeroed_heap(dtype: DType, len: usize) -> Storage {
+        match dtype {
+            DType::F32 => Storage::F32(Arc::new(vec![0.0; len])),
+            DType::F64 => Storage::F64(Arc::new(vec![0.0; len])),
+        }
+    }
+
+    /// Whether no other view shares this buffer (one in place never is shared).
+    pub fn is_unshared(&self) -> bool {
+        match self {
+            Storage::F32(v) => Arc::strong_count(v) == 1,
+            Storage::F64(v) => Arc::strong_count(v) == 1,
+            Storage::Inline(_) => true,
+        }
+    }
+
+    /// The first element of a heap buffer nobody else holds, for writing.
+    pub fn heap_ptr_mut(&mut self) -> Option<*mut u8> {
+        match self {
+            Storage::F32(v) => Arc::get_mut(v).map(|v| v.as_mut_ptr() as *mut u8),
+            Storage::F64(v) => Arc::get_mut(v).map(|v| v.as_mut_ptr() as *mut u8),
+            Storage::Inline(_) => None,
+        }
+    }
+
+    /// Element `offset` onwards, for reading through a raw pointer.
+    pub fn ptr_at(&self, offset: usize) -> *const u8 {
+        match self {
+            Storage::F32(v) => v[offset..].as_ptr() as *const u8,
+            Storage::F64(v) => v[offset..].as_ptr() as *const u8,
+            Storage::Inline(b) => {
+                with_dtype!(b.dtype, T => T::slice(self)[offset..].as_ptr() as *const u8)
+            }
+        }
+    }
+}
+
+/// Moving typed buffers in and out of the dtype-erased [`Storage`].
+pub(crate) trait StorageElement: Element {
+    /// How many elements a buffer held in place takes.
+    const INLINE: usize = INLINE_BYTES / std::mem::size_of::<Self>();
+    /// `v` as a storage: in place when it is small enough.
+    fn wrap(v: Vec<Self>) -> Storage {
+        if v.len() <= Self::INLINE {
+            return Self::small(&v);
+        }
+        Self::heap(v)
+    }
+    fn heap(v: Vec<Self>) -> Storage;
+    /// A buffer in place holding `v` (at most [`StorageElement::INLINE`] elements).
+    fn small(v: &[Self]) -> Storage {
+        debug_assert!(v.len() <= Self::INLINE);
+        let mut b = Inline {
+            words: [0; INLINE_BYTES / 8],
+            len: v.len() as u8,
+            dtype: Self::DTYPE,
+        };
+        // SAFETY: `words` is 8-aligned and holds `INLINE` elements of `Self`.
+        let dst = unsafe {
+            std::slice::from_raw_parts_mut(b.words.as_mut_ptr() as *mut Self, Self::INLINE)
+        };
+        dst[..v.len()].copy_from_slice(v);
+        Storage::Inline(b)
+    }
+    /// The buffer; the caller has checked the dtype.
+    fn slice(s: &Storage) -> &[Self];
+    /// The buffer for writing, when no other view shares it.
+    fn unique_mut(s: &mut Storage) -> Option<&mut [Self]>;
+}
+
+/// An inline buffer's elements, typed: the caller has checked the dtype.
+fn inline_slice<T: Element>(b: &Inline) -> &[T] {
+    debug_assert_eq!(b.dtype, T::DTYPE);
+    // SAFETY: `words` is 8-aligned and its first `len` elements of `T` were
+    // written by `small` (the dtype says which type).
+    unsafe { std::slice::from_raw_parts(b.words.as_ptr() as *const T, b.len as usize) }
+}
+
+fn inline_slice_mut<T: Element>(b: &mut Inline) -> &mut [T] {
+    debug_assert_eq!(b.dtype, T::DTYPE);
+    // SAFETY: as `inline_slice`.
+    unsafe { std::slice::from_raw_parts_mut(b.words.as_mut_ptr() as *mut T, b.len as usize) }
+}
+
+macro_rules! storage_element {
+    ($t:ty, $variant:ident) => {
+        impl StorageElement for $t {
+            fn heap(v: Vec<Self>) -> Storage {
+                Storage::$variant(Arc::new(v))
+            }
+            fn slice(s: &Storage) -> &[Self] {
+                match s {
+                    Storage::$variant(v) => v,
+                    Storage::Inline(b) => inline_slice(b),
+                    _ => unreachable!("dtype checked by the caller"),
+                }
+            }
+            fn unique_mut(s: &mut Storage) -> Option<&mut [Self]> {
+                match s {
+                    Storage::$variant(v) => Arc::get_mut(v).map(|v| v.as_mut_slice()),
+                    Storage::Inline(b) if b.dtype == <$t>::DTYPE => Some(inline_slice_mut(b)),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+
+storage_element!(f32, F32);
+storage_element!(f64, F64);

@@ -196,6 +196,18 @@ impl Tensor {
         Tensor::from_parts(T::wrap(data), Layout::contiguous(shape), None)
     }
 
+    /// A 0-d tensor holding `v` (in place: no allocation but the handle's).
+    pub(crate) fn from_element<T: StorageElement>(v: T) -> Tensor {
+        Tensor::from_parts(T::small(&[v]), Layout::scalar(), None)
+    }
+
+    /// The one element of a 0-d tensor of element type `T`.
+    #[inline]
+    pub(crate) fn element<T: StorageElement>(&self) -> T {
+        debug_assert_eq!(self.ndim(), 0);
+        self.buffer::<T>()[self.0.layout.offset]
+    }
+
     /// The same buffer seen through another layout, recording nothing.
     pub(crate) fn view(&self, layout: Layout) -> Tensor {
         Tensor::from_parts(self.0.storage.clone(), layout, None)

@@ -5,8 +5,10 @@ use super::node::{Node, NodeKind, OpNode};
 use super::GradModeGuard;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
-use rustc_hash::FxHashMap;
+use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
+use std::collections::BinaryHeap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 /// Options of [`Tensor::backward_with`] and [`grad_with`].
@@ -25,13 +27,12 @@ pub struct BackwardOptions {
 /// What a backward pass did: the proof of pruning.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct BackwardStats {
-    /// Nodes reached from the output (leaves included).
+    /// Nodes the pass visited (leaves included): those reached from the
+    /// output with a gradient, on a branch leading to a requested one.
     pub nodes_reached: usize,
     /// VJP rules run; a branch leading to no requested gradient runs none.
     pub rules_run: usize,
 }
-
-const NO_CHILD: usize = usize::MAX;
 
 fn edges_of(n: &Node) -> &[Option<Arc<Node>>] {
     match &n.kind {
@@ -40,54 +41,52 @@ fn edges_of(n: &Node) -> &[Option<Arc<Node>>] {
     }
 }
 
-struct Visit<'a> {
-    node: &'a Node,
-    /// Post-order index of each edge's node (`NO_CHILD` for a pruned input).
-    children: SmallVec<[usize; 2]>,
-}
+/// A node borrowed for the length of a pass: everything reachable stays
+/// alive through the roots' edges, which nothing removes while the pass
+/// holds the roots.
+type NodePtr = *const Node;
 
-/// Post-order of the nodes reachable from `roots`: every node after all of its
-/// inputs, so walking it backwards visits each node after all its consumers.
-/// Also returns each node's position in that order.
-fn topological_order(roots: &[Arc<Node>]) -> (Vec<Visit<'_>>, FxHashMap<*const Node, usize>) {
-    let mut index: FxHashMap<*const Node, usize> = FxHashMap::default();
-    let mut order: Vec<Visit> = Vec::new();
-    // Borrowed nodes: everything reachable stays alive through the roots'
-    // edges, which nothing removes while the caller holds the roots.
+/// The nodes that lead to some target (the targets among them): those the
+/// pass must visit; every other branch is pruned. A node made before every
+/// target (a smaller `seq`) cannot lead to one, so the search stops there.
+fn leading_to_targets(roots: &[Arc<Node>], targets: &FxHashSet<NodePtr>) -> FxHashSet<NodePtr> {
+    let mut useful: FxHashSet<NodePtr> = FxHashSet::default();
+    // SAFETY (each `*t`): see `NodePtr`.
+    let Some(floor) = targets.iter().map(|&t| unsafe { &*t }.seq).min() else {
+        return useful;
+    };
+    let mut seen: FxHashSet<NodePtr> = FxHashSet::default();
+    // Post-order, with an explicit stack: a node is decided after its inputs.
     let mut stack: Vec<(&Node, usize)> = Vec::new();
     for root in roots {
-        if index.contains_key(&Arc::as_ptr(root)) {
+        if root.seq < floor || !seen.insert(Arc::as_ptr(root)) {
             continue;
         }
-        index.insert(Arc::as_ptr(root), NO_CHILD);
         stack.push((root, 0));
         while let Some((node, pos)) = stack.last_mut() {
             let edges = edges_of(node);
-            if *pos < edges.len() {
-                let edge = &edges[*pos];
+            if let Some(edge) = edges.get(*pos) {
                 *pos += 1;
-                if let Some(child) = edge {
-                    if let std::collections::hash_map::Entry::Vacant(e) =
-                        index.entry(Arc::as_ptr(child))
-                    {
-                        e.insert(NO_CHILD);
-                        // SAFETY of the borrow's lifetime: see above.
-                        let child: &Node = unsafe { &*Arc::as_ptr(child) };
+                if let Some(child) = edge.as_deref() {
+                    if child.seq >= floor && seen.insert(child) {
                         stack.push((child, 0));
                     }
                 }
-            } else {
-                let (node, _) = stack.pop().unwrap();
-                let children = edges_of(node)
+                continue;
+            }
+            let (node, _) = stack.pop().unwrap();
+            let ptr: NodePtr = node;
+            let leads = targets.contains(&ptr)
+                || edges_of(node)
                     .iter()
-                    .map(|e| e.as_ref().map_or(NO_CHILD, |c| index[&Arc::as_ptr(c)]))
-                    .collect();
-                *index.get_mut(&(node as *const Node)).unwrap() = order.len();
-                order.push(Visit { node, children });
+                    .flatten()
+                    .any(|c| useful.contains(&Arc::as_ptr(c)));
+            if leads {
+                useful.insert(ptr);
             }
         }
     }
-    (order, index)
+    useful
 }
 
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
@@ -95,6 +94,95 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
         None => g,
         Some(existing) => crate::ops::binary::add_into(existing, &g),
     });
+}
+
+/// The nodes given a gradient and not yet visited, latest made first: a
+/// node is visited after every node that consumes it (they were made after
+/// it), so its gradient is complete then. The frontier is all the pass
+/// keeps, whatever the size of the graph.
+///
+/// Where a node's gradient waits: a slot of `grads`, found through the
+/// node's own mark when this pass is the only one running in the process
+/// (nearly always: no hashing), else through `slot_of`.
+struct Frontier {
+    order: BinaryHeap<(u64, usize, u32)>,
+    grads: Vec<Option<Tensor>>,
+    free: Vec<u32>,
+    /// This pass's number when it alone may mark nodes.
+    exclusive: Option<u64>,
+    slot_of: FxHashMap<NodePtr, u32>,
+}
+
+/// Backward passes running now, on any thread.
+static PASSES_RUNNING: AtomicUsize = AtomicUsize::new(0);
+static NEXT_PASS: AtomicU64 = AtomicU64::new(1);
+
+impl Frontier {
+    fn new() -> Frontier {
+        let alone = PASSES_RUNNING.fetch_add(1, Ordering::AcqRel) == 0;
+        Frontier {
+            order: BinaryHeap::new(),
+            grads: Vec::new(),
+            free: Vec::new(),
+            exclusive: alone.then(|| NEXT_PASS.fetch_add(1, Ordering::Relaxed)),
+            slot_of: FxHashMap::default(),
+        }
+    }
+
+    fn slot(&self, node: &Node) -> Option<u32> {
+        match self.exclusive {
+            Some(pass) => node.mark.get(pass),
+            None => self.slot_of.get(&(node as NodePtr)).copied(),
+        }
+    }
+
+    fn give(&mut self, node: &Node, g: Tensor) {
+        if let Some(slot) = self.slot(node) {
+            accumulate(&mut self.grads[slot as usize], g);
+            return;
+        }
+        let slot = match self.free.pop() {
+            Some(slot) => {
+                self.grads[slot as usize] = Some(g);
+                slot
+            }
+            None => {
+                self.grads.push(Some(g));
+                (self.grads.len() - 1) as u32
+            }
+        };
+        match self.exclusive {
+            Some(pass) => node.mark.set(pass, slot),
+            None => {
+                self.slot_of.insert(node, slot);
+            }
+        }
+        self.order.push((node.seq, node as NodePtr as usize, slot));
+    }
+
+    fn next(&mut self) -> Option<(NodePtr, Tensor)> {
+        let (_, ptr, slot) = self.order.pop()?;
+        let node = ptr as NodePtr;
+        match self.exclusive {
+            // SAFETY: see `NodePtr`.
+            Some(_) => unsafe { &*node }.mark.clear(),
+            None => {
+                self.slot_of.remove(&node);
+            }
+        }
+        self.free.push(slot);
+        let g = self.grads[slot as usize]
+            .take()
+            .expect("queued with its gradient");
+        Some((node, g))
+    }
+}
+
+impl Drop for Frontier {
+    fn drop(&mut self) {
+        // Marks left by a pass that failed midway name a pass that is over.
+        PASSES_RUNNING.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Runs backward from `roots` (each with its adjoint). With `targets`, returns
@@ -110,91 +198,43 @@ pub(crate) fn run(
     let mut root_nodes = Vec::with_capacity(roots.len());
     let mut seeds = Vec::with_capacity(roots.len());
     for (t, g) in roots {
-        let node = t.node().ok_or_else(|| Error::Backward {
-            msg: "the output does not require grad: no leaf it depends on was marked with \
-                  requires_grad (or it was computed under no_grad)"
-                .into(),
-        })?;
-        let seed = match g {
-            Some(g) if g.shape() != t.shape() || g.dtype() != t.dtype() => {
-                return Err(Error::Backward {
-                    msg: format!(
-                        "output gradient has shape {:?} ({:?}) but the output has shape {:?} ({:?})",
-                        g.shape(),
-                        g.dtype(),
-                        t.shape(),
-                        t.dtype()
-                    ),
-                })
-            }
-            Some(g) => g.clone(),
-            None if t.numel() == 1 => t.ones_like(),
-            None => {
-                return Err(Error::Backward {
-                    msg: format!(
-                        "an output of shape {:?} is not a scalar: pass its gradient (a vector-Jacobian product) with backward_with",
-                        t.shape()
-                    ),
-                })
-            }
-        };
-        root_nodes.push(node.clone());
-        seeds.push(seed);
+        root_nodes.push(t.node().ok_or_else(not_differentiable)?.clone());
+        seeds.push(seed(t, g)?);
     }
-
-    let (order, position) = topological_order(&root_nodes);
-
-    // Which nodes lead to a requested gradient; without targets, every node
-    // does (a node exists only above a leaf that requires grad).
-    let mut target_of: FxHashMap<usize, Vec<usize>> = FxHashMap::default();
-    if let Some(ts) = targets {
+    // With targets, only the branches leading to one are visited.
+    let mut target_of: FxHashMap<NodePtr, SmallVec<[usize; 1]>> = FxHashMap::default();
+    let useful = targets.map(|ts| {
         for (k, t) in ts.iter().enumerate() {
-            if let Some(&i) = t.node().and_then(|n| position.get(&Arc::as_ptr(n))) {
-                target_of.entry(i).or_default().push(k);
+            if let Some(n) = t.node() {
+                target_of.entry(Arc::as_ptr(n)).or_default().push(k);
             }
         }
-    }
-    let needed: Vec<bool> = if targets.is_some() {
-        let mut needed = vec![false; order.len()];
-        for i in 0..order.len() {
-            needed[i] = target_of.contains_key(&i)
-                || order[i]
-                    .children
-                    .iter()
-                    .any(|&c| c != NO_CHILD && needed[c]);
-        }
-        needed
-    } else {
-        vec![true; order.len()]
-    };
+        leading_to_targets(&root_nodes, &target_of.keys().copied().collect())
+    });
+    let wanted = |n: &Node| useful.as_ref().is_none_or(|u| u.contains(&(n as NodePtr)));
 
-    let mut results: Vec<Option<Tensor>> = vec![None; targets.map_or(0, |t| t.len())];
-    let mut grads: Vec<Option<Tensor>> = vec![None; order.len()];
+    let mut frontier = Frontier::new();
     for (node, seed) in root_nodes.iter().zip(seeds) {
-        accumulate(&mut grads[position[&Arc::as_ptr(node)]], seed);
-    }
-    drop(position);
-
-    let _mode = GradModeGuard::new(create_graph);
-    let mut stats = BackwardStats {
-        nodes_reached: order.len(),
-        rules_run: 0,
-    };
-    for i in (0..order.len()).rev() {
-        let Some(g) = grads[i].take() else { continue };
-        if !needed[i] {
-            continue;
+        if wanted(node) {
+            frontier.give(node, seed);
         }
-        if let Some(ks) = target_of.get(&i) {
+    }
+    let mut results: Vec<Option<Tensor>> = vec![None; targets.map_or(0, |t| t.len())];
+    let _mode = GradModeGuard::new(create_graph);
+    let mut stats = BackwardStats::default();
+    while let Some((node, g)) = frontier.next() {
+        // SAFETY: see `NodePtr`.
+        let node: &Node = unsafe { &*node };
+        stats.nodes_reached += 1;
+        if let Some(ks) = target_of.get(&(node as NodePtr)) {
             for &k in ks {
                 results[k] = Some(g.clone());
             }
         }
-        let visit = &order[i];
-        match &visit.node.kind {
+        match &node.kind {
             NodeKind::Leaf { .. } => {
                 // A leaf whose handles are all gone has no one to read its gradient.
-                let slot = visit.node.grad_slot().filter(|_| targets.is_none());
+                let slot = node.grad_slot().filter(|_| targets.is_none());
                 if let Some(slot) = slot {
                     let mut slot = slot.lock().unwrap();
                     let g = if create_graph { g } else { g.detach() };
@@ -202,19 +242,19 @@ pub(crate) fn run(
                 }
             }
             NodeKind::Op(op) => {
-                let needs: SmallVec<[bool; 4]> = visit
-                    .children
+                let needs: SmallVec<[bool; 4]> = op
+                    .edges
                     .iter()
-                    .map(|&c| c != NO_CHILD && needed[c])
+                    .map(|e| e.as_deref().is_some_and(wanted))
                     .collect();
-                if !needs.iter().any(|&n| n) {
+                if !needs.contains(&true) {
                     continue;
                 }
                 stats.rules_run += 1;
-                let input_grads = run_rule(visit.node, op, &g, &needs, retain_graph)?;
-                for (j, gi) in input_grads.into_iter().enumerate() {
-                    if let (true, Some(gi)) = (needs[j], gi) {
-                        accumulate(&mut grads[visit.children[j]], gi);
+                let input_grads = run_rule(node, op, &g, &needs, retain_graph)?;
+                for ((edge, gi), need) in op.edges.iter().zip(input_grads).zip(&needs) {
+                    if let (Some(child), Some(gi), true) = (edge, gi, need) {
+                        frontier.give(child, gi);
                     }
                 }
             }
@@ -231,6 +271,38 @@ pub(crate) fn run(
     Ok((stats, results))
 }
 
+fn not_differentiable() -> Error {
+    Error::Backward {
+        msg: "the output does not require grad: no leaf it depends on was marked with \
+              requires_grad (or it was computed under no_grad)"
+            .into(),
+    }
+}
+
+/// The adjoint a root starts from: `g` (of its shape and dtype), or 1 for
+/// a single-element output.
+fn seed(t: &Tensor, g: &Option<Tensor>) -> Result<Tensor> {
+    match g {
+        Some(g) if g.shape() != t.shape() || g.dtype() != t.dtype() => Err(Error::Backward {
+            msg: format!(
+                "output gradient has shape {:?} ({:?}) but the output has shape {:?} ({:?})",
+                g.shape(),
+                g.dtype(),
+                t.shape(),
+                t.dtype()
+            ),
+        }),
+        Some(g) => Ok(g.clone()),
+        None if t.numel() == 1 => Ok(t.ones_like()),
+        None => Err(Error::Backward {
+            msg: format!(
+                "an output of shape {:?} is not a scalar: pass its gradient (a vector-Jacobian product) with backward_with",
+                t.shape()
+            ),
+        }),
+    }
+}
+
 /// Runs one node's VJP rule on its saved tensors, checks what it returns, and
 /// frees the saved tensors unless the graph is retained.
 fn run_rule(
@@ -243,7 +315,7 @@ fn run_rule(
     let mut saved_slot = op.saved.lock().unwrap();
     let saved = saved_slot
         .as_ref()
-        .ok_or(Error::GraphFreed { op: op.prim.name() })?;
+        .ok_or_else(|| Error::GraphFreed { op: op.prim.name() })?;
     // The output is rebuilt with its own node, so that a rule reading it stays
     // differentiable under create_graph. While any level is open (forward
     // mode, vmap, a trace) the rule recomputes it instead, so that it carries
@@ -251,25 +323,22 @@ fn run_rule(
     // traced graph computes it (common-subexpression elimination then merges
     // it with the forward's).
     let dual = crate::interp::levels_open();
-    let output = saved
-        .output
-        .as_ref()
-        .filter(|_| !dual)
-        .map(|(storage, layout)| {
-            Tensor::from_parts(
-                storage.clone(),
-                layout.clone(),
-                crate::autograd::is_grad_enabled().then(|| {
-                    let ptr = node as *const Node;
-                    // SAFETY: every node lives in an `Arc` (see `attach_node`) that is
-                    // alive here; this takes one more reference to it.
-                    unsafe {
-                        Arc::increment_strong_count(ptr);
-                        Arc::from_raw(ptr)
-                    }
-                }),
-            )
-        });
+    let output = saved.output.as_ref().filter(|_| !dual).map(|saved_output| {
+        let (storage, layout) = &**saved_output;
+        Tensor::from_parts(
+            storage.clone(),
+            layout.clone(),
+            crate::autograd::is_grad_enabled().then(|| {
+                let ptr = node as *const Node;
+                // SAFETY: every node lives in an `Arc` (see `attach_node`) that is
+                // alive here; this takes one more reference to it.
+                unsafe {
+                    Arc::increment_strong_count(ptr);
+                    Arc::from_raw(ptr)
+                }
+            }),
+        )
+    });
     let grads = op.prim.vjp(&saved.inputs, output.as_ref(), g, needs)?;
     for (j, gi) in grads.iter().enumerate() {
         if let (true, Some(gi)) = (needs[j], gi) {

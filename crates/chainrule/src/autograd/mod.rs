@@ -86,6 +86,8 @@ impl Tape {
 /// still flows through it to `x`.
 pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
     let node = Arc::new(Node {
+        seq: node::next_seq(),
+        mark: Default::default(),
         level: crate::interp::fresh_id(),
         below: x.node().cloned(),
         kind: NodeKind::Op(OpNode {
@@ -111,9 +113,11 @@ fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32) -> Tenso
         inputs: inputs.iter().map(|&t| t.for_saving()).collect(),
         output: prim
             .saves_output()
-            .then(|| (out.storage().clone(), out.layout().clone())),
+            .then(|| Box::new((out.storage().clone(), out.layout().clone()))),
     };
     let node = Arc::new(Node {
+        seq: node::next_seq(),
+        mark: Default::default(),
         level,
         // What was recorded below this level for the same value.
         below: out.node().cloned(),

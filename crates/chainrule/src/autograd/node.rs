@@ -11,6 +11,7 @@ use crate::storage::Storage;
 use crate::tensor::Tensor;
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 /// Where `backward` accumulates a leaf's gradient.
@@ -18,6 +19,11 @@ pub(crate) type GradSlot = Mutex<Option<Tensor>>;
 
 pub(crate) struct Node {
     pub kind: NodeKind,
+    /// When the node was made: every node is made after its inputs', so
+    /// backward visits nodes in decreasing `seq` (see [`next_seq`]).
+    pub seq: u64,
+    /// Where a backward pass keeps this node's gradient (see `engine::Frontier`).
+    pub mark: Mark,
     /// The tape's level: a leaf's is fresh when it is made (above every
     /// level open then: the gradient taken there differentiates through
     /// them); an op's is its inputs' highest. It orders the tape against
@@ -27,6 +33,43 @@ pub(crate) struct Node {
     /// carries one node per tape level it is tracked at, highest first (a
     /// gradient inside a gradient, across a forward-mode level).
     pub below: Option<Arc<Node>>,
+}
+
+/// A backward pass's note on a node: the pass, and the slot where the
+/// node's gradient waits. Written only by a pass that runs alone in the
+/// process; a note of an earlier pass is stale (pass numbers never repeat).
+#[derive(Default)]
+pub(crate) struct Mark {
+    pass: AtomicU64,
+    slot: AtomicU32,
+}
+
+impl Mark {
+    /// The slot, when `pass` wrote this note.
+    #[inline]
+    pub fn get(&self, pass: u64) -> Option<u32> {
+        (self.pass.load(Ordering::Relaxed) == pass).then(|| self.slot.load(Ordering::Relaxed))
+    }
+
+    #[inline]
+    pub fn set(&self, pass: u64, slot: u32) {
+        self.slot.store(slot, Ordering::Relaxed);
+        self.pass.store(pass, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub fn clear(&self) {
+        self.pass.store(0, Ordering::Relaxed);
+    }
+}
+
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
+
+/// A number larger than that of every node made before (on any thread: a
+/// node made on one thread from another's node is ordered after it by the
+/// atomic counter's single order).
+pub(crate) fn next_seq() -> u64 {
+    NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
 /// `node`, or the first node below it of a level under `ceiling`.
@@ -64,7 +107,8 @@ pub(crate) struct Saved {
     /// The output's buffer, kept only for rules that read it (exp, tanh…).
     /// Stored without its node so that the node does not own itself; the
     /// engine rebuilds the tensor with this node when it runs the rule.
-    pub output: Option<(Storage, crate::layout::Layout)>,
+    /// Boxed: most rules read no output, and their nodes stay small.
+    pub output: Option<Box<(Storage, crate::layout::Layout)>>,
 }
 
 impl Node {
@@ -72,6 +116,8 @@ impl Node {
     pub fn leaf() -> (Arc<Node>, Arc<GradSlot>) {
         let slot = Arc::new(Mutex::new(None));
         let node = Arc::new(Node {
+            seq: next_seq(),
+            mark: Mark::default(),
             below: None,
             level: crate::interp::fresh_id(),
             kind: NodeKind::Leaf {

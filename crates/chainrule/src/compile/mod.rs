@@ -22,7 +22,7 @@ use crate::storage::Storage;
 use crate::{DType, Tensor};
 use plan::{Place, Step};
 use smallvec::SmallVec;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::Instant;
 
 /// What compiling a graph produced, for reports and tests.
@@ -183,14 +183,11 @@ impl Program {
         for (k, &(dtype, len)) in self.slots.iter().enumerate() {
             let fresh = || -> Result<Storage> {
                 crate::limits::check_alloc("compiled graph", &[len], dtype)?;
-                Ok(match dtype {
-                    DType::F32 => Storage::F32(Arc::new(vec![0.0; len])),
-                    DType::F64 => Storage::F64(Arc::new(vec![0.0; len])),
-                })
+                Ok(Storage::zeroed_heap(dtype, len))
             };
             if k == arena.len() {
                 arena.push(fresh()?);
-            } else if !unshared(&arena[k]) {
+            } else if !arena[k].is_unshared() {
                 arena[k] = fresh()?;
             }
         }
@@ -218,35 +215,22 @@ impl Program {
     }
 }
 
-fn unshared(s: &Storage) -> bool {
-    match s {
-        Storage::F32(v) => Arc::strong_count(v) == 1,
-        Storage::F64(v) => Arc::strong_count(v) == 1,
-    }
-}
-
 /// The first element of a slot, for writing; the caller has made it unshared.
 fn writable(s: &mut Storage) -> *mut u8 {
-    match s {
-        Storage::F32(v) => Arc::get_mut(v).expect("unshared").as_mut_ptr() as *mut u8,
-        Storage::F64(v) => Arc::get_mut(v).expect("unshared").as_mut_ptr() as *mut u8,
-    }
+    s.heap_ptr_mut()
+        .expect("arena slots are unshared heap buffers")
 }
 
 /// The first element of a contiguous tensor, for reading.
 pub(super) fn readable(t: &Tensor) -> *mut u8 {
-    let off = t.layout().offset;
-    match t.storage() {
-        Storage::F32(v) => v[off..].as_ptr() as *mut u8,
-        Storage::F64(v) => v[off..].as_ptr() as *mut u8,
-    }
+    t.storage().ptr_at(t.layout().offset) as *mut u8
 }
 
 /// `t` contiguous in a buffer of its own: an interpreted op may return a
 /// view of an input, which may live in an arena slot that a later kernel
 /// overwrites.
 fn owned(t: Tensor) -> Tensor {
-    let shared = !unshared(t.storage());
+    let shared = !t.storage().is_unshared();
     if shared || !t.is_contiguous() {
         crate::ops::movement::copy_of(&t)
     } else {

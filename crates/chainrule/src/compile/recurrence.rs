@@ -22,7 +22,6 @@ use crate::DType;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{types, InstBuilder, MemFlagsData, Value};
 use cranelift_frontend::Variable;
-use std::sync::Arc;
 
 /// The most elements one body value may have.
 const MAX_VALUE_ELEMENTS: usize = 256;
@@ -61,15 +60,9 @@ impl Recurrence {
             .collect();
         let len = l.n + l.length().unwrap_or(0) * l.p;
         crate::limits::check_alloc(l.name(), &[len], l.dtype)?;
-        let mut out = match l.dtype {
-            DType::F32 => Storage::F32(Arc::new(vec![0.0; len])),
-            DType::F64 => Storage::F64(Arc::new(vec![0.0; len])),
-        };
+        let mut out = Storage::zeroed_heap(l.dtype, len);
         let mut table: Vec<*mut u8> = contiguous.iter().map(super::readable).collect();
-        table.push(match &mut out {
-            Storage::F32(v) => Arc::get_mut(v).expect("fresh").as_mut_ptr() as *mut u8,
-            Storage::F64(v) => Arc::get_mut(v).expect("fresh").as_mut_ptr() as *mut u8,
-        });
+        table.push(out.heap_ptr_mut().expect("a fresh heap buffer"));
         let f: KernelFn = self.code.entries[0];
         // SAFETY: the table holds the loop's inputs, contiguous and of the
         // shapes its shape function checked (which the code was written

@@ -51,6 +51,7 @@ macro_rules! binary_ops {
 
             /// The op on one pair of elements (what compiled code calls for
             /// the ops it does not lower to instructions).
+            #[inline(always)]
             pub(crate) fn apply<T: Element>(self, left: T, right: T) -> T {
                 match self { $(BinaryOp::$variant => { let ($a, $b): (T, T) = (left, right); $forward }),* }
             }
@@ -232,6 +233,10 @@ pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result
 /// The kernel of a binary op.
 pub(crate) fn forward(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let dtype = same_dtype(op.name(), a, b)?;
+    if a.ndim() == 0 && b.ndim() == 0 {
+        return Ok(with_dtype!(dtype, T => Tensor::from_element(
+            op.apply(a.element::<T>(), b.element::<T>()))));
+    }
     let (la, lb) = broadcast_pair(op.name(), a, b)?;
     Ok(with_dtype!(dtype, T => Tensor::from_buffer(
         op.forward(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape)))

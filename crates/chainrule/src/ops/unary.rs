@@ -91,6 +91,22 @@ macro_rules! unary_ops {
                 }
             }
 
+            /// `g · f'(v)` on one element.
+            #[allow(unused_variables)]
+            #[inline(always)]
+            fn fused_vjp_element<T: Element>(self, v: T, g: T) -> T {
+                match self {
+                    $(UnaryOp::$variant { $($param),* } => {
+                        $(let $param = $param.0;)*
+                        let $v = v;
+                        match $partial {
+                            Const(c) => g * T::of(c),
+                            Of(d) => g * d,
+                        }
+                    })*
+                }
+            }
+
             /// `f'(v)`, written against any [`Value`]: on tensors it is
             /// the recorded rule (differentiable again).
             #[allow(unused_variables)]
@@ -218,6 +234,10 @@ impl UnaryOp {
             }
         };
         if v.shape() == g.shape() && super::quiet(&[v, g]) {
+            if g.ndim() == 0 {
+                return with_dtype!(g.dtype(), T => Tensor::from_element(
+                    self.fused_vjp_element(v.element::<T>(), g.element::<T>())));
+            }
             return with_dtype!(g.dtype(), T => Tensor::from_buffer(
                 self.fused_vjp(v.buffer::<T>(), v.layout(), g.buffer::<T>(), g.layout()),
                 g.shape()));
@@ -254,6 +274,9 @@ impl UnaryOp {
 
 /// The kernel: the op on every element of `x` (a fresh row-major buffer).
 pub(crate) fn forward(x: &Tensor, op: UnaryOp) -> Tensor {
+    if x.ndim() == 0 {
+        return with_dtype!(x.dtype(), T => Tensor::from_element(op.apply(x.element::<T>())));
+    }
     if x.layout().contiguous_range().is_none() {
         // A broadcast view can be far larger than its buffer.
         crate::error::or_panic(crate::limits::check_alloc(op.name(), x.shape(), x.dtype()));
