@@ -182,7 +182,7 @@ impl Tensor {
     pub fn try_gather(&self, axis: usize, index: &[usize]) -> Result<Tensor> {
         check_axis("gather", axis, self.shape())?;
         let (outer, len, inner) = split(self.shape(), axis);
-        if outer * inner == 0 || index.len() % (outer * inner) != 0 {
+        if outer * inner == 0 || !index.len().is_multiple_of(outer * inner) {
             return Err(Error::invalid(
                 "gather",
                 format!(
