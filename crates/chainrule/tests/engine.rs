@@ -314,3 +314,56 @@ fn ndarray_round_trip() {
     assert_eq!(back.to_vec::<f64>(), x.to_vec::<f64>());
     assert!(x.to_ndarray::<f32>().is_err());
 }
+
+/// Backward passes on one shared graph, at once on several threads: a pass
+/// that runs alone keeps its bookkeeping in the nodes, one that overlaps
+/// another in tables of its own; either way each gets the serial answer.
+#[test]
+fn concurrent_passes_over_one_shared_graph_agree_with_a_serial_pass() {
+    let w = Tensor::rand_normal(&[6], 0.0, 1.0, 3, DType::F64).requires_grad();
+    let v = Tensor::rand_normal(&[6], 0.0, 1.0, 4, DType::F64).requires_grad();
+    let mut h = &w * &v;
+    for _ in 0..200 {
+        h = (h.sin() + &w).tanh() * &v;
+    }
+    let z = h.sum();
+    let keep = BackwardOptions {
+        retain_graph: true,
+        ..Default::default()
+    };
+    let serial: Vec<Vec<f64>> = autograd::grad_with(&[&z], &[&w, &v], &keep)
+        .unwrap()
+        .iter()
+        .map(|g| g.to_vec())
+        .collect();
+    std::thread::scope(|scope| {
+        for _ in 0..4 {
+            scope.spawn(|| {
+                for _ in 0..25 {
+                    let g = autograd::grad_with(&[&z], &[&w, &v], &keep).unwrap();
+                    let g: Vec<Vec<f64>> = g.iter().map(|g| g.to_vec()).collect();
+                    assert_eq!(g, serial);
+                }
+            });
+        }
+    });
+}
+
+/// A graph where every value is used twice has 2^depth paths from the output
+/// to the input: the search for the branches leading to a requested
+/// gradient visits each node once (this would not finish otherwise), and the
+/// gradient is the closed form.
+#[test]
+fn pruning_search_visits_each_node_of_a_diamond_ladder_once() {
+    let x = Tensor::scalar(0.3f64).requires_grad();
+    let unused = Tensor::scalar(2.0f64).requires_grad();
+    let mut u = x.clone();
+    for _ in 0..64 {
+        u = &u + &u; // d/du = 2 at every rung
+    }
+    let z = &u + &(&unused * 3.0);
+    let (g, stats) = autograd::grad_with_stats(&[&z], &[&x], &Default::default()).unwrap();
+    assert_eq!(g[0].item(), 2f64.powi(64));
+    // The 64 additions and the root: the `unused` branch is pruned.
+    assert_eq!(stats.rules_run, 65);
+}

@@ -46,47 +46,104 @@ fn edges_of(n: &Node) -> &[Option<Arc<Node>>] {
 /// holds the roots.
 type NodePtr = *const Node;
 
-/// The nodes that lead to some target (the targets among them): those the
-/// pass must visit; every other branch is pruned. A node made before every
-/// target (a smaller `seq`) cannot lead to one, so the search stops there.
-fn leading_to_targets(roots: &[Arc<Node>], targets: &FxHashSet<NodePtr>) -> FxHashSet<NodePtr> {
-    let mut useful: FxHashSet<NodePtr> = FxHashSet::default();
-    // SAFETY (each `*t`): see `NodePtr`.
-    let Some(floor) = targets.iter().map(|&t| unsafe { &*t }.seq).min() else {
-        return useful;
-    };
-    let mut seen: FxHashSet<NodePtr> = FxHashSet::default();
-    // Post-order, with an explicit stack: a node is decided after its inputs.
-    let mut stack: Vec<(&Node, usize)> = Vec::new();
-    for root in roots {
-        if root.seq < floor || !seen.insert(Arc::as_ptr(root)) {
-            continue;
-        }
-        stack.push((root, 0));
-        while let Some((node, pos)) = stack.last_mut() {
-            let edges = edges_of(node);
-            if let Some(edge) = edges.get(*pos) {
-                *pos += 1;
-                if let Some(child) = edge.as_deref() {
-                    if child.seq >= floor && seen.insert(child) {
-                        stack.push((child, 0));
-                    }
-                }
-                continue;
+/// Which nodes lead to some target (the targets among them): those the
+/// pass must visit; every other branch is pruned. Kept in the nodes' marks
+/// when the pass runs alone (no table to build), else in hash sets.
+enum Pruning {
+    Marks {
+        seen: u64,
+        useful: u64,
+    },
+    Sets {
+        seen: FxHashSet<NodePtr>,
+        useful: FxHashSet<NodePtr>,
+    },
+}
+
+impl Pruning {
+    fn new(exclusive: bool) -> Pruning {
+        if exclusive {
+            // Two fresh pass numbers: what the search saw, and what leads on.
+            let first = NEXT_PASS.fetch_add(2, Ordering::Relaxed);
+            Pruning::Marks {
+                seen: first,
+                useful: first + 1,
             }
-            let (node, _) = stack.pop().unwrap();
-            let ptr: NodePtr = node;
-            let leads = targets.contains(&ptr)
-                || edges_of(node)
-                    .iter()
-                    .flatten()
-                    .any(|c| useful.contains(&Arc::as_ptr(c)));
-            if leads {
-                useful.insert(ptr);
+        } else {
+            Pruning::Sets {
+                seen: Default::default(),
+                useful: Default::default(),
             }
         }
     }
-    useful
+
+    /// Whether this is the search's first sight of `node`.
+    fn first_sight(&mut self, node: &Node) -> bool {
+        match self {
+            Pruning::Marks { seen, useful } => {
+                let note = node.reach.get();
+                let first = note != *seen && note != *useful;
+                if first {
+                    node.reach.replace(*seen);
+                }
+                first
+            }
+            Pruning::Sets { seen, .. } => seen.insert(node),
+        }
+    }
+
+    fn set_useful(&mut self, node: &Node) {
+        match self {
+            Pruning::Marks { useful, .. } => {
+                node.reach.replace(*useful);
+            }
+            Pruning::Sets { useful, .. } => {
+                useful.insert(node);
+            }
+        }
+    }
+
+    fn useful(&self, node: &Node) -> bool {
+        match self {
+            Pruning::Marks { useful, .. } => node.reach.get() == *useful,
+            Pruning::Sets { useful, .. } => useful.contains(&(node as NodePtr)),
+        }
+    }
+
+    /// Finds the nodes above `roots` that lead to a target. A node made
+    /// before every target (a smaller `seq`) cannot lead to one, so the
+    /// search stops there.
+    fn search<V>(&mut self, roots: &[Arc<Node>], targets: &FxHashMap<NodePtr, V>) {
+        // SAFETY (each `*t`): see `NodePtr`.
+        let Some(floor) = targets.keys().map(|&t| unsafe { &*t }.seq).min() else {
+            return;
+        };
+        // Post-order, with an explicit stack: a node is decided after its inputs.
+        let mut stack: Vec<(&Node, usize)> = Vec::new();
+        for root in roots {
+            if root.seq < floor || !self.first_sight(root) {
+                continue;
+            }
+            stack.push((root, 0));
+            while let Some((node, pos)) = stack.last_mut() {
+                if let Some(edge) = edges_of(node).get(*pos) {
+                    *pos += 1;
+                    if let Some(child) = edge.as_deref() {
+                        if child.seq >= floor && self.first_sight(child) {
+                            stack.push((child, 0));
+                        }
+                    }
+                    continue;
+                }
+                let (node, _) = stack.pop().unwrap();
+                let leads = targets.contains_key(&(node as NodePtr))
+                    || edges_of(node).iter().flatten().any(|c| self.useful(c));
+                if leads {
+                    self.set_useful(node);
+                }
+            }
+        }
+    }
 }
 
 fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
@@ -201,19 +258,22 @@ pub(crate) fn run(
         root_nodes.push(t.node().ok_or_else(not_differentiable)?.clone());
         seeds.push(seed(t, g)?);
     }
+    let mut frontier = Frontier::new();
     // With targets, only the branches leading to one are visited.
     let mut target_of: FxHashMap<NodePtr, SmallVec<[usize; 1]>> = FxHashMap::default();
-    let useful = targets.map(|ts| {
+    let pruning = targets.map(|ts| {
+        target_of.reserve(ts.len());
         for (k, t) in ts.iter().enumerate() {
             if let Some(n) = t.node() {
                 target_of.entry(Arc::as_ptr(n)).or_default().push(k);
             }
         }
-        leading_to_targets(&root_nodes, &target_of.keys().copied().collect())
+        let mut pruning = Pruning::new(frontier.exclusive.is_some());
+        pruning.search(&root_nodes, &target_of);
+        pruning
     });
-    let wanted = |n: &Node| useful.as_ref().is_none_or(|u| u.contains(&(n as NodePtr)));
+    let wanted = |n: &Node| pruning.as_ref().is_none_or(|p| p.useful(n));
 
-    let mut frontier = Frontier::new();
     for (node, seed) in root_nodes.iter().zip(seeds) {
         if wanted(node) {
             frontier.give(node, seed);

@@ -88,6 +88,7 @@ pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
     let node = Arc::new(Node {
         seq: node::next_seq(),
         mark: Default::default(),
+        reach: Default::default(),
         level: crate::interp::fresh_id(),
         below: x.node().cloned(),
         kind: NodeKind::Op(OpNode {
@@ -118,6 +119,7 @@ fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32) -> Tenso
     let node = Arc::new(Node {
         seq: node::next_seq(),
         mark: Default::default(),
+        reach: Default::default(),
         level,
         // What was recorded below this level for the same value.
         below: out.node().cloned(),

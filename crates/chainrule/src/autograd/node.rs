@@ -24,6 +24,10 @@ pub(crate) struct Node {
     pub seq: u64,
     /// Where a backward pass keeps this node's gradient (see `engine::Frontier`).
     pub mark: Mark,
+    /// The last note of a backward pass's search for the branches that
+    /// lead to requested gradients (see `engine::Pruning`); written, like
+    /// `mark`, only by a pass that runs alone.
+    pub reach: Reach,
     /// The tape's level: a leaf's is fresh when it is made (above every
     /// level open then: the gradient taken there differentiates through
     /// them); an op's is its inputs' highest. It orders the tape against
@@ -60,6 +64,25 @@ impl Mark {
     #[inline]
     pub fn clear(&self) {
         self.pass.store(0, Ordering::Relaxed);
+    }
+}
+
+/// A pass number, written and read by a pass that runs alone.
+#[derive(Default)]
+pub(crate) struct Reach(AtomicU64);
+
+impl Reach {
+    #[inline]
+    pub fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+
+    /// Sets the note, returning the one it replaces.
+    #[inline]
+    pub fn replace(&self, pass: u64) -> u64 {
+        let old = self.get();
+        self.0.store(pass, Ordering::Relaxed);
+        old
     }
 }
 
@@ -118,6 +141,7 @@ impl Node {
         let node = Arc::new(Node {
             seq: next_seq(),
             mark: Mark::default(),
+            reach: Reach::default(),
             below: None,
             level: crate::interp::fresh_id(),
             kind: NodeKind::Leaf {
