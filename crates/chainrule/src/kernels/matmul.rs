@@ -31,27 +31,35 @@ pub(crate) fn batched_matmul<T: crate::Element>(
     };
     let (ba, bb) = (batch_of(la), batch_of(lb));
     let batches = ba.numel();
-    let mut out = vec![T::zero(); batches * m * n];
-    if m * n == 0 {
-        return out;
+    let len = batches * m * n;
+    if len == 0 || k == 0 {
+        return vec![T::zero(); len];
     }
+    // Written in full below, so not zeroed first (a pass over the output).
+    let mut out: Vec<T> = Vec::with_capacity(len);
     let (a_rs, a_cs) = (la.strides[nd - 2], la.strides[nd - 1]);
     let (b_rs, b_cs) = (lb.strides[nd - 2], lb.strides[nd - 1]);
-    for (i, (oa, ob)) in ba.offsets().zip(bb.offsets()).enumerate() {
-        let dst = &mut out[i * m * n..(i + 1) * m * n];
+    let spare = &mut out.spare_capacity_mut()[..len];
+    for (dst, (oa, ob)) in spare
+        .chunks_exact_mut(m * n)
+        .zip(ba.offsets().zip(bb.offsets()))
+    {
         if m == 1 && n == 1 {
             // A dot product: cheaper as a loop than through the GEMM dispatch.
-            dst[0] = (0..k).map(|p| a[oa + p * a_cs] * b[ob + p * b_rs]).sum();
+            dst[0].write((0..k).map(|p| a[oa + p * a_cs] * b[ob + p * b_rs]).sum());
             continue;
         }
         gemm_into(dst, m, n, k, &a[oa..], a_rs, a_cs, &b[ob..], b_rs, b_cs);
     }
+    // SAFETY: each of the `batches` chunks of m·n elements was written
+    // above (`gemm` overwrites its whole destination: it does not read it).
+    unsafe { out.set_len(len) };
     out
 }
 
 #[allow(clippy::too_many_arguments)]
 fn gemm_into<T: crate::Element>(
-    dst: &mut [T],
+    dst: &mut [std::mem::MaybeUninit<T>],
     m: usize,
     n: usize,
     k: usize,
@@ -62,7 +70,9 @@ fn gemm_into<T: crate::Element>(
     b_rs: usize,
     b_cs: usize,
 ) {
-    // Bounds the raw-pointer reads below: the last element each operand touches.
+    // Bounds the raw-pointer accesses below: the destination, and the last
+    // element each operand touches.
+    assert!(dst.len() >= m * n);
     if k > 0 {
         assert!((m - 1) * a_rs + (k - 1) * a_cs < a.len());
         assert!((k - 1) * b_rs + (n - 1) * b_cs < b.len());
