@@ -59,25 +59,23 @@ trait Elem: Copy + Send + Sync + 'static + faer::traits::ComplexField {
     unsafe fn mm(m: usize, k: usize, n: usize, a: *const Self, rsa: isize, csa: isize, b: *const Self, rsb: isize, csb: isize, c: *mut Self, rsc: isize, csc: isize);
 }
 
-impl Elem for f32 {
-    const NAME: &'static str = "f32";
-    fn of(x: f64) -> Self {
-        x as f32
-    }
-    unsafe fn mm(m: usize, k: usize, n: usize, a: *const f32, rsa: isize, csa: isize, b: *const f32, rsb: isize, csb: isize, c: *mut f32, rsc: isize, csc: isize) {
-        matrixmultiply::sgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc)
-    }
+/// `Elem` for a float type, with `matrixmultiply`'s product of that type.
+macro_rules! elem {
+    ($t:ty, $name:literal, $mm:path) => {
+        impl Elem for $t {
+            const NAME: &'static str = $name;
+            fn of(x: f64) -> Self {
+                x as $t
+            }
+            unsafe fn mm(m: usize, k: usize, n: usize, a: *const $t, rsa: isize, csa: isize, b: *const $t, rsb: isize, csb: isize, c: *mut $t, rsc: isize, csc: isize) {
+                $mm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc)
+            }
+        }
+    };
 }
 
-impl Elem for f64 {
-    const NAME: &'static str = "f64";
-    fn of(x: f64) -> Self {
-        x
-    }
-    unsafe fn mm(m: usize, k: usize, n: usize, a: *const f64, rsa: isize, csa: isize, b: *const f64, rsb: isize, csb: isize, c: *mut f64, rsc: isize, csc: isize) {
-        matrixmultiply::dgemm(m, k, n, 1.0, a, rsa, csa, b, rsb, csb, 0.0, c, rsc, csc)
-    }
-}
+elem!(f32, "f32", matrixmultiply::sgemm);
+elem!(f64, "f64", matrixmultiply::dgemm);
 
 fn row<T: Elem>(s: &Shape, threads: usize, pool: &rayon::ThreadPool) {
     let (m, k, n) = (s.m, s.k, s.n);

@@ -20,7 +20,7 @@ use crate::interp::Interpreter;
 use crate::ops::Prim;
 use crate::tensor::Tensor;
 use node::{Node, NodeKind, OpNode, Saved};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Whether ops on this thread are recorded for backward.
 pub fn is_grad_enabled() -> bool {
@@ -85,21 +85,15 @@ impl Tape {
 /// differentiates through the levels open now, and an enclosing gradient
 /// still flows through it to `x`.
 pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
-    let node = Arc::new(Node {
-        seq: node::next_seq(),
-        mark: Default::default(),
-        reach: Default::default(),
-        level: crate::interp::fresh_id(),
-        below: x.node().cloned(),
-        kind: NodeKind::Op(OpNode {
-            prim: Prim::identity(),
-            edges: smallvec::smallvec![x.node().cloned()],
-            saved: Mutex::new(Some(Saved {
-                inputs: smallvec::smallvec![x.for_saving()],
-                output: None,
-            })),
-        }),
+    let kind = NodeKind::Op(OpNode {
+        prim: Prim::identity(),
+        edges: smallvec::smallvec![x.node().cloned()],
+        saved: Mutex::new(Some(Saved {
+            inputs: smallvec::smallvec![x.for_saving()],
+            output: None,
+        })),
     });
+    let node = Node::new(kind, crate::interp::fresh_id(), x.node().cloned());
     x.relabeled(node)
 }
 
@@ -116,19 +110,13 @@ fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32) -> Tenso
             .saves_output()
             .then(|| Box::new((out.storage().clone(), out.layout().clone()))),
     };
-    let node = Arc::new(Node {
-        seq: node::next_seq(),
-        mark: Default::default(),
-        reach: Default::default(),
-        level,
-        // What was recorded below this level for the same value.
-        below: out.node().cloned(),
-        kind: NodeKind::Op(OpNode {
-            prim,
-            edges,
-            saved: Mutex::new(Some(saved)),
-        }),
+    let kind = NodeKind::Op(OpNode {
+        prim,
+        edges,
+        saved: Mutex::new(Some(saved)),
     });
+    // `below`: what was recorded below this level for the same value.
+    let node = Node::new(kind, level, out.node().cloned());
     out.with_node(node)
 }
 

@@ -91,7 +91,7 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
 /// A number larger than that of every node made before (on any thread: a
 /// node made on one thread from another's node is ordered after it by the
 /// atomic counter's single order).
-pub(crate) fn next_seq() -> u64 {
+fn next_seq() -> u64 {
     NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
@@ -138,17 +138,23 @@ impl Node {
     /// A fresh leaf and its gradient slot (to be owned by the leaf's handles).
     pub fn leaf() -> (Arc<Node>, Arc<GradSlot>) {
         let slot = Arc::new(Mutex::new(None));
-        let node = Arc::new(Node {
+        let kind = NodeKind::Leaf {
+            grad: Arc::downgrade(&slot),
+        };
+        (Node::new(kind, crate::interp::fresh_id(), None), slot)
+    }
+
+    /// A node made now (numbered after every node made before), with no
+    /// backward pass's notes on it yet.
+    pub fn new(kind: NodeKind, level: u32, below: Option<Arc<Node>>) -> Arc<Node> {
+        Arc::new(Node {
+            kind,
             seq: next_seq(),
             mark: Mark::default(),
             reach: Reach::default(),
-            below: None,
-            level: crate::interp::fresh_id(),
-            kind: NodeKind::Leaf {
-                grad: Arc::downgrade(&slot),
-            },
-        });
-        (node, slot)
+            level,
+            below,
+        })
     }
 
     /// The gradient slot of a leaf whose handles are still alive.
