@@ -1,12 +1,14 @@
 //! The backward pass: one visit per node, in reverse topological order, with
 //! an explicit stack (no recursion), so graphs of millions of nodes are fine.
 
+use super::lane::{self, Grad};
 use super::node::{Node, NodeKind, OpNode};
 use super::GradModeGuard;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -32,6 +34,10 @@ pub struct BackwardStats {
     pub nodes_reached: usize,
     /// VJP rules run; a branch leading to no requested gradient runs none.
     pub rules_run: usize,
+    /// Of `rules_run`, those run on plain numbers: elementwise ops on 0-d
+    /// values, where no gradient graph is recorded and no transform is
+    /// open (no tensor is made for their gradients).
+    pub rules_on_numbers: usize,
 }
 
 fn edges_of(n: &Node) -> &[Option<Arc<Node>>] {
@@ -110,18 +116,18 @@ impl Pruning {
         }
     }
 
-    /// Finds the nodes above `roots` that lead to a target. A node made
-    /// before every target (a smaller `seq`) cannot lead to one, so the
-    /// search stops there.
+    /// Finds the nodes above `roots` that lead to a target. A node shallower
+    /// than every target cannot lead to one (it would be deeper than the
+    /// target it reaches), so the search stops there.
     fn search<V>(&mut self, roots: &[Arc<Node>], targets: &FxHashMap<NodePtr, V>) {
         // SAFETY (each `*t`): see `NodePtr`.
-        let Some(floor) = targets.keys().map(|&t| unsafe { &*t }.seq).min() else {
+        let Some(floor) = targets.keys().map(|&t| unsafe { &*t }.depth).min() else {
             return;
         };
         // Post-order, with an explicit stack: a node is decided after its inputs.
         let mut stack: Vec<(&Node, usize)> = Vec::new();
         for root in roots {
-            if root.seq < floor || !self.first_sight(root) {
+            if root.depth < floor || !self.first_sight(root) {
                 continue;
             }
             stack.push((root, 0));
@@ -129,7 +135,7 @@ impl Pruning {
                 if let Some(edge) = edges_of(node).get(*pos) {
                     *pos += 1;
                     if let Some(child) = edge.as_deref() {
-                        if child.seq >= floor && self.first_sight(child) {
+                        if child.depth >= floor && self.first_sight(child) {
                             stack.push((child, 0));
                         }
                     }
@@ -153,17 +159,28 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
     });
 }
 
-/// The nodes given a gradient and not yet visited, latest made first: a
-/// node is visited after every node that consumes it (they were made after
-/// it), so its gradient is complete then. The frontier is all the pass
-/// keeps, whatever the size of the graph.
+fn accumulate_grad(slot: &mut Option<Grad>, g: Grad) {
+    *slot = Some(match slot.take() {
+        None => g,
+        Some(existing) => existing.add(g),
+    });
+}
+
+/// The nodes given a gradient and not yet visited, deepest first: a node
+/// is visited after every node that consumes it (they are deeper), so its
+/// gradient is complete then. Nodes of one depth are visited in the order
+/// they were reached, so the order in which gradients are summed, and so
+/// their last bits, never depend on where the nodes sit in memory. The
+/// frontier is all the pass keeps, whatever the size of the graph.
 ///
 /// Where a node's gradient waits: a slot of `grads`, found through the
 /// node's own mark when this pass is the only one running in the process
 /// (nearly always: no hashing), else through `slot_of`.
 struct Frontier {
-    order: BinaryHeap<(u64, usize, u32)>,
-    grads: Vec<Option<Tensor>>,
+    /// (depth, arrival, node, slot): deepest, then earliest reached, first.
+    order: BinaryHeap<(u64, Reverse<u64>, usize, u32)>,
+    arrivals: u64,
+    grads: Vec<Option<Grad>>,
     free: Vec<u32>,
     /// This pass's number when it alone may mark nodes.
     exclusive: Option<u64>,
@@ -179,6 +196,7 @@ impl Frontier {
         let alone = PASSES_RUNNING.fetch_add(1, Ordering::AcqRel) == 0;
         Frontier {
             order: BinaryHeap::new(),
+            arrivals: 0,
             grads: Vec::new(),
             free: Vec::new(),
             exclusive: alone.then(|| NEXT_PASS.fetch_add(1, Ordering::Relaxed)),
@@ -193,9 +211,9 @@ impl Frontier {
         }
     }
 
-    fn give(&mut self, node: &Node, g: Tensor) {
+    fn give(&mut self, node: &Node, g: Grad) {
         if let Some(slot) = self.slot(node) {
-            accumulate(&mut self.grads[slot as usize], g);
+            accumulate_grad(&mut self.grads[slot as usize], g);
             return;
         }
         let slot = match self.free.pop() {
@@ -214,11 +232,14 @@ impl Frontier {
                 self.slot_of.insert(node, slot);
             }
         }
-        self.order.push((node.seq, node as NodePtr as usize, slot));
+        self.arrivals += 1;
+        let arrival = Reverse(self.arrivals);
+        self.order
+            .push((node.depth, arrival, node as NodePtr as usize, slot));
     }
 
-    fn next(&mut self) -> Option<(NodePtr, Tensor)> {
-        let (_, ptr, slot) = self.order.pop()?;
+    fn next(&mut self) -> Option<(NodePtr, Grad)> {
+        let (_, _, ptr, slot) = self.order.pop()?;
         let node = ptr as NodePtr;
         match self.exclusive {
             // SAFETY: see `NodePtr`.
@@ -276,11 +297,13 @@ pub(crate) fn run(
 
     for (node, seed) in root_nodes.iter().zip(seeds) {
         if wanted(node) {
-            frontier.give(node, seed);
+            frontier.give(node, Grad::Tensor(seed));
         }
     }
     let mut results: Vec<Option<Tensor>> = vec![None; targets.map_or(0, |t| t.len())];
     let _mode = GradModeGuard::new(create_graph);
+    // Rules on 0-d values run on numbers where nothing could tell (see `lane`).
+    let lane = !create_graph && !crate::interp::levels_open();
     let mut stats = BackwardStats::default();
     while let Some((node, g)) = frontier.next() {
         // SAFETY: see `NodePtr`.
@@ -288,7 +311,7 @@ pub(crate) fn run(
         stats.nodes_reached += 1;
         if let Some(ks) = target_of.get(&(node as NodePtr)) {
             for &k in ks {
-                results[k] = Some(g.clone());
+                results[k] = Some(g.clone().into_tensor());
             }
         }
         match &node.kind {
@@ -297,6 +320,7 @@ pub(crate) fn run(
                 let slot = node.grad_slot().filter(|_| targets.is_none());
                 if let Some(slot) = slot {
                     let mut slot = slot.lock().unwrap();
+                    let g = g.into_tensor();
                     let g = if create_graph { g } else { g.detach() };
                     accumulate(&mut slot, g);
                 }
@@ -311,7 +335,17 @@ pub(crate) fn run(
                     continue;
                 }
                 stats.rules_run += 1;
-                let input_grads = run_rule(node, op, &g, &needs, retain_graph)?;
+                let on_numbers = lane.then(|| lane::rule(op, &g, &needs, retain_graph));
+                let input_grads = match on_numbers.flatten() {
+                    Some(grads) => {
+                        stats.rules_on_numbers += 1;
+                        grads?
+                    }
+                    None => run_rule(node, op, &g.into_tensor(), &needs, retain_graph)?
+                        .into_iter()
+                        .map(|gi| gi.map(Grad::Tensor))
+                        .collect(),
+                };
                 for ((edge, gi), need) in op.edges.iter().zip(input_grads).zip(&needs) {
                     if let (Some(child), Some(gi), true) = (edge, gi, need) {
                         frontier.give(child, gi);

@@ -11,6 +11,7 @@
 //! of the `(m,n)` Jacobian per unit vector `v`.
 
 pub(crate) mod engine;
+mod lane;
 pub(crate) mod node;
 
 pub use engine::{grad, grad_with, grad_with_stats, BackwardOptions, BackwardStats};
@@ -20,6 +21,7 @@ use crate::interp::Interpreter;
 use crate::ops::Prim;
 use crate::tensor::Tensor;
 use node::{Node, NodeKind, OpNode, Saved};
+use smallvec::SmallVec;
 use std::sync::Mutex;
 
 /// Whether ops on this thread are recorded for backward.
@@ -50,7 +52,7 @@ impl Interpreter for Tape {
 
     fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
         match crate::interp::tape_level(inputs) {
-            Some(level) => self.record(prim, inputs, level, !crate::interp::levels_open()),
+            Some(level) => self.record(prim.clone(), inputs, level, !crate::interp::levels_open()),
             None => crate::interp::below_tape(prim, inputs),
         }
     }
@@ -61,7 +63,7 @@ impl Tape {
     /// open, so the kernel computes the value directly).
     pub(crate) fn record(
         &self,
-        prim: &Prim,
+        prim: Prim,
         inputs: &[&Tensor],
         level: u32,
         alone: bool,
@@ -71,12 +73,12 @@ impl Tape {
         } else {
             // Below, the op is computed from values this level's nodes do
             // not concern (the levels under it unwrap them).
-            crate::interp::below_tape_level(level, prim, inputs)?
+            crate::interp::below_tape_level(level, &prim, inputs)?
         };
         if !prim.differentiable() {
             return Ok(out);
         }
-        Ok(attach_node(prim.clone(), inputs, out, level))
+        Ok(attach_node(prim, inputs, out, level))
     }
 }
 
@@ -100,12 +102,14 @@ pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
 fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32) -> Tensor {
     // Each input's node at this level or below (a higher one, of a gradient
     // taken further in, is not this op's concern).
-    let edges = inputs
-        .iter()
-        .map(|t| node::under(t.node(), level + 1).cloned())
-        .collect();
+    let mut edges = SmallVec::with_capacity(inputs.len());
+    let mut saved_inputs = SmallVec::with_capacity(inputs.len());
+    for t in inputs {
+        edges.push(node::under(t.node(), level + 1).cloned());
+        saved_inputs.push(t.for_saving());
+    }
     let saved = Saved {
-        inputs: inputs.iter().map(|&t| t.for_saving()).collect(),
+        inputs: saved_inputs,
         output: prim
             .saves_output()
             .then(|| Box::new((out.storage().clone(), out.layout().clone()))),

@@ -19,9 +19,12 @@ pub(crate) type GradSlot = Mutex<Option<Tensor>>;
 
 pub(crate) struct Node {
     pub kind: NodeKind,
-    /// When the node was made: every node is made after its inputs', so
-    /// backward visits nodes in decreasing `seq` (see [`next_seq`]).
-    pub seq: u64,
+    /// The node's depth: one more than its deepest input's (0 for a node
+    /// without inputs). Every consumer of a node is deeper than it, so
+    /// backward visits nodes in decreasing `depth`. Computed from the inputs
+    /// alone, unlike a global creation counter: no shared atomic per op, and
+    /// still an order for graphs built on several threads.
+    pub depth: u64,
     /// Where a backward pass keeps this node's gradient (see `engine::Frontier`).
     pub mark: Mark,
     /// The last note of a backward pass's search for the branches that
@@ -86,15 +89,6 @@ impl Reach {
     }
 }
 
-static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
-
-/// A number larger than that of every node made before (on any thread: a
-/// node made on one thread from another's node is ordered after it by the
-/// atomic counter's single order).
-fn next_seq() -> u64 {
-    NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
-}
-
 /// `node`, or the first node below it of a level under `ceiling`.
 pub(crate) fn under(mut node: Option<&Arc<Node>>, ceiling: u32) -> Option<&Arc<Node>> {
     while let Some(n) = node {
@@ -144,12 +138,16 @@ impl Node {
         (Node::new(kind, crate::interp::fresh_id(), None), slot)
     }
 
-    /// A node made now (numbered after every node made before), with no
-    /// backward pass's notes on it yet.
+    /// A node deeper than each of its inputs, with no backward pass's notes
+    /// on it yet.
     pub fn new(kind: NodeKind, level: u32, below: Option<Arc<Node>>) -> Arc<Node> {
+        let depth = match &kind {
+            NodeKind::Op(op) => op.edges.iter().flatten().map(|e| e.depth + 1).max(),
+            NodeKind::Leaf { .. } => None,
+        };
         Arc::new(Node {
             kind,
-            seq: next_seq(),
+            depth: depth.unwrap_or(0),
             mark: Mark::default(),
             reach: Reach::default(),
             level,

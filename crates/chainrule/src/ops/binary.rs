@@ -164,6 +164,19 @@ impl BinaryOp {
         smallvec![needs[0].then(|| term(pa, a)), needs[1].then(|| term(pb, b))]
     }
 
+    /// The VJP on one pair of elements: `(g · ∂y/∂a, g · ∂y/∂b)`, with the
+    /// tensor rule's arithmetic (`y` recomputed when the partials read it
+    /// and it is absent).
+    pub(crate) fn vjp_element<T: Element>(self, a: T, b: T, y: Option<T>, g: T) -> (T, T) {
+        let y = match y {
+            Some(y) => y,
+            None if self.saves_output() => self.apply(a, b),
+            None => a,
+        };
+        let (pa, pb) = self.partials(&a, &b, &y);
+        (times_element(g, pa), times_element(g, pb))
+    }
+
     /// The JVP: `ȧ ⊙ ∂y/∂a + ḃ ⊙ ∂y/∂b`, of the output's shape.
     pub(crate) fn jvp(
         self,
@@ -202,6 +215,15 @@ fn times(t: &Tensor, p: Partial<Tensor>) -> Tensor {
         Const(1.0) => t.clone(),
         Const(c) => t.mul_scalar(c),
         Of(p) => t * &p,
+    }
+}
+
+/// `g · p` on one element, as [`times`] computes it on tensors.
+fn times_element<T: Element>(g: T, p: Partial<T>) -> T {
+    match p {
+        Const(1.0) => g,
+        Const(c) => g * T::of(c),
+        Of(p) => g * p,
     }
 }
 

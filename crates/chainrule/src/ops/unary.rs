@@ -249,6 +249,16 @@ impl UnaryOp {
         }
     }
 
+    /// The VJP on one element: `g · f'(v)`, `v` being the input `x` or the
+    /// output `y` (recomputed when absent), as the tensor rule reads it.
+    pub(crate) fn vjp_element<T: Element>(self, x: T, y: Option<T>, g: T) -> T {
+        let v = match self.reads() {
+            Reads::Output => y.unwrap_or_else(|| self.apply(x)),
+            Reads::Input | Reads::Nothing => x,
+        };
+        self.fused_vjp_element(v, g)
+    }
+
     /// The JVP: `ẏ = f'(x) ẋ`, the same product as the VJP (the Jacobian is
     /// diagonal).
     pub(crate) fn jvp(self, x: &Tensor, y: &Tensor, t: &Tensor) -> Tensor {

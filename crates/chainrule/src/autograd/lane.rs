@@ -1,0 +1,144 @@
+//! Backward's scalar lane: the VJP rules of elementwise ops on 0-d values
+//! run on the numbers themselves, and their gradients wait in the frontier
+//! as numbers, so a rule makes no tensor handle. A long chain of scalar ops
+//! (the `chain` workload, the command's expressions) is all such rules.
+//!
+//! Taken only where nothing could tell the difference: no gradient graph is
+//! recorded (`create_graph` off), no level is open (no tangent, batch or
+//! trace to carry), and the inputs carry no layers. The arithmetic is the
+//! tensor rules' own (the same element functions, in the same order), so the
+//! gradients are the same bits (tested in `tests/engine.rs`).
+
+use super::node::OpNode;
+use crate::error::{Error, Result};
+use crate::ops::Prim;
+use crate::storage::StorageElement;
+use crate::tensor::Tensor;
+use crate::DType;
+use smallvec::{smallvec, SmallVec};
+
+/// A gradient in the frontier: a tensor, or the number of a 0-d one.
+#[derive(Clone)]
+pub(crate) enum Grad {
+    Tensor(Tensor),
+    F32(f32),
+    F64(f64),
+}
+
+/// The element types the lane runs in.
+trait LaneElement: StorageElement {
+    fn grad(self) -> Grad;
+    fn of_grad(g: &Grad) -> Option<Self>;
+}
+
+impl LaneElement for f32 {
+    fn grad(self) -> Grad {
+        Grad::F32(self)
+    }
+    fn of_grad(g: &Grad) -> Option<f32> {
+        match g {
+            Grad::F32(v) => Some(*v),
+            Grad::Tensor(t) => number(t),
+            Grad::F64(_) => None,
+        }
+    }
+}
+
+impl LaneElement for f64 {
+    fn grad(self) -> Grad {
+        Grad::F64(self)
+    }
+    fn of_grad(g: &Grad) -> Option<f64> {
+        match g {
+            Grad::F64(v) => Some(*v),
+            Grad::Tensor(t) => number(t),
+            Grad::F32(_) => None,
+        }
+    }
+}
+
+/// The one number of a plain 0-d tensor of element type `T`.
+fn number<T: StorageElement>(t: &Tensor) -> Option<T> {
+    (t.ndim() == 0 && t.dtype() == T::DTYPE && !t.has_layer()).then(|| t.element::<T>())
+}
+
+impl Grad {
+    pub fn into_tensor(self) -> Tensor {
+        match self {
+            Grad::Tensor(t) => t,
+            Grad::F32(v) => Tensor::from_element(v),
+            Grad::F64(v) => Tensor::from_element(v),
+        }
+    }
+
+    /// `self + other`, as numbers when both are.
+    pub fn add(self, other: Grad) -> Grad {
+        match (self, other) {
+            (Grad::F32(a), Grad::F32(b)) => Grad::F32(a + b),
+            (Grad::F64(a), Grad::F64(b)) => Grad::F64(a + b),
+            (a, b) => Grad::Tensor(crate::ops::binary::add_into(
+                a.into_tensor(),
+                &b.into_tensor(),
+            )),
+        }
+    }
+
+    fn dtype(&self) -> DType {
+        match self {
+            Grad::Tensor(t) => t.dtype(),
+            Grad::F32(_) => DType::F32,
+            Grad::F64(_) => DType::F64,
+        }
+    }
+}
+
+/// The adjoints of `op`'s inputs (where `needs` says) from the output's
+/// adjoint `g`, when the rule can run on numbers; `None` sends it to the
+/// tensor rule. The caller has checked that no graph is recorded and no
+/// level is open.
+pub(crate) fn rule(
+    op: &OpNode,
+    g: &Grad,
+    needs: &[bool],
+    retain_graph: bool,
+) -> Option<Result<SmallVec<[Option<Grad>; 2]>>> {
+    if !matches!(op.prim, Prim::Unary(u) if u.differentiable())
+        && !matches!(op.prim, Prim::Binary(_))
+    {
+        return None;
+    }
+    match g.dtype() {
+        DType::F32 => rule_in::<f32>(op, g, needs, retain_graph),
+        DType::F64 => rule_in::<f64>(op, g, needs, retain_graph),
+    }
+}
+
+fn rule_in<T: LaneElement>(
+    op: &OpNode,
+    g: &Grad,
+    needs: &[bool],
+    retain_graph: bool,
+) -> Option<Result<SmallVec<[Option<Grad>; 2]>>> {
+    let g = T::of_grad(g)?;
+    let mut saved_slot = op.saved.lock().unwrap();
+    let Some(saved) = saved_slot.as_ref() else {
+        return Some(Err(Error::GraphFreed { op: op.prim.name() }));
+    };
+    let x = number::<T>(&saved.inputs[0])?;
+    let y = saved
+        .output
+        .as_ref()
+        .map(|out| T::slice(&out.0)[out.1.offset]);
+    let grads = match op.prim {
+        Prim::Unary(u) => smallvec![Some(u.vjp_element(x, y, g).grad())],
+        Prim::Binary(b) => {
+            let (ga, gb) = b.vjp_element(x, number::<T>(&saved.inputs[1])?, y, g);
+            smallvec![needs[0].then(|| ga.grad()), needs[1].then(|| gb.grad())]
+        }
+        _ => return None,
+    };
+    if !retain_graph {
+        *saved_slot = None;
+    }
+    Some(Ok(grads))
+}
