@@ -43,7 +43,9 @@
 use crate::error::{Error, Result};
 use crate::interp::Interpreter;
 use crate::ops::Prim;
+use crate::storage::StorageElement;
 use crate::tensor::{Tensor, TensorImpl};
+use crate::DType;
 use smallvec::SmallVec;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -70,6 +72,9 @@ impl Interpreter for DualInterpreter {
     }
 
     fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
+        if let Some(out) = self.on_numbers(prim, inputs) {
+            return Ok(out);
+        }
         let stripped: SmallVec<[Tensor; 3]> = inputs.iter().map(|t| strip(t, self.level)).collect();
         let refs: SmallVec<[&Tensor; 3]> = stripped.iter().collect();
         let tangents: SmallVec<[Option<Tensor>; 3]> = inputs
@@ -85,6 +90,54 @@ impl Interpreter for DualInterpreter {
             Some(t) => wrap(primal_out, self.level, t),
             None => primal_out,
         })
+    }
+}
+
+impl DualInterpreter {
+    /// An elementwise op on 0-d values while this level alone is open
+    /// (nothing records, batches or traces them): the value and the
+    /// tangent computed on numbers, with the tensor rules' arithmetic (the
+    /// same bits), so the op makes only the handles it returns. `None`
+    /// sends it to the tensor rules.
+    fn on_numbers(&self, prim: &Prim, inputs: &[&Tensor]) -> Option<Tensor> {
+        if crate::interp::open_levels() != 1 {
+            return None;
+        }
+        match inputs.first()?.dtype() {
+            DType::F32 => self.on_numbers_in::<f32>(prim, inputs),
+            DType::F64 => self.on_numbers_in::<f64>(prim, inputs),
+        }
+    }
+
+    fn on_numbers_in<T: StorageElement>(&self, prim: &Prim, inputs: &[&Tensor]) -> Option<Tensor> {
+        if !prim.on_numbers() {
+            return None;
+        }
+        let mut args = [T::zero(); 2];
+        let mut tangents = [None; 2];
+        for (i, t) in inputs.iter().enumerate().take(2) {
+            (args[i], tangents[i]) = self.number_and_tangent::<T>(t)?;
+        }
+        let (value, tangent) = prim.jvp_numbers(args, tangents)?;
+        #[cfg(test)]
+        RAN_ON_NUMBERS.with(|c| c.set(c.get() + 1));
+        let (value, tangent) = (Tensor::from_element(value), Tensor::from_element(tangent));
+        Some(wrap(value, self.level, tangent))
+    }
+
+    /// The number of a 0-d `t` of element type `T` and its tangent at this
+    /// level, when `t` carries nothing else (no node, no other layer).
+    fn number_and_tangent<T: StorageElement>(&self, t: &Tensor) -> Option<(T, Option<T>)> {
+        let plain = |t: &Tensor| {
+            t.ndim() == 0 && t.dtype() == T::DTYPE && t.node().is_none() && !t.has_layer()
+        };
+        match &t.0.dual {
+            None if plain(t) => Some((t.element::<T>(), None)),
+            Some(d) if d.level == self.level && plain(&d.primal) && plain(&d.tangent) => {
+                Some((d.primal.element::<T>(), Some(d.tangent.element::<T>())))
+            }
+            _ => None,
+        }
     }
 }
 
@@ -200,4 +253,41 @@ pub(crate) fn has_tangent(t: &Tensor) -> bool {
 pub(crate) fn map_primal(t: &Tensor, f: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
     let d = t.0.dual.as_ref().expect("a dual tensor");
     wrap(f(&d.primal), d.level, d.tangent.clone())
+}
+
+#[cfg(test)]
+thread_local! {
+    /// How many ops ran on numbers on this thread (what the tests watch).
+    static RAN_ON_NUMBERS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// How many ops `f` ran on numbers.
+    fn ran_on_numbers(f: impl FnOnce()) -> usize {
+        let before = RAN_ON_NUMBERS.with(|c| c.get());
+        f();
+        RAN_ON_NUMBERS.with(|c| c.get()) - before
+    }
+
+    /// 0-d ops under one level run on numbers; anything else (a node, a
+    /// second level, a non-scalar) goes to the tensor rules.
+    #[test]
+    fn only_plain_scalar_ops_of_a_lone_level_run_on_numbers() {
+        let x = Tensor::scalar(0.5f64);
+        let one = Tensor::scalar(1.0f64);
+        let level = DualLevel::new();
+        let xd = level.make_dual(&x, &one).unwrap();
+        assert_eq!(ran_on_numbers(|| drop((xd.sin(), &xd * &x))), 2);
+        let tracked = level.make_dual(&x.requires_grad(), &one).unwrap();
+        assert_eq!(ran_on_numbers(|| drop(tracked.sin())), 0);
+        let v = Tensor::from_vec(vec![0.5f64], &[1]);
+        let vd = level.make_dual(&v, &v.ones_like()).unwrap();
+        assert_eq!(ran_on_numbers(|| drop(vd.sin())), 0);
+        let inner = DualLevel::new();
+        assert_eq!(ran_on_numbers(|| drop(xd.sin())), 0);
+        drop(inner);
+    }
 }

@@ -295,6 +295,11 @@ pub(crate) fn is_open(id: u32) -> bool {
     STATE.with(|s| s.depth.get() > 0 && s.stack.borrow().iter().any(|f| f.id == id))
 }
 
+/// How many levels (forward mode, `vmap`) and traces are open on this thread.
+pub(crate) fn open_levels() -> usize {
+    STATE.with(|s| s.depth.get())
+}
+
 /// Whether any level (forward mode, `vmap`) or trace is open on this thread.
 pub(crate) fn levels_open() -> bool {
     STATE.with(|s| s.depth.get() > 0)

@@ -201,6 +201,13 @@ impl Tensor {
         Tensor::from_parts(T::small(&[v]), Layout::scalar(), None)
     }
 
+    /// A 0-d tensor of `dtype` holding `v` (exact for a value read from
+    /// that dtype), with `node` as its node.
+    pub(crate) fn number(v: f64, dtype: DType, node: Option<Arc<Node>>) -> Tensor {
+        let storage = with_dtype!(dtype, T => T::small(&[T::of(v)]));
+        Tensor::from_parts(storage, Layout::scalar(), node)
+    }
+
     /// The one element of a 0-d tensor of element type `T`.
     #[inline]
     pub(crate) fn element<T: StorageElement>(&self) -> T {

@@ -417,26 +417,29 @@ fn run_rule(
     // traced graph computes it (common-subexpression elimination then merges
     // it with the forward's).
     let dual = crate::interp::levels_open();
-    let output = saved.output.as_ref().filter(|_| !dual).map(|saved_output| {
-        let (storage, layout) = &**saved_output;
-        Tensor::from_parts(
-            storage.clone(),
-            layout.clone(),
-            crate::autograd::is_grad_enabled().then(|| {
-                let ptr = node as *const Node;
-                // SAFETY: every node lives in an `Arc` (see `attach_node`) that is
-                // alive here; this takes one more reference to it.
-                unsafe {
-                    Arc::increment_strong_count(ptr);
-                    Arc::from_raw(ptr)
-                }
-            }),
-        )
-    });
-    let grads = op.prim.vjp(&saved.inputs, output.as_ref(), g, needs)?;
+    let output = saved
+        .output(op.prim.saves_output())
+        .filter(|_| !dual)
+        .map(|(storage, layout)| {
+            Tensor::from_parts(
+                storage,
+                layout,
+                crate::autograd::is_grad_enabled().then(|| {
+                    let ptr = node as *const Node;
+                    // SAFETY: every node lives in an `Arc` (see `attach_node`) that is
+                    // alive here; this takes one more reference to it.
+                    unsafe {
+                        Arc::increment_strong_count(ptr);
+                        Arc::from_raw(ptr)
+                    }
+                }),
+            )
+        });
+    let inputs = saved.inputs(&op.edges);
+    let grads = op.prim.vjp(&inputs, output.as_ref(), g, needs)?;
     for (j, gi) in grads.iter().enumerate() {
         if let (true, Some(gi)) = (needs[j], gi) {
-            let input = &saved.inputs[j];
+            let input = &inputs[j];
             if gi.shape() != input.shape() || gi.dtype() != input.dtype() {
                 // A custom op's rule is the user's code; any other is ours.
                 let whose = if op.prim.user_defined() {

@@ -9,9 +9,8 @@
 //! tensor rules' own (the same element functions, in the same order), so the
 //! gradients are the same bits (tested in `tests/engine.rs`).
 
-use super::node::OpNode;
+use super::node::{OpNode, Saved};
 use crate::error::{Error, Result};
-use crate::ops::Prim;
 use crate::storage::StorageElement;
 use crate::tensor::Tensor;
 use crate::DType;
@@ -102,9 +101,7 @@ pub(crate) fn rule(
     needs: &[bool],
     retain_graph: bool,
 ) -> Option<Result<SmallVec<[Option<Grad>; 2]>>> {
-    if !matches!(op.prim, Prim::Unary(u) if u.differentiable())
-        && !matches!(op.prim, Prim::Binary(_))
-    {
+    if !op.prim.on_numbers() {
         return None;
     }
     match g.dtype() {
@@ -124,18 +121,22 @@ fn rule_in<T: LaneElement>(
     let Some(saved) = saved_slot.as_ref() else {
         return Some(Err(Error::GraphFreed { op: op.prim.name() }));
     };
-    let x = number::<T>(&saved.inputs[0])?;
-    let y = saved
-        .output
-        .as_ref()
-        .map(|out| T::slice(&out.0)[out.1.offset]);
-    let grads = match op.prim {
-        Prim::Unary(u) => smallvec![Some(u.vjp_element(x, y, g).grad())],
-        Prim::Binary(b) => {
-            let (ga, gb) = b.vjp_element(x, number::<T>(&saved.inputs[1])?, y, g);
-            smallvec![needs[0].then(|| ga.grad()), needs[1].then(|| gb.grad())]
+    let (x, b, y) = match saved {
+        Saved::Numbers { dtype, .. } if *dtype != T::DTYPE => return None,
+        Saved::Numbers { values, .. } => {
+            let [x, b, y] = values.map(T::of);
+            (x, Some(b), op.prim.saves_output().then_some(y))
         }
-        _ => return None,
+        Saved::Tensors { inputs, output } => (
+            number::<T>(&inputs[0])?,
+            inputs.get(1).and_then(number::<T>),
+            output.as_ref().map(|out| T::slice(&out.0)[out.1.offset]),
+        ),
+    };
+    let [ga, gb] = op.prim.vjp_numbers([x, b.unwrap_or(x)], y, g)?;
+    let grads = match op.edges.len() {
+        1 => smallvec![Some(ga.grad())],
+        _ => smallvec![needs[0].then(|| ga.grad()), needs[1].then(|| gb.grad())],
     };
     if !retain_graph {
         *saved_slot = None;

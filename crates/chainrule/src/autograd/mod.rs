@@ -16,13 +16,15 @@ pub(crate) mod node;
 
 pub use engine::{grad, grad_with, grad_with_stats, BackwardOptions, BackwardStats};
 
+use crate::dtype::Element;
 use crate::error::Result;
 use crate::interp::Interpreter;
 use crate::ops::Prim;
+use crate::storage::with_dtype;
 use crate::tensor::Tensor;
 use node::{Node, NodeKind, OpNode, Saved};
 use smallvec::SmallVec;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 /// Whether ops on this thread are recorded for backward.
 pub fn is_grad_enabled() -> bool {
@@ -78,7 +80,7 @@ impl Tape {
         if !prim.differentiable() {
             return Ok(out);
         }
-        Ok(attach_node(prim, inputs, out, level))
+        Ok(attach_node(prim, inputs, out, level, alone))
     }
 }
 
@@ -90,7 +92,7 @@ pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
     let kind = NodeKind::Op(OpNode {
         prim: Prim::identity(),
         edges: smallvec::smallvec![x.node().cloned()],
-        saved: Mutex::new(Some(Saved {
+        saved: Mutex::new(Some(Saved::Tensors {
             inputs: smallvec::smallvec![x.for_saving()],
             output: None,
         })),
@@ -99,20 +101,21 @@ pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
     x.relabeled(node)
 }
 
-fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32) -> Tensor {
+fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32, alone: bool) -> Tensor {
     // Each input's node at this level or below (a higher one, of a gradient
     // taken further in, is not this op's concern).
-    let mut edges = SmallVec::with_capacity(inputs.len());
-    let mut saved_inputs = SmallVec::with_capacity(inputs.len());
-    for t in inputs {
-        edges.push(node::under(t.node(), level + 1).cloned());
-        saved_inputs.push(t.for_saving());
-    }
-    let saved = Saved {
-        inputs: saved_inputs,
-        output: prim
-            .saves_output()
-            .then(|| Box::new((out.storage().clone(), out.layout().clone()))),
+    let edges: SmallVec<[Option<Arc<Node>>; 2]> = inputs
+        .iter()
+        .map(|t| node::under(t.node(), level + 1).cloned())
+        .collect();
+    let saved = match alone.then(|| saved_numbers(&prim, inputs, &out)).flatten() {
+        Some(numbers) => numbers,
+        None => Saved::Tensors {
+            inputs: inputs.iter().map(|t| t.for_saving()).collect(),
+            output: prim
+                .saves_output()
+                .then(|| Box::new((out.storage().clone(), out.layout().clone()))),
+        },
     };
     let kind = NodeKind::Op(OpNode {
         prim,
@@ -122,6 +125,27 @@ fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32) -> Tenso
     // `below`: what was recorded below this level for the same value.
     let node = Node::new(kind, level, out.node().cloned());
     out.with_node(node)
+}
+
+/// What an elementwise op on plain 0-d values saves: numbers (see
+/// [`Saved::Numbers`]); `None` for any other op. Only with no level open,
+/// so every input's node is the edge it is rebuilt with.
+fn saved_numbers(prim: &Prim, inputs: &[&Tensor], out: &Tensor) -> Option<Saved> {
+    if !prim.on_numbers() {
+        return None;
+    }
+    let dtype = out.dtype();
+    let mut values = [0.0; 3];
+    for (v, t) in values.iter_mut().zip(inputs) {
+        if t.ndim() != 0 || t.has_layer() || t.dtype() != dtype {
+            return None;
+        }
+        *v = with_dtype!(dtype, T => t.element::<T>().f64());
+    }
+    if prim.saves_output() {
+        values[2] = with_dtype!(dtype, T => out.element::<T>().f64());
+    }
+    Some(Saved::Numbers { dtype, values })
 }
 
 /// Restores the previous grad mode of this thread when dropped.

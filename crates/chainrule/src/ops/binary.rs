@@ -201,6 +201,25 @@ impl BinaryOp {
         }
     }
 
+    /// The JVP on one pair of elements, with [`BinaryOp::jvp`]'s arithmetic.
+    pub(crate) fn jvp_element<T: Element>(
+        self,
+        a: T,
+        b: T,
+        y: T,
+        ta: Option<T>,
+        tb: Option<T>,
+    ) -> T {
+        let (pa, pb) = self.partials(&a, &b, &y);
+        let da = ta.map(|t| times_element(t, pa));
+        let db = tb.map(|t| times_element(t, pb));
+        match (da, db) {
+            (Some(x), Some(z)) => x + z,
+            (Some(x), None) | (None, Some(x)) => x,
+            (None, None) => T::zero(),
+        }
+    }
+
     /// The op on two values of `dtype`, through the same kernel (see
     /// `UnaryOp::eval_scalar`).
     pub(crate) fn eval_scalar(self, a: f64, b: f64, dtype: DType) -> f64 {

@@ -23,6 +23,7 @@ pub(crate) mod reduce;
 pub(crate) mod unary;
 pub(crate) mod value;
 
+use crate::dtype::Element;
 use crate::error::{Error, Result};
 pub(crate) use crate::interp::{bind, quiet};
 use crate::layout::Dims;
@@ -474,6 +475,61 @@ impl Prim {
             }
             _ => unreachable!("{} is linear or has no derivative", self.name()),
         }))
+    }
+
+    /// Whether the op's rules also run on single numbers
+    /// ([`Prim::vjp_numbers`], [`Prim::jvp_numbers`]): the differentiable
+    /// elementwise rows, which the modes run on 0-d values without tensors.
+    pub(crate) fn on_numbers(&self) -> bool {
+        match self {
+            Prim::Unary(op) => op.differentiable(),
+            Prim::Binary(_) => true,
+            _ => false,
+        }
+    }
+
+    /// The VJP on numbers: the adjoints of the inputs `args` (the second
+    /// unused for a unary op) given the output's `g`, and `y` the output
+    /// when saved. The tensor rules' arithmetic, so the same bits.
+    pub(crate) fn vjp_numbers<T: Element>(
+        &self,
+        args: [T; 2],
+        y: Option<T>,
+        g: T,
+    ) -> Option<[T; 2]> {
+        match self {
+            Prim::Unary(op) if op.differentiable() => {
+                Some([op.vjp_element(args[0], y, g), T::zero()])
+            }
+            Prim::Binary(op) => {
+                let (ga, gb) = op.vjp_element(args[0], args[1], y, g);
+                Some([ga, gb])
+            }
+            _ => None,
+        }
+    }
+
+    /// The value and its tangent on numbers, given the inputs `args` and
+    /// their tangents (`None`: zero), with the tensor rules' arithmetic.
+    pub(crate) fn jvp_numbers<T: Element>(
+        &self,
+        args: [T; 2],
+        tangents: [Option<T>; 2],
+    ) -> Option<(T, T)> {
+        match self {
+            Prim::Unary(op) if op.differentiable() => {
+                let y = op.apply(args[0]);
+                Some((y, op.vjp_element(args[0], Some(y), tangents[0]?)))
+            }
+            Prim::Binary(op) => {
+                let y = op.apply(args[0], args[1]);
+                Some((
+                    y,
+                    op.jvp_element(args[0], args[1], y, tangents[0], tangents[1]),
+                ))
+            }
+            _ => None,
+        }
     }
 
     /// The output and its tangent computed together, for the ops that do it
