@@ -45,11 +45,23 @@ pub(crate) fn broadcast_shapes(a: &[usize], b: &[usize]) -> Option<Dims> {
     Some(out)
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Layout {
     pub shape: Dims,
     pub strides: Dims,
     pub offset: usize,
+}
+
+/// By copying the dimensions as slices: `SmallVec`'s own `clone` goes
+/// element by element through `extend`, and layouts are cloned on every op.
+impl Clone for Layout {
+    fn clone(&self) -> Self {
+        Layout {
+            shape: Dims::from_slice(&self.shape),
+            strides: Dims::from_slice(&self.strides),
+            offset: self.offset,
+        }
+    }
 }
 
 impl Layout {
