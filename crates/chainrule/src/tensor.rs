@@ -100,7 +100,7 @@ impl Tensor {
     /// This tensor with `node` as its reverse-mode node (in place when no
     /// one else holds the handle).
     pub(crate) fn with_node(mut self, node: Arc<Node>) -> Tensor {
-        if let Some(inner) = Arc::get_mut(&mut self.0) {
+        if let Some(inner) = node::sole_mut(&mut self.0) {
             inner.node = Some(node);
             return self;
         }

@@ -221,9 +221,24 @@ thread_local! {
     static DRAINING: Cell<bool> = const { Cell::new(false) };
 }
 
+/// `a`'s value for writing when `a` is its only handle: `Arc::get_mut`
+/// without the atomic read-modify-write it spends on guarding against
+/// `Weak` handles, for the types of which the crate makes none (nodes,
+/// tensors). With one strong handle and no weak ones, no other thread can
+/// reach the value, nor make a handle to it.
+pub(crate) fn sole_mut<T>(a: &mut Arc<T>) -> Option<&mut T> {
+    if Arc::strong_count(a) != 1 {
+        return None;
+    }
+    // Pairs with the release of the handles dropped before ours.
+    std::sync::atomic::fence(Ordering::Acquire);
+    // SAFETY: see above; the pointer is the allocation's own (writable).
+    Some(unsafe { &mut *(Arc::as_ptr(a) as *mut T) })
+}
+
 /// Releases one reference to a node without recursing into its inputs.
 pub(crate) fn release(mut node: Arc<Node>) {
-    if Arc::get_mut(&mut node).is_none() {
+    if sole_mut(&mut node).is_none() {
         return; // other references remain: dropping ours frees nothing
     }
     // We hold the only reference, so no other thread can free it meanwhile.
