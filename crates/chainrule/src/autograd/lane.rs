@@ -30,31 +30,25 @@ trait LaneElement: StorageElement {
     fn of_grad(g: &Grad) -> Option<Self>;
 }
 
-impl LaneElement for f32 {
-    fn grad(self) -> Grad {
-        Grad::F32(self)
-    }
-    fn of_grad(g: &Grad) -> Option<f32> {
-        match g {
-            Grad::F32(v) => Some(*v),
-            Grad::Tensor(t) => number(t),
-            Grad::F64(_) => None,
+macro_rules! lane_element {
+    ($t:ty, $variant:ident) => {
+        impl LaneElement for $t {
+            fn grad(self) -> Grad {
+                Grad::$variant(self)
+            }
+            fn of_grad(g: &Grad) -> Option<$t> {
+                match g {
+                    Grad::$variant(v) => Some(*v),
+                    Grad::Tensor(t) => number(t),
+                    _ => None,
+                }
+            }
         }
-    }
+    };
 }
 
-impl LaneElement for f64 {
-    fn grad(self) -> Grad {
-        Grad::F64(self)
-    }
-    fn of_grad(g: &Grad) -> Option<f64> {
-        match g {
-            Grad::F64(v) => Some(*v),
-            Grad::Tensor(t) => number(t),
-            Grad::F32(_) => None,
-        }
-    }
-}
+lane_element!(f32, F32);
+lane_element!(f64, F64);
 
 /// The one number of a plain 0-d tensor of element type `T`.
 fn number<T: StorageElement>(t: &Tensor) -> Option<T> {
