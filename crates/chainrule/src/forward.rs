@@ -100,7 +100,7 @@ impl DualInterpreter {
     /// same bits), so the op makes only the handles it returns. `None`
     /// sends it to the tensor rules.
     fn on_numbers(&self, prim: &Prim, inputs: &[&Tensor]) -> Option<Tensor> {
-        if crate::interp::open_levels() != 1 {
+        if !prim.on_numbers() || crate::interp::open_levels() != 1 {
             return None;
         }
         match inputs.first()?.dtype() {
@@ -110,9 +110,6 @@ impl DualInterpreter {
     }
 
     fn on_numbers_in<T: StorageElement>(&self, prim: &Prim, inputs: &[&Tensor]) -> Option<Tensor> {
-        if !prim.on_numbers() {
-            return None;
-        }
         let mut args = [T::zero(); 2];
         let mut tangents = [None; 2];
         for (i, t) in inputs.iter().enumerate().take(2) {

@@ -46,6 +46,12 @@ pub(crate) struct Inline {
 }
 
 impl Storage {
+    /// A buffer in place holding `v` as one element of `dtype` (exact for a
+    /// value read from that dtype).
+    pub fn number(v: f64, dtype: DType) -> Storage {
+        with_dtype!(dtype, T => T::small(&[T::of(v)]))
+    }
+
     pub fn dtype(&self) -> DType {
         match self {
             Storage::F32(_) => DType::F32,

@@ -204,8 +204,7 @@ impl Tensor {
     /// A 0-d tensor of `dtype` holding `v` (exact for a value read from
     /// that dtype), with `node` as its node.
     pub(crate) fn number(v: f64, dtype: DType, node: Option<Arc<Node>>) -> Tensor {
-        let storage = with_dtype!(dtype, T => T::small(&[T::of(v)]));
-        Tensor::from_parts(storage, Layout::scalar(), node)
+        Tensor::from_parts(Storage::number(v, dtype), Layout::scalar(), node)
     }
 
     /// The one element of a 0-d tensor of element type `T`.

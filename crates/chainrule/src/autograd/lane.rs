@@ -7,7 +7,7 @@
 //! recorded (`create_graph` off), no level is open (no tangent, batch or
 //! trace to carry), and the inputs carry no layers. The arithmetic is the
 //! tensor rules' own (the same element functions, in the same order), so the
-//! gradients are the same bits (tested in `tests/engine.rs`).
+//! gradients are the same bits (tested in `tests/numbers.rs`).
 
 use super::node::{OpNode, Saved};
 use crate::error::{Error, Result};
@@ -115,19 +115,17 @@ fn rule_in<T: LaneElement>(
     let Some(saved) = saved_slot.as_ref() else {
         return Some(Err(Error::GraphFreed { op: op.prim.name() }));
     };
-    let (x, b, y) = match saved {
-        Saved::Numbers { dtype, .. } if *dtype != T::DTYPE => return None,
-        Saved::Numbers { values, .. } => {
-            let [x, b, y] = values.map(T::of);
-            (x, Some(b), op.prim.saves_output().then_some(y))
-        }
-        Saved::Tensors { inputs, output } => (
-            number::<T>(&inputs[0])?,
-            inputs.get(1).and_then(number::<T>),
-            output.as_ref().map(|out| T::slice(&out.0)[out.1.offset]),
-        ),
+    // Only ops recorded on numbers (see `Saved::Numbers`); any other goes
+    // to the tensor rules.
+    let Saved::Numbers { dtype, values } = saved else {
+        return None;
     };
-    let [ga, gb] = op.prim.vjp_numbers([x, b.unwrap_or(x)], y, g)?;
+    if *dtype != T::DTYPE {
+        return None;
+    }
+    let [x, b, y] = values.map(T::of);
+    let y = op.prim.saves_output().then_some(y);
+    let [ga, gb] = op.prim.vjp_numbers([x, b], y, g)?;
     let grads = match op.edges.len() {
         1 => smallvec![Some(ga.grad())],
         _ => smallvec![needs[0].then(|| ga.grad()), needs[1].then(|| gb.grad())],

@@ -174,7 +174,7 @@ impl BinaryOp {
             None => a,
         };
         let (pa, pb) = self.partials(&a, &b, &y);
-        (times_element(g, pa), times_element(g, pb))
+        (times(&g, pa), times(&g, pb))
     }
 
     /// The JVP: `ȧ ⊙ ∂y/∂a + ḃ ⊙ ∂y/∂b`, of the output's shape.
@@ -211,8 +211,8 @@ impl BinaryOp {
         tb: Option<T>,
     ) -> T {
         let (pa, pb) = self.partials(&a, &b, &y);
-        let da = ta.map(|t| times_element(t, pa));
-        let db = tb.map(|t| times_element(t, pb));
+        let da = ta.map(|t| times(&t, pa));
+        let db = tb.map(|t| times(&t, pb));
         match (da, db) {
             (Some(x), Some(z)) => x + z,
             (Some(x), None) | (None, Some(x)) => x,
@@ -228,21 +228,13 @@ impl BinaryOp {
     }
 }
 
-/// `t ⊙ p` (a constant partial scales; 1 leaves `t` as it is).
-fn times(t: &Tensor, p: Partial<Tensor>) -> Tensor {
+/// `t ⊙ p` (a constant partial scales; 1 leaves `t` as it is), on tensors
+/// and on single elements alike.
+fn times<N: Value>(t: &N, p: Partial<N>) -> N {
     match p {
         Const(1.0) => t.clone(),
-        Const(c) => t.mul_scalar(c),
-        Of(p) => t * &p,
-    }
-}
-
-/// `g · p` on one element, as [`times`] computes it on tensors.
-fn times_element<T: Element>(g: T, p: Partial<T>) -> T {
-    match p {
-        Const(1.0) => g,
-        Const(c) => g * T::of(c),
-        Of(p) => g * p,
+        Const(c) => t.scale(c),
+        Of(p) => t.times(&p),
     }
 }
 
