@@ -457,7 +457,7 @@ pub fn eval_norm(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
     Ok(a[0].norm())
 }
 pub fn eval_step(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
-    Ok(a[0].gt_scalar(0.0))
+    Ok(a[0].gt_scalar(0.0).to_dtype(a[0].dtype()))
 }
 
 /// The axis of a softmax-like function: the last unless given.

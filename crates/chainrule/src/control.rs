@@ -842,16 +842,18 @@ where
     let (graph, captures) = Graph::trace_lifting(&named, |args| {
         let c = carry.unpack(&args[1])?;
         let go_on = cond(&c)?;
-        if go_on.numel() != 1 || go_on.dtype() != dtype {
+        if go_on.numel() != 1 || !(go_on.dtype() == DType::Bool || go_on.dtype() == dtype) {
             return Err(Error::invalid(
                 "while_loop",
                 format!(
-                    "the condition gave {:?} {:?}; it must give one element of the carry's dtype {dtype:?}",
+                    "the condition gave {} {:?}; it must give one bool (or one nonzero-or-zero element of the carry's dtype {dtype})",
                     go_on.dtype(),
                     go_on.shape()
                 ),
             ));
         }
+        // Packed with the carry, as 1 or 0 of its dtype.
+        let go_on = go_on.to_dtype(dtype);
         let c2 = body(&c)?;
         carry.check_same("while_loop", "the carry", &c2, dtype)?;
         Ok(vec![carry.pack(&c2)?, go_on.reshape(&[])])
@@ -884,6 +886,10 @@ where
         max_steps,
         |_, c| {
             let go_on = cond(c)?.detach().reshape(&[]);
+            let go_on = match go_on.dtype() {
+                DType::Bool => go_on,
+                _ => go_on.ne_elem(&go_on.zeros_like()),
+            };
             let next = body(c)?;
             next.iter()
                 .zip(c)
@@ -1057,8 +1063,9 @@ pub(crate) fn batch(l: &Arc<Loop>, args: &[crate::ops::BatchArg], size: usize) -
         let carry = per_example.narrow(1, 0, n);
         if while_loop {
             let go_on = per_example.narrow(1, n, 1);
+            let go_on = go_on.ne_elem(&go_on.zeros_like());
             let kept = Tensor::try_where_(&go_on, &carry, &inputs[0])?;
-            let any = go_on.abs().gt_scalar(0.0).max().reshape(&[]);
+            let any = go_on.max().reshape(&[]).to_dtype(carry.dtype());
             return Ok(vec![kept.reshape(&[b * n]), any]);
         }
         let mut outs = vec![carry.reshape(&[b * n])];

@@ -36,12 +36,23 @@ pub enum Error {
         rhs: ShapeDisplay,
         detail: String,
     },
-    /// An f32 tensor met an f64 tensor: they never mix silently.
-    #[error("{op}: dtype mismatch, {lhs:?} and {rhs:?} (convert one with .to_dtype())")]
+    /// Two dtypes met (f32 and f64, a float and an integer…): they never
+    /// mix silently.
+    #[error("{op}: dtype mismatch, {lhs} and {rhs} (convert one with .to_dtype())")]
     DTypeMismatch {
         op: &'static str,
         lhs: DType,
         rhs: DType,
+    },
+    /// An op that is not defined on the dtype it was given (`exp` of an
+    /// integer tensor, a gradient for a bool one…).
+    #[error(
+        "{op}: not defined for {dtype} tensors, only for {expected} (convert with .to_dtype())"
+    )]
+    DTypeUnsupported {
+        op: &'static str,
+        dtype: DType,
+        expected: &'static str,
     },
     /// An axis outside `0..ndim` (negative axes are not accepted).
     #[error("{op}: axis {axis} is out of range for a tensor of shape {shape}")]
@@ -106,6 +117,23 @@ impl Error {
         Error::File {
             path: path.as_ref().display().to_string(),
             msg: msg.into(),
+        }
+    }
+
+    /// `op` refuses `dtype`; `expected` names the dtypes it takes.
+    pub(crate) fn dtype(op: &'static str, dtype: DType, expected: &'static str) -> Self {
+        Error::DTypeUnsupported {
+            op,
+            dtype,
+            expected,
+        }
+    }
+
+    /// `Ok` for a float dtype, else the error naming `op`.
+    pub(crate) fn need_float(op: &'static str, dtype: DType) -> Result<()> {
+        match dtype.is_float() {
+            true => Ok(()),
+            false => Err(Error::dtype(op, dtype, "f32 and f64")),
         }
     }
 

@@ -43,7 +43,7 @@
 use crate::error::{Error, Result};
 use crate::interp::Interpreter;
 use crate::ops::Prim;
-use crate::storage::StorageElement;
+use crate::storage::FloatElement;
 use crate::tensor::{Tensor, TensorImpl};
 use crate::DType;
 use smallvec::SmallVec;
@@ -106,10 +106,11 @@ impl DualInterpreter {
         match inputs.first()?.dtype() {
             DType::F32 => self.on_numbers_in::<f32>(prim, inputs),
             DType::F64 => self.on_numbers_in::<f64>(prim, inputs),
+            _ => None,
         }
     }
 
-    fn on_numbers_in<T: StorageElement>(&self, prim: &Prim, inputs: &[&Tensor]) -> Option<Tensor> {
+    fn on_numbers_in<T: FloatElement>(&self, prim: &Prim, inputs: &[&Tensor]) -> Option<Tensor> {
         let mut args = [T::zero(); 2];
         let mut tangents = [None; 2];
         for (i, t) in inputs.iter().enumerate().take(2) {
@@ -124,7 +125,7 @@ impl DualInterpreter {
 
     /// The number of a 0-d `t` of element type `T` and its tangent at this
     /// level, when `t` carries nothing else (no node, no other layer).
-    fn number_and_tangent<T: StorageElement>(&self, t: &Tensor) -> Option<(T, Option<T>)> {
+    fn number_and_tangent<T: FloatElement>(&self, t: &Tensor) -> Option<(T, Option<T>)> {
         let plain = |t: &Tensor| {
             t.ndim() == 0 && t.dtype() == T::DTYPE && t.node().is_none() && !t.has_layer()
         };

@@ -56,7 +56,7 @@ mod tensor;
 pub use ops::custom;
 
 pub use autograd::{BackwardOptions, BackwardStats};
-pub use dtype::{DType, Element};
+pub use dtype::{DType, Element, Scalar};
 pub use error::{Error, Result};
 pub use limits::{max_tensor_bytes, set_max_tensor_bytes};
 pub use tensor::Tensor;

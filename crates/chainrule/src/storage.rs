@@ -2,10 +2,12 @@
 //! (a 0-d value above all) is held in place and copied instead, so that the
 //! scalar ops of define-by-run code allocate no buffer.
 
-use crate::dtype::{DType, Element};
+use crate::dtype::{DType, Scalar};
 use std::sync::Arc;
 
-/// Runs `$body` with `$T` bound to the element type of `$dtype`.
+/// Runs `$body` with `$T` bound to the element type of `$dtype`, a float:
+/// the kernels of ops whose shape function admits only `f32` and `f64`
+/// (it names the op and the dtype), so another dtype never gets here.
 macro_rules! with_dtype {
     ($dtype:expr, $T:ident => $body:expr) => {
         match $dtype {
@@ -21,9 +23,64 @@ macro_rules! with_dtype {
                 type $T = f64;
                 $body
             }
+            other => {
+                unreachable!("a float kernel on {other}: the shape function admits only floats")
+            }
         }
     };
 }
+
+/// Runs `$body` with `$T` bound to the element type of `$dtype`, any dtype
+/// (the kernels that only move, compare or convert elements).
+macro_rules! with_scalar {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::DType::F32 => {
+                type $T = f32;
+                $body
+            }
+            $crate::DType::F64 => {
+                type $T = f64;
+                $body
+            }
+            $crate::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            $crate::DType::Bool => {
+                type $T = bool;
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_scalar;
+
+/// Runs `$body` with `$T` bound to the element type of `$dtype`, an
+/// integer (`i32` or `i64`): the integer kernels of arithmetic ops.
+macro_rules! with_int {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        match $dtype {
+            $crate::DType::I32 => {
+                type $T = i32;
+                $body
+            }
+            $crate::DType::I64 => {
+                type $T = i64;
+                $body
+            }
+            other => unreachable!(
+                "an integer kernel on {other}: the shape function admits only integers"
+            ),
+        }
+    };
+}
+pub(crate) use with_int;
+
 pub(crate) use with_dtype;
 
 /// How many bytes a buffer held in place may take.
@@ -33,6 +90,9 @@ const INLINE_BYTES: usize = 16;
 pub(crate) enum Storage {
     F32(Arc<Vec<f32>>),
     F64(Arc<Vec<f64>>),
+    I32(Arc<Vec<i32>>),
+    I64(Arc<Vec<i64>>),
+    Bool(Arc<Vec<bool>>),
     Inline(Inline),
 }
 
@@ -49,13 +109,16 @@ impl Storage {
     /// A buffer in place holding `v` as one element of `dtype` (exact for a
     /// value read from that dtype).
     pub fn number(v: f64, dtype: DType) -> Storage {
-        with_dtype!(dtype, T => T::small(&[T::of(v)]))
+        with_scalar!(dtype, T => T::small(&[T::from_f64(v)]))
     }
 
     pub fn dtype(&self) -> DType {
         match self {
             Storage::F32(_) => DType::F32,
             Storage::F64(_) => DType::F64,
+            Storage::I32(_) => DType::I32,
+            Storage::I64(_) => DType::I64,
+            Storage::Bool(_) => DType::Bool,
             Storage::Inline(b) => b.dtype,
         }
     }
@@ -63,10 +126,7 @@ impl Storage {
     /// A zeroed buffer of `len` elements on the heap (one a compiled
     /// graph writes into through [`Storage::heap_ptr_mut`]).
     pub fn zeroed_heap(dtype: DType, len: usize) -> Storage {
-        match dtype {
-            DType::F32 => Storage::F32(Arc::new(vec![0.0; len])),
-            DType::F64 => Storage::F64(Arc::new(vec![0.0; len])),
-        }
+        with_scalar!(dtype, T => T::heap(vec![T::default(); len]))
     }
 
     /// Whether no other view shares this buffer (one in place never is shared).
@@ -74,6 +134,9 @@ impl Storage {
         match self {
             Storage::F32(v) => Arc::strong_count(v) == 1,
             Storage::F64(v) => Arc::strong_count(v) == 1,
+            Storage::I32(v) => Arc::strong_count(v) == 1,
+            Storage::I64(v) => Arc::strong_count(v) == 1,
+            Storage::Bool(v) => Arc::strong_count(v) == 1,
             Storage::Inline(_) => true,
         }
     }
@@ -83,24 +146,21 @@ impl Storage {
         match self {
             Storage::F32(v) => Arc::get_mut(v).map(|v| v.as_mut_ptr() as *mut u8),
             Storage::F64(v) => Arc::get_mut(v).map(|v| v.as_mut_ptr() as *mut u8),
+            Storage::I32(v) => Arc::get_mut(v).map(|v| v.as_mut_ptr() as *mut u8),
+            Storage::I64(v) => Arc::get_mut(v).map(|v| v.as_mut_ptr() as *mut u8),
+            Storage::Bool(v) => Arc::get_mut(v).map(|v| v.as_mut_ptr() as *mut u8),
             Storage::Inline(_) => None,
         }
     }
 
     /// Element `offset` onwards, for reading through a raw pointer.
     pub fn ptr_at(&self, offset: usize) -> *const u8 {
-        match self {
-            Storage::F32(v) => v[offset..].as_ptr() as *const u8,
-            Storage::F64(v) => v[offset..].as_ptr() as *const u8,
-            Storage::Inline(b) => {
-                with_dtype!(b.dtype, T => T::slice(self)[offset..].as_ptr() as *const u8)
-            }
-        }
+        with_scalar!(self.dtype(), T => T::slice(self)[offset..].as_ptr() as *const u8)
     }
 }
 
 /// Moving typed buffers in and out of the dtype-erased [`Storage`].
-pub(crate) trait StorageElement: Element {
+pub(crate) trait StorageElement: Scalar {
     /// How many elements a buffer held in place takes.
     const INLINE: usize = INLINE_BYTES / std::mem::size_of::<Self>();
     /// `v` as a storage: in place when it is small enough.
@@ -132,15 +192,21 @@ pub(crate) trait StorageElement: Element {
     fn unique_mut(s: &mut Storage) -> Option<&mut [Self]>;
 }
 
+/// A floating-point element type as a storage holds it: the bound of the
+/// float kernels.
+pub(crate) trait FloatElement: crate::dtype::Element + StorageElement {}
+
+impl<T: crate::dtype::Element + StorageElement> FloatElement for T {}
+
 /// An inline buffer's elements, typed: the caller has checked the dtype.
-fn inline_slice<T: Element>(b: &Inline) -> &[T] {
+fn inline_slice<T: Scalar>(b: &Inline) -> &[T] {
     debug_assert_eq!(b.dtype, T::DTYPE);
     // SAFETY: `words` is 8-aligned and its first `len` elements of `T` were
     // written by `small` (the dtype says which type).
     unsafe { std::slice::from_raw_parts(b.words.as_ptr() as *const T, b.len as usize) }
 }
 
-fn inline_slice_mut<T: Element>(b: &mut Inline) -> &mut [T] {
+fn inline_slice_mut<T: Scalar>(b: &mut Inline) -> &mut [T] {
     debug_assert_eq!(b.dtype, T::DTYPE);
     // SAFETY: as `inline_slice`.
     unsafe { std::slice::from_raw_parts_mut(b.words.as_mut_ptr() as *mut T, b.len as usize) }
@@ -172,3 +238,6 @@ macro_rules! storage_element {
 
 storage_element!(f32, F32);
 storage_element!(f64, F64);
+storage_element!(i32, I32);
+storage_element!(i64, I64);
+storage_element!(bool, Bool);

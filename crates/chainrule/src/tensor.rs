@@ -2,12 +2,12 @@
 //! depends on a leaf requiring gradients) its node in the implicit graph.
 
 use crate::autograd::node::{self, Node, NodeKind};
-use crate::dtype::{DType, Element};
+use crate::dtype::{DType, Scalar};
 use crate::error::{or_panic, Error, Result};
 use crate::kernels::elementwise::materialize;
 use crate::layout::Layout;
 use crate::limits::check_alloc;
-use crate::storage::{with_dtype, Storage, StorageElement};
+use crate::storage::{with_scalar, Storage, StorageElement};
 use rand::{Rng, SeedableRng};
 use std::fmt;
 use std::sync::Arc;
@@ -243,12 +243,12 @@ impl Tensor {
     ///
     /// Panics when `data.len()` is not the product of `shape`; see [`Tensor::try_from_vec`].
     #[track_caller]
-    pub fn from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Tensor {
+    pub fn from_vec<T: Scalar>(data: Vec<T>, shape: &[usize]) -> Tensor {
         or_panic(Self::try_from_vec(data, shape))
     }
 
     /// Like [`Tensor::from_vec`], returning an error on a length mismatch.
-    pub fn try_from_vec<T: Element>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
+    pub fn try_from_vec<T: Scalar>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
         let n = crate::limits::checked_numel("from_vec", shape)?;
         if data.len() != n {
             return Err(Error::invalid(
@@ -261,7 +261,7 @@ impl Tensor {
                 ),
             ));
         }
-        Ok(with_dtype!(T::DTYPE, E => {
+        Ok(with_scalar!(T::DTYPE, E => {
             // T is E: same DTYPE. Reinterpret without copying.
             let data: Vec<E> = cast_vec(data);
             Tensor::from_buffer(data, shape)
@@ -270,12 +270,12 @@ impl Tensor {
 
     /// A tensor of `shape` copied from a slice.
     #[track_caller]
-    pub fn from_slice<T: Element>(data: &[T], shape: &[usize]) -> Tensor {
+    pub fn from_slice<T: Scalar>(data: &[T], shape: &[usize]) -> Tensor {
         Self::from_vec(data.to_vec(), shape)
     }
 
     /// A 0-d tensor.
-    pub fn scalar<T: Element>(v: T) -> Tensor {
+    pub fn scalar<T: Scalar>(v: T) -> Tensor {
         Self::from_vec(vec![v], &[])
     }
 
@@ -288,7 +288,7 @@ impl Tensor {
     /// [`Tensor::full`], or an error when the shape is too large.
     pub fn try_full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
         let n = check_alloc("full", shape, dtype)?;
-        Ok(with_dtype!(dtype, E => Tensor::from_buffer(vec![E::of(value); n], shape)))
+        Ok(with_scalar!(dtype, E => Tensor::from_buffer(vec![E::from_f64(value); n], shape)))
     }
 
     #[track_caller]
@@ -328,7 +328,7 @@ impl Tensor {
     pub fn try_arange(n: usize, dtype: DType) -> Result<Tensor> {
         check_alloc("arange", &[n], dtype)?;
         Ok(
-            with_dtype!(dtype, E => Tensor::from_buffer((0..n).map(|i| E::of(i as f64)).collect(), &[n])),
+            with_scalar!(dtype, E => Tensor::from_buffer((0..n).map(|i| E::from_i64(i as i64)).collect(), &[n])),
         )
     }
 
@@ -339,14 +339,15 @@ impl Tensor {
     }
 
     pub fn try_linspace(start: f64, end: f64, n: usize, dtype: DType) -> Result<Tensor> {
+        Error::need_float("linspace", dtype)?;
         check_alloc("linspace", &[n], dtype)?;
         let step = if n > 1 {
             (end - start) / (n - 1) as f64
         } else {
             0.0
         };
-        Ok(with_dtype!(dtype, E => Tensor::from_buffer(
-            (0..n).map(|i| E::of(start + step * i as f64)).collect(), &[n])))
+        Ok(with_scalar!(dtype, E => Tensor::from_buffer(
+            (0..n).map(|i| E::from_f64(start + step * i as f64)).collect(), &[n])))
     }
 
     /// The `n × n` identity.
@@ -357,10 +358,10 @@ impl Tensor {
 
     pub fn try_eye(n: usize, dtype: DType) -> Result<Tensor> {
         let len = check_alloc("eye", &[n, n], dtype)?;
-        Ok(with_dtype!(dtype, E => {
-            let mut v = vec![E::zero(); len];
+        Ok(with_scalar!(dtype, E => {
+            let mut v = vec![E::from_i64(0); len];
             for i in 0..n {
-                v[i * n + i] = E::one();
+                v[i * n + i] = E::from_i64(1);
             }
             Tensor::from_buffer(v, &[n, n])
         }))
@@ -386,10 +387,11 @@ impl Tensor {
                 format!("needs finite bounds low < high, got [{low}, {high})"),
             ));
         }
+        Error::need_float("rand_uniform", dtype)?;
         let n = check_alloc("rand_uniform", shape, dtype)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        Ok(with_dtype!(dtype, E => Tensor::from_buffer(
-            (0..n).map(|_| E::of(rng.random_range(low..high))).collect(), shape)))
+        Ok(with_scalar!(dtype, E => Tensor::from_buffer(
+            (0..n).map(|_| E::from_f64(rng.random_range(low..high))).collect(), shape)))
     }
 
     /// Normal with mean `mean` and standard deviation `std`, seeded with
@@ -418,10 +420,11 @@ impl Tensor {
                     ),
                 )
             })?;
+        Error::need_float("rand_normal", dtype)?;
         let n = check_alloc("rand_normal", shape, dtype)?;
         let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-        Ok(with_dtype!(dtype, E => Tensor::from_buffer(
-            (0..n).map(|_| E::of(rng.sample(normal))).collect(), shape)))
+        Ok(with_scalar!(dtype, E => Tensor::from_buffer(
+            (0..n).map(|_| E::from_f64(rng.sample(normal))).collect(), shape)))
     }
 
     // ---- reading back -----------------------------------------------------
@@ -450,11 +453,11 @@ impl Tensor {
     /// The elements in row-major order, converted to `T`.
     /// Panics inside `vmap` on a batched tensor (see [`Tensor::try_item`]).
     #[track_caller]
-    pub fn to_vec<T: Element>(&self) -> Vec<T> {
+    pub fn to_vec<T: Scalar>(&self) -> Vec<T> {
         or_panic(self.readable("to_vec"));
-        with_dtype!(self.dtype(), E => {
+        with_scalar!(self.dtype(), E => {
             let v: Vec<E> = materialize(self.buffer::<E>(), self.layout());
-            if E::DTYPE == T::DTYPE { cast_vec(v) } else { v.into_iter().map(|x| T::of(x.f64())).collect() }
+            if E::DTYPE == T::DTYPE { cast_vec(v) } else { v.into_iter().map(T::cast_from).collect() }
         })
     }
 
@@ -512,7 +515,7 @@ impl Tensor {
     }
 
     fn get_unchecked_offset(&self, off: usize) -> f64 {
-        with_dtype!(self.dtype(), E => self.buffer::<E>()[off].f64())
+        with_scalar!(self.dtype(), E => self.buffer::<E>()[off].to_f64())
     }
 
     /// A row-major copy (or this tensor when it already is one), recording
@@ -527,14 +530,23 @@ impl Tensor {
     // ---- autograd ---------------------------------------------------------
 
     /// This tensor as a leaf whose gradient `backward` computes (consumes the
-    /// handle; clones of the result share one gradient).
+    /// handle; clones of the result share one gradient). Panics for an
+    /// integer or bool tensor (they have no gradients); see
+    /// [`Tensor::try_requires_grad`].
+    #[track_caller]
     pub fn requires_grad(self) -> Tensor {
+        or_panic(self.try_requires_grad())
+    }
+
+    /// [`Tensor::requires_grad`], or an error for an integer or bool tensor.
+    pub fn try_requires_grad(self) -> Result<Tensor> {
+        Error::need_float("requires_grad", self.dtype())?;
         if self.is_batched() {
-            return self.as_leaf();
+            return Ok(self.as_leaf());
         }
         let leaf = Tensor::new_leaf(self.0.storage.clone(), self.0.layout.clone());
         crate::interp::same_value(&self, &leaf);
-        leaf
+        Ok(leaf)
     }
 
     /// Whether ops on this tensor are recorded (it is, or depends on, a leaf
@@ -603,12 +615,14 @@ impl fmt::Debug for Tensor {
         if self.is_batched() {
             return write!(f, ", batched by vmap)");
         }
-        let v = self.to_vec_f64();
-        if v.len() <= 16 {
-            write!(f, ", data={v:?})")
-        } else {
-            write!(f, ", data=[{}, {}, …, {}])", v[0], v[1], v[v.len() - 1])
-        }
+        with_scalar!(self.dtype(), E => {
+            let v = self.to_vec::<E>();
+            if v.len() <= 16 {
+                write!(f, ", data={v:?})")
+            } else {
+                write!(f, ", data=[{:?}, {:?}, …, {:?}])", v[0], v[1], v[v.len() - 1])
+            }
+        })
     }
 }
 

@@ -151,19 +151,22 @@ fn vector_loops_and_their_remainders_agree_in_both_dtypes() {
         let b = Tensor::rand_uniform(&[37], -1.0, 1.0, 8, dtype);
         let r = Tensor::rand_uniform(&[3, 1], -1.0, 1.0, 9, dtype);
         let feeds = [("x", &x), ("b", &b), ("r", &r)];
-        let exe = compiled(&feeds, |t| {
+        // Optimized: the comparisons become masks the kernel keeps in registers.
+        let traced = Graph::trace(&feeds, |t| {
             let h = (&t[0] * &t[2] + &t[1]).relu().clamp(-0.5, 1.5);
-            let m = h.maximum(&t[0]) - t[0].gt(&t[1]) * t[0].sin();
+            let m = h.maximum(&t[0]) - t[0].gt(&t[1]).to_dtype(dtype) * t[0].sin();
             let w = Tensor::where_(&t[0].lt(&t[2]), &m, &m.exp());
-            vec![
+            Ok(vec![
                 w.clone(),
                 w.sum_axes(&[1], false),
                 w.sum_axes(&[0], true),
                 w.max_axes(&[1], false),
                 w.min(),
                 w.abs().sqrt().sign(),
-            ]
+            ])
         });
+        let exe = traced.unwrap().optimize().compile();
+        assert_eq!(exe.report().expect("compiled").interpreted_nodes, 0);
         let native = exe.run(&feeds).unwrap();
         let interpreted = exe.run_interpreted(&feeds).unwrap();
         let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };

@@ -281,7 +281,7 @@ fn loop_errors_name_the_loop_and_the_shapes() {
     )
     .unwrap_err()
     .to_string();
-    assert!(e.contains("F32") && e.contains("F64"), "{e}");
+    assert!(e.contains("f32") && e.contains("f64"), "{e}");
 }
 
 #[test]

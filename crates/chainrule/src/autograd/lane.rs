@@ -25,7 +25,7 @@ pub(crate) enum Grad {
 }
 
 /// The element types the lane runs in.
-trait LaneElement: StorageElement {
+trait LaneElement: crate::storage::FloatElement {
     fn grad(self) -> Grad;
     fn of_grad(g: &Grad) -> Option<Self>;
 }
@@ -101,6 +101,7 @@ pub(crate) fn rule(
     match g.dtype() {
         DType::F32 => rule_in::<f32>(op, g, needs, retain_graph),
         DType::F64 => rule_in::<f64>(op, g, needs, retain_graph),
+        _ => None,
     }
 }
 

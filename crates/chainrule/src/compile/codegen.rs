@@ -69,6 +69,16 @@ pub(super) fn float_cc(op: CompareOp) -> FloatCC {
         CompareOp::Lt => FloatCC::LessThan,
         CompareOp::Le => FloatCC::LessThanOrEqual,
         CompareOp::Eq => FloatCC::Equal,
+        // Unordered or unequal: NaN is unequal to everything, as in Rust.
+        CompareOp::Ne => FloatCC::NotEqual,
+    }
+}
+
+/// The float constant `c` of `dtype`.
+pub(super) fn float_constant<'f>(ins: impl InstBuilder<'f>, c: f64, dtype: DType) -> Value {
+    match dtype {
+        DType::F32 => ins.f32const(c as f32),
+        _ => ins.f64const(c),
     }
 }
 
@@ -76,6 +86,7 @@ pub(super) fn float(d: DType) -> Type {
     match d {
         DType::F32 => types::F32,
         DType::F64 => types::F64,
+        other => unreachable!("{other} in a kernel: the plan interprets non-float nodes"),
     }
 }
 
@@ -425,10 +436,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     /// The constant `c`, splat across the lanes in the vector body.
     fn constant(&mut self, c: f64, dtype: DType) -> Value {
-        let v = match dtype {
-            DType::F32 => self.b.ins().f32const(c as f32),
-            DType::F64 => self.b.ins().f64const(c),
-        };
+        let v = float_constant(self.b.ins(), c, dtype);
         self.widen(v)
     }
 
@@ -747,10 +755,7 @@ pub(crate) struct Arith<'x, 'b> {
 impl Arith<'_, '_> {
     /// The constant `c`, splat across the lanes when `like` is a vector.
     pub fn constant(&mut self, c: f64, dtype: DType, like: Value) -> Value {
-        let v = match dtype {
-            DType::F32 => self.b.ins().f32const(c as f32),
-            DType::F64 => self.b.ins().f64const(c),
-        };
+        let v = float_constant(self.b.ins(), c, dtype);
         let t = self.b.func.dfg.value_type(like);
         if t.is_vector() {
             self.b.ins().splat(t, v)
@@ -904,7 +909,7 @@ fn simd_type(k: &Kernel) -> Option<Type> {
         .all(|o| matches!(o.strides.last(), Some(0) | Some(1)));
     let vector = match dtype {
         DType::F32 => types::F32X4,
-        DType::F64 => types::F64X2,
+        _ => types::F64X2,
     };
     (uniform && unit && !k.dims.is_empty()).then_some(vector)
 }

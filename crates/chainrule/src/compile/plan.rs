@@ -107,10 +107,14 @@ fn kind(g: &Graph, id: NodeId) -> Kind {
         return Kind::View; // inputs and constants: memory of their own
     };
     let input = |k: usize| g.node(node.inputs[k]);
+    // Kernels hold floats; integer and bool values go through memory.
+    if !node.dtype.is_float() || node.inputs.iter().any(|&i| !g.node(i).dtype.is_float()) {
+        return Kind::Interpreted;
+    }
     match p {
         Prim::Unary(_)
         | Prim::Binary(_)
-        | Prim::Compare(_)
+        | Prim::Mask(_)
         | Prim::Where
         | Prim::Cast(_)
         | Prim::Contiguous => Kind::Elementwise,
@@ -390,7 +394,7 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
         let v = match prim {
             Prim::Unary(op) => k.push(Instr::Unary(*op, args[0]), dt),
             Prim::Binary(op) => k.push(Instr::Binary(*op, args[0], args[1]), dt),
-            Prim::Compare(op) => k.push(Instr::Compare(*op, args[0], args[1]), dt),
+            Prim::Mask(op) => k.push(Instr::Compare(*op, args[0], args[1]), dt),
             Prim::Where => k.push(Instr::Where(args[0], args[1], args[2]), dt),
             Prim::Cast(to) => k.push(Instr::Cast(*to, args[0]), dt),
             Prim::Contiguous => args[0],

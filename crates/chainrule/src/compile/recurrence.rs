@@ -80,6 +80,9 @@ impl Recurrence {
 fn check_body(g: &Graph) -> Result<()> {
     let mut total = 0;
     for node in &g.nodes {
+        if !node.dtype.is_float() {
+            return Err(unsupported(format!("it holds {} values", node.dtype)));
+        }
         let numel: usize = node.shape.iter().product();
         if numel > MAX_VALUE_ELEMENTS {
             return Err(unsupported(format!("a value of {numel} elements")));
@@ -99,7 +102,7 @@ fn check_body(g: &Graph) -> Result<()> {
                     .all(|i| g.node(*i).shape.iter().product::<usize>() > 0),
                 Prim::Unary(_)
                 | Prim::Binary(_)
-                | Prim::Compare(_)
+                | Prim::Mask(_)
                 | Prim::Where
                 | Prim::Reshape(_)
                 | Prim::Permute(_)
@@ -323,10 +326,7 @@ impl<'l, 'x, 'b> Writer<'l, 'x, 'b> {
     }
 
     fn constant(&mut self, c: f64, dtype: DType) -> Value {
-        match dtype {
-            DType::F32 => self.ins().f32const(c as f32),
-            DType::F64 => self.ins().f64const(c),
-        }
+        super::codegen::float_constant(self.ins(), c, dtype)
     }
 
     fn arg(&self, node: &Node, k: usize) -> &[Value] {
@@ -402,7 +402,7 @@ impl<'l, 'x, 'b> Writer<'l, 'x, 'b> {
                 x.into_iter().map(|v| self.a.unary(*op, v, dtype)).collect()
             }
             Prim::Binary(op) => self.elementwise(node, |w, v| w.binary(*op, v[0], v[1], dtype)),
-            Prim::Compare(op) => self.elementwise(node, |w, v| {
+            Prim::Mask(op) => self.elementwise(node, |w, v| {
                 let t = w.ins().fcmp(float_cc(*op), v[0], v[1]);
                 let (one, zero) = (w.constant(1.0, dtype), w.constant(0.0, dtype));
                 w.a.select(t, one, zero)

@@ -15,7 +15,7 @@
 
 use crate::graph::{GOp, Graph, NodeId};
 use crate::ops::{BinaryOp, Prim, UnaryOp};
-use crate::storage::{with_dtype, StorageElement};
+use crate::storage::{with_dtype, FloatElement, StorageElement};
 use crate::Tensor;
 use smallvec::SmallVec;
 
@@ -67,7 +67,7 @@ impl Stream {
         with_dtype!(g.node(self.p).dtype, T => self.run_typed::<T>(g, value))
     }
 
-    fn run_typed<T: StorageElement>(
+    fn run_typed<T: FloatElement>(
         &self,
         g: &Graph,
         value: impl Fn(NodeId) -> Tensor,

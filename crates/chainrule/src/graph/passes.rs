@@ -105,10 +105,7 @@ impl Graph {
         rebuild(self, |out, node, inputs| {
             let key = match &node.op {
                 GOp::Input(_) => return None,
-                GOp::Constant(t) if t.numel() <= 64 => CseKey::Value(
-                    t.dtype(),
-                    t.to_vec_f64().iter().map(|v| v.to_bits()).collect(),
-                ),
+                GOp::Constant(t) if t.numel() <= 64 => CseKey::Value(t.dtype(), bits(t)),
                 GOp::Constant(t) => CseKey::Buffer(std::sync::Arc::as_ptr(&t.0) as usize),
                 GOp::Prim(p) => CseKey::Prim(p.clone()),
             };
@@ -285,6 +282,14 @@ fn primal_of_stacked(
     )
 }
 
+/// A small constant's elements as bits (integers exactly, not through `f64`).
+fn bits(t: &Tensor) -> Vec<u64> {
+    match t.dtype().is_float() {
+        true => t.to_vec::<f64>().iter().map(|v| v.to_bits()).collect(),
+        false => t.to_vec::<i64>().iter().map(|&v| v as u64).collect(),
+    }
+}
+
 fn constant_value(g: &Graph, id: NodeId) -> Option<f64> {
     match &g.node(id).op {
         GOp::Constant(t) => {
@@ -301,6 +306,17 @@ fn prim_of(g: &Graph, id: NodeId) -> Option<&Prim> {
         GOp::Prim(p) => Some(p),
         _ => None,
     }
+}
+
+/// `cond`, a comparison of `dtype` values, as their mask (see [`Prim::Mask`]).
+fn as_mask(g: &mut Graph, cond: NodeId, dtype: crate::DType) -> Option<NodeId> {
+    let Some(Prim::Compare(op)) = prim_of(g, cond) else {
+        return None;
+    };
+    let (op, node) = (*op, g.node(cond));
+    let (inputs, shape) = (node.inputs.clone(), node.shape.clone());
+    (g.node(inputs[0]).dtype == dtype)
+        .then(|| g.push(GOp::Prim(Prim::Mask(op)), inputs.to_vec(), &shape, dtype))
 }
 
 fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<NodeId> {
@@ -333,6 +349,19 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
             };
             (constant_value(out, inputs[1]) == Some(unit) && same_shape(0)).then_some(inputs[0])
         }
+        // A comparison choosing between floats, or converted to one, is a
+        // mask of their dtype (which a compiled kernel keeps in registers).
+        Prim::Where => {
+            let mask = as_mask(out, inputs[0], node.dtype)?;
+            let op = GOp::Prim(Prim::Where);
+            Some(out.push(
+                op,
+                vec![mask, inputs[1], inputs[2]],
+                &node.shape,
+                node.dtype,
+            ))
+        }
+        Prim::Cast(to) if to.is_float() => as_mask(out, inputs[0], *to),
         Prim::Unary(UnaryOp::Scale { c }) if c.0 == 1.0 => Some(inputs[0]),
         Prim::Unary(UnaryOp::Shift { c }) if c.0 == 0.0 => Some(inputs[0]),
         Prim::Reshape(_) | Prim::BroadcastTo(_) if same_shape(0) => Some(inputs[0]),

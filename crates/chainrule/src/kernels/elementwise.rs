@@ -5,10 +5,11 @@ use crate::layout::{coalesce, for_each_run, Layout};
 use rayon::prelude::*;
 
 /// `f` applied to every element of a view, in row-major order.
-pub(crate) fn map<T, F>(src: &[T], layout: &Layout, f: F) -> Vec<T>
+pub(crate) fn map<T, U, F>(src: &[T], layout: &Layout, f: F) -> Vec<U>
 where
     T: Copy + Send + Sync,
-    F: Fn(T) -> T + Sync,
+    U: Send,
+    F: Fn(T) -> U + Sync,
 {
     match layout.contiguous_range() {
         Some(r) => {
@@ -52,10 +53,11 @@ pub(crate) fn materialize<T: Copy + Send + Sync>(src: &[T], layout: &Layout) -> 
 }
 
 /// `f(a, b)` over two views already broadcast to the same shape.
-pub(crate) fn zip<T, F>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: F) -> Vec<T>
+pub(crate) fn zip<T, U, F>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: F) -> Vec<U>
 where
     T: Copy + Send + Sync,
-    F: Fn(T, T) -> T + Sync,
+    U: Send,
+    F: Fn(T, T) -> U + Sync,
 {
     debug_assert_eq!(la.shape, lb.shape);
     let n = la.numel();
@@ -128,8 +130,8 @@ where
 }
 
 /// `f(c, a, b)` over three views already broadcast to the same shape.
-pub(crate) fn zip3<T, F>(
-    c: &[T],
+pub(crate) fn zip3<C, T, F>(
+    c: &[C],
     lc: &Layout,
     a: &[T],
     la: &Layout,
@@ -138,8 +140,9 @@ pub(crate) fn zip3<T, F>(
     f: F,
 ) -> Vec<T>
 where
+    C: Copy,
     T: Copy,
-    F: Fn(T, T, T) -> T,
+    F: Fn(C, T, T) -> T,
 {
     lc.offsets()
         .zip(la.offsets())

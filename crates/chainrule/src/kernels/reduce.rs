@@ -83,3 +83,31 @@ fn fold_run<T: Copy, F: Fn(T, T) -> T>(run: &[T], init: T, fold: &F) -> T {
     }
     total
 }
+
+/// For each run along `axis`, the index of the element `better` prefers:
+/// `better(x, best)` says when a later `x` replaces the best so far (so at
+/// ties the first index stays). Runs are in row-major order of the other
+/// axes. `axis` is not empty.
+pub(crate) fn arg_reduce<T, F>(src: &[T], layout: &Layout, axis: usize, better: F) -> Vec<i64>
+where
+    T: Copy + Send + Sync,
+    F: Fn(T, T) -> bool,
+{
+    let len = layout.shape[axis];
+    debug_assert!(len > 0, "checked by the shape function");
+    let nd = layout.shape.len();
+    let perm: Vec<usize> = (0..nd).filter(|&a| a != axis).chain([axis]).collect();
+    let dense = super::elementwise::materialize(src, &layout.permute(&perm));
+    dense
+        .chunks_exact(len)
+        .map(|run| {
+            let mut best = 0;
+            for (i, &x) in run.iter().enumerate().skip(1) {
+                if better(x, run[best]) {
+                    best = i;
+                }
+            }
+            best as i64
+        })
+        .collect()
+}

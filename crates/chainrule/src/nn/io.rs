@@ -9,21 +9,16 @@ use safetensors::{Dtype, SafeTensors};
 use std::path::Path;
 
 fn to_bytes(t: &Tensor) -> (Dtype, Vec<u8>) {
+    /// The elements' little-endian bytes.
+    fn le<T: crate::Scalar, const N: usize>(t: &Tensor, bytes: fn(T) -> [u8; N]) -> Vec<u8> {
+        t.to_vec::<T>().into_iter().flat_map(bytes).collect()
+    }
     match t.dtype() {
-        DType::F32 => (
-            Dtype::F32,
-            t.to_vec::<f32>()
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect(),
-        ),
-        DType::F64 => (
-            Dtype::F64,
-            t.to_vec::<f64>()
-                .iter()
-                .flat_map(|v| v.to_le_bytes())
-                .collect(),
-        ),
+        DType::F32 => (Dtype::F32, le(t, f32::to_le_bytes)),
+        DType::F64 => (Dtype::F64, le(t, f64::to_le_bytes)),
+        DType::I32 => (Dtype::I32, le(t, i32::to_le_bytes)),
+        DType::I64 => (Dtype::I64, le(t, i64::to_le_bytes)),
+        DType::Bool => (Dtype::BOOL, le(t, |b: bool| [b as u8])),
     }
 }
 
@@ -53,14 +48,14 @@ pub fn save_tensors(path: impl AsRef<Path>, tensors: &[(String, Tensor)]) -> Res
     crate::files::replace_file_with_bytes(path, &encoded)
 }
 
-/// Reads every tensor of a safetensors file (F32 and F64 only), sorted by name.
+/// Reads every tensor of a safetensors file (F32, F64, I32, I64 and BOOL), sorted by name.
 pub fn load_tensors(path: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let path = path.as_ref();
     let bytes = std::fs::read(path).map_err(|e| Error::file(path, format!("cannot read: {e}")))?;
     parse_tensors(&bytes, path)
 }
 
-/// The tensors of safetensors `bytes` (F32 and F64 only), sorted by name;
+/// The tensors of safetensors `bytes` (F32, F64, I32, I64 and BOOL), sorted by name;
 /// errors name `origin` (the file they came from).
 pub fn parse_tensors(bytes: &[u8], origin: impl AsRef<Path>) -> Result<Vec<(String, Tensor)>> {
     let path = origin.as_ref();
@@ -75,23 +70,25 @@ pub fn parse_tensors(bytes: &[u8], origin: impl AsRef<Path>) -> Result<Vec<(Stri
             .map_err(|e| Error::file(path, e.to_string()))?;
         let shape = view.shape().to_vec();
         let data = view.data();
+        /// The elements read from their little-endian bytes.
+        fn read<T: crate::Scalar, const N: usize>(
+            data: &[u8],
+            shape: &[usize],
+            from: fn([u8; N]) -> T,
+        ) -> Result<Tensor> {
+            let values = data.chunks_exact(N).map(|c| from(c.try_into().unwrap()));
+            Tensor::try_from_vec(values.collect::<Vec<T>>(), shape)
+        }
         let tensor = match view.dtype() {
-            Dtype::F32 => Tensor::try_from_vec(
-                data.chunks_exact(4)
-                    .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
-                    .collect::<Vec<_>>(),
-                &shape,
-            ),
-            Dtype::F64 => Tensor::try_from_vec(
-                data.chunks_exact(8)
-                    .map(|c| f64::from_le_bytes(c.try_into().unwrap()))
-                    .collect::<Vec<_>>(),
-                &shape,
-            ),
+            Dtype::F32 => read(data, &shape, f32::from_le_bytes),
+            Dtype::F64 => read(data, &shape, f64::from_le_bytes),
+            Dtype::I32 => read(data, &shape, i32::from_le_bytes),
+            Dtype::I64 => read(data, &shape, i64::from_le_bytes),
+            Dtype::BOOL if data.iter().all(|&b| b <= 1) => read(data, &shape, |[b]: [u8; 1]| b == 1),
             other => {
                 return Err(Error::file(
                     path,
-                    format!("tensor `{name}` has dtype {other:?}; only F32 and F64 are supported"),
+                    format!("tensor `{name}` has dtype {other:?}; supported: F32, F64, I32, I64 and BOOL (0 or 1)"),
                 ))
             }
         }

@@ -8,11 +8,11 @@
 use super::movement::sum_to;
 use super::value::{Partial, Value};
 use super::{bind, panicking, same_dtype, Prim};
-use crate::dtype::{DType, Element};
+use crate::dtype::{DType, Element, Int, Scalar};
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::zip;
 use crate::layout::{broadcast_shapes, Layout};
-use crate::storage::{with_dtype, StorageElement};
+use crate::storage::{with_dtype, with_int, with_scalar, StorageElement};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
 use Partial::{Const, Of};
@@ -126,6 +126,53 @@ binary_ops! {
     /// `√(self² + other²)`, without overflow.
     Hypot => "hypot", fn hypot / try_hypot, saves_output: true,
         f: |a, b| a.hypot(b), d: |a, b, y| (Of(a.over(&y)), Of(b.over(&y)));
+}
+
+impl BinaryOp {
+    /// The output's dtype for operands of `dtype`: every op on floats; the
+    /// exact ones on integers; maximum and minimum (`or`, `and`) on bool.
+    pub(crate) fn out_dtype(self, dtype: DType) -> Result<DType> {
+        use BinaryOp::*;
+        let takes = match dtype {
+            DType::F32 | DType::F64 => true,
+            DType::I32 | DType::I64 => matches!(self, Add | Sub | Mul | Maximum | Minimum),
+            DType::Bool => matches!(self, Maximum | Minimum),
+        };
+        match takes {
+            true => Ok(dtype),
+            false if matches!(self, Maximum | Minimum) || dtype.is_int() => {
+                Err(Error::dtype(self.name(), dtype, "floats and integers"))
+            }
+            false if matches!(self, Add | Sub | Mul) => Err(Error::dtype(
+                self.name(),
+                dtype,
+                "numbers (for bool: maximum is `or`, minimum is `and`)",
+            )),
+            false => Err(Error::need_float(self.name(), dtype).unwrap_err()),
+        }
+    }
+
+    /// The kernel on integers (wrapping, as Rust's release builds and
+    /// PyTorch do); the dtype rule admitted only these rows.
+    fn forward_int<T: Int>(self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+        match self {
+            BinaryOp::Add => zip(a, la, b, lb, T::wrapping_add),
+            BinaryOp::Sub => zip(a, la, b, lb, T::wrapping_sub),
+            BinaryOp::Mul => zip(a, la, b, lb, T::wrapping_mul),
+            BinaryOp::Maximum => zip(a, la, b, lb, Ord::max),
+            BinaryOp::Minimum => zip(a, la, b, lb, Ord::min),
+            _ => unreachable!("{} on integers: refused by its dtype rule", self.name()),
+        }
+    }
+
+    /// The kernel on bool: `or` and `and`.
+    fn forward_bool(self, a: &[bool], la: &Layout, b: &[bool], lb: &Layout) -> Vec<bool> {
+        match self {
+            BinaryOp::Maximum => zip(a, la, b, lb, |x, y| x | y),
+            BinaryOp::Minimum => zip(a, la, b, lb, |x, y| x & y),
+            _ => unreachable!("{} on bool: refused by its dtype rule", self.name()),
+        }
+    }
 }
 
 /// `∂y/∂a` and `∂y/∂b` of maximum (or minimum): 1 to the side that wins, ½
@@ -263,16 +310,24 @@ pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result
     ))
 }
 
-/// The kernel of a binary op.
+/// The kernel of a binary op (its dtype rule has admitted the operands).
 pub(crate) fn forward(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let dtype = same_dtype(op.name(), a, b)?;
-    if a.ndim() == 0 && b.ndim() == 0 {
+    if a.ndim() == 0 && b.ndim() == 0 && dtype.is_float() {
         return Ok(with_dtype!(dtype, T => Tensor::from_element(
             op.apply(a.element::<T>(), b.element::<T>()))));
     }
     let (la, lb) = broadcast_pair(op.name(), a, b)?;
-    Ok(with_dtype!(dtype, T => Tensor::from_buffer(
-        op.forward(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape)))
+    let out = match dtype {
+        DType::F32 | DType::F64 => with_dtype!(dtype, T => Tensor::from_buffer(
+            op.forward(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape)),
+        DType::Bool => {
+            Tensor::from_buffer(op.forward_bool(a.buffer(), &la, b.buffer(), &lb), &la.shape)
+        }
+        _ => with_int!(dtype, T => Tensor::from_buffer(
+            op.forward_int(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape)),
+    };
+    Ok(out)
 }
 
 pub(crate) fn binary(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
@@ -332,7 +387,18 @@ macro_rules! compare_ops {
                 match self { $(CompareOp::$variant => $name),* }
             }
 
-            fn forward<T: Element>(self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
+            /// The name of the comparison as a float mask ([`Prim::Mask`]).
+            pub fn mask_name(self) -> &'static str {
+                match self { $(CompareOp::$variant => concat!($name, "_mask")),* }
+            }
+
+            fn forward<T: Scalar>(self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<bool> {
+                match self {
+                    $(CompareOp::$variant => zip(a, la, b, lb, |$a: T, $b: T| $test)),*
+                }
+            }
+
+            fn forward_mask<T: Element>(self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
                 let (one, zero) = (T::one(), T::zero());
                 match self {
                     $(CompareOp::$variant => zip(a, la, b, lb, |$a: T, $b: T| if $test { one } else { zero })),*
@@ -355,28 +421,45 @@ macro_rules! compare_ops {
 }
 
 compare_ops! {
-    /// `1` where `self > other`, else `0` (a constant mask).
+    /// `true` where `self > other` (both of one dtype, broadcasting); a
+    /// `bool` tensor, through which no gradient flows.
     Gt => "gt", fn gt / try_gt, |a, b| a > b;
-    /// `1` where `self >= other`, else `0`.
+    /// `true` where `self >= other`.
     Ge => "ge", fn ge / try_ge, |a, b| a >= b;
-    /// `1` where `self < other`, else `0`.
+    /// `true` where `self < other`.
     Lt => "lt", fn lt / try_lt, |a, b| a < b;
-    /// `1` where `self <= other`, else `0`.
+    /// `true` where `self <= other`.
     Le => "le", fn le / try_le, |a, b| a <= b;
-    /// `1` where `self == other`, else `0`.
+    /// `true` where `self == other`.
     Eq => "eq", fn eq_elem / try_eq_elem, |a, b| a == b;
+    /// `true` where `self != other` (NaN is unequal to everything).
+    Ne => "ne", fn ne_elem / try_ne_elem, |a, b| a != b;
 }
 
-/// The kernel of a comparison: 0s and 1s in the operands' dtype.
+/// The kernel of a comparison: `bool`.
 pub(crate) fn compare(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
     let dtype = same_dtype(op.name(), a, b)?;
     let (la, lb) = broadcast_pair(op.name(), a, b)?;
-    Ok(with_dtype!(dtype, T => Tensor::from_buffer(
+    Ok(with_scalar!(dtype, T => Tensor::from_buffer(
         op.forward(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape)))
 }
 
+/// The kernel of a mask: 0s and 1s in the operands' float dtype.
+pub(crate) fn mask(a: &Tensor, b: &Tensor, op: CompareOp) -> Result<Tensor> {
+    let dtype = same_dtype(op.mask_name(), a, b)?;
+    let (la, lb) = broadcast_pair(op.mask_name(), a, b)?;
+    Ok(with_dtype!(dtype, T => Tensor::from_buffer(
+        op.forward_mask(a.buffer::<T>(), &la, b.buffer::<T>(), &lb), &la.shape)))
+}
+
+/// `1` where `a op b`, else `0`, in their float dtype: a constant mask for
+/// derivative rules (see [`Prim::Mask`]).
+pub(crate) fn mask_of(a: &Tensor, b: &Tensor, op: CompareOp) -> Tensor {
+    crate::error::or_panic(bind(Prim::Mask(op), &[a, b]))
+}
+
 impl Tensor {
-    /// `1` where `self > c`, else `0` (a constant).
+    /// `true` where `self > c` (`c` converted to this tensor's dtype).
     pub fn gt_scalar(&self, c: f64) -> Tensor {
         self.gt(&Tensor::full(&[], c, self.dtype()))
     }

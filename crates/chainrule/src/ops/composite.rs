@@ -9,6 +9,7 @@ use crate::tensor::Tensor;
 impl Tensor {
     /// Mean over `axes`.
     pub fn try_mean_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+        Error::need_float("mean", self.dtype())?;
         let s = self.try_sum_axes(axes, keepdim)?;
         let mut count = 1usize;
         for (i, d) in self.shape().iter().enumerate() {
@@ -19,9 +20,36 @@ impl Tensor {
         Ok(s * (1.0 / count as f64))
     }
 
-    /// The mean of all elements (a 0-d tensor).
+    /// The mean of all elements (a 0-d tensor). Panics for an integer or
+    /// bool tensor (convert it first).
+    #[track_caller]
     pub fn mean(&self) -> Tensor {
+        crate::error::or_panic(Error::need_float("mean", self.dtype()));
         self.sum() * (1.0 / self.numel() as f64)
+    }
+
+    /// `self and other`, elementwise on `bool` tensors (broadcasting). Also `&a & &b`.
+    pub fn try_logical_and(&self, other: &Tensor) -> Result<Tensor> {
+        logical("logical_and", self, other)?;
+        self.try_minimum(other)
+    }
+
+    /// `self or other` on `bool` tensors. Also `&a | &b`.
+    pub fn try_logical_or(&self, other: &Tensor) -> Result<Tensor> {
+        logical("logical_or", self, other)?;
+        self.try_maximum(other)
+    }
+
+    /// `self xor other` on `bool` tensors. Also `&a ^ &b`.
+    pub fn try_logical_xor(&self, other: &Tensor) -> Result<Tensor> {
+        logical("logical_xor", self, other)?;
+        self.try_ne_elem(other)
+    }
+
+    /// `not self` on a `bool` tensor. Also `!&a`.
+    pub fn try_logical_not(&self) -> Result<Tensor> {
+        logical("logical_not", self, self)?;
+        self.try_eq_elem(&Tensor::scalar(false))
     }
 
     /// `log Σ exp(x)` along `axis`, computed stably by factoring out the max.
@@ -73,6 +101,28 @@ impl Tensor {
         let safe = Tensor::where_(&zero, &Tensor::ones(&[], s.dtype()), &s);
         Tensor::where_(&zero, &Tensor::zeros(&[], s.dtype()), &safe.sqrt())
     }
+}
+
+/// Both operands are `bool`, or the error naming `op`.
+fn logical(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    match [a.dtype(), b.dtype()]
+        .into_iter()
+        .find(|&d| d != crate::DType::Bool)
+    {
+        Some(d) => Err(Error::dtype(op, d, "bool")),
+        None => Ok(()),
+    }
+}
+
+panicking! {
+    /// `self and other` on `bool` tensors (see `try_logical_and`).
+    fn logical_and => try_logical_and(other: &Tensor);
+    /// `self or other` on `bool` tensors.
+    fn logical_or => try_logical_or(other: &Tensor);
+    /// `self xor other` on `bool` tensors.
+    fn logical_xor => try_logical_xor(other: &Tensor);
+    /// `not self` on a `bool` tensor.
+    fn logical_not => try_logical_not();
 }
 
 panicking! {

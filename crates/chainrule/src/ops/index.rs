@@ -3,11 +3,12 @@
 use super::binary::broadcast_pair;
 use super::movement::sum_to;
 use super::{bind, same_dtype, Prim};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::zip3;
 use crate::kernels::index as k;
 use crate::layout::{broadcast_shapes, check_axis};
-use crate::storage::with_dtype;
+use crate::storage::{with_dtype, with_scalar};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
 use std::sync::Arc;
@@ -48,7 +49,7 @@ pub(crate) fn index_select_forward(x: &Tensor, axis: usize, index: &[usize]) -> 
     let x = x.contiguous();
     let (outer, len, inner) = split(x.shape(), axis);
     let shape = with_axis(x.shape(), axis, index.len());
-    with_dtype!(x.dtype(), T => Tensor::from_buffer(
+    with_scalar!(x.dtype(), T => Tensor::from_buffer(
         k::index_select(x.buffer::<T>(), outer, len, inner, index), &shape))
 }
 
@@ -64,7 +65,7 @@ pub(crate) fn gather_forward(x: &Tensor, axis: usize, index: &[usize]) -> Tensor
     let x = x.contiguous();
     let (outer, len, inner) = split(x.shape(), axis);
     let shape = with_axis(x.shape(), axis, gathered_len(x.shape(), axis, index.len()));
-    with_dtype!(x.dtype(), T => Tensor::from_buffer(
+    with_scalar!(x.dtype(), T => Tensor::from_buffer(
         k::gather(x.buffer::<T>(), outer, len, inner, index), &shape))
 }
 
@@ -87,10 +88,10 @@ pub(crate) fn with_axis_len(shape: &[usize], axis: usize, len: usize) -> Vec<usi
     with_axis(shape, axis, len)
 }
 
-/// The kernel of `where`.
+/// The kernel of `where` (its dtype rule has admitted the operands: a
+/// bool condition, or a float mask of the branches' dtype).
 pub(crate) fn where_forward(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let dtype = same_dtype("where", a, b)?;
-    same_dtype("where", cond, a)?;
     let (la, lb) = broadcast_pair("where", a, b)?;
     let shape = where_shape(cond.shape(), &la.shape)?;
     crate::limits::check_alloc("where", &shape, dtype)?;
@@ -99,10 +100,31 @@ pub(crate) fn where_forward(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Ten
         la.broadcast_to(&shape).unwrap(),
         lb.broadcast_to(&shape).unwrap(),
     );
-    Ok(with_dtype!(dtype, T => Tensor::from_buffer(
-        zip3(cond.buffer::<T>(), &lc, a.buffer::<T>(), &la, b.buffer::<T>(), &lb,
-             |c, x, y| if c != T::zero() { x } else { y }),
-        &shape)))
+    let out = match cond.dtype() {
+        DType::Bool => with_scalar!(dtype, T => Tensor::from_buffer(
+            zip3(cond.buffer::<bool>(), &lc, a.buffer::<T>(), &la, b.buffer::<T>(), &lb,
+                 |c, x, y| if c { x } else { y }),
+            &shape)),
+        _ => with_dtype!(dtype, T => Tensor::from_buffer(
+            zip3(cond.buffer::<T>(), &lc, a.buffer::<T>(), &la, b.buffer::<T>(), &lb,
+                 |c, x, y| if c != T::zero() { x } else { y }),
+            &shape)),
+    };
+    Ok(out)
+}
+
+/// `a` where `cond` holds, else `b`, for derivative rules: `cond` is a bool
+/// tensor or a float mask (see [`Prim::Mask`]) of the branches' dtype.
+pub(crate) fn select(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
+    crate::error::or_panic(bind(Prim::Where, &[&constant_condition(cond), a, b]))
+}
+
+/// The condition cut from the graph (a bool one never is in it).
+fn constant_condition(cond: &Tensor) -> Tensor {
+    match cond.dtype() {
+        DType::Bool => cond.clone(),
+        _ => cond.detach(),
+    }
 }
 
 /// The shape of `where(cond, ·)` given the branches' common shape.
@@ -123,8 +145,8 @@ pub(crate) fn where_vjp(
     let zero = Tensor::zeros(&[], g.dtype());
     smallvec![
         None,
-        needs[1].then(|| sum_to(&Tensor::where_(cond, g, &zero), a.shape())),
-        needs[2].then(|| sum_to(&Tensor::where_(cond, &zero, g), b.shape())),
+        needs[1].then(|| sum_to(&select(cond, g, &zero), a.shape())),
+        needs[2].then(|| sum_to(&select(cond, &zero, g), b.shape())),
     ]
 }
 
@@ -132,7 +154,7 @@ pub(crate) fn where_vjp(
 pub(crate) fn where_jvp(inputs: &[Tensor], out: &Tensor, tangents: &[Option<Tensor>]) -> Tensor {
     let zero = Tensor::zeros(&[], out.dtype());
     let branch = |i: usize| tangents[i].clone().unwrap_or_else(|| zero.clone());
-    let t = Tensor::where_(&inputs[0], &branch(1), &branch(2));
+    let t = select(&inputs[0], &branch(1), &branch(2));
     if t.shape() == out.shape() {
         t
     } else {
@@ -197,15 +219,21 @@ impl Tensor {
         Ok(gather(self, axis, index.into()))
     }
 
-    /// `a` where `cond` is non-zero, else `b`; all three broadcast. No
-    /// gradient flows to `cond`.
+    /// `a` where the `bool` tensor `cond` holds, else `b`; all three
+    /// broadcast. No gradient flows to `cond`.
     pub fn try_where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         same_dtype("where", a, b)?;
-        same_dtype("where", cond, a)?;
+        if cond.dtype() != DType::Bool {
+            return Err(Error::dtype(
+                "where",
+                cond.dtype(),
+                "a bool condition (a comparison's result)",
+            ));
+        }
         let branches = super::binary::broadcast_shape("where", a.shape(), b.shape())?;
         let shape = where_shape(cond.shape(), &branches)?;
         crate::limits::check_alloc("where", &shape, a.dtype())?;
-        bind(Prim::Where, &[&cond.detach(), a, b])
+        bind(Prim::Where, &[cond, a, b])
     }
 
     #[track_caller]

@@ -61,13 +61,27 @@ impl std::hash::Hash for Param {
 pub(crate) enum Prim {
     Unary(UnaryOp),
     Binary(BinaryOp),
-    /// An elementwise comparison giving 1 or 0 (no derivative).
+    /// An elementwise comparison of two tensors of one dtype, giving `bool`
+    /// (no derivative).
     Compare(CompareOp),
-    /// Inputs: condition (never differentiated), then the two branches.
+    /// A comparison as `1` or `0` in its operands' float dtype: the masks
+    /// derivative rules multiply by (a compiled kernel keeps them in
+    /// registers, as it does any float).
+    Mask(CompareOp),
+    /// Inputs: condition (never differentiated; `bool`, or a mask of the
+    /// branches' float dtype), then the two branches.
     Where,
     Reduce {
         op: ReduceOp,
         axes: Dims,
+        keepdim: bool,
+    },
+    /// The index (`i64`) of the largest (`op` Max) or smallest (Min)
+    /// element along `axis`: the first at ties, a NaN's where there is one
+    /// (NaN propagates, as in the reductions). No derivative.
+    Arg {
+        op: ReduceOp,
+        axis: usize,
         keepdim: bool,
     },
     Matmul,
@@ -172,8 +186,10 @@ impl Prim {
             Prim::Unary(op) => op.name(),
             Prim::Binary(op) => op.name(),
             Prim::Compare(op) => op.name(),
+            Prim::Mask(op) => op.mask_name(),
             Prim::Where => "where",
             Prim::Reduce { op, .. } => op.name(),
+            Prim::Arg { op, .. } => op.arg_name(),
             Prim::Matmul => "matmul",
             Prim::Reshape(_) => "reshape",
             Prim::Permute(_) => "permute",
@@ -203,6 +219,11 @@ impl Prim {
                 axes.as_slice(),
                 if *keepdim { " keepdim" } else { "" }
             ),
+            Prim::Arg { op, axis, keepdim } => format!(
+                "{} axis {axis}{}",
+                op.arg_name(),
+                if *keepdim { " keepdim" } else { "" }
+            ),
             Prim::Permute(p) => format!("permute {:?}", p.as_slice()),
             Prim::Narrow { axis, start, .. } => format!("narrow axis {axis} from {start}"),
             Prim::Pad { axis, start, .. } => format!("pad axis {axis} at {start}"),
@@ -220,7 +241,8 @@ impl Prim {
     /// stop-gradients have empty rules).
     pub(crate) fn differentiable(&self) -> bool {
         match self {
-            Prim::Compare(_) | Prim::StopGradient => false,
+            Prim::Compare(_) | Prim::Mask(_) | Prim::Arg { .. } | Prim::StopGradient => false,
+            Prim::Cast(to) => to.is_float(),
             Prim::Unary(op) => op.differentiable(),
             _ => true,
         }
@@ -235,7 +257,7 @@ impl Prim {
     /// How many inputs the op takes (`None`: one or more).
     pub(crate) fn arity(&self) -> Option<usize> {
         match self {
-            Prim::Binary(_) | Prim::Compare(_) | Prim::Matmul => Some(2),
+            Prim::Binary(_) | Prim::Compare(_) | Prim::Mask(_) | Prim::Matmul => Some(2),
             Prim::Where => Some(3),
             Prim::Concat { .. } | Prim::Custom(_) | Prim::Loop(_) => None,
             _ => Some(1),
@@ -284,33 +306,21 @@ impl Prim {
     /// or the error the op gives. `None` for a custom op (its shape is known
     /// only by running it).
     pub(crate) fn shape(&self, args: &[(&[usize], DType)]) -> Result<Option<(Vec<usize>, DType)>> {
-        let (x, dtype) = args[0];
-        let same_dtypes = |op: &'static str| -> Result<()> {
-            match args.iter().find(|(_, d)| *d != dtype) {
-                Some((_, d)) => Err(Error::DTypeMismatch {
-                    op,
-                    lhs: dtype,
-                    rhs: *d,
-                }),
-                None => Ok(()),
-            }
-        };
+        let x = args[0].0;
+        let dtypes: SmallVec<[DType; 3]> = args.iter().map(|a| a.1).collect();
+        let dtype = self.out_dtype(&dtypes)?;
         let shape = match self {
             Prim::Unary(_) | Prim::Contiguous | Prim::StopGradient => x.to_vec(),
-            Prim::Binary(_) | Prim::Compare(_) => {
-                same_dtypes(self.name())?;
+            Prim::Binary(_) | Prim::Compare(_) | Prim::Mask(_) => {
                 binary::broadcast_shape(self.name(), x, args[1].0)?
             }
             Prim::Where => {
-                same_dtypes("where")?;
                 let branches = binary::broadcast_shape("where", args[1].0, args[2].0)?;
                 index::where_shape(x, &branches)?
             }
             Prim::Reduce { op, axes, keepdim } => reduce::shape(*op, x, axes, *keepdim)?,
-            Prim::Matmul => {
-                same_dtypes("matmul")?;
-                matmul::shape(x, args[1].0)?
-            }
+            Prim::Arg { op, axis, keepdim } => reduce::arg_shape(*op, x, *axis, *keepdim)?,
+            Prim::Matmul => matmul::shape(x, args[1].0)?,
             Prim::Reshape(s) => {
                 if s.iter().product::<usize>() != x.iter().product::<usize>() {
                     return Err(Error::shapes_detail(
@@ -346,14 +356,13 @@ impl Prim {
                 index::with_axis_len(x, *axis, *size)
             }
             Prim::Concat { axis } => {
-                same_dtypes("concat")?;
                 let total = args
                     .iter()
                     .map(|(s, _)| s.get(*axis).copied().unwrap_or(0))
                     .sum();
                 index::with_axis_len(x, *axis, total)
             }
-            Prim::Cast(d) => return Ok(Some((x.to_vec(), *d))),
+            Prim::Cast(_) => x.to_vec(),
             Prim::IndexSelect { axis, index } => index::with_axis_len(x, *axis, index.len()),
             Prim::Gather { axis, index } => {
                 index::with_axis_len(x, *axis, index::gathered_len(x, *axis, index.len()))
@@ -364,15 +373,63 @@ impl Prim {
         Ok(Some((shape, dtype)))
     }
 
+    /// The output's dtype from the inputs' `dtypes`, or the error naming
+    /// the op: the one place that says which dtypes each op takes. Floats
+    /// take every op; integers the exact arithmetic (add, sub, mul,
+    /// maximum, minimum), reductions and everything that moves, compares
+    /// or converts elements; bool the same but arithmetic (maximum and
+    /// minimum are `or` and `and`).
+    pub(crate) fn out_dtype(&self, dtypes: &[DType]) -> Result<DType> {
+        let x = dtypes[0];
+        let same = |op: &'static str, of: &[DType]| match of.iter().find(|&&d| d != of[0]) {
+            Some(&d) => Err(Error::DTypeMismatch {
+                op,
+                lhs: of[0],
+                rhs: d,
+            }),
+            None => Ok(of[0]),
+        };
+        match self {
+            Prim::Unary(op) => Error::need_float(op.name(), x).map(|_| x),
+            Prim::Binary(op) => op.out_dtype(same(op.name(), dtypes)?),
+            Prim::Compare(op) => same(op.name(), dtypes).map(|_| DType::Bool),
+            Prim::Mask(op) => {
+                let d = same(op.mask_name(), dtypes)?;
+                Error::need_float(op.mask_name(), d).map(|_| d)
+            }
+            Prim::Where => {
+                let d = same("where", &dtypes[1..])?;
+                if x != DType::Bool && (x != d || !d.is_float()) {
+                    return Err(Error::dtype("where", x, "a bool condition"));
+                }
+                Ok(d)
+            }
+            Prim::Reduce { op, .. } => op.out_dtype(x),
+            Prim::Arg { .. } => Ok(DType::I64),
+            Prim::Matmul => Error::need_float("matmul", same("matmul", dtypes)?).map(|_| x),
+            Prim::Concat { .. } => same("concat", dtypes),
+            Prim::Cast(to) => Ok(*to),
+            // Sums into zeros: the transposes of gathers, for gradients.
+            Prim::IndexAdd { .. } | Prim::ScatterAdd { .. } => {
+                Error::need_float(self.name(), x).map(|_| x)
+            }
+            _ => Ok(x),
+        }
+    }
+
     /// The kernel: the op on its inputs' values (recording nothing).
     pub(crate) fn forward(&self, args: &[&Tensor]) -> Result<Tensor> {
         let x = args[0];
+        let dtypes: SmallVec<[DType; 3]> = args.iter().map(|t| t.dtype()).collect();
+        self.out_dtype(&dtypes)?;
         Ok(match self {
             Prim::Unary(op) => unary::forward(x, *op),
             Prim::Binary(op) => binary::forward(x, args[1], *op)?,
             Prim::Compare(op) => binary::compare(x, args[1], *op)?,
+            Prim::Mask(op) => binary::mask(x, args[1], *op)?,
             Prim::Where => index::where_forward(x, args[1], args[2])?,
             Prim::Reduce { op, axes, keepdim } => reduce::forward(x, *op, axes, *keepdim)?,
+            Prim::Arg { op, axis, keepdim } => reduce::arg_forward(x, *op, *axis, *keepdim)?,
             Prim::Matmul => matmul::forward(x, args[1])?,
             Prim::Reshape(s) => movement::reshape_forward(x, s),
             Prim::Permute(p) => x.view(x.layout().permute(p)),
@@ -412,7 +469,9 @@ impl Prim {
         let x = &inputs[0];
         let one = |t: Tensor| -> SmallVec<[Option<Tensor>; 2]> { smallvec![Some(t)] };
         Ok(match self {
-            Prim::Compare(_) | Prim::StopGradient => inputs.iter().map(|_| None).collect(),
+            Prim::Compare(_) | Prim::Mask(_) | Prim::Arg { .. } | Prim::StopGradient => {
+                inputs.iter().map(|_| None).collect()
+            }
             Prim::Unary(op) if !op.differentiable() => smallvec![None],
             Prim::Unary(op) => one(op.vjp(x, output, g)),
             Prim::Binary(op) => op.vjp(x, &inputs[1], output, g, needs),
@@ -555,7 +614,7 @@ impl Prim {
             Prim::Unary(_) | Prim::Contiguous | Prim::StopGradient | Prim::Cast(_) => {
                 bind(self.clone(), &[x])
             }
-            Prim::Binary(_) | Prim::Compare(_) | Prim::Where => {
+            Prim::Binary(_) | Prim::Compare(_) | Prim::Mask(_) | Prim::Where => {
                 let rank = args.iter().map(BatchArg::rank).max().unwrap_or(0);
                 let aligned: SmallVec<[Tensor; 3]> = args.iter().map(|a| a.aligned(rank)).collect();
                 let refs: SmallVec<[&Tensor; 3]> = aligned.iter().collect();
@@ -565,6 +624,14 @@ impl Prim {
                 Prim::Reduce {
                     op: *op,
                     axes: shifted(axes),
+                    keepdim: *keepdim,
+                },
+                &[x],
+            ),
+            Prim::Arg { op, axis, keepdim } => bind(
+                Prim::Arg {
+                    op: *op,
+                    axis: axis + 1,
                     keepdim: *keepdim,
                 },
                 &[x],

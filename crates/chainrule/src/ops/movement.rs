@@ -2,11 +2,11 @@
 //! broadcast and narrow are views: they share the buffer and copy nothing.
 
 use super::{bind, panicking, same_dtype, Prim};
-use crate::dtype::{DType, Element};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::materialize;
 use crate::layout::{check_axis, Layout};
-use crate::storage::with_dtype;
+use crate::storage::with_scalar;
 use crate::tensor::Tensor;
 use smallvec::SmallVec;
 
@@ -24,20 +24,20 @@ pub(crate) fn contiguous_forward(x: &Tensor) -> Result<Tensor> {
     // A broadcast view can be far larger than its buffer.
     crate::limits::check_alloc("contiguous", x.shape(), x.dtype())?;
     Ok(
-        with_dtype!(x.dtype(), T => Tensor::from_buffer(materialize(x.buffer::<T>(), x.layout()), x.shape())),
+        with_scalar!(x.dtype(), T => Tensor::from_buffer(materialize(x.buffer::<T>(), x.layout()), x.shape())),
     )
 }
 
 /// `x` copied into a fresh row-major buffer, even when it is contiguous.
 pub(crate) fn copy_of(x: &Tensor) -> Tensor {
-    with_dtype!(x.dtype(), T => Tensor::from_buffer(materialize(x.buffer::<T>(), x.layout()), x.shape()))
+    with_scalar!(x.dtype(), T => Tensor::from_buffer(materialize(x.buffer::<T>(), x.layout()), x.shape()))
 }
 
 /// The kernel of a reshape: a view of contiguous data, else a copy.
 pub(crate) fn reshape_forward(x: &Tensor, shape: &[usize]) -> Tensor {
     match x.layout().reshape(shape) {
         Some(l) => x.view(l),
-        None => with_dtype!(x.dtype(), T => Tensor::from_buffer(
+        None => with_scalar!(x.dtype(), T => Tensor::from_buffer(
             materialize(x.buffer::<T>(), x.layout()), shape)),
     }
 }
@@ -47,8 +47,8 @@ pub(crate) fn pad_forward(x: &Tensor, axis: usize, start: usize, size: usize) ->
     let mut shape: Vec<usize> = x.shape().to_vec();
     shape[axis] = size;
     let numel = crate::limits::check_alloc("pad", &shape, x.dtype())?;
-    Ok(with_dtype!(x.dtype(), T => {
-        let mut buf = vec![T::zero(); numel];
+    Ok(with_scalar!(x.dtype(), T => {
+        let mut buf = vec![T::default(); numel];
         let dst = Layout::contiguous(&shape).narrow(axis, start, x.shape()[axis]);
         crate::layout::copy_view(&mut buf, &dst, x.buffer::<T>(), x.layout());
         Tensor::from_buffer(buf, &shape)
@@ -64,8 +64,8 @@ pub(crate) fn concat_forward(tensors: &[&Tensor], axis: usize) -> Result<Tensor>
         .try_fold(0usize, |n, t| n.checked_add(t.shape()[axis]))
         .ok_or_else(|| Error::invalid("concat", "the total length overflows"))?;
     let numel = crate::limits::check_alloc("concat", &shape, first.dtype())?;
-    Ok(with_dtype!(first.dtype(), T => {
-        let mut buf = vec![T::zero(); numel];
+    Ok(with_scalar!(first.dtype(), T => {
+        let mut buf = vec![T::default(); numel];
         let full = Layout::contiguous(&shape);
         let mut start = 0;
         for t in tensors {
@@ -80,8 +80,7 @@ pub(crate) fn concat_forward(tensors: &[&Tensor], axis: usize) -> Result<Tensor>
 
 /// The kernel of a dtype conversion.
 pub(crate) fn cast_forward(x: &Tensor, dtype: DType) -> Tensor {
-    with_dtype!(dtype, T => Tensor::from_buffer(
-        x.to_vec_f64().into_iter().map(T::of).collect(), x.shape()))
+    with_scalar!(dtype, T => Tensor::from_buffer(x.to_vec::<T>(), x.shape()))
 }
 
 /// `g` summed over the axes along which `shape` was broadcast to `g`'s shape:

@@ -1,9 +1,11 @@
 //! Operator overloading: `+ - * /` and unary `-` for tensors (owned or
-//! borrowed) and `f64` scalars. They panic on shape or dtype mismatch, like
+//! borrowed) and scalars (`f64`, `i64`); `& | ^ !` for
+//! `bool` tensors. They panic on shape or dtype mismatch, like
 //! the named methods; use `try_add` & co. for a `Result`.
 
+use crate::dtype::Scalar;
 use crate::tensor::Tensor;
-use std::ops::{Add, Div, Mul, Neg, Sub};
+use std::ops::{Add, BitAnd, BitOr, BitXor, Div, Mul, Neg, Not, Sub};
 
 macro_rules! tensor_tensor {
     ($trait:ident, $method:ident, $call:ident) => {
@@ -43,48 +45,103 @@ tensor_tensor!(Sub, sub, sub);
 tensor_tensor!(Mul, mul, mul);
 tensor_tensor!(Div, div, div);
 
-/// `tensor op scalar` and `scalar op tensor`, each through one unary primitive.
+/// `tensor op scalar` and `scalar op tensor` for `f64` and `i64` scalars.
+/// On a float tensor either goes through one unary primitive (as `f64`); on
+/// an integer tensor an `i64` becomes a 0-d tensor of its dtype; any other
+/// pairing (an `f64` with an integer tensor, any number with a bool one) is
+/// a dtype mismatch, as between tensors. One float and one integer type
+/// only: a second of either (`f32`, `i32`) would leave a literal's type
+/// open, and `x * 0.5 + &y` would no longer infer.
 macro_rules! tensor_scalar {
-    ($trait:ident, $method:ident, |$t:ident, $c:ident| $tensor_first:expr, |$t2:ident, $c2:ident| $scalar_first:expr) => {
-        impl $trait<f64> for &Tensor {
-            type Output = Tensor;
-            fn $method(self, $c: f64) -> Tensor {
-                let $t = self;
-                $tensor_first
-            }
-        }
-        impl $trait<f64> for Tensor {
-            type Output = Tensor;
-            fn $method(self, $c: f64) -> Tensor {
-                let $t = &self;
-                $tensor_first
-            }
-        }
-        impl $trait<&Tensor> for f64 {
-            type Output = Tensor;
-            fn $method(self, rhs: &Tensor) -> Tensor {
-                let ($t2, $c2) = (rhs, self);
-                $scalar_first
-            }
-        }
-        impl $trait<Tensor> for f64 {
-            type Output = Tensor;
-            fn $method(self, rhs: Tensor) -> Tensor {
-                let ($t2, $c2) = (&rhs, self);
-                $scalar_first
-            }
-        }
+    ($trait:ident, $method:ident, $call:ident, |$t:ident, $c:ident| $tensor_first:expr, |$t2:ident, $c2:ident| $scalar_first:expr) => {
+        tensor_scalar!(@each $trait, $method, $call, |$t, $c| $tensor_first, |$t2, $c2| $scalar_first; f64, i64);
     };
+    (@each $trait:ident, $method:ident, $call:ident, |$t:ident, $c:ident| $tensor_first:expr, |$t2:ident, $c2:ident| $scalar_first:expr; $($s:ty),*) => {$(
+        impl $trait<$s> for &Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, c: $s) -> Tensor {
+                with_scalar(self, c, false, Tensor::$call, |$t, $c| $tensor_first)
+            }
+        }
+        impl $trait<$s> for Tensor {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, c: $s) -> Tensor {
+                with_scalar(&self, c, false, Tensor::$call, |$t, $c| $tensor_first)
+            }
+        }
+        impl $trait<&Tensor> for $s {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: &Tensor) -> Tensor {
+                with_scalar(rhs, self, true, Tensor::$call, |$t2, $c2| $scalar_first)
+            }
+        }
+        impl $trait<Tensor> for $s {
+            type Output = Tensor;
+            #[track_caller]
+            fn $method(self, rhs: Tensor) -> Tensor {
+                with_scalar(&rhs, self, true, Tensor::$call, |$t2, $c2| $scalar_first)
+            }
+        }
+    )*};
 }
 
-tensor_scalar!(Add, add, |t, c| t.add_scalar(c), |t, c| t.add_scalar(c));
-tensor_scalar!(Sub, sub, |t, c| t.add_scalar(-c), |t, c| t
+/// `t op c` (or `c op t` when `scalar_first`): through `on_float` for a
+/// float tensor, else through the binary op with `c` as a 0-d tensor.
+#[track_caller]
+fn with_scalar<S: Scalar>(
+    t: &Tensor,
+    c: S,
+    scalar_first: bool,
+    binary: fn(&Tensor, &Tensor) -> Tensor,
+    on_float: impl Fn(&Tensor, f64) -> Tensor,
+) -> Tensor {
+    if t.dtype().is_float() {
+        return on_float(t, c.to_f64());
+    }
+    let c = match S::DTYPE.is_int() && t.dtype().is_int() {
+        true => Tensor::scalar(c.to_i64()).to_dtype(t.dtype()),
+        false => Tensor::scalar(c),
+    };
+    match scalar_first {
+        true => binary(&c, t),
+        false => binary(t, &c),
+    }
+}
+
+tensor_scalar!(Add, add, add, |t, c| t.add_scalar(c), |t, c| t
+    .add_scalar(c));
+tensor_scalar!(Sub, sub, sub, |t, c| t.add_scalar(-c), |t, c| t
     .neg()
     .add_scalar(c));
-tensor_scalar!(Mul, mul, |t, c| t.mul_scalar(c), |t, c| t.mul_scalar(c));
-tensor_scalar!(Div, div, |t, c| t.mul_scalar(1.0 / c), |t, c| t
+tensor_scalar!(Mul, mul, mul, |t, c| t.mul_scalar(c), |t, c| t
+    .mul_scalar(c));
+tensor_scalar!(Div, div, div, |t, c| t.mul_scalar(1.0 / c), |t, c| t
     .powf(-1.0)
     .mul_scalar(c));
+
+// `&`, `|`, `^` and `!` on `bool` tensors: `logical_and` & co.
+tensor_tensor!(BitAnd, bitand, logical_and);
+tensor_tensor!(BitOr, bitor, logical_or);
+tensor_tensor!(BitXor, bitxor, logical_xor);
+
+impl Not for &Tensor {
+    type Output = Tensor;
+    #[track_caller]
+    fn not(self) -> Tensor {
+        self.logical_not()
+    }
+}
+
+impl Not for Tensor {
+    type Output = Tensor;
+    #[track_caller]
+    fn not(self) -> Tensor {
+        self.logical_not()
+    }
+}
 
 impl Neg for &Tensor {
     type Output = Tensor;

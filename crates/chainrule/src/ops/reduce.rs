@@ -1,12 +1,13 @@
 //! Reductions over axes: sum, max, min. Mean, logsumexp and friends are
 //! composites (see `composite.rs`).
 
+use super::value::Value;
 use super::{bind, panicking, Prim};
+use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernels::reduce::reduce;
+use crate::kernels::reduce::{arg_reduce, reduce};
 use crate::layout::{check_axis, Dims};
-use crate::storage::with_dtype;
-use crate::storage::StorageElement;
+use crate::storage::{with_scalar, FloatElement, StorageElement};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -25,7 +26,35 @@ impl ReduceOp {
         }
     }
 
-    fn kernel<T: StorageElement>(self, x: &Tensor, axes: &[usize]) -> Vec<T> {
+    /// The name of the index-of-extremum op (see [`Prim::Arg`]).
+    pub fn arg_name(self) -> &'static str {
+        match self {
+            ReduceOp::Max => "argmax",
+            ReduceOp::Min => "argmin",
+            ReduceOp::Sum => unreachable!("no argsum"),
+        }
+    }
+
+    /// The output's dtype: the input's, but a sum of bools counts them
+    /// (`i64`, as PyTorch).
+    pub(crate) fn out_dtype(self, dtype: DType) -> Result<DType> {
+        Ok(match (self, dtype) {
+            (ReduceOp::Sum, DType::Bool) => DType::I64,
+            _ => dtype,
+        })
+    }
+
+    /// The kernel on integers and bool (max of bools is `any`, min `all`).
+    fn kernel_exact<T: Exact>(self, x: &Tensor, axes: &[usize]) -> Vec<T> {
+        let (src, l) = (x.buffer::<T>(), x.layout());
+        match self {
+            ReduceOp::Sum => reduce(src, l, axes, T::ZERO, T::wrapping_add),
+            ReduceOp::Max => reduce(src, l, axes, T::LOWEST, Ord::max),
+            ReduceOp::Min => reduce(src, l, axes, T::HIGHEST, Ord::min),
+        }
+    }
+
+    fn kernel<T: FloatElement>(self, x: &Tensor, axes: &[usize]) -> Vec<T> {
         let (src, l) = (x.buffer::<T>(), x.layout());
         match self {
             ReduceOp::Sum => reduce(src, l, axes, T::zero(), |a, b| a + b),
@@ -84,8 +113,8 @@ impl ReduceOp {
         let (x, y) = (x.detach(), y.reshape(&kept_shape));
         // A NaN is the extremum of its run (NaN propagates): the NaNs of such
         // a run attain it, as in PyTorch.
-        let is_nan = |t: &Tensor| 1.0 - &t.eq_elem(t);
-        let hit = x.eq_elem(&y) + is_nan(&x) * is_nan(&y);
+        let is_nan = |t: &Tensor| -> Tensor { 1.0 - &t.equal_to(t) };
+        let hit: Tensor = x.equal_to(&y) + is_nan(&x) * is_nan(&y);
         let count = hit.sum_axes(axes, true);
         hit / count
     }
@@ -159,10 +188,88 @@ pub(crate) fn shape(
     })
 }
 
+/// An element type reduced exactly: the integers and bool.
+trait Exact: StorageElement + Ord {
+    const ZERO: Self;
+    const LOWEST: Self;
+    const HIGHEST: Self;
+    fn wrapping_add(self, o: Self) -> Self;
+}
+
+macro_rules! exact_int {
+    ($($t:ty),*) => {$(
+        impl Exact for $t {
+            const ZERO: Self = 0;
+            const LOWEST: Self = <$t>::MIN;
+            const HIGHEST: Self = <$t>::MAX;
+            fn wrapping_add(self, o: Self) -> Self {
+                <$t>::wrapping_add(self, o)
+            }
+        }
+    )*};
+}
+
+exact_int!(i32, i64);
+
+impl Exact for bool {
+    const ZERO: Self = false;
+    const LOWEST: Self = false;
+    const HIGHEST: Self = true;
+    fn wrapping_add(self, _: Self) -> Self {
+        unreachable!("bools are counted as i64")
+    }
+}
+
 /// The kernel of a reduction.
 pub(crate) fn forward(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
     let shape = shape(op, x.shape(), axes, keepdim)?;
-    Ok(with_dtype!(x.dtype(), T => Tensor::from_buffer(op.kernel::<T>(x, axes), &shape)))
+    let buffer = |x: &Tensor| match x.dtype() {
+        DType::F32 => Tensor::from_buffer(op.kernel::<f32>(x, axes), &shape),
+        DType::F64 => Tensor::from_buffer(op.kernel::<f64>(x, axes), &shape),
+        DType::I32 => Tensor::from_buffer(op.kernel_exact::<i32>(x, axes), &shape),
+        DType::I64 => Tensor::from_buffer(op.kernel_exact::<i64>(x, axes), &shape),
+        DType::Bool => Tensor::from_buffer(op.kernel_exact::<bool>(x, axes), &shape),
+    };
+    Ok(match (op, x.dtype()) {
+        (ReduceOp::Sum, DType::Bool) => buffer(&super::movement::cast_forward(x, DType::I64)),
+        _ => buffer(x),
+    })
+}
+
+/// The shape of an index-of-extremum along `axis`, or why it fails.
+pub(crate) fn arg_shape(
+    op: ReduceOp,
+    x: &[usize],
+    axis: usize,
+    keepdim: bool,
+) -> Result<Vec<usize>> {
+    check_axis(op.arg_name(), axis, x)?;
+    if x[axis] == 0 {
+        return Err(Error::invalid(
+            op.arg_name(),
+            format!("an empty axis {axis} of shape {x:?} has no extremum"),
+        ));
+    }
+    shape(op, x, &[axis], keepdim)
+}
+
+/// The kernel of argmax and argmin: a NaN wins (the first one), then the
+/// first of equal extrema.
+pub(crate) fn arg_forward(x: &Tensor, op: ReduceOp, axis: usize, keepdim: bool) -> Result<Tensor> {
+    let shape = arg_shape(op, x.shape(), axis, keepdim)?;
+    // One body for every dtype (the macro writes it out for bool too).
+    #[allow(clippy::eq_op, clippy::bool_comparison)]
+    let index = with_scalar!(x.dtype(), T => {
+        let is_nan = |v: T| v != v;
+        let beats = move |v: T, best: T| match op {
+            ReduceOp::Max => v > best,
+            _ => v < best,
+        };
+        arg_reduce(x.buffer::<T>(), x.layout(), axis, move |v: T, best: T| {
+            !is_nan(best) && (is_nan(v) || beats(v, best))
+        })
+    });
+    Ok(Tensor::from_buffer(index, &shape))
 }
 
 pub(crate) fn reduce_op(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
@@ -181,25 +288,130 @@ impl Tensor {
         reduce_op(self, ReduceOp::Min, axes, keepdim)
     }
 
-    fn all_axes(&self) -> Vec<usize> {
+    fn every_axis(&self) -> Vec<usize> {
         (0..self.ndim()).collect()
+    }
+
+    /// The index (`i64`) of the largest element along `axis`, like
+    /// `torch.argmax`: the first at ties; a NaN counts as the largest.
+    pub fn try_argmax(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
+        arg(self, ReduceOp::Max, axis, keepdim)
+    }
+
+    /// The index (`i64`) of the smallest element along `axis`: the first at
+    /// ties; a NaN counts as the smallest.
+    pub fn try_argmin(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
+        arg(self, ReduceOp::Min, axis, keepdim)
+    }
+
+    /// The maxima along `axis` and their indices, like `torch.max(x, dim)`.
+    /// The values are [`Tensor::max_axes`]'s, with its gradient (split
+    /// evenly between equal maxima, where PyTorch gives it all to the one
+    /// at the index); the indices (`i64`) carry none.
+    pub fn try_max_with_indices(&self, axis: usize, keepdim: bool) -> Result<(Tensor, Tensor)> {
+        extremum_with_index(self, ReduceOp::Max, axis, keepdim)
+    }
+
+    /// The minima along `axis` and their indices, like `torch.min(x, dim)`.
+    pub fn try_min_with_indices(&self, axis: usize, keepdim: bool) -> Result<(Tensor, Tensor)> {
+        extremum_with_index(self, ReduceOp::Min, axis, keepdim)
+    }
+
+    /// Whether any element of a `bool` tensor over `axes` holds (`false`
+    /// over none): a count that is not zero.
+    pub fn try_any_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+        need_bool("any", self)?;
+        let count = self.try_sum_axes(axes, keepdim)?;
+        count.try_ne_elem(&Tensor::scalar(0i64))
+    }
+
+    /// Whether every element of a `bool` tensor over `axes` holds (`true`
+    /// over none): no element fails.
+    pub fn try_all_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+        need_bool("all", self)?;
+        self.logical_not()
+            .try_any_axes(axes, keepdim)?
+            .try_logical_not()
+    }
+
+    /// Whether any element of a `bool` tensor holds (0-d; `false` when empty).
+    #[track_caller]
+    pub fn any(&self) -> Tensor {
+        self.any_axes(&self.every_axis(), false)
+    }
+
+    /// Whether every element of a `bool` tensor holds (0-d; `true` when empty).
+    #[track_caller]
+    pub fn all(&self) -> Tensor {
+        self.all_axes(&self.every_axis(), false)
     }
 
     /// The sum of all elements (a 0-d tensor).
     pub fn sum(&self) -> Tensor {
-        self.sum_axes(&self.all_axes(), false)
+        self.sum_axes(&self.every_axis(), false)
     }
 
     /// The largest element (a 0-d tensor). Panics on an empty tensor.
     #[track_caller]
     pub fn max(&self) -> Tensor {
-        self.max_axes(&self.all_axes(), false)
+        self.max_axes(&self.every_axis(), false)
     }
 
     /// The smallest element (a 0-d tensor). Panics on an empty tensor.
     #[track_caller]
     pub fn min(&self) -> Tensor {
-        self.min_axes(&self.all_axes(), false)
+        self.min_axes(&self.every_axis(), false)
+    }
+}
+
+fn arg(x: &Tensor, op: ReduceOp, axis: usize, keepdim: bool) -> Result<Tensor> {
+    arg_shape(op, x.shape(), axis, keepdim)?;
+    bind(Prim::Arg { op, axis, keepdim }, &[x])
+}
+
+fn extremum_with_index(
+    x: &Tensor,
+    op: ReduceOp,
+    axis: usize,
+    keepdim: bool,
+) -> Result<(Tensor, Tensor)> {
+    let index = arg(x, op, axis, keepdim)?;
+    Ok((reduce_op(x, op, &[axis], keepdim)?, index))
+}
+
+fn need_bool(op: &'static str, x: &Tensor) -> Result<()> {
+    match x.dtype() {
+        DType::Bool => Ok(()),
+        d => Err(Error::dtype(
+            op,
+            d,
+            "bool (compare first, e.g. x.ne_elem(&zero))",
+        )),
+    }
+}
+
+panicking! {
+    /// The index (`i64`) of the largest element along `axis` (see `try_argmax`).
+    fn argmax => try_argmax(axis: usize, keepdim: bool);
+    /// The index (`i64`) of the smallest element along `axis` (see `try_argmin`).
+    fn argmin => try_argmin(axis: usize, keepdim: bool);
+    /// Whether any element over `axes` holds, for a `bool` tensor.
+    fn any_axes => try_any_axes(axes: &[usize], keepdim: bool);
+    /// Whether every element over `axes` holds, for a `bool` tensor.
+    fn all_axes => try_all_axes(axes: &[usize], keepdim: bool);
+}
+
+impl Tensor {
+    /// The maxima along `axis` and their `i64` indices (see `try_max_with_indices`).
+    #[track_caller]
+    pub fn max_with_indices(&self, axis: usize, keepdim: bool) -> (Tensor, Tensor) {
+        crate::error::or_panic(self.try_max_with_indices(axis, keepdim))
+    }
+
+    /// The minima along `axis` and their `i64` indices.
+    #[track_caller]
+    pub fn min_with_indices(&self, axis: usize, keepdim: bool) -> (Tensor, Tensor) {
+        crate::error::or_panic(self.try_min_with_indices(axis, keepdim))
     }
 }
 

@@ -8,6 +8,7 @@
 use super::value::{Partial, Value};
 use super::{bind, Param, Prim};
 use crate::dtype::Element;
+use crate::error::Result;
 use crate::kernels::elementwise::{map, zip};
 use crate::layout::Layout;
 use crate::storage::with_dtype;
@@ -24,13 +25,13 @@ enum Reads {
 }
 
 /// Declares the unary ops. A row:
-/// `Variant { params } => "name", fn method, f: |x| forward, reads: |v| ∂f/∂x;`
+/// `Variant { params } => "name", fn method / try_method, f: |x| forward, reads: |v| ∂f/∂x;`
 /// where `reads` is `Input` or `Output` (what `v` is) or `Nothing`, and the
 /// parameters are `f64`s bound by name in both expressions.
 macro_rules! unary_ops {
     ($(
         $(#[$doc:meta])*
-        $variant:ident { $($param:ident),* } => $name:literal, fn $method:ident,
+        $variant:ident { $($param:ident),* } => $name:literal, fn $method:ident / $try_method:ident,
         f: |$x:ident| $forward:expr,
         $reads:ident: |$v:ident| $partial:expr;
     )*) => {
@@ -136,8 +137,15 @@ macro_rules! unary_ops {
         impl Tensor {
             $(
                 $(#[$doc])*
+                /// Panics for an integer or bool tensor (see the `try_` form).
+                #[track_caller]
                 pub fn $method(&self $(, $param: f64)*) -> Tensor {
-                    unary(self, UnaryOp::$variant { $($param: Param($param)),* })
+                    crate::error::or_panic(self.$try_method($($param),*))
+                }
+
+                /// The op, or an error for an integer or bool tensor.
+                pub fn $try_method(&self $(, $param: f64)*) -> Result<Tensor> {
+                    bind(Prim::Unary(UnaryOp::$variant { $($param: Param($param)),* }), &[self])
                 }
             )*
         }
@@ -146,59 +154,59 @@ macro_rules! unary_ops {
 
 unary_ops! {
     /// `-x`. Also `-&x`.
-    Neg {} => "neg", fn neg, f: |x| -x, Input: |x| Const(-1.0);
-    Exp {} => "exp", fn exp, f: |x| x.exp(), Output: |y| Of(y);
+    Neg {} => "neg", fn neg / try_neg, f: |x| -x, Input: |x| Const(-1.0);
+    Exp {} => "exp", fn exp / try_exp, f: |x| x.exp(), Output: |y| Of(y);
     /// Natural logarithm.
-    Log {} => "log", fn log, f: |x| x.ln(), Input: |x| Of(x.recip());
-    Sin {} => "sin", fn sin, f: |x| x.sin(), Input: |x| Of(x.cos());
-    Cos {} => "cos", fn cos, f: |x| x.cos(), Input: |x| Of(x.sin().scale(-1.0));
-    Tan {} => "tan", fn tan, f: |x| x.tan(), Output: |y| Of(y.square().shift(1.0));
-    Tanh {} => "tanh", fn tanh, f: |x| x.tanh_vectorizable(), Output: |y| Of(y.square().scale(-1.0).shift(1.0));
-    Sqrt {} => "sqrt", fn sqrt, f: |x| x.sqrt(), Output: |y| Of(y.recip().scale(0.5));
+    Log {} => "log", fn log / try_log, f: |x| x.ln(), Input: |x| Of(x.recip());
+    Sin {} => "sin", fn sin / try_sin, f: |x| x.sin(), Input: |x| Of(x.cos());
+    Cos {} => "cos", fn cos / try_cos, f: |x| x.cos(), Input: |x| Of(x.sin().scale(-1.0));
+    Tan {} => "tan", fn tan / try_tan, f: |x| x.tan(), Output: |y| Of(y.square().shift(1.0));
+    Tanh {} => "tanh", fn tanh / try_tanh, f: |x| x.tanh_vectorizable(), Output: |y| Of(y.square().scale(-1.0).shift(1.0));
+    Sqrt {} => "sqrt", fn sqrt / try_sqrt, f: |x| x.sqrt(), Output: |y| Of(y.recip().scale(0.5));
     /// `1 / √x`.
-    Rsqrt {} => "rsqrt", fn rsqrt, f: |x| x.sqrt().recip(), Output: |y| Of(y.square().times(&y).scale(-0.5));
+    Rsqrt {} => "rsqrt", fn rsqrt / try_rsqrt, f: |x| x.sqrt().recip(), Output: |y| Of(y.square().times(&y).scale(-0.5));
     /// `1 / x`.
-    Reciprocal {} => "reciprocal", fn reciprocal, f: |x| x.recip(), Output: |y| Of(y.square().scale(-1.0));
+    Reciprocal {} => "reciprocal", fn reciprocal / try_reciprocal, f: |x| x.recip(), Output: |y| Of(y.square().scale(-1.0));
     /// `x²`.
-    Square {} => "square", fn square, f: |x| x * x, Input: |x| Of(x.scale(2.0));
+    Square {} => "square", fn square / try_square, f: |x| x * x, Input: |x| Of(x.scale(2.0));
     /// `|x|`; its derivative at 0 is taken as 0.
-    Abs {} => "abs", fn abs, f: |x| x.abs(), Input: |x| Of(x.sign());
+    Abs {} => "abs", fn abs / try_abs, f: |x| x.abs(), Input: |x| Of(x.sign());
     /// `1 / (1 + e^{-x})`, computed without overflow.
-    Sigmoid {} => "sigmoid", fn sigmoid, f: |x| crate::kernels::elementwise::sigmoid(x),
+    Sigmoid {} => "sigmoid", fn sigmoid / try_sigmoid, f: |x| crate::kernels::elementwise::sigmoid(x),
         Output: |y| Of(y.times(&y.scale(-1.0).shift(1.0)));
     /// `ln(1 + eˣ)`, computed without overflow.
-    Softplus {} => "softplus", fn softplus,
+    Softplus {} => "softplus", fn softplus / try_softplus,
         f: |x| x.max(T::zero()) + (-x.abs()).exp().ln_1p(),
         Input: |x| Of(x.sigmoid());
     /// `max(x, 0)`; NaN passes through, and the derivative at 0 is taken as 0.
-    Relu {} => "relu", fn relu,
+    Relu {} => "relu", fn relu / try_relu,
         f: |x| if x > T::zero() || x.is_nan() { x } else { T::zero() },
         Input: |x| Of(x.positive());
     /// `ln(1 + x)`, accurate near 0.
-    Log1p {} => "log1p", fn log1p, f: |x| x.ln_1p(), Input: |x| Of(x.shift(1.0).recip());
+    Log1p {} => "log1p", fn log1p / try_log1p, f: |x| x.ln_1p(), Input: |x| Of(x.shift(1.0).recip());
     /// `eˣ − 1`, accurate near 0.
-    Expm1 {} => "expm1", fn expm1, f: |x| x.exp_m1(), Output: |y| Of(y.shift(1.0));
+    Expm1 {} => "expm1", fn expm1 / try_expm1, f: |x| x.exp_m1(), Output: |y| Of(y.shift(1.0));
     /// The error function.
-    Erf {} => "erf", fn erf, f: |x| x.erf(),
+    Erf {} => "erf", fn erf / try_erf, f: |x| x.erf(),
         Input: |x| Of(x.square().scale(-1.0).exp().scale(std::f64::consts::FRAC_2_SQRT_PI));
     /// `x^p` for a constant `p` (see [`Tensor::pow`] for a tensor exponent).
     /// The derivative of `x⁰` is 0, even at 0 (as PyTorch).
-    Powf { p } => "powf", fn powf, f: |x| x.powf(T::of(p)),
+    Powf { p } => "powf", fn powf / try_powf, f: |x| x.powf(T::of(p)),
         Input: |x| if p == 0.0 { Const(0.0) } else { Of(x.pow_const(p - 1.0).scale(p)) };
     /// `c · x`.
-    Scale { c } => "mul_scalar", fn mul_scalar, f: |x| x * T::of(c), Input: |x| Const(c);
+    Scale { c } => "mul_scalar", fn mul_scalar / try_mul_scalar, f: |x| x * T::of(c), Input: |x| Const(c);
     /// `x + c`.
-    Shift { c } => "add_scalar", fn add_scalar, f: |x| x + T::of(c), Input: |x| Const(1.0);
+    Shift { c } => "add_scalar", fn add_scalar / try_add_scalar, f: |x| x + T::of(c), Input: |x| Const(1.0);
     /// `min(max(x, lo), hi)`; NaN passes through. The derivative is 1 where
     /// `lo ≤ x ≤ hi` (as PyTorch), else 0.
-    Clamp { lo, hi } => "clamp", fn clamp,
+    Clamp { lo, hi } => "clamp", fn clamp / try_clamp,
         f: |x| {
             let x = if x >= T::of(lo) || x.is_nan() { x } else { T::of(lo) };
             if x <= T::of(hi) || x.is_nan() { x } else { T::of(hi) }
         },
         Input: |x| Of(x.within(lo, hi));
     /// `-1`, `0` or `1` per element: no derivative flows through it.
-    Sign {} => "sign", fn sign, f: |x| crate::kernels::elementwise::sign(x), Nothing: |x| Const(0.0);
+    Sign {} => "sign", fn sign / try_sign, f: |x| crate::kernels::elementwise::sign(x), Nothing: |x| Const(0.0);
 }
 
 impl UnaryOp {
@@ -295,5 +303,5 @@ pub(crate) fn forward(x: &Tensor, op: UnaryOp) -> Tensor {
 }
 
 pub(crate) fn unary(x: &Tensor, op: UnaryOp) -> Tensor {
-    bind(Prim::Unary(op), &[x]).expect("a unary op accepts any tensor")
+    crate::error::or_panic(bind(Prim::Unary(op), &[x]))
 }

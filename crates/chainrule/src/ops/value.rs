@@ -3,6 +3,7 @@
 //! are the fused kernel of a first-order backward pass; on tensors they are
 //! the recorded rule, differentiable again (higher order, `create_graph`).
 
+use super::binary::{mask_of, CompareOp};
 use crate::dtype::Element;
 use crate::tensor::Tensor;
 
@@ -179,24 +180,23 @@ impl Value for Tensor {
         Tensor::sign(self)
     }
     fn positive(&self) -> Self {
-        self.gt_scalar(0.0)
+        mask_of(self, &self.constant(0.0), CompareOp::Gt)
     }
     fn within(&self, lo: f64, hi: f64) -> Self {
         let x = self.detach();
-        let scalar = |v: f64| Tensor::full(&[], v, x.dtype());
-        x.ge(&scalar(lo)) * x.le(&scalar(hi))
+        mask_of(&x, &x.constant(lo), CompareOp::Ge) * mask_of(&x, &x.constant(hi), CompareOp::Le)
     }
     fn zero_mask(&self) -> Self {
-        self.eq_elem(&Tensor::zeros(&[], self.dtype()))
+        mask_of(self, &self.constant(0.0), CompareOp::Eq)
     }
     fn less_than(&self, o: &Self) -> Self {
-        Tensor::lt(self, o)
+        mask_of(self, o, CompareOp::Lt)
     }
     fn equal_to(&self, o: &Self) -> Self {
-        self.eq_elem(o)
+        mask_of(self, o, CompareOp::Eq)
     }
     fn select(&self, if_true: &Self, if_false: &Self) -> Self {
-        Tensor::where_(self, if_true, if_false)
+        super::index::select(self, if_true, if_false)
     }
     fn constant(&self, c: f64) -> Self {
         Tensor::full(&[], c, self.dtype())
