@@ -194,21 +194,24 @@ fn axis_arg(name: &str, args: &[Tensor], e: &Expr) -> Result<Option<usize>, Stri
     if exprs.len() < 2 || !takes_axis {
         return Ok(None);
     }
-    match &exprs[1] {
-        Expr::Num(v) if *v >= 0.0 && v.fract() == 0.0 => {
-            let axis = *v as usize;
-            if axis >= args[0].ndim() {
-                return Err(err(format!(
-                    "{name}: axis {axis} is out of range for a tensor of shape {:?}",
-                    args[0].shape()
-                )));
-            }
-            Ok(Some(axis))
-        }
-        other => Err(err(format!(
-            "{name}: the axis must be a non-negative integer, got `{other}`"
-        ))),
+    // An integer, negative ones counting from the last axis (`-1`).
+    let axis = match &exprs[1] {
+        Expr::Num(v) if v.fract() == 0.0 => *v,
+        Expr::Neg(inner) => match inner.as_ref() {
+            Expr::Num(v) if v.fract() == 0.0 => -*v,
+            _ => f64::NAN,
+        },
+        _ => f64::NAN,
+    };
+    let ndim = args[0].ndim() as f64;
+    if !(-ndim..ndim).contains(&axis) {
+        return Err(err(format!(
+            "{name}: the axis must be an integer in -{ndim}..{ndim} for a tensor of shape {:?}, got `{}`",
+            args[0].shape(),
+            exprs[1]
+        )));
     }
+    Ok(Some(if axis < 0.0 { axis + ndim } else { axis } as usize))
 }
 
 /// One op on its evaluated operands: the result and the op's name.

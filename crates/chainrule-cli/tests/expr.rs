@@ -291,6 +291,23 @@ fn graph_files_are_written() {
 }
 
 #[test]
+fn negative_axes_count_from_the_back() {
+    let env = env();
+    let at = |src: &str| {
+        eval(&parse(src).unwrap(), &env, DType::F64, &mut None)
+            .unwrap()
+            .to_vec::<f64>()
+    };
+    assert_eq!(at("sum(X, -1)"), at("sum(X, 1)"));
+    assert_eq!(at("softmax(X, -2)"), at("softmax(X, 0)"));
+    assert_eq!(at("logsumexp(X, -1)"), at("logsumexp(X, 1)"));
+    let out = chainrule(&["eval", "sum(X, -3)", "--set", "X=randn(2,3)"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("-2..2") && err.contains("-3"), "{err}");
+}
+
+#[test]
 fn bad_input_exits_2_with_a_clear_message() {
     let cases: &[(&[&str], &str)] = &[
         (&["eval", "sum(x,", "--set", "x=[1]"], "column 7"),

@@ -54,11 +54,11 @@ pub enum Error {
         dtype: DType,
         expected: &'static str,
     },
-    /// An axis outside `0..ndim` (negative axes are not accepted).
+    /// An axis outside `-ndim..ndim` (negative ones count from the back).
     #[error("{op}: axis {axis} is out of range for a tensor of shape {shape}")]
     AxisOutOfRange {
         op: &'static str,
-        axis: usize,
+        axis: i64,
         shape: ShapeDisplay,
     },
     /// A shape whose element count overflows, or a result larger than
@@ -104,10 +104,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn axis(op: &'static str, axis: usize, shape: &[usize]) -> Self {
+    pub(crate) fn axis(op: &'static str, axis: impl crate::Axis, shape: &[usize]) -> Self {
         Error::AxisOutOfRange {
             op,
-            axis,
+            axis: axis.position(),
             shape: ShapeDisplay(shape.to_vec()),
         }
     }

@@ -29,6 +29,7 @@
 //! [`Result`] (see [`error`]).
 
 pub mod autograd;
+mod axis;
 mod batching;
 pub mod check;
 mod compile;
@@ -56,6 +57,7 @@ mod tensor;
 pub use ops::custom;
 
 pub use autograd::{BackwardOptions, BackwardStats};
+pub use axis::{Axes, Axis};
 pub use dtype::{DType, Element, Scalar};
 pub use error::{Error, Result};
 pub use limits::{max_tensor_bytes, set_max_tensor_bytes};

@@ -466,3 +466,52 @@ fn integer_tensors_print_as_integers() {
     let s = format!("{:?}", bools(&[true], &[1]));
     assert!(s.contains("data=[true]"), "{s}");
 }
+
+#[test]
+fn negative_axes_count_from_the_back_everywhere() {
+    let x = Tensor::rand_uniform(&[2, 3, 4], -1.0, 1.0, 5, DType::F64);
+    let same = |a: Tensor, b: Tensor| {
+        assert_eq!(a.shape(), b.shape());
+        assert_eq!(a.to_vec::<f64>(), b.to_vec::<f64>());
+    };
+    same(x.softmax(-1), x.softmax(2));
+    same(x.log_softmax(-2), x.log_softmax(1));
+    same(x.logsumexp(-1, true), x.logsumexp(2, true));
+    same(x.sum_axes(&[-1, 0], false), x.sum_axes(&[0, 2], false));
+    same(x.mean_axes(&[-1], true), x.mean_axes(&[2], true));
+    same(x.max_axes(&[-3], false), x.max_axes(&[0], false));
+    same(x.narrow(-1, 1, 2), x.narrow(2, 1, 2));
+    same(x.transpose(-1, -2), x.transpose(2, 1));
+    same(x.permute(&[-1, 0, 1]), x.permute(&[2, 0, 1]));
+    same(x.unsqueeze(-1), x.unsqueeze(3));
+    same(x.narrow(0, 0, 1).squeeze(-3), x.narrow(0, 0, 1).squeeze(0));
+    same(Tensor::concat(&[&x, &x], -1), Tensor::concat(&[&x, &x], 2));
+    same(Tensor::stack(&[&x, &x], -1), Tensor::stack(&[&x, &x], 3));
+    assert_eq!(
+        x.argmax(-1, false).to_vec::<i64>(),
+        x.argmax(2, false).to_vec::<i64>()
+    );
+    // Out of range either way names the op, the axis as written and the shape.
+    let e = x.try_softmax(-4).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::AxisOutOfRange {
+                op: "softmax",
+                axis: -4,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("[2, 3, 4]"), "{e}");
+    assert!(x.try_sum_axes(&[3], false).is_err());
+    assert!(x.try_unsqueeze(-5).is_err());
+    // A gradient through a negative axis is the one through the positive.
+    let g = |axis: i64| {
+        func::grad(|t: &Tensor| (t.softmax(axis) * t).sum(), &x)
+            .unwrap()
+            .to_vec::<f64>()
+    };
+    assert_eq!(g(-1), g(2));
+}

@@ -2,15 +2,16 @@
 //! the chain rule through their parts is their derivative.
 
 use super::panicking;
+use crate::axis::{Axes, Axis};
 use crate::error::{Error, Result};
-use crate::layout::check_axis;
 use crate::tensor::Tensor;
 
 impl Tensor {
     /// Mean over `axes`.
-    pub fn try_mean_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+    pub fn try_mean_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         Error::need_float("mean", self.dtype())?;
-        let s = self.try_sum_axes(axes, keepdim)?;
+        let axes = crate::axis::resolve_all("mean", axes, self.shape())?;
+        let s = self.try_sum_axes(axes.as_slice(), keepdim)?;
         let mut count = 1usize;
         for (i, d) in self.shape().iter().enumerate() {
             if axes.contains(&i) {
@@ -53,8 +54,8 @@ impl Tensor {
     }
 
     /// `log Σ exp(x)` along `axis`, computed stably by factoring out the max.
-    pub fn try_logsumexp(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
-        check_axis("logsumexp", axis, self.shape())?;
+    pub fn try_logsumexp(&self, axis: impl Axis, keepdim: bool) -> Result<Tensor> {
+        let axis = crate::axis::resolve("logsumexp", axis, self.shape())?;
         // The shift cancels in value and in gradient, so no derivative flows
         // through it (a stop-gradient, never a constant: it is a function of
         // the input). A row of infinities or NaNs is shifted by 0.
@@ -66,12 +67,14 @@ impl Tensor {
     }
 
     /// `exp(x) / Σ exp(x)` along `axis`.
-    pub fn try_softmax(&self, axis: usize) -> Result<Tensor> {
+    pub fn try_softmax(&self, axis: impl Axis) -> Result<Tensor> {
+        let axis = crate::axis::resolve("softmax", axis, self.shape())?;
         Ok(self.try_log_softmax(axis)?.exp())
     }
 
     /// `x - logsumexp(x)` along `axis`.
-    pub fn try_log_softmax(&self, axis: usize) -> Result<Tensor> {
+    pub fn try_log_softmax(&self, axis: impl Axis) -> Result<Tensor> {
+        let axis = crate::axis::resolve("log_softmax", axis, self.shape())?;
         Ok(self - &self.try_logsumexp(axis, true)?)
     }
 
@@ -127,13 +130,13 @@ panicking! {
 
 panicking! {
     /// Mean over `axes`, keeping them as length 1 when `keepdim`.
-    fn mean_axes => try_mean_axes(axes: &[usize], keepdim: bool);
+    fn mean_axes => try_mean_axes(axes: impl Axes, keepdim: bool);
     /// `log Σ exp` along `axis`, stable for large inputs.
-    fn logsumexp => try_logsumexp(axis: usize, keepdim: bool);
+    fn logsumexp => try_logsumexp(axis: impl Axis, keepdim: bool);
     /// Softmax along `axis`.
-    fn softmax => try_softmax(axis: usize);
+    fn softmax => try_softmax(axis: impl Axis);
     /// Log-softmax along `axis`.
-    fn log_softmax => try_log_softmax(axis: usize);
+    fn log_softmax => try_log_softmax(axis: impl Axis);
     /// Mean cross-entropy of logits `(n, c)` and `n` integer labels.
     fn cross_entropy_with_logits => try_cross_entropy_with_logits(labels: &[usize]);
 }

@@ -3,11 +3,12 @@
 use super::binary::broadcast_pair;
 use super::movement::sum_to;
 use super::{bind, same_dtype, Prim};
+use crate::axis::Axis;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::zip3;
 use crate::kernels::index as k;
-use crate::layout::{broadcast_shapes, check_axis};
+use crate::layout::broadcast_shapes;
 use crate::storage::{with_dtype, with_scalar};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
@@ -188,8 +189,8 @@ fn check_indices(op: &'static str, index: &[usize], len: usize) -> Result<()> {
 
 impl Tensor {
     /// The entries `index` along `axis` (like `torch.index_select`).
-    pub fn try_index_select(&self, axis: usize, index: &[usize]) -> Result<Tensor> {
-        check_axis("index_select", axis, self.shape())?;
+    pub fn try_index_select(&self, axis: impl Axis, index: &[usize]) -> Result<Tensor> {
+        let axis = crate::axis::resolve("index_select", axis, self.shape())?;
         check_indices("index_select", index, self.shape()[axis])?;
         let mut shape = self.shape().to_vec();
         shape[axis] = index.len();
@@ -201,8 +202,8 @@ impl Tensor {
     /// `torch.gather`: `index` holds, row-major, a tensor of `self`'s shape
     /// but with `k = index.len() / (other axes)` entries along `axis`. With
     /// logits `(n, c)` and labels `[n]`, `gather(1, labels)` is `(n, 1)`.
-    pub fn try_gather(&self, axis: usize, index: &[usize]) -> Result<Tensor> {
-        check_axis("gather", axis, self.shape())?;
+    pub fn try_gather(&self, axis: impl Axis, index: &[usize]) -> Result<Tensor> {
+        let axis = crate::axis::resolve("gather", axis, self.shape())?;
         let (outer, len, inner) = split(self.shape(), axis);
         if outer * inner == 0 || !index.len().is_multiple_of(outer * inner) {
             return Err(Error::invalid(
@@ -243,13 +244,13 @@ impl Tensor {
 
     /// Panicking form of [`Tensor::try_index_select`].
     #[track_caller]
-    pub fn index_select(&self, axis: usize, index: &[usize]) -> Tensor {
+    pub fn index_select(&self, axis: impl Axis, index: &[usize]) -> Tensor {
         crate::error::or_panic(self.try_index_select(axis, index))
     }
 
     /// Panicking form of [`Tensor::try_gather`].
     #[track_caller]
-    pub fn gather(&self, axis: usize, index: &[usize]) -> Tensor {
+    pub fn gather(&self, axis: impl Axis, index: &[usize]) -> Tensor {
         crate::error::or_panic(self.try_gather(axis, index))
     }
 }

@@ -2,10 +2,11 @@
 //! broadcast and narrow are views: they share the buffer and copy nothing.
 
 use super::{bind, panicking, same_dtype, Prim};
+use crate::axis::{Axes, Axis};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::materialize;
-use crate::layout::{check_axis, Layout};
+use crate::layout::Layout;
 use crate::storage::with_scalar;
 use crate::tensor::Tensor;
 use smallvec::SmallVec;
@@ -174,7 +175,8 @@ impl Tensor {
         bind(Prim::Reshape(shape.into()), &[self])
     }
 
-    pub fn try_permute(&self, perm: &[usize]) -> Result<Tensor> {
+    pub fn try_permute(&self, perm: impl Axes) -> Result<Tensor> {
+        let perm = crate::axis::resolve_all("permute", perm, self.shape())?;
         let mut seen = vec![false; self.ndim()];
         if perm.len() != self.ndim()
             || perm
@@ -189,13 +191,13 @@ impl Tensor {
                 ),
             ));
         }
-        bind(Prim::Permute(perm.into()), &[self])
+        bind(Prim::Permute(perm), &[self])
     }
 
     /// Swaps two axes (a view).
-    pub fn try_transpose(&self, a: usize, b: usize) -> Result<Tensor> {
-        check_axis("transpose", a, self.shape())?;
-        check_axis("transpose", b, self.shape())?;
+    pub fn try_transpose(&self, a: impl Axis, b: impl Axis) -> Result<Tensor> {
+        let a = crate::axis::resolve("transpose", a, self.shape())?;
+        let b = crate::axis::resolve("transpose", b, self.shape())?;
         let mut perm: Vec<usize> = (0..self.ndim()).collect();
         perm.swap(a, b);
         self.try_permute(&perm)
@@ -211,8 +213,8 @@ impl Tensor {
     }
 
     /// `len` entries of `axis` starting at `start` (a view).
-    pub fn try_narrow(&self, axis: usize, start: usize, len: usize) -> Result<Tensor> {
-        check_axis("narrow", axis, self.shape())?;
+    pub fn try_narrow(&self, axis: impl Axis, start: usize, len: usize) -> Result<Tensor> {
+        let axis = crate::axis::resolve("narrow", axis, self.shape())?;
         let end = crate::limits::checked_add("narrow", start, len)?;
         if end > self.shape()[axis] {
             return Err(Error::invalid(
@@ -228,8 +230,8 @@ impl Tensor {
 
     /// Zeros of length `size` along `axis` with `self` placed at `start` (the
     /// adjoint of [`Tensor::narrow`]).
-    pub fn try_pad(&self, axis: usize, start: usize, size: usize) -> Result<Tensor> {
-        check_axis("pad", axis, self.shape())?;
+    pub fn try_pad(&self, axis: impl Axis, start: usize, size: usize) -> Result<Tensor> {
+        let axis = crate::axis::resolve("pad", axis, self.shape())?;
         let len = self.shape()[axis];
         if crate::limits::checked_add("pad", start, len)? > size {
             return Err(Error::invalid(
@@ -244,11 +246,11 @@ impl Tensor {
     }
 
     /// Joins tensors of equal shape but along `axis`.
-    pub fn try_concat(tensors: &[&Tensor], axis: usize) -> Result<Tensor> {
+    pub fn try_concat(tensors: &[&Tensor], axis: impl Axis) -> Result<Tensor> {
         let first = tensors
             .first()
             .ok_or_else(|| Error::invalid("concat", "needs at least one tensor"))?;
-        check_axis("concat", axis, first.shape())?;
+        let axis = crate::axis::resolve("concat", axis, first.shape())?;
         for t in &tensors[1..] {
             same_dtype("concat", first, t)?;
             let agree = t.ndim() == first.ndim()
@@ -273,13 +275,11 @@ impl Tensor {
     }
 
     /// Stacks tensors of one shape along a new `axis`.
-    pub fn try_stack(tensors: &[&Tensor], axis: usize) -> Result<Tensor> {
+    pub fn try_stack(tensors: &[&Tensor], axis: impl Axis) -> Result<Tensor> {
         let first = tensors
             .first()
             .ok_or_else(|| Error::invalid("stack", "needs at least one tensor"))?;
-        if axis > first.ndim() {
-            return Err(Error::axis("stack", axis, first.shape()));
-        }
+        let axis = crate::axis::resolve_new("stack", axis, first.shape())?;
         let mut expanded = Vec::with_capacity(tensors.len());
         for t in tensors {
             if t.shape() != first.shape() {
@@ -297,19 +297,19 @@ impl Tensor {
 
     /// Panicking form of [`Tensor::try_concat`].
     #[track_caller]
-    pub fn concat(tensors: &[&Tensor], axis: usize) -> Tensor {
+    pub fn concat(tensors: &[&Tensor], axis: impl Axis) -> Tensor {
         crate::error::or_panic(Self::try_concat(tensors, axis))
     }
 
     /// Panicking form of [`Tensor::try_stack`].
     #[track_caller]
-    pub fn stack(tensors: &[&Tensor], axis: usize) -> Tensor {
+    pub fn stack(tensors: &[&Tensor], axis: impl Axis) -> Tensor {
         crate::error::or_panic(Self::try_stack(tensors, axis))
     }
 
     /// Removes an axis of length 1.
-    pub fn try_squeeze(&self, axis: usize) -> Result<Tensor> {
-        check_axis("squeeze", axis, self.shape())?;
+    pub fn try_squeeze(&self, axis: impl Axis) -> Result<Tensor> {
+        let axis = crate::axis::resolve("squeeze", axis, self.shape())?;
         if self.shape()[axis] != 1 {
             return Err(Error::invalid(
                 "squeeze",
@@ -325,11 +325,9 @@ impl Tensor {
         self.try_reshape(&shape)
     }
 
-    /// Inserts an axis of length 1 at `axis` (`0..=ndim`).
-    pub fn try_unsqueeze(&self, axis: usize) -> Result<Tensor> {
-        if axis > self.ndim() {
-            return Err(Error::axis("unsqueeze", axis, self.shape()));
-        }
+    /// Inserts an axis of length 1 at `axis` (`0..=ndim`; `-1` appends one).
+    pub fn try_unsqueeze(&self, axis: impl Axis) -> Result<Tensor> {
+        let axis = crate::axis::resolve_new("unsqueeze", axis, self.shape())?;
         let mut shape = self.shape().to_vec();
         shape.insert(axis, 1);
         self.try_reshape(&shape)
@@ -364,17 +362,17 @@ panicking! {
     /// The same elements in a new shape (a view when the data are contiguous).
     fn reshape => try_reshape(shape: &[usize]);
     /// Reorders the axes (a view).
-    fn permute => try_permute(perm: &[usize]);
+    fn permute => try_permute(perm: impl Axes);
     /// Swaps two axes (a view).
-    fn transpose => try_transpose(a: usize, b: usize);
+    fn transpose => try_transpose(a: impl Axis, b: impl Axis);
     /// Broadcasts to `shape` by NumPy rules (a view).
     fn broadcast_to => try_broadcast_to(shape: &[usize]);
     /// `len` entries of `axis` from `start` (a view).
-    fn narrow => try_narrow(axis: usize, start: usize, len: usize);
+    fn narrow => try_narrow(axis: impl Axis, start: usize, len: usize);
     /// Zero padding: `self` placed at `start` in `size` entries along `axis`.
-    fn pad => try_pad(axis: usize, start: usize, size: usize);
+    fn pad => try_pad(axis: impl Axis, start: usize, size: usize);
     /// Removes an axis of length 1.
-    fn squeeze => try_squeeze(axis: usize);
+    fn squeeze => try_squeeze(axis: impl Axis);
     /// Inserts an axis of length 1.
-    fn unsqueeze => try_unsqueeze(axis: usize);
+    fn unsqueeze => try_unsqueeze(axis: impl Axis);
 }

@@ -3,6 +3,7 @@
 
 use super::value::Value;
 use super::{bind, panicking, Prim};
+use crate::axis::{Axes, Axis};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
 use crate::kernels::reduce::{arg_reduce, reduce};
@@ -151,12 +152,9 @@ fn keepdim_shape(shape: &[usize], axes: &[usize]) -> Vec<usize> {
         .collect()
 }
 
-/// Sorted, deduplicated, in-range axes.
-fn normalize_axes(op: &'static str, axes: &[usize], shape: &[usize]) -> Result<Dims> {
-    let mut out: Dims = axes.iter().copied().collect();
-    for &a in &out {
-        check_axis(op, a, shape)?;
-    }
+/// Sorted, deduplicated, in-range axes (negative ones from the back).
+fn normalize_axes(op: &'static str, axes: impl Axes, shape: &[usize]) -> Result<Dims> {
+    let mut out = crate::axis::resolve_all(op, axes, shape)?;
     out.sort_unstable();
     out.dedup();
     Ok(out)
@@ -272,19 +270,24 @@ pub(crate) fn arg_forward(x: &Tensor, op: ReduceOp, axis: usize, keepdim: bool) 
     Ok(Tensor::from_buffer(index, &shape))
 }
 
-pub(crate) fn reduce_op(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+pub(crate) fn reduce_op(
+    x: &Tensor,
+    op: ReduceOp,
+    axes: impl Axes,
+    keepdim: bool,
+) -> Result<Tensor> {
     let axes = normalize_axes(op.name(), axes, x.shape())?;
     bind(Prim::Reduce { op, axes, keepdim }, &[x])
 }
 
 impl Tensor {
-    pub fn try_sum_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+    pub fn try_sum_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         reduce_op(self, ReduceOp::Sum, axes, keepdim)
     }
-    pub fn try_max_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+    pub fn try_max_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         reduce_op(self, ReduceOp::Max, axes, keepdim)
     }
-    pub fn try_min_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+    pub fn try_min_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         reduce_op(self, ReduceOp::Min, axes, keepdim)
     }
 
@@ -294,13 +297,13 @@ impl Tensor {
 
     /// The index (`i64`) of the largest element along `axis`, like
     /// `torch.argmax`: the first at ties; a NaN counts as the largest.
-    pub fn try_argmax(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
+    pub fn try_argmax(&self, axis: impl Axis, keepdim: bool) -> Result<Tensor> {
         arg(self, ReduceOp::Max, axis, keepdim)
     }
 
     /// The index (`i64`) of the smallest element along `axis`: the first at
     /// ties; a NaN counts as the smallest.
-    pub fn try_argmin(&self, axis: usize, keepdim: bool) -> Result<Tensor> {
+    pub fn try_argmin(&self, axis: impl Axis, keepdim: bool) -> Result<Tensor> {
         arg(self, ReduceOp::Min, axis, keepdim)
     }
 
@@ -308,18 +311,18 @@ impl Tensor {
     /// The values are [`Tensor::max_axes`]'s, with its gradient (split
     /// evenly between equal maxima, where PyTorch gives it all to the one
     /// at the index); the indices (`i64`) carry none.
-    pub fn try_max_with_indices(&self, axis: usize, keepdim: bool) -> Result<(Tensor, Tensor)> {
+    pub fn try_max_with_indices(&self, axis: impl Axis, keepdim: bool) -> Result<(Tensor, Tensor)> {
         extremum_with_index(self, ReduceOp::Max, axis, keepdim)
     }
 
     /// The minima along `axis` and their indices, like `torch.min(x, dim)`.
-    pub fn try_min_with_indices(&self, axis: usize, keepdim: bool) -> Result<(Tensor, Tensor)> {
+    pub fn try_min_with_indices(&self, axis: impl Axis, keepdim: bool) -> Result<(Tensor, Tensor)> {
         extremum_with_index(self, ReduceOp::Min, axis, keepdim)
     }
 
     /// Whether any element of a `bool` tensor over `axes` holds (`false`
     /// over none): a count that is not zero.
-    pub fn try_any_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+    pub fn try_any_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         need_bool("any", self)?;
         let count = self.try_sum_axes(axes, keepdim)?;
         count.try_ne_elem(&Tensor::scalar(0i64))
@@ -327,7 +330,7 @@ impl Tensor {
 
     /// Whether every element of a `bool` tensor over `axes` holds (`true`
     /// over none): no element fails.
-    pub fn try_all_axes(&self, axes: &[usize], keepdim: bool) -> Result<Tensor> {
+    pub fn try_all_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         need_bool("all", self)?;
         self.logical_not()
             .try_any_axes(axes, keepdim)?
@@ -364,7 +367,8 @@ impl Tensor {
     }
 }
 
-fn arg(x: &Tensor, op: ReduceOp, axis: usize, keepdim: bool) -> Result<Tensor> {
+fn arg(x: &Tensor, op: ReduceOp, axis: impl Axis, keepdim: bool) -> Result<Tensor> {
+    let axis = crate::axis::resolve(op.arg_name(), axis, x.shape())?;
     arg_shape(op, x.shape(), axis, keepdim)?;
     bind(Prim::Arg { op, axis, keepdim }, &[x])
 }
@@ -372,9 +376,10 @@ fn arg(x: &Tensor, op: ReduceOp, axis: usize, keepdim: bool) -> Result<Tensor> {
 fn extremum_with_index(
     x: &Tensor,
     op: ReduceOp,
-    axis: usize,
+    axis: impl Axis,
     keepdim: bool,
 ) -> Result<(Tensor, Tensor)> {
+    let axis = crate::axis::resolve(op.arg_name(), axis, x.shape())?;
     let index = arg(x, op, axis, keepdim)?;
     Ok((reduce_op(x, op, &[axis], keepdim)?, index))
 }
@@ -392,34 +397,34 @@ fn need_bool(op: &'static str, x: &Tensor) -> Result<()> {
 
 panicking! {
     /// The index (`i64`) of the largest element along `axis` (see `try_argmax`).
-    fn argmax => try_argmax(axis: usize, keepdim: bool);
+    fn argmax => try_argmax(axis: impl Axis, keepdim: bool);
     /// The index (`i64`) of the smallest element along `axis` (see `try_argmin`).
-    fn argmin => try_argmin(axis: usize, keepdim: bool);
+    fn argmin => try_argmin(axis: impl Axis, keepdim: bool);
     /// Whether any element over `axes` holds, for a `bool` tensor.
-    fn any_axes => try_any_axes(axes: &[usize], keepdim: bool);
+    fn any_axes => try_any_axes(axes: impl Axes, keepdim: bool);
     /// Whether every element over `axes` holds, for a `bool` tensor.
-    fn all_axes => try_all_axes(axes: &[usize], keepdim: bool);
+    fn all_axes => try_all_axes(axes: impl Axes, keepdim: bool);
 }
 
 impl Tensor {
     /// The maxima along `axis` and their `i64` indices (see `try_max_with_indices`).
     #[track_caller]
-    pub fn max_with_indices(&self, axis: usize, keepdim: bool) -> (Tensor, Tensor) {
+    pub fn max_with_indices(&self, axis: impl Axis, keepdim: bool) -> (Tensor, Tensor) {
         crate::error::or_panic(self.try_max_with_indices(axis, keepdim))
     }
 
     /// The minima along `axis` and their `i64` indices.
     #[track_caller]
-    pub fn min_with_indices(&self, axis: usize, keepdim: bool) -> (Tensor, Tensor) {
+    pub fn min_with_indices(&self, axis: impl Axis, keepdim: bool) -> (Tensor, Tensor) {
         crate::error::or_panic(self.try_min_with_indices(axis, keepdim))
     }
 }
 
 panicking! {
     /// Sum over `axes`, keeping them as length 1 when `keepdim`.
-    fn sum_axes => try_sum_axes(axes: &[usize], keepdim: bool);
+    fn sum_axes => try_sum_axes(axes: impl Axes, keepdim: bool);
     /// Maximum over `axes`; the gradient goes to the maxima, split at ties.
-    fn max_axes => try_max_axes(axes: &[usize], keepdim: bool);
+    fn max_axes => try_max_axes(axes: impl Axes, keepdim: bool);
     /// Minimum over `axes`; the gradient goes to the minima, split at ties.
-    fn min_axes => try_min_axes(axes: &[usize], keepdim: bool);
+    fn min_axes => try_min_axes(axes: impl Axes, keepdim: bool);
 }
