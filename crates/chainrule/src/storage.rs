@@ -23,11 +23,17 @@ macro_rules! with_dtype {
                 type $T = f64;
                 $body
             }
-            other => {
-                unreachable!("a float kernel on {other}: the shape function admits only floats")
-            }
+            other => $crate::storage::refused(other),
         }
     };
+}
+
+/// A kernel reached with a dtype its op's dtype rule refuses (a bug): out
+/// of line, so that the kernels' dispatch stays small enough to inline.
+#[cold]
+#[inline(never)]
+pub(crate) fn refused(dtype: DType) -> ! {
+    unreachable!("a kernel reached with {dtype}, which its op's dtype rule refuses")
 }
 
 /// Runs `$body` with `$T` bound to the element type of `$dtype`, any dtype
@@ -73,9 +79,7 @@ macro_rules! with_int {
                 type $T = i64;
                 $body
             }
-            other => unreachable!(
-                "an integer kernel on {other}: the shape function admits only integers"
-            ),
+            other => $crate::storage::refused(other),
         }
     };
 }

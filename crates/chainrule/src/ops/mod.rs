@@ -420,13 +420,12 @@ impl Prim {
     /// The kernel: the op on its inputs' values (recording nothing).
     pub(crate) fn forward(&self, args: &[&Tensor]) -> Result<Tensor> {
         let x = args[0];
-        // On the stack: this runs once per op of define-by-run code.
-        match args {
-            [a] => self.out_dtype(&[a.dtype()]),
-            [a, b] => self.out_dtype(&[a.dtype(), b.dtype()]),
-            [a, b, c] => self.out_dtype(&[a.dtype(), b.dtype(), c.dtype()]),
-            _ => self.out_dtype(&args.iter().map(|t| t.dtype()).collect::<Vec<_>>()),
-        }?;
+        // Inputs all of one float dtype suit every op: the rule is asked
+        // only otherwise (this runs once per op of define-by-run code).
+        let d = x.dtype();
+        if !(d.is_float() && args[1..].iter().all(|t| t.dtype() == d)) {
+            self.out_dtype(&args.iter().map(|t| t.dtype()).collect::<Vec<_>>())?;
+        }
         Ok(match self {
             Prim::Unary(op) => unary::forward(x, *op),
             Prim::Binary(op) => binary::forward(x, args[1], *op)?,

@@ -61,46 +61,58 @@ macro_rules! tensor_scalar {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, c: $s) -> Tensor {
-                with_scalar(self, c, false, Tensor::$call, |$t, $c| $tensor_first)
+                if self.dtype().is_float() {
+                    let ($t, $c) = (self, c as f64);
+                    return $tensor_first;
+                }
+                with_scalar(self, c, false, Tensor::$call)
             }
         }
         impl $trait<$s> for Tensor {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, c: $s) -> Tensor {
-                with_scalar(&self, c, false, Tensor::$call, |$t, $c| $tensor_first)
+                if self.dtype().is_float() {
+                    let ($t, $c) = (&self, c as f64);
+                    return $tensor_first;
+                }
+                with_scalar(&self, c, false, Tensor::$call)
             }
         }
         impl $trait<&Tensor> for $s {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, rhs: &Tensor) -> Tensor {
-                with_scalar(rhs, self, true, Tensor::$call, |$t2, $c2| $scalar_first)
+                if rhs.dtype().is_float() {
+                    let ($t2, $c2) = (rhs, self as f64);
+                    return $scalar_first;
+                }
+                with_scalar(rhs, self, true, Tensor::$call)
             }
         }
         impl $trait<Tensor> for $s {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, rhs: Tensor) -> Tensor {
-                with_scalar(&rhs, self, true, Tensor::$call, |$t2, $c2| $scalar_first)
+                if rhs.dtype().is_float() {
+                    let ($t2, $c2) = (&rhs, self as f64);
+                    return $scalar_first;
+                }
+                with_scalar(&rhs, self, true, Tensor::$call)
             }
         }
     )*};
 }
 
-/// `t op c` (or `c op t` when `scalar_first`): through `on_float` for a
-/// float tensor, else through the binary op with `c` as a 0-d tensor.
+/// `t op c` (or `c op t` when `scalar_first`) for a tensor that is not a
+/// float: the binary op with `c` as a 0-d tensor.
 #[track_caller]
 fn with_scalar<S: Scalar>(
     t: &Tensor,
     c: S,
     scalar_first: bool,
     binary: fn(&Tensor, &Tensor) -> Tensor,
-    on_float: impl Fn(&Tensor, f64) -> Tensor,
 ) -> Tensor {
-    if t.dtype().is_float() {
-        return on_float(t, c.to_f64());
-    }
     let c = match S::DTYPE.is_int() && t.dtype().is_int() {
         true => Tensor::scalar(c.to_i64()).to_dtype(t.dtype()),
         false => Tensor::scalar(c),
