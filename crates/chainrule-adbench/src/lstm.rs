@@ -81,7 +81,7 @@ pub fn objective(input: &LstmInput, main: &Tensor, extra: &Tensor) -> Tensor {
         }
         let y = &h * &w_out + &b_out;
         let lse = (y.exp().sum() + 2.0).log();
-        total = total + (row(&input.text, t + 1) * (y - lse)).sum();
+        total += (row(&input.text, t + 1) * (y - lse)).sum();
     }
     total * (-1.0 / ((input.chars - 1) * b) as f64)
 }

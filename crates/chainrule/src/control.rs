@@ -450,7 +450,7 @@ impl Loop {
                     let outs = this.body.eval_with(&body_args)?;
                     let mut objective = (&outs[0] * &g_carry).sum();
                     if p > 0 {
-                        objective = objective + (&outs[1] * &step.narrow(0, n + m, p)).sum();
+                        objective += (&outs[1] * &step.narrow(0, n + m, p)).sum();
                     }
                     let grads = adjoints(&objective, &leaves)?;
                     let mut carry = vec![grads[0].clone()];

@@ -58,7 +58,7 @@ fn rnn_unrolled(w: &Tensor, h0: &Tensor, xs: &Tensor) -> Tensor {
     let mut total = Tensor::scalar(0.0f64);
     for t in 0..xs.shape()[0] {
         h = (w.matmul(&h) + xs.narrow(0, t, 1).squeeze(0)).tanh();
-        total = total + h.square().sum();
+        total += h.square().sum();
     }
     total + h.sum()
 }

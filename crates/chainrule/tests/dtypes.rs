@@ -515,3 +515,69 @@ fn negative_axes_count_from_the_back_everywhere() {
     };
     assert_eq!(g(-1), g(2));
 }
+
+#[test]
+fn one_hot_rows_from_integer_labels() {
+    let labels = i64s(&[2, 0, 1, 5], &[4]);
+    let h = labels.one_hot(3);
+    assert_eq!((h.dtype(), h.shape()), (DType::I64, &[4usize, 3][..]));
+    assert_eq!(h.to_vec::<i64>(), [0, 0, 1, 1, 0, 0, 0, 1, 0, 0, 0, 0]);
+    let grid = Tensor::from_slice(&[1i32, 0], &[2, 1]).one_hot(2);
+    assert_eq!(grid.shape(), &[2, 1, 2]);
+    assert_eq!(grid.to_vec::<i64>(), [0, 1, 1, 0]);
+    let e = Tensor::ones(&[2], DType::F64).try_one_hot(3).unwrap_err();
+    assert!(
+        matches!(e, Error::DTypeUnsupported { op: "one_hot", .. }),
+        "{e}"
+    );
+}
+
+#[test]
+fn in_place_updates_write_through_and_refuse_graph_tensors() {
+    let mut x = Tensor::from_slice(&[1.0f32, 2.0, 3.0], &[3]);
+    let view = x.clone();
+    x += &Tensor::from_slice(&[1.0f32], &[1]);
+    x *= 2.0;
+    x -= 1;
+    x /= &Tensor::full(&[3], 2.0, DType::F32);
+    assert_eq!(x.to_vec::<f32>(), [1.5, 2.5, 3.5]);
+    // Tensors are values: another handle keeps what it saw.
+    assert_eq!(view.to_vec::<f32>(), [1.0, 2.0, 3.0]);
+    let mut counts = Tensor::zeros(&[2], DType::I64);
+    for _ in 0..3 {
+        counts += &i64s(&[1, 2], &[2]);
+    }
+    counts.mul_(&Tensor::scalar(2i64));
+    assert_eq!(counts.to_vec::<i64>(), [6, 12]);
+    // Refusals name the op and leave the tensor as it was.
+    let e = counts.try_div_(&counts.clone()).unwrap_err();
+    assert!(
+        matches!(e, Error::DTypeUnsupported { op: "div", .. }),
+        "{e}"
+    );
+    let e = counts
+        .try_add_(&Tensor::zeros(&[2, 2], DType::I64))
+        .unwrap_err();
+    assert!(e.to_string().contains("add_"), "{e}");
+    let e = counts
+        .try_add_(&Tensor::zeros(&[2], DType::F64))
+        .unwrap_err();
+    assert!(matches!(e, Error::DTypeMismatch { op: "add_", .. }), "{e}");
+    assert_eq!(counts.to_vec::<i64>(), [6, 12]);
+    let mut w = Tensor::ones(&[2], DType::F64).requires_grad();
+    let e = w.try_sub_(&Tensor::ones(&[2], DType::F64)).unwrap_err();
+    assert!(e.to_string().contains("in place"), "{e}");
+    assert!(w.is_leaf());
+    // A tensor computed in the graph is updated as `x = &x + &y`: recorded.
+    let mut loss = w.square().sum();
+    for k in 1..=2 {
+        loss += (&w * k as f64).sum();
+    }
+    loss.backward().unwrap();
+    // d/dw Σ w² + 3 Σ w = 2w + 3.
+    assert_eq!(w.grad().unwrap().to_vec::<f64>(), [5.0, 5.0]);
+    // Without a gradient (as an optimizer's step would), it is allowed.
+    let mut p = w.detach();
+    p -= &Tensor::full(&[2], 0.5, DType::F64);
+    assert_eq!(p.to_vec::<f64>(), [0.5, 0.5]);
+}

@@ -106,6 +106,32 @@ impl Tensor {
     }
 }
 
+impl Tensor {
+    /// Integer labels as one-hot rows (`i64`, shape `labels.shape + [classes]`),
+    /// like `torch.nn.functional.one_hot`. A label outside `0..classes` gives
+    /// a row of zeros, as `jax.nn.one_hot` does (the labels may be a graph's
+    /// input, so their values are not known when it is built).
+    pub fn try_one_hot(&self, classes: usize) -> Result<Tensor> {
+        if !self.dtype().is_int() {
+            return Err(Error::dtype("one_hot", self.dtype(), "i32 and i64 labels"));
+        }
+        let mut shape = self.shape().to_vec();
+        shape.push(classes);
+        crate::limits::check_alloc("one_hot", &shape, crate::DType::I64)?;
+        let classes = Tensor::try_arange(classes, self.dtype())?;
+        Ok(self
+            .unsqueeze(-1)
+            .eq_elem(&classes)
+            .to_dtype(crate::DType::I64))
+    }
+
+    /// Panicking form of [`Tensor::try_one_hot`].
+    #[track_caller]
+    pub fn one_hot(&self, classes: usize) -> Tensor {
+        crate::error::or_panic(self.try_one_hot(classes))
+    }
+}
+
 /// Both operands are `bool`, or the error naming `op`.
 fn logical(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     match [a.dtype(), b.dtype()]

@@ -16,6 +16,7 @@ pub(crate) mod binary;
 pub(crate) mod composite;
 pub mod custom;
 pub(crate) mod index;
+mod inplace;
 pub(crate) mod matmul;
 pub(crate) mod movement;
 mod overload;
