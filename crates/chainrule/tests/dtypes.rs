@@ -581,3 +581,33 @@ fn in_place_updates_write_through_and_refuse_graph_tensors() {
     p -= &Tensor::full(&[2], 0.5, DType::F64);
     assert_eq!(p.to_vec::<f64>(), [0.5, 0.5]);
 }
+
+#[test]
+fn structure_ops_give_torchs_values() {
+    let x = Tensor::from_slice(&[1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    let v = |t: Tensor| t.to_vec::<f64>();
+    assert_eq!(v(x.cumsum(1)), [1.0, 3.0, 6.0, 4.0, 9.0, 15.0]);
+    assert_eq!(v(x.cumsum(0)), [1.0, 2.0, 3.0, 5.0, 7.0, 9.0]);
+    assert_eq!(i64s(&[1, 2, 3], &[3]).cumsum(0).to_vec::<i64>(), [1, 3, 6]);
+    assert!(bools(&[true], &[1]).try_cumsum(0).is_err());
+    assert_eq!(v(x.flip(&[1])), [3.0, 2.0, 1.0, 6.0, 5.0, 4.0]);
+    assert_eq!(v(x.flip(&[0, 1])), [6.0, 5.0, 4.0, 3.0, 2.0, 1.0]);
+    assert_eq!(v(x.roll(1, 1)), [3.0, 1.0, 2.0, 6.0, 4.0, 5.0]);
+    assert_eq!(v(x.roll(-1, -1)), [2.0, 3.0, 1.0, 5.0, 6.0, 4.0]);
+    assert_eq!(v(x.roll(4, 1)), v(x.roll(1, 1)));
+    assert_eq!(v(x.tril(0)), [1.0, 0.0, 0.0, 4.0, 5.0, 0.0]);
+    assert_eq!(v(x.triu(1)), [0.0, 2.0, 3.0, 0.0, 0.0, 6.0]);
+    assert_eq!(v(x.tril(-1)), [0.0, 0.0, 0.0, 4.0, 0.0, 0.0]);
+    assert_eq!(v(x.diagonal(0)), [1.0, 5.0]);
+    assert_eq!(v(x.diagonal(1)), [2.0, 6.0]);
+    assert_eq!(v(x.diagonal(-1)), [4.0]);
+    assert_eq!(x.diagonal(5).shape(), &[0]);
+    assert_eq!(x.trace().item(), 6.0);
+    let d = Tensor::from_slice(&[1.0f64, 2.0], &[2]).diag();
+    assert_eq!(v(d.clone()), [1.0, 0.0, 0.0, 2.0]);
+    assert_eq!(v(d.diag()), [1.0, 2.0]);
+    let b = Tensor::arange(8, DType::I64).reshape(&[2, 2, 2]);
+    assert_eq!(b.diagonal(0).to_vec::<i64>(), [0, 3, 4, 7]);
+    assert!(Tensor::ones(&[3], DType::F64).try_tril(0).is_err());
+    assert!(Tensor::ones(&[3], DType::F64).try_trace().is_err());
+}

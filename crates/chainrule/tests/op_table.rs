@@ -141,6 +141,10 @@ fn logits(rng: &mut StdRng) -> Vec<Vec<usize>> {
     vec![vec![4, rng.random_range(2..=5)]]
 }
 
+fn vector(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![rng.random_range(1..=5)]]
+}
+
 fn fixed_2x3x4(_: &mut StdRng) -> Vec<Vec<usize>> {
     vec![vec![2, 3, 4]]
 }
@@ -575,6 +579,60 @@ fn table() -> Vec<Row> {
             shapes: logits,
             domains: &[Any],
             f: |x| x[0].gather(1, &[1, 0, 1, 1]),
+        },
+        Row {
+            name: "cumsum",
+            shapes: one_ranked,
+            domains: &[Any],
+            f: |x| x[0].cumsum(-1),
+        },
+        Row {
+            name: "cumsum_first_axis",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].cumsum(0),
+        },
+        Row {
+            name: "flip",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].flip(&[0, -1]),
+        },
+        Row {
+            name: "roll",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].roll(-5, 2),
+        },
+        Row {
+            name: "tril",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].tril(1),
+        },
+        Row {
+            name: "triu",
+            shapes: logits,
+            domains: &[Any],
+            f: |x| x[0].triu(-1),
+        },
+        Row {
+            name: "diagonal",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].diagonal(1),
+        },
+        Row {
+            name: "trace",
+            shapes: logits,
+            domains: &[Any],
+            f: |x| x[0].trace(),
+        },
+        Row {
+            name: "diag_of_vector",
+            shapes: vector,
+            domains: &[Any],
+            f: |x| x[0].diag(),
         },
         Row {
             name: "cross_entropy",

@@ -111,3 +111,37 @@ where
         })
         .collect()
 }
+
+/// Running sums along `axis` (from the end when `reverse`), in row-major order.
+pub(crate) fn cumulate<T, F>(
+    src: &[T],
+    layout: &Layout,
+    axis: usize,
+    reverse: bool,
+    add: F,
+) -> Vec<T>
+where
+    T: Copy + Send + Sync,
+    F: Fn(T, T) -> T,
+{
+    let mut out = super::elementwise::materialize(src, layout);
+    let shape = &layout.shape;
+    let len = shape[axis];
+    let inner: usize = shape[axis + 1..].iter().product();
+    let outer: usize = shape[..axis].iter().product();
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| o * len * inner + j * inner + i;
+            if reverse {
+                for j in (0..len.saturating_sub(1)).rev() {
+                    out[at(j)] = add(out[at(j)], out[at(j + 1)]);
+                }
+            } else {
+                for j in 1..len {
+                    out[at(j)] = add(out[at(j - 1)], out[at(j)]);
+                }
+            }
+        }
+    }
+    out
+}

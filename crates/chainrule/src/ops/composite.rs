@@ -5,6 +5,7 @@ use super::panicking;
 use crate::axis::{Axes, Axis};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use crate::DType;
 
 impl Tensor {
     /// Mean over `axes`.
@@ -165,4 +166,138 @@ panicking! {
     fn log_softmax => try_log_softmax(axis: impl Axis);
     /// Mean cross-entropy of logits `(n, c)` and `n` integer labels.
     fn cross_entropy_with_logits => try_cross_entropy_with_logits(labels: &[usize]);
+}
+
+/// Structure: reversing, rotating, and the triangles and diagonals of
+/// matrices, each a composite of index_select, narrow, concat and where.
+impl Tensor {
+    /// The elements in reverse order along each of `axes`, like `torch.flip`.
+    pub fn try_flip(&self, axes: impl Axes) -> Result<Tensor> {
+        let axes = crate::axis::resolve_all("flip", axes, self.shape())?;
+        let mut out = self.clone();
+        for &a in &axes {
+            let n = self.shape()[a];
+            let reversed: Vec<usize> = (0..n).rev().collect();
+            out = out.try_index_select(a, &reversed)?;
+        }
+        Ok(out)
+    }
+
+    /// The elements shifted by `shift` along `axis`, those pushed past the
+    /// end coming back at the start, like `torch.roll` (a negative shift
+    /// rolls the other way).
+    pub fn try_roll(&self, shift: i64, axis: impl Axis) -> Result<Tensor> {
+        let axis = crate::axis::resolve("roll", axis, self.shape())?;
+        let n = self.shape()[axis];
+        if n == 0 {
+            return Ok(self.clone());
+        }
+        let k = shift.rem_euclid(n as i64) as usize;
+        if k == 0 {
+            return Ok(self.clone());
+        }
+        let tail = self.try_narrow(axis, n - k, k)?;
+        let head = self.try_narrow(axis, 0, n - k)?;
+        Tensor::try_concat(&[&tail, &head], axis)
+    }
+
+    /// The lower triangle of the last two axes: entries with
+    /// `column - row <= k` kept, the rest zero (`torch.tril`).
+    pub fn try_tril(&self, k: i64) -> Result<Tensor> {
+        self.triangle("tril", k, true)
+    }
+
+    /// The upper triangle of the last two axes: entries with
+    /// `column - row >= k` kept (`torch.triu`).
+    pub fn try_triu(&self, k: i64) -> Result<Tensor> {
+        self.triangle("triu", k, false)
+    }
+
+    fn triangle(&self, op: &'static str, k: i64, lower: bool) -> Result<Tensor> {
+        let (rows, cols) = matrix_dims(op, self.shape())?;
+        let row = Tensor::try_arange(rows, DType::I64)?.reshape(&[rows, 1]);
+        let col = Tensor::try_arange(cols, DType::I64)?;
+        let offset = (col - row) - k;
+        let zero = Tensor::scalar(0i64);
+        let keep = if lower {
+            offset.le(&zero)
+        } else {
+            offset.ge(&zero)
+        };
+        Tensor::try_where_(&keep, self, &Tensor::zeros(&[], self.dtype()))
+    }
+
+    /// The diagonal of the last two axes, `offset` above it (below when
+    /// negative), along a new last axis (`torch.diagonal(x, offset, -2, -1)`).
+    pub fn try_diagonal(&self, offset: i64) -> Result<Tensor> {
+        let (rows, cols) = matrix_dims("diagonal", self.shape())?;
+        let (start_row, start_col) = match offset >= 0 {
+            true => (0, offset.unsigned_abs() as usize),
+            false => (offset.unsigned_abs() as usize, 0),
+        };
+        let len = rows
+            .saturating_sub(start_row)
+            .min(cols.saturating_sub(start_col));
+        let at: Vec<usize> = (0..len)
+            .map(|i| (start_row + i) * cols + start_col + i)
+            .collect();
+        let batch = &self.shape()[..self.ndim() - 2];
+        let flat: Vec<usize> = batch.iter().copied().chain([rows * cols]).collect();
+        self.try_reshape(&flat)?.try_index_select(-1, &at)
+    }
+
+    /// The sum of the diagonal of a matrix (`torch.trace`).
+    pub fn try_trace(&self) -> Result<Tensor> {
+        if self.ndim() != 2 {
+            return Err(Error::invalid(
+                "trace",
+                format!("needs a matrix, got shape {:?}", self.shape()),
+            ));
+        }
+        Ok(self.try_diagonal(0)?.sum())
+    }
+
+    /// A vector as the diagonal of a square matrix, or a matrix's diagonal
+    /// as a vector (`torch.diag`).
+    pub fn try_diag(&self) -> Result<Tensor> {
+        match self.ndim() {
+            1 => {
+                let n = self.shape()[0];
+                Ok(Tensor::try_eye(n, self.dtype())? * self)
+            }
+            2 => self.try_diagonal(0),
+            _ => Err(Error::invalid(
+                "diag",
+                format!("needs a vector or a matrix, got shape {:?}", self.shape()),
+            )),
+        }
+    }
+}
+
+/// The sizes of the last two axes (the matrix dimensions), or the error naming `op`.
+fn matrix_dims(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
+    match shape {
+        [.., r, c] => Ok((*r, *c)),
+        _ => Err(Error::invalid(
+            op,
+            format!("needs at least two axes, got shape {shape:?}"),
+        )),
+    }
+}
+
+panicking! {
+    /// Reversed along each of `axes` (see `try_flip`).
+    fn flip => try_flip(axes: impl Axes);
+    /// Rotated by `shift` along `axis` (see `try_roll`).
+    fn roll => try_roll(shift: i64, axis: impl Axis);
+    /// The lower triangle of the last two axes (see `try_tril`).
+    fn tril => try_tril(k: i64);
+    /// The upper triangle of the last two axes (see `try_triu`).
+    fn triu => try_triu(k: i64);
+    /// The diagonal of the last two axes (see `try_diagonal`).
+    fn diagonal => try_diagonal(offset: i64);
+    /// The sum of a matrix's diagonal.
+    fn trace => try_trace();
+    /// A vector as a diagonal matrix, or a matrix's diagonal.
+    fn diag => try_diag();
 }

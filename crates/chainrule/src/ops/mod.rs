@@ -85,6 +85,12 @@ pub(crate) enum Prim {
         axis: usize,
         keepdim: bool,
     },
+    /// Running sums along `axis`, from its end when `reverse` (the
+    /// transpose of the forward sum).
+    Cumsum {
+        axis: usize,
+        reverse: bool,
+    },
     Matmul,
     Reshape(Dims),
     Permute(Dims),
@@ -191,6 +197,7 @@ impl Prim {
             Prim::Where => "where",
             Prim::Reduce { op, .. } => op.name(),
             Prim::Arg { op, .. } => op.arg_name(),
+            Prim::Cumsum { .. } => "cumsum",
             Prim::Matmul => "matmul",
             Prim::Reshape(_) => "reshape",
             Prim::Permute(_) => "permute",
@@ -225,6 +232,12 @@ impl Prim {
                 op.arg_name(),
                 if *keepdim { " keepdim" } else { "" }
             ),
+            Prim::Cumsum { axis, reverse } => {
+                format!(
+                    "cumsum axis {axis}{}",
+                    if *reverse { " reversed" } else { "" }
+                )
+            }
             Prim::Permute(p) => format!("permute {:?}", p.as_slice()),
             Prim::Narrow { axis, start, .. } => format!("narrow axis {axis} from {start}"),
             Prim::Pad { axis, start, .. } => format!("pad axis {axis} at {start}"),
@@ -292,6 +305,7 @@ impl Prim {
                 | Prim::Pad { .. }
                 | Prim::Contiguous
                 | Prim::Cast(_)
+                | Prim::Cumsum { .. }
                 | Prim::IndexSelect { .. }
                 | Prim::IndexAdd { .. }
                 | Prim::Gather { .. }
@@ -311,7 +325,9 @@ impl Prim {
         let dtypes: SmallVec<[DType; 3]> = args.iter().map(|a| a.1).collect();
         let dtype = self.out_dtype(&dtypes)?;
         let shape = match self {
-            Prim::Unary(_) | Prim::Contiguous | Prim::StopGradient => x.to_vec(),
+            Prim::Unary(_) | Prim::Contiguous | Prim::StopGradient | Prim::Cumsum { .. } => {
+                x.to_vec()
+            }
             Prim::Binary(_) | Prim::Compare(_) | Prim::Mask(_) => {
                 binary::broadcast_shape(self.name(), x, args[1].0)?
             }
@@ -407,6 +423,9 @@ impl Prim {
             }
             Prim::Reduce { op, .. } => op.out_dtype(x),
             Prim::Arg { .. } => Ok(DType::I64),
+            Prim::Cumsum { .. } if x == DType::Bool => {
+                Err(Error::dtype("cumsum", x, "floats and integers"))
+            }
             Prim::Matmul => Error::need_float("matmul", same("matmul", dtypes)?).map(|_| x),
             Prim::Concat { .. } => same("concat", dtypes),
             Prim::Cast(to) => Ok(*to),
@@ -435,6 +454,7 @@ impl Prim {
             Prim::Where => index::where_forward(x, args[1], args[2])?,
             Prim::Reduce { op, axes, keepdim } => reduce::forward(x, *op, axes, *keepdim)?,
             Prim::Arg { op, axis, keepdim } => reduce::arg_forward(x, *op, *axis, *keepdim)?,
+            Prim::Cumsum { axis, reverse } => reduce::cumsum_forward(x, *axis, *reverse),
             Prim::Matmul => matmul::forward(x, args[1])?,
             Prim::Reshape(s) => movement::reshape_forward(x, s),
             Prim::Permute(p) => x.view(x.layout().permute(p)),
@@ -483,6 +503,13 @@ impl Prim {
             Prim::Where => index::where_vjp(inputs, g, needs),
             Prim::Reduce { op, axes, keepdim } => one(op.vjp(x, output, g, axes, *keepdim)),
             Prim::Matmul => matmul::vjp(x, &inputs[1], g, needs),
+            Prim::Cumsum { axis, reverse } => one(bind(
+                Prim::Cumsum {
+                    axis: *axis,
+                    reverse: !reverse,
+                },
+                &[g],
+            )?),
             Prim::Reshape(_) => one(g.reshape(x.shape())),
             Prim::Permute(perm) => one(movement::permute_vjp(perm, g)),
             Prim::BroadcastTo(_) => one(movement::sum_to(g, x.shape())),
@@ -638,6 +665,13 @@ impl Prim {
                     op: *op,
                     axis: axis + 1,
                     keepdim: *keepdim,
+                },
+                &[x],
+            ),
+            Prim::Cumsum { axis, reverse } => bind(
+                Prim::Cumsum {
+                    axis: axis + 1,
+                    reverse: *reverse,
                 },
                 &[x],
             ),

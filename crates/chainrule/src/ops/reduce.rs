@@ -6,9 +6,9 @@ use super::{bind, panicking, Prim};
 use crate::axis::{Axes, Axis};
 use crate::dtype::DType;
 use crate::error::{Error, Result};
-use crate::kernels::reduce::{arg_reduce, reduce};
+use crate::kernels::reduce::{arg_reduce, cumulate, reduce};
 use crate::layout::{check_axis, Dims};
-use crate::storage::{with_scalar, FloatElement, StorageElement};
+use crate::storage::{with_dtype, with_int, with_scalar, FloatElement, StorageElement};
 use crate::tensor::Tensor;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -270,6 +270,18 @@ pub(crate) fn arg_forward(x: &Tensor, op: ReduceOp, axis: usize, keepdim: bool) 
     Ok(Tensor::from_buffer(index, &shape))
 }
 
+/// The kernel of cumsum: floats, or integers wrapping (the dtype rule
+/// refuses bool).
+pub(crate) fn cumsum_forward(x: &Tensor, axis: usize, reverse: bool) -> Tensor {
+    let (shape, dtype) = (x.shape(), x.dtype());
+    match dtype.is_float() {
+        true => with_dtype!(dtype, T => Tensor::from_buffer(
+            cumulate(x.buffer::<T>(), x.layout(), axis, reverse, |a, b| a + b), shape)),
+        false => with_int!(dtype, T => Tensor::from_buffer(
+            cumulate(x.buffer::<T>(), x.layout(), axis, reverse, T::wrapping_add), shape)),
+    }
+}
+
 pub(crate) fn reduce_op(
     x: &Tensor,
     op: ReduceOp,
@@ -318,6 +330,19 @@ impl Tensor {
     /// The minima along `axis` and their indices, like `torch.min(x, dim)`.
     pub fn try_min_with_indices(&self, axis: impl Axis, keepdim: bool) -> Result<(Tensor, Tensor)> {
         extremum_with_index(self, ReduceOp::Min, axis, keepdim)
+    }
+
+    /// Running sums along `axis`, like `torch.cumsum`: element `i` is the
+    /// sum of elements `0..=i` (integers wrap; bool is refused).
+    pub fn try_cumsum(&self, axis: impl Axis) -> Result<Tensor> {
+        let axis = crate::axis::resolve("cumsum", axis, self.shape())?;
+        bind(
+            Prim::Cumsum {
+                axis,
+                reverse: false,
+            },
+            &[self],
+        )
     }
 
     /// Whether any element of a `bool` tensor over `axes` holds (`false`
@@ -400,6 +425,8 @@ panicking! {
     fn argmax => try_argmax(axis: impl Axis, keepdim: bool);
     /// The index (`i64`) of the smallest element along `axis` (see `try_argmin`).
     fn argmin => try_argmin(axis: impl Axis, keepdim: bool);
+    /// Running sums along `axis` (see `try_cumsum`).
+    fn cumsum => try_cumsum(axis: impl Axis);
     /// Whether any element over `axes` holds, for a `bool` tensor.
     fn any_axes => try_any_axes(axes: impl Axes, keepdim: bool);
     /// Whether every element over `axes` holds, for a `bool` tensor.
