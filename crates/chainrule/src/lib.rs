@@ -61,4 +61,5 @@ pub use axis::{Axes, Axis};
 pub use dtype::{DType, Element, Scalar};
 pub use error::{Error, Result};
 pub use limits::{max_tensor_bytes, set_max_tensor_bytes};
+pub use ops::slice::Slice;
 pub use tensor::Tensor;

@@ -611,3 +611,34 @@ fn structure_ops_give_torchs_values() {
     assert!(Tensor::ones(&[3], DType::F64).try_tril(0).is_err());
     assert!(Tensor::ones(&[3], DType::F64).try_trace().is_err());
 }
+
+#[test]
+fn slices_follow_pythons_rules() {
+    use chainrule::Slice;
+    let x = Tensor::arange(10, DType::I64);
+    let at = |s: Slice| x.slice(&[s]).to_vec::<i64>();
+    assert_eq!(at((2..5).into()), [2, 3, 4]);
+    assert_eq!(at(Slice::from(1..).step(3)), [1, 4, 7]);
+    assert_eq!(at(Slice::from(..).step(-1)), [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+    assert_eq!(at(Slice::new(Some(7), Some(2), -2)), [7, 5, 3]);
+    assert_eq!(at((-3..).into()), [7, 8, 9]);
+    assert_eq!(at((..-8).into()), [0, 1]);
+    assert_eq!(at((-3..=-1).into()), [7, 8, 9]);
+    assert_eq!(at((2..=4).into()), [2, 3, 4]);
+    assert_eq!(at((-1).into()), [9]);
+    assert_eq!(at((5..100).into()), [5, 6, 7, 8, 9]);
+    assert_eq!(at(Slice::new(Some(6), Some(2), 1)), Vec::<i64>::new());
+    let m = Tensor::arange(12, DType::I64).reshape(&[3, 4]);
+    let s = m.slice(&[Slice::from(..).step(2), (1..3).into()]);
+    assert_eq!(
+        (s.shape(), s.to_vec::<i64>()),
+        (&[2usize, 2][..], vec![1, 2, 9, 10])
+    );
+    assert!(m.try_slice(&[Slice::from(..).step(0)]).is_err());
+    assert!(m
+        .try_slice(&[(..).into(), (..).into(), (..).into()])
+        .is_err());
+    let f = Tensor::from_slice(&[1.0f64, -2.0, 3.0], &[3]);
+    let neg = f.lt(&Tensor::zeros(&[], DType::F64));
+    assert_eq!(f.masked_fill(&neg, 0.0).to_vec::<f64>(), [1.0, 0.0, 3.0]);
+}

@@ -635,6 +635,28 @@ fn table() -> Vec<Row> {
             f: |x| x[0].diag(),
         },
         Row {
+            name: "slice_with_steps",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| {
+                use chainrule::Slice;
+                x[0].slice(&[
+                    (..).into(),
+                    Slice::from(..).step(-2),
+                    Slice::from(1..).step(2),
+                ])
+            },
+        },
+        Row {
+            name: "masked_fill",
+            shapes: fixed_2x3x4,
+            domains: &[AwayFromZero],
+            f: |x| {
+                let negative = x[0].lt(&Tensor::zeros(&[], x[0].dtype()));
+                x[0].masked_fill(&negative, 0.5) * &x[0]
+            },
+        },
+        Row {
             name: "cross_entropy",
             shapes: logits,
             domains: &[Any],

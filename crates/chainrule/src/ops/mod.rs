@@ -21,6 +21,7 @@ pub(crate) mod matmul;
 pub(crate) mod movement;
 mod overload;
 pub(crate) mod reduce;
+pub(crate) mod slice;
 pub(crate) mod unary;
 pub(crate) mod value;
 
