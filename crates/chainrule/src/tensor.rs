@@ -12,8 +12,8 @@ use rand::{Rng, SeedableRng};
 use std::fmt;
 use std::sync::Arc;
 
-/// An n-d array of `f32` or `f64` that records the ops applied to it when it
-/// requires gradients.
+/// An n-d array (of `f32`, `f64`, `i32`, `i64` or `bool`) that records the
+/// ops applied to it when it requires gradients (floats only).
 ///
 /// Cloning is cheap (a reference count); views (transpose, reshape of
 /// contiguous data, broadcast, narrow) share the buffer.

@@ -117,6 +117,6 @@ fn gemm_into<T: crate::Element>(
     } else if TypeId::of::<T>() == TypeId::of::<f64>() {
         call!(f64)
     } else {
-        unreachable!("tensors hold f32 or f64")
+        unreachable!("matmul takes f32 or f64 (its dtype rule)")
     }
 }
