@@ -130,6 +130,9 @@ impl Scalar for bool {
 /// An integer element type: the arithmetic integer tensors have (wrapping,
 /// as release builds of Rust and PyTorch do).
 pub(crate) trait Int: Scalar + Ord {
+    const ZERO: Self;
+    const MIN: Self;
+    const MAX: Self;
     fn wrapping_add(self, o: Self) -> Self;
     fn wrapping_sub(self, o: Self) -> Self;
     fn wrapping_mul(self, o: Self) -> Self;
@@ -138,6 +141,9 @@ pub(crate) trait Int: Scalar + Ord {
 macro_rules! int_element {
     ($($t:ty),*) => {$(
         impl Int for $t {
+            const ZERO: Self = 0;
+            const MIN: Self = <$t>::MIN;
+            const MAX: Self = <$t>::MAX;
             #[inline(always)]
             fn wrapping_add(self, o: Self) -> Self {
                 <$t>::wrapping_add(self, o)

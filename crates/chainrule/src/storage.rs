@@ -5,28 +5,50 @@
 use crate::dtype::{DType, Scalar};
 use std::sync::Arc;
 
-/// Runs `$body` with `$T` bound to the element type of `$dtype`, a float:
-/// the kernels of ops whose shape function admits only `f32` and `f64`
-/// (it names the op and the dtype), so another dtype never gets here.
-macro_rules! with_dtype {
-    ($dtype:expr, $T:ident => $body:expr) => {
+/// Runs `$body` with `$T` bound to the element type of `$dtype`, for the
+/// dtypes listed; any other is refused (see [`refused`]).
+macro_rules! dispatch {
+    ($dtype:expr, $T:ident => $body:expr; $($variant:ident => $t:ty),*) => {
         match $dtype {
-            $crate::DType::F32 => {
+            $($crate::DType::$variant => {
                 #[allow(unused_imports)]
                 use num_traits::{One as _, Zero as _};
-                type $T = f32;
+                type $T = $t;
                 $body
-            }
-            $crate::DType::F64 => {
-                #[allow(unused_imports)]
-                use num_traits::{One as _, Zero as _};
-                type $T = f64;
-                $body
-            }
+            })*
+            #[allow(unreachable_patterns)]
             other => $crate::storage::refused(other),
         }
     };
 }
+pub(crate) use dispatch;
+
+/// `$body` for a float dtype: the kernels of ops whose dtype rule admits
+/// only `f32` and `f64`, so another dtype never gets here.
+macro_rules! with_dtype {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::storage::dispatch!($dtype, $T => $body; F32 => f32, F64 => f64)
+    };
+}
+pub(crate) use with_dtype;
+
+/// `$body` for any dtype (the kernels that only move, compare or convert
+/// elements).
+macro_rules! with_scalar {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::storage::dispatch!($dtype, $T => $body;
+            F32 => f32, F64 => f64, I32 => i32, I64 => i64, Bool => bool)
+    };
+}
+pub(crate) use with_scalar;
+
+/// `$body` for an integer dtype: the integer kernels of arithmetic ops.
+macro_rules! with_int {
+    ($dtype:expr, $T:ident => $body:expr) => {
+        $crate::storage::dispatch!($dtype, $T => $body; I32 => i32, I64 => i64)
+    };
+}
+pub(crate) use with_int;
 
 /// A kernel reached with a dtype its op's dtype rule refuses (a bug): out
 /// of line, so that the kernels' dispatch stays small enough to inline.
@@ -35,57 +57,6 @@ macro_rules! with_dtype {
 pub(crate) fn refused(dtype: DType) -> ! {
     unreachable!("a kernel reached with {dtype}, which its op's dtype rule refuses")
 }
-
-/// Runs `$body` with `$T` bound to the element type of `$dtype`, any dtype
-/// (the kernels that only move, compare or convert elements).
-macro_rules! with_scalar {
-    ($dtype:expr, $T:ident => $body:expr) => {
-        match $dtype {
-            $crate::DType::F32 => {
-                type $T = f32;
-                $body
-            }
-            $crate::DType::F64 => {
-                type $T = f64;
-                $body
-            }
-            $crate::DType::I32 => {
-                type $T = i32;
-                $body
-            }
-            $crate::DType::I64 => {
-                type $T = i64;
-                $body
-            }
-            $crate::DType::Bool => {
-                type $T = bool;
-                $body
-            }
-        }
-    };
-}
-pub(crate) use with_scalar;
-
-/// Runs `$body` with `$T` bound to the element type of `$dtype`, an
-/// integer (`i32` or `i64`): the integer kernels of arithmetic ops.
-macro_rules! with_int {
-    ($dtype:expr, $T:ident => $body:expr) => {
-        match $dtype {
-            $crate::DType::I32 => {
-                type $T = i32;
-                $body
-            }
-            $crate::DType::I64 => {
-                type $T = i64;
-                $body
-            }
-            other => $crate::storage::refused(other),
-        }
-    };
-}
-pub(crate) use with_int;
-
-pub(crate) use with_dtype;
 
 /// How many bytes a buffer held in place may take.
 const INLINE_BYTES: usize = 16;

@@ -78,7 +78,8 @@ pub(super) fn float_cc(op: CompareOp) -> FloatCC {
 pub(super) fn float_constant<'f>(ins: impl InstBuilder<'f>, c: f64, dtype: DType) -> Value {
     match dtype {
         DType::F32 => ins.f32const(c as f32),
-        _ => ins.f64const(c),
+        DType::F64 => ins.f64const(c),
+        other => crate::storage::refused(other),
     }
 }
 
@@ -86,7 +87,7 @@ pub(super) fn float(d: DType) -> Type {
     match d {
         DType::F32 => types::F32,
         DType::F64 => types::F64,
-        other => unreachable!("{other} in a kernel: the plan interprets non-float nodes"),
+        other => crate::storage::refused(other),
     }
 }
 
@@ -909,7 +910,8 @@ fn simd_type(k: &Kernel) -> Option<Type> {
         .all(|o| matches!(o.strides.last(), Some(0) | Some(1)));
     let vector = match dtype {
         DType::F32 => types::F32X4,
-        _ => types::F64X2,
+        DType::F64 => types::F64X2,
+        other => crate::storage::refused(other),
     };
     (uniform && unit && !k.dims.is_empty()).then_some(vector)
 }

@@ -138,18 +138,12 @@ impl BinaryOp {
             DType::I32 | DType::I64 => matches!(self, Add | Sub | Mul | Maximum | Minimum),
             DType::Bool => matches!(self, Maximum | Minimum),
         };
-        match takes {
-            true => Ok(dtype),
-            false if matches!(self, Maximum | Minimum) || dtype.is_int() => {
-                Err(Error::dtype(self.name(), dtype, "floats and integers"))
-            }
-            false if matches!(self, Add | Sub | Mul) => Err(Error::dtype(
-                self.name(),
-                dtype,
-                "numbers (for bool: maximum is `or`, minimum is `and`)",
-            )),
-            false => Err(Error::need_float(self.name(), dtype).unwrap_err()),
-        }
+        let expected = match self {
+            _ if takes => return Ok(dtype),
+            Add | Sub | Mul => "numbers (for bool: maximum is `or`, minimum is `and`)",
+            _ => "f32 and f64",
+        };
+        Err(Error::dtype(self.name(), dtype, expected))
     }
 
     /// The kernel on integers (wrapping, as Rust's release builds and

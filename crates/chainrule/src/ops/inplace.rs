@@ -20,7 +20,7 @@ macro_rules! in_place {
             $(
                 $(#[$doc])*
                 pub fn $try_method(&mut self, other: &Tensor) -> Result<()> {
-                    updatable(BinaryOp::$op, self, other)?;
+                    updatable(stringify!($method), BinaryOp::$op, self, other)?;
                     // Owned, so that a buffer no other view shares is written in place.
                     let ($a, $b) = (std::mem::replace(self, Tensor::scalar(false)), other);
                     *self = $new;
@@ -93,13 +93,7 @@ in_place! {
 /// Whether `x` may be updated in place by `x op other`: not a leaf
 /// requiring a gradient, of one dtype the op takes, keeping `x`'s shape.
 /// Checked before anything changes, so a refused update leaves `x` as it was.
-fn updatable(op: BinaryOp, x: &Tensor, other: &Tensor) -> Result<()> {
-    let name = match op {
-        BinaryOp::Add => "add_",
-        BinaryOp::Sub => "sub_",
-        BinaryOp::Mul => "mul_",
-        _ => "div_",
-    };
+fn updatable(name: &'static str, op: BinaryOp, x: &Tensor, other: &Tensor) -> Result<()> {
     if x.is_leaf() {
         return Err(Error::invalid(
             name,

@@ -65,7 +65,7 @@ macro_rules! tensor_scalar {
                     let ($t, $c) = (self, c as f64);
                     return $tensor_first;
                 }
-                with_scalar(self, c, false, Tensor::$call)
+                with_exact_scalar(self, c, false, Tensor::$call)
             }
         }
         impl $trait<$s> for Tensor {
@@ -76,7 +76,7 @@ macro_rules! tensor_scalar {
                     let ($t, $c) = (&self, c as f64);
                     return $tensor_first;
                 }
-                with_scalar(&self, c, false, Tensor::$call)
+                with_exact_scalar(&self, c, false, Tensor::$call)
             }
         }
         impl $trait<&Tensor> for $s {
@@ -87,7 +87,7 @@ macro_rules! tensor_scalar {
                     let ($t2, $c2) = (rhs, self as f64);
                     return $scalar_first;
                 }
-                with_scalar(rhs, self, true, Tensor::$call)
+                with_exact_scalar(rhs, self, true, Tensor::$call)
             }
         }
         impl $trait<Tensor> for $s {
@@ -98,7 +98,7 @@ macro_rules! tensor_scalar {
                     let ($t2, $c2) = (&rhs, self as f64);
                     return $scalar_first;
                 }
-                with_scalar(&rhs, self, true, Tensor::$call)
+                with_exact_scalar(&rhs, self, true, Tensor::$call)
             }
         }
     )*};
@@ -107,7 +107,7 @@ macro_rules! tensor_scalar {
 /// `t op c` (or `c op t` when `scalar_first`) for a tensor that is not a
 /// float: the binary op with `c` as a 0-d tensor.
 #[track_caller]
-fn with_scalar<S: Scalar>(
+fn with_exact_scalar<S: Scalar>(
     t: &Tensor,
     c: S,
     scalar_first: bool,

@@ -4,7 +4,7 @@
 use super::value::Value;
 use super::{bind, panicking, Prim};
 use crate::axis::{Axes, Axis};
-use crate::dtype::DType;
+use crate::dtype::{DType, Int};
 use crate::error::{Error, Result};
 use crate::kernels::reduce::{arg_reduce, cumulate, reduce};
 use crate::layout::{check_axis, Dims};
@@ -45,13 +45,23 @@ impl ReduceOp {
         })
     }
 
-    /// The kernel on integers and bool (max of bools is `any`, min `all`).
-    fn kernel_exact<T: Exact>(self, x: &Tensor, axes: &[usize]) -> Vec<T> {
+    /// The kernel on integers (sums wrap).
+    fn kernel_int<T: Int + StorageElement>(self, x: &Tensor, axes: &[usize]) -> Vec<T> {
         let (src, l) = (x.buffer::<T>(), x.layout());
         match self {
             ReduceOp::Sum => reduce(src, l, axes, T::ZERO, T::wrapping_add),
-            ReduceOp::Max => reduce(src, l, axes, T::LOWEST, Ord::max),
-            ReduceOp::Min => reduce(src, l, axes, T::HIGHEST, Ord::min),
+            ReduceOp::Max => reduce(src, l, axes, T::MIN, Ord::max),
+            ReduceOp::Min => reduce(src, l, axes, T::MAX, Ord::min),
+        }
+    }
+
+    /// The kernel on bool: max is `or`, min is `and` (a sum is counted as
+    /// `i64` before it gets here).
+    fn kernel_bool(self, x: &Tensor, axes: &[usize]) -> Vec<bool> {
+        let (src, l) = (x.buffer::<bool>(), x.layout());
+        match self {
+            ReduceOp::Max => reduce(src, l, axes, false, |a, b| a | b),
+            _ => reduce(src, l, axes, true, |a, b| a & b),
         }
     }
 
@@ -186,47 +196,15 @@ pub(crate) fn shape(
     })
 }
 
-/// An element type reduced exactly: the integers and bool.
-trait Exact: StorageElement + Ord {
-    const ZERO: Self;
-    const LOWEST: Self;
-    const HIGHEST: Self;
-    fn wrapping_add(self, o: Self) -> Self;
-}
-
-macro_rules! exact_int {
-    ($($t:ty),*) => {$(
-        impl Exact for $t {
-            const ZERO: Self = 0;
-            const LOWEST: Self = <$t>::MIN;
-            const HIGHEST: Self = <$t>::MAX;
-            fn wrapping_add(self, o: Self) -> Self {
-                <$t>::wrapping_add(self, o)
-            }
-        }
-    )*};
-}
-
-exact_int!(i32, i64);
-
-impl Exact for bool {
-    const ZERO: Self = false;
-    const LOWEST: Self = false;
-    const HIGHEST: Self = true;
-    fn wrapping_add(self, _: Self) -> Self {
-        unreachable!("bools are counted as i64")
-    }
-}
-
 /// The kernel of a reduction.
 pub(crate) fn forward(x: &Tensor, op: ReduceOp, axes: &[usize], keepdim: bool) -> Result<Tensor> {
     let shape = shape(op, x.shape(), axes, keepdim)?;
     let buffer = |x: &Tensor| match x.dtype() {
         DType::F32 => Tensor::from_buffer(op.kernel::<f32>(x, axes), &shape),
         DType::F64 => Tensor::from_buffer(op.kernel::<f64>(x, axes), &shape),
-        DType::I32 => Tensor::from_buffer(op.kernel_exact::<i32>(x, axes), &shape),
-        DType::I64 => Tensor::from_buffer(op.kernel_exact::<i64>(x, axes), &shape),
-        DType::Bool => Tensor::from_buffer(op.kernel_exact::<bool>(x, axes), &shape),
+        DType::I32 => Tensor::from_buffer(op.kernel_int::<i32>(x, axes), &shape),
+        DType::I64 => Tensor::from_buffer(op.kernel_int::<i64>(x, axes), &shape),
+        DType::Bool => Tensor::from_buffer(op.kernel_bool(x, axes), &shape),
     };
     Ok(match (op, x.dtype()) {
         (ReduceOp::Sum, DType::Bool) => buffer(&super::movement::cast_forward(x, DType::I64)),
