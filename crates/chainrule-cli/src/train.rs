@@ -186,16 +186,8 @@ fn evaluate(model: &dyn Module, ds: &Dataset) -> chainrule::Result<(f64, Option<
             Targets::Values(y) => (nn::mse_loss(&out, y)?.item(), None),
             Targets::Labels(l) => {
                 let loss = nn::cross_entropy_loss(&out, l)?.item();
-                let (n, c) = (out.shape()[0], out.shape()[1]);
-                let v = out.to_vec::<f64>();
-                let correct = (0..n)
-                    .filter(|&i| {
-                        let row = &v[i * c..(i + 1) * c];
-                        let best = (0..c).fold(0, |b, j| if row[j] > row[b] { j } else { b });
-                        best == l[i]
-                    })
-                    .count();
-                (loss, Some(correct as f64 / n.max(1) as f64))
+                let accuracy = nn::accuracy(&out, l)?.item();
+                (loss, Some(accuracy))
             }
         })
     });

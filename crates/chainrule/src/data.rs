@@ -14,8 +14,8 @@ use std::io::Read;
 pub enum Targets {
     /// Regression targets, one row per example.
     Values(Tensor),
-    /// Class labels, one per example.
-    Labels(Vec<usize>),
+    /// Class labels, one per example: a 1-d `i64` tensor.
+    Labels(Tensor),
 }
 
 /// Examples `x` (one row per example, first axis) and their targets.
@@ -31,7 +31,19 @@ impl Dataset {
         let n = x.shape().first().copied().unwrap_or(0);
         let m = match &y {
             Targets::Values(t) => t.shape().first().copied().unwrap_or(0),
-            Targets::Labels(l) => l.len(),
+            Targets::Labels(l) => {
+                if l.ndim() != 1 || l.dtype() != DType::I64 {
+                    return Err(Error::invalid(
+                        "Dataset",
+                        format!(
+                            "labels must be a 1-d i64 tensor, not {} of shape {:?}",
+                            l.dtype(),
+                            l.shape()
+                        ),
+                    ));
+                }
+                l.shape()[0]
+            }
         };
         if x.ndim() == 0 || n != m {
             return Err(Error::invalid(
@@ -56,7 +68,7 @@ impl Dataset {
             x: self.x.index_select(0, index),
             y: match &self.y {
                 Targets::Values(t) => Targets::Values(t.index_select(0, index)),
-                Targets::Labels(l) => Targets::Labels(index.iter().map(|&i| l[i]).collect()),
+                Targets::Labels(l) => Targets::Labels(l.index_select(0, index)),
             },
         }
     }
@@ -200,13 +212,13 @@ pub fn parse_digits(gz: &[u8], name: &str, dtype: DType) -> Result<Dataset> {
                         format!("line {}: label {v} is not a digit", i + 1),
                     ));
                 }
-                labels.push(v as usize);
+                labels.push(v as i64);
             }
         }
     }
     let n = labels.len();
     Dataset::new(
         Tensor::from_vec(pixels, &[n, 64]).to_dtype(dtype),
-        Targets::Labels(labels),
+        Targets::Labels(Tensor::from_vec(labels, &[n])),
     )
 }

@@ -61,5 +61,6 @@ pub use axis::{Axes, Axis};
 pub use dtype::{DType, Element, Scalar};
 pub use error::{Error, Result};
 pub use limits::{max_tensor_bytes, set_max_tensor_bytes};
+pub use ops::index::Indices;
 pub use ops::slice::Slice;
 pub use tensor::Tensor;

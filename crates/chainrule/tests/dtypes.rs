@@ -213,7 +213,10 @@ fn integers_reduce_move_and_index() {
         [5, -1, 7, 2, 9, 0, 5, -1, 7]
     );
     assert_eq!(a.index_select(1, &[2, 0]).to_vec::<i64>(), [7, 5, 0, 2]);
-    assert_eq!(a.gather(1, &[1, 0]).to_vec::<i64>(), [-1, 2]);
+    assert_eq!(
+        a.gather(1, &i64s(&[1, 0], &[2, 1])).to_vec::<i64>(),
+        [-1, 2]
+    );
     assert_eq!(
         i64s(&[4], &[1]).broadcast_to(&[2, 2]).to_vec::<i64>(),
         [4, 4, 4, 4]

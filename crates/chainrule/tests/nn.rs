@@ -219,13 +219,13 @@ fn schedules() {
 fn batches_cover_every_example_once_in_a_seeded_order() {
     let ds = Dataset::new(
         Tensor::arange(10, DType::F64).reshape(&[10, 1]),
-        Targets::Labels((0..10).collect()),
+        Targets::Labels(Tensor::arange(10, DType::I64)),
     )
     .unwrap();
-    let collect = |seed| -> Vec<usize> {
+    let collect = |seed| -> Vec<i64> {
         ds.batches(3, seed)
             .flat_map(|b| match b.y {
-                Targets::Labels(l) => l,
+                Targets::Labels(l) => l.to_vec::<i64>(),
                 Targets::Values(_) => unreachable!(),
             })
             .collect()
@@ -240,7 +240,11 @@ fn batches_cover_every_example_once_in_a_seeded_order() {
     assert_eq!(sorted, (0..10).collect::<Vec<_>>());
     let (train, test) = ds.split(0.2, 0);
     assert_eq!((train.len(), test.len()), (8, 2));
-    assert!(Dataset::new(Tensor::zeros(&[3, 1], DType::F64), Targets::Labels(vec![0])).is_err());
+    let x = Tensor::zeros(&[3, 1], DType::F64);
+    let labels = |d| Targets::Labels(Tensor::zeros(&[3], d));
+    assert!(Dataset::new(x.clone(), labels(DType::I64)).is_ok());
+    assert!(Dataset::new(x.clone(), labels(DType::F64)).is_err());
+    assert!(Dataset::new(x, Targets::Labels(Tensor::zeros(&[1], DType::I64))).is_err());
 }
 
 #[test]
@@ -274,7 +278,9 @@ fn digits_load_and_bad_files_are_named() {
     assert_eq!(ds.x.shape(), &[1797, 64]);
     let Targets::Labels(l) = &ds.y else { panic!() };
     let mut counts = [0usize; 10];
-    l.iter().for_each(|&c| counts[c] += 1);
+    l.to_vec::<i64>()
+        .iter()
+        .for_each(|&c| counts[c as usize] += 1);
     assert!(
         counts.iter().all(|&c| (174..=183).contains(&c)),
         "{counts:?}"

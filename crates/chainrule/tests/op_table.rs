@@ -149,6 +149,16 @@ fn fixed_2x3x4(_: &mut StdRng) -> Vec<Vec<usize>> {
     vec![vec![2, 3, 4]]
 }
 
+/// A `(4, 3)` target and a `(4, 2)` source for scatters.
+fn scatter_pair(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![4, 3], vec![4, 2]]
+}
+
+/// An `i64` index tensor.
+fn index(data: &[i64], shape: &[usize]) -> Tensor {
+    Tensor::from_vec(data.to_vec(), shape)
+}
+
 /// A scan's carry (n), its per-step inputs (k × n) and a captured weight (n × n).
 fn scan_shapes(rng: &mut StdRng) -> Vec<Vec<usize>> {
     let (n, k) = (rng.random_range(1..=4), rng.random_range(1..=4));
@@ -578,7 +588,31 @@ fn table() -> Vec<Row> {
             name: "gather",
             shapes: logits,
             domains: &[Any],
-            f: |x| x[0].gather(1, &[1, 0, 1, 1]),
+            f: |x| x[0].gather(1, &index(&[1, 0, 0, 0, 1, 1, 1, 0], &[4, 2])),
+        },
+        Row {
+            name: "gather_first_axis",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].gather(0, &index(&[1; 12], &[1, 3, 4])),
+        },
+        Row {
+            name: "scatter_add",
+            shapes: scatter_pair,
+            domains: &[Any, Any],
+            f: |x| x[0].scatter_add(1, &index(&[0, 0, 2, 1, 1, 2, 0, 2], &[4, 2]), &x[1]),
+        },
+        Row {
+            name: "scatter",
+            shapes: scatter_pair,
+            domains: &[Any, Any],
+            f: |x| x[0].scatter(1, &index(&[2, 0, 1, 2, 0, 1, 2, 1], &[4, 2]), &x[1]),
+        },
+        Row {
+            name: "index_add",
+            shapes: scatter_pair,
+            domains: &[Any, Any],
+            f: |x| x[0].index_add(1, &[1, 1], &x[1]),
         },
         Row {
             name: "cumsum",
@@ -660,7 +694,7 @@ fn table() -> Vec<Row> {
             name: "cross_entropy",
             shapes: logits,
             domains: &[Any],
-            f: |x| x[0].cross_entropy_with_logits(&[1, 0, 1, 1]),
+            f: |x| x[0].cross_entropy_with_logits(&index(&[1, 0, 1, 1], &[4])),
         },
         Row {
             name: "norm",

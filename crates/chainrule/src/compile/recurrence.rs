@@ -80,7 +80,9 @@ impl Recurrence {
 fn check_body(g: &Graph) -> Result<()> {
     let mut total = 0;
     for node in &g.nodes {
-        if !node.dtype.is_float() {
+        // Integers only as the constant index of an `index_select`.
+        let index_constant = matches!(node.op, GOp::Constant(_)) && node.dtype == DType::I64;
+        if !node.dtype.is_float() && !index_constant {
             return Err(unsupported(format!("it holds {} values", node.dtype)));
         }
         let numel: usize = node.shape.iter().product();
@@ -94,28 +96,12 @@ fn check_body(g: &Graph) -> Result<()> {
         };
         let known = match &node.op {
             GOp::Input(_) | GOp::Constant(_) => true,
-            GOp::Prim(p) => match p {
-                Prim::Matmul => node.inputs.iter().all(|i| g.node(*i).shape.len() <= 2),
-                Prim::Reduce { .. } => node
-                    .inputs
-                    .iter()
-                    .all(|i| g.node(*i).shape.iter().product::<usize>() > 0),
-                Prim::Unary(_)
-                | Prim::Binary(_)
-                | Prim::Mask(_)
-                | Prim::Where
-                | Prim::Reshape(_)
-                | Prim::Permute(_)
-                | Prim::BroadcastTo(_)
-                | Prim::Narrow { .. }
-                | Prim::Pad { .. }
-                | Prim::Concat { .. }
-                | Prim::Contiguous
-                | Prim::StopGradient
-                | Prim::Cast(_)
-                | Prim::IndexSelect { .. } => true,
-                _ => false,
-            },
+            GOp::Prim(p) if !matches!(p, Prim::IndexSelect { .. }) => {
+                node.inputs.iter().all(|i| g.node(*i).dtype.is_float()) && known_prim(g, node, p)
+            }
+            GOp::Prim(_) => {
+                matches!(g.node(node.inputs[1]).op, GOp::Constant(_)) && index_in_range(g, node)
+            }
         };
         if !known {
             return Err(unsupported(format!("it runs {}", node.op.name())));
@@ -125,6 +111,43 @@ fn check_body(g: &Graph) -> Result<()> {
         return Err(unsupported(format!("{total} element operations per step")));
     }
     Ok(())
+}
+
+/// Whether the scalarizer writes primitive `p` (of float inputs).
+fn known_prim(g: &Graph, node: &Node, p: &Prim) -> bool {
+    match p {
+        Prim::Matmul => node.inputs.iter().all(|i| g.node(*i).shape.len() <= 2),
+        Prim::Reduce { .. } => node
+            .inputs
+            .iter()
+            .all(|i| g.node(*i).shape.iter().product::<usize>() > 0),
+        Prim::Unary(_)
+        | Prim::Binary(_)
+        | Prim::Mask(_)
+        | Prim::Where
+        | Prim::Reshape(_)
+        | Prim::Permute(_)
+        | Prim::BroadcastTo(_)
+        | Prim::Narrow { .. }
+        | Prim::Pad { .. }
+        | Prim::Concat { .. }
+        | Prim::Contiguous
+        | Prim::StopGradient
+        | Prim::Cast(_) => true,
+        _ => false,
+    }
+}
+
+/// Whether an `index_select`'s constant index lies inside its operand's axis
+/// (else the loop runs interpreted, and fails there with the op's error).
+fn index_in_range(g: &Graph, node: &Node) -> bool {
+    let (GOp::Constant(index), GOp::Prim(Prim::IndexSelect { axis })) =
+        (&g.node(node.inputs[1]).op, &node.op)
+    else {
+        return false;
+    };
+    let len = g.node(node.inputs[0]).shape[*axis] as i64;
+    index.to_vec::<i64>().iter().all(|i| (0..len).contains(i))
 }
 
 /// The length of a matmul's contracted axis.
@@ -335,6 +358,14 @@ impl<'l, 'x, 'b> Writer<'l, 'x, 'b> {
             .expect("inputs come first")
     }
 
+    /// An `index_select`'s index: a constant of the body (`check_body`).
+    fn static_index(&self, node: &Node) -> Vec<usize> {
+        match &self.l.body.node(node.inputs[1]).op {
+            GOp::Constant(t) => t.to_vec::<i64>().into_iter().map(|i| i as usize).collect(),
+            _ => unreachable!("check_body admits constant indices only"),
+        }
+    }
+
     fn shape_of(&self, node: &Node, k: usize) -> &[usize] {
         &self.l.body.node(node.inputs[k]).shape
     }
@@ -343,6 +374,8 @@ impl<'l, 'x, 'b> Writer<'l, 'x, 'b> {
     fn node(&mut self, i: usize, step: Option<&Step>) {
         let node = &self.l.body.nodes[i];
         let v = match &node.op {
+            // An integer constant is an index, read where it is used.
+            GOp::Constant(_) if !node.dtype.is_float() => Vec::new(),
             GOp::Constant(t) => {
                 let data = t.to_vec_f64();
                 data.into_iter()
@@ -449,7 +482,8 @@ impl<'l, 'x, 'b> Writer<'l, 'x, 'b> {
                     ravel(&idx, &s)
                 })
             }
-            Prim::IndexSelect { axis, index } => {
+            Prim::IndexSelect { axis } => {
+                let index = self.static_index(node);
                 let s = self.shape_of(node, 0).to_vec();
                 map(self, 0, &|o| {
                     let mut idx = o.to_vec();

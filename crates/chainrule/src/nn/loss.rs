@@ -1,7 +1,7 @@
-//! Losses, each the mean over the batch.
+//! Losses, each the mean over the batch, and a classifier's accuracy.
 
 use crate::error::{Error, Result};
-use crate::Tensor;
+use crate::{Indices, Tensor};
 
 fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.shape() != b.shape() {
@@ -21,22 +21,20 @@ pub fn mse_loss(pred: &Tensor, target: &Tensor) -> Result<Tensor> {
     Ok(pred.try_sub(target)?.square().mean())
 }
 
-/// Softmax cross-entropy of `(n, c)` logits against `n` integer labels,
-/// computed from the logits with log-sum-exp (never `log(softmax)`).
-pub fn cross_entropy_loss(logits: &Tensor, labels: &[usize]) -> Result<Tensor> {
-    if let Some(&bad) = labels
-        .iter()
-        .find(|&&l| logits.ndim() == 2 && l >= logits.shape()[1])
-    {
-        return Err(Error::invalid(
-            "cross_entropy_loss",
-            format!(
-                "label {bad} is out of range for {} classes",
-                logits.shape()[1]
-            ),
-        ));
-    }
+/// Softmax cross-entropy of `(n, c)` logits against `n` integer labels
+/// (an `i64` tensor, or a list), computed from the logits with
+/// log-sum-exp (never `log(softmax)`).
+pub fn cross_entropy_loss(logits: &Tensor, labels: impl Indices) -> Result<Tensor> {
     logits.try_cross_entropy_with_logits(labels)
+}
+
+/// The fraction of rows of `(n, c)` logits whose largest entry (the first
+/// at ties) is at the row's label (`n` of them, an `i64` tensor or a list),
+/// as a 0-d tensor of the logits' dtype. Never differentiated.
+pub fn accuracy(logits: &Tensor, labels: impl Indices) -> Result<Tensor> {
+    let labels = crate::ops::composite::check_labels("accuracy", logits, labels)?;
+    let hits = logits.try_argmax(1, false)?.try_eq_elem(&labels)?;
+    Ok(hits.to_dtype(logits.dtype()).mean())
 }
 
 /// Binary cross-entropy of logits `x` against targets `y` in `[0, 1]`, in the

@@ -30,7 +30,7 @@ mod loss;
 pub use checkpoint::{checkpoint, Checkpointed};
 pub use io::{load_into, load_tensors, parse_tensors, save, save_tensors};
 pub use layers::{mlp, Activation, Dropout, Gelu, Linear, Relu, Sequential, Sigmoid, Tanh};
-pub use loss::{bce_with_logits_loss, cross_entropy_loss, mse_loss};
+pub use loss::{accuracy, bce_with_logits_loss, cross_entropy_loss, mse_loss};
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;

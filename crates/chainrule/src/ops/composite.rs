@@ -6,6 +6,26 @@ use crate::axis::{Axes, Axis};
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use crate::DType;
+use crate::Indices;
+
+/// `labels` as a tensor, checked to hold one label per row of the logits
+/// `(n, c)`, or the error naming `op`.
+pub(crate) fn check_labels(
+    op: &'static str,
+    logits: &Tensor,
+    labels: impl Indices,
+) -> Result<Tensor> {
+    let labels = labels.to_index()?;
+    if logits.ndim() != 2 || labels.shape() != [logits.shape()[0]] {
+        return Err(Error::shapes_detail(
+            op,
+            logits.shape(),
+            labels.shape(),
+            "needs logits (n, c) and n labels",
+        ));
+    }
+    Ok(labels)
+}
 
 impl Tensor {
     /// Mean over `axes`.
@@ -80,17 +100,21 @@ impl Tensor {
     }
 
     /// Mean softmax cross-entropy of `logits` `(n, c)` against integer
-    /// `labels` (`n` of them, each `< c`), computed from logits for stability.
-    pub fn try_cross_entropy_with_logits(&self, labels: &[usize]) -> Result<Tensor> {
-        if self.ndim() != 2 || labels.len() != self.shape()[0] {
-            return Err(Error::shapes_detail(
-                "cross_entropy_with_logits",
-                self.shape(),
-                &[labels.len()],
-                "needs logits (n, c) and n labels",
-            ));
-        }
-        let picked = self.try_gather(1, labels)?.squeeze(1);
+    /// `labels` (`n` of them, each `< c`: an `i64` tensor or a list),
+    /// computed from logits for stability.
+    pub fn try_cross_entropy_with_logits(&self, labels: impl Indices) -> Result<Tensor> {
+        let labels = check_labels("cross_entropy_with_logits", self, labels)?;
+        let picked = self
+            .try_gather(1, &labels.try_unsqueeze(1)?)
+            .map_err(|e| match e {
+                // An index out of range is a label out of range, said so.
+                Error::InvalidArgument { msg, .. } => Error::invalid(
+                    "cross_entropy_with_logits",
+                    msg.replacen("index", "label", 1),
+                ),
+                e => e,
+            })?
+            .squeeze(1);
         let lse = self.try_logsumexp(1, false)?;
         Ok((lse - picked).mean())
     }
@@ -165,7 +189,7 @@ panicking! {
     /// Log-softmax along `axis`.
     fn log_softmax => try_log_softmax(axis: impl Axis);
     /// Mean cross-entropy of logits `(n, c)` and `n` integer labels.
-    fn cross_entropy_with_logits => try_cross_entropy_with_logits(labels: &[usize]);
+    fn cross_entropy_with_logits => try_cross_entropy_with_logits(labels: impl Indices);
 }
 
 /// Structure: reversing, rotating, and the triangles and diagonals of

@@ -1,8 +1,13 @@
 //! Indexing primitives (index_select, gather, and their adjoints) and `where`.
+//!
+//! Indices are `i64` tensors, inputs of the op like any other: a traced
+//! graph can be fed new ones and `vmap` can batch them. They are checked
+//! against the axis when the op runs (so a fed index is checked too), and
+//! never differentiated.
 
 use super::binary::broadcast_pair;
 use super::movement::sum_to;
-use super::{bind, same_dtype, Prim};
+use super::{bind, same_dtype, BatchArg, Prim};
 use crate::axis::Axis;
 use crate::dtype::DType;
 use crate::error::{Error, Result};
@@ -12,7 +17,41 @@ use crate::layout::broadcast_shapes;
 use crate::storage::{with_dtype, with_scalar};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
-use std::sync::Arc;
+
+/// What the indexing ops take as indices: an `i64` tensor, or a list of
+/// positions (a 1-d index), borrowed.
+pub trait Indices {
+    /// The indices as a tensor (not yet checked against any axis).
+    fn to_index(self) -> Result<Tensor>;
+}
+
+impl Indices for &Tensor {
+    fn to_index(self) -> Result<Tensor> {
+        Ok(self.clone())
+    }
+}
+
+impl Indices for &[usize] {
+    fn to_index(self) -> Result<Tensor> {
+        let data = self
+            .iter()
+            .map(|&i| i64::try_from(i).map_err(|_| Error::invalid("index", format!("{i}"))))
+            .collect::<Result<Vec<i64>>>()?;
+        Tensor::try_from_vec(data, &[self.len()])
+    }
+}
+
+impl<const N: usize> Indices for &[usize; N] {
+    fn to_index(self) -> Result<Tensor> {
+        self.as_slice().to_index()
+    }
+}
+
+impl Indices for &Vec<usize> {
+    fn to_index(self) -> Result<Tensor> {
+        self.as_slice().to_index()
+    }
+}
 
 /// `(outer, axis length, inner)` of a shape split at `axis`.
 fn split(shape: &[usize], axis: usize) -> (usize, usize, usize) {
@@ -23,70 +62,176 @@ fn split(shape: &[usize], axis: usize) -> (usize, usize, usize) {
     )
 }
 
-fn with_axis(shape: &[usize], axis: usize, len: usize) -> Vec<usize> {
+pub(crate) fn with_axis(shape: &[usize], axis: usize, len: usize) -> Vec<usize> {
     let mut s = shape.to_vec();
     s[axis] = len;
     s
 }
 
-pub(crate) fn index_select(x: &Tensor, axis: usize, index: Arc<[usize]>) -> Tensor {
-    bind(Prim::IndexSelect { axis, index }, &[x]).expect("indices were checked")
+pub(crate) fn index_select(x: &Tensor, axis: usize, index: &Tensor) -> Result<Tensor> {
+    bind(Prim::IndexSelect { axis }, &[x, index])
 }
 
-pub(crate) fn index_add(g: &Tensor, axis: usize, index: Arc<[usize]>, size: usize) -> Tensor {
-    bind(Prim::IndexAdd { axis, index, size }, &[g]).expect("indices were checked")
+pub(crate) fn index_add(g: &Tensor, axis: usize, index: &Tensor, size: usize) -> Result<Tensor> {
+    bind(Prim::IndexAdd { axis, size }, &[g, index])
 }
 
-pub(crate) fn gather(x: &Tensor, axis: usize, index: Arc<[usize]>) -> Tensor {
-    bind(Prim::Gather { axis, index }, &[x]).expect("indices were checked")
+pub(crate) fn gather(x: &Tensor, axis: usize, index: &Tensor) -> Result<Tensor> {
+    bind(Prim::Gather { axis }, &[x, index])
 }
 
-pub(crate) fn scatter_add(g: &Tensor, axis: usize, index: Arc<[usize]>, size: usize) -> Tensor {
-    bind(Prim::ScatterAdd { axis, index, size }, &[g]).expect("indices were checked")
+pub(crate) fn scatter_add(g: &Tensor, axis: usize, index: &Tensor, size: usize) -> Result<Tensor> {
+    bind(Prim::ScatterAdd { axis, size }, &[g, index])
+}
+
+/// The shape of an indexing primitive's output from its operand's `x` and
+/// its index's, or the error naming the op: `index_select` and `index_add`
+/// take a 1-d index (as long as the operand's axis for `index_add`);
+/// `gather` an index of the operand's shape but along `axis`, which is the
+/// output's shape; `scatter_add` an index of the operand's shape.
+pub(crate) fn shape(p: &Prim, x: &[usize], index: &[usize]) -> Result<Vec<usize>> {
+    let (axis, size) = match *p {
+        Prim::IndexSelect { axis } | Prim::Gather { axis } => (axis, None),
+        Prim::IndexAdd { axis, size } | Prim::ScatterAdd { axis, size } => (axis, Some(size)),
+        _ => unreachable!("{} is not an indexing primitive", p.name()),
+    };
+    crate::layout::check_axis(p.name(), axis, x)?;
+    let bad = |why: &str| Err(Error::shapes_detail(p.name(), x, index, why));
+    match p {
+        Prim::IndexSelect { .. } | Prim::IndexAdd { .. } if index.len() != 1 => {
+            bad("needs a 1-d index")
+        }
+        Prim::IndexSelect { .. } => Ok(with_axis(x, axis, index[0])),
+        Prim::IndexAdd { .. } if index[0] != x[axis] => {
+            bad("needs an index as long as the operand's axis")
+        }
+        Prim::Gather { .. } if !same_but(x, index, axis) => {
+            bad("needs an index of the operand's shape but along the axis")
+        }
+        Prim::Gather { .. } => Ok(index.to_vec()),
+        Prim::ScatterAdd { .. } if x != index => bad("needs an index of the operand's shape"),
+        _ => Ok(with_axis(
+            x,
+            axis,
+            size.expect("a sum into zeros has a size"),
+        )),
+    }
+}
+
+/// Whether `a` and `b` have one rank and agree but along `axis`.
+fn same_but(a: &[usize], b: &[usize], axis: usize) -> bool {
+    a.len() == b.len() && (0..a.len()).all(|d| d == axis || a[d] == b[d])
+}
+
+/// An index tensor's entries as positions along an axis of length `len`,
+/// or the error naming `op` (indices are checked when the op runs, so fed
+/// ones are too).
+fn positions(op: &'static str, index: &Tensor, len: usize) -> Result<Vec<usize>> {
+    let index = index.contiguous();
+    // A contiguous view's buffer may run past it.
+    index.buffer::<i64>()[..index.numel()]
+        .iter()
+        .map(|&i| match usize::try_from(i) {
+            Ok(p) if p < len => Ok(p),
+            _ => Err(Error::invalid(
+                op,
+                format!("index {i} is out of range for an axis of length {len}"),
+            )),
+        })
+        .collect()
 }
 
 /// The kernels of the four indexing primitives.
-pub(crate) fn index_select_forward(x: &Tensor, axis: usize, index: &[usize]) -> Tensor {
+pub(crate) fn forward(p: &Prim, x: &Tensor, index: &Tensor) -> Result<Tensor> {
+    let shape = shape(p, x.shape(), index.shape())?;
+    crate::limits::check_alloc(p.name(), &shape, x.dtype())?;
     let x = x.contiguous();
-    let (outer, len, inner) = split(x.shape(), axis);
-    let shape = with_axis(x.shape(), axis, index.len());
-    with_scalar!(x.dtype(), T => Tensor::from_buffer(
-        k::index_select(x.buffer::<T>(), outer, len, inner, index), &shape))
+    Ok(match *p {
+        Prim::IndexSelect { axis } | Prim::Gather { axis } => {
+            let (outer, len, inner) = split(x.shape(), axis);
+            let at = positions(p.name(), index, len)?;
+            with_scalar!(x.dtype(), T => Tensor::from_buffer(
+                match p {
+                    Prim::IndexSelect { .. } => k::index_select(x.buffer::<T>(), outer, len, inner, &at),
+                    _ => k::gather(x.buffer::<T>(), outer, len, inner, &at),
+                },
+                &shape))
+        }
+        Prim::IndexAdd { axis, size } | Prim::ScatterAdd { axis, size } => {
+            let (outer, _, inner) = split(x.shape(), axis);
+            let at = positions(p.name(), index, size)?;
+            with_dtype!(x.dtype(), T => Tensor::from_buffer(
+                match p {
+                    Prim::IndexAdd { .. } => k::index_add(x.buffer::<T>(), outer, size, inner, &at),
+                    _ => k::scatter_add(x.buffer::<T>(), outer, size, inner, &at),
+                },
+                &shape))
+        }
+        _ => unreachable!("{} is not an indexing primitive", p.name()),
+    })
 }
 
-pub(crate) fn index_add_forward(g: &Tensor, axis: usize, index: &[usize], size: usize) -> Tensor {
-    let g = g.contiguous();
-    let (outer, _, inner) = split(g.shape(), axis);
-    let shape = with_axis(g.shape(), axis, size);
-    with_dtype!(g.dtype(), T => Tensor::from_buffer(
-        k::index_add(g.buffer::<T>(), outer, size, inner, index), &shape))
+/// The VJP of an indexing primitive: each is linear in its operand, with
+/// the transpose of the other family member; the index gets none.
+pub(crate) fn vjp(p: &Prim, inputs: &[Tensor], g: &Tensor) -> Result<Tensor> {
+    let (x, index) = (&inputs[0], &inputs[1]);
+    match *p {
+        Prim::IndexSelect { axis } => index_add(g, axis, index, x.shape()[axis]),
+        Prim::IndexAdd { axis, .. } => index_select(g, axis, index),
+        Prim::Gather { axis } => scatter_add(g, axis, index, x.shape()[axis]),
+        Prim::ScatterAdd { axis, .. } => gather(g, axis, index),
+        _ => unreachable!("{} is not an indexing primitive", p.name()),
+    }
 }
 
-pub(crate) fn gather_forward(x: &Tensor, axis: usize, index: &[usize]) -> Tensor {
-    let x = x.contiguous();
-    let (outer, len, inner) = split(x.shape(), axis);
-    let shape = with_axis(x.shape(), axis, gathered_len(x.shape(), axis, index.len()));
-    with_scalar!(x.dtype(), T => Tensor::from_buffer(
-        k::gather(x.buffer::<T>(), outer, len, inner, index), &shape))
+/// The batching rule of an indexing primitive (`args`: operand, index).
+/// A shared index keeps the op, one axis further in; a batched one turns a
+/// 1-d index into a gather's (or a scatter's) spread over the other axes,
+/// one row of indices per example.
+pub(crate) fn batch(p: &Prim, args: &[BatchArg], size: usize) -> Result<Tensor> {
+    let (x, index) = (&args[0], &args[1]);
+    match *p {
+        Prim::IndexSelect { axis } if !index.batched => {
+            index_select(&x.value, axis + 1, &index.value)
+        }
+        Prim::IndexAdd { axis, size: n } if !index.batched => {
+            index_add(&x.value, axis + 1, &index.value, n)
+        }
+        Prim::IndexSelect { axis } if !x.batched => {
+            // One selection of all the examples' indices, their axis then moved first.
+            let k = index.value.shape()[1];
+            let picked = index_select(&x.value, axis, &index.value.try_reshape(&[size * k])?)?;
+            let mut shape = x.value.shape().to_vec();
+            shape.splice(axis..=axis, [size, k]);
+            let mut perm: Vec<usize> = (0..shape.len()).collect();
+            perm.remove(axis);
+            perm.insert(0, axis);
+            picked.try_reshape(&shape)?.try_permute(&perm)
+        }
+        Prim::IndexSelect { axis } => {
+            let mut out = x.value.shape().to_vec();
+            out[axis + 1] = index.value.shape()[1];
+            gather(&x.value, axis + 1, &spread(&index.value, axis + 1, &out)?)
+        }
+        Prim::IndexAdd { axis, size: n } => {
+            let g = x.expanded(size);
+            let spread = spread(&index.value, axis + 1, g.shape())?;
+            scatter_add(&g, axis + 1, &spread, n)
+        }
+        Prim::Gather { axis } => gather(&x.expanded(size), axis + 1, &index.expanded(size)),
+        Prim::ScatterAdd { axis, size: n } => {
+            scatter_add(&x.expanded(size), axis + 1, &index.expanded(size), n)
+        }
+        _ => unreachable!("{} is not an indexing primitive", p.name()),
+    }
 }
 
-pub(crate) fn scatter_add_forward(g: &Tensor, axis: usize, index: &[usize], size: usize) -> Tensor {
-    let g = g.contiguous();
-    let (outer, _, inner) = split(g.shape(), axis);
-    let shape = with_axis(g.shape(), axis, size);
-    with_dtype!(g.dtype(), T => Tensor::from_buffer(
-        k::scatter_add(g.buffer::<T>(), outer, size, inner, index), &shape))
-}
-
-/// How many entries `gather` picks along `axis` with `n` indices.
-pub(crate) fn gathered_len(shape: &[usize], axis: usize, n: usize) -> usize {
-    let (outer, _, inner) = split(shape, axis);
-    n / (outer * inner).max(1)
-}
-
-/// The shape with `axis` set to `len`.
-pub(crate) fn with_axis_len(shape: &[usize], axis: usize, len: usize) -> Vec<usize> {
-    with_axis(shape, axis, len)
+/// Each example's 1-d index `(batch, k)` broadcast along `axis` of `shape`.
+fn spread(index: &Tensor, axis: usize, shape: &[usize]) -> Result<Tensor> {
+    let mut at = vec![1; shape.len()];
+    at[0] = shape[0];
+    at[axis] = shape[axis];
+    index.try_reshape(&at)?.try_broadcast_to(shape)
 }
 
 /// The kernel of `where` (its dtype rule has admitted the operands: a
@@ -163,61 +308,101 @@ pub(crate) fn where_jvp(inputs: &[Tensor], out: &Tensor, tangents: &[Option<Tens
     }
 }
 
-/// `index` repeated once per entry of the leading axes `prefix` (a gather's
-/// indices tile the axes before its own).
-pub(crate) fn repeat_index(index: &Arc<[usize]>, copies: usize) -> Arc<[usize]> {
-    if copies == 1 {
-        return index.clone();
-    }
-    index
-        .iter()
-        .copied()
-        .cycle()
-        .take(index.len() * copies)
-        .collect()
-}
-
-fn check_indices(op: &'static str, index: &[usize], len: usize) -> Result<()> {
-    match index.iter().find(|&&i| i >= len) {
-        Some(i) => Err(Error::invalid(
-            op,
-            format!("index {i} is out of range for an axis of length {len}"),
-        )),
-        None => Ok(()),
-    }
-}
-
 impl Tensor {
-    /// The entries `index` along `axis` (like `torch.index_select`).
-    pub fn try_index_select(&self, axis: impl Axis, index: &[usize]) -> Result<Tensor> {
+    /// The entries `index` along `axis`, like `torch.index_select`: `index`
+    /// is 1-d (an `i64` tensor or a list of positions), and the output has
+    /// its length along `axis`.
+    pub fn try_index_select(&self, axis: impl Axis, index: impl Indices) -> Result<Tensor> {
         let axis = crate::axis::resolve("index_select", axis, self.shape())?;
-        check_indices("index_select", index, self.shape()[axis])?;
-        let mut shape = self.shape().to_vec();
-        shape[axis] = index.len();
-        crate::limits::check_alloc("index_select", &shape, self.dtype())?;
-        Ok(index_select(self, axis, index.into()))
+        index_select(self, axis, &index.to_index()?)
     }
 
     /// `out[.., j, ..] = self[.., index[.., j, ..], ..]` along `axis`, like
-    /// `torch.gather`: `index` holds, row-major, a tensor of `self`'s shape
-    /// but with `k = index.len() / (other axes)` entries along `axis`. With
-    /// logits `(n, c)` and labels `[n]`, `gather(1, labels)` is `(n, 1)`.
-    pub fn try_gather(&self, axis: impl Axis, index: &[usize]) -> Result<Tensor> {
+    /// `torch.gather`: `index` (`i64`) has `self`'s shape but along `axis`,
+    /// and so has the output. With logits `(n, c)` and labels `(n, 1)`,
+    /// `gather(1, &labels)` picks each row's label entry.
+    pub fn try_gather(&self, axis: impl Axis, index: impl Indices) -> Result<Tensor> {
         let axis = crate::axis::resolve("gather", axis, self.shape())?;
-        let (outer, len, inner) = split(self.shape(), axis);
-        if outer * inner == 0 || !index.len().is_multiple_of(outer * inner) {
-            return Err(Error::invalid(
-                "gather",
-                format!(
-                    "{} indices do not tile shape {:?} along axis {axis}",
-                    index.len(),
-                    self.shape()
-                ),
+        gather(self, axis, &index.to_index()?)
+    }
+
+    /// `self` with each entry of `src` added at its position `index` along
+    /// `axis`, like `torch.scatter_add`: `index` has `src`'s shape, which is
+    /// `self`'s but along `axis`; repeated positions sum.
+    pub fn try_scatter_add(
+        &self,
+        axis: impl Axis,
+        index: impl Indices,
+        src: &Tensor,
+    ) -> Result<Tensor> {
+        let axis = crate::axis::resolve("scatter_add", axis, self.shape())?;
+        let index = index.to_index()?;
+        let spread = self.spread_like("scatter_add", src, &index, axis, scatter_add)?;
+        self.try_add(&spread)
+    }
+
+    /// `self` with the entries of `src` written at their positions `index`
+    /// along `axis`, like `torch.scatter` (shapes as in `scatter_add`).
+    /// Where a position repeats, the entries written there sum (PyTorch
+    /// leaves that case unspecified). The gradient reaches `self` where
+    /// nothing was written and `src` everywhere.
+    pub fn try_scatter(
+        &self,
+        axis: impl Axis,
+        index: impl Indices,
+        src: &Tensor,
+    ) -> Result<Tensor> {
+        let axis = crate::axis::resolve("scatter", axis, self.shape())?;
+        let index = index.to_index()?;
+        let written = self.spread_like("scatter", src, &index, axis, scatter_add)?;
+        let hits = self.spread_like("scatter", &src.ones_like(), &index, axis, scatter_add)?;
+        let hit = hits.try_gt(&Tensor::zeros(&[], hits.dtype()))?;
+        Tensor::try_where_(&hit, &written, self)
+    }
+
+    /// `self` with the slices of `src` along `axis` added at positions
+    /// `index` (1-d, one per slice), like `torch.index_add`.
+    pub fn try_index_add(
+        &self,
+        axis: impl Axis,
+        index: impl Indices,
+        src: &Tensor,
+    ) -> Result<Tensor> {
+        let axis = crate::axis::resolve("index_add", axis, self.shape())?;
+        let index = index.to_index()?;
+        let spread = self.spread_like("index_add", src, &index, axis, index_add)?;
+        self.try_add(&spread)
+    }
+
+    /// `src` summed into zeros of `self`'s length along `axis` by `sum`,
+    /// which must give `self`'s shape.
+    fn spread_like(
+        &self,
+        op: &'static str,
+        src: &Tensor,
+        index: &Tensor,
+        axis: usize,
+        sum: fn(&Tensor, usize, &Tensor, usize) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        same_dtype(op, self, src)?;
+        if src.ndim() != self.ndim() {
+            return Err(Error::shapes_detail(
+                op,
+                self.shape(),
+                src.shape(),
+                "needs a source of the same rank",
             ));
         }
-        check_indices("gather", index, len)?;
-        crate::limits::check_alloc("gather", &[index.len()], self.dtype())?;
-        Ok(gather(self, axis, index.into()))
+        let spread = sum(src, axis, index, self.shape()[axis])?;
+        if spread.shape() != self.shape() {
+            return Err(Error::shapes_detail(
+                op,
+                self.shape(),
+                src.shape(),
+                "needs a source of this shape but along the axis",
+            ));
+        }
+        Ok(spread)
     }
 
     /// `a` where the `bool` tensor `cond` holds, else `b`; all three
@@ -244,13 +429,31 @@ impl Tensor {
 
     /// Panicking form of [`Tensor::try_index_select`].
     #[track_caller]
-    pub fn index_select(&self, axis: impl Axis, index: &[usize]) -> Tensor {
+    pub fn index_select(&self, axis: impl Axis, index: impl Indices) -> Tensor {
         crate::error::or_panic(self.try_index_select(axis, index))
     }
 
     /// Panicking form of [`Tensor::try_gather`].
     #[track_caller]
-    pub fn gather(&self, axis: impl Axis, index: &[usize]) -> Tensor {
+    pub fn gather(&self, axis: impl Axis, index: impl Indices) -> Tensor {
         crate::error::or_panic(self.try_gather(axis, index))
+    }
+
+    /// Panicking form of [`Tensor::try_scatter_add`].
+    #[track_caller]
+    pub fn scatter_add(&self, axis: impl Axis, index: impl Indices, src: &Tensor) -> Tensor {
+        crate::error::or_panic(self.try_scatter_add(axis, index, src))
+    }
+
+    /// Panicking form of [`Tensor::try_scatter`].
+    #[track_caller]
+    pub fn scatter(&self, axis: impl Axis, index: impl Indices, src: &Tensor) -> Tensor {
+        crate::error::or_panic(self.try_scatter(axis, index, src))
+    }
+
+    /// Panicking form of [`Tensor::try_index_add`].
+    #[track_caller]
+    pub fn index_add(&self, axis: impl Axis, index: impl Indices, src: &Tensor) -> Tensor {
+        crate::error::or_panic(self.try_index_add(axis, index, src))
     }
 }

@@ -32,7 +32,6 @@ use crate::layout::Dims;
 use crate::tensor::Tensor;
 use crate::DType;
 use smallvec::{smallvec, SmallVec};
-use std::sync::Arc;
 
 pub(crate) use binary::{add_scaled_into, BinaryOp, CompareOp};
 pub(crate) use reduce::ReduceOp;
@@ -116,24 +115,24 @@ pub(crate) enum Prim {
     /// and then detached (a max shift) stays a function of the inputs.
     StopGradient,
     Cast(DType),
+    /// Inputs: the operand, then an `i64` index (1-d): the entries
+    /// `index` along `axis` (see [`index`] for all four).
     IndexSelect {
         axis: usize,
-        index: Arc<[usize]>,
     },
-    /// `out[.., index[j], ..] += x[.., j, ..]` into zeros: the transpose of `IndexSelect`.
+    /// `out[.., index[j], ..] += x[.., j, ..]` into zeros of length `size`
+    /// along `axis`: the transpose of `IndexSelect`.
     IndexAdd {
         axis: usize,
-        index: Arc<[usize]>,
         size: usize,
     },
+    /// `out[.., j, ..] = x[.., index[.., j, ..], ..]`.
     Gather {
         axis: usize,
-        index: Arc<[usize]>,
     },
     /// The transpose of `Gather`.
     ScatterAdd {
         axis: usize,
-        index: Arc<[usize]>,
         size: usize,
     },
     /// A user-defined op (see [`custom`]).
@@ -273,10 +272,22 @@ impl Prim {
     pub(crate) fn arity(&self) -> Option<usize> {
         match self {
             Prim::Binary(_) | Prim::Compare(_) | Prim::Mask(_) | Prim::Matmul => Some(2),
+            p if p.takes_index() => Some(2),
             Prim::Where => Some(3),
             Prim::Concat { .. } | Prim::Custom(_) | Prim::Loop(_) => None,
             _ => Some(1),
         }
+    }
+
+    /// Whether the op's second input is an index (`i64`, not differentiated).
+    fn takes_index(&self) -> bool {
+        matches!(
+            self,
+            Prim::IndexSelect { .. }
+                | Prim::IndexAdd { .. }
+                | Prim::Gather { .. }
+                | Prim::ScatterAdd { .. }
+        )
     }
 
     /// Whether the op is the user's (its rules are the user's code).
@@ -295,7 +306,8 @@ impl Prim {
         }
     }
 
-    /// Single-input linear primitives: the JVP applies the op to the tangent.
+    /// Primitives linear in their first input (the others are indices, not
+    /// differentiated): the JVP applies the op to the tangent.
     fn linear(&self) -> bool {
         matches!(
             self,
@@ -365,26 +377,24 @@ impl Prim {
                 if start + len > x[*axis] {
                     return Err(Error::invalid("narrow", format!("out of bounds of {x:?}")));
                 }
-                index::with_axis_len(x, *axis, *len)
+                index::with_axis(x, *axis, *len)
             }
-            Prim::Pad { axis, size, .. }
-            | Prim::IndexAdd { axis, size, .. }
-            | Prim::ScatterAdd { axis, size, .. } => {
+            Prim::Pad { axis, size, .. } => {
                 crate::layout::check_axis(self.name(), *axis, x)?;
-                index::with_axis_len(x, *axis, *size)
+                index::with_axis(x, *axis, *size)
             }
             Prim::Concat { axis } => {
                 let total = args
                     .iter()
                     .map(|(s, _)| s.get(*axis).copied().unwrap_or(0))
                     .sum();
-                index::with_axis_len(x, *axis, total)
+                index::with_axis(x, *axis, total)
             }
             Prim::Cast(_) => x.to_vec(),
-            Prim::IndexSelect { axis, index } => index::with_axis_len(x, *axis, index.len()),
-            Prim::Gather { axis, index } => {
-                index::with_axis_len(x, *axis, index::gathered_len(x, *axis, index.len()))
-            }
+            Prim::IndexSelect { .. }
+            | Prim::IndexAdd { .. }
+            | Prim::Gather { .. }
+            | Prim::ScatterAdd { .. } => index::shape(self, x, args[1].0)?,
             Prim::Custom(_) => return Ok(None),
             Prim::Loop(l) => return l.0.shape(args).map(Some),
         };
@@ -430,6 +440,9 @@ impl Prim {
             Prim::Matmul => Error::need_float("matmul", same("matmul", dtypes)?).map(|_| x),
             Prim::Concat { .. } => same("concat", dtypes),
             Prim::Cast(to) => Ok(*to),
+            p if p.takes_index() && dtypes[1] != DType::I64 => {
+                Err(Error::dtype(self.name(), dtypes[1], "an i64 index"))
+            }
             // Sums into zeros: the transposes of gathers, for gradients.
             Prim::IndexAdd { .. } | Prim::ScatterAdd { .. } => {
                 Error::need_float(self.name(), x).map(|_| x)
@@ -441,10 +454,11 @@ impl Prim {
     /// The kernel: the op on its inputs' values (recording nothing).
     pub(crate) fn forward(&self, args: &[&Tensor]) -> Result<Tensor> {
         let x = args[0];
-        // Inputs all of one float dtype suit every op: the rule is asked
-        // only otherwise (this runs once per op of define-by-run code).
+        // Inputs all of one float dtype suit every op but those taking
+        // indices: the rule is asked only otherwise (this runs once per op
+        // of define-by-run code).
         let d = x.dtype();
-        if !(d.is_float() && args[1..].iter().all(|t| t.dtype() == d)) {
+        if !(d.is_float() && args[1..].iter().all(|t| t.dtype() == d)) || self.takes_index() {
             self.out_dtype(&args.iter().map(|t| t.dtype()).collect::<Vec<_>>())?;
         }
         Ok(match self {
@@ -469,14 +483,10 @@ impl Prim {
             Prim::Contiguous => movement::contiguous_forward(x)?,
             Prim::StopGradient => x.detach_untraced(),
             Prim::Cast(d) => movement::cast_forward(x, *d),
-            Prim::IndexSelect { axis, index } => index::index_select_forward(x, *axis, index),
-            Prim::IndexAdd { axis, index, size } => {
-                index::index_add_forward(x, *axis, index, *size)
-            }
-            Prim::Gather { axis, index } => index::gather_forward(x, *axis, index),
-            Prim::ScatterAdd { axis, index, size } => {
-                index::scatter_add_forward(x, *axis, index, *size)
-            }
+            Prim::IndexSelect { .. }
+            | Prim::IndexAdd { .. }
+            | Prim::Gather { .. }
+            | Prim::ScatterAdd { .. } => index::forward(self, x, args[1])?,
             Prim::Custom(f) => custom::forward(f, args)?,
             Prim::Loop(l) => l.0.forward(args)?,
         })
@@ -519,17 +529,10 @@ impl Prim {
             Prim::Concat { axis } => movement::concat_vjp(inputs, *axis, g),
             Prim::Contiguous => one(g.clone()),
             Prim::Cast(_) => one(g.to_dtype(x.dtype())),
-            Prim::IndexSelect { axis, index } => {
-                one(index::index_add(g, *axis, index.clone(), x.shape()[*axis]))
-            }
-            Prim::IndexAdd { axis, index, .. } => one(index::index_select(g, *axis, index.clone())),
-            Prim::Gather { axis, index } => one(index::scatter_add(
-                g,
-                *axis,
-                index.clone(),
-                x.shape()[*axis],
-            )),
-            Prim::ScatterAdd { axis, index, .. } => one(index::gather(g, *axis, index.clone())),
+            Prim::IndexSelect { .. }
+            | Prim::IndexAdd { .. }
+            | Prim::Gather { .. }
+            | Prim::ScatterAdd { .. } => smallvec![Some(index::vjp(self, inputs, g)?), None],
             Prim::Custom(f) => custom::vjp(f, inputs, output, g, needs)?,
             Prim::Loop(l) => crate::control::vjp(&l.0, inputs, g, needs)?,
         })
@@ -549,8 +552,9 @@ impl Prim {
             return Ok(None);
         }
         if self.linear() {
-            let t = tangents[0].as_ref().expect("one input, with a tangent");
-            return bind(self.clone(), &[t]).map(Some);
+            let t = tangents[0].as_ref().expect("a tangent of the linear input");
+            let args: SmallVec<[&Tensor; 2]> = std::iter::once(t).chain(&inputs[1..]).collect();
+            return bind(self.clone(), &args).map(Some);
         }
         let x = &inputs[0];
         Ok(Some(match self {
@@ -696,28 +700,10 @@ impl Prim {
                 let refs: Vec<&Tensor> = parts.iter().collect();
                 Tensor::try_concat(&refs, axis + 1)
             }
-            Prim::IndexSelect { axis, index } => {
-                Ok(index::index_select(x, axis + 1, index.clone()))
-            }
-            Prim::IndexAdd {
-                axis,
-                index,
-                size: n,
-            } => Ok(index::index_add(x, axis + 1, index.clone(), *n)),
-            // A gather's indices tile the axes before its own: once per example.
-            Prim::Gather { axis, index } => {
-                Ok(index::gather(x, axis + 1, index::repeat_index(index, size)))
-            }
-            Prim::ScatterAdd {
-                axis,
-                index,
-                size: n,
-            } => Ok(index::scatter_add(
-                x,
-                axis + 1,
-                index::repeat_index(index, size),
-                *n,
-            )),
+            Prim::IndexSelect { .. }
+            | Prim::IndexAdd { .. }
+            | Prim::Gather { .. }
+            | Prim::ScatterAdd { .. } => index::batch(self, args, size),
             Prim::Custom(_) => self.batch_by_example(args, size),
             Prim::Loop(l) => crate::control::batch(&l.0, args, size),
         }
