@@ -621,6 +621,36 @@ fn table() -> Vec<Row> {
             f: |x| x[0].cumsum(-1),
         },
         Row {
+            name: "sort",
+            shapes: one_ranked,
+            domains: &[Distinct],
+            f: |x| x[0].sort(-1, false).0,
+        },
+        Row {
+            name: "sort_descending_first_axis",
+            shapes: fixed_2x3x4,
+            domains: &[Distinct],
+            f: |x| x[0].sort(0, true).0,
+        },
+        Row {
+            name: "topk",
+            shapes: fixed_2x3x4,
+            domains: &[Distinct],
+            f: |x| x[0].topk(2, 1, true).0,
+        },
+        Row {
+            name: "cumprod",
+            shapes: one_ranked,
+            domains: &[Any],
+            f: |x| x[0].cumprod(-1),
+        },
+        Row {
+            name: "cumprod_first_axis",
+            shapes: fixed_2x3x4,
+            domains: &[Any],
+            f: |x| x[0].cumprod(0),
+        },
+        Row {
             name: "cumsum_first_axis",
             shapes: fixed_2x3x4,
             domains: &[Any],

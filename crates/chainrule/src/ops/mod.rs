@@ -21,7 +21,9 @@ pub(crate) mod matmul;
 pub(crate) mod movement;
 mod overload;
 pub(crate) mod reduce;
+pub(crate) mod scan;
 pub(crate) mod slice;
+pub(crate) mod sort;
 pub(crate) mod unary;
 pub(crate) mod value;
 
@@ -85,9 +87,21 @@ pub(crate) enum Prim {
         axis: usize,
         keepdim: bool,
     },
+    /// The positions (`i64`) sorting each lane along `axis` (see [`sort`]).
+    /// No derivative.
+    Argsort {
+        axis: usize,
+        descending: bool,
+    },
     /// Running sums along `axis`, from its end when `reverse` (the
     /// transpose of the forward sum).
     Cumsum {
+        axis: usize,
+        reverse: bool,
+    },
+    /// Inputs `a`, `b` of one shape: `y[k] = a[k]·y[k−1] + b[k]` along
+    /// `axis` from zero (`y[k+1]` when `reverse`), see [`scan`].
+    LinearScan {
         axis: usize,
         reverse: bool,
     },
@@ -197,7 +211,9 @@ impl Prim {
             Prim::Where => "where",
             Prim::Reduce { op, .. } => op.name(),
             Prim::Arg { op, .. } => op.arg_name(),
+            Prim::Argsort { .. } => "argsort",
             Prim::Cumsum { .. } => "cumsum",
+            Prim::LinearScan { .. } => "linear_scan",
             Prim::Matmul => "matmul",
             Prim::Reshape(_) => "reshape",
             Prim::Permute(_) => "permute",
@@ -232,6 +248,10 @@ impl Prim {
                 op.arg_name(),
                 if *keepdim { " keepdim" } else { "" }
             ),
+            Prim::Argsort { axis, descending } => format!(
+                "argsort axis {axis}{}",
+                if *descending { " descending" } else { "" }
+            ),
             Prim::Cumsum { axis, reverse } => {
                 format!(
                     "cumsum axis {axis}{}",
@@ -255,7 +275,11 @@ impl Prim {
     /// stop-gradients have empty rules).
     pub(crate) fn differentiable(&self) -> bool {
         match self {
-            Prim::Compare(_) | Prim::Mask(_) | Prim::Arg { .. } | Prim::StopGradient => false,
+            Prim::Compare(_)
+            | Prim::Mask(_)
+            | Prim::Arg { .. }
+            | Prim::Argsort { .. }
+            | Prim::StopGradient => false,
             Prim::Cast(to) => to.is_float(),
             Prim::Unary(op) => op.differentiable(),
             _ => true,
@@ -271,7 +295,11 @@ impl Prim {
     /// How many inputs the op takes (`None`: one or more).
     pub(crate) fn arity(&self) -> Option<usize> {
         match self {
-            Prim::Binary(_) | Prim::Compare(_) | Prim::Mask(_) | Prim::Matmul => Some(2),
+            Prim::Binary(_)
+            | Prim::Compare(_)
+            | Prim::Mask(_)
+            | Prim::Matmul
+            | Prim::LinearScan { .. } => Some(2),
             p if p.takes_index() => Some(2),
             Prim::Where => Some(3),
             Prim::Concat { .. } | Prim::Custom(_) | Prim::Loop(_) => None,
@@ -301,7 +329,7 @@ impl Prim {
             Prim::Unary(op) => op.saves_output(),
             Prim::Binary(op) => op.saves_output(),
             Prim::Reduce { op, .. } => op.saves_output(),
-            Prim::Custom(_) => true,
+            Prim::Custom(_) | Prim::LinearScan { .. } => true,
             _ => false,
         }
     }
@@ -338,9 +366,11 @@ impl Prim {
         let dtypes: SmallVec<[DType; 3]> = args.iter().map(|a| a.1).collect();
         let dtype = self.out_dtype(&dtypes)?;
         let shape = match self {
-            Prim::Unary(_) | Prim::Contiguous | Prim::StopGradient | Prim::Cumsum { .. } => {
-                x.to_vec()
-            }
+            Prim::Unary(_)
+            | Prim::Contiguous
+            | Prim::StopGradient
+            | Prim::Cumsum { .. }
+            | Prim::Argsort { .. } => x.to_vec(),
             Prim::Binary(_) | Prim::Compare(_) | Prim::Mask(_) => {
                 binary::broadcast_shape(self.name(), x, args[1].0)?
             }
@@ -350,6 +380,7 @@ impl Prim {
             }
             Prim::Reduce { op, axes, keepdim } => reduce::shape(*op, x, axes, *keepdim)?,
             Prim::Arg { op, axis, keepdim } => reduce::arg_shape(*op, x, *axis, *keepdim)?,
+            Prim::LinearScan { axis, .. } => scan::shape(x, args[1].0, *axis)?,
             Prim::Matmul => matmul::shape(x, args[1].0)?,
             Prim::Reshape(s) => {
                 if s.iter().product::<usize>() != x.iter().product::<usize>() {
@@ -433,11 +464,14 @@ impl Prim {
                 Ok(d)
             }
             Prim::Reduce { op, .. } => op.out_dtype(x),
-            Prim::Arg { .. } => Ok(DType::I64),
+            Prim::Arg { .. } | Prim::Argsort { .. } => Ok(DType::I64),
             Prim::Cumsum { .. } if x == DType::Bool => {
                 Err(Error::dtype("cumsum", x, "floats and integers"))
             }
             Prim::Matmul => Error::need_float("matmul", same("matmul", dtypes)?).map(|_| x),
+            Prim::LinearScan { .. } => {
+                Error::need_float("linear_scan", same("linear_scan", dtypes)?).map(|_| x)
+            }
             Prim::Concat { .. } => same("concat", dtypes),
             Prim::Cast(to) => Ok(*to),
             p if p.takes_index() && dtypes[1] != DType::I64 => {
@@ -469,7 +503,9 @@ impl Prim {
             Prim::Where => index::where_forward(x, args[1], args[2])?,
             Prim::Reduce { op, axes, keepdim } => reduce::forward(x, *op, axes, *keepdim)?,
             Prim::Arg { op, axis, keepdim } => reduce::arg_forward(x, *op, *axis, *keepdim)?,
+            Prim::Argsort { axis, descending } => sort::argsort_forward(x, *axis, *descending),
             Prim::Cumsum { axis, reverse } => reduce::cumsum_forward(x, *axis, *reverse),
+            Prim::LinearScan { axis, reverse } => scan::forward(x, args[1], *axis, *reverse)?,
             Prim::Matmul => matmul::forward(x, args[1])?,
             Prim::Reshape(s) => movement::reshape_forward(x, s),
             Prim::Permute(p) => x.view(x.layout().permute(p)),
@@ -505,15 +541,25 @@ impl Prim {
         let x = &inputs[0];
         let one = |t: Tensor| -> SmallVec<[Option<Tensor>; 2]> { smallvec![Some(t)] };
         Ok(match self {
-            Prim::Compare(_) | Prim::Mask(_) | Prim::Arg { .. } | Prim::StopGradient => {
-                inputs.iter().map(|_| None).collect()
-            }
+            Prim::Compare(_)
+            | Prim::Mask(_)
+            | Prim::Arg { .. }
+            | Prim::Argsort { .. }
+            | Prim::StopGradient => inputs.iter().map(|_| None).collect(),
             Prim::Unary(op) if !op.differentiable() => smallvec![None],
             Prim::Unary(op) => one(op.vjp(x, output, g)),
             Prim::Binary(op) => op.vjp(x, &inputs[1], output, g, needs),
             Prim::Where => index::where_vjp(inputs, g, needs),
             Prim::Reduce { op, axes, keepdim } => one(op.vjp(x, output, g, axes, *keepdim)),
             Prim::Matmul => matmul::vjp(x, &inputs[1], g, needs),
+            Prim::LinearScan { axis, reverse } => {
+                // Saved by the tape; recomputed where a caller has none.
+                let y = match output {
+                    Some(y) => y.clone(),
+                    None => bind(self.clone(), &[x, &inputs[1]])?,
+                };
+                scan::vjp(x, &y, g, *axis, *reverse, needs)?
+            }
             Prim::Cumsum { axis, reverse } => one(bind(
                 Prim::Cumsum {
                     axis: *axis,
@@ -563,6 +609,7 @@ impl Prim {
             Prim::Unary(op) => op.jvp(x, output, tangents[0].as_ref().expect("one input")),
             Prim::Binary(op) => op.jvp(x, &inputs[1], output, &tangents[0], &tangents[1]),
             Prim::Matmul => matmul::jvp(x, &inputs[1], &tangents[0], &tangents[1]),
+            Prim::LinearScan { axis, reverse } => scan::jvp(x, output, tangents, *axis, *reverse)?,
             Prim::Where => index::where_jvp(inputs, output, tangents),
             Prim::Concat { axis } => movement::concat_jvp(inputs, *axis, tangents),
             Prim::Reduce { op, axes, keepdim } => {
@@ -680,7 +727,15 @@ impl Prim {
                 },
                 &[x],
             ),
+            Prim::Argsort { axis, descending } => bind(
+                Prim::Argsort {
+                    axis: axis + 1,
+                    descending: *descending,
+                },
+                &[x],
+            ),
             Prim::Matmul => matmul::batch(x, args[0].batched, &args[1].value, args[1].batched),
+            Prim::LinearScan { axis, reverse } => scan::batch(args, size, *axis, *reverse),
             Prim::Reshape(s) => x.try_reshape(&prefixed(size, s)),
             Prim::Permute(p) => {
                 let perm: Vec<usize> = std::iter::once(0).chain(p.iter().map(|a| a + 1)).collect();
