@@ -47,6 +47,7 @@ mod interp;
 mod kernels;
 mod layout;
 pub mod limits;
+pub mod linalg;
 pub mod nn;
 mod ops;
 pub mod optim;

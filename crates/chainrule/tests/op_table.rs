@@ -21,7 +21,7 @@
 
 use chainrule::check::{gradcheck, GradcheckOptions};
 use chainrule::graph::{CompileOptions, Graph};
-use chainrule::{autograd, control, func, BackwardOptions, DType, Tensor};
+use chainrule::{autograd, control, func, linalg, BackwardOptions, DType, Tensor};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -152,6 +152,54 @@ fn fixed_2x3x4(_: &mut StdRng) -> Vec<Vec<usize>> {
 /// A `(4, 3)` target and a `(4, 2)` source for scatters.
 fn scatter_pair(_: &mut StdRng) -> Vec<Vec<usize>> {
     vec![vec![4, 3], vec![4, 2]]
+}
+
+fn square_3(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![3, 3]]
+}
+
+/// A system `(3, 3)` and right-hand sides `(3, 2)`.
+fn system(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![3, 3], vec![3, 2]]
+}
+
+/// Batched systems whose batch axes broadcast, with one right-hand side each.
+fn batched_system(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![2, 3, 3], vec![1, 3, 1]]
+}
+
+fn tall(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![4, 3]]
+}
+
+fn wide(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![3, 4]]
+}
+
+fn tall_system(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![4, 3], vec![4, 2]]
+}
+
+/// `x + c·I` on the last two axes (kept far from singular).
+fn shifted(x: &Tensor, c: f64) -> Tensor {
+    let n = x.shape()[x.ndim() - 1];
+    x + &(Tensor::eye(n, x.dtype()) * c)
+}
+
+/// A symmetric positive-definite matrix from any square one.
+fn spd(x: &Tensor) -> Tensor {
+    shifted(&x.matmul(&x.t()), 3.0)
+}
+
+/// `0.3·x` plus a matrix of well-separated singular (or, square, eigen)
+/// values 1, 3, 5: their gradients are well conditioned.
+fn separated(x: &Tensor) -> Tensor {
+    let (m, n) = (x.shape()[0], x.shape()[1]);
+    let mut base = vec![0.0; m * n];
+    for i in 0..m.min(n) {
+        base[i * n + i] = 1.0 + 2.0 * i as f64;
+    }
+    x * 0.3 + &Tensor::from_vec(base, &[m, n]).to_dtype(x.dtype())
 }
 
 /// An `i64` index tensor.
@@ -649,6 +697,131 @@ fn table() -> Vec<Row> {
             shapes: fixed_2x3x4,
             domains: &[Any],
             f: |x| x[0].cumprod(0),
+        },
+        Row {
+            name: "solve",
+            shapes: system,
+            domains: &[Any, Any],
+            f: |x| linalg::solve(&shifted(&x[0], 4.0), &x[1]).unwrap(),
+        },
+        Row {
+            name: "solve_broadcast_batch",
+            shapes: batched_system,
+            domains: &[Any, Any],
+            f: |x| linalg::solve(&shifted(&x[0], 4.0), &x[1]).unwrap(),
+        },
+        Row {
+            name: "solve_vector",
+            shapes: system,
+            domains: &[Any, Any],
+            f: |x| linalg::solve(&shifted(&x[0], 4.0), &x[1].narrow(1, 0, 1).squeeze(1)).unwrap(),
+        },
+        Row {
+            name: "solve_triangular_lower",
+            shapes: system,
+            domains: &[Any, Any],
+            f: |x| linalg::solve_triangular(&shifted(&x[0], 4.0), &x[1], false, false).unwrap(),
+        },
+        Row {
+            name: "solve_triangular_upper_unit",
+            shapes: system,
+            domains: &[Any, Any],
+            f: |x| linalg::solve_triangular(&x[0], &x[1], true, true).unwrap(),
+        },
+        Row {
+            name: "cholesky",
+            shapes: square_3,
+            domains: &[Any],
+            f: |x| linalg::cholesky(&spd(&x[0])).unwrap(),
+        },
+        Row {
+            name: "cholesky_solve",
+            shapes: system,
+            domains: &[Any, Any],
+            f: |x| linalg::cholesky_solve(&x[1], &linalg::cholesky(&spd(&x[0])).unwrap()).unwrap(),
+        },
+        Row {
+            name: "inv",
+            shapes: square_3,
+            domains: &[Any],
+            f: |x| linalg::inv(&shifted(&x[0], 4.0)).unwrap(),
+        },
+        Row {
+            name: "det",
+            shapes: square_3,
+            domains: &[Any],
+            f: |x| linalg::det(&shifted(&x[0], 4.0)).unwrap(),
+        },
+        Row {
+            name: "slogdet",
+            shapes: square_3,
+            domains: &[Any],
+            f: |x| linalg::slogdet(&shifted(&x[0], -4.0)).unwrap().1,
+        },
+        Row {
+            name: "eigh",
+            shapes: square_3,
+            domains: &[Any],
+            // Values, and the vectors' squares (their signs are arbitrary).
+            f: |x| {
+                let (values, vectors) = linalg::eigh(&separated(&x[0])).unwrap();
+                Tensor::concat(&[&values.unsqueeze(0), &vectors.square()], 0)
+            },
+        },
+        Row {
+            name: "qr",
+            shapes: tall,
+            domains: &[Any],
+            f: |x| {
+                let (q, r) = linalg::qr(&separated(&x[0])).unwrap();
+                Tensor::concat(&[&q, &r.t()], 0)
+            },
+        },
+        Row {
+            name: "svd_tall",
+            shapes: tall,
+            domains: &[Any],
+            f: |x| {
+                let (u, s, vh) = linalg::svd(&separated(&x[0])).unwrap();
+                let flat = |t: &Tensor| t.square().reshape(&[t.numel()]);
+                let parts = [flat(&u), s, flat(&vh)];
+                Tensor::concat(&parts.iter().collect::<Vec<_>>(), 0)
+            },
+        },
+        Row {
+            name: "svd_wide",
+            shapes: wide,
+            domains: &[Any],
+            f: |x| {
+                let (u, s, vh) = linalg::svd(&separated(&x[0])).unwrap();
+                let flat = |t: &Tensor| t.square().reshape(&[t.numel()]);
+                let parts = [flat(&u), s, flat(&vh)];
+                Tensor::concat(&parts.iter().collect::<Vec<_>>(), 0)
+            },
+        },
+        Row {
+            name: "lstsq",
+            shapes: tall_system,
+            domains: &[Any, Any],
+            f: |x| linalg::lstsq(&separated(&x[0]), &x[1]).unwrap(),
+        },
+        Row {
+            name: "lstsq_min_norm",
+            shapes: wide,
+            domains: &[Any],
+            f: |x| linalg::lstsq(&separated(&x[0]), &x[0].narrow(1, 0, 2)).unwrap(),
+        },
+        Row {
+            name: "matrix_exp",
+            shapes: square_3,
+            domains: &[Any],
+            f: |x| linalg::matrix_exp(&(&x[0] * 0.5)).unwrap(),
+        },
+        Row {
+            name: "matrix_exp_squared",
+            shapes: square_3,
+            domains: &[Any],
+            f: |x| linalg::matrix_exp(&(&x[0] * 3.0)).unwrap(),
         },
         Row {
             name: "cumsum_first_axis",

@@ -48,7 +48,10 @@ fn cumprod_differentiates_exactly_through_zeros() {
     assert_eq!(x.cumprod(0).to_vec::<f64>(), [2., 0., 0., 0., 0.]);
     // ∂/∂x_k Σ_j Π_{i≤j} x_i = Σ_{j≥k} Π_{i≤j, i≠k} x_i, worked by hand.
     let sum = |x: &Tensor| x.cumprod(0).sum();
-    assert_eq!(func::grad(sum, &x).unwrap().to_vec::<f64>(), [1., 8., 0., 0., 0.]);
+    assert_eq!(
+        func::grad(sum, &x).unwrap().to_vec::<f64>(),
+        [1., 8., 0., 0., 0.]
+    );
     let want = [
         0., 4., 0., 0., 0., //
         4., 0., 2., 36., 0., //

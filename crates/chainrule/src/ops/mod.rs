@@ -17,6 +17,7 @@ pub(crate) mod composite;
 pub mod custom;
 pub(crate) mod index;
 mod inplace;
+pub(crate) mod linalg;
 pub(crate) mod matmul;
 pub(crate) mod movement;
 mod overload;
@@ -106,6 +107,8 @@ pub(crate) enum Prim {
         reverse: bool,
     },
     Matmul,
+    /// Linear algebra on the last two axes (see [`linalg`]).
+    Linalg(linalg::LinalgOp),
     Reshape(Dims),
     Permute(Dims),
     BroadcastTo(Dims),
@@ -215,6 +218,7 @@ impl Prim {
             Prim::Cumsum { .. } => "cumsum",
             Prim::LinearScan { .. } => "linear_scan",
             Prim::Matmul => "matmul",
+            Prim::Linalg(op) => op.name(),
             Prim::Reshape(_) => "reshape",
             Prim::Permute(_) => "permute",
             Prim::BroadcastTo(_) => "broadcast_to",
@@ -302,6 +306,7 @@ impl Prim {
             | Prim::LinearScan { .. } => Some(2),
             p if p.takes_index() => Some(2),
             Prim::Where => Some(3),
+            Prim::Linalg(op) => Some(op.arity()),
             Prim::Concat { .. } | Prim::Custom(_) | Prim::Loop(_) => None,
             _ => Some(1),
         }
@@ -329,7 +334,7 @@ impl Prim {
             Prim::Unary(op) => op.saves_output(),
             Prim::Binary(op) => op.saves_output(),
             Prim::Reduce { op, .. } => op.saves_output(),
-            Prim::Custom(_) | Prim::LinearScan { .. } => true,
+            Prim::Custom(_) | Prim::LinearScan { .. } | Prim::Linalg(_) => true,
             _ => false,
         }
     }
@@ -382,6 +387,10 @@ impl Prim {
             Prim::Arg { op, axis, keepdim } => reduce::arg_shape(*op, x, *axis, *keepdim)?,
             Prim::LinearScan { axis, .. } => scan::shape(x, args[1].0, *axis)?,
             Prim::Matmul => matmul::shape(x, args[1].0)?,
+            Prim::Linalg(op) => {
+                let shapes: SmallVec<[&[usize]; 2]> = args.iter().map(|a| a.0).collect();
+                linalg::shape(*op, &shapes)?
+            }
             Prim::Reshape(s) => {
                 if s.iter().product::<usize>() != x.iter().product::<usize>() {
                     return Err(Error::shapes_detail(
@@ -472,6 +481,7 @@ impl Prim {
             Prim::LinearScan { .. } => {
                 Error::need_float("linear_scan", same("linear_scan", dtypes)?).map(|_| x)
             }
+            Prim::Linalg(op) => Error::need_float(op.name(), same(op.name(), dtypes)?).map(|_| x),
             Prim::Concat { .. } => same("concat", dtypes),
             Prim::Cast(to) => Ok(*to),
             p if p.takes_index() && dtypes[1] != DType::I64 => {
@@ -507,6 +517,7 @@ impl Prim {
             Prim::Cumsum { axis, reverse } => reduce::cumsum_forward(x, *axis, *reverse),
             Prim::LinearScan { axis, reverse } => scan::forward(x, args[1], *axis, *reverse)?,
             Prim::Matmul => matmul::forward(x, args[1])?,
+            Prim::Linalg(op) => linalg::forward(*op, args)?,
             Prim::Reshape(s) => movement::reshape_forward(x, s),
             Prim::Permute(p) => x.view(x.layout().permute(p)),
             Prim::BroadcastTo(s) => {
@@ -553,12 +564,12 @@ impl Prim {
             Prim::Reduce { op, axes, keepdim } => one(op.vjp(x, output, g, axes, *keepdim)),
             Prim::Matmul => matmul::vjp(x, &inputs[1], g, needs),
             Prim::LinearScan { axis, reverse } => {
-                // Saved by the tape; recomputed where a caller has none.
-                let y = match output {
-                    Some(y) => y.clone(),
-                    None => bind(self.clone(), &[x, &inputs[1]])?,
-                };
+                let y = self.saved_output(inputs, output)?;
                 scan::vjp(x, &y, g, *axis, *reverse, needs)?
+            }
+            Prim::Linalg(op) => {
+                let y = self.saved_output(inputs, output)?;
+                linalg::vjp(*op, inputs, &y, g, needs)?
             }
             Prim::Cumsum { axis, reverse } => one(bind(
                 Prim::Cumsum {
@@ -582,6 +593,18 @@ impl Prim {
             Prim::Custom(f) => custom::vjp(f, inputs, output, g, needs)?,
             Prim::Loop(l) => crate::control::vjp(&l.0, inputs, g, needs)?,
         })
+    }
+
+    /// The output a VJP reads: saved by the tape, recomputed where a caller
+    /// has none.
+    fn saved_output(&self, inputs: &[Tensor], output: Option<&Tensor>) -> Result<Tensor> {
+        match output {
+            Some(y) => Ok(y.clone()),
+            None => bind(
+                self.clone(),
+                &inputs.iter().collect::<SmallVec<[&Tensor; 2]>>(),
+            ),
+        }
     }
 
     /// The tangent of the output given the inputs' tangents (`None` is a
@@ -610,6 +633,7 @@ impl Prim {
             Prim::Binary(op) => op.jvp(x, &inputs[1], output, &tangents[0], &tangents[1]),
             Prim::Matmul => matmul::jvp(x, &inputs[1], &tangents[0], &tangents[1]),
             Prim::LinearScan { axis, reverse } => scan::jvp(x, output, tangents, *axis, *reverse)?,
+            Prim::Linalg(op) => linalg::jvp(*op, inputs, output, tangents)?,
             Prim::Where => index::where_jvp(inputs, output, tangents),
             Prim::Concat { axis } => movement::concat_jvp(inputs, *axis, tangents),
             Prim::Reduce { op, axes, keepdim } => {
@@ -736,6 +760,7 @@ impl Prim {
             ),
             Prim::Matmul => matmul::batch(x, args[0].batched, &args[1].value, args[1].batched),
             Prim::LinearScan { axis, reverse } => scan::batch(args, size, *axis, *reverse),
+            Prim::Linalg(op) => linalg::batch(*op, args, size),
             Prim::Reshape(s) => x.try_reshape(&prefixed(size, s)),
             Prim::Permute(p) => {
                 let perm: Vec<usize> = std::iter::once(0).chain(p.iter().map(|a| a + 1)).collect();
