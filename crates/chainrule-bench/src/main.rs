@@ -20,7 +20,7 @@ use workloads::Run;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Run the shared benchmark workloads on chainrule")]
 struct Args {
-    /// ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm or all.
+    /// ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm, linalg or all.
     #[arg(long, default_value = "all")]
     workload: String,
     /// 1, all or both.
@@ -56,6 +56,7 @@ fn sizes(workload: &str) -> &'static [&'static str] {
         "gmm" => &["d10-k25-n1000", "d10-k25-n10000"],
         "ba" => &["ba1", "ba4"],
         "lstm" => &["l2_c1024"],
+        "linalg" => &["solve-100", "solve-1000", "cholesky-100", "cholesky-1000"],
         _ => &[],
     }
 }
@@ -117,6 +118,7 @@ fn build(workload: &str, size: &str, mode: &str) -> workloads::Case {
         "gmm" => workloads::gmm(size),
         "ba" => workloads::ba(size),
         "lstm" => workloads::lstm(size),
+        "linalg" => workloads::linalg(size),
         other => panic!("unknown workload {other}"),
     }
 }
@@ -276,11 +278,11 @@ fn main() {
     }
     let workloads: Vec<&str> = match args.workload.as_str() {
         "all" => vec![
-            "ex1", "ex2", "chain", "mlp", "jac", "hessian", "gmm", "ba", "lstm",
+            "ex1", "ex2", "chain", "mlp", "jac", "hessian", "gmm", "ba", "lstm", "linalg",
         ],
         w if !sizes(w).is_empty() => vec![w],
         w => {
-            eprintln!("unknown workload {w:?}: expected ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm or all");
+            eprintln!("unknown workload {w:?}: expected ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm, linalg or all");
             std::process::exit(2);
         }
     };

@@ -7,7 +7,7 @@ use chainrule::graph::{CompileOptions, Executable, Graph};
 use chainrule::nn::{self, Module};
 use chainrule::optim::{Optimizer, Sgd};
 use chainrule::Tensor;
-use chainrule::{autograd, control, func};
+use chainrule::{autograd, control, func, linalg, DType};
 
 pub const MLP_DIMS: [usize; 4] = [784, 512, 256, 10];
 pub const MLP_BATCH: usize = 128;
@@ -496,6 +496,42 @@ pub fn hessian(n: usize, mode: &str) -> Case {
             "func::hessian (jacfwd of grad: one batched forward pass over the reverse sweep)"
         } else {
             "func::hessian_rev (jacrev of grad: n reverse sweeps over the recorded gradient)"
+        },
+        compile_ms: None,
+    }
+}
+
+/// A factorization and its gradient in f64 (`bench/linalg.py` is PyTorch's
+/// side): `solve-n`, `sum(solve(A, b))` with `A = X + 2√n I` and its
+/// gradient in `A` and `b` (draws: X (n×n), b (n)); `cholesky-n`,
+/// `sum(cholesky(S))` with `S = X Xᵀ / n + I` and its gradient in `S`
+/// (draws: X (n×n)).
+pub fn linalg(size: &str) -> Case {
+    let (op, n) = size.split_once('-').expect("op-n");
+    let n: usize = n.parse().expect("a size");
+    let mut g = SplitMix64::new();
+    let x = Tensor::from_vec(g.f64s(n * n, 1.0), &[n, n]);
+    let solve = op == "solve";
+    let inputs = if solve {
+        let shift = Tensor::eye(n, DType::F64) * (2.0 * (n as f64).sqrt());
+        vec![&x + &shift, Tensor::from_vec(g.f64s(n, 1.0), &[n])]
+    } else {
+        vec![x.matmul(&x.t()) / n as f64 + Tensor::eye(n, DType::F64)]
+    };
+    let objective = move |t: &[Tensor]| match solve {
+        true => linalg::solve(&t[0], &t[1]).unwrap().sum(),
+        false => linalg::cholesky(&t[0]).unwrap().sum(),
+    };
+    Case {
+        step: Box::new(move || {
+            let (value, grads) = func::value_and_grad_n(objective, &inputs).unwrap();
+            Box::new(move || (value.item(), grad_sum(&grads)))
+        }),
+        objective_only: None,
+        impl_desc: if solve {
+            "linalg::solve (faer LU) and its VJP: a transposed solve and an outer product"
+        } else {
+            "linalg::cholesky (faer LLᵀ) and its VJP: two triangular solves"
         },
         compile_ms: None,
     }

@@ -140,15 +140,41 @@ pub(crate) fn zip3<C, T, F>(
     f: F,
 ) -> Vec<T>
 where
-    C: Copy,
-    T: Copy,
+    C: Copy + Send + Sync,
+    T: Copy + Send + Sync,
     F: Fn(C, T, T) -> T,
 {
-    lc.offsets()
-        .zip(la.offsets())
-        .zip(lb.offsets())
-        .map(|((oc, oa), ob)| f(c[oc], a[oa], b[ob]))
+    let (c, a, b) = (Run::of(c, lc), Run::of(a, la), Run::of(b, lb));
+    (0..lc.numel())
+        .map(|i| f(c.at(i), a.at(i), b.at(i)))
         .collect()
+}
+
+/// An operand of [`zip3`] as a row-major run: borrowed when the view is
+/// one, a single value when broadcast from one, else copied into one.
+enum Run<'a, T> {
+    Slice(&'a [T]),
+    Value(T),
+    Owned(Vec<T>),
+}
+
+impl<'a, T: Copy + Send + Sync> Run<'a, T> {
+    fn of(data: &'a [T], layout: &Layout) -> Self {
+        match layout.contiguous_range() {
+            Some(r) => Run::Slice(&data[r]),
+            None if layout.strides.iter().all(|&s| s == 0) => Run::Value(data[layout.offset]),
+            None => Run::Owned(materialize(data, layout)),
+        }
+    }
+
+    #[inline(always)]
+    fn at(&self, i: usize) -> T {
+        match self {
+            Run::Slice(s) => s[i],
+            Run::Value(v) => *v,
+            Run::Owned(v) => v[i],
+        }
+    }
 }
 
 /// `1 / (1 + e^{-x})`, never exponentiating a large positive number.
