@@ -102,3 +102,18 @@ fn a_gaussian_process_likelihood_gradient_matches_its_closed_form() {
         );
     }
 }
+
+#[test]
+fn einsum_refuses_bad_specs_naming_the_letter() {
+    let a = Tensor::ones(&[2, 3], DType::F64);
+    let b = Tensor::ones(&[4, 2], DType::F64);
+    let err = |spec: &str, ops: &[&Tensor]| Tensor::try_einsum(spec, ops).unwrap_err().to_string();
+    assert!(err("ij,jk->ik", &[&a, &b]).contains("'j'"));
+    assert!(err("ij->k", &[&a]).contains("'k'"));
+    assert!(err("ijk->i", &[&a]).contains("3 letters"));
+    assert!(err("ij,jk", &[&a]).contains("2 operands"));
+    assert!(err("...j->j", &[&a]).contains("ellipses"));
+    assert!(err("ii->i", &[&a]).contains("'i'"));
+    assert_eq!(Tensor::einsum("ij->", &[&a]).item(), 6.0);
+    assert_eq!(Tensor::einsum("ij->ji", &[&a]).shape(), [3, 2]);
+}

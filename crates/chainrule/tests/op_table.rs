@@ -824,6 +824,24 @@ fn table() -> Vec<Row> {
             f: |x| linalg::matrix_exp(&(&x[0] * 3.0)).unwrap(),
         },
         Row {
+            name: "einsum_matmul",
+            shapes: matmul_2d,
+            domains: &[Any, Any],
+            f: |x| Tensor::einsum("ij,jk->ik", &[&x[0], &x[1]]),
+        },
+        Row {
+            name: "einsum_diagonal_and_outer",
+            shapes: system,
+            domains: &[Any, Any],
+            f: |x| Tensor::einsum("ii,jk->kij", &[&x[0], &x[1]]),
+        },
+        Row {
+            name: "einsum_three_operands",
+            shapes: system,
+            domains: &[Any, Any],
+            f: |x| Tensor::einsum("ij,jk,ik->k", &[&x[0], &x[1], &x[1]]),
+        },
+        Row {
             name: "cumsum_first_axis",
             shapes: fixed_2x3x4,
             domains: &[Any],

@@ -69,6 +69,12 @@ fn op(name: &str, x: &[Tensor]) -> Tensor {
         "qr" => sign_fixed_qr(a),
         "svd_tall" | "svd_wide" => svd_sign_free(a),
         "lstsq" => linalg::lstsq(a, &x[1]).unwrap(),
+        "einsum_batched_matmul" => Tensor::einsum("bij,bjk->bik", &[a, &x[1]]),
+        "einsum_implicit" => Tensor::einsum("ij,jk", &[a, &x[1]]),
+        "einsum_diagonal" => Tensor::einsum("ii->i", &[a]),
+        "einsum_trace_of_product" => Tensor::einsum("ij,ji->", &[a, &x[1]]),
+        "einsum_chain" => Tensor::einsum("ij,jk,kl->li", &[a, &x[1], &x[2]]),
+        "einsum_outer_sum" => Tensor::einsum("bi,bj->ji", &[a, &x[1]]),
         "matrix_exp" | "matrix_exp_large" => linalg::matrix_exp(a).unwrap(),
         other => panic!("no chainrule spelling of recorded case {other}"),
     }

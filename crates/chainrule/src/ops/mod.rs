@@ -15,6 +15,7 @@
 pub(crate) mod binary;
 pub(crate) mod composite;
 pub mod custom;
+mod einsum;
 pub(crate) mod index;
 mod inplace;
 pub(crate) mod linalg;
