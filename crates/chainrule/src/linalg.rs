@@ -86,11 +86,12 @@ fn unvector(x: Tensor, vector: bool) -> Result<Tensor> {
     }
 }
 
-/// `x` with `a x = b` (`torch.linalg.solve`), by LU with partial pivoting.
+/// `x` with `a x = b` (`torch.linalg.solve`), by LU with partial pivoting
+/// (the gradient reuses the factors).
 /// `b` is `(.., n, k)` or a vector.
 pub fn solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (a, b, vector) = solve_operands("solve", a, b)?;
-    unvector(prim(LinalgOp::Solve, &[&a, &b])?, vector)
+    unvector(crate::ops::linalg::solve(&a, &b, false)?, vector)
 }
 
 /// `x` with `a x = b` for a triangular `a` (`torch.linalg.solve_triangular`

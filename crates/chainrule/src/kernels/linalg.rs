@@ -66,23 +66,65 @@ pub(crate) fn triangular_solve<T: Field>(
     out
 }
 
-/// `A⁻¹ B` by LU with partial pivoting; an exactly singular `A` fails.
-pub(crate) fn solve<T: Field>(
-    a: &[T],
-    rhs: &[T],
-    (batch, n, k): (usize, usize, usize),
-) -> Result<Vec<T>, Failure> {
-    let mut out = vec![T::zero(); batch * n * k];
+/// The LU factors (partial pivoting) of each matrix, packed `(n + 1) × n`:
+/// `L` below the diagonal (its unit diagonal implied) and `U` on and above
+/// it, then the row permutation (row `i` of `P A` is row `p[i]` of `A`).
+/// An exactly singular matrix fails.
+pub(crate) fn lu_factor<T: Field>(a: &[T], batch: usize, n: usize) -> Result<Vec<T>, Failure> {
+    let mut out = vec![T::zero(); batch * (n + 1) * n];
     for b in 0..batch {
         let lu = matrix(a, b, n, n).partial_piv_lu();
-        let u = lu.U();
+        let (l, u) = (lu.L(), lu.U());
         if (0..n).any(|i| u[(i, i)] == T::zero()) {
             return Err(Failure::Singular(b));
         }
-        let x = lu.solve(matrix(rhs, b, n, k));
-        write(&mut out, b, n, k).copy_from(&x);
+        let mut packed = write(&mut out, b, n + 1, n);
+        for i in 0..n {
+            for j in 0..n {
+                packed[(i, j)] = if i > j { l[(i, j)] } else { u[(i, j)] };
+            }
+        }
+        for (j, &p) in lu.P().arrays().0.iter().enumerate() {
+            packed[(n, j)] = T::from_f64(p as f64);
+        }
     }
     Ok(out)
+}
+
+/// `A⁻¹ B` (or `A⁻ᵀ B` when `transpose`) from `A`'s packed LU factors
+/// ([`lu_factor`]), `B` n × k: a permutation and two triangular solves.
+pub(crate) fn lu_solve<T: Field>(
+    packed: &[T],
+    rhs: &[T],
+    (batch, n, k): (usize, usize, usize),
+    transpose: bool,
+) -> Vec<T> {
+    let mut out = vec![T::zero(); batch * n * k];
+    for b in 0..batch {
+        let factors = matrix(packed, b, n + 1, n);
+        let lu = factors.subrows(0, n);
+        let perm: Vec<usize> = (0..n)
+            .map(|j| num_traits::ToPrimitive::to_usize(&factors[(n, j)]).unwrap_or(0))
+            .collect();
+        let rhs = matrix(rhs, b, n, k);
+        let mut dst = write(&mut out, b, n, k);
+        if transpose {
+            // Aᵀ = Uᵀ Lᵀ P: solve with Uᵀ, then Lᵀ, then undo P.
+            let mut y = rhs.to_owned();
+            lu.transpose().solve_lower_triangular_in_place(y.as_mut());
+            lu.transpose()
+                .solve_unit_upper_triangular_in_place(y.as_mut());
+            for (i, &p) in perm.iter().enumerate() {
+                dst.rb_mut().row_mut(p).copy_from(y.row(i));
+            }
+        } else {
+            let mut x = faer::Mat::from_fn(n, k, |i, j| rhs[(perm[i], j)]);
+            lu.solve_unit_lower_triangular_in_place(x.as_mut());
+            lu.solve_upper_triangular_in_place(x.as_mut());
+            dst.copy_from(&x);
+        }
+    }
+    out
 }
 
 /// `(sign, log |det|)` of each matrix, by LU: sign 0 and `-inf` when singular.

@@ -24,8 +24,14 @@ pub(crate) enum LinalgOp {
     /// `X = A⁻¹ B` for a triangular `A` (`B` is `(.., n, k)`); only its
     /// triangle is read, and not its diagonal when `unit`.
     TriangularSolve { lower: bool, unit: bool },
-    /// `X = A⁻¹ B` by LU with partial pivoting.
-    Solve,
+    /// `A`'s LU factors with partial pivoting, packed `(.., n + 1, n)` (see
+    /// `kernels::linalg::lu_factor`): a cache for `LuSolve`, not
+    /// differentiated (`LuSolve`'s rules carry `A`'s derivative).
+    LuFactor,
+    /// `X = A⁻¹ B` (`A⁻ᵀ B` when `transpose`), inputs `A`, its `LuFactor`
+    /// and `B`: the solve reuses the factors, and so do the rules (the
+    /// VJP's solve with `Aᵀ` is one more `LuSolve`).
+    LuSolve { transpose: bool },
     /// `(sign, log |det A|)` packed as `(.., 2)`.
     Slogdet,
     /// Eigenvalues (ascending) and eigenvectors of a symmetric `A`, packed
@@ -46,7 +52,8 @@ impl LinalgOp {
         match self {
             LinalgOp::Cholesky => "cholesky",
             LinalgOp::TriangularSolve { .. } => "solve_triangular",
-            LinalgOp::Solve => "solve",
+            LinalgOp::LuFactor => "lu_factor",
+            LinalgOp::LuSolve { .. } => "solve",
             LinalgOp::Slogdet => "slogdet",
             LinalgOp::Eigh => "eigh",
             LinalgOp::Qr => "qr",
@@ -57,9 +64,14 @@ impl LinalgOp {
 
     pub(crate) fn arity(self) -> usize {
         match self {
-            LinalgOp::TriangularSolve { .. } | LinalgOp::Solve => 2,
+            LinalgOp::TriangularSolve { .. } => 2,
+            LinalgOp::LuSolve { .. } => 3,
             _ => 1,
         }
+    }
+
+    pub(crate) fn differentiable(self) -> bool {
+        self != LinalgOp::LuFactor
     }
 
     fn square(self) -> bool {
@@ -90,18 +102,28 @@ pub(crate) fn shape(op: LinalgOp, args: &[&[usize]]) -> Result<Vec<usize>> {
     let with = |tail: &[usize]| [batch, tail].concat();
     Ok(match op {
         LinalgOp::Cholesky | LinalgOp::MatrixExp => args[0].to_vec(),
-        LinalgOp::TriangularSolve { .. } | LinalgOp::Solve => {
-            let (b_batch, rows, _) = matrices(op, args[1])?;
-            if b_batch != batch || rows != n {
+        LinalgOp::TriangularSolve { .. } | LinalgOp::LuSolve { .. } => {
+            let rhs = args[args.len() - 1];
+            if matches!(op, LinalgOp::LuSolve { .. }) && args[1] != with(&[n + 1, n]) {
                 return Err(Error::shapes_detail(
                     op.name(),
                     args[0],
                     args[1],
+                    "needs A's LU factors",
+                ));
+            }
+            let (b_batch, rows, _) = matrices(op, rhs)?;
+            if b_batch != batch || rows != n {
+                return Err(Error::shapes_detail(
+                    op.name(),
+                    args[0],
+                    rhs,
                     "needs A (.., n, n) and B (.., n, k) with the same batch axes",
                 ));
             }
-            args[1].to_vec()
+            rhs.to_vec()
         }
+        LinalgOp::LuFactor => with(&[n + 1, n]),
         LinalgOp::Slogdet => with(&[2]),
         LinalgOp::Eigh => with(&[n + 1, n]),
         LinalgOp::Qr => with(&[m + n, m.min(n)]),
@@ -115,7 +137,12 @@ fn failed(op: LinalgOp, f: Failure) -> Error {
         Failure::Singular(b) => (b, "is singular"),
         Failure::NoConvergence(b) => (b, "did not converge"),
     };
-    Error::invalid(op.name(), format!("matrix {b} of the batch {why}"))
+    // The factors exist for a solve: its error is the solve's.
+    let name = match op {
+        LinalgOp::LuFactor => "solve",
+        _ => op.name(),
+    };
+    Error::invalid(name, format!("matrix {b} of the batch {why}"))
 }
 
 /// The kernel.
@@ -128,7 +155,8 @@ pub(crate) fn forward(op: LinalgOp, args: &[&Tensor]) -> Result<Tensor> {
     let count: usize = batch.iter().product();
     Ok(with_dtype!(a.dtype(), T => {
         let x = a.buffer::<T>();
-        let rhs = args.get(1).map(|b| b.contiguous());
+        let rhs = args.last().map(|b| b.contiguous());
+        let factors = args.get(1).map(|f| f.contiguous());
         let rhs = || rhs.as_ref().expect("a solve has a right-hand side").buffer::<T>();
         let k = *out_shape.last().expect("matrices");
         let data: Vec<T> = match op {
@@ -136,7 +164,11 @@ pub(crate) fn forward(op: LinalgOp, args: &[&Tensor]) -> Result<Tensor> {
             LinalgOp::TriangularSolve { lower, unit } => {
                 k::triangular_solve(x, rhs(), (count, n, k), lower, unit)
             }
-            LinalgOp::Solve => k::solve(x, rhs(), (count, n, k)).map_err(|f| failed(op, f))?,
+            LinalgOp::LuFactor => k::lu_factor(x, count, n).map_err(|f| failed(op, f))?,
+            LinalgOp::LuSolve { transpose } => {
+                let factors = factors.as_ref().expect("a solve has factors").buffer::<T>();
+                k::lu_solve(factors, rhs(), (count, n, k), transpose)
+            }
             LinalgOp::Slogdet => k::slogdet(x, count, n),
             LinalgOp::Eigh => k::eigh(x, count, n).map_err(|f| failed(op, f))?,
             LinalgOp::Qr => k::qr(x, count, m, n),
@@ -163,6 +195,12 @@ fn mt(x: &Tensor) -> Result<Tensor> {
 
 fn mm(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     a.try_matmul(b)
+}
+
+/// `A⁻¹ B`, or `A⁻ᵀ B` when `transpose`, through `A`'s LU factors.
+pub(crate) fn solve(a: &Tensor, b: &Tensor, transpose: bool) -> Result<Tensor> {
+    let factors = op(LinalgOp::LuFactor, &[a])?;
+    op(LinalgOp::LuSolve { transpose }, &[a, &factors, b])
 }
 
 fn tri_solve(a: &Tensor, b: &Tensor, lower: bool) -> Result<Tensor> {
@@ -232,22 +270,28 @@ pub(crate) fn vjp(
             };
             smallvec![ga, Some(gb)]
         }
-        LinalgOp::Solve => {
-            let gb = op(LinalgOp::Solve, &[&mt(a)?, g])?;
-            let ga = match needs[0] {
-                true => Some(-mm(&gb, &mt(y)?)?),
-                false => None,
+        LinalgOp::LuFactor => smallvec![None],
+        LinalgOp::LuSolve { transpose } => {
+            // B̄ = A⁻ᵀ X̄ with the same factors; Ā = −B̄ Xᵀ (−X B̄ᵀ for Aᵀ).
+            let factors = &inputs[1];
+            let gb = op(
+                LinalgOp::LuSolve {
+                    transpose: !transpose,
+                },
+                &[a, factors, g],
+            )?;
+            let ga = match (needs[0], transpose) {
+                (false, _) => None,
+                (true, false) => Some(-mm(&gb, &mt(y)?)?),
+                (true, true) => Some(-mm(y, &mt(&gb)?)?),
             };
-            smallvec![ga, Some(gb)]
+            smallvec![ga, None, Some(gb)]
         }
         LinalgOp::Slogdet => {
             // Only log |det| has a derivative: Ā = ḡ A⁻ᵀ.
             let n = a.shape()[a.ndim() - 1];
             let g_log = g.try_narrow(-1, 1, 1)?.try_unsqueeze(-1)?;
-            let inv_t = op(
-                LinalgOp::Solve,
-                &[&mt(a)?, &eye(n, a)?.try_broadcast_to(a.shape())?],
-            )?;
+            let inv_t = solve(a, &eye(n, a)?.try_broadcast_to(a.shape())?, true)?;
             smallvec![Some(inv_t.try_mul(&g_log)?)]
         }
         LinalgOp::Eigh => {
@@ -354,19 +398,25 @@ pub(crate) fn jvp(
                 .try_sub(&diag_embed(&w.try_diagonal(0)?)?.mul_scalar(0.5))?;
             mm(y, &phi)
         }
-        LinalgOp::TriangularSolve { .. } | LinalgOp::Solve => {
-            let mut drive = tangents[1].clone().unwrap_or_else(|| y.zeros_like());
+        LinalgOp::LuFactor => unreachable!("lu_factor has no derivative"),
+        LinalgOp::TriangularSolve { .. } | LinalgOp::LuSolve { .. } => {
+            // dX = A⁻¹ (dB − dA X), through the op itself.
+            let rhs = inputs.len() - 1;
+            let mut drive = tangents[rhs].clone().unwrap_or_else(|| y.zeros_like());
             if let Some(da) = &tangents[0] {
                 let da = match o {
                     LinalgOp::TriangularSolve { lower, unit } => structure(da, lower, unit)?,
+                    LinalgOp::LuSolve { transpose: true } => mt(da)?,
                     _ => da.clone(),
                 };
                 drive = drive.try_sub(&mm(&da, y)?)?;
             }
-            op(o, &[a, &drive])
+            let mut args: SmallVec<[&Tensor; 3]> = inputs[..rhs].iter().collect();
+            args.push(&drive);
+            op(o, &args)
         }
         LinalgOp::Slogdet => {
-            let trace = op(LinalgOp::Solve, &[a, &da()])?
+            let trace = solve(a, &da(), false)?
                 .try_diagonal(0)?
                 .try_sum_axes(&[-1], true)?;
             Tensor::try_concat(&[&trace.zeros_like(), &trace], trace.ndim() - 1)
@@ -422,7 +472,7 @@ fn svd_jvp(a: &Tensor, y: &Tensor, da: &Tensor) -> Result<Tensor> {
 
 /// The batching rule: the batch axis is one more leading axis.
 pub(crate) fn batch(o: LinalgOp, args: &[BatchArg], size: usize) -> Result<Tensor> {
-    let inputs: SmallVec<[Tensor; 2]> = args.iter().map(|a| a.expanded(size)).collect();
-    let refs: SmallVec<[&Tensor; 2]> = inputs.iter().collect();
+    let inputs: SmallVec<[Tensor; 3]> = args.iter().map(|a| a.expanded(size)).collect();
+    let refs: SmallVec<[&Tensor; 3]> = inputs.iter().collect();
     op(o, &refs)
 }

@@ -286,6 +286,7 @@ impl Prim {
             | Prim::Argsort { .. }
             | Prim::StopGradient => false,
             Prim::Cast(to) => to.is_float(),
+            Prim::Linalg(op) => op.differentiable(),
             Prim::Unary(op) => op.differentiable(),
             _ => true,
         }
