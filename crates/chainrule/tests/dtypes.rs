@@ -455,6 +455,11 @@ fn scalars_of_the_tensors_own_kind_combine_with_it() {
     assert_eq!((&i * 2 + &i).to_vec::<i64>(), [3, 6]);
     let j = Tensor::from_slice(&[5i32], &[1]);
     assert_eq!((&j * 2).to_vec::<i32>(), [10]);
+    // Scalars of the tensor's own type on the right, typed.
+    assert_eq!((&f * 2.0f32).to_vec::<f32>(), [2.0, 4.0]);
+    assert_eq!((f.clone() / 2.0f32 + &f).to_vec::<f32>(), [1.5, 3.0]);
+    assert_eq!((&j - 1i32).to_vec::<i32>(), [4]);
+    assert_eq!((&i + 1i64).to_vec::<i64>(), [2, 3]);
     // A float scalar does not silently turn an integer tensor into floats.
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| &i * 0.5));
     assert!(r.is_err());

@@ -1,5 +1,6 @@
 //! Operator overloading: `+ - * /` and unary `-` for tensors (owned or
-//! borrowed) and scalars (`f64`, `i64`); `& | ^ !` for
+//! borrowed) and scalars (`f32`, `f64`, `i32`, `i64` on the right; `f64`,
+//! `i64` on the left); `& | ^ !` for
 //! `bool` tensors. They panic on shape or dtype mismatch, like
 //! the named methods; use `try_add` & co. for a `Result`.
 
@@ -45,40 +46,46 @@ tensor_tensor!(Sub, sub, sub);
 tensor_tensor!(Mul, mul, mul);
 tensor_tensor!(Div, div, div);
 
-/// `tensor op scalar` and `scalar op tensor` for `f64` and `i64` scalars.
-/// On a float tensor either goes through one unary primitive (as `f64`); on
-/// an integer tensor an `i64` becomes a 0-d tensor of its dtype; any other
-/// pairing (an `f64` with an integer tensor, any number with a bool one) is
-/// a dtype mismatch, as between tensors. One float and one integer type
-/// only: a second of either (`f32`, `i32`) would leave a literal's type
-/// open, and `x * 0.5 + &y` would no longer infer.
+/// The scalar types a tensor takes on the right of `+ - * /`: `f32`,
+/// `f64`, `i32`, `i64`. One generic impl per operator (as ndarray's
+/// `ScalarOperand`), so `x * 0.5 + &y` still infers: the product is a
+/// `Tensor` whatever the literal's type turns out to be.
+pub trait ScalarOperand: Scalar {}
+impl ScalarOperand for f32 {}
+impl ScalarOperand for f64 {}
+impl ScalarOperand for i32 {}
+impl ScalarOperand for i64 {}
+
+/// `tensor op scalar` for every [`ScalarOperand`], and `scalar op tensor`
+/// for `f64` and `i64` (a scalar on the left is the impl's `Self`, so a
+/// second float or integer type there would leave a literal's type open).
+/// On a float tensor either goes through one unary primitive (as `f64`);
+/// on an integer tensor an integer becomes a 0-d tensor of its dtype; any
+/// other pairing (a float with an integer tensor, any number with a bool
+/// one) is a dtype mismatch, as between tensors.
 macro_rules! tensor_scalar {
     ($trait:ident, $method:ident, $call:ident, |$t:ident, $c:ident| $tensor_first:expr, |$t2:ident, $c2:ident| $scalar_first:expr) => {
-        tensor_scalar!(@each $trait, $method, $call, |$t, $c| $tensor_first, |$t2, $c2| $scalar_first; f64, i64);
-    };
-    (@each $trait:ident, $method:ident, $call:ident, |$t:ident, $c:ident| $tensor_first:expr, |$t2:ident, $c2:ident| $scalar_first:expr; $($s:ty),*) => {$(
-        impl $trait<$s> for &Tensor {
+        impl<S: ScalarOperand> $trait<S> for &Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn $method(self, c: $s) -> Tensor {
+            fn $method(self, c: S) -> Tensor {
                 if self.dtype().is_float() {
-                    let ($t, $c) = (self, c as f64);
+                    let ($t, $c) = (self, c.to_f64());
                     return $tensor_first;
                 }
                 with_exact_scalar(self, c, false, Tensor::$call)
             }
         }
-        impl $trait<$s> for Tensor {
+        impl<S: ScalarOperand> $trait<S> for Tensor {
             type Output = Tensor;
             #[track_caller]
-            fn $method(self, c: $s) -> Tensor {
-                if self.dtype().is_float() {
-                    let ($t, $c) = (&self, c as f64);
-                    return $tensor_first;
-                }
-                with_exact_scalar(&self, c, false, Tensor::$call)
+            fn $method(self, c: S) -> Tensor {
+                $trait::$method(&self, c)
             }
         }
+        tensor_scalar!(@left $trait, $method, $call, |$t2, $c2| $scalar_first; f64, i64);
+    };
+    (@left $trait:ident, $method:ident, $call:ident, |$t2:ident, $c2:ident| $scalar_first:expr; $($s:ty),*) => {$(
         impl $trait<&Tensor> for $s {
             type Output = Tensor;
             #[track_caller]
@@ -94,11 +101,7 @@ macro_rules! tensor_scalar {
             type Output = Tensor;
             #[track_caller]
             fn $method(self, rhs: Tensor) -> Tensor {
-                if rhs.dtype().is_float() {
-                    let ($t2, $c2) = (&rhs, self as f64);
-                    return $scalar_first;
-                }
-                with_exact_scalar(&rhs, self, true, Tensor::$call)
+                $trait::$method(self, &rhs)
             }
         }
     )*};
