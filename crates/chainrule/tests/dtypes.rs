@@ -360,6 +360,10 @@ fn argmax_and_argmin_take_the_first_extremum_and_a_nan() {
     );
     let (v, at) = ints.min_with_indices(0, true);
     assert_eq!((v.to_vec::<i64>(), at.to_vec::<i64>()), (vec![-7], vec![3]));
+    // At a tie the gradient goes to the entry at the index, as in PyTorch.
+    let tie = Tensor::from_slice(&[2.0f64, 5.0, 5.0], &[3]);
+    let g = chainrule::func::grad(|t: &Tensor| t.max_with_indices(0, false).0.sum(), &tie).unwrap();
+    assert_eq!(g.to_vec::<f64>(), [0.0, 1.0, 0.0]);
     let e = Tensor::zeros(&[2, 0], DType::F64)
         .try_argmax(1, false)
         .unwrap_err();

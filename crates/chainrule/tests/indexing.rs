@@ -5,6 +5,11 @@
 use chainrule::graph::Graph;
 use chainrule::{func, nn, DType, Error, Tensor};
 
+// The example `classifier_graph`, run here with its checks.
+#[allow(dead_code)]
+#[path = "../examples/classifier_graph.rs"]
+mod classifier_graph;
+
 fn f64s(v: &[f64], shape: &[usize]) -> Tensor {
     Tensor::from_vec(v.to_vec(), shape)
 }
@@ -181,4 +186,17 @@ fn accuracy_counts_argmax_hits() {
     let acc = nn::accuracy(&logits, &[1, 2, 1]).unwrap();
     // Row 2 ties at 0 and 1: the first wins, so label 1 misses.
     assert!((acc.item() - 2.0 / 3.0).abs() < 1e-15);
+}
+
+#[test]
+fn the_digits_classifier_graph_scores_both_splits_with_their_labels() {
+    let (w, graph, splits) = classifier_graph::train_and_trace(60);
+    let scores = classifier_graph::evaluate(&w, &graph, &splits);
+    for ((x, y), (loss, accuracy)) in splits.iter().zip(&scores) {
+        let logits = x.matmul(&w);
+        assert!((nn::cross_entropy_loss(&logits, y).unwrap().item() - loss).abs() < 1e-12);
+        assert_eq!(nn::accuracy(&logits, y).unwrap().item(), *accuracy);
+    }
+    // Trained on one split, right on most of the other.
+    assert!(scores[1].1 > 0.85, "{scores:?}");
 }

@@ -112,7 +112,18 @@ fn einsum_refuses_bad_specs_naming_the_letter() {
     assert!(err("ij->k", &[&a]).contains("'k'"));
     assert!(err("ijk->i", &[&a]).contains("3 letters"));
     assert!(err("ij,jk", &[&a]).contains("2 operands"));
-    assert!(err("...j->j", &[&a]).contains("ellipses"));
+    assert!(err("i.j->j", &[&a]).contains("not a letter"));
+    assert!(err("...ijk->i", &[&a]).contains("3 letters for 2 axes"));
+    let batched = Tensor::ones(&[5, 1, 2, 3], DType::F64);
+    let c = Tensor::ones(&[3, 4], DType::F64);
+    assert_eq!(
+        Tensor::einsum("...ij,jk->...ik", &[&batched, &c]).shape(),
+        [5, 1, 2, 4]
+    );
+    assert_eq!(
+        Tensor::einsum("...j,jk", &[&batched, &c]).shape(),
+        [5, 1, 2, 4]
+    );
     assert!(err("ii->i", &[&a]).contains("'i'"));
     assert_eq!(Tensor::einsum("ij->", &[&a]).item(), 6.0);
     assert_eq!(Tensor::einsum("ij->ji", &[&a]).shape(), [3, 2]);

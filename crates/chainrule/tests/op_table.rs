@@ -830,6 +830,12 @@ fn table() -> Vec<Row> {
             f: |x| Tensor::einsum("ij,jk->ik", &[&x[0], &x[1]]),
         },
         Row {
+            name: "einsum_ellipsis_broadcast",
+            shapes: batched_system,
+            domains: &[Any, Any],
+            f: |x| Tensor::einsum("...ij,...jk->...ki", &[&x[0], &x[1]]),
+        },
+        Row {
             name: "einsum_diagonal_and_outer",
             shapes: system,
             domains: &[Any, Any],

@@ -14,38 +14,66 @@ fn bad(msg: impl Into<String>) -> Error {
     Error::invalid("einsum", msg)
 }
 
-/// The spec's operand letters and output letters (NumPy's implicit output
-/// when there is no `->`: the letters used once, in alphabetical order).
-fn parse(spec: &str, count: usize) -> Result<(Vec<Vec<char>>, Vec<char>)> {
+/// The letters standing for the axes an ellipsis covers: outside ASCII, so
+/// never a spec's own.
+fn ellipsis_letter(k: usize) -> char {
+    char::from_u32(0x2460 + k as u32).expect("a circled number")
+}
+
+/// The spec's operand letters and output letters, given the operands'
+/// ranks. An ellipsis stands for the axes its operand's letters leave,
+/// right-aligned across operands as NumPy broadcasts them. With no `->`,
+/// the output is the ellipsis's axes, then the letters used once in
+/// alphabetical order (NumPy's rule).
+fn parse(spec: &str, ranks: &[usize]) -> Result<(Vec<Vec<char>>, Vec<char>)> {
     let spec: String = spec.chars().filter(|c| !c.is_whitespace()).collect();
     let (inputs, output) = match spec.split_once("->") {
         Some((i, o)) => (i.to_string(), Some(o.to_string())),
         None => (spec.clone(), None),
     };
-    let terms: Vec<Vec<char>> = inputs.split(',').map(|t| t.chars().collect()).collect();
-    if terms.len() != count {
+    let written: Vec<&str> = inputs.split(',').collect();
+    if written.len() != ranks.len() {
         return Err(bad(format!(
-            "{spec:?} names {} operands, got {count}",
-            terms.len()
+            "{spec:?} names {} operands, got {}",
+            written.len(),
+            ranks.len()
         )));
     }
-    if let Some(c) = spec
-        .chars()
-        .find(|c| !(c.is_ascii_alphabetic() || ",->".contains(*c)))
-    {
-        return Err(bad(format!(
-            "{spec:?}: {c:?} is not a letter (ellipses are not supported)"
-        )));
+    let letters = |t: &str| -> Result<Vec<char>> {
+        let named: Vec<char> = t.replacen("...", "", 1).chars().collect();
+        match named.iter().find(|c| !c.is_ascii_alphabetic()) {
+            Some(c) => Err(bad(format!("{spec:?}: {c:?} is not a letter"))),
+            None => Ok(named),
+        }
+    };
+    let mut covered = Vec::with_capacity(ranks.len());
+    for (t, &rank) in written.iter().zip(ranks) {
+        let named = letters(t)?.len();
+        covered.push(match t.contains("...") {
+            true if rank >= named => rank - named,
+            _ if rank == named => 0,
+            _ => return Err(bad(format!("{t:?} has {named} letters for {rank} axes"))),
+        });
     }
-    let output = match output {
-        Some(o) => o.chars().collect(),
+    let widest = covered.iter().copied().max().unwrap_or(0);
+    let ellipsis = |n: usize| -> String { (widest - n..widest).map(ellipsis_letter).collect() };
+    let terms: Vec<Vec<char>> = written
+        .iter()
+        .zip(&covered)
+        .map(|(t, &n)| t.replacen("...", &ellipsis(n), 1).chars().collect())
+        .collect();
+    let output: Vec<char> = match output {
+        Some(o) => {
+            letters(&o)?;
+            o.replacen("...", &ellipsis(widest), 1).chars().collect()
+        }
         None => {
-            let mut once: Vec<char> = terms.concat();
+            let all: Vec<char> = terms.concat();
+            let mut once: Vec<char> = all.iter().copied().filter(|c| c.is_ascii()).collect();
             once.sort_unstable();
-            let all = once.clone();
             once.dedup();
             once.retain(|c| all.iter().filter(|d| *d == c).count() == 1);
-            once
+            ellipsis(widest).chars().chain(once).collect()
         }
     };
     for (i, c) in output.iter().enumerate() {
@@ -84,6 +112,45 @@ fn term(value: &Tensor, mut letters: Vec<char>) -> Result<Term> {
         letters.push(c);
     }
     Ok(Term { value, letters })
+}
+
+/// The terms with each letter of size 1 broadcast to the size another
+/// term gives it (sizes that differ otherwise fail in the contraction).
+fn broadcast(terms: Vec<Term>) -> Result<Vec<Term>> {
+    let size = |c: char| {
+        terms
+            .iter()
+            .filter(|t| t.letters.contains(&c))
+            .map(|t| t.size(c))
+            .max()
+            .unwrap_or(1)
+    };
+    let sizes: Vec<Vec<usize>> = terms
+        .iter()
+        .map(|t| t.letters.iter().map(|&c| size(c)).collect())
+        .collect();
+    terms
+        .into_iter()
+        .zip(sizes)
+        .map(|(t, want)| {
+            let to: Vec<usize> = t
+                .value
+                .shape()
+                .iter()
+                .zip(&want)
+                .map(|(&d, &w)| if d == 1 { w } else { d })
+                .collect();
+            let value = if to == t.value.shape() {
+                t.value
+            } else {
+                t.value.try_broadcast_to(&to)?
+            };
+            Ok(Term {
+                value,
+                letters: t.letters,
+            })
+        })
+        .collect()
 }
 
 fn repeated(letters: &[char]) -> Option<(usize, usize)> {
@@ -201,16 +268,24 @@ fn contract(a: Term, b: Term, keep: &[char]) -> Result<Term> {
 }
 
 impl Tensor {
-    /// Einstein summation, like `torch.einsum` (without ellipses):
+    /// Einstein summation, like `torch.einsum`:
     /// `Tensor::einsum("ij,jk->ik", &[&a, &b])` is a matrix product,
-    /// `"ii->i"` a diagonal, `"ij->"` a sum; with no `->`, the output has
-    /// the letters used once, alphabetically. Operands are contracted left
-    /// to right, each pair as one batched matmul.
+    /// `"ii->i"` a diagonal, `"ij->"` a sum, `"...ij,...jk->...ik"` a
+    /// batched product (an ellipsis's axes broadcast, as do letters of size
+    /// 1); with no `->`, the output has the ellipsis's axes, then the
+    /// letters used once, alphabetically. Operands are contracted left to
+    /// right, each pair as one batched matmul.
     pub fn try_einsum(spec: &str, operands: &[&Tensor]) -> Result<Tensor> {
-        let (letters, output) = parse(spec, operands.len())?;
-        let mut terms = operands.iter().zip(letters).map(|(t, l)| term(t, l));
-        let mut acc = terms.next().expect("at least one operand")?;
-        let rest = terms.collect::<Result<Vec<_>>>()?;
+        let ranks: Vec<usize> = operands.iter().map(|t| t.ndim()).collect();
+        let (letters, output) = parse(spec, &ranks)?;
+        let terms = operands
+            .iter()
+            .zip(letters)
+            .map(|(t, l)| term(t, l))
+            .collect::<Result<Vec<_>>>()?;
+        let mut terms = broadcast(terms)?.into_iter();
+        let mut acc = terms.next().ok_or_else(|| bad("needs an operand"))?;
+        let rest: Vec<Term> = terms.collect();
         // Each contraction keeps the output's letters and the later operands'.
         let later: Vec<Vec<char>> = (0..rest.len())
             .map(|k| {

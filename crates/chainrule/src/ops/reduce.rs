@@ -297,10 +297,10 @@ impl Tensor {
         arg(self, ReduceOp::Min, axis, keepdim)
     }
 
-    /// The maxima along `axis` and their indices, like `torch.max(x, dim)`.
-    /// The values are [`Tensor::max_axes`]'s, with its gradient (split
-    /// evenly between equal maxima, where PyTorch gives it all to the one
-    /// at the index); the indices (`i64`) carry none.
+    /// The maxima along `axis` and their indices, like `torch.max(x, dim)`:
+    /// the values are the entries at the indices (`i64`, the first at ties),
+    /// so the gradient goes to that entry, as in PyTorch (where
+    /// [`Tensor::max_axes`] splits it between equal maxima).
     pub fn try_max_with_indices(&self, axis: impl Axis, keepdim: bool) -> Result<(Tensor, Tensor)> {
         extremum_with_index(self, ReduceOp::Max, axis, keepdim)
     }
@@ -383,8 +383,14 @@ fn extremum_with_index(
     keepdim: bool,
 ) -> Result<(Tensor, Tensor)> {
     let axis = crate::axis::resolve(op.arg_name(), axis, x.shape())?;
-    let index = arg(x, op, axis, keepdim)?;
-    Ok((reduce_op(x, op, &[axis], keepdim)?, index))
+    let kept = arg(x, op, axis, true)?;
+    // The values picked at the indices, so that the gradient goes to the
+    // entry the index names, as in PyTorch (not split between ties).
+    let values = x.try_gather(axis, &kept)?;
+    if keepdim {
+        return Ok((values, kept));
+    }
+    Ok((values.try_squeeze(axis)?, kept.try_squeeze(axis)?))
 }
 
 fn need_bool(op: &'static str, x: &Tensor) -> Result<()> {
