@@ -202,6 +202,14 @@ fn separated(x: &Tensor) -> Tensor {
     x * 0.3 + &Tensor::from_vec(base, &[m, n]).to_dtype(x.dtype())
 }
 
+/// The singular values and the squares of the singular vectors (their
+/// signs are arbitrary), flattened into one vector.
+fn svd_sign_free(a: &Tensor) -> Tensor {
+    let (u, s, vh) = linalg::svd(a).unwrap();
+    let flat = |t: &Tensor| t.square().reshape(&[t.numel()]);
+    Tensor::concat(&[&flat(&u), &s, &flat(&vh)], 0)
+}
+
 /// An `i64` index tensor.
 fn index(data: &[i64], shape: &[usize]) -> Tensor {
     Tensor::from_vec(data.to_vec(), shape)
@@ -781,23 +789,13 @@ fn table() -> Vec<Row> {
             name: "svd_tall",
             shapes: tall,
             domains: &[Any],
-            f: |x| {
-                let (u, s, vh) = linalg::svd(&separated(&x[0])).unwrap();
-                let flat = |t: &Tensor| t.square().reshape(&[t.numel()]);
-                let parts = [flat(&u), s, flat(&vh)];
-                Tensor::concat(&parts.iter().collect::<Vec<_>>(), 0)
-            },
+            f: |x| svd_sign_free(&separated(&x[0])),
         },
         Row {
             name: "svd_wide",
             shapes: wide,
             domains: &[Any],
-            f: |x| {
-                let (u, s, vh) = linalg::svd(&separated(&x[0])).unwrap();
-                let flat = |t: &Tensor| t.square().reshape(&[t.numel()]);
-                let parts = [flat(&u), s, flat(&vh)];
-                Tensor::concat(&parts.iter().collect::<Vec<_>>(), 0)
-            },
+            f: |x| svd_sign_free(&separated(&x[0])),
         },
         Row {
             name: "lstsq",

@@ -87,14 +87,8 @@ fn parse(spec: &str, ranks: &[usize]) -> Result<(Vec<Vec<char>>, Vec<char>)> {
 }
 
 /// The operand with each repeated letter's axes replaced by their diagonal.
+/// (`parse` has matched the letters to the operand's rank.)
 fn term(value: &Tensor, mut letters: Vec<char>) -> Result<Term> {
-    if letters.len() != value.ndim() {
-        return Err(bad(format!(
-            "{} letters for an operand of shape {:?}",
-            letters.len(),
-            value.shape()
-        )));
-    }
     let mut value = value.clone();
     while let Some((p, q)) = repeated(&letters) {
         if value.shape()[p] != value.shape()[q] {
