@@ -4,7 +4,7 @@
 use crate::data::SplitMix64;
 use chainrule::forward::DualLevel;
 use chainrule::graph::{CompileOptions, Executable, Graph};
-use chainrule::nn::{self, Module};
+use chainrule::nn::{self, Module, Parameters};
 use chainrule::optim::{Optimizer, Sgd};
 use chainrule::Tensor;
 use chainrule::{autograd, control, func, linalg, DType};

@@ -5,7 +5,7 @@
 use crate::plot::{self, Panel, Series};
 use crate::CliError;
 use chainrule::data::{self, Dataset, Targets};
-use chainrule::nn::{self, Module};
+use chainrule::nn::{self, Module, Parameters};
 use chainrule::optim::{Adam, Optimizer, Schedule, Sgd};
 use chainrule::{autograd, DType, Tensor};
 use clap::{Args, ValueEnum};

@@ -7,7 +7,7 @@
 //! checkpointed, each in a fresh process so that each peak resident memory
 //! is its own, and checks that the gradients are bit-for-bit identical.
 
-use chainrule::nn::{self, Module};
+use chainrule::nn::{self, Module, Parameters};
 use chainrule::{DType, Tensor};
 use std::process::Command;
 

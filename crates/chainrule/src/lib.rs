@@ -28,6 +28,9 @@
 //! names the op and both shapes; each has a `try_*` twin returning
 //! [`Result`] (see [`error`]).
 
+// So that `#[derive(Module)]`, which names `::chainrule`, works inside the crate.
+extern crate self as chainrule;
+
 pub mod autograd;
 mod axis;
 mod batching;
@@ -62,6 +65,7 @@ pub use axis::{Axes, Axis};
 pub use dtype::{DType, Element, Scalar};
 pub use error::{Error, Result};
 pub use limits::{max_tensor_bytes, set_max_tensor_bytes};
+pub use ops::conv::{ConvOptions, Pool2d};
 pub use ops::index::Indices;
 pub use ops::slice::Slice;
 pub use tensor::Tensor;

@@ -2,7 +2,7 @@
 
 use chainrule::check::{gradcheck, GradcheckOptions};
 use chainrule::data::{self, Dataset, Targets};
-use chainrule::nn::{self, init::Init, Module};
+use chainrule::nn::{self, init::Init, Module, Parameters};
 use chainrule::optim::{Adam, Optimizer, Schedule, Sgd};
 use chainrule::{func, DType, Tensor};
 

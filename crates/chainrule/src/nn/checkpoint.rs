@@ -4,7 +4,7 @@
 //! segments stores only their boundaries and one segment's intermediates at a
 //! time, for the price of running each segment's forward twice.
 
-use super::{Module, Param};
+use super::{Module, Param, Parameters};
 use crate::autograd::{self, BackwardOptions, GradModeGuard};
 use crate::custom::{apply, CustomOp};
 use crate::error::Result;
@@ -101,9 +101,15 @@ impl<M: Module + 'static> Module for Checkpointed<M> {
         let inner = self.0.clone();
         checkpoint(move |x: &Tensor| inner.forward(x), x, &params)
     }
+}
 
+impl<M: Module + 'static> Parameters for Checkpointed<M> {
     fn named_params(&self) -> Vec<(String, Param)> {
         self.0.named_params()
+    }
+
+    fn named_buffers(&self) -> Vec<(String, super::Buffer)> {
+        self.0.named_buffers()
     }
 
     fn set_training(&self, training: bool) {

@@ -1,15 +1,15 @@
 //! Layers: Linear, the activations, Dropout, Sequential and an MLP builder.
 
 use super::init::Init;
-use super::{Module, Param};
+use super::{Module, Param, Parameters, Training};
 use crate::error::{Error, Result};
 use crate::{DType, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
 /// `y = x W + b` with `W` of shape `(in, out)` and `b` of shape `(out,)`.
+#[derive(crate::nn::Module)]
 pub struct Linear {
     pub weight: Param,
     pub bias: Param,
@@ -21,6 +21,15 @@ impl Linear {
         Linear::from_tensors(
             init.weight(fan_in, fan_out, seed, dtype),
             Tensor::zeros(&[fan_out], dtype),
+        )
+    }
+
+    /// PyTorch's default: weight and bias uniform in `±1/√in`.
+    pub fn with_default_init(fan_in: usize, fan_out: usize, seed: u64, dtype: DType) -> Linear {
+        let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+        Linear::from_tensors(
+            Tensor::rand_uniform(&[fan_in, fan_out], -bound, bound, seed, dtype),
+            Tensor::rand_uniform(&[fan_out], -bound, bound, seed ^ 0xB1A5, dtype),
         )
     }
 
@@ -38,13 +47,6 @@ impl Module for Linear {
         x.try_matmul(&self.weight.value())?
             .try_add(&self.bias.value())
     }
-
-    fn named_params(&self) -> Vec<(String, Param)> {
-        vec![
-            ("weight".into(), self.weight.clone()),
-            ("bias".into(), self.bias.clone()),
-        ]
-    }
 }
 
 macro_rules! activation {
@@ -57,6 +59,9 @@ macro_rules! activation {
             fn forward(&self, $x: &Tensor) -> Result<Tensor> {
                 Ok($body)
             }
+        }
+
+        impl Parameters for $name {
             fn named_params(&self) -> Vec<(String, Param)> {
                 Vec::new()
             }
@@ -87,9 +92,12 @@ activation!(
 
 /// Zeroes each element with probability `p` while training, scaling the rest
 /// by `1/(1-p)` (inverted dropout); the identity in evaluation mode.
+#[derive(crate::nn::Module)]
 pub struct Dropout {
+    #[module(skip)]
     p: f64,
-    training: AtomicBool,
+    training: Training,
+    #[module(skip)]
     rng: Mutex<StdRng>,
 }
 
@@ -105,7 +113,7 @@ impl Dropout {
         }
         Ok(Dropout {
             p,
-            training: AtomicBool::new(true),
+            training: Training::default(),
             rng: Mutex::new(StdRng::seed_from_u64(seed)),
         })
     }
@@ -113,7 +121,7 @@ impl Dropout {
 
 impl Module for Dropout {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        if !self.training.load(Ordering::Relaxed) || self.p == 0.0 {
+        if !self.training.get() || self.p == 0.0 {
             return Ok(x.clone());
         }
         let keep = 1.0 - self.p;
@@ -129,20 +137,13 @@ impl Module for Dropout {
             .collect();
         Ok(x * &Tensor::from_vec(mask, x.shape()).to_dtype(x.dtype()))
     }
-
-    fn named_params(&self) -> Vec<(String, Param)> {
-        Vec::new()
-    }
-
-    fn set_training(&self, training: bool) {
-        self.training.store(training, Ordering::Relaxed);
-    }
 }
 
-/// Modules applied in order; parameters are named `"<index>.<name>"`.
+/// Modules applied in order; parameters are named `"<layer>.<name>"`, the
+/// layer by its position or by the name given to [`Sequential::add_named`].
 #[derive(Default)]
 pub struct Sequential {
-    layers: Vec<Box<dyn Module>>,
+    layers: Vec<(String, Box<dyn Module>)>,
 }
 
 impl Sequential {
@@ -153,8 +154,20 @@ impl Sequential {
     /// Appends a layer (builder style).
     #[allow(clippy::should_implement_trait)] // `add` reads as "add a layer"
     pub fn add(mut self, layer: impl Module + 'static) -> Sequential {
-        self.layers.push(Box::new(layer));
+        let name = self.layers.len().to_string();
+        self.layers.push((name, Box::new(layer)));
         self
+    }
+
+    /// Appends a layer whose parameters are named `"<name>.<param>"`.
+    pub fn add_named(mut self, name: &str, layer: impl Module + 'static) -> Sequential {
+        self.layers.push((name.to_string(), Box::new(layer)));
+        self
+    }
+
+    /// The layers' names, in order.
+    pub fn names(&self) -> Vec<&str> {
+        self.layers.iter().map(|(n, _)| n.as_str()).collect()
     }
 
     pub fn len(&self) -> usize {
@@ -169,27 +182,33 @@ impl Sequential {
 impl Module for Sequential {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        for layer in &self.layers {
+        for (_, layer) in &self.layers {
             h = layer.forward(&h)?;
         }
         Ok(h)
     }
+}
 
+impl Parameters for Sequential {
     fn named_params(&self) -> Vec<(String, Param)> {
-        self.layers
-            .iter()
-            .enumerate()
-            .flat_map(|(i, l)| {
-                l.named_params()
-                    .into_iter()
-                    .map(move |(n, p)| (format!("{i}.{n}"), p))
-            })
-            .collect()
+        let mut out = Vec::new();
+        for (name, layer) in &self.layers {
+            super::prefixed(&mut out, name, layer.named_params());
+        }
+        out
+    }
+
+    fn named_buffers(&self) -> Vec<(String, super::Buffer)> {
+        let mut out = Vec::new();
+        for (name, layer) in &self.layers {
+            super::prefixed(&mut out, name, layer.named_buffers());
+        }
+        out
     }
 
     fn set_training(&self, training: bool) {
-        for l in &self.layers {
-            l.set_training(training);
+        for (_, layer) in &self.layers {
+            layer.set_training(training);
         }
     }
 }

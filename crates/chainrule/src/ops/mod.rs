@@ -14,6 +14,7 @@
 
 pub(crate) mod binary;
 pub(crate) mod composite;
+pub(crate) mod conv;
 pub mod custom;
 mod einsum;
 pub(crate) mod index;

@@ -1,0 +1,197 @@
+//! Embeddings and multi-head attention (batch first: `(N, L, E)`).
+
+use super::conv::default_uniform;
+use super::{Linear, Module, Param};
+use crate::error::{Error, Result};
+use crate::{DType, Tensor};
+
+/// A lookup table: `i64` indices of any shape to their rows of `weight`
+/// `(num, dim)`, initialized `N(0, 1)` as PyTorch. Its gradient sums the
+/// rows' uses.
+#[derive(crate::nn::Module)]
+pub struct Embedding {
+    pub weight: Param,
+}
+
+impl Embedding {
+    pub fn new(num: usize, dim: usize, seed: u64, dtype: DType) -> Embedding {
+        Embedding {
+            weight: Param::new(Tensor::rand_normal(&[num, dim], 0.0, 1.0, seed, dtype)),
+        }
+    }
+}
+
+impl Module for Embedding {
+    fn forward(&self, index: &Tensor) -> Result<Tensor> {
+        let weight = self.weight.value();
+        let rows = weight.try_index_select(0, &index.try_reshape(&[index.numel()])?)?;
+        let mut shape = index.shape().to_vec();
+        shape.push(weight.shape()[1]);
+        rows.try_reshape(&shape)
+    }
+}
+
+/// What a query may not attend to. Masks are `bool`, `true` = masked.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AttentionMask<'a> {
+    /// Position `i` attends only to keys `0..=i` (needs `L == S`).
+    pub causal: bool,
+    /// `(N, S)`: keys to ignore per example (padding).
+    pub key_padding: Option<&'a Tensor>,
+    /// `(L, S)` or `(N·heads, L, S)`: any other pattern.
+    pub attn: Option<&'a Tensor>,
+}
+
+/// Multi-head scaled dot-product attention with input and output
+/// projections, as PyTorch's `nn.MultiheadAttention(batch_first=True)`
+/// without dropout. `in_proj_weight` is `(E, 3E)` (`[q | k | v]` columns,
+/// chainrule's `x W` layout), Xavier-uniform; biases zero.
+#[derive(crate::nn::Module)]
+pub struct MultiheadAttention {
+    pub in_proj_weight: Param,
+    pub in_proj_bias: Param,
+    pub out_proj: Linear,
+    #[module(skip)]
+    pub heads: usize,
+}
+
+impl MultiheadAttention {
+    pub fn new(embed: usize, heads: usize, seed: u64, dtype: DType) -> Result<MultiheadAttention> {
+        if heads == 0 || embed % heads != 0 {
+            return Err(Error::invalid(
+                "MultiheadAttention",
+                format!("{heads} heads must divide the width {embed}"),
+            ));
+        }
+        let bound = (6.0 / (4 * embed) as f64).sqrt();
+        let out_proj = Linear::from_tensors(
+            default_uniform(&[embed, embed], embed, seed ^ 0x0A7, dtype),
+            Tensor::zeros(&[embed], dtype),
+        );
+        Ok(MultiheadAttention {
+            in_proj_weight: Param::new(Tensor::rand_uniform(
+                &[embed, 3 * embed],
+                -bound,
+                bound,
+                seed,
+                dtype,
+            )),
+            in_proj_bias: Param::new(Tensor::zeros(&[3 * embed], dtype)),
+            out_proj,
+            heads,
+        })
+    }
+
+    /// `x (N, T, E)` projected by the `part`-th third of the input
+    /// projection, split into heads `(N, heads, T, E/heads)`.
+    fn project(&self, x: &Tensor, part: usize) -> Result<Tensor> {
+        let e = self.out_proj.weight.shape()[0];
+        if x.ndim() != 3 || x.shape()[2] != e {
+            return Err(Error::shapes_detail(
+                "MultiheadAttention",
+                x.shape(),
+                &[e],
+                "inputs are (batch, length, width)",
+            ));
+        }
+        let w = self.in_proj_weight.value().try_narrow(1, part * e, e)?;
+        let b = self.in_proj_bias.value().try_narrow(0, part * e, e)?;
+        let (n, t) = (x.shape()[0], x.shape()[1]);
+        x.try_matmul(&w)?
+            .try_add(&b)?
+            .try_reshape(&[n, t, self.heads, e / self.heads])?
+            .try_permute(&[0, 2, 1, 3])
+    }
+
+    /// Attention of `query (N, L, E)` over `key`, `value (N, S, E)`.
+    pub fn attend(
+        &self,
+        query: &Tensor,
+        key: &Tensor,
+        value: &Tensor,
+        mask: AttentionMask,
+    ) -> Result<Tensor> {
+        let (q, k, v) = (
+            self.project(query, 0)?,
+            self.project(key, 1)?,
+            self.project(value, 2)?,
+        );
+        let (n, l, e) = (query.shape()[0], query.shape()[1], query.shape()[2]);
+        let s = key.shape()[1];
+        let scale = 1.0 / ((e / self.heads) as f64).sqrt();
+        let mut scores = q
+            .try_matmul(&k.try_transpose(-1, -2)?)?
+            .try_mul(&Tensor::full(&[], scale, query.dtype()))?;
+        if let Some(masked) = combined_mask(mask, n, self.heads, l, s)? {
+            scores = scores.try_masked_fill(&masked, f64::NEG_INFINITY)?;
+        }
+        let heads = scores.try_softmax(-1)?.try_matmul(&v)?;
+        let joined = heads.try_permute(&[0, 2, 1, 3])?.try_reshape(&[n, l, e])?;
+        self.out_proj.forward(&joined)
+    }
+}
+
+/// The masks as one `bool` tensor broadcasting to the scores
+/// `(N, heads, L, S)`, or `None` when nothing is masked.
+fn combined_mask(
+    mask: AttentionMask,
+    n: usize,
+    heads: usize,
+    l: usize,
+    s: usize,
+) -> Result<Option<Tensor>> {
+    let op = "MultiheadAttention";
+    let mut parts: Vec<Tensor> = Vec::new();
+    if mask.causal {
+        if l != s {
+            return Err(Error::invalid(
+                op,
+                format!("a causal mask needs as many queries as keys, got {l} and {s}"),
+            ));
+        }
+        let future: Vec<bool> = (0..l * s).map(|p| p % s > p / s).collect();
+        parts.push(Tensor::try_from_vec(future, &[l, s])?);
+    }
+    if let Some(m) = mask.key_padding {
+        check_mask(m, &[n, s], "key_padding")?;
+        parts.push(m.try_reshape(&[n, 1, 1, s])?);
+    }
+    if let Some(m) = mask.attn {
+        if m.shape() == [l, s] {
+            parts.push(m.clone());
+        } else {
+            check_mask(m, &[n * heads, l, s], "attn")?;
+            parts.push(m.try_reshape(&[n, heads, l, s])?);
+        }
+    }
+    let mut combined: Option<Tensor> = None;
+    for part in parts {
+        combined = Some(match combined {
+            None => part,
+            Some(c) => c.try_logical_or(&part)?,
+        });
+    }
+    Ok(combined)
+}
+
+fn check_mask(m: &Tensor, shape: &[usize], what: &str) -> Result<()> {
+    if m.dtype() != DType::Bool || m.shape() != shape {
+        return Err(Error::shapes_detail(
+            "MultiheadAttention",
+            m.shape(),
+            shape,
+            format!(
+                "the {what} mask must be bool of the second shape ({:?} given)",
+                m.dtype()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+impl Module for MultiheadAttention {
+    /// Self-attention of `x (N, L, E)`, nothing masked.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.attend(x, x, x, AttentionMask::default())
+    }
+}

@@ -1,0 +1,167 @@
+//! Normalization layers: batch normalization (with running statistics) and
+//! layer normalization, as PyTorch defines them.
+
+use super::{Buffer, Module, Param, Training};
+use crate::autograd::no_grad;
+use crate::error::{Error, Result};
+use crate::{DType, Tensor};
+
+/// Batch normalization over the channel axis 1 of `(N, C)`, `(N, C, L)`
+/// (`BatchNorm1d`) or `(N, C, H, W)` (`BatchNorm2d`).
+///
+/// Training normalizes by the batch's mean and biased variance and moves
+/// the running statistics by `momentum` (the variance's unbiased estimate,
+/// as PyTorch); evaluation normalizes by the running statistics.
+#[derive(crate::nn::Module)]
+pub struct BatchNorm {
+    pub weight: Param,
+    pub bias: Param,
+    pub running_mean: Buffer,
+    pub running_var: Buffer,
+    training: Training,
+    #[module(skip)]
+    pub momentum: f64,
+    #[module(skip)]
+    pub eps: f64,
+    /// The input ranks this layer accepts (2 and 3, or 4).
+    #[module(skip)]
+    ranks: &'static [usize],
+}
+
+pub type BatchNorm1d = BatchNorm;
+pub type BatchNorm2d = BatchNorm;
+
+impl BatchNorm {
+    fn with_ranks(channels: usize, dtype: DType, ranks: &'static [usize]) -> BatchNorm {
+        BatchNorm {
+            weight: Param::new(Tensor::ones(&[channels], dtype)),
+            bias: Param::new(Tensor::zeros(&[channels], dtype)),
+            running_mean: Buffer::new(Tensor::zeros(&[channels], dtype)),
+            running_var: Buffer::new(Tensor::ones(&[channels], dtype)),
+            training: Training::default(),
+            momentum: 0.1,
+            eps: 1e-5,
+            ranks,
+        }
+    }
+
+    /// `BatchNorm1d(channels)`: inputs `(N, C)` or `(N, C, L)`; weight
+    /// one, bias zero, momentum 0.1, ε = 1e-5.
+    pub fn new_1d(channels: usize, dtype: DType) -> BatchNorm {
+        BatchNorm::with_ranks(channels, dtype, &[2, 3])
+    }
+
+    /// `BatchNorm2d(channels)`: inputs `(N, C, H, W)`.
+    pub fn new_2d(channels: usize, dtype: DType) -> BatchNorm {
+        BatchNorm::with_ranks(channels, dtype, &[4])
+    }
+
+    /// The batch's (mean, biased variance) per channel, kept as `(1, C, 1…)`.
+    fn batch_statistics(x: &Tensor, axes: &[usize]) -> Result<(Tensor, Tensor)> {
+        let mean = x.try_mean_axes(axes, true)?;
+        let var = x.try_sub(&mean)?.square().try_mean_axes(axes, true)?;
+        Ok((mean, var))
+    }
+
+    fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
+        let c = self.weight.numel();
+        let m = self.momentum;
+        let unbiased = count as f64 / (count.max(2) - 1) as f64;
+        no_grad(|| {
+            let mean = mean.detach().try_reshape(&[c])?;
+            let var = var.detach().try_reshape(&[c])?;
+            self.running_mean
+                .set(&(self.running_mean.value() * (1.0 - m) + mean * m))?;
+            self.running_var
+                .set(&(self.running_var.value() * (1.0 - m) + var * (m * unbiased)))
+        })
+    }
+}
+
+impl Module for BatchNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let c = self.weight.numel();
+        if !self.ranks.contains(&x.ndim()) || x.shape()[1] != c {
+            return Err(Error::shapes_detail(
+                "BatchNorm",
+                x.shape(),
+                &[c],
+                format!(
+                    "expects an input of rank {:?} with {c} channels on axis 1",
+                    self.ranks
+                ),
+            ));
+        }
+        let mut channel_shape = vec![1; x.ndim()];
+        channel_shape[1] = c;
+        let axes: Vec<usize> = (0..x.ndim()).filter(|&a| a != 1).collect();
+        let (mean, var) = if self.training.get() {
+            let (mean, var) = BatchNorm::batch_statistics(x, &axes)?;
+            let count = x.numel() / c.max(1);
+            if count < 2 {
+                return Err(Error::invalid(
+                    "BatchNorm",
+                    format!(
+                        "training needs more than one value per channel, got input {:?}",
+                        x.shape()
+                    ),
+                ));
+            }
+            self.update_running(&mean, &var, count)?;
+            (mean, var)
+        } else {
+            (
+                self.running_mean.value().try_reshape(&channel_shape)?,
+                self.running_var.value().try_reshape(&channel_shape)?,
+            )
+        };
+        let scale = (var + self.eps).rsqrt();
+        let normalized = x.try_sub(&mean)?.try_mul(&scale)?;
+        normalized
+            .try_mul(&self.weight.value().try_reshape(&channel_shape)?)?
+            .try_add(&self.bias.value().try_reshape(&channel_shape)?)
+    }
+}
+
+/// Layer normalization over the trailing axes `normalized_shape`, with an
+/// elementwise weight (one) and bias (zero), ε = 1e-5, as PyTorch.
+#[derive(crate::nn::Module)]
+pub struct LayerNorm {
+    pub weight: Param,
+    pub bias: Param,
+    #[module(skip)]
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(normalized_shape: &[usize], dtype: DType) -> LayerNorm {
+        LayerNorm {
+            weight: Param::new(Tensor::ones(normalized_shape, dtype)),
+            bias: Param::new(Tensor::zeros(normalized_shape, dtype)),
+            eps: 1e-5,
+        }
+    }
+}
+
+impl Module for LayerNorm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let shape = self.weight.shape();
+        let k = shape.len();
+        if x.ndim() < k || x.shape()[x.ndim() - k..] != shape[..] {
+            return Err(Error::shapes_detail(
+                "LayerNorm",
+                x.shape(),
+                &shape,
+                "the input must end in the normalized shape",
+            ));
+        }
+        let axes: Vec<usize> = (x.ndim() - k..x.ndim()).collect();
+        let mean = x.try_mean_axes(&axes, true)?;
+        let centered = x.try_sub(&mean)?;
+        let var = centered.square().try_mean_axes(&axes, true)?;
+        centered
+            .try_mul(&(var + self.eps).rsqrt())?
+            .try_mul(&self.weight.value())?
+            .try_add(&self.bias.value())
+    }
+}

@@ -1,0 +1,282 @@
+//! LSTM and GRU cells and their multi-layer, batch-first wrappers, with
+//! PyTorch's gate orders and initialization (uniform in `±1/√hidden`).
+//! Weights are in chainrule's `x W` layout: `weight_ih (in, gates·hidden)`,
+//! `weight_hh (hidden, gates·hidden)`.
+
+use super::conv::default_uniform;
+use super::{Module, Param};
+use crate::error::{Error, Result};
+use crate::{DType, Tensor};
+
+/// The four parameters of a recurrent cell with `gates` gates.
+#[derive(crate::nn::Module)]
+pub struct Gates {
+    pub weight_ih: Param,
+    pub weight_hh: Param,
+    pub bias_ih: Param,
+    pub bias_hh: Param,
+}
+
+impl Gates {
+    fn new(input: usize, hidden: usize, gates: usize, seed: u64, dtype: DType) -> Gates {
+        let g = gates * hidden;
+        let draw = |shape: &[usize], k: u64| {
+            Param::new(default_uniform(shape, hidden, seed.wrapping_add(k), dtype))
+        };
+        Gates {
+            weight_ih: draw(&[input, g], 0),
+            weight_hh: draw(&[hidden, g], 1),
+            bias_ih: draw(&[g], 2),
+            bias_hh: draw(&[g], 3),
+        }
+    }
+
+    fn hidden(&self) -> usize {
+        self.weight_hh.shape()[0]
+    }
+
+    /// `(x W_ih + b_ih, h W_hh + b_hh)`, after checking the shapes.
+    fn affine(&self, op: &'static str, x: &Tensor, h: &Tensor) -> Result<(Tensor, Tensor)> {
+        let (input, hidden) = (self.weight_ih.shape()[0], self.hidden());
+        if x.ndim() != 2 || x.shape()[1] != input || h.shape() != [x.shape()[0], hidden] {
+            return Err(Error::shapes_detail(
+                op,
+                x.shape(),
+                h.shape(),
+                format!("expects an input (batch, {input}) and a state (batch, {hidden})"),
+            ));
+        }
+        Ok((
+            x.try_matmul(&self.weight_ih.value())?
+                .try_add(&self.bias_ih.value())?,
+            h.try_matmul(&self.weight_hh.value())?
+                .try_add(&self.bias_hh.value())?,
+        ))
+    }
+}
+
+/// One LSTM step: gates `i, f, g, o`; `c' = σ(f) c + σ(i) tanh(g)`,
+/// `h' = σ(o) tanh(c')`.
+#[derive(crate::nn::Module)]
+pub struct LstmCell {
+    #[module(flatten)]
+    pub gates: Gates,
+}
+
+impl LstmCell {
+    pub fn new(input: usize, hidden: usize, seed: u64, dtype: DType) -> LstmCell {
+        LstmCell {
+            gates: Gates::new(input, hidden, 4, seed, dtype),
+        }
+    }
+
+    /// `(h', c')` from `x (N, in)` and the state `(h, c)`, each `(N, hidden)`.
+    pub fn step(&self, x: &Tensor, state: (&Tensor, &Tensor)) -> Result<(Tensor, Tensor)> {
+        let (h, c) = state;
+        if c.shape() != h.shape() {
+            return Err(Error::shapes_detail(
+                "LstmCell",
+                h.shape(),
+                c.shape(),
+                "h and c differ",
+            ));
+        }
+        let (a, b) = self.gates.affine("LstmCell", x, h)?;
+        let z = a.try_add(&b)?;
+        let hid = self.gates.hidden();
+        let gate = |k: usize| z.try_narrow(1, k * hid, hid);
+        let (i, f, g, o) = (
+            gate(0)?.sigmoid(),
+            gate(1)?.sigmoid(),
+            gate(2)?.tanh(),
+            gate(3)?.sigmoid(),
+        );
+        let c_next = f.try_mul(c)?.try_add(&i.try_mul(&g)?)?;
+        let h_next = o.try_mul(&c_next.tanh())?;
+        Ok((h_next, c_next))
+    }
+
+    fn zero_state(&self, x: &Tensor) -> Tensor {
+        Tensor::zeros(&[x.shape()[0], self.gates.hidden()], x.dtype())
+    }
+}
+
+/// One GRU step: gates `r, z, n`; `n = tanh(x W_in + b_in + r ⊙ (h W_hn +
+/// b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
+#[derive(crate::nn::Module)]
+pub struct GruCell {
+    #[module(flatten)]
+    pub gates: Gates,
+}
+
+impl GruCell {
+    pub fn new(input: usize, hidden: usize, seed: u64, dtype: DType) -> GruCell {
+        GruCell {
+            gates: Gates::new(input, hidden, 3, seed, dtype),
+        }
+    }
+
+    /// `h'` from `x (N, in)` and `h (N, hidden)`.
+    pub fn step(&self, x: &Tensor, h: &Tensor) -> Result<Tensor> {
+        let (a, b) = self.gates.affine("GruCell", x, h)?;
+        let hid = self.gates.hidden();
+        let part = |t: &Tensor, k: usize| t.try_narrow(1, k * hid, hid);
+        let r = part(&a, 0)?.try_add(&part(&b, 0)?)?.sigmoid();
+        let z = part(&a, 1)?.try_add(&part(&b, 1)?)?.sigmoid();
+        let n = part(&a, 2)?.try_add(&r.try_mul(&part(&b, 2)?)?)?.tanh();
+        // (1 − z) n + z h = n + z (h − n)
+        n.try_add(&z.try_mul(&h.try_sub(&n)?)?)
+    }
+
+    fn zero_state(&self, x: &Tensor) -> Tensor {
+        Tensor::zeros(&[x.shape()[0], self.gates.hidden()], x.dtype())
+    }
+}
+
+impl Module for LstmCell {
+    /// `h'` from a zero state.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let zero = self.zero_state(x);
+        Ok(self.step(x, (&zero, &zero))?.0)
+    }
+}
+
+impl Module for GruCell {
+    /// `h'` from a zero state.
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.step(x, &self.zero_state(x))
+    }
+}
+
+/// The time steps of a batch-first sequence `(N, T, F)`.
+fn time_steps(op: &'static str, x: &Tensor) -> Result<Vec<Tensor>> {
+    if x.ndim() != 3 {
+        return Err(Error::invalid(
+            op,
+            format!("expects (batch, time, features), got {:?}", x.shape()),
+        ));
+    }
+    (0..x.shape()[1])
+        .map(|t| x.try_narrow(1, t, 1)?.try_squeeze(1))
+        .collect()
+}
+
+/// A stack of LSTM layers over batch-first sequences `(N, T, in)`: layer
+/// `l + 1` reads layer `l`'s outputs. Parameters are named
+/// `"<layer>.weight_ih"` and so on.
+#[derive(crate::nn::Module)]
+pub struct Lstm {
+    #[module(flatten)]
+    pub layers: Vec<LstmCell>,
+}
+
+impl Lstm {
+    pub fn new(input: usize, hidden: usize, layers: usize, seed: u64, dtype: DType) -> Lstm {
+        Lstm {
+            layers: (0..layers)
+                .map(|l| {
+                    let width = if l == 0 { input } else { hidden };
+                    LstmCell::new(width, hidden, seed.wrapping_add(16 * l as u64), dtype)
+                })
+                .collect(),
+        }
+    }
+
+    /// The last layer's outputs `(N, T, hidden)` and each layer's final
+    /// `(h, c)`, from `state` (zeros when `None`).
+    pub fn forward_with_state(
+        &self,
+        x: &Tensor,
+        state: Option<&[(Tensor, Tensor)]>,
+    ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
+        let mut inputs = time_steps("Lstm", x)?;
+        let mut finals = Vec::with_capacity(self.layers.len());
+        for (l, cell) in self.layers.iter().enumerate() {
+            let zero = cell.zero_state(x);
+            let (mut h, mut c) = match state {
+                Some(s) => s.get(l).cloned().ok_or_else(|| {
+                    Error::invalid(
+                        "Lstm",
+                        format!("{} states for {} layers", s.len(), self.layers.len()),
+                    )
+                })?,
+                None => (zero.clone(), zero),
+            };
+            for input in inputs.iter_mut() {
+                (h, c) = cell.step(input, (&h, &c))?;
+                *input = h.clone();
+            }
+            finals.push((h, c));
+        }
+        Ok((stack_time(&inputs, x)?, finals))
+    }
+}
+
+/// A stack of GRU layers over batch-first sequences `(N, T, in)`.
+#[derive(crate::nn::Module)]
+pub struct Gru {
+    #[module(flatten)]
+    pub layers: Vec<GruCell>,
+}
+
+impl Gru {
+    pub fn new(input: usize, hidden: usize, layers: usize, seed: u64, dtype: DType) -> Gru {
+        Gru {
+            layers: (0..layers)
+                .map(|l| {
+                    let width = if l == 0 { input } else { hidden };
+                    GruCell::new(width, hidden, seed.wrapping_add(16 * l as u64), dtype)
+                })
+                .collect(),
+        }
+    }
+
+    /// The last layer's outputs `(N, T, hidden)` and each layer's final
+    /// `h`, from `state` (zeros when `None`).
+    pub fn forward_with_state(
+        &self,
+        x: &Tensor,
+        state: Option<&[Tensor]>,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut inputs = time_steps("Gru", x)?;
+        let mut finals = Vec::with_capacity(self.layers.len());
+        for (l, cell) in self.layers.iter().enumerate() {
+            let mut h = match state {
+                Some(s) => s.get(l).cloned().ok_or_else(|| {
+                    Error::invalid(
+                        "Gru",
+                        format!("{} states for {} layers", s.len(), self.layers.len()),
+                    )
+                })?,
+                None => cell.zero_state(x),
+            };
+            for input in inputs.iter_mut() {
+                h = cell.step(input, &h)?;
+                *input = h.clone();
+            }
+            finals.push(h);
+        }
+        Ok((stack_time(&inputs, x)?, finals))
+    }
+}
+
+/// Per-step outputs back into `(N, T, hidden)` (`(N, 0, 0)` for no steps).
+fn stack_time(steps: &[Tensor], x: &Tensor) -> Result<Tensor> {
+    if steps.is_empty() {
+        return Ok(Tensor::zeros(&[x.shape()[0], 0, 0], x.dtype()));
+    }
+    let refs: Vec<&Tensor> = steps.iter().collect();
+    Tensor::try_stack(&refs, 1)
+}
+
+impl Module for Lstm {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_with_state(x, None)?.0)
+    }
+}
+
+impl Module for Gru {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_with_state(x, None)?.0)
+    }
+}

@@ -1,0 +1,428 @@
+//! Convolution and pooling, as composites of existing primitives, so that
+//! every mode (reverse, forward, Hessians, graphs, `vmap`) has them with no
+//! rule of their own.
+//!
+//! The core is [`Tensor::try_unfold2d`] (PyTorch's `F.unfold`, "im2col"):
+//! pad, flatten the spatial axes, and pick every window's pixels with one
+//! `index_select`. Its adjoint is `index_add` (col2im), already a primitive.
+//! A convolution is then one batched GEMM of the weights with the columns;
+//! a pooling is a reduction over each window's axis.
+
+use crate::error::{Error, Result};
+use crate::tensor::Tensor;
+use crate::DType;
+
+/// Stride, padding, dilation and groups of a convolution over `D` spatial
+/// axes, PyTorch's defaults by [`Default`]: stride 1, no padding, dilation
+/// 1, one group.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ConvOptions<const D: usize> {
+    pub stride: [usize; D],
+    pub padding: [usize; D],
+    pub dilation: [usize; D],
+    pub groups: usize,
+}
+
+impl<const D: usize> Default for ConvOptions<D> {
+    fn default() -> Self {
+        ConvOptions {
+            stride: [1; D],
+            padding: [0; D],
+            dilation: [1; D],
+            groups: 1,
+        }
+    }
+}
+
+impl<const D: usize> ConvOptions<D> {
+    pub fn stride(mut self, stride: [usize; D]) -> Self {
+        self.stride = stride;
+        self
+    }
+    pub fn padding(mut self, padding: [usize; D]) -> Self {
+        self.padding = padding;
+        self
+    }
+    pub fn dilation(mut self, dilation: [usize; D]) -> Self {
+        self.dilation = dilation;
+        self
+    }
+    pub fn groups(mut self, groups: usize) -> Self {
+        self.groups = groups;
+        self
+    }
+}
+
+/// A 2-d pooling window: its size, stride (the size by default, as in
+/// PyTorch), zero padding and dilation; for average pooling, whether padded
+/// positions count in the divisor (`count_include_pad`, PyTorch's default).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pool2d {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub padding: [usize; 2],
+    pub dilation: [usize; 2],
+    pub count_include_pad: bool,
+}
+
+impl Pool2d {
+    pub fn new(kernel: [usize; 2]) -> Pool2d {
+        Pool2d {
+            kernel,
+            stride: kernel,
+            padding: [0; 2],
+            dilation: [1; 2],
+            count_include_pad: true,
+        }
+    }
+    pub fn stride(mut self, stride: [usize; 2]) -> Self {
+        self.stride = stride;
+        self
+    }
+    pub fn padding(mut self, padding: [usize; 2]) -> Self {
+        self.padding = padding;
+        self
+    }
+    pub fn dilation(mut self, dilation: [usize; 2]) -> Self {
+        self.dilation = dilation;
+        self
+    }
+    pub fn count_include_pad(mut self, count: bool) -> Self {
+        self.count_include_pad = count;
+        self
+    }
+}
+
+/// The windows of an unfold: the output's spatial size and, for each kernel
+/// offset then output position, the flat position in the padded input.
+struct Windows {
+    out: [usize; 2],
+    padded: [usize; 2],
+    positions: Vec<usize>,
+}
+
+impl Windows {
+    fn new(
+        op: &'static str,
+        input: [usize; 2],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Result<Windows> {
+        let mut out = [0; 2];
+        let mut padded = [0; 2];
+        for a in 0..2 {
+            if kernel[a] == 0 || stride[a] == 0 || dilation[a] == 0 {
+                return Err(Error::invalid(
+                    op,
+                    format!(
+                        "kernel {kernel:?}, stride {stride:?} and dilation {dilation:?} must be positive"
+                    ),
+                ));
+            }
+            padded[a] = input[a] + 2 * padding[a];
+            let span = dilation[a] * (kernel[a] - 1) + 1;
+            if padded[a] < span {
+                return Err(Error::invalid(
+                    op,
+                    format!(
+                        "a window spanning {span} does not fit in the padded input of {} along spatial axis {a} (input {:?}, padding {:?})",
+                        padded[a], input, padding
+                    ),
+                ));
+            }
+            out[a] = (padded[a] - span) / stride[a] + 1;
+        }
+        let mut positions = Vec::with_capacity(kernel[0] * kernel[1] * out[0] * out[1]);
+        for ki in 0..kernel[0] {
+            for kj in 0..kernel[1] {
+                for oi in 0..out[0] {
+                    let row = (oi * stride[0] + ki * dilation[0]) * padded[1];
+                    positions.extend((0..out[1]).map(|oj| row + oj * stride[1] + kj * dilation[1]));
+                }
+            }
+        }
+        Ok(Windows {
+            out,
+            padded,
+            positions,
+        })
+    }
+}
+
+fn spatial(op: &'static str, x: &Tensor) -> Result<[usize; 4]> {
+    match *x.shape() {
+        [n, c, h, w] => Ok([n, c, h, w]),
+        _ => Err(Error::invalid(
+            op,
+            format!(
+                "expects an input of shape (batch, channels, height, width), got {:?}",
+                x.shape()
+            ),
+        )),
+    }
+}
+
+/// `x` (N, C, H, W) with `padding` on both sides of H and W filled with `value`.
+fn pad_spatial(x: &Tensor, padding: [usize; 2], value: f64) -> Result<Tensor> {
+    if padding == [0, 0] {
+        return Ok(x.clone());
+    }
+    let [_, _, h, w] = spatial("pad", x)?;
+    let (hp, wp) = (h + 2 * padding[0], w + 2 * padding[1]);
+    let padded = x.try_pad(2, padding[0], hp)?.try_pad(3, padding[1], wp)?;
+    if value == 0.0 {
+        return Ok(padded);
+    }
+    let inside: Vec<bool> = (0..hp * wp)
+        .map(|p| {
+            let (i, j) = (p / wp, p % wp);
+            (padding[0]..padding[0] + h).contains(&i) && (padding[1]..padding[1] + w).contains(&j)
+        })
+        .collect();
+    let inside = Tensor::try_from_vec(inside, &[hp, wp])?;
+    Tensor::try_where_(&inside, &padded, &Tensor::full(&[], value, x.dtype()))
+}
+
+impl Tensor {
+    /// The sliding windows of `self` (N, C, H, W) as columns (N, C·kh·kw, L),
+    /// L = the number of window positions, channel-major then kernel offset,
+    /// as PyTorch's `F.unfold`. Zero padding.
+    pub fn try_unfold2d(
+        &self,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+    ) -> Result<Tensor> {
+        let [n, c, _, _] = spatial("unfold2d", self)?;
+        let (cols, win) = self.windows("unfold2d", kernel, stride, padding, dilation, 0.0)?;
+        let l = win.out[0] * win.out[1];
+        cols.try_reshape(&[n, c * kernel[0] * kernel[1], l])
+    }
+
+    /// The windows as (N, C, kh·kw, L), padding with `pad_value`.
+    fn windows(
+        &self,
+        op: &'static str,
+        kernel: [usize; 2],
+        stride: [usize; 2],
+        padding: [usize; 2],
+        dilation: [usize; 2],
+        pad_value: f64,
+    ) -> Result<(Tensor, Windows)> {
+        let [n, c, h, w] = spatial(op, self)?;
+        let win = Windows::new(op, [h, w], kernel, stride, padding, dilation)?;
+        let k = kernel[0] * kernel[1];
+        let l = win.out[0] * win.out[1];
+        crate::limits::check_alloc(op, &[n, c, k, l], self.dtype())?;
+        let flat = pad_spatial(self, padding, pad_value)?.try_reshape(&[
+            n,
+            c,
+            win.padded[0] * win.padded[1],
+        ])?;
+        let cols = flat
+            .try_index_select(2, &win.positions)?
+            .try_reshape(&[n, c, k, l])?;
+        Ok((cols, win))
+    }
+
+    /// 2-d convolution (cross-correlation, as PyTorch's `F.conv2d`): `self`
+    /// (N, C, H, W), `weight` (O, C/groups, kh, kw), `bias` (O).
+    pub fn try_conv2d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        options: ConvOptions<2>,
+    ) -> Result<Tensor> {
+        self.conv("conv2d", weight, bias, options)
+    }
+
+    /// [`Tensor::try_conv2d`], its errors naming `op`.
+    fn conv(
+        &self,
+        op: &'static str,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        options: ConvOptions<2>,
+    ) -> Result<Tensor> {
+        let [n, c, _, _] = spatial(op, self)?;
+        let [o, cg, kh, kw] = match *weight.shape() {
+            [o, cg, kh, kw] => [o, cg, kh, kw],
+            _ => {
+                return Err(Error::shapes_detail(
+                    op,
+                    self.shape(),
+                    weight.shape(),
+                    "the weight must be (out_channels, in_channels/groups, kh, kw)",
+                ))
+            }
+        };
+        let g = options.groups;
+        if g == 0 || c % g != 0 || o % g != 0 || cg * g != c {
+            return Err(Error::shapes_detail(
+                op,
+                self.shape(),
+                weight.shape(),
+                format!(
+                    "with {g} groups the input's {c} channels and the weight's {o} outputs must split evenly, {} input channels per group",
+                    if g == 0 { 0 } else { c / g }
+                ),
+            ));
+        }
+        let (cols, win) = self.windows(
+            op,
+            [kh, kw],
+            options.stride,
+            options.padding,
+            options.dilation,
+            0.0,
+        )?;
+        let l = win.out[0] * win.out[1];
+        // One GEMM per (example, group): (O/g, C/g·k) @ (C/g·k, L).
+        let cols = cols.try_reshape(&[n, g, cg * kh * kw, l])?;
+        let w = weight.try_reshape(&[g, o / g, cg * kh * kw])?;
+        let y = w
+            .try_matmul(&cols)?
+            .try_reshape(&[n, o, win.out[0], win.out[1]])?;
+        match bias {
+            None => Ok(y),
+            Some(b) => {
+                if b.shape() != [o] {
+                    return Err(Error::shapes_detail(
+                        op,
+                        weight.shape(),
+                        b.shape(),
+                        "the bias must have one entry per output channel",
+                    ));
+                }
+                y.try_add(&b.try_reshape(&[o, 1, 1])?)
+            }
+        }
+    }
+
+    /// 1-d convolution: `self` (N, C, L), `weight` (O, C/groups, k), as a
+    /// 2-d one of height 1.
+    pub fn try_conv1d(
+        &self,
+        weight: &Tensor,
+        bias: Option<&Tensor>,
+        options: ConvOptions<1>,
+    ) -> Result<Tensor> {
+        if self.ndim() != 3 || weight.ndim() != 3 {
+            return Err(Error::shapes_detail(
+                "conv1d",
+                self.shape(),
+                weight.shape(),
+                "expects an input (batch, channels, length) and a weight (out_channels, in_channels/groups, k)",
+            ));
+        }
+        let two = ConvOptions {
+            stride: [1, options.stride[0]],
+            padding: [0, options.padding[0]],
+            dilation: [1, options.dilation[0]],
+            groups: options.groups,
+        };
+        self.try_unsqueeze(2)?
+            .conv("conv1d", &weight.try_unsqueeze(2)?, bias, two)?
+            .try_squeeze(2)
+    }
+
+    /// 2-d max pooling (N, C, H, W) → (N, C, H', W'); padding counts as −∞.
+    /// The gradient goes to the first maximum of each window, as in PyTorch.
+    pub fn try_max_pool2d(&self, pool: Pool2d) -> Result<Tensor> {
+        check_pool_padding("max_pool2d", &pool)?;
+        let [n, c, _, _] = spatial("max_pool2d", self)?;
+        let (cols, win) = self.windows(
+            "max_pool2d",
+            pool.kernel,
+            pool.stride,
+            pool.padding,
+            pool.dilation,
+            f64::NEG_INFINITY,
+        )?;
+        let (values, _) = cols.try_max_with_indices(2, false)?;
+        values.try_reshape(&[n, c, win.out[0], win.out[1]])
+    }
+
+    /// 2-d average pooling (N, C, H, W) → (N, C, H', W'), zero padding;
+    /// padded positions count in the divisor unless `count_include_pad` is
+    /// off.
+    pub fn try_avg_pool2d(&self, pool: Pool2d) -> Result<Tensor> {
+        check_pool_padding("avg_pool2d", &pool)?;
+        let [n, c, h, w] = spatial("avg_pool2d", self)?;
+        let (cols, win) = self.windows(
+            "avg_pool2d",
+            pool.kernel,
+            pool.stride,
+            pool.padding,
+            pool.dilation,
+            0.0,
+        )?;
+        let sums = cols.try_sum_axes(&[2], false)?;
+        let (ho, wo) = (win.out[0], win.out[1]);
+        let averages = if pool.count_include_pad || pool.padding == [0, 0] {
+            sums.try_div(&Tensor::full(
+                &[],
+                (pool.kernel[0] * pool.kernel[1]) as f64,
+                self.dtype(),
+            ))?
+        } else {
+            let ones = Tensor::ones(&[1, 1, h, w], self.dtype());
+            let (count, _) = ones.windows(
+                "avg_pool2d",
+                pool.kernel,
+                pool.stride,
+                pool.padding,
+                pool.dilation,
+                0.0,
+            )?;
+            sums.try_div(&count.try_sum_axes(&[2], false)?)?
+        };
+        averages.try_reshape(&[n, c, ho, wo])
+    }
+
+    /// Adaptive average pooling to `size` (H', W'): output cell `i` averages
+    /// input rows `⌊iH/H'⌋ .. ⌈(i+1)H/H'⌉`, as PyTorch. Computed as
+    /// `P_h · x · P_wᵀ` with averaging matrices, exact for every size.
+    pub fn try_adaptive_avg_pool2d(&self, size: [usize; 2]) -> Result<Tensor> {
+        let [_, _, h, w] = spatial("adaptive_avg_pool2d", self)?;
+        if size[0] == 0 || size[1] == 0 {
+            return Err(Error::invalid(
+                "adaptive_avg_pool2d",
+                format!("the output size {size:?} must be positive"),
+            ));
+        }
+        let rows = averaging_matrix(h, size[0], self.dtype());
+        let cols = averaging_matrix(w, size[1], self.dtype());
+        rows.try_matmul(&self.try_matmul(&cols.t())?)
+    }
+}
+
+/// PyTorch's padding rule for pooling: at most half the window, so that no
+/// window is all padding.
+fn check_pool_padding(op: &'static str, pool: &Pool2d) -> Result<()> {
+    if (0..2).any(|a| 2 * pool.padding[a] > pool.kernel[a]) {
+        return Err(Error::invalid(
+            op,
+            format!(
+                "padding {:?} must be at most half the kernel {:?}",
+                pool.padding, pool.kernel
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The (out, len) matrix averaging adaptive bins of `len` into `out`.
+fn averaging_matrix(len: usize, out: usize, dtype: DType) -> Tensor {
+    let mut m = vec![0.0; out * len];
+    for i in 0..out {
+        let (start, end) = (i * len / out, ((i + 1) * len).div_ceil(out));
+        for j in start..end {
+            m[i * len + j] = 1.0 / (end - start) as f64;
+        }
+    }
+    Tensor::from_vec(m, &[out, len]).to_dtype(dtype)
+}
