@@ -21,7 +21,9 @@
 
 use chainrule::check::{gradcheck, GradcheckOptions};
 use chainrule::graph::{CompileOptions, Graph};
-use chainrule::{autograd, control, func, linalg, BackwardOptions, DType, Tensor};
+use chainrule::{
+    autograd, control, func, linalg, BackwardOptions, ConvOptions, DType, Pool2d, Tensor,
+};
 use proptest::prelude::*;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -181,6 +183,34 @@ fn tall_system(_: &mut StdRng) -> Vec<Vec<usize>> {
 }
 
 /// `x + c·I` on the last two axes (kept far from singular).
+fn conv2d_shapes(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![2, 3, 5, 4], vec![4, 3, 2, 2], vec![4]]
+}
+
+fn grouped_conv_shapes(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![1, 4, 4, 4], vec![4, 2, 3, 3]]
+}
+
+fn conv1d_shapes(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![2, 2, 6], vec![3, 2, 3], vec![3]]
+}
+
+fn image(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![2, 2, 5, 4]]
+}
+
+fn norm_shapes(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![3, 2, 4], vec![2, 4], vec![2, 4]]
+}
+
+fn batch_norm_shapes(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![3, 2, 2, 2], vec![2], vec![2]]
+}
+
+fn attention_shapes(_: &mut StdRng) -> Vec<Vec<usize>> {
+    vec![vec![2, 3, 4], vec![2, 5, 4], vec![2, 5, 2]]
+}
+
 fn shifted(x: &Tensor, c: f64) -> Tensor {
     let n = x.shape()[x.ndim() - 1];
     x + &(Tensor::eye(n, x.dtype()) * c)
@@ -820,6 +850,95 @@ fn table() -> Vec<Row> {
             shapes: square_3,
             domains: &[Any],
             f: |x| linalg::matrix_exp(&(&x[0] * 3.0)).unwrap(),
+        },
+        Row {
+            name: "conv2d_strided_padded_dilated",
+            shapes: conv2d_shapes,
+            domains: &[Any, Any, Any],
+            f: |x| {
+                let o = ConvOptions::default()
+                    .stride([2, 1])
+                    .padding([1, 0])
+                    .dilation([1, 2]);
+                x[0].conv2d(&x[1], Some(&x[2]), o)
+            },
+        },
+        Row {
+            name: "conv2d_groups",
+            shapes: grouped_conv_shapes,
+            domains: &[Any, Any],
+            f: |x| {
+                x[0].conv2d(
+                    &x[1],
+                    None,
+                    ConvOptions::default().padding([1, 1]).groups(2),
+                )
+            },
+        },
+        Row {
+            name: "conv1d",
+            shapes: conv1d_shapes,
+            domains: &[Any, Any, Any],
+            f: |x| {
+                x[0].conv1d(
+                    &x[1],
+                    Some(&x[2]),
+                    ConvOptions::default().stride([2]).padding([1]),
+                )
+            },
+        },
+        Row {
+            name: "unfold2d",
+            shapes: image,
+            domains: &[Any],
+            f: |x| x[0].unfold2d([2, 3], [1, 1], [1, 0], [2, 1]),
+        },
+        Row {
+            name: "max_pool2d",
+            shapes: image,
+            domains: &[Distinct],
+            f: |x| x[0].max_pool2d(Pool2d::new([3, 2]).stride([2, 1]).padding([1, 1])),
+        },
+        Row {
+            name: "avg_pool2d_exclude_pad",
+            shapes: image,
+            domains: &[Any],
+            f: |x| {
+                x[0].avg_pool2d(
+                    Pool2d::new([3, 3])
+                        .stride([2, 2])
+                        .padding([1, 1])
+                        .count_include_pad(false),
+                )
+            },
+        },
+        Row {
+            name: "adaptive_avg_pool2d",
+            shapes: image,
+            domains: &[Any],
+            f: |x| x[0].adaptive_avg_pool2d([3, 3]),
+        },
+        Row {
+            name: "layer_norm",
+            shapes: norm_shapes,
+            domains: &[Any, Any, Any],
+            f: |x| x[0].layer_norm(&[2, 4], Some(&x[1]), Some(&x[2]), 1e-5),
+        },
+        Row {
+            name: "batch_norm_batch_statistics",
+            shapes: batch_norm_shapes,
+            domains: &[Any, Any, Any],
+            f: |x| x[0].batch_norm(None, None, Some(&x[1]), Some(&x[2]), 1e-5),
+        },
+        Row {
+            name: "scaled_dot_product_attention_causal",
+            shapes: attention_shapes,
+            domains: &[Any, Any, Any],
+            f: |x| {
+                let future: Vec<bool> = (0..15).map(|p| p % 5 > p / 5 + 2).collect();
+                let mask = Tensor::from_vec(future, &[3, 5]);
+                Tensor::scaled_dot_product_attention(&x[0], &x[1], &x[2], Some(&mask), None)
+            },
         },
         Row {
             name: "einsum_matmul",

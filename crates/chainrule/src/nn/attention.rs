@@ -118,14 +118,8 @@ impl MultiheadAttention {
         );
         let (n, l, e) = (query.shape()[0], query.shape()[1], query.shape()[2]);
         let s = key.shape()[1];
-        let scale = 1.0 / ((e / self.heads) as f64).sqrt();
-        let mut scores = q
-            .try_matmul(&k.try_transpose(-1, -2)?)?
-            .try_mul(&Tensor::full(&[], scale, query.dtype()))?;
-        if let Some(masked) = combined_mask(mask, n, self.heads, l, s)? {
-            scores = scores.try_masked_fill(&masked, f64::NEG_INFINITY)?;
-        }
-        let heads = scores.try_softmax(-1)?.try_matmul(&v)?;
+        let masked = combined_mask(mask, n, self.heads, l, s)?;
+        let heads = Tensor::try_scaled_dot_product_attention(&q, &k, &v, masked.as_ref(), None)?;
         let joined = heads.try_permute(&[0, 2, 1, 3])?.try_reshape(&[n, l, e])?;
         self.out_proj.forward(&joined)
     }

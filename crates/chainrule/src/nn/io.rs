@@ -1,7 +1,7 @@
 //! Saving and loading tensors and module parameters in the safetensors format
 //! (readable by the Python `safetensors` package and by PyTorch, JAX, candle…).
 
-use super::Module;
+use super::{Buffer, Param, Parameters};
 use crate::error::{Error, Result};
 use crate::{DType, Tensor};
 use safetensors::tensor::TensorView;
@@ -98,45 +98,95 @@ pub fn parse_tensors(bytes: &[u8], origin: impl AsRef<Path>) -> Result<Vec<(Stri
     Ok(out)
 }
 
-/// Saves a module's parameters under their dotted names.
-pub fn save(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
-    let tensors: Vec<(String, Tensor)> = module
-        .named_params()
-        .into_iter()
-        .map(|(n, p)| (n, p.value().detach()))
-        .collect();
-    save_tensors(path, &tensors)
+/// Saves a module's parameters and buffers under their dotted names.
+pub fn save(module: &dyn Parameters, path: impl AsRef<Path>) -> Result<()> {
+    save_tensors(path, &state(module))
 }
 
-/// Loads parameters saved by [`save`] into `module`. The file must hold
-/// exactly the module's parameters, with their shapes and dtypes; otherwise
-/// nothing is changed and the error names the first mismatch.
-pub fn load_into(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
+/// A module's parameters and buffers as named tensors (what [`save`] writes).
+pub fn state(module: &dyn Parameters) -> Vec<(String, Tensor)> {
+    let params = module
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| (n, p.value().detach()));
+    let buffers = module
+        .named_buffers()
+        .into_iter()
+        .map(|(n, b)| (n, b.value()));
+    params.chain(buffers).collect()
+}
+
+/// A parameter or a buffer: where a stored tensor goes.
+enum Slot {
+    Param(Param),
+    Buffer(Buffer),
+}
+
+impl Slot {
+    fn value(&self) -> Tensor {
+        match self {
+            Slot::Param(p) => p.value(),
+            Slot::Buffer(b) => b.value(),
+        }
+    }
+
+    fn set(&self, t: &Tensor) -> Result<()> {
+        match self {
+            Slot::Param(p) => p.set(t),
+            Slot::Buffer(b) => b.set(t),
+        }
+    }
+}
+
+/// Loads parameters and buffers saved by [`save`] into `module`. The file
+/// must hold exactly the module's tensors, with their shapes and dtypes;
+/// otherwise nothing is changed and the error names the first mismatch.
+pub fn load_into(module: &dyn Parameters, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
-    let mut stored = load_tensors(path)?;
-    let params = module.named_params();
-    let mut updates = Vec::with_capacity(params.len());
-    for (name, param) in &params {
-        let Some(i) = stored.iter().position(|(n, _)| n == name) else {
+    let stored = load_tensors(path)?;
+    load_state(module, stored, &path.display().to_string())
+}
+
+/// [`load_into`] from named tensors; errors name `origin`.
+pub fn load_state(
+    module: &dyn Parameters,
+    mut stored: Vec<(String, Tensor)>,
+    origin: &str,
+) -> Result<()> {
+    let path = origin;
+    let slots = module
+        .named_params()
+        .into_iter()
+        .map(|(n, p)| (n, Slot::Param(p)))
+        .chain(
+            module
+                .named_buffers()
+                .into_iter()
+                .map(|(n, b)| (n, Slot::Buffer(b))),
+        );
+    let mut updates = Vec::new();
+    for (name, slot) in slots {
+        let Some(i) = stored.iter().position(|(n, _)| *n == name) else {
             return Err(Error::file(
                 path,
                 format!("has no tensor `{name}`, which the model needs"),
             ));
         };
         let (_, t) = stored.swap_remove(i);
-        if t.shape() != param.shape().as_slice() || t.dtype() != param.value().dtype() {
+        let current = slot.value();
+        if t.shape() != current.shape() || t.dtype() != current.dtype() {
             return Err(Error::file(
                 path,
                 format!(
-                    "tensor `{name}` is {:?} {:?} but the model's parameter is {:?} {:?}",
+                    "tensor `{name}` is {:?} {:?} but the model's is {:?} {:?}",
                     t.dtype(),
                     t.shape(),
-                    param.value().dtype(),
-                    param.shape()
+                    current.dtype(),
+                    current.shape()
                 ),
             ));
         }
-        updates.push((param.clone(), t));
+        updates.push((slot, t));
     }
     if let Some((extra, _)) = stored.first() {
         return Err(Error::file(
@@ -144,8 +194,8 @@ pub fn load_into(module: &dyn Module, path: impl AsRef<Path>) -> Result<()> {
             format!("holds tensor `{extra}`, which the model does not have"),
         ));
     }
-    for (param, t) in updates {
-        param.set(&t)?;
+    for (slot, t) in updates {
+        slot.set(&t)?;
     }
     Ok(())
 }

@@ -35,7 +35,7 @@ pub use attention::{AttentionMask, Embedding, MultiheadAttention};
 pub use chainrule_derive::Module;
 pub use checkpoint::{checkpoint, Checkpointed};
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv, Conv1d, Conv2d, Flatten, MaxPool2d};
-pub use io::{load_into, load_tensors, parse_tensors, save, save_tensors};
+pub use io::{load_into, load_state, load_tensors, parse_tensors, save, save_tensors, state};
 pub use layers::{mlp, Activation, Dropout, Gelu, Linear, Relu, Sequential, Sigmoid, Tanh};
 pub use loss::{accuracy, bce_with_logits_loss, cross_entropy_loss, mse_loss};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};

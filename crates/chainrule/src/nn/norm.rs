@@ -56,11 +56,13 @@ impl BatchNorm {
         BatchNorm::with_ranks(channels, dtype, &[4])
     }
 
-    /// The batch's (mean, biased variance) per channel, kept as `(1, C, 1…)`.
-    fn batch_statistics(x: &Tensor, axes: &[usize]) -> Result<(Tensor, Tensor)> {
-        let mean = x.try_mean_axes(axes, true)?;
-        let var = x.try_sub(&mean)?.square().try_mean_axes(axes, true)?;
-        Ok((mean, var))
+    /// The batch's (mean, biased variance) per channel, each `(C,)`.
+    fn batch_statistics(x: &Tensor) -> Result<(Tensor, Tensor)> {
+        let axes: Vec<usize> = (0..x.ndim()).filter(|&a| a != 1).collect();
+        let mean = x.try_mean_axes(&axes, true)?;
+        let var = x.try_sub(&mean)?.square().try_mean_axes(&axes, false)?;
+        let c = x.shape()[1];
+        Ok((mean.try_reshape(&[c])?, var))
     }
 
     fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
@@ -92,11 +94,7 @@ impl Module for BatchNorm {
                 ),
             ));
         }
-        let mut channel_shape = vec![1; x.ndim()];
-        channel_shape[1] = c;
-        let axes: Vec<usize> = (0..x.ndim()).filter(|&a| a != 1).collect();
         let (mean, var) = if self.training.get() {
-            let (mean, var) = BatchNorm::batch_statistics(x, &axes)?;
             let count = x.numel() / c.max(1);
             if count < 2 {
                 return Err(Error::invalid(
@@ -107,19 +105,19 @@ impl Module for BatchNorm {
                     ),
                 ));
             }
+            let (mean, var) = BatchNorm::batch_statistics(x)?;
             self.update_running(&mean, &var, count)?;
             (mean, var)
         } else {
-            (
-                self.running_mean.value().try_reshape(&channel_shape)?,
-                self.running_var.value().try_reshape(&channel_shape)?,
-            )
+            (self.running_mean.value(), self.running_var.value())
         };
-        let scale = (var + self.eps).rsqrt();
-        let normalized = x.try_sub(&mean)?.try_mul(&scale)?;
-        normalized
-            .try_mul(&self.weight.value().try_reshape(&channel_shape)?)?
-            .try_add(&self.bias.value().try_reshape(&channel_shape)?)
+        x.try_batch_norm(
+            Some(&mean),
+            Some(&var),
+            Some(&self.weight.value()),
+            Some(&self.bias.value()),
+            self.eps,
+        )
     }
 }
 
@@ -145,23 +143,11 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let shape = self.weight.shape();
-        let k = shape.len();
-        if x.ndim() < k || x.shape()[x.ndim() - k..] != shape[..] {
-            return Err(Error::shapes_detail(
-                "LayerNorm",
-                x.shape(),
-                &shape,
-                "the input must end in the normalized shape",
-            ));
-        }
-        let axes: Vec<usize> = (x.ndim() - k..x.ndim()).collect();
-        let mean = x.try_mean_axes(&axes, true)?;
-        let centered = x.try_sub(&mean)?;
-        let var = centered.square().try_mean_axes(&axes, true)?;
-        centered
-            .try_mul(&(var + self.eps).rsqrt())?
-            .try_mul(&self.weight.value())?
-            .try_add(&self.bias.value())
+        x.try_layer_norm(
+            &self.weight.shape(),
+            Some(&self.weight.value()),
+            Some(&self.bias.value()),
+            self.eps,
+        )
     }
 }

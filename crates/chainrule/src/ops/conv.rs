@@ -426,3 +426,18 @@ fn averaging_matrix(len: usize, out: usize, dtype: DType) -> Tensor {
     }
     Tensor::from_vec(m, &[out, len]).to_dtype(dtype)
 }
+
+crate::ops::panicking! {
+    /// 2-d convolution (see `try_conv2d`).
+    fn conv2d => try_conv2d(weight: &Tensor, bias: Option<&Tensor>, options: ConvOptions<2>);
+    /// 1-d convolution (see `try_conv1d`).
+    fn conv1d => try_conv1d(weight: &Tensor, bias: Option<&Tensor>, options: ConvOptions<1>);
+    /// Sliding windows as columns (see `try_unfold2d`).
+    fn unfold2d => try_unfold2d(kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2]);
+    /// 2-d max pooling (see `try_max_pool2d`).
+    fn max_pool2d => try_max_pool2d(pool: Pool2d);
+    /// 2-d average pooling (see `try_avg_pool2d`).
+    fn avg_pool2d => try_avg_pool2d(pool: Pool2d);
+    /// Adaptive average pooling (see `try_adaptive_avg_pool2d`).
+    fn adaptive_avg_pool2d => try_adaptive_avg_pool2d(size: [usize; 2]);
+}
