@@ -579,6 +579,32 @@ impl Tensor {
         grad
     }
 
+    /// Replaces the accumulated gradient of this leaf (`x.grad = g` in
+    /// PyTorch), e.g. to clip it. `g` has the leaf's shape and dtype.
+    pub fn set_grad(&self, g: Option<Tensor>) -> Result<()> {
+        let Some(slot) = self.node().and_then(|n| n.grad_slot()) else {
+            return Err(Error::invalid(
+                "set_grad",
+                "only a leaf that requires gradients holds one",
+            ));
+        };
+        if let Some(g) = &g {
+            if g.shape() != self.shape() || g.dtype() != self.dtype() {
+                return Err(Error::shapes_detail(
+                    "set_grad",
+                    self.shape(),
+                    g.shape(),
+                    format!(
+                        "a gradient has its leaf's shape and dtype ({:?})",
+                        self.dtype()
+                    ),
+                ));
+            }
+        }
+        *slot.lock().unwrap() = g.map(|g| g.detach());
+        Ok(())
+    }
+
     /// Clears the accumulated gradient of this leaf.
     pub fn zero_grad(&self) {
         if let Some(slot) = self.node().and_then(|n| n.grad_slot()) {

@@ -81,6 +81,11 @@ impl Param {
         self.0.value.read().unwrap().zero_grad();
     }
 
+    /// Replaces the accumulated gradient (see [`Tensor::set_grad`]).
+    pub fn set_grad(&self, g: Option<Tensor>) -> Result<()> {
+        self.0.value.read().unwrap().set_grad(g)
+    }
+
     /// Whether two handles share one parameter.
     pub fn same(&self, other: &Param) -> bool {
         Arc::ptr_eq(&self.0, &other.0)
