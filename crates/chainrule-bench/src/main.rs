@@ -20,7 +20,7 @@ use workloads::Run;
 #[derive(Parser, Debug, Clone)]
 #[command(about = "Run the shared benchmark workloads on chainrule")]
 struct Args {
-    /// ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm, linalg or all.
+    /// ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm, linalg, lenet, transformer or all.
     #[arg(long, default_value = "all")]
     workload: String,
     /// 1, all or both.
@@ -57,6 +57,8 @@ fn sizes(workload: &str) -> &'static [&'static str] {
         "ba" => &["ba1", "ba4"],
         "lstm" => &["l2_c1024"],
         "linalg" => &["solve-100", "solve-1000", "cholesky-100", "cholesky-1000"],
+        "lenet" => &["b64"],
+        "transformer" => &["b32-s64-d128-h4"],
         _ => &[],
     }
 }
@@ -119,6 +121,8 @@ fn build(workload: &str, size: &str, mode: &str) -> workloads::Case {
         "ba" => workloads::ba(size),
         "lstm" => workloads::lstm(size),
         "linalg" => workloads::linalg(size),
+        "lenet" => workloads::lenet(),
+        "transformer" => workloads::transformer(),
         other => panic!("unknown workload {other}"),
     }
 }
@@ -278,11 +282,22 @@ fn main() {
     }
     let workloads: Vec<&str> = match args.workload.as_str() {
         "all" => vec![
-            "ex1", "ex2", "chain", "mlp", "jac", "hessian", "gmm", "ba", "lstm", "linalg",
+            "ex1",
+            "ex2",
+            "chain",
+            "mlp",
+            "jac",
+            "hessian",
+            "gmm",
+            "ba",
+            "lstm",
+            "linalg",
+            "lenet",
+            "transformer",
         ],
         w if !sizes(w).is_empty() => vec![w],
         w => {
-            eprintln!("unknown workload {w:?}: expected ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm, linalg or all");
+            eprintln!("unknown workload {w:?}: expected ex1, ex2, chain, mlp, jac, hessian, gmm, ba, lstm, linalg, lenet, transformer or all");
             std::process::exit(2);
         }
     };

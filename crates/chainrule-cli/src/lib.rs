@@ -9,6 +9,7 @@ pub mod expr;
 pub mod functions;
 pub mod fuzzing;
 pub mod inputs;
+pub mod models;
 pub mod plot;
 pub mod svg;
 pub mod symbolic;

@@ -1,12 +1,14 @@
-//! `chainrule train linreg|mlp`: a full training loop on chainrule's layers,
-//! optimizers and data, with a progress bar, a line per epoch, a PNG of the
-//! curves, and optionally saved weights and a final JSON line.
+//! `chainrule train linreg|mlp|cnn|transformer`: a full training loop on
+//! chainrule's layers, optimizers and data, with a progress bar, a line per
+//! epoch, a PNG of the curves, checkpoints that resume exactly, and
+//! optionally a final JSON line.
 
+use crate::models::{self, DigitsCnn, TinyGpt};
 use crate::plot::{self, Panel, Series};
 use crate::CliError;
-use chainrule::data::{self, Dataset, Targets};
+use chainrule::data::{self, Dataset, Part, Targets};
 use chainrule::nn::{self, Module, Parameters};
-use chainrule::optim::{Adam, Optimizer, Schedule, Sgd};
+use chainrule::optim::{self, Adam, Decay, Optimizer, Schedule, Scheduler, Sgd};
 use chainrule::{autograd, DType, Tensor};
 use clap::{Args, ValueEnum};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -19,6 +21,11 @@ pub enum Task {
     Linreg,
     /// An MLP classifier on the shipped 8×8 handwritten digits (20% held out).
     Mlp,
+    /// A convolutional classifier (three conv + batch-norm layers) on the digits.
+    Cnn,
+    /// A small decoder-only transformer learning multi-digit addition from
+    /// generated sums; accuracy is exact match on held-out sums.
+    Transformer,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -34,6 +41,10 @@ pub enum ScheduleKind {
     /// Halve the rate every third of the run.
     Step,
     Cosine,
+    /// Per step: linear warmup over --warmup steps, then cosine to zero.
+    WarmupCosine,
+    /// Per step: PyTorch's OneCycleLR (up to --lr over 30% of the steps, then down).
+    OneCycle,
 }
 
 #[derive(Args, Debug)]
@@ -41,37 +52,65 @@ pub struct TrainArgs {
     /// What to train.
     #[arg(value_enum)]
     task: Task,
-    /// Passes over the training set (default: 5 for linreg, 30 for mlp).
+    /// Passes over the training set (default: 5 linreg, 30 mlp, 15 cnn, 12 transformer).
     #[arg(long)]
     epochs: Option<usize>,
-    /// Learning rate (default: 0.03 for linreg, 0.001 for mlp).
+    /// Learning rate, the peak for per-step schedules (default: 0.03
+    /// linreg, 0.001 mlp, 0.003 cnn and transformer).
     #[arg(long)]
     lr: Option<f64>,
-    /// Examples per step (default: 10 for linreg, 32 for mlp).
+    /// Examples per step (default: 10 linreg, 32 mlp and cnn, 128 transformer).
     #[arg(long)]
     batch_size: Option<usize>,
-    /// Optimizer (default: sgd for linreg, adam for mlp).
+    /// Optimizer (default: sgd for linreg, adam for mlp, adamw for cnn and transformer).
     #[arg(long, value_enum)]
     optimizer: Option<OptimizerKind>,
     /// SGD momentum.
     #[arg(long, default_value_t = 0.0)]
     momentum: f64,
-    /// Weight decay (L2 for sgd/adam, decoupled for adamw).
+    /// Weight decay (L2 for sgd/adam, decoupled for adamw); biases and
+    /// normalization weights are excluded.
     #[arg(long)]
     weight_decay: Option<f64>,
-    /// Learning-rate schedule over the epochs.
-    #[arg(long, value_enum, default_value_t = ScheduleKind::Constant)]
-    schedule: ScheduleKind,
-    /// Hidden width of the MLP.
-    #[arg(long, default_value_t = 128)]
-    hidden: usize,
+    /// Learning-rate schedule (default: constant; one-cycle for cnn,
+    /// warmup-cosine for transformer).
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleKind>,
+    /// Warmup steps of --schedule warmup-cosine.
+    #[arg(long, default_value_t = 100)]
+    warmup: usize,
+    /// Scale the gradients to this global norm at most before each step
+    /// (default: none; 1 for transformer).
+    #[arg(long)]
+    clip_grad_norm: Option<f64>,
+    /// Hidden width: of the MLP (default 128), of the CNN's first layer
+    /// (16), of the transformer (64).
+    #[arg(long)]
+    hidden: Option<usize>,
+    /// Transformer: layers.
+    #[arg(long, default_value_t = 2)]
+    layers: usize,
+    /// Transformer: attention heads.
+    #[arg(long, default_value_t = 4)]
+    heads: usize,
+    /// Transformer: digits of each addend.
+    #[arg(long, default_value_t = 3)]
+    digits: usize,
+    /// Transformer: generated training sums.
+    #[arg(long, default_value_t = 50_000)]
+    examples: usize,
     /// Seed of the data split, initialization and shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Start from weights saved by --save (safetensors).
+    /// Start from weights saved by --save (safetensors), with a fresh optimizer.
     #[arg(long)]
     load: Option<PathBuf>,
-    /// Save the trained weights here (safetensors).
+    /// Continue the run checkpointed by --save: weights, optimizer state,
+    /// schedule and curves, from the epoch it reached up to --epochs.
+    #[arg(long, conflicts_with = "load")]
+    resume: Option<PathBuf>,
+    /// Checkpoint here after every epoch (safetensors: weights, optimizer
+    /// state, epoch), replacing the file only once the new one is written.
     #[arg(long)]
     save: Option<PathBuf>,
     /// The PNG of the loss (and accuracy) curves.
@@ -97,10 +136,46 @@ struct Setup {
     lr: f64,
     batch_size: usize,
     optimizer: OptimizerKind,
+    schedule: ScheduleKind,
+    clip_grad_norm: Option<f64>,
 }
 
-fn setup(args: &TrainArgs) -> Result<Setup, CliError> {
-    let (model, train, test): (Box<dyn Module>, Dataset, Dataset) = match args.task {
+/// Task defaults: (epochs, lr, batch, optimizer, schedule, clip).
+fn defaults(task: Task) -> (usize, f64, usize, OptimizerKind, ScheduleKind, Option<f64>) {
+    use OptimizerKind::*;
+    use ScheduleKind::*;
+    match task {
+        Task::Linreg => (5, 0.03, 10, Sgd, Constant, None),
+        Task::Mlp => (30, 0.001, 32, Adam, Constant, None),
+        Task::Cnn => (15, 0.003, 32, Adamw, OneCycle, None),
+        Task::Transformer => (12, 0.003, 128, Adamw, WarmupCosine, Some(1.0)),
+    }
+}
+
+/// Refuses sizes past the command's limit before anything is allocated.
+fn check_size(what: &str, values: Option<usize>) -> Result<(), CliError> {
+    let limit = crate::eval::MAX_ELEMENTS;
+    match values {
+        Some(n) if n <= limit => Ok(()),
+        _ => Err(CliError::Input(format!(
+            "{what}: the model or its activations would exceed {limit} values (the command's limit)"
+        ))),
+    }
+}
+
+fn model_and_data(args: &TrainArgs) -> Result<(Box<dyn Module>, Dataset, Dataset), CliError> {
+    let hidden = args.hidden.unwrap_or(match args.task {
+        Task::Cnn => 16,
+        Task::Transformer => 64,
+        _ => 128,
+    });
+    if hidden == 0 {
+        return Err(CliError::Input("--hidden must be at least 1".into()));
+    }
+    let digits = || -> Result<(Dataset, Dataset), CliError> {
+        Ok(data::digits(DType::F32)?.split(0.2, args.seed))
+    };
+    Ok(match args.task {
         Task::Linreg => (
             Box::new(nn::Linear::new(
                 2,
@@ -113,47 +188,79 @@ fn setup(args: &TrainArgs) -> Result<Setup, CliError> {
             data::linear_regression(200, args.seed.wrapping_add(1_000_003), DType::F32),
         ),
         Task::Mlp => {
-            if args.hidden == 0 {
-                return Err(CliError::Input("--hidden must be at least 1".into()));
-            }
-            // Sized before anything is allocated: the weights, and the
-            // activations of a batch of the whole training set.
-            let params = args
-                .hidden
-                .checked_mul(64 + 1 + 10)
-                .and_then(|n| n.checked_add(10));
-            let activations = args.hidden.checked_mul(1797);
-            let limit = crate::eval::MAX_ELEMENTS;
-            if params.is_none_or(|n| n > limit) || activations.is_none_or(|n| n > limit) {
-                return Err(CliError::Input(format!(
-                    "--hidden {}: the model or its activations would exceed {limit} values (the command's limit)",
-                    args.hidden
-                )));
-            }
-            let digits = data::digits(DType::F32)?;
-            let (train, test) = digits.split(0.2, args.seed);
+            // The weights, and the activations of a batch of the whole set.
+            check_size(
+                "--hidden",
+                hidden.checked_mul(75).and_then(|n| n.checked_add(10)),
+            )?;
+            check_size("--hidden", hidden.checked_mul(1797))?;
+            let (train, test) = digits()?;
             let model = nn::mlp(
-                &[64, args.hidden, 10],
+                &[64, hidden, 10],
                 nn::Activation::Relu,
                 args.seed,
                 DType::F32,
             );
             (Box::new(model), train, test)
         }
-    };
-    let linreg = args.task == Task::Linreg;
+        Task::Cnn => {
+            // The widest activations of the whole set: 2·hidden channels of 8×8.
+            check_size("--hidden", hidden.checked_mul(2 * 64 * 1797))?;
+            check_size(
+                "--hidden",
+                hidden.checked_mul(hidden).and_then(|n| n.checked_mul(36)),
+            )?;
+            let (train, test) = digits()?;
+            (Box::new(DigitsCnn::new(hidden, args.seed)?), train, test)
+        }
+        Task::Transformer => {
+            if args.layers == 0 || args.heads == 0 || hidden % args.heads != 0 {
+                return Err(CliError::Input(format!(
+                    "--layers must be at least 1 and --heads ({}) must divide --hidden ({hidden})",
+                    args.heads
+                )));
+            }
+            if !(1..=9).contains(&args.digits) || args.examples == 0 {
+                return Err(CliError::Input(
+                    "--digits must be 1 to 9 and --examples at least 1".into(),
+                ));
+            }
+            let len = 3 * args.digits + 2;
+            check_size(
+                "--hidden",
+                hidden
+                    .checked_mul(hidden)
+                    .and_then(|n| n.checked_mul(12 * args.layers)),
+            )?;
+            check_size("--examples", args.examples.checked_mul(len))?;
+            let train = data::addition(args.digits, args.examples, Part::Train, args.seed)?;
+            let test = data::addition(args.digits, 1000, Part::HeldOut, args.seed.wrapping_add(1))?;
+            let model = TinyGpt::new(
+                data::ADDITION_VOCAB,
+                len,
+                hidden,
+                args.heads,
+                args.layers,
+                args.seed,
+            )?;
+            (Box::new(model), train, test)
+        }
+    })
+}
+
+fn setup(args: &TrainArgs) -> Result<Setup, CliError> {
+    let (model, train, test) = model_and_data(args)?;
+    let (epochs, lr, batch, optimizer, schedule, clip) = defaults(args.task);
     let s = Setup {
         model,
         train,
         test,
-        epochs: args.epochs.unwrap_or(if linreg { 5 } else { 30 }),
-        lr: args.lr.unwrap_or(if linreg { 0.03 } else { 0.001 }),
-        batch_size: args.batch_size.unwrap_or(if linreg { 10 } else { 32 }),
-        optimizer: args.optimizer.unwrap_or(if linreg {
-            OptimizerKind::Sgd
-        } else {
-            OptimizerKind::Adam
-        }),
+        epochs: args.epochs.unwrap_or(epochs),
+        lr: args.lr.unwrap_or(lr),
+        batch_size: args.batch_size.unwrap_or(batch),
+        optimizer: args.optimizer.unwrap_or(optimizer),
+        schedule: args.schedule.unwrap_or(schedule),
+        clip_grad_norm: args.clip_grad_norm.or(clip),
     };
     if s.epochs == 0 || s.batch_size == 0 {
         return Err(CliError::Input(
@@ -166,27 +273,45 @@ fn setup(args: &TrainArgs) -> Result<Setup, CliError> {
             s.lr
         )));
     }
+    if s.clip_grad_norm.is_some_and(|c| c.is_nan() || c <= 0.0) {
+        return Err(CliError::Input("--clip-grad-norm must be positive".into()));
+    }
     Ok(s)
 }
 
+/// The model's loss on `batch`; sequence targets are predicted token by
+/// token after the prompt (teacher forcing).
 fn loss_of(model: &dyn Module, batch: &Dataset) -> chainrule::Result<Tensor> {
-    let out = model.forward(&batch.x)?;
     match &batch.y {
-        Targets::Values(y) => nn::mse_loss(&out, y),
-        Targets::Labels(l) => nn::cross_entropy_loss(&out, l),
+        Targets::Values(y) => nn::mse_loss(&model.forward(&batch.x)?, y),
+        Targets::Labels(l) => nn::cross_entropy_loss(&model.forward(&batch.x)?, l),
+        Targets::Sequences(answer) => {
+            let logits = models::answer_logits(model, &batch.x, answer)?;
+            let vocab = logits.shape()[2];
+            let flat = logits.try_reshape(&[answer.numel(), vocab])?;
+            nn::cross_entropy_loss(&flat, &answer.try_reshape(&[answer.numel()])?)
+        }
     }
 }
 
-/// Mean loss (and accuracy for classifiers) over a whole data set, no graph.
+/// Mean loss (and accuracy for classifiers: exact match of the greedy
+/// decoding for sequences) over a whole data set, no graph.
 fn evaluate(model: &dyn Module, ds: &Dataset) -> chainrule::Result<(f64, Option<f64>)> {
     model.set_training(false);
     let result = autograd::no_grad(|| {
-        let out = model.forward(&ds.x)?;
         Ok(match &ds.y {
-            Targets::Values(y) => (nn::mse_loss(&out, y)?.item(), None),
+            Targets::Values(y) => (nn::mse_loss(&model.forward(&ds.x)?, y)?.item(), None),
             Targets::Labels(l) => {
+                let out = model.forward(&ds.x)?;
                 let loss = nn::cross_entropy_loss(&out, l)?.item();
                 let accuracy = nn::accuracy(&out, l)?.item();
+                (loss, Some(accuracy))
+            }
+            Targets::Sequences(answer) => {
+                let loss = loss_of(model, ds)?.item();
+                let decoded = models::generate(model, &ds.x, answer.shape()[1])?;
+                let exact = decoded.try_eq_elem(answer)?.try_all_axes(&[1], false)?;
+                let accuracy = exact.to_dtype(DType::F64).mean().item();
                 (loss, Some(accuracy))
             }
         })
@@ -195,44 +320,156 @@ fn evaluate(model: &dyn Module, ds: &Dataset) -> chainrule::Result<(f64, Option<
     result
 }
 
-pub fn run(args: TrainArgs) -> Result<(), CliError> {
-    let s = setup(&args)?;
-    if let Some(path) = &args.load {
-        nn::load_into(s.model.as_ref(), path)?;
-    }
+fn optimizer(s: &Setup, args: &TrainArgs) -> Box<dyn Optimizer> {
     let params = s.model.params();
+    let excluded = optim::no_decay(s.model.as_ref());
     let weight_decay = args.weight_decay;
-    let mut opt: Box<dyn Optimizer> = match s.optimizer {
+    match s.optimizer {
         OptimizerKind::Sgd => Box::new(
             Sgd::new(params, s.lr)
                 .momentum(args.momentum)
-                .weight_decay(weight_decay.unwrap_or(0.0)),
+                .weight_decay(weight_decay.unwrap_or(0.0))
+                .no_weight_decay(&excluded),
         ),
-        OptimizerKind::Adam => {
-            Box::new(Adam::new(params, s.lr).weight_decay(weight_decay.unwrap_or(0.0)))
-        }
+        OptimizerKind::Adam => Box::new(
+            Adam::new(params, s.lr)
+                .weight_decay(weight_decay.unwrap_or(0.0))
+                .no_weight_decay(&excluded),
+        ),
         OptimizerKind::Adamw => {
-            let adamw = Adam::adamw(params, s.lr);
+            let adamw = Adam::adamw(params, s.lr).no_weight_decay(&excluded);
             Box::new(match weight_decay {
                 Some(wd) => adamw.weight_decay(wd),
                 None => adamw,
             })
         }
-    };
-    let schedule = match args.schedule {
-        ScheduleKind::Constant => Schedule::Constant,
-        ScheduleKind::Step => Schedule::Step {
+    }
+}
+
+/// The learning rate: per epoch (`Schedule`) or per step (`Scheduler`).
+enum Rate {
+    PerEpoch(Schedule),
+    PerStep(Scheduler),
+}
+
+fn rate(s: &Setup, warmup: usize) -> Result<Rate, CliError> {
+    let total = s.epochs * s.train.len().div_ceil(s.batch_size);
+    Ok(match s.schedule {
+        ScheduleKind::Constant => Rate::PerEpoch(Schedule::Constant),
+        ScheduleKind::Step => Rate::PerEpoch(Schedule::Step {
             step_size: s.epochs.div_ceil(3),
             gamma: 0.5,
-        },
-        ScheduleKind::Cosine => Schedule::Cosine {
+        }),
+        ScheduleKind::Cosine => Rate::PerEpoch(Schedule::Cosine {
             epochs: s.epochs,
             min_lr: 0.0,
-        },
+        }),
+        ScheduleKind::WarmupCosine => Rate::PerStep(Scheduler::new(
+            s.lr,
+            warmup.min(total),
+            total,
+            Decay::Cosine,
+        )?),
+        ScheduleKind::OneCycle => {
+            Rate::PerStep(Scheduler::new(s.lr, 0, total, Decay::one_cycle())?)
+        }
+    })
+}
+
+/// `--load`: plain weights, or the model part of a checkpoint.
+fn load_weights(model: &dyn Module, path: &std::path::Path) -> Result<(), CliError> {
+    let tensors = nn::load_tensors(path)?;
+    let origin = path.display().to_string();
+    if tensors.iter().any(|(n, _)| n.starts_with("model.")) {
+        let weights = tensors
+            .into_iter()
+            .filter_map(|(n, t)| Some((n.strip_prefix("model.")?.to_string(), t)))
+            .collect();
+        nn::load_state(model, weights, &origin)?;
+    } else {
+        nn::load_state(model, tensors, &origin)?;
+    }
+    Ok(())
+}
+
+/// What a checkpoint keeps besides the model and optimizer.
+fn extras(epoch: usize, rate: &Rate, history: &[Epoch]) -> Vec<(String, Tensor)> {
+    let column = |f: &dyn Fn(&Epoch) -> f64| {
+        let v: Vec<f64> = history.iter().map(f).collect();
+        Tensor::from_vec(v, &[history.len()])
+    };
+    let steps = match rate {
+        Rate::PerStep(s) => s.steps() as i64,
+        Rate::PerEpoch(_) => 0,
+    };
+    vec![
+        ("epoch".into(), Tensor::scalar(epoch as i64)),
+        ("scheduler_steps".into(), Tensor::scalar(steps)),
+        ("train_loss".into(), column(&|e| e.train_loss)),
+        ("test_loss".into(), column(&|e| e.test_loss)),
+        (
+            "test_accuracy".into(),
+            column(&|e| e.test_accuracy.unwrap_or(f64::NAN)),
+        ),
+    ]
+}
+
+/// `--resume`: restores the model, optimizer and schedule; returns the
+/// epochs done and their figures.
+fn resume(
+    path: &std::path::Path,
+    s: &Setup,
+    opt: &mut dyn Optimizer,
+    rate: &mut Rate,
+) -> Result<(usize, Vec<Epoch>), CliError> {
+    let extra = optim::load_checkpoint(path, s.model.as_ref(), opt)?;
+    let get = |name: &str| {
+        extra
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| {
+                CliError::Input(format!(
+                    "{}: not a checkpoint of `chainrule train` (no {name})",
+                    path.display()
+                ))
+            })
+    };
+    let epoch = get("epoch")?.item() as usize;
+    if let Rate::PerStep(sched) = rate {
+        sched.set_steps(get("scheduler_steps")?.item() as usize);
+    }
+    let (train, test, acc) = (
+        get("train_loss")?.to_vec_f64(),
+        get("test_loss")?.to_vec_f64(),
+        get("test_accuracy")?.to_vec_f64(),
+    );
+    let history = (0..train.len().min(test.len()).min(acc.len()))
+        .map(|i| Epoch {
+            train_loss: train[i],
+            test_loss: test[i],
+            test_accuracy: (!acc[i].is_nan()).then_some(acc[i]),
+        })
+        .collect();
+    Ok((epoch, history))
+}
+
+pub fn run(args: TrainArgs) -> Result<(), CliError> {
+    let s = setup(&args)?;
+    if let Some(path) = &args.load {
+        load_weights(s.model.as_ref(), path)?;
+    }
+    let mut opt = optimizer(&s, &args);
+    let mut rate = rate(&s, args.warmup)?;
+    let (first_epoch, mut history) = match &args.resume {
+        Some(path) => resume(path, &s, opt.as_mut(), &mut rate)?,
+        None => (0, Vec::new()),
     };
     let task = match args.task {
         Task::Linreg => "linreg",
         Task::Mlp => "mlp",
+        Task::Cnn => "cnn",
+        Task::Transformer => "transformer",
     };
     let say = |line: String| {
         if args.json {
@@ -242,20 +479,23 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         }
     };
     say(format!(
-        "training {task}: {} parameters, {} training / {} test examples, {} epochs, batch {}, {:?} lr {}",
+        "training {task}: {} parameters, {} training / {} test examples, {} epochs, batch {}, {:?} lr {}{}",
         s.model.num_params(),
         s.train.len(),
         s.test.len(),
         s.epochs,
         s.batch_size,
         s.optimizer,
-        s.lr
+        s.lr,
+        if first_epoch > 0 { format!(", resuming after epoch {first_epoch}") } else { String::new() }
     ));
 
     let started = Instant::now();
-    let mut history: Vec<Epoch> = Vec::new();
-    for epoch in 0..s.epochs {
-        opt.set_lr(schedule.lr(s.lr, epoch));
+    for epoch in first_epoch..s.epochs {
+        match &rate {
+            Rate::PerEpoch(schedule) => opt.set_lr(schedule.lr(s.lr, epoch)),
+            Rate::PerStep(sched) => sched.apply(opt.as_mut()),
+        }
         let batches = s
             .train
             .batches(s.batch_size, Some(args.seed.wrapping_add(epoch as u64)));
@@ -276,14 +516,20 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             if !value.is_finite() {
                 bar.abandon();
                 return Err(CliError::Input(format!(
-                    "training diverged: the loss is {value} at epoch {}, step {} (try a smaller --lr); nothing was saved",
+                    "training diverged: the loss is {value} at epoch {}, step {} (try a smaller --lr); nothing more was saved",
                     epoch + 1,
                     step + 1
                 )));
             }
             opt.zero_grad();
             loss.backward()?;
+            if let Some(max_norm) = s.clip_grad_norm {
+                optim::clip_grad_norm(&s.model.params(), max_norm)?;
+            }
             opt.step()?;
+            if let Rate::PerStep(sched) = &mut rate {
+                sched.step(opt.as_mut());
+            }
             sum += value * batch.len() as f64;
             seen += batch.len();
             bar.set_message(format!("{:.4}", sum / seen as f64));
@@ -292,9 +538,9 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         bar.finish_and_clear();
         let (test_loss, test_accuracy) = evaluate(s.model.as_ref(), &s.test)?;
         let train_loss = sum / seen.max(1) as f64;
-        let rate = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+        let rate_per_s = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
         say(format!(
-            "epoch {:>3}/{}  train loss {train_loss:.6}  test loss {test_loss:.6}{}  ({rate:.0} examples/s)",
+            "epoch {:>3}/{}  train loss {train_loss:.6}  test loss {test_loss:.6}{}  ({rate_per_s:.0} examples/s)",
             epoch + 1,
             s.epochs,
             test_accuracy.map_or(String::new(), |a| format!("  test accuracy {:.2}%", 100.0 * a)),
@@ -304,12 +550,20 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             test_loss,
             test_accuracy,
         });
+        if let Some(path) = &args.save {
+            let extra = extras(epoch + 1, &rate, &history);
+            optim::save_checkpoint(path, s.model.as_ref(), opt.as_ref(), &extra)?;
+        }
     }
     let seconds = started.elapsed().as_secs_f64();
-
+    if history.is_empty() {
+        return Err(CliError::Input(format!(
+            "the checkpoint already reached --epochs {}: nothing to train",
+            s.epochs
+        )));
+    }
     if let Some(path) = &args.save {
-        nn::save(s.model.as_ref(), path)?;
-        say(format!("saved the weights to {}", path.display()));
+        say(format!("saved the checkpoint to {}", path.display()));
     }
     let plot_path = args
         .plot

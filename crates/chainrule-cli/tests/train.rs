@@ -141,7 +141,7 @@ fn bad_input_is_a_clear_error_and_leaves_no_file() {
     check(&["train", "mlp", "--load", "lin.safetensors"], "0.weight");
     check(&["train", "mlp", "--hidden", "0"], "--hidden");
     check(&["train", "mlp", "--lr=-1"], "--lr");
-    check(&["train", "cnn"], "invalid value 'cnn'");
+    check(&["train", "gan"], "invalid value 'gan'");
     check(
         &["train", "linreg", "--plot", "no-such-dir/p.png"],
         "cannot write the plot",

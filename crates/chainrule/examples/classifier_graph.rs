@@ -14,7 +14,7 @@ use chainrule::{func, nn, DType, Tensor};
 fn labels(targets: &Targets) -> &Tensor {
     match targets {
         Targets::Labels(l) => l,
-        Targets::Values(_) => unreachable!("the digits are labelled"),
+        Targets::Values(_) | Targets::Sequences(_) => unreachable!("the digits are labelled"),
     }
 }
 

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::{DType, Tensor};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use rand::SeedableRng;
+use rand::{Rng, SeedableRng};
 use std::io::Read;
 
 /// What a data set predicts.
@@ -16,6 +16,8 @@ pub enum Targets {
     Values(Tensor),
     /// Class labels, one per example: a 1-d `i64` tensor.
     Labels(Tensor),
+    /// A sequence of token labels per example: a 2-d `i64` tensor `(N, T)`.
+    Sequences(Tensor),
 }
 
 /// Examples `x` (one row per example, first axis) and their targets.
@@ -44,6 +46,19 @@ impl Dataset {
                 }
                 l.shape()[0]
             }
+            Targets::Sequences(t) => {
+                if t.ndim() != 2 || t.dtype() != DType::I64 {
+                    return Err(Error::invalid(
+                        "Dataset",
+                        format!(
+                            "sequence targets must be a 2-d i64 tensor, not {} of shape {:?}",
+                            t.dtype(),
+                            t.shape()
+                        ),
+                    ));
+                }
+                t.shape()[0]
+            }
         };
         if x.ndim() == 0 || n != m {
             return Err(Error::invalid(
@@ -69,6 +84,7 @@ impl Dataset {
             y: match &self.y {
                 Targets::Values(t) => Targets::Values(t.index_select(0, index)),
                 Targets::Labels(l) => Targets::Labels(l.index_select(0, index)),
+                Targets::Sequences(t) => Targets::Sequences(t.index_select(0, index)),
             },
         }
     }
@@ -132,6 +148,75 @@ impl Iterator for Batches<'_> {
 }
 
 impl ExactSizeIterator for Batches<'_> {}
+
+/// The tokens of [`addition`]: digits are themselves, then these two.
+pub const PLUS: i64 = 10;
+pub const EQUALS: i64 = 11;
+/// The vocabulary size of [`addition`].
+pub const ADDITION_VOCAB: usize = 12;
+
+/// Which examples of [`addition`] to draw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Part {
+    /// Pairs never in [`Part::HeldOut`].
+    Train,
+    /// About one pair in ten, fixed by a hash of the pair: sums a model
+    /// trained on [`Part::Train`] has never seen.
+    HeldOut,
+}
+
+/// `count` random sums of two `digits`-digit numbers, as a language-model
+/// task: `x` is the prompt `a + b =` (each number's digits most significant
+/// first, zero-padded; `(N, 2·digits + 2)` `i64`), and the target sequence
+/// is the sum's `digits + 1` digits least significant first (the order in
+/// which carries are computed), `(N, digits + 1)` `i64`.
+pub fn addition(digits: usize, count: usize, part: Part, seed: u64) -> Result<Dataset> {
+    if !(1..=9).contains(&digits) {
+        return Err(Error::invalid(
+            "addition",
+            format!("digits must be 1 to 9, got {digits}"),
+        ));
+    }
+    let base = 10u64.pow(digits as u32);
+    let held_out = |a: u64, b: u64| splitmix(a * base + b) % 10 == 0;
+    let mut rng = StdRng::seed_from_u64(seed);
+    let (mut prompts, mut sums) = (Vec::new(), Vec::new());
+    let mut drawn = 0;
+    while drawn < count {
+        let (a, b) = (rng.random_range(0..base), rng.random_range(0..base));
+        if held_out(a, b) != (part == Part::HeldOut) {
+            continue;
+        }
+        push_digits(&mut prompts, a, digits);
+        prompts.push(PLUS);
+        push_digits(&mut prompts, b, digits);
+        prompts.push(EQUALS);
+        let mut s = a + b;
+        for _ in 0..=digits {
+            sums.push((s % 10) as i64);
+            s /= 10;
+        }
+        drawn += 1;
+    }
+    Dataset::new(
+        Tensor::from_vec(prompts, &[count, 2 * digits + 2]),
+        Targets::Sequences(Tensor::from_vec(sums, &[count, digits + 1])),
+    )
+}
+
+fn push_digits(out: &mut Vec<i64>, n: u64, digits: usize) {
+    for k in (0..digits).rev() {
+        out.push(((n / 10u64.pow(k as u32)) % 10) as i64);
+    }
+}
+
+/// One step of SplitMix64 from `x`: a well-mixed hash.
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
 
 /// The true parameters of [`linear_regression`].
 pub const LINREG_W: [f64; 2] = [2.0, -3.4];

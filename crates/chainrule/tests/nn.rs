@@ -226,7 +226,7 @@ fn batches_cover_every_example_once_in_a_seeded_order() {
         ds.batches(3, seed)
             .flat_map(|b| match b.y {
                 Targets::Labels(l) => l.to_vec::<i64>(),
-                Targets::Values(_) => unreachable!(),
+                Targets::Values(_) | Targets::Sequences(_) => unreachable!(),
             })
             .collect()
     };

@@ -1,7 +1,7 @@
 //! Embeddings and multi-head attention (batch first: `(N, L, E)`).
 
 use super::conv::default_uniform;
-use super::{Linear, Module, Param};
+use super::{Gelu, LayerNorm, Linear, Module, Param};
 use crate::error::{Error, Result};
 use crate::{DType, Tensor};
 
@@ -187,5 +187,52 @@ impl Module for MultiheadAttention {
     /// Self-attention of `x (N, L, E)`, nothing masked.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.attend(x, x, x, AttentionMask::default())
+    }
+}
+
+/// A pre-norm transformer block (GPT-2's): `h = x + attn(ln₁(x))`, then
+/// `h + fc₂(gelu(fc₁(ln₂(h))))`, attention causal when `causal`, the MLP
+/// `mlp` wide. Inputs `(N, L, E)`.
+#[derive(crate::nn::Module)]
+pub struct TransformerBlock {
+    pub ln1: LayerNorm,
+    pub attn: MultiheadAttention,
+    pub ln2: LayerNorm,
+    pub fc1: Linear,
+    pub fc2: Linear,
+    #[module(skip)]
+    pub causal: bool,
+}
+
+impl TransformerBlock {
+    pub fn new(
+        embed: usize,
+        heads: usize,
+        mlp: usize,
+        causal: bool,
+        seed: u64,
+        dtype: DType,
+    ) -> Result<TransformerBlock> {
+        Ok(TransformerBlock {
+            ln1: LayerNorm::new(&[embed], dtype),
+            attn: MultiheadAttention::new(embed, heads, seed, dtype)?,
+            ln2: LayerNorm::new(&[embed], dtype),
+            fc1: Linear::with_default_init(embed, mlp, seed ^ 0xFC1, dtype),
+            fc2: Linear::with_default_init(mlp, embed, seed ^ 0xFC2, dtype),
+            causal,
+        })
+    }
+}
+
+impl Module for TransformerBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let a = self.ln1.forward(x)?;
+        let mask = AttentionMask {
+            causal: self.causal,
+            ..Default::default()
+        };
+        let h = x.try_add(&self.attn.attend(&a, &a, &a, mask)?)?;
+        let m = Gelu.forward(&self.fc1.forward(&self.ln2.forward(&h)?)?)?;
+        h.try_add(&self.fc2.forward(&m)?)
     }
 }

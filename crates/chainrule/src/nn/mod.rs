@@ -31,7 +31,7 @@ mod loss;
 mod norm;
 mod recurrent;
 
-pub use attention::{AttentionMask, Embedding, MultiheadAttention};
+pub use attention::{AttentionMask, Embedding, MultiheadAttention, TransformerBlock};
 pub use chainrule_derive::Module;
 pub use checkpoint::{checkpoint, Checkpointed};
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv, Conv1d, Conv2d, Flatten, MaxPool2d};
