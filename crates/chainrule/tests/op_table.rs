@@ -852,6 +852,12 @@ fn table() -> Vec<Row> {
             f: |x| linalg::matrix_exp(&(&x[0] * 3.0)).unwrap(),
         },
         Row {
+            name: "gelu_tanh",
+            shapes: one,
+            domains: &[Any],
+            f: |x| x[0].gelu_tanh(),
+        },
+        Row {
             name: "conv2d_strided_padded_dilated",
             shapes: conv2d_shapes,
             domains: &[Any, Any, Any],

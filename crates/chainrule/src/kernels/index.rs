@@ -9,6 +9,13 @@ pub(crate) fn index_select<T: Copy>(
     idx: &[usize],
 ) -> Vec<T> {
     let mut out = Vec::with_capacity(outer * idx.len() * inner);
+    if inner == 1 {
+        // Single elements (im2col's windows): a gather, not a copy per entry.
+        for row in src.chunks_exact(axis.max(1)).take(outer) {
+            out.extend(idx.iter().map(|&j| row[j]));
+        }
+        return out;
+    }
     for o in 0..outer {
         for &j in idx {
             let start = (o * axis + j) * inner;
@@ -28,6 +35,17 @@ pub(crate) fn index_add<T: crate::Element>(
     idx: &[usize],
 ) -> Vec<T> {
     let mut out = vec![T::zero(); outer * size * inner];
+    if inner == 1 {
+        let rows = out
+            .chunks_exact_mut(size.max(1))
+            .zip(src.chunks_exact(idx.len().max(1)));
+        for (to, from) in rows {
+            for (&t, &v) in idx.iter().zip(from) {
+                to[t] = to[t] + v;
+            }
+        }
+        return out;
+    }
     for o in 0..outer {
         for (j, &t) in idx.iter().enumerate() {
             let from = (o * idx.len() + j) * inner;

@@ -82,9 +82,7 @@ impl MultiheadAttention {
         })
     }
 
-    /// `x (N, T, E)` projected by the `part`-th third of the input
-    /// projection, split into heads `(N, heads, T, E/heads)`.
-    fn project(&self, x: &Tensor, part: usize) -> Result<Tensor> {
+    fn check_input(&self, x: &Tensor) -> Result<usize> {
         let e = self.out_proj.weight.shape()[0];
         if x.ndim() != 3 || x.shape()[2] != e {
             return Err(Error::shapes_detail(
@@ -94,12 +92,23 @@ impl MultiheadAttention {
                 "inputs are (batch, length, width)",
             ));
         }
-        let w = self.in_proj_weight.value().try_narrow(1, part * e, e)?;
-        let b = self.in_proj_bias.value().try_narrow(0, part * e, e)?;
+        Ok(e)
+    }
+
+    /// `x (N, T, E)` projected by `parts` consecutive thirds of the input
+    /// projection from `first`, split into heads: `(N, parts·heads, T, E/heads)`.
+    fn project(&self, x: &Tensor, first: usize, parts: usize) -> Result<Tensor> {
+        let e = self.check_input(x)?;
+        let mut w = self.in_proj_weight.value();
+        let mut b = self.in_proj_bias.value();
+        if parts < 3 {
+            w = w.try_narrow(1, first * e, parts * e)?;
+            b = b.try_narrow(0, first * e, parts * e)?;
+        }
         let (n, t) = (x.shape()[0], x.shape()[1]);
         x.try_matmul(&w)?
             .try_add(&b)?
-            .try_reshape(&[n, t, self.heads, e / self.heads])?
+            .try_reshape(&[n, t, parts * self.heads, e / self.heads])?
             .try_permute(&[0, 2, 1, 3])
     }
 
@@ -111,15 +120,27 @@ impl MultiheadAttention {
         value: &Tensor,
         mask: AttentionMask,
     ) -> Result<Tensor> {
-        let (q, k, v) = (
-            self.project(query, 0)?,
-            self.project(key, 1)?,
-            self.project(value, 2)?,
-        );
-        let (n, l, e) = (query.shape()[0], query.shape()[1], query.shape()[2]);
-        let s = key.shape()[1];
+        let q = self.project(query, 0, 1)?;
+        let k = self.project(key, 1, 1)?;
+        let v = self.project(value, 2, 1)?;
+        self.combine(&q, &k, &v, mask)
+    }
+
+    /// Self-attention of `x (N, L, E)`: [`MultiheadAttention::attend`] with
+    /// `x` as query, key and value, projected by one matrix product.
+    pub fn self_attend(&self, x: &Tensor, mask: AttentionMask) -> Result<Tensor> {
+        let qkv = self.project(x, 0, 3)?;
+        let h = self.heads;
+        let part = |i: usize| qkv.try_narrow(1, i * h, h);
+        self.combine(&part(0)?, &part(1)?, &part(2)?, mask)
+    }
+
+    /// The heads `(N, heads, L|S, E/heads)` attended and projected out.
+    fn combine(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: AttentionMask) -> Result<Tensor> {
+        let (n, l, s) = (q.shape()[0], q.shape()[2], k.shape()[2]);
+        let e = self.out_proj.weight.shape()[0];
         let masked = combined_mask(mask, n, self.heads, l, s)?;
-        let heads = Tensor::try_scaled_dot_product_attention(&q, &k, &v, masked.as_ref(), None)?;
+        let heads = Tensor::try_scaled_dot_product_attention(q, k, v, masked.as_ref(), None)?;
         let joined = heads.try_permute(&[0, 2, 1, 3])?.try_reshape(&[n, l, e])?;
         self.out_proj.forward(&joined)
     }
@@ -186,7 +207,7 @@ fn check_mask(m: &Tensor, shape: &[usize], what: &str) -> Result<()> {
 impl Module for MultiheadAttention {
     /// Self-attention of `x (N, L, E)`, nothing masked.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.attend(x, x, x, AttentionMask::default())
+        self.self_attend(x, AttentionMask::default())
     }
 }
 
@@ -231,7 +252,7 @@ impl Module for TransformerBlock {
             causal: self.causal,
             ..Default::default()
         };
-        let h = x.try_add(&self.attn.attend(&a, &a, &a, mask)?)?;
+        let h = x.try_add(&self.attn.self_attend(&a, mask)?)?;
         let m = Gelu.forward(&self.fc1.forward(&self.ln2.forward(&h)?)?)?;
         h.try_add(&self.fc2.forward(&m)?)
     }

@@ -84,10 +84,7 @@ activation!(
 activation!(
     /// GELU, tanh form (Hendrycks & Gimpel; the form GPT-2 and BERT use):
     /// `x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
-    Gelu, x => {
-        let inner = (x + &(x.square() * x * 0.044715)) * (2.0 / std::f64::consts::PI).sqrt();
-        x * &(inner.tanh() + 1.0) * 0.5
-    }
+    Gelu, x => x.gelu_tanh()
 );
 
 /// Zeroes each element with probability `p` while training, scaling the rest

@@ -182,6 +182,14 @@ unary_ops! {
     Relu {} => "relu", fn relu / try_relu,
         f: |x| if x > T::zero() || x.is_nan() { x } else { T::zero() },
         Input: |x| Of(x.positive());
+    /// GELU, tanh form (GPT-2's, PyTorch's `approximate="tanh"`):
+    /// `x/2 · (1 + tanh(√(2/π)(x + 0.044715 x³)))`.
+    GeluTanh {} => "gelu_tanh", fn gelu_tanh / try_gelu_tanh,
+        f: |x| {
+            let u = T::of(GELU_C) * (x + T::of(GELU_A) * x * x * x);
+            T::of(0.5) * x * (T::one() + u.tanh_vectorizable())
+        },
+        Input: |x| Of(gelu_tanh_derivative(&x));
     /// `ln(1 + x)`, accurate near 0.
     Log1p {} => "log1p", fn log1p / try_log1p, f: |x| x.ln_1p(), Input: |x| Of(x.shift(1.0).recip());
     /// `eˣ − 1`, accurate near 0.
@@ -207,6 +215,20 @@ unary_ops! {
         Input: |x| Of(x.within(lo, hi));
     /// `-1`, `0` or `1` per element: no derivative flows through it.
     Sign {} => "sign", fn sign / try_sign, f: |x| crate::kernels::elementwise::sign(x), Nothing: |x| Const(0.0);
+}
+
+const GELU_C: f64 = 0.797_884_560_802_865_4; // √(2/π)
+const GELU_A: f64 = 0.044715;
+
+/// `d/dx [x (1 + t) / 2] = (1 + t) / 2 + x (1 − t²) u' / 2`, with
+/// `u = c (x + a x³)`, `t = tanh(u)`.
+#[inline(always)]
+fn gelu_tanh_derivative<N: Value>(x: &N) -> N {
+    let x2 = x.square();
+    let t = x.plus(&x2.times(x).scale(GELU_A)).scale(GELU_C).tanh();
+    let du = x2.scale(3.0 * GELU_A).shift(1.0).scale(GELU_C);
+    let slope = t.square().scale(-1.0).shift(1.0).times(&du).times(x);
+    t.shift(1.0).plus(&slope).scale(0.5)
 }
 
 impl UnaryOp {

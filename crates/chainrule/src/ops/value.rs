@@ -33,6 +33,7 @@ pub trait Value: Clone {
     fn cos(&self) -> Self;
     fn ln(&self) -> Self;
     fn sigmoid(&self) -> Self;
+    fn tanh(&self) -> Self;
     fn power(&self, e: &Self) -> Self;
     /// `x^p` for a constant `p`.
     fn pow_const(&self, p: f64) -> Self;
@@ -85,6 +86,9 @@ impl<T: Element> Value for T {
     }
     fn ln(&self) -> Self {
         num_traits::Float::ln(*self)
+    }
+    fn tanh(&self) -> Self {
+        self.tanh_vectorizable()
     }
     fn sigmoid(&self) -> Self {
         crate::kernels::elementwise::sigmoid(*self)
@@ -166,6 +170,9 @@ impl Value for Tensor {
     }
     fn ln(&self) -> Self {
         self.log()
+    }
+    fn tanh(&self) -> Self {
+        Tensor::tanh(self)
     }
     fn sigmoid(&self) -> Self {
         Tensor::sigmoid(self)
