@@ -181,6 +181,9 @@ impl Value for Expr {
     fn sigmoid(&self) -> Self {
         call("sigmoid", self)
     }
+    fn tanh(&self) -> Self {
+        call("tanh", self)
+    }
     fn power(&self, e: &Self) -> Self {
         bin(BinOp::Pow, self, e)
     }

@@ -52,7 +52,7 @@ pub struct TrainArgs {
     /// What to train.
     #[arg(value_enum)]
     task: Task,
-    /// Passes over the training set (default: 5 linreg, 30 mlp, 15 cnn, 12 transformer).
+    /// Passes over the training set (default: 5 linreg, 30 mlp, 15 cnn, 5 transformer).
     #[arg(long)]
     epochs: Option<usize>,
     /// Learning rate, the peak for per-step schedules (default: 0.03
@@ -106,7 +106,8 @@ pub struct TrainArgs {
     #[arg(long)]
     load: Option<PathBuf>,
     /// Continue the run checkpointed by --save: weights, optimizer state,
-    /// schedule and curves, from the epoch it reached up to --epochs.
+    /// schedule and curves, from the epoch it reached up to --epochs (give
+    /// the run's own --epochs: per-step schedules span all of them).
     #[arg(long, conflicts_with = "load")]
     resume: Option<PathBuf>,
     /// Checkpoint here after every epoch (safetensors: weights, optimizer
@@ -148,7 +149,7 @@ fn defaults(task: Task) -> (usize, f64, usize, OptimizerKind, ScheduleKind, Opti
         Task::Linreg => (5, 0.03, 10, Sgd, Constant, None),
         Task::Mlp => (30, 0.001, 32, Adam, Constant, None),
         Task::Cnn => (15, 0.003, 32, Adamw, OneCycle, None),
-        Task::Transformer => (12, 0.003, 128, Adamw, WarmupCosine, Some(1.0)),
+        Task::Transformer => (5, 0.003, 128, Adamw, WarmupCosine, Some(1.0)),
     }
 }
 
@@ -465,6 +466,12 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         Some(path) => resume(path, &s, opt.as_mut(), &mut rate)?,
         None => (0, Vec::new()),
     };
+    if first_epoch >= s.epochs {
+        return Err(CliError::Input(format!(
+            "the checkpoint already reached epoch {first_epoch} of --epochs {}: nothing to train",
+            s.epochs
+        )));
+    }
     let task = match args.task {
         Task::Linreg => "linreg",
         Task::Mlp => "mlp",
@@ -556,12 +563,6 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         }
     }
     let seconds = started.elapsed().as_secs_f64();
-    if history.is_empty() {
-        return Err(CliError::Input(format!(
-            "the checkpoint already reached --epochs {}: nothing to train",
-            s.epochs
-        )));
-    }
     if let Some(path) = &args.save {
         say(format!("saved the checkpoint to {}", path.display()));
     }

@@ -98,6 +98,123 @@ fn mlp_reaches_95_percent_on_held_out_digits_within_a_minute() {
 }
 
 #[test]
+fn cnn_reaches_98_5_percent_on_held_out_digits() {
+    let dir = scratch("cnn");
+    let out = chainrule(&["train", "cnn", "--json"], &dir);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = last_json(&out);
+    assert!(j["test_accuracy"].as_f64().unwrap() >= 0.985, "{j}");
+    assert_eq!(j["epochs"], 15);
+}
+
+#[test]
+fn transformer_learns_two_digit_addition() {
+    let dir = scratch("transformer");
+    let out = chainrule(
+        &[
+            "train",
+            "transformer",
+            "--json",
+            "--digits",
+            "2",
+            "--hidden",
+            "32",
+            "--layers",
+            "1",
+            "--examples",
+            "20000",
+            "--epochs",
+            "6",
+            "--batch-size",
+            "64",
+            "--lr",
+            "0.005",
+            "--warmup",
+            "50",
+        ],
+        &dir,
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let j = last_json(&out);
+    // Exact match of the greedy decoding on 1000 held-out sums.
+    assert!(j["test_accuracy"].as_f64().unwrap() >= 0.99, "{j}");
+}
+
+#[test]
+fn a_resumed_run_ends_with_the_same_checkpoint_byte_for_byte() {
+    let dir = scratch("resume");
+    // A schedule that does not depend on --epochs: the first part of the
+    // run is told to stop after one epoch.
+    let run = |args: &[&str]| {
+        let mut all = vec![
+            "train",
+            "cnn",
+            "--hidden",
+            "4",
+            "--plot",
+            "p.png",
+            "--json",
+            "--schedule",
+            "constant",
+        ];
+        all.extend_from_slice(args);
+        let out = chainrule(&all, &dir);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        last_json(&out)
+    };
+    let straight = run(&["--epochs", "3", "--save", "straight.safetensors"]);
+    run(&["--epochs", "1", "--save", "stopped.safetensors"]);
+    let resumed = run(&[
+        "--epochs",
+        "3",
+        "--resume",
+        "stopped.safetensors",
+        "--save",
+        "stopped.safetensors",
+    ]);
+    assert_eq!(straight["test_accuracy"], resumed["test_accuracy"]);
+    let a = std::fs::read(dir.join("straight.safetensors")).unwrap();
+    let b = std::fs::read(dir.join("stopped.safetensors")).unwrap();
+    assert!(a == b, "the checkpoints differ");
+    // --load takes the weights of a checkpoint; --resume past the end is refused.
+    run(&[
+        "--epochs",
+        "1",
+        "--load",
+        "straight.safetensors",
+        "--lr",
+        "1e-9",
+    ]);
+    let out = chainrule(
+        &[
+            "train",
+            "cnn",
+            "--hidden",
+            "4",
+            "--epochs",
+            "3",
+            "--resume",
+            "straight.safetensors",
+        ],
+        &dir,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to train"));
+}
+
+#[test]
 fn bad_input_is_a_clear_error_and_leaves_no_file() {
     let dir = scratch("bad");
     let check = |args: &[&str], expect: &str| {
@@ -142,6 +259,12 @@ fn bad_input_is_a_clear_error_and_leaves_no_file() {
     check(&["train", "mlp", "--hidden", "0"], "--hidden");
     check(&["train", "mlp", "--lr=-1"], "--lr");
     check(&["train", "gan"], "invalid value 'gan'");
+    check(&["train", "transformer", "--heads", "3"], "--heads");
+    check(&["train", "transformer", "--digits", "12"], "--digits");
+    check(
+        &["train", "cnn", "--resume", "lin.safetensors"],
+        "lin.safetensors",
+    );
     check(
         &["train", "linreg", "--plot", "no-such-dir/p.png"],
         "cannot write the plot",

@@ -3,6 +3,30 @@
 use super::{parallel, PARALLEL_MIN};
 use crate::layout::{coalesce, for_each_run, Layout};
 use rayon::prelude::*;
+use std::mem::MaybeUninit;
+
+/// Elements per task of a threaded elementwise kernel.
+const CHUNK: usize = PARALLEL_MIN / 4;
+
+/// `n` outputs computed across the pool: `fill(chunk, start)` writes every
+/// slot of `chunk`, outputs `start..start + chunk.len()`, in an ordinary
+/// loop that the compiler inlines and vectorizes (a per-element closure
+/// behind rayon's iterator adaptors does neither).
+fn par_fill<U, F>(n: usize, fill: F) -> Vec<U>
+where
+    U: Send,
+    F: Fn(&mut [MaybeUninit<U>], usize) + Sync,
+{
+    let mut out = Vec::with_capacity(n);
+    out.spare_capacity_mut()[..n]
+        .par_chunks_mut(CHUNK)
+        .enumerate()
+        .for_each(|(c, chunk)| fill(chunk, c * CHUNK));
+    // SAFETY: the chunks cover `0..n` and `fill` writes every slot of its
+    // chunk (the callers below zip the chunk with inputs at least as long).
+    unsafe { out.set_len(n) };
+    out
+}
 
 /// `f` applied to every element of a view, in row-major order.
 pub(crate) fn map<T, U, F>(src: &[T], layout: &Layout, f: F) -> Vec<U>
@@ -15,9 +39,11 @@ where
         Some(r) => {
             let s = &src[r];
             if parallel(s.len()) {
-                let mut out = Vec::with_capacity(s.len());
-                s.par_iter().map(|&x| f(x)).collect_into_vec(&mut out);
-                out
+                par_fill(s.len(), |out, start| {
+                    for (o, &x) in out.iter_mut().zip(&s[start..]) {
+                        o.write(f(x));
+                    }
+                })
             } else {
                 s.iter().map(|&x| f(x)).collect()
             }
@@ -65,13 +91,11 @@ where
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
             if parallel(n) {
-                let mut out = Vec::with_capacity(n);
-                a.par_iter()
-                    .zip(b.par_iter())
-                    .with_min_len(PARALLEL_MIN / 4)
-                    .map(|(&x, &y)| f(x, y))
-                    .collect_into_vec(&mut out);
-                out
+                par_fill(n, |out, start| {
+                    for ((o, &x), &y) in out.iter_mut().zip(&a[start..]).zip(&b[start..]) {
+                        o.write(f(x, y));
+                    }
+                })
             } else {
                 a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
             }
