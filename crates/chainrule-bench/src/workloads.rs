@@ -717,6 +717,94 @@ pub fn lstm(size: &str) -> Case {
     }
 }
 
+/// Plain SGD with `MLP_LR` on `params`, after `loss`'s backward: one
+/// training step's summary (loss, gradient sum before the update).
+fn sgd_step(loss: Tensor, params: &[nn::Param], opt: &mut Sgd) -> Summary {
+    opt.zero_grad();
+    loss.backward().unwrap();
+    let grads: Vec<Tensor> = params.iter().map(|p| p.grad().unwrap()).collect();
+    opt.step().unwrap();
+    Box::new(move || (loss.item(), grad_sum(&grads)))
+}
+
+/// One training step of LeNet-5 on a batch of 64 generated 1×28×28 images
+/// (see `bench/layers.py` for the PyTorch side).
+pub fn lenet() -> Case {
+    let b = 64;
+    let mut g = SplitMix64::new();
+    let x = Tensor::from_vec(g.f32s(b * 28 * 28, 1.0), &[b, 1, 28, 28]);
+    let labels = g.labels(b, 10);
+    let mut draw = |shape: &[usize], fan_in: usize| {
+        let n = shape.iter().product();
+        Tensor::from_vec(g.f32s(n, 1.0 / (fan_in as f64).sqrt()), shape)
+    };
+    let conv = |w: Tensor, b: Tensor| nn::Conv2d::from_tensors(w, Some(b), ConvOptions::default());
+    let conv1 = conv(draw(&[6, 1, 5, 5], 25), draw(&[6], 25));
+    let conv2 = conv(draw(&[16, 6, 5, 5], 150), draw(&[16], 150));
+    let mut fc = |i: usize, o: usize| nn::Linear::from_tensors(draw(&[i, o], i), draw(&[o], i));
+    let model = nn::Sequential::new()
+        .add_named("conv1", conv1)
+        .add(nn::Relu)
+        .add(nn::MaxPool2d(Pool2d::new([2, 2])))
+        .add_named("conv2", conv2)
+        .add(nn::Relu)
+        .add(nn::MaxPool2d(Pool2d::new([2, 2])))
+        .add(nn::Flatten(1))
+        .add_named("fc1", fc(256, 120))
+        .add(nn::Relu)
+        .add_named("fc2", fc(120, 84))
+        .add(nn::Relu)
+        .add_named("fc3", fc(84, 10));
+    let params = model.params();
+    let mut opt = Sgd::new(params.clone(), MLP_LR);
+    Case {
+        step: Box::new(move || {
+            let loss = nn::cross_entropy_loss(&model.forward(&x).unwrap(), &labels).unwrap();
+            sgd_step(loss, &params, &mut opt)
+        }),
+        objective_only: None,
+        impl_desc: "nn::Sequential of nn::Conv2d, nn::MaxPool2d, nn::Linear; backward; optim::Sgd",
+        compile_ms: None,
+    }
+}
+
+/// One training step of a pre-norm transformer block (batch 32, sequence
+/// 64, width 128, 4 causal heads), loss `mean(out²)`.
+pub fn transformer() -> Case {
+    let (b, s, e, h) = (32, 64, 128, 4);
+    let mut g = SplitMix64::new();
+    let x = Tensor::from_vec(g.f32s(b * s * e, 1.0), &[b, s, e]);
+    let mut draw = |shape: &[usize], fan_in: usize| {
+        let n = shape.iter().product();
+        Tensor::from_vec(g.f32s(n, 1.0 / (fan_in as f64).sqrt()), shape)
+    };
+    let block = nn::TransformerBlock::new(e, h, 4 * e, true, 0, DType::F32).unwrap();
+    let sets = [
+        (&block.attn.in_proj_weight, draw(&[e, 3 * e], e)),
+        (&block.attn.in_proj_bias, draw(&[3 * e], e)),
+        (&block.attn.out_proj.weight, draw(&[e, e], e)),
+        (&block.attn.out_proj.bias, draw(&[e], e)),
+        (&block.fc1.weight, draw(&[e, 4 * e], e)),
+        (&block.fc1.bias, draw(&[4 * e], e)),
+        (&block.fc2.weight, draw(&[4 * e, e], 4 * e)),
+        (&block.fc2.bias, draw(&[e], 4 * e)),
+    ];
+    for (param, value) in sets {
+        param.set(&value).unwrap();
+    }
+    let params = block.params();
+    let mut opt = Sgd::new(params.clone(), MLP_LR);
+    Case {
+        step: Box::new(move || {
+            let out = block.forward(&x).unwrap();
+            sgd_step(out.square().mean(), &params, &mut opt)
+        }),
+        objective_only: None,
+        impl_desc: "nn::TransformerBlock (LayerNorm, MultiheadAttention causal, Linear, Gelu); backward; optim::Sgd",
+        compile_ms: None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     /// The inputs are the shared ones: value and gradient sum equal the
@@ -822,93 +910,5 @@ mod tests {
             close(v, 2.308544158935547) && close(g, 0.5390102565288544),
             "{v} {g}"
         );
-    }
-}
-
-/// Plain SGD with `MLP_LR` on `params`, after `loss`'s backward: one
-/// training step's summary (loss, gradient sum before the update).
-fn sgd_step(loss: Tensor, params: &[nn::Param], opt: &mut Sgd) -> Summary {
-    opt.zero_grad();
-    loss.backward().unwrap();
-    let grads: Vec<Tensor> = params.iter().map(|p| p.grad().unwrap()).collect();
-    opt.step().unwrap();
-    Box::new(move || (loss.item(), grad_sum(&grads)))
-}
-
-/// One training step of LeNet-5 on a batch of 64 generated 1×28×28 images
-/// (see `bench/layers.py` for the PyTorch side).
-pub fn lenet() -> Case {
-    let b = 64;
-    let mut g = SplitMix64::new();
-    let x = Tensor::from_vec(g.f32s(b * 28 * 28, 1.0), &[b, 1, 28, 28]);
-    let labels = g.labels(b, 10);
-    let mut draw = |shape: &[usize], fan_in: usize| {
-        let n = shape.iter().product();
-        Tensor::from_vec(g.f32s(n, 1.0 / (fan_in as f64).sqrt()), shape)
-    };
-    let conv = |w: Tensor, b: Tensor| nn::Conv2d::from_tensors(w, Some(b), ConvOptions::default());
-    let conv1 = conv(draw(&[6, 1, 5, 5], 25), draw(&[6], 25));
-    let conv2 = conv(draw(&[16, 6, 5, 5], 150), draw(&[16], 150));
-    let mut fc = |i: usize, o: usize| nn::Linear::from_tensors(draw(&[i, o], i), draw(&[o], i));
-    let model = nn::Sequential::new()
-        .add_named("conv1", conv1)
-        .add(nn::Relu)
-        .add(nn::MaxPool2d(Pool2d::new([2, 2])))
-        .add_named("conv2", conv2)
-        .add(nn::Relu)
-        .add(nn::MaxPool2d(Pool2d::new([2, 2])))
-        .add(nn::Flatten(1))
-        .add_named("fc1", fc(256, 120))
-        .add(nn::Relu)
-        .add_named("fc2", fc(120, 84))
-        .add(nn::Relu)
-        .add_named("fc3", fc(84, 10));
-    let params = model.params();
-    let mut opt = Sgd::new(params.clone(), MLP_LR);
-    Case {
-        step: Box::new(move || {
-            let loss = nn::cross_entropy_loss(&model.forward(&x).unwrap(), &labels).unwrap();
-            sgd_step(loss, &params, &mut opt)
-        }),
-        objective_only: None,
-        impl_desc: "nn::Sequential of nn::Conv2d, nn::MaxPool2d, nn::Linear; backward; optim::Sgd",
-        compile_ms: None,
-    }
-}
-
-/// One training step of a pre-norm transformer block (batch 32, sequence
-/// 64, width 128, 4 causal heads), loss `mean(out²)`.
-pub fn transformer() -> Case {
-    let (b, s, e, h) = (32, 64, 128, 4);
-    let mut g = SplitMix64::new();
-    let x = Tensor::from_vec(g.f32s(b * s * e, 1.0), &[b, s, e]);
-    let mut draw = |shape: &[usize], fan_in: usize| {
-        let n = shape.iter().product();
-        Tensor::from_vec(g.f32s(n, 1.0 / (fan_in as f64).sqrt()), shape)
-    };
-    let block = nn::TransformerBlock::new(e, h, 4 * e, true, 0, DType::F32).unwrap();
-    let sets = [
-        (&block.attn.in_proj_weight, draw(&[e, 3 * e], e)),
-        (&block.attn.in_proj_bias, draw(&[3 * e], e)),
-        (&block.attn.out_proj.weight, draw(&[e, e], e)),
-        (&block.attn.out_proj.bias, draw(&[e], e)),
-        (&block.fc1.weight, draw(&[e, 4 * e], e)),
-        (&block.fc1.bias, draw(&[4 * e], e)),
-        (&block.fc2.weight, draw(&[4 * e, e], 4 * e)),
-        (&block.fc2.bias, draw(&[e], 4 * e)),
-    ];
-    for (param, value) in sets {
-        param.set(&value).unwrap();
-    }
-    let params = block.params();
-    let mut opt = Sgd::new(params.clone(), MLP_LR);
-    Case {
-        step: Box::new(move || {
-            let out = block.forward(&x).unwrap();
-            sgd_step(out.square().mean(), &params, &mut opt)
-        }),
-        objective_only: None,
-        impl_desc: "nn::TransformerBlock (LayerNorm, MultiheadAttention causal, Linear, Gelu); backward; optim::Sgd",
-        compile_ms: None,
     }
 }

@@ -215,7 +215,7 @@ fn model_and_data(args: &TrainArgs) -> Result<(Box<dyn Module>, Dataset, Dataset
             (Box::new(DigitsCnn::new(hidden, args.seed)?), train, test)
         }
         Task::Transformer => {
-            if args.layers == 0 || args.heads == 0 || hidden % args.heads != 0 {
+            if args.layers == 0 || args.heads == 0 || !hidden.is_multiple_of(args.heads) {
                 return Err(CliError::Input(format!(
                     "--layers must be at least 1 and --heads ({}) must divide --hidden ({hidden})",
                     args.heads

@@ -178,7 +178,7 @@ pub fn addition(digits: usize, count: usize, part: Part, seed: u64) -> Result<Da
         ));
     }
     let base = 10u64.pow(digits as u32);
-    let held_out = |a: u64, b: u64| splitmix(a * base + b) % 10 == 0;
+    let held_out = |a: u64, b: u64| splitmix(a * base + b).is_multiple_of(10);
     let mut rng = StdRng::seed_from_u64(seed);
     let (mut prompts, mut sums) = (Vec::new(), Vec::new());
     let mut drawn = 0;

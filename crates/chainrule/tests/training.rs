@@ -23,7 +23,9 @@ fn clip_grad_norm_scales_all_gradients_together() {
     assert_eq!(ga, [3.0 * f, 0.0]);
     assert_eq!(gb, [4.0 * f]);
     // Under the limit nothing changes.
-    assert!((optim::clip_grad_norm(&[a.clone()], 10.0).unwrap() - 3.0 * f).abs() < 1e-12);
+    assert!(
+        (optim::clip_grad_norm(std::slice::from_ref(&a), 10.0).unwrap() - 3.0 * f).abs() < 1e-12
+    );
     assert_eq!(a.grad().unwrap().to_vec::<f64>(), [3.0 * f, 0.0]);
     optim::clip_grad_value(&[a.clone(), b.clone()], 0.5).unwrap();
     assert_eq!(a.grad().unwrap().to_vec::<f64>(), [0.5, 0.0]);
@@ -80,7 +82,8 @@ fn warmup_then_linear_or_cosine_decay() {
 fn excluded_parameters_are_not_decayed() {
     let w = Param::new(Tensor::ones(&[2, 2], F64));
     let b = Param::new(Tensor::ones(&[2], F64));
-    let mut opt = Adam::adamw(vec![w.clone(), b.clone()], 0.1).no_weight_decay(&[b.clone()]);
+    let mut opt =
+        Adam::adamw(vec![w.clone(), b.clone()], 0.1).no_weight_decay(std::slice::from_ref(&b));
     // Zero gradients: only the decoupled decay moves a weight.
     (w.value().sum() * 0.0 + b.value().sum() * 0.0)
         .backward()

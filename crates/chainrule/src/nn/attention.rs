@@ -57,7 +57,7 @@ pub struct MultiheadAttention {
 
 impl MultiheadAttention {
     pub fn new(embed: usize, heads: usize, seed: u64, dtype: DType) -> Result<MultiheadAttention> {
-        if heads == 0 || embed % heads != 0 {
+        if heads == 0 || !embed.is_multiple_of(heads) {
             return Err(Error::invalid(
                 "MultiheadAttention",
                 format!("{heads} heads must divide the width {embed}"),

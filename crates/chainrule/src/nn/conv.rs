@@ -39,7 +39,7 @@ impl<const D: usize> Conv<D> {
         dtype: DType,
     ) -> Result<Conv<D>> {
         let g = options.groups;
-        if g == 0 || in_channels % g != 0 || out_channels % g != 0 {
+        if g == 0 || !in_channels.is_multiple_of(g) || !out_channels.is_multiple_of(g) {
             return Err(Error::invalid(
                 "Conv",
                 format!("{g} groups must divide both {in_channels} input and {out_channels} output channels"),

@@ -267,7 +267,7 @@ impl Tensor {
                 weight.shape(),
                 format!(
                     "with {g} groups the input's {c} channels and the weight's {o} outputs must split evenly, {} input channels per group",
-                    if g == 0 { 0 } else { c / g }
+                    c.checked_div(g).unwrap_or(0)
                 ),
             ));
         }
