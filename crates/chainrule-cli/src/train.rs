@@ -191,10 +191,10 @@ fn model_and_data(args: &TrainArgs) -> Result<(Box<dyn Module>, Dataset, Dataset
         Task::Mlp => {
             // The weights, and the activations of a batch of the whole set.
             check_size(
-                "--hidden",
+                &format!("--hidden {hidden}"),
                 hidden.checked_mul(75).and_then(|n| n.checked_add(10)),
             )?;
-            check_size("--hidden", hidden.checked_mul(1797))?;
+            check_size(&format!("--hidden {hidden}"), hidden.checked_mul(1797))?;
             let (train, test) = digits()?;
             let model = nn::mlp(
                 &[64, hidden, 10],
@@ -206,9 +206,12 @@ fn model_and_data(args: &TrainArgs) -> Result<(Box<dyn Module>, Dataset, Dataset
         }
         Task::Cnn => {
             // The widest activations of the whole set: 2·hidden channels of 8×8.
-            check_size("--hidden", hidden.checked_mul(2 * 64 * 1797))?;
             check_size(
-                "--hidden",
+                &format!("--hidden {hidden}"),
+                hidden.checked_mul(2 * 64 * 1797),
+            )?;
+            check_size(
+                &format!("--hidden {hidden}"),
                 hidden.checked_mul(hidden).and_then(|n| n.checked_mul(36)),
             )?;
             let (train, test) = digits()?;
@@ -228,12 +231,16 @@ fn model_and_data(args: &TrainArgs) -> Result<(Box<dyn Module>, Dataset, Dataset
             }
             let len = 3 * args.digits + 2;
             check_size(
-                "--hidden",
+                &format!("--hidden {hidden}"),
                 hidden
                     .checked_mul(hidden)
-                    .and_then(|n| n.checked_mul(12 * args.layers)),
+                    .and_then(|n| n.checked_mul(args.layers))
+                    .and_then(|n| n.checked_mul(12)),
             )?;
-            check_size("--examples", args.examples.checked_mul(len))?;
+            check_size(
+                &format!("--examples {}", args.examples),
+                args.examples.checked_mul(len),
+            )?;
             let train = data::addition(args.digits, args.examples, Part::Train, args.seed)?;
             let test = data::addition(args.digits, 1000, Part::HeldOut, args.seed.wrapping_add(1))?;
             let model = TinyGpt::new(

@@ -193,6 +193,25 @@ fn sizes_are_checked_before_anything_is_allocated() {
         &["train", "mlp", "--hidden", "100000000"],
         "--hidden 100000000",
     );
+    refused(
+        &["train", "cnn", "--hidden", "100000000"],
+        "--hidden 100000000",
+    );
+    refused(
+        &[
+            "train",
+            "transformer",
+            "--hidden",
+            "4000000",
+            "--heads",
+            "1",
+        ],
+        "--hidden 4000000",
+    );
+    refused(
+        &["train", "transformer", "--examples", "100000000000"],
+        "--examples 100000000000",
+    );
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "sized before computed"
