@@ -241,6 +241,18 @@ fn model_and_data(args: &TrainArgs) -> Result<(Box<dyn Module>, Dataset, Dataset
                 &format!("--examples {}", args.examples),
                 args.examples.checked_mul(len),
             )?;
+            // The widest activations: a batch's (or the 1000 held-out sums')
+            // attention scores and MLP hidden layer.
+            let rows = args.batch_size.unwrap_or(128).min(args.examples).max(1000);
+            let scores = rows
+                .checked_mul(args.heads)
+                .and_then(|n| n.checked_mul(len * len));
+            check_size(&format!("--heads {}", args.heads), scores)?;
+            let mlp = rows
+                .checked_mul(len)
+                .and_then(|n| n.checked_mul(hidden))
+                .and_then(|n| n.checked_mul(4));
+            check_size(&format!("--hidden {hidden}"), mlp)?;
             let train = data::addition(args.digits, args.examples, Part::Train, args.seed)?;
             let test = data::addition(args.digits, 1000, Part::HeldOut, args.seed.wrapping_add(1))?;
             let model = TinyGpt::new(
@@ -361,7 +373,10 @@ enum Rate {
 }
 
 fn rate(s: &Setup, warmup: usize) -> Result<Rate, CliError> {
-    let total = s.epochs * s.train.len().div_ceil(s.batch_size);
+    let total = s
+        .epochs
+        .checked_mul(s.train.len().div_ceil(s.batch_size))
+        .ok_or_else(|| CliError::Input(format!("--epochs {}: too many steps", s.epochs)))?;
     Ok(match s.schedule {
         ScheduleKind::Constant => Rate::PerEpoch(Schedule::Constant),
         ScheduleKind::Step => Rate::PerEpoch(Schedule::Step {
@@ -443,9 +458,19 @@ fn resume(
                 ))
             })
     };
-    let epoch = get("epoch")?.item() as usize;
+    let count = |name: &str| -> Result<usize, CliError> {
+        let v = get(name)?.try_item()?;
+        if !(v >= 0.0 && v.fract() == 0.0) {
+            return Err(CliError::Input(format!(
+                "{}: `{name}` is {v}, not a count",
+                path.display()
+            )));
+        }
+        Ok(v as usize)
+    };
+    let epoch = count("epoch")?;
     if let Rate::PerStep(sched) = rate {
-        sched.set_steps(get("scheduler_steps")?.item() as usize);
+        sched.set_steps(count("scheduler_steps")?);
     }
     let (train, test, acc) = (
         get("train_loss")?.to_vec_f64(),
@@ -462,12 +487,63 @@ fn resume(
     Ok((epoch, history))
 }
 
+/// One pass over the training set: its mean loss and its example count.
+fn train_epoch(
+    s: &Setup,
+    args: &TrainArgs,
+    opt: &mut dyn Optimizer,
+    rate: &mut Rate,
+    epoch: usize,
+) -> Result<(f64, usize), CliError> {
+    let batches = s
+        .train
+        .batches(s.batch_size, Some(args.seed.wrapping_add(epoch as u64)));
+    let bar = ProgressBar::new(batches.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "epoch {prefix} [{bar:30}] {pos}/{len} loss {msg} ({per_sec}, eta {eta})",
+        )
+        .map_err(|e| CliError::Internal(e.to_string()))?
+        .progress_chars("=> "),
+    );
+    bar.set_prefix(format!("{}/{}", epoch + 1, s.epochs));
+    let (mut sum, mut seen) = (0.0, 0usize);
+    for (step, batch) in batches.enumerate() {
+        let loss = loss_of(s.model.as_ref(), &batch)?;
+        let value = loss.item();
+        if !value.is_finite() {
+            bar.abandon();
+            return Err(CliError::Input(format!(
+                "training diverged: the loss is {value} at epoch {}, step {} (try a smaller --lr); nothing more was saved",
+                epoch + 1,
+                step + 1
+            )));
+        }
+        opt.zero_grad();
+        loss.backward()?;
+        if let Some(max_norm) = s.clip_grad_norm {
+            optim::clip_grad_norm(&s.model.params(), max_norm)?;
+        }
+        opt.step()?;
+        if let Rate::PerStep(sched) = rate {
+            sched.step(opt);
+        }
+        sum += value * batch.len() as f64;
+        seen += batch.len();
+        bar.set_message(format!("{:.4}", sum / seen as f64));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    Ok((sum / seen.max(1) as f64, seen))
+}
+
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
-    let s = setup(&args)?;
+    let args = &args;
+    let s = setup(args)?;
     if let Some(path) = &args.load {
         load_weights(s.model.as_ref(), path)?;
     }
-    let mut opt = optimizer(&s, &args);
+    let mut opt = optimizer(&s, args);
     let mut rate = rate(&s, args.warmup)?;
     let (first_epoch, mut history) = match &args.resume {
         Some(path) => resume(path, &s, opt.as_mut(), &mut rate)?,
@@ -485,13 +561,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         Task::Cnn => "cnn",
         Task::Transformer => "transformer",
     };
-    let say = |line: String| {
-        if args.json {
-            eprintln!("{line}");
-        } else {
-            println!("{line}");
-        }
-    };
+    let say = |line: String| say(args, line);
     say(format!(
         "training {task}: {} parameters, {} training / {} test examples, {} epochs, batch {}, {:?} lr {}{}",
         s.model.num_params(),
@@ -510,48 +580,9 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             Rate::PerEpoch(schedule) => opt.set_lr(schedule.lr(s.lr, epoch)),
             Rate::PerStep(sched) => sched.apply(opt.as_mut()),
         }
-        let batches = s
-            .train
-            .batches(s.batch_size, Some(args.seed.wrapping_add(epoch as u64)));
-        let bar = ProgressBar::new(batches.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "epoch {prefix} [{bar:30}] {pos}/{len} loss {msg} ({per_sec}, eta {eta})",
-            )
-            .map_err(|e| CliError::Internal(e.to_string()))?
-            .progress_chars("=> "),
-        );
-        bar.set_prefix(format!("{}/{}", epoch + 1, s.epochs));
         let epoch_start = Instant::now();
-        let (mut sum, mut seen) = (0.0, 0usize);
-        for (step, batch) in batches.enumerate() {
-            let loss = loss_of(s.model.as_ref(), &batch)?;
-            let value = loss.item();
-            if !value.is_finite() {
-                bar.abandon();
-                return Err(CliError::Input(format!(
-                    "training diverged: the loss is {value} at epoch {}, step {} (try a smaller --lr); nothing more was saved",
-                    epoch + 1,
-                    step + 1
-                )));
-            }
-            opt.zero_grad();
-            loss.backward()?;
-            if let Some(max_norm) = s.clip_grad_norm {
-                optim::clip_grad_norm(&s.model.params(), max_norm)?;
-            }
-            opt.step()?;
-            if let Rate::PerStep(sched) = &mut rate {
-                sched.step(opt.as_mut());
-            }
-            sum += value * batch.len() as f64;
-            seen += batch.len();
-            bar.set_message(format!("{:.4}", sum / seen as f64));
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
+        let (train_loss, seen) = train_epoch(&s, args, opt.as_mut(), &mut rate, epoch)?;
         let (test_loss, test_accuracy) = evaluate(s.model.as_ref(), &s.test)?;
-        let train_loss = sum / seen.max(1) as f64;
         let rate_per_s = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
         say(format!(
             "epoch {:>3}/{}  train loss {train_loss:.6}  test loss {test_loss:.6}{}  ({rate_per_s:.0} examples/s)",
@@ -573,6 +604,28 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
     if let Some(path) = &args.save {
         say(format!("saved the checkpoint to {}", path.display()));
     }
+    report(args, &s, &history, seconds, task)
+}
+
+/// A line for the user: on stdout, or on stderr when stdout carries the
+/// JSON line.
+fn say(args: &TrainArgs, line: String) {
+    if args.json {
+        eprintln!("{line}");
+    } else {
+        println!("{line}");
+    }
+}
+
+/// The plot of the curves, the last figures, and the JSON line.
+fn report(
+    args: &TrainArgs,
+    s: &Setup,
+    history: &[Epoch],
+    seconds: f64,
+    task: &str,
+) -> Result<(), CliError> {
+    let say = |line: String| say(args, line);
     let plot_path = args
         .plot
         .clone()

@@ -105,15 +105,18 @@ fn attribute(field: &Field) -> syn::Result<Option<Attr>> {
     let mut found = None;
     for attr in field.attrs.iter().filter(|a| a.path().is_ident("module")) {
         attr.parse_nested_meta(|meta| {
-            if meta.path.is_ident("skip") {
-                found = Some(Attr::Skip);
-                Ok(())
+            let this = if meta.path.is_ident("skip") {
+                Attr::Skip
             } else if meta.path.is_ident("flatten") {
-                found = Some(Attr::Flatten);
-                Ok(())
+                Attr::Flatten
             } else {
-                Err(meta.error("expected `#[module(skip)]` or `#[module(flatten)]`"))
+                return Err(meta.error("expected `#[module(skip)]` or `#[module(flatten)]`"));
+            };
+            if found.is_some_and(|f| f != this) {
+                return Err(meta.error("a field is either skipped or flattened, not both"));
             }
+            found = Some(this);
+            Ok(())
         })?;
     }
     Ok(found)

@@ -114,12 +114,13 @@ pub fn save_checkpoint(
     let mut all = prefixed("model", crate::nn::state(model));
     all.extend(prefixed("optim", optimizer.state()));
     all.extend(prefixed("extra", extra.to_vec()));
+    crate::nn::io::check_unique(path.as_ref(), &all)?;
     crate::nn::save_tensors(path, &all)
 }
 
 /// Restores a checkpoint of [`save_checkpoint`] into `model` and
 /// `optimizer` and returns its extra tensors. Everything is checked before
-/// anything changes.
+/// anything changes (an [`Optimizer::load_state`] changes nothing on error).
 pub fn load_checkpoint(
     path: impl AsRef<Path>,
     model: &dyn Parameters,
@@ -128,24 +129,28 @@ pub fn load_checkpoint(
     let path = path.as_ref();
     let mut parts: [Vec<(String, Tensor)>; 3] = Default::default();
     for (name, t) in crate::nn::load_tensors(path)? {
-        let slot = ["model.", "optim.", "extra."]
+        let part = ["model.", "optim.", "extra."]
             .iter()
-            .position(|p| name.starts_with(p))
-            .ok_or_else(|| {
-                Error::file(path, format!("tensor `{name}` is not part of a training checkpoint (model., optim., extra.)"))
-            })?;
-        parts[slot].push((name[6..].to_string(), t));
+            .enumerate()
+            .find_map(|(i, p)| Some((i, name.strip_prefix(p)?.to_string())));
+        let Some((i, inner)) = part else {
+            return Err(Error::file(
+                path,
+                format!(
+                    "tensor `{name}` is not part of a training checkpoint (model., optim., extra.)"
+                ),
+            ));
+        };
+        parts[i].push((inner, t));
     }
     let [weights, optim, extra] = parts;
-    // The optimizer checks its state first: it changes nothing on error.
-    let before = optimizer.state();
+    // Checked in full before anything changes: the model's tensors first,
+    // then the optimizer's (which changes nothing when they do not fit).
+    let plan = crate::nn::plan_state(model, weights, &path.display().to_string())?;
     optimizer
         .load_state(&optim)
         .map_err(|e| Error::file(path, e.to_string()))?;
-    if let Err(e) = crate::nn::load_state(model, weights, &path.display().to_string()) {
-        optimizer.load_state(&before)?;
-        return Err(e);
-    }
+    plan.apply();
     Ok(extra)
 }
 
@@ -306,7 +311,7 @@ impl Optimizer for Sgd {
 
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         check_known(state, &["lr", "velocity"])?;
-        let lr = entry(state, "lr")?.item();
+        let lr = entry(state, "lr")?.try_item()?;
         let velocity = slots(state, "velocity", &self.params)?;
         self.lr = lr;
         self.velocity = velocity;
@@ -378,9 +383,9 @@ impl Adam {
 impl Optimizer for Adam {
     fn step(&mut self) -> Result<()> {
         self.step += 1;
-        let t = self.step as i32;
+        let t = self.step as f64;
         let (b1, b2) = (self.beta1, self.beta2);
-        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        let (c1, c2) = (1.0 - b1.powf(t), 1.0 - b2.powf(t));
         no_grad(|| {
             for ((p, moments), &decays) in
                 self.params.iter().zip(&mut self.moments).zip(&self.decays)
@@ -438,8 +443,15 @@ impl Optimizer for Adam {
 
     fn load_state(&mut self, state: &[(String, Tensor)]) -> Result<()> {
         check_known(state, &["lr", "step", "m", "v"])?;
-        let lr = entry(state, "lr")?.item();
-        let step = entry(state, "step")?.item() as u64;
+        let lr = entry(state, "lr")?.try_item()?;
+        let step = entry(state, "step")?.try_item()?;
+        if !(step >= 0.0 && step.fract() == 0.0) {
+            return Err(Error::invalid(
+                "load_state",
+                format!("step {step} is not a count"),
+            ));
+        }
+        let step = step as u64;
         let m = slots(state, "m", &self.params)?;
         let v = slots(state, "v", &self.params)?;
         let moments = m

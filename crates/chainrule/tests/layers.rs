@@ -130,11 +130,11 @@ fn every_layer_passes_gradcheck() {
         };
         mha.attend(x, x, x, mask).unwrap()
     });
-    let lstm = nn::Lstm::new(3, 4, 2, 17, F64);
+    let lstm = nn::Lstm::new(3, 4, 2, 17, F64).unwrap();
     gradcheck_layer("Lstm", &lstm, &input(&[2, 3, 3], 18), &|x| {
         lstm.forward(x).unwrap()
     });
-    let gru = nn::Gru::new(3, 4, 2, 19, F64);
+    let gru = nn::Gru::new(3, 4, 2, 19, F64).unwrap();
     gradcheck_layer("Gru", &gru, &input(&[2, 3, 3], 20), &|x| {
         gru.forward(x).unwrap()
     });
@@ -282,6 +282,18 @@ fn sequential_names_its_layers() {
 }
 
 #[test]
+fn a_model_naming_two_tensors_alike_is_refused() {
+    let model = nn::Sequential::new()
+        .add_named("a", nn::Linear::with_default_init(2, 2, 0, F64))
+        .add_named("a", nn::Linear::with_default_init(2, 2, 1, F64));
+    let path =
+        std::env::temp_dir().join(format!("chainrule-dup-{}.safetensors", std::process::id()));
+    let e = nn::save(&model, &path).unwrap_err().to_string();
+    assert!(e.contains("two tensors `a.weight`"), "{e}");
+    assert!(!path.exists());
+}
+
+#[test]
 fn buffers_are_saved_and_loaded_with_the_weights() {
     let dir = std::env::temp_dir().join(format!("chainrule-layers-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -337,7 +349,41 @@ fn layer_errors_name_the_layer_and_shapes() {
     let e = mha.forward(&input(&[2, 4, 5], 0)).unwrap_err().to_string();
     assert!(e.contains("MultiheadAttention"), "{e}");
     assert!(nn::MultiheadAttention::new(6, 4, 0, F64).is_err());
-    let lstm = nn::Lstm::new(3, 4, 1, 0, F64);
+    // Hostile sizes are errors before anything is allocated.
+    let x = input(&[1, 1, 1, 1], 0);
+    let huge = ConvOptions::default().padding([1 << 40, 1 << 40]);
+    let w = input(&[1, 1, 1, 1], 0);
+    assert!(x
+        .try_conv2d(&w, None, huge)
+        .unwrap_err()
+        .to_string()
+        .contains("too large"));
+    assert!(x.try_adaptive_avg_pool2d([1 << 50, 1]).is_err());
+    let dilated = Pool2d::new([2, 2]).padding([1, 1]).dilation([3, 3]);
+    assert!(input(&[1, 1, 2, 2], 0)
+        .try_avg_pool2d(dilated)
+        .unwrap_err()
+        .to_string()
+        .contains("dilation"));
+    let mean = Tensor::zeros(&[3], F64);
+    let e = input(&[2, 3, 2], 0)
+        .try_batch_norm(Some(&mean), None, None, None, 1e-5)
+        .unwrap_err();
+    assert!(e.to_string().contains("both"), "{e}");
+    let (q, k, v) = (
+        input(&[2, 3, 4], 0),
+        input(&[2, 5, 4], 1),
+        input(&[2, 4, 4], 2),
+    );
+    let e = Tensor::try_scaled_dot_product_attention(&q, &k, &v, None, None).unwrap_err();
+    assert!(
+        e.to_string().contains("scaled_dot_product_attention"),
+        "{e}"
+    );
+    let lstm = nn::Lstm::new(3, 4, 1, 0, F64).unwrap();
+    assert!(nn::Lstm::new(3, 4, 0, 0, F64).is_err());
+    let cell = nn::LstmCell::new(3, 4, 0, F64);
+    assert!(cell.forward(&Tensor::scalar(1.0f64)).is_err());
     assert!(lstm
         .forward(&input(&[2, 3, 5], 0))
         .unwrap_err()

@@ -193,8 +193,8 @@ fn layer(name: &str) -> Layer {
         "mha_key_padding" => Layer::KeyPadding(mha()),
         "lstm_cell" => Layer::LstmCell(nn::LstmCell::new(5, 4, 0, f64)),
         "gru_cell" => Layer::GruCell(nn::GruCell::new(5, 4, 0, f64)),
-        "lstm_2layer" => plain(Box::new(nn::Lstm::new(5, 4, 2, 0, f64))),
-        "gru_2layer" => plain(Box::new(nn::Gru::new(5, 4, 2, 0, f64))),
+        "lstm_2layer" => plain(Box::new(nn::Lstm::new(5, 4, 2, 0, f64).unwrap())),
+        "gru_2layer" => plain(Box::new(nn::Gru::new(5, 4, 2, 0, f64).unwrap())),
         other => panic!("no layer for recorded case {other}"),
     }
 }

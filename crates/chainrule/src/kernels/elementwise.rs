@@ -8,11 +8,14 @@ use std::mem::MaybeUninit;
 /// Elements per task of a threaded elementwise kernel.
 const CHUNK: usize = PARALLEL_MIN / 4;
 
-/// `n` outputs computed across the pool: `fill(chunk, start)` writes every
-/// slot of `chunk`, outputs `start..start + chunk.len()`, in an ordinary
-/// loop that the compiler inlines and vectorizes (a per-element closure
-/// behind rayon's iterator adaptors does neither).
-fn par_fill<U, F>(n: usize, fill: F) -> Vec<U>
+/// `n` outputs computed across the pool: `fill(chunk, start)` writes
+/// outputs `start..start + chunk.len()` in an ordinary loop that the
+/// compiler inlines and vectorizes (a per-element closure behind rayon's
+/// iterator adaptors does neither).
+///
+/// # Safety
+/// `fill` must write every slot of the chunk it is given.
+unsafe fn par_fill<U, F>(n: usize, fill: F) -> Vec<U>
 where
     U: Send,
     F: Fn(&mut [MaybeUninit<U>], usize) + Sync,
@@ -23,7 +26,7 @@ where
         .enumerate()
         .for_each(|(c, chunk)| fill(chunk, c * CHUNK));
     // SAFETY: the chunks cover `0..n` and `fill` writes every slot of its
-    // chunk (the callers below zip the chunk with inputs at least as long).
+    // chunk (the caller's contract).
     unsafe { out.set_len(n) };
     out
 }
@@ -39,11 +42,15 @@ where
         Some(r) => {
             let s = &src[r];
             if parallel(s.len()) {
-                par_fill(s.len(), |out, start| {
-                    for (o, &x) in out.iter_mut().zip(&s[start..]) {
-                        o.write(f(x));
-                    }
-                })
+                // SAFETY: `s[start..]` is at least as long as each chunk
+                // (`s` has `n` elements), so the zip writes every slot.
+                unsafe {
+                    par_fill(s.len(), |out, start| {
+                        for (o, &x) in out.iter_mut().zip(&s[start..]) {
+                            o.write(f(x));
+                        }
+                    })
+                }
             } else {
                 s.iter().map(|&x| f(x)).collect()
             }
@@ -91,11 +98,20 @@ where
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
             if parallel(n) {
-                par_fill(n, |out, start| {
-                    for ((o, &x), &y) in out.iter_mut().zip(&a[start..]).zip(&b[start..]) {
-                        o.write(f(x, y));
-                    }
-                })
+                // Checked in release too: the zip below must cover every slot.
+                assert!(
+                    a.len() == n && b.len() == n,
+                    "zip: operands of {n} elements"
+                );
+                // SAFETY: `a` and `b` have `n` elements, so `a[start..]` and
+                // `b[start..]` are at least as long as each chunk.
+                unsafe {
+                    par_fill(n, |out, start| {
+                        for ((o, &x), &y) in out.iter_mut().zip(&a[start..]).zip(&b[start..]) {
+                            o.write(f(x, y));
+                        }
+                    })
+                }
             } else {
                 a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
             }

@@ -173,6 +173,7 @@ fn combined_mask(
     }
     if let Some(m) = mask.attn {
         if m.shape() == [l, s] {
+            check_mask(m, &[l, s], "attn")?;
             parts.push(m.clone());
         } else {
             check_mask(m, &[n * heads, l, s], "attn")?;

@@ -98,9 +98,25 @@ pub fn parse_tensors(bytes: &[u8], origin: impl AsRef<Path>) -> Result<Vec<(Stri
     Ok(out)
 }
 
-/// Saves a module's parameters and buffers under their dotted names.
+/// Saves a module's parameters and buffers under their dotted names
+/// (refusing a model that names two tensors alike: it could not be loaded).
 pub fn save(module: &dyn Parameters, path: impl AsRef<Path>) -> Result<()> {
-    save_tensors(path, &state(module))
+    let path = path.as_ref();
+    let tensors = state(module);
+    check_unique(path, &tensors)?;
+    save_tensors(path, &tensors)
+}
+
+/// Refuses tensors named alike (a model whose layers share a name).
+pub(crate) fn check_unique(path: &Path, tensors: &[(String, Tensor)]) -> Result<()> {
+    let mut seen = std::collections::HashSet::new();
+    match tensors.iter().find(|(n, _)| !seen.insert(n.as_str())) {
+        Some((name, _)) => Err(Error::file(
+            path,
+            format!("the model names two tensors `{name}` (give its layers distinct names)"),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// A module's parameters and buffers as named tensors (what [`save`] writes).
@@ -117,7 +133,7 @@ pub fn state(module: &dyn Parameters) -> Vec<(String, Tensor)> {
 }
 
 /// A parameter or a buffer: where a stored tensor goes.
-enum Slot {
+pub(crate) enum Slot {
     Param(Param),
     Buffer(Buffer),
 }
@@ -150,9 +166,34 @@ pub fn load_into(module: &dyn Parameters, path: impl AsRef<Path>) -> Result<()> 
 /// [`load_into`] from named tensors; errors name `origin`.
 pub fn load_state(
     module: &dyn Parameters,
-    mut stored: Vec<(String, Tensor)>,
+    stored: Vec<(String, Tensor)>,
     origin: &str,
 ) -> Result<()> {
+    plan_state(module, stored, origin)?.apply();
+    Ok(())
+}
+
+/// Stored tensors matched to a module's parameters and buffers, every
+/// name, shape and dtype checked: applying it cannot fail.
+pub struct StatePlan(Vec<(Slot, Tensor)>);
+
+impl StatePlan {
+    pub fn apply(self) {
+        for (slot, t) in self.0 {
+            slot.set(&t)
+                .expect("shapes and dtypes were checked by plan_state");
+        }
+    }
+}
+
+/// Checks `stored` against `module` (exactly its tensors, with their shapes
+/// and dtypes, no name twice) without changing anything; errors name
+/// `origin` and the first mismatch.
+pub fn plan_state(
+    module: &dyn Parameters,
+    mut stored: Vec<(String, Tensor)>,
+    origin: &str,
+) -> Result<StatePlan> {
     let path = origin;
     let slots = module
         .named_params()
@@ -165,7 +206,14 @@ pub fn load_state(
                 .map(|(n, b)| (n, Slot::Buffer(b))),
         );
     let mut updates = Vec::new();
+    let mut seen = std::collections::HashSet::new();
     for (name, slot) in slots {
+        if !seen.insert(name.clone()) {
+            return Err(Error::file(
+                path,
+                format!("the model names two tensors `{name}` (give its layers distinct names)"),
+            ));
+        }
         let Some(i) = stored.iter().position(|(n, _)| *n == name) else {
             return Err(Error::file(
                 path,
@@ -194,8 +242,5 @@ pub fn load_state(
             format!("holds tensor `{extra}`, which the model does not have"),
         ));
     }
-    for (slot, t) in updates {
-        slot.set(&t)?;
-    }
-    Ok(())
+    Ok(StatePlan(updates))
 }

@@ -25,7 +25,7 @@ mod attention;
 mod checkpoint;
 mod conv;
 pub mod init;
-mod io;
+pub(crate) mod io;
 mod layers;
 mod loss;
 mod norm;
@@ -35,7 +35,10 @@ pub use attention::{AttentionMask, Embedding, MultiheadAttention, TransformerBlo
 pub use chainrule_derive::Module;
 pub use checkpoint::{checkpoint, Checkpointed};
 pub use conv::{AdaptiveAvgPool2d, AvgPool2d, Conv, Conv1d, Conv2d, Flatten, MaxPool2d};
-pub use io::{load_into, load_state, load_tensors, parse_tensors, save, save_tensors, state};
+pub use io::{
+    load_into, load_state, load_tensors, parse_tensors, plan_state, save, save_tensors, state,
+    StatePlan,
+};
 pub use layers::{mlp, Activation, Dropout, Gelu, Linear, Relu, Sequential, Sigmoid, Tanh};
 pub use loss::{accuracy, bce_with_logits_loss, cross_entropy_loss, mse_loss};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
@@ -45,6 +48,23 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
+
+/// A slot's new value keeps its shape and dtype.
+fn same_kind(op: &'static str, old: &Tensor, new: &Tensor) -> Result<()> {
+    if new.shape() == old.shape() && new.dtype() == old.dtype() {
+        return Ok(());
+    }
+    Err(Error::shapes_detail(
+        op,
+        old.shape(),
+        new.shape(),
+        format!(
+            "a parameter or buffer keeps its shape and dtype ({:?} vs {:?})",
+            old.dtype(),
+            new.dtype()
+        ),
+    ))
+}
 
 /// A trainable tensor shared between a module and its optimizer.
 ///
@@ -117,18 +137,7 @@ impl Param {
     /// and dtype.
     pub fn set(&self, value: &Tensor) -> Result<()> {
         let mut slot = self.0.value.write().unwrap();
-        if value.shape() != slot.shape() || value.dtype() != slot.dtype() {
-            return Err(Error::shapes_detail(
-                "Param::set",
-                slot.shape(),
-                value.shape(),
-                format!(
-                    "a parameter keeps its shape and dtype ({:?} vs {:?})",
-                    slot.dtype(),
-                    value.dtype()
-                ),
-            ));
-        }
+        same_kind("Param::set", &slot, value)?;
         *slot = self.leaf(value);
         Ok(())
     }
@@ -260,18 +269,7 @@ impl Buffer {
     /// Replaces the value, keeping its shape and dtype.
     pub fn set(&self, value: &Tensor) -> Result<()> {
         let mut slot = self.0.write().unwrap();
-        if value.shape() != slot.shape() || value.dtype() != slot.dtype() {
-            return Err(Error::shapes_detail(
-                "Buffer::set",
-                slot.shape(),
-                value.shape(),
-                format!(
-                    "a buffer keeps its shape and dtype ({:?} vs {:?})",
-                    slot.dtype(),
-                    value.dtype()
-                ),
-            ));
-        }
+        same_kind("Buffer::set", &slot, value)?;
         *slot = value.detach();
         Ok(())
     }

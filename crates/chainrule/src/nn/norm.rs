@@ -83,6 +83,13 @@ impl BatchNorm {
 impl Module for BatchNorm {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let c = self.weight.numel();
+        if x.dtype() != self.weight.dtype() {
+            return Err(Error::DTypeMismatch {
+                op: "BatchNorm",
+                lhs: x.dtype(),
+                rhs: self.weight.dtype(),
+            });
+        }
         if !self.ranks.contains(&x.ndim()) || x.shape()[1] != c {
             return Err(Error::shapes_detail(
                 "BatchNorm",

@@ -95,10 +95,6 @@ impl LstmCell {
         let h_next = o.try_mul(&c_next.tanh())?;
         Ok((h_next, c_next))
     }
-
-    fn zero_state(&self, x: &Tensor) -> Tensor {
-        Tensor::zeros(&[x.shape()[0], self.gates.hidden()], x.dtype())
-    }
 }
 
 /// One GRU step: gates `r, z, n`; `n = tanh(x W_in + b_in + r ⊙ (h W_hn +
@@ -127,16 +123,28 @@ impl GruCell {
         // (1 − z) n + z h = n + z (h − n)
         n.try_add(&z.try_mul(&h.try_sub(&n)?)?)
     }
+}
 
-    fn zero_state(&self, x: &Tensor) -> Tensor {
-        Tensor::zeros(&[x.shape()[0], self.gates.hidden()], x.dtype())
+impl Gates {
+    /// Zeros `(N, hidden)` for a batch `x` of rank 2 (a step) or 3 (a sequence).
+    fn zero_state(&self, op: &'static str, x: &Tensor) -> Result<Tensor> {
+        if !(2..=3).contains(&x.ndim()) {
+            return Err(Error::invalid(
+                op,
+                format!(
+                    "expects (batch, features) or (batch, time, features), got {:?}",
+                    x.shape()
+                ),
+            ));
+        }
+        Ok(Tensor::zeros(&[x.shape()[0], self.hidden()], x.dtype()))
     }
 }
 
 impl Module for LstmCell {
     /// `h'` from a zero state.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let zero = self.zero_state(x);
+        let zero = self.gates.zero_state("LstmCell", x)?;
         Ok(self.step(x, (&zero, &zero))?.0)
     }
 }
@@ -144,8 +152,15 @@ impl Module for LstmCell {
 impl Module for GruCell {
     /// `h'` from a zero state.
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.step(x, &self.zero_state(x))
+        self.step(x, &self.gates.zero_state("GruCell", x)?)
     }
+}
+
+fn check_layers(op: &'static str, layers: usize) -> Result<()> {
+    if layers == 0 {
+        return Err(Error::invalid(op, "needs at least one layer"));
+    }
+    Ok(())
 }
 
 /// The time steps of a batch-first sequence `(N, T, F)`.
@@ -171,15 +186,23 @@ pub struct Lstm {
 }
 
 impl Lstm {
-    pub fn new(input: usize, hidden: usize, layers: usize, seed: u64, dtype: DType) -> Lstm {
-        Lstm {
+    /// `layers ≥ 1` layers.
+    pub fn new(
+        input: usize,
+        hidden: usize,
+        layers: usize,
+        seed: u64,
+        dtype: DType,
+    ) -> Result<Lstm> {
+        check_layers("Lstm", layers)?;
+        Ok(Lstm {
             layers: (0..layers)
                 .map(|l| {
                     let width = if l == 0 { input } else { hidden };
                     LstmCell::new(width, hidden, seed.wrapping_add(16 * l as u64), dtype)
                 })
                 .collect(),
-        }
+        })
     }
 
     /// The last layer's outputs `(N, T, hidden)` and each layer's final
@@ -192,7 +215,7 @@ impl Lstm {
         let mut inputs = time_steps("Lstm", x)?;
         let mut finals = Vec::with_capacity(self.layers.len());
         for (l, cell) in self.layers.iter().enumerate() {
-            let zero = cell.zero_state(x);
+            let zero = cell.gates.zero_state("Lstm", x)?;
             let (mut h, mut c) = match state {
                 Some(s) => s.get(l).cloned().ok_or_else(|| {
                     Error::invalid(
@@ -208,7 +231,8 @@ impl Lstm {
             }
             finals.push((h, c));
         }
-        Ok((stack_time(&inputs, x)?, finals))
+        let hidden = self.layers[0].gates.hidden();
+        Ok((stack_time(&inputs, x, hidden)?, finals))
     }
 }
 
@@ -220,15 +244,17 @@ pub struct Gru {
 }
 
 impl Gru {
-    pub fn new(input: usize, hidden: usize, layers: usize, seed: u64, dtype: DType) -> Gru {
-        Gru {
+    /// `layers ≥ 1` layers.
+    pub fn new(input: usize, hidden: usize, layers: usize, seed: u64, dtype: DType) -> Result<Gru> {
+        check_layers("Gru", layers)?;
+        Ok(Gru {
             layers: (0..layers)
                 .map(|l| {
                     let width = if l == 0 { input } else { hidden };
                     GruCell::new(width, hidden, seed.wrapping_add(16 * l as u64), dtype)
                 })
                 .collect(),
-        }
+        })
     }
 
     /// The last layer's outputs `(N, T, hidden)` and each layer's final
@@ -248,7 +274,7 @@ impl Gru {
                         format!("{} states for {} layers", s.len(), self.layers.len()),
                     )
                 })?,
-                None => cell.zero_state(x),
+                None => cell.gates.zero_state("Gru", x)?,
             };
             for input in inputs.iter_mut() {
                 h = cell.step(input, &h)?;
@@ -256,14 +282,15 @@ impl Gru {
             }
             finals.push(h);
         }
-        Ok((stack_time(&inputs, x)?, finals))
+        let hidden = self.layers[0].gates.hidden();
+        Ok((stack_time(&inputs, x, hidden)?, finals))
     }
 }
 
-/// Per-step outputs back into `(N, T, hidden)` (`(N, 0, 0)` for no steps).
-fn stack_time(steps: &[Tensor], x: &Tensor) -> Result<Tensor> {
+/// Per-step outputs back into `(N, T, hidden)`.
+fn stack_time(steps: &[Tensor], x: &Tensor, hidden: usize) -> Result<Tensor> {
     if steps.is_empty() {
-        return Ok(Tensor::zeros(&[x.shape()[0], 0, 0], x.dtype()));
+        return Ok(Tensor::zeros(&[x.shape()[0], 0, hidden], x.dtype()));
     }
     let refs: Vec<&Tensor> = steps.iter().collect();
     Tensor::try_stack(&refs, 1)

@@ -121,19 +121,28 @@ impl Windows {
                     ),
                 ));
             }
-            padded[a] = input[a] + 2 * padding[a];
-            let span = dilation[a] * (kernel[a] - 1) + 1;
+            // Checked: a hostile padding or dilation must be an error, not
+            // an overflow or a huge allocation.
+            let pad = crate::limits::checked_add(op, padding[a], padding[a])?;
+            padded[a] = crate::limits::checked_add(op, input[a], pad)?;
+            let span = dilation[a]
+                .checked_mul(kernel[a] - 1)
+                .and_then(|s| s.checked_add(1))
+                .unwrap_or(usize::MAX);
             if padded[a] < span {
                 return Err(Error::invalid(
                     op,
                     format!(
-                        "a window spanning {span} does not fit in the padded input of {} along spatial axis {a} (input {:?}, padding {:?})",
-                        padded[a], input, padding
+                        "a window of {:?} (dilation {:?}) does not fit in the padded input of {} along spatial axis {a} (input {:?}, padding {:?})",
+                        kernel, dilation, padded[a], input, padding
                     ),
                 ));
             }
             out[a] = (padded[a] - span) / stride[a] + 1;
         }
+        // The positions, and the padded image they index, before either is built.
+        crate::limits::check_alloc(op, &[kernel[0], kernel[1], out[0], out[1]], DType::I64)?;
+        crate::limits::check_alloc(op, &padded, DType::I64)?;
         let mut positions = Vec::with_capacity(kernel[0] * kernel[1] * out[0] * out[1]);
         for ki in 0..kernel[0] {
             for kj in 0..kernel[1] {
@@ -348,9 +357,15 @@ impl Tensor {
 
     /// 2-d average pooling (N, C, H, W) → (N, C, H', W'), zero padding;
     /// padded positions count in the divisor unless `count_include_pad` is
-    /// off.
+    /// off. No dilation, as in PyTorch.
     pub fn try_avg_pool2d(&self, pool: Pool2d) -> Result<Tensor> {
         check_pool_padding("avg_pool2d", &pool)?;
+        if pool.dilation != [1, 1] {
+            return Err(Error::invalid(
+                "avg_pool2d",
+                format!("has no dilation (got {:?})", pool.dilation),
+            ));
+        }
         let [n, c, h, w] = spatial("avg_pool2d", self)?;
         let (cols, win) = self.windows(
             "avg_pool2d",
@@ -394,6 +409,8 @@ impl Tensor {
                 format!("the output size {size:?} must be positive"),
             ));
         }
+        crate::limits::check_alloc("adaptive_avg_pool2d", &[size[0], h], self.dtype())?;
+        crate::limits::check_alloc("adaptive_avg_pool2d", &[size[1], w], self.dtype())?;
         let rows = averaging_matrix(h, size[0], self.dtype());
         let cols = averaging_matrix(w, size[1], self.dtype());
         rows.try_matmul(&self.try_matmul(&cols.t())?)

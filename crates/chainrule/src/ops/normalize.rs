@@ -72,7 +72,13 @@ impl Tensor {
         let axes: Vec<usize> = (0..self.ndim()).filter(|&a| a != 1).collect();
         let (mean, var) = match (mean, var) {
             (Some(m), Some(v)) => (per_channel(m)?, per_channel(v)?),
-            _ => {
+            (Some(_), None) | (None, Some(_)) => {
+                return Err(Error::invalid(
+                    "batch_norm",
+                    "give both the mean and the variance, or neither (batch statistics)",
+                ))
+            }
+            (None, None) => {
                 let m = self.try_mean_axes(&axes, true)?;
                 let v = self.try_sub(&m)?.square().try_mean_axes(&axes, true)?;
                 (m, v)
@@ -102,12 +108,21 @@ impl Tensor {
         mask: Option<&Tensor>,
         scale: Option<f64>,
     ) -> Result<Tensor> {
+        let op = "scaled_dot_product_attention";
         if q.ndim() < 2 || k.ndim() < 2 || q.shape().last() != k.shape().last() {
             return Err(Error::shapes_detail(
-                "scaled_dot_product_attention",
+                op,
                 q.shape(),
                 k.shape(),
                 "queries (…, L, D) and keys (…, S, D) share D",
+            ));
+        }
+        if v.ndim() < 2 || v.shape()[v.ndim() - 2] != k.shape()[k.ndim() - 2] {
+            return Err(Error::shapes_detail(
+                op,
+                k.shape(),
+                v.shape(),
+                "keys (…, S, D) and values (…, S, Dv) share S",
             ));
         }
         let d = *q.shape().last().unwrap();
@@ -130,22 +145,25 @@ fn affine(
     bias: Option<&Tensor>,
     shape: &[usize],
 ) -> Result<Tensor> {
-    let mut y = x;
-    for (t, what) in [(weight, "weight"), (bias, "bias")] {
-        let Some(t) = t else { continue };
-        if t.shape() != shape {
-            return Err(Error::shapes_detail(
-                op,
-                shape,
-                t.shape(),
-                format!("the {what} must have the normalized shape"),
-            ));
+    let check = |t: &Tensor, what: &str| -> Result<()> {
+        if t.shape() == shape {
+            return Ok(());
         }
-        y = if what == "weight" {
-            y.try_mul(t)?
-        } else {
-            y.try_add(t)?
-        };
+        Err(Error::shapes_detail(
+            op,
+            shape,
+            t.shape(),
+            format!("the {what} must have the normalized shape"),
+        ))
+    };
+    let mut y = x;
+    if let Some(w) = weight {
+        check(w, "weight")?;
+        y = y.try_mul(w)?;
+    }
+    if let Some(b) = bias {
+        check(b, "bias")?;
+        y = y.try_add(b)?;
     }
     Ok(y)
 }
