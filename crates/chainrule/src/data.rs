@@ -33,32 +33,8 @@ impl Dataset {
         let n = x.shape().first().copied().unwrap_or(0);
         let m = match &y {
             Targets::Values(t) => t.shape().first().copied().unwrap_or(0),
-            Targets::Labels(l) => {
-                if l.ndim() != 1 || l.dtype() != DType::I64 {
-                    return Err(Error::invalid(
-                        "Dataset",
-                        format!(
-                            "labels must be a 1-d i64 tensor, not {} of shape {:?}",
-                            l.dtype(),
-                            l.shape()
-                        ),
-                    ));
-                }
-                l.shape()[0]
-            }
-            Targets::Sequences(t) => {
-                if t.ndim() != 2 || t.dtype() != DType::I64 {
-                    return Err(Error::invalid(
-                        "Dataset",
-                        format!(
-                            "sequence targets must be a 2-d i64 tensor, not {} of shape {:?}",
-                            t.dtype(),
-                            t.shape()
-                        ),
-                    ));
-                }
-                t.shape()[0]
-            }
+            Targets::Labels(l) => index_targets(l, 1, "labels")?,
+            Targets::Sequences(t) => index_targets(t, 2, "sequence targets")?,
         };
         if x.ndim() == 0 || n != m {
             return Err(Error::invalid(
@@ -112,6 +88,21 @@ impl Dataset {
             next: 0,
         }
     }
+}
+
+/// The example count of class targets: an `i64` tensor of rank `rank`.
+fn index_targets(t: &Tensor, rank: usize, what: &str) -> Result<usize> {
+    if t.ndim() != rank || t.dtype() != DType::I64 {
+        return Err(Error::invalid(
+            "Dataset",
+            format!(
+                "{what} must be a {rank}-d i64 tensor, not {} of shape {:?}",
+                t.dtype(),
+                t.shape()
+            ),
+        ));
+    }
+    Ok(t.shape()[0])
 }
 
 fn permutation(n: usize, seed: u64) -> Vec<usize> {

@@ -26,10 +26,10 @@ impl Linear {
 
     /// PyTorch's default: weight and bias uniform in `±1/√in`.
     pub fn with_default_init(fan_in: usize, fan_out: usize, seed: u64, dtype: DType) -> Linear {
-        let bound = 1.0 / (fan_in.max(1) as f64).sqrt();
+        use super::conv::default_uniform;
         Linear::from_tensors(
-            Tensor::rand_uniform(&[fan_in, fan_out], -bound, bound, seed, dtype),
-            Tensor::rand_uniform(&[fan_out], -bound, bound, seed ^ 0xB1A5, dtype),
+            default_uniform(&[fan_in, fan_out], fan_in, seed, dtype),
+            default_uniform(&[fan_out], fan_in, seed ^ 0xB1A5, dtype),
         )
     }
 

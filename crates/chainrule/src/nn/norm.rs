@@ -56,15 +56,6 @@ impl BatchNorm {
         BatchNorm::with_ranks(channels, dtype, &[4])
     }
 
-    /// The batch's (mean, biased variance) per channel, each `(C,)`.
-    fn batch_statistics(x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let axes: Vec<usize> = (0..x.ndim()).filter(|&a| a != 1).collect();
-        let mean = x.try_mean_axes(&axes, true)?;
-        let var = x.try_sub(&mean)?.square().try_mean_axes(&axes, false)?;
-        let c = x.shape()[1];
-        Ok((mean.try_reshape(&[c])?, var))
-    }
-
     fn update_running(&self, mean: &Tensor, var: &Tensor, count: usize) -> Result<()> {
         let c = self.weight.numel();
         let m = self.momentum;
@@ -112,7 +103,7 @@ impl Module for BatchNorm {
                     ),
                 ));
             }
-            let (mean, var) = BatchNorm::batch_statistics(x)?;
+            let (mean, var) = crate::ops::normalize::batch_statistics(x)?;
             self.update_running(&mean, &var, count)?;
             (mean, var)
         } else {

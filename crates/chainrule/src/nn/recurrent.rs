@@ -156,13 +156,6 @@ impl Module for GruCell {
     }
 }
 
-fn check_layers(op: &'static str, layers: usize) -> Result<()> {
-    if layers == 0 {
-        return Err(Error::invalid(op, "needs at least one layer"));
-    }
-    Ok(())
-}
-
 /// The time steps of a batch-first sequence `(N, T, F)`.
 fn time_steps(op: &'static str, x: &Tensor) -> Result<Vec<Tensor>> {
     if x.ndim() != 3 {
@@ -194,14 +187,10 @@ impl Lstm {
         seed: u64,
         dtype: DType,
     ) -> Result<Lstm> {
-        check_layers("Lstm", layers)?;
         Ok(Lstm {
-            layers: (0..layers)
-                .map(|l| {
-                    let width = if l == 0 { input } else { hidden };
-                    LstmCell::new(width, hidden, seed.wrapping_add(16 * l as u64), dtype)
-                })
-                .collect(),
+            layers: stacked("Lstm", input, hidden, layers, seed, |i, h, s| {
+                LstmCell::new(i, h, s, dtype)
+            })?,
         })
     }
 
@@ -212,27 +201,7 @@ impl Lstm {
         x: &Tensor,
         state: Option<&[(Tensor, Tensor)]>,
     ) -> Result<(Tensor, Vec<(Tensor, Tensor)>)> {
-        let mut inputs = time_steps("Lstm", x)?;
-        let mut finals = Vec::with_capacity(self.layers.len());
-        for (l, cell) in self.layers.iter().enumerate() {
-            let zero = cell.gates.zero_state("Lstm", x)?;
-            let (mut h, mut c) = match state {
-                Some(s) => s.get(l).cloned().ok_or_else(|| {
-                    Error::invalid(
-                        "Lstm",
-                        format!("{} states for {} layers", s.len(), self.layers.len()),
-                    )
-                })?,
-                None => (zero.clone(), zero),
-            };
-            for input in inputs.iter_mut() {
-                (h, c) = cell.step(input, (&h, &c))?;
-                *input = h.clone();
-            }
-            finals.push((h, c));
-        }
-        let hidden = self.layers[0].gates.hidden();
-        Ok((stack_time(&inputs, x, hidden)?, finals))
+        run_stack("Lstm", &self.layers, x, state)
     }
 }
 
@@ -246,14 +215,10 @@ pub struct Gru {
 impl Gru {
     /// `layers ≥ 1` layers.
     pub fn new(input: usize, hidden: usize, layers: usize, seed: u64, dtype: DType) -> Result<Gru> {
-        check_layers("Gru", layers)?;
         Ok(Gru {
-            layers: (0..layers)
-                .map(|l| {
-                    let width = if l == 0 { input } else { hidden };
-                    GruCell::new(width, hidden, seed.wrapping_add(16 * l as u64), dtype)
-                })
-                .collect(),
+            layers: stacked("Gru", input, hidden, layers, seed, |i, h, s| {
+                GruCell::new(i, h, s, dtype)
+            })?,
         })
     }
 
@@ -264,27 +229,102 @@ impl Gru {
         x: &Tensor,
         state: Option<&[Tensor]>,
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        let mut inputs = time_steps("Gru", x)?;
-        let mut finals = Vec::with_capacity(self.layers.len());
-        for (l, cell) in self.layers.iter().enumerate() {
-            let mut h = match state {
-                Some(s) => s.get(l).cloned().ok_or_else(|| {
-                    Error::invalid(
-                        "Gru",
-                        format!("{} states for {} layers", s.len(), self.layers.len()),
-                    )
-                })?,
-                None => cell.gates.zero_state("Gru", x)?,
-            };
-            for input in inputs.iter_mut() {
-                h = cell.step(input, &h)?;
-                *input = h.clone();
-            }
-            finals.push(h);
-        }
-        let hidden = self.layers[0].gates.hidden();
-        Ok((stack_time(&inputs, x, hidden)?, finals))
+        run_stack("Gru", &self.layers, x, state)
     }
+}
+
+/// What a stack needs of its cells: a state, one step, and the state's
+/// output (what the next layer reads).
+trait Cell {
+    type State: Clone;
+    fn gates(&self) -> &Gates;
+    fn zero(&self, op: &'static str, x: &Tensor) -> Result<Self::State>;
+    fn advance(&self, x: &Tensor, state: &Self::State) -> Result<Self::State>;
+    fn output(state: &Self::State) -> Tensor;
+}
+
+impl Cell for LstmCell {
+    type State = (Tensor, Tensor);
+    fn gates(&self) -> &Gates {
+        &self.gates
+    }
+    fn zero(&self, op: &'static str, x: &Tensor) -> Result<Self::State> {
+        let zero = self.gates.zero_state(op, x)?;
+        Ok((zero.clone(), zero))
+    }
+    fn advance(&self, x: &Tensor, (h, c): &Self::State) -> Result<Self::State> {
+        self.step(x, (h, c))
+    }
+    fn output(state: &Self::State) -> Tensor {
+        state.0.clone()
+    }
+}
+
+impl Cell for GruCell {
+    type State = Tensor;
+    fn gates(&self) -> &Gates {
+        &self.gates
+    }
+    fn zero(&self, op: &'static str, x: &Tensor) -> Result<Tensor> {
+        self.gates.zero_state(op, x)
+    }
+    fn advance(&self, x: &Tensor, h: &Tensor) -> Result<Tensor> {
+        self.step(x, h)
+    }
+    fn output(h: &Tensor) -> Tensor {
+        h.clone()
+    }
+}
+
+/// `layers` cells, the first reading `input` features, the rest `hidden`,
+/// each from its own seed.
+fn stacked<C>(
+    op: &'static str,
+    input: usize,
+    hidden: usize,
+    layers: usize,
+    seed: u64,
+    cell: impl Fn(usize, usize, u64) -> C,
+) -> Result<Vec<C>> {
+    if layers == 0 {
+        return Err(Error::invalid(op, "needs at least one layer"));
+    }
+    Ok((0..layers)
+        .map(|l| {
+            let width = if l == 0 { input } else { hidden };
+            cell(width, hidden, seed.wrapping_add(16 * l as u64))
+        })
+        .collect())
+}
+
+/// A stack over `x (N, T, F)`: layer `l + 1` reads layer `l`'s outputs.
+/// The last layer's outputs `(N, T, hidden)` and each layer's final state.
+fn run_stack<C: Cell>(
+    op: &'static str,
+    cells: &[C],
+    x: &Tensor,
+    state: Option<&[C::State]>,
+) -> Result<(Tensor, Vec<C::State>)> {
+    let mut inputs = time_steps(op, x)?;
+    let mut finals = Vec::with_capacity(cells.len());
+    for (l, cell) in cells.iter().enumerate() {
+        let mut s = match state {
+            Some(given) => given.get(l).cloned().ok_or_else(|| {
+                Error::invalid(
+                    op,
+                    format!("{} states for {} layers", given.len(), cells.len()),
+                )
+            })?,
+            None => cell.zero(op, x)?,
+        };
+        for input in inputs.iter_mut() {
+            s = cell.advance(input, &s)?;
+            *input = C::output(&s);
+        }
+        finals.push(s);
+    }
+    let hidden = cells[0].gates().hidden();
+    Ok((stack_time(&inputs, x, hidden)?, finals))
 }
 
 /// Per-step outputs back into `(N, T, hidden)`.

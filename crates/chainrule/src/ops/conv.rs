@@ -53,9 +53,10 @@ impl<const D: usize> ConvOptions<D> {
     }
 }
 
-/// A 2-d pooling window: its size, stride (the size by default, as in
-/// PyTorch), zero padding and dilation; for average pooling, whether padded
-/// positions count in the divisor (`count_include_pad`, PyTorch's default).
+/// A 2-d window (of a pooling, or of a convolution's im2col): its size,
+/// stride (the size by default, as in PyTorch's pooling), zero padding and
+/// dilation; for average pooling, whether padded positions count in the
+/// divisor (`count_include_pad`, PyTorch's default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2d {
     pub kernel: [usize; 2],
@@ -102,14 +103,14 @@ struct Windows {
 }
 
 impl Windows {
-    fn new(
-        op: &'static str,
-        input: [usize; 2],
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
-    ) -> Result<Windows> {
+    fn new(op: &'static str, input: [usize; 2], window: &Pool2d) -> Result<Windows> {
+        let Pool2d {
+            kernel,
+            stride,
+            padding,
+            dilation,
+            ..
+        } = *window;
         let mut out = [0; 2];
         let mut padded = [0; 2];
         for a in 0..2 {
@@ -206,27 +207,30 @@ impl Tensor {
         dilation: [usize; 2],
     ) -> Result<Tensor> {
         let [n, c, _, _] = spatial("unfold2d", self)?;
-        let (cols, win) = self.windows("unfold2d", kernel, stride, padding, dilation, 0.0)?;
+        let window = Pool2d::new(kernel)
+            .stride(stride)
+            .padding(padding)
+            .dilation(dilation);
+        let (cols, win) = self.windows("unfold2d", window, 0.0)?;
         let l = win.out[0] * win.out[1];
         cols.try_reshape(&[n, c * kernel[0] * kernel[1], l])
     }
 
     /// The windows as (N, C, kh·kw, L), padding with `pad_value`.
+    /// (A convolution's geometry is a [`Pool2d`] too; `count_include_pad`
+    /// plays no part here.)
     fn windows(
         &self,
         op: &'static str,
-        kernel: [usize; 2],
-        stride: [usize; 2],
-        padding: [usize; 2],
-        dilation: [usize; 2],
+        window: Pool2d,
         pad_value: f64,
     ) -> Result<(Tensor, Windows)> {
         let [n, c, h, w] = spatial(op, self)?;
-        let win = Windows::new(op, [h, w], kernel, stride, padding, dilation)?;
-        let k = kernel[0] * kernel[1];
+        let win = Windows::new(op, [h, w], &window)?;
+        let k = window.kernel[0] * window.kernel[1];
         let l = win.out[0] * win.out[1];
         crate::limits::check_alloc(op, &[n, c, k, l], self.dtype())?;
-        let flat = pad_spatial(self, padding, pad_value)?.try_reshape(&[
+        let flat = pad_spatial(self, window.padding, pad_value)?.try_reshape(&[
             n,
             c,
             win.padded[0] * win.padded[1],
@@ -280,14 +284,11 @@ impl Tensor {
                 ),
             ));
         }
-        let (cols, win) = self.windows(
-            op,
-            [kh, kw],
-            options.stride,
-            options.padding,
-            options.dilation,
-            0.0,
-        )?;
+        let window = Pool2d::new([kh, kw])
+            .stride(options.stride)
+            .padding(options.padding)
+            .dilation(options.dilation);
+        let (cols, win) = self.windows(op, window, 0.0)?;
         let l = win.out[0] * win.out[1];
         // One GEMM per (example, group): (O/g, C/g·k) @ (C/g·k, L).
         let cols = cols.try_reshape(&[n, g, cg * kh * kw, l])?;
@@ -343,14 +344,7 @@ impl Tensor {
     pub fn try_max_pool2d(&self, pool: Pool2d) -> Result<Tensor> {
         check_pool_padding("max_pool2d", &pool)?;
         let [n, c, _, _] = spatial("max_pool2d", self)?;
-        let (cols, win) = self.windows(
-            "max_pool2d",
-            pool.kernel,
-            pool.stride,
-            pool.padding,
-            pool.dilation,
-            f64::NEG_INFINITY,
-        )?;
+        let (cols, win) = self.windows("max_pool2d", pool, f64::NEG_INFINITY)?;
         let (values, _) = cols.try_max_with_indices(2, false)?;
         values.try_reshape(&[n, c, win.out[0], win.out[1]])
     }
@@ -367,14 +361,7 @@ impl Tensor {
             ));
         }
         let [n, c, h, w] = spatial("avg_pool2d", self)?;
-        let (cols, win) = self.windows(
-            "avg_pool2d",
-            pool.kernel,
-            pool.stride,
-            pool.padding,
-            pool.dilation,
-            0.0,
-        )?;
+        let (cols, win) = self.windows("avg_pool2d", pool, 0.0)?;
         let sums = cols.try_sum_axes(&[2], false)?;
         let (ho, wo) = (win.out[0], win.out[1]);
         let averages = if pool.count_include_pad || pool.padding == [0, 0] {
@@ -385,14 +372,7 @@ impl Tensor {
             ))?
         } else {
             let ones = Tensor::ones(&[1, 1, h, w], self.dtype());
-            let (count, _) = ones.windows(
-                "avg_pool2d",
-                pool.kernel,
-                pool.stride,
-                pool.padding,
-                pool.dilation,
-                0.0,
-            )?;
+            let (count, _) = ones.windows("avg_pool2d", pool, 0.0)?;
             sums.try_div(&count.try_sum_axes(&[2], false)?)?
         };
         averages.try_reshape(&[n, c, ho, wo])

@@ -22,7 +22,7 @@ mod inplace;
 pub(crate) mod linalg;
 pub(crate) mod matmul;
 pub(crate) mod movement;
-mod normalize;
+pub(crate) mod normalize;
 mod overload;
 pub(crate) mod reduce;
 pub(crate) mod scan;

@@ -69,7 +69,6 @@ impl Tensor {
             }
             t.try_reshape(&channel)
         };
-        let axes: Vec<usize> = (0..self.ndim()).filter(|&a| a != 1).collect();
         let (mean, var) = match (mean, var) {
             (Some(m), Some(v)) => (per_channel(m)?, per_channel(v)?),
             (Some(_), None) | (None, Some(_)) => {
@@ -79,9 +78,8 @@ impl Tensor {
                 ))
             }
             (None, None) => {
-                let m = self.try_mean_axes(&axes, true)?;
-                let v = self.try_sub(&m)?.square().try_mean_axes(&axes, true)?;
-                (m, v)
+                let (m, v) = batch_statistics(self)?;
+                (per_channel(&m)?, per_channel(&v)?)
             }
         };
         let normalized = self.try_sub(&mean)?.try_mul(&(var + eps).rsqrt())?;
@@ -135,6 +133,16 @@ impl Tensor {
         }
         scores.try_softmax(-1)?.try_matmul(v)
     }
+}
+
+/// The (mean, biased variance) per channel of `x` `(N, C, …)`, each
+/// `(C,)`: batch normalization's statistics in training.
+pub(crate) fn batch_statistics(x: &Tensor) -> Result<(Tensor, Tensor)> {
+    let axes: Vec<usize> = (0..x.ndim()).filter(|&a| a != 1).collect();
+    let mean = x.try_mean_axes(&axes, true)?;
+    let var = x.try_sub(&mean)?.square().try_mean_axes(&axes, false)?;
+    let c = x.shape()[1];
+    Ok((mean.try_reshape(&[c])?, var))
 }
 
 /// `x · weight + bias`, each optional, of `shape` (broadcasting).
