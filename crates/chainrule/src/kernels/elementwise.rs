@@ -1,6 +1,6 @@
 //! Elementwise maps over one, two or three (broadcast) inputs.
 
-use super::{parallel, PARALLEL_MIN};
+use super::{parallel, wide, PARALLEL_MIN};
 use crate::layout::{coalesce, for_each_run, Layout};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
@@ -8,27 +8,56 @@ use std::mem::MaybeUninit;
 /// Elements per task of a threaded elementwise kernel.
 const CHUNK: usize = PARALLEL_MIN / 4;
 
-/// `n` outputs computed across the pool: `fill(chunk, start)` writes
-/// outputs `start..start + chunk.len()` in an ordinary loop that the
-/// compiler inlines and vectorizes (a per-element closure behind rayon's
-/// iterator adaptors does neither).
+/// `n` outputs, `fill(chunk, start)` writing outputs `start..start +
+/// chunk.len()`: in chunks across the pool when `n` is large, else in one
+/// call. Callers pass `|out, start| wide(#[inline(always)] || map_into(..))`: the loop is
+/// then inlined into [`wide`]'s dispatch, so it vectorizes for the CPU's
+/// widest registers (a `wide` here would call an outlined `fill`, compiled
+/// for the baseline).
 ///
 /// # Safety
 /// `fill` must write every slot of the chunk it is given.
-unsafe fn par_fill<U, F>(n: usize, fill: F) -> Vec<U>
+unsafe fn fill<U, F>(n: usize, fill: F) -> Vec<U>
 where
     U: Send,
     F: Fn(&mut [MaybeUninit<U>], usize) + Sync,
 {
     let mut out = Vec::with_capacity(n);
-    out.spare_capacity_mut()[..n]
-        .par_chunks_mut(CHUNK)
-        .enumerate()
-        .for_each(|(c, chunk)| fill(chunk, c * CHUNK));
+    let spare = &mut out.spare_capacity_mut()[..n];
+    if parallel(n) {
+        spare
+            .par_chunks_mut(CHUNK)
+            .enumerate()
+            .for_each(|(c, chunk)| fill(chunk, c * CHUNK));
+    } else {
+        fill(spare, 0);
+    }
     // SAFETY: the chunks cover `0..n` and `fill` writes every slot of its
     // chunk (the caller's contract).
     unsafe { out.set_len(n) };
     out
+}
+
+/// `out[i] = f(src[i])` for the first `out.len()` elements, an ordinary
+/// loop (inlined, so that it vectorizes with its caller's features).
+#[inline(always)]
+fn map_into<T: Copy, U>(out: &mut [MaybeUninit<U>], src: &[T], f: &impl Fn(T) -> U) {
+    assert!(src.len() >= out.len(), "map: a short operand");
+    for (o, &x) in out.iter_mut().zip(src) {
+        o.write(f(x));
+    }
+}
+
+/// `out[i] = f(a[i], b[i])` for the first `out.len()` elements.
+#[inline(always)]
+fn zip_into<T: Copy, U>(out: &mut [MaybeUninit<U>], a: &[T], b: &[T], f: &impl Fn(T, T) -> U) {
+    assert!(
+        a.len() >= out.len() && b.len() >= out.len(),
+        "zip: a short operand"
+    );
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        o.write(f(x, y));
+    }
 }
 
 /// `f` applied to every element of a view, in row-major order.
@@ -41,18 +70,15 @@ where
     match layout.contiguous_range() {
         Some(r) => {
             let s = &src[r];
-            if parallel(s.len()) {
-                // SAFETY: `s[start..]` is at least as long as each chunk
-                // (`s` has `n` elements), so the zip writes every slot.
-                unsafe {
-                    par_fill(s.len(), |out, start| {
-                        for (o, &x) in out.iter_mut().zip(&s[start..]) {
-                            o.write(f(x));
-                        }
-                    })
-                }
-            } else {
-                s.iter().map(|&x| f(x)).collect()
+            // SAFETY: `map_into` writes every slot of the chunk (it checks
+            // that `s[start..]` is at least as long).
+            unsafe {
+                fill(s.len(), |out, at| {
+                    wide(
+                        #[inline(always)]
+                        || map_into(out, &s[at..], &f),
+                    )
+                })
             }
         }
         None => {
@@ -94,79 +120,95 @@ where
 {
     debug_assert_eq!(la.shape, lb.shape);
     let n = la.numel();
+    let scalar = |l: &Layout| l.strides.iter().all(|&s| s == 0);
+    // SAFETY (each `fill`): `map_into` and `zip_into` write every slot of
+    // their chunk, checking that the operands are at least as long.
     match (la.contiguous_range(), lb.contiguous_range()) {
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
-            if parallel(n) {
-                // Checked in release too: the zip below must cover every slot.
-                assert!(
-                    a.len() == n && b.len() == n,
-                    "zip: operands of {n} elements"
-                );
-                // SAFETY: `a` and `b` have `n` elements, so `a[start..]` and
-                // `b[start..]` are at least as long as each chunk.
-                unsafe {
-                    par_fill(n, |out, start| {
-                        for ((o, &x), &y) in out.iter_mut().zip(&a[start..]).zip(&b[start..]) {
-                            o.write(f(x, y));
-                        }
-                    })
-                }
-            } else {
-                a.iter().zip(b).map(|(&x, &y)| f(x, y)).collect()
+            unsafe {
+                fill(n, |out, s| {
+                    wide(
+                        #[inline(always)]
+                        || zip_into(out, &a[s..], &b[s..], &f),
+                    )
+                })
             }
         }
         _ if la.shape.is_empty() => vec![f(a[la.offset], b[lb.offset])],
         // One side a broadcast scalar (every stride 0): a map over the other.
-        (Some(ra), None) if lb.strides.iter().all(|&s| s == 0) => {
-            let y = b[lb.offset];
-            a[ra].iter().map(|&x| f(x, y)).collect()
-        }
-        (None, Some(rb)) if la.strides.iter().all(|&s| s == 0) => {
-            let x = a[la.offset];
-            b[rb].iter().map(|&y| f(x, y)).collect()
-        }
-        _ => {
-            // Walk the outer axes with offset iterators and the innermost axis
-            // with plain strides: the common `(n, c) + (c,)` bias case stays fast.
-            let [la, lb] = coalesce([la, lb]);
-            if la.shape.is_empty() {
-                return vec![f(a[la.offset], b[lb.offset])];
+        (Some(ra), None) if scalar(lb) => {
+            let (a, y) = (&a[ra], b[lb.offset]);
+            unsafe {
+                fill(n, |out, s| {
+                    wide(
+                        #[inline(always)]
+                        || map_into(out, &a[s..], &|x| f(x, y)),
+                    )
+                })
             }
-            let inner = *la.shape.last().unwrap();
-            let (sa, sb) = (*la.strides.last().unwrap(), *lb.strides.last().unwrap());
-            let outer = |l: &Layout| {
-                let mut o = l.clone();
-                o.shape.pop();
-                o.strides.pop();
-                o
-            };
-            let (oa, ob) = (outer(&la), outer(&lb));
-            let mut out = Vec::with_capacity(n);
-            for (pa, pb) in oa.offsets().zip(ob.offsets()) {
-                // The common runs as plain slices (they vectorize): a row
-                // against a row, or a row against one broadcast value.
+        }
+        (None, Some(rb)) if scalar(la) => {
+            let (x, b) = (a[la.offset], &b[rb]);
+            unsafe {
+                fill(n, |out, s| {
+                    wide(
+                        #[inline(always)]
+                        || map_into(out, &b[s..], &|y| f(x, y)),
+                    )
+                })
+            }
+        }
+        _ => zip_rows(a, la, b, lb, f),
+    }
+}
+
+/// [`zip`] of two strided views: the outer axes walked with offset
+/// iterators, the innermost axis with plain strides, so that the common
+/// `(n, c) + (c,)` bias case runs as vectorized rows.
+fn zip_rows<T, U, F>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: F) -> Vec<U>
+where
+    T: Copy,
+    F: Fn(T, T) -> U,
+{
+    let [la, lb] = coalesce([la, lb]);
+    if la.shape.is_empty() {
+        return vec![f(a[la.offset], b[lb.offset])];
+    }
+    let inner = *la.shape.last().unwrap();
+    let (sa, sb) = (*la.strides.last().unwrap(), *lb.strides.last().unwrap());
+    let outer = |l: &Layout| {
+        let mut o = l.clone();
+        o.shape.pop();
+        o.strides.pop();
+        o
+    };
+    let (oa, ob) = (outer(&la), outer(&lb));
+    let n = la.numel();
+    let mut out = Vec::with_capacity(n);
+    let spare = &mut out.spare_capacity_mut()[..n];
+    wide(
+        #[inline(always)]
+        || {
+            let rows = spare.chunks_exact_mut(inner.max(1));
+            for (row, (pa, pb)) in rows.zip(oa.offsets().zip(ob.offsets())) {
                 match (sa, sb) {
-                    (1, 1) => out.extend(
-                        a[pa..pa + inner]
-                            .iter()
-                            .zip(&b[pb..pb + inner])
-                            .map(|(&x, &y)| f(x, y)),
-                    ),
-                    (1, 0) => {
-                        let y = b[pb];
-                        out.extend(a[pa..pa + inner].iter().map(|&x| f(x, y)))
+                    (1, 1) => zip_into(row, &a[pa..pa + inner], &b[pb..pb + inner], &f),
+                    (1, 0) => map_into(row, &a[pa..pa + inner], &|x| f(x, b[pb])),
+                    (0, 1) => map_into(row, &b[pb..pb + inner], &|y| f(a[pa], y)),
+                    _ => {
+                        for (j, o) in row.iter_mut().enumerate() {
+                            o.write(f(a[pa + j * sa], b[pb + j * sb]));
+                        }
                     }
-                    (0, 1) => {
-                        let x = a[pa];
-                        out.extend(b[pb..pb + inner].iter().map(|&y| f(x, y)))
-                    }
-                    _ => out.extend((0..inner).map(|j| f(a[pa + j * sa], b[pb + j * sb]))),
                 }
             }
-            out
-        }
-    }
+        },
+    );
+    // SAFETY: the outer offsets number `n / inner`, so the rows cover the
+    // `n` slots, and each arm writes its whole row.
+    unsafe { out.set_len(n) };
+    out
 }
 
 /// `f(c, a, b)` over three views already broadcast to the same shape.

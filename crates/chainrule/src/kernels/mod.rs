@@ -16,3 +16,15 @@ pub(crate) const PARALLEL_MIN: usize = 1 << 15;
 pub(crate) fn parallel(n: usize) -> bool {
     n >= PARALLEL_MIN && rayon::current_num_threads() > 1
 }
+
+/// `f()` compiled for the widest vector instructions this CPU has (AVX2
+/// and FMA, or AVX-512, on x86-64; detected once), through `pulp`'s
+/// dispatch: the loops `f` inlines vectorize at that width, where the
+/// portable build would use 128-bit SSE2. Only the width changes, never
+/// the arithmetic (Rust never fuses a multiply and an add by itself), so
+/// results are the same bits on every CPU.
+#[inline(always)]
+pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    static ARCH: std::sync::OnceLock<pulp::Arch> = std::sync::OnceLock::new();
+    ARCH.get_or_init(pulp::Arch::new).dispatch(f)
+}
