@@ -9,26 +9,26 @@ use std::mem::MaybeUninit;
 const CHUNK: usize = PARALLEL_MIN / 4;
 
 /// `n` outputs, `fill(chunk, start)` writing outputs `start..start +
-/// chunk.len()`: in chunks across the pool when `n` is large, else in one
-/// call. Callers pass `|out, start| wide(#[inline(always)] || map_into(..))`: the loop is
+/// chunk.len()`: in chunks of `per_task` across the pool when `threaded`,
+/// else in one call. Callers pass `|out, start| wide(#[inline(always)] || map_into(..))`: the loop is
 /// then inlined into [`wide`]'s dispatch, so it vectorizes for the CPU's
 /// widest registers (a `wide` here would call an outlined `fill`, compiled
 /// for the baseline).
 ///
 /// # Safety
 /// `fill` must write every slot of the chunk it is given.
-unsafe fn fill<U, F>(n: usize, fill: F) -> Vec<U>
+pub(crate) unsafe fn fill<U, F>(n: usize, threaded: bool, per_task: usize, fill: F) -> Vec<U>
 where
     U: Send,
     F: Fn(&mut [MaybeUninit<U>], usize) + Sync,
 {
     let mut out = Vec::with_capacity(n);
     let spare = &mut out.spare_capacity_mut()[..n];
-    if parallel(n) {
+    if threaded {
         spare
-            .par_chunks_mut(CHUNK)
+            .par_chunks_mut(per_task)
             .enumerate()
-            .for_each(|(c, chunk)| fill(chunk, c * CHUNK));
+            .for_each(|(c, chunk)| fill(chunk, c * per_task));
     } else {
         fill(spare, 0);
     }
@@ -73,7 +73,7 @@ where
             // SAFETY: `map_into` writes every slot of the chunk (it checks
             // that `s[start..]` is at least as long).
             unsafe {
-                fill(s.len(), |out, at| {
+                fill(s.len(), parallel(s.len()), CHUNK, |out, at| {
                     wide(
                         #[inline(always)]
                         || map_into(out, &s[at..], &f),
@@ -127,7 +127,7 @@ where
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
             unsafe {
-                fill(n, |out, s| {
+                fill(n, parallel(n), CHUNK, |out, s| {
                     wide(
                         #[inline(always)]
                         || zip_into(out, &a[s..], &b[s..], &f),
@@ -140,7 +140,7 @@ where
         (Some(ra), None) if scalar(lb) => {
             let (a, y) = (&a[ra], b[lb.offset]);
             unsafe {
-                fill(n, |out, s| {
+                fill(n, parallel(n), CHUNK, |out, s| {
                     wide(
                         #[inline(always)]
                         || map_into(out, &a[s..], &|x| f(x, y)),
@@ -151,7 +151,7 @@ where
         (None, Some(rb)) if scalar(la) => {
             let (x, b) = (a[la.offset], &b[rb]);
             unsafe {
-                fill(n, |out, s| {
+                fill(n, parallel(n), CHUNK, |out, s| {
                     wide(
                         #[inline(always)]
                         || map_into(out, &b[s..], &|y| f(x, y)),
@@ -224,12 +224,42 @@ pub(crate) fn zip3<C, T, F>(
 where
     C: Copy + Send + Sync,
     T: Copy + Send + Sync,
-    F: Fn(C, T, T) -> T,
+    F: Fn(C, T, T) -> T + Sync,
 {
+    let n = lc.numel();
     let (c, a, b) = (Run::of(c, lc), Run::of(a, la), Run::of(b, lb));
-    (0..lc.numel())
-        .map(|i| f(c.at(i), a.at(i), b.at(i)))
-        .collect()
+    // One loop per combination of runs and broadcast values, so that each
+    // is a plain loop over slices (which vectorizes).
+    macro_rules! go {
+        ($c:expr, $a:expr, $b:expr) => {
+            // SAFETY: the loop writes every slot of its chunk.
+            unsafe {
+                fill(n, parallel(n), CHUNK, |out, s| {
+                    let len = out.len();
+                    let (c, a, b) = ($c.part(s, len), $a.part(s, len), $b.part(s, len));
+                    wide(
+                        #[inline(always)]
+                        || {
+                            for (i, o) in out.iter_mut().enumerate() {
+                                o.write(f(c.at(i), a.at(i), b.at(i)));
+                            }
+                        },
+                    )
+                })
+            }
+        };
+    }
+    use Operand::{Each as E, Splat as V};
+    match (c.operand(), a.operand(), b.operand()) {
+        (E(c), E(a), E(b)) => go!(c, a, b),
+        (E(c), E(a), V(b)) => go!(c, a, b),
+        (E(c), V(a), E(b)) => go!(c, a, b),
+        (E(c), V(a), V(b)) => go!(c, a, b),
+        (V(c), E(a), E(b)) => go!(c, a, b),
+        (V(c), E(a), V(b)) => go!(c, a, b),
+        (V(c), V(a), E(b)) => go!(c, a, b),
+        (V(c), V(a), V(b)) => go!(c, a, b),
+    }
 }
 
 /// An operand of [`zip3`] as a row-major run: borrowed when the view is
@@ -249,13 +279,48 @@ impl<'a, T: Copy + Send + Sync> Run<'a, T> {
         }
     }
 
+    fn operand(&self) -> Operand<'_, T> {
+        match self {
+            Run::Slice(s) => Operand::Each(Each(s)),
+            Run::Owned(v) => Operand::Each(Each(v)),
+            Run::Value(v) => Operand::Splat(Splat(*v)),
+        }
+    }
+}
+
+enum Operand<'a, T> {
+    Each(Each<'a, T>),
+    Splat(Splat<T>),
+}
+
+/// One value per element.
+#[derive(Clone, Copy)]
+struct Each<'a, T>(&'a [T]);
+
+/// One value for every element.
+#[derive(Clone, Copy)]
+struct Splat<T>(T);
+
+impl<T: Copy> Each<'_, T> {
+    /// Elements `start..start + len`.
+    fn part(self, start: usize, len: usize) -> Self {
+        Each(&self.0[start..start + len])
+    }
+
     #[inline(always)]
     fn at(&self, i: usize) -> T {
-        match self {
-            Run::Slice(s) => s[i],
-            Run::Value(v) => *v,
-            Run::Owned(v) => v[i],
-        }
+        self.0[i]
+    }
+}
+
+impl<T: Copy> Splat<T> {
+    fn part(self, _: usize, _: usize) -> Self {
+        self
+    }
+
+    #[inline(always)]
+    fn at(&self, _: usize) -> T {
+        self.0
     }
 }
 
@@ -316,7 +381,40 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
 
 #[cfg(test)]
 mod tests {
-    use super::tanh_f32;
+    use super::*;
+    use crate::kernels::in_pool;
+
+    /// `where` over every mix of runs, broadcast values and strided views,
+    /// large enough to be split across threads: the definition, elementwise.
+    #[test]
+    fn zip3_matches_its_definition_on_every_operand_kind() {
+        let shape = [64, 1024];
+        let n = 64 * 1024;
+        let cond: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
+        let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let b: Vec<f32> = (0..n).map(|i| -(i as f32)).collect();
+        let dense = Layout::contiguous(&shape);
+        let splat = Layout::contiguous(&[]).broadcast_to(&shape).unwrap();
+        let transposed = Layout::contiguous(&[1024, 64]).permute(&[1, 0]);
+        let kinds = [&dense, &splat, &transposed];
+        let at = |l: &Layout, i: usize| {
+            let (r, c) = (i / 1024, i % 1024);
+            l.offset + r * l.strides[0] + c * l.strides[1]
+        };
+        for lc in kinds {
+            for la in kinds {
+                for lb in kinds {
+                    let pick = |c: bool, x: f32, y: f32| if c { x } else { y };
+                    let run = || zip3(&cond, lc, &a, la, &b, lb, pick);
+                    let (one, two) = (in_pool(1, run), in_pool(2, run));
+                    assert!(one == two);
+                    for (i, &v) in one.iter().enumerate() {
+                        assert_eq!(v, pick(cond[at(lc, i)], a[at(la, i)], b[at(lb, i)]));
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn tanh_f32_is_within_an_ulp() {

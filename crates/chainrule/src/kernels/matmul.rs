@@ -242,6 +242,7 @@ unsafe fn gemm_block<T: crate::Element>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::kernels::in_pool;
 
     /// `(batch, m, k) @ (batch, k, n)` of fixed pseudo-random values.
     fn product(batch: usize, m: usize, k: usize, n: usize) -> Vec<f32> {
@@ -251,11 +252,6 @@ mod tests {
         let la = Layout::contiguous(&[batch, m, k]);
         let lb = Layout::contiguous(&[batch, k, n]);
         batched_matmul(&a, &la, &b, &lb)
-    }
-
-    fn in_pool(threads: usize, f: impl FnOnce() -> Vec<f32> + Send) -> Vec<f32> {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
-        pool.unwrap().install(f)
     }
 
     /// Split by rows, by columns or by products, the threaded result is

@@ -28,3 +28,10 @@ pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
     static ARCH: std::sync::OnceLock<pulp::Arch> = std::sync::OnceLock::new();
     ARCH.get_or_init(pulp::Arch::new).dispatch(f)
 }
+
+/// `f` run on a pool of `threads` threads (tests of thread independence).
+#[cfg(test)]
+pub(crate) fn in_pool<R: Send>(threads: usize, f: impl FnOnce() -> R + Send) -> R {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build();
+    pool.expect("a thread pool").install(f)
+}

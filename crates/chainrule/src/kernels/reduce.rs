@@ -1,14 +1,18 @@
 //! Reductions over a set of axes.
 
+use super::elementwise::fill;
+use super::{parallel, wide, PARALLEL_MIN};
 use crate::layout::Layout;
+use rayon::prelude::*;
 
 /// Folds the `axes` of a view with `fold`, starting each group from `init`.
 /// Returns the kept-axes values in row-major order (the keepdim layout and the
-/// squeezed layout have the same order).
+/// squeezed layout have the same order). Each output folds its group in the
+/// same order whatever the threads, so the result never depends on them.
 pub(crate) fn reduce<T, F>(src: &[T], layout: &Layout, axes: &[usize], init: T, fold: F) -> Vec<T>
 where
     T: Copy + Send + Sync,
-    F: Fn(T, T) -> T,
+    F: Fn(T, T) -> T + Sync,
 {
     let nd = layout.shape.len();
     let kept: Vec<usize> = (0..nd).filter(|a| !axes.contains(a)).collect();
@@ -18,53 +22,87 @@ where
         return vec![init; outer];
     }
     // A contiguous input reduced over one block of adjacent axes (the batch
-    // axis of a bias gradient, the last axis of a softmax): fold whole rows
-    // at a time, which vectorizes. Each output still folds its group in
-    // order, so the result is the same as the general path's.
+    // axis of a bias gradient): fold whole rows at a time, which vectorizes.
     let block = axes.windows(2).all(|w| w[1] == w[0] + 1);
     if let (Some(r), true, Some(&last)) = (layout.contiguous_range(), block, axes.last()) {
         let inner: usize = layout.shape[last + 1..].iter().product();
         if inner > 1 {
-            let src = &src[r];
-            let mut out = Vec::with_capacity(outer);
-            for chunk in src.chunks_exact(group * inner) {
-                let mut acc = vec![init; inner];
-                for row in chunk.chunks_exact(inner) {
-                    for (a, &x) in acc.iter_mut().zip(row) {
-                        *a = fold(*a, x);
-                    }
-                }
-                out.extend_from_slice(&acc);
-            }
-            debug_assert_eq!(out.len(), outer);
-            return out;
+            return fold_rows(&src[r], group, inner, init, &fold);
         }
     }
     // Kept axes first, reduced axes last: every group is then one run of the
     // iteration order.
     let perm: Vec<usize> = kept.iter().chain(axes.iter()).copied().collect();
     let view = layout.permute(&perm);
-    match view.contiguous_range() {
-        Some(r) => src[r]
-            .chunks_exact(group)
-            .map(|g| fold_run(g, init, &fold))
-            .collect(),
+    let dense;
+    let runs = match view.contiguous_range() {
+        Some(r) => &src[r],
         None => {
-            // Copy the permuted view into row-major order (run by run), then
-            // fold each group: the same order as walking the view.
-            let dense = super::elementwise::materialize(src, &view);
-            dense
-                .chunks_exact(group)
-                .map(|g| fold_run(g, init, &fold))
-                .collect()
+            // Copy the permuted view into row-major order (run by run): the
+            // same order as walking the view.
+            dense = super::elementwise::materialize(src, &view);
+            &dense[..]
+        }
+    };
+    let per_task = (PARALLEL_MIN / 4).div_ceil(group);
+    // SAFETY: each call writes every slot of its chunk of outputs.
+    unsafe {
+        fill(outer, parallel(runs.len()), per_task, |out, start| {
+            let runs = &runs[start * group..];
+            wide(
+                #[inline(always)]
+                || {
+                    for (o, run) in out.iter_mut().zip(runs.chunks_exact(group)) {
+                        o.write(fold_run(run, init, &fold));
+                    }
+                },
+            )
+        })
+    }
+}
+
+/// `outer` blocks of `group` rows of `inner` values, each block folded
+/// row by row into one row: across threads by blocks and by columns.
+fn fold_rows<T, F>(src: &[T], group: usize, inner: usize, init: T, fold: &F) -> Vec<T>
+where
+    T: Copy + Send + Sync,
+    F: Fn(T, T) -> T + Sync,
+{
+    let mut out = vec![init; src.len() / group];
+    let columns = |(acc, block): (&mut [T], &[T]), first: usize| {
+        wide(
+            #[inline(always)]
+            || {
+                for row in block.chunks_exact(inner) {
+                    for (a, &x) in acc.iter_mut().zip(&row[first..]) {
+                        *a = fold(*a, x);
+                    }
+                }
+            },
+        )
+    };
+    if parallel(src.len()) {
+        // Columns in tasks of a few cache lines' worth of each row.
+        const COLUMNS: usize = 256;
+        out.par_chunks_mut(inner)
+            .zip(src.par_chunks_exact(group * inner))
+            .for_each(|(acc, block)| {
+                acc.par_chunks_mut(COLUMNS)
+                    .enumerate()
+                    .for_each(|(c, acc)| columns((acc, block), c * COLUMNS));
+            });
+    } else {
+        for pair in out.chunks_mut(inner).zip(src.chunks_exact(group * inner)) {
+            columns(pair, 0);
         }
     }
+    out
 }
 
 /// One contiguous run folded with eight independent accumulators (so the
 /// loop vectorizes), then combined. Deterministic: the order depends only on
 /// the run's length.
-#[inline]
+#[inline(always)]
 fn fold_run<T: Copy, F: Fn(T, T) -> T>(run: &[T], init: T, fold: &F) -> T {
     if run.len() < 32 {
         return run.iter().fold(init, |acc, &x| fold(acc, x));
@@ -144,4 +182,46 @@ where
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::in_pool;
+
+    /// Sums over every set of axes of a tensor large enough to be split
+    /// across threads: the same bits on 1, 2 and 3 threads, and the sums
+    /// in f64 to f32 rounding.
+    #[test]
+    fn threads_change_no_bits() {
+        let shape = [40, 48, 64];
+        let n: usize = shape.iter().product();
+        let src: Vec<f32> = (0..n)
+            .map(|i| ((i * 7919 % 1000) as f32) / 500.0 - 1.0)
+            .collect();
+        let layout = Layout::contiguous(&shape);
+        for axes in [&[0][..], &[1], &[2], &[0, 1], &[1, 2], &[0, 2], &[0, 1, 2]] {
+            let sum = || reduce(&src, &layout, axes, 0.0f32, |a, b| a + b);
+            let alone = in_pool(1, sum);
+            for threads in [2, 3] {
+                assert!(
+                    alone == in_pool(threads, sum),
+                    "axes {axes:?}, {threads} threads"
+                );
+            }
+            let wide = reduce(
+                &src.iter().map(|&x| x as f64).collect::<Vec<_>>(),
+                &layout,
+                axes,
+                0.0,
+                |a, b| a + b,
+            );
+            for (s, w) in alone.iter().zip(&wide) {
+                assert!(
+                    (*s as f64 - w).abs() <= 1e-4 * (1.0 + w.abs()),
+                    "axes {axes:?}"
+                );
+            }
+        }
+    }
 }
