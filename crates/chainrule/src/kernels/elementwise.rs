@@ -165,11 +165,13 @@ where
 
 /// [`zip`] of two strided views: the outer axes walked with offset
 /// iterators, the innermost axis with plain strides, so that the common
-/// `(n, c) + (c,)` bias case runs as vectorized rows.
+/// `(n, c) + (c,)` bias case runs as vectorized rows (blocks of rows
+/// across the pool when large).
 fn zip_rows<T, U, F>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: F) -> Vec<U>
 where
-    T: Copy,
-    F: Fn(T, T) -> U,
+    T: Copy + Send + Sync,
+    U: Send,
+    F: Fn(T, T) -> U + Sync,
 {
     let [la, lb] = coalesce([la, lb]);
     if la.shape.is_empty() {
@@ -184,31 +186,86 @@ where
         o
     };
     let (oa, ob) = (outer(&la), outer(&lb));
+    let starts: Vec<(usize, usize)> = oa.offsets().zip(ob.offsets()).collect();
     let n = la.numel();
-    let mut out = Vec::with_capacity(n);
-    let spare = &mut out.spare_capacity_mut()[..n];
-    wide(
-        #[inline(always)]
-        || {
-            let rows = spare.chunks_exact_mut(inner.max(1));
-            for (row, (pa, pb)) in rows.zip(oa.offsets().zip(ob.offsets())) {
-                match (sa, sb) {
-                    (1, 1) => zip_into(row, &a[pa..pa + inner], &b[pb..pb + inner], &f),
-                    (1, 0) => map_into(row, &a[pa..pa + inner], &|x| f(x, b[pb])),
-                    (0, 1) => map_into(row, &b[pb..pb + inner], &|y| f(a[pa], y)),
-                    _ => {
-                        for (j, o) in row.iter_mut().enumerate() {
-                            o.write(f(a[pa + j * sa], b[pb + j * sb]));
+    if inner == 0 {
+        return Vec::new();
+    }
+    let rows_per_task = CHUNK.div_ceil(inner);
+    // SAFETY: `starts` has `n / inner` rows, so the rows of a chunk cover
+    // it, and each arm writes its whole row.
+    unsafe {
+        fill(n, parallel(n), rows_per_task * inner, |out, at| {
+            let starts = &starts[at / inner..];
+            wide(
+                #[inline(always)]
+                || {
+                    for (row, &(pa, pb)) in out.chunks_exact_mut(inner).zip(starts) {
+                        match (sa, sb) {
+                            (1, 1) => zip_into(row, &a[pa..pa + inner], &b[pb..pb + inner], &f),
+                            (1, 0) => map_into(row, &a[pa..pa + inner], &|x| f(x, b[pb])),
+                            (0, 1) => map_into(row, &b[pb..pb + inner], &|y| f(a[pa], y)),
+                            _ => {
+                                for (j, o) in row.iter_mut().enumerate() {
+                                    o.write(f(a[pa + j * sa], b[pb + j * sb]));
+                                }
+                            }
                         }
                     }
+                },
+            )
+        })
+    }
+}
+
+/// `acc += alpha · g` elementwise, `g` a view of `acc`'s shape (often a
+/// broadcast one, as a mean's gradient): run by run, vectorized, across
+/// the pool when large.
+pub(crate) fn accumulate<T: crate::Element>(acc: &mut [T], g: &[T], lg: &Layout, alpha: T) {
+    let step = |acc: &mut [T], g: &[T]| {
+        wide(
+            #[inline(always)]
+            || {
+                for (a, &x) in acc.iter_mut().zip(g) {
+                    *a = *a + alpha * x;
+                }
+            },
+        )
+    };
+    if let Some(r) = lg.contiguous_range() {
+        let g = &g[r];
+        assert_eq!(acc.len(), g.len(), "accumulate: operands of one length");
+        if parallel(acc.len()) {
+            acc.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .for_each(|(acc, g)| step(acc, g));
+        } else {
+            step(acc, g);
+        }
+        return;
+    }
+    let [l] = coalesce([lg]);
+    let mut at = 0;
+    for_each_run(&l, |start, len, stride| {
+        let acc = &mut acc[at..at + len];
+        match stride {
+            1 => step(acc, &g[start..start + len]),
+            0 => {
+                // The same product as the loop's, computed once.
+                let x = alpha * g[start];
+                wide(
+                    #[inline(always)]
+                    || acc.iter_mut().for_each(|a| *a = *a + x),
+                )
+            }
+            _ => {
+                for (j, a) in acc.iter_mut().enumerate() {
+                    *a = *a + alpha * g[start + j * stride];
                 }
             }
-        },
-    );
-    // SAFETY: the outer offsets number `n / inner`, so the rows cover the
-    // `n` slots, and each arm writes its whole row.
-    unsafe { out.set_len(n) };
-    out
+        }
+        at += len;
+    });
 }
 
 /// `f(c, a, b)` over three views already broadcast to the same shape.

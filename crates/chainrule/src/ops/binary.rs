@@ -10,7 +10,7 @@ use super::value::{Partial, Value};
 use super::{bind, panicking, same_dtype, Prim};
 use crate::dtype::{DType, Element, Int, Scalar};
 use crate::error::{Error, Result};
-use crate::kernels::elementwise::zip;
+use crate::kernels::elementwise::{accumulate, zip};
 use crate::layout::{broadcast_shapes, Layout};
 use crate::storage::{with_dtype, with_int, with_scalar, StorageElement};
 use crate::tensor::Tensor;
@@ -346,12 +346,7 @@ pub(crate) fn add_scaled_into(mut acc: Tensor, alpha: f64, g: &Tensor) -> Tensor
         if let Some(inner) = std::sync::Arc::get_mut(&mut acc.0) {
             let done = with_dtype!(g.dtype(), T => match T::unique_mut(&mut inner.storage) {
                 Some(buf) => {
-                    let (src, lg) = (g.buffer::<T>(), g.layout());
-                    let alpha = T::of(alpha);
-                    match lg.contiguous_range() {
-                        Some(r) => buf.iter_mut().zip(&src[r]).for_each(|(a, &b)| *a += alpha * b),
-                        None => buf.iter_mut().zip(lg.offsets()).for_each(|(a, o)| *a += alpha * src[o]),
-                    }
+                    accumulate(buf, g.buffer::<T>(), g.layout(), T::of(alpha));
                     true
                 }
                 None => false,
