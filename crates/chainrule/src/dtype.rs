@@ -171,6 +171,8 @@ pub trait Element: Scalar + Float + Sum + Debug + Default + Send + Sync + 'stati
     /// `tanh`, written so that loops over it vectorize where that keeps
     /// its accuracy (f32: see `kernels::elementwise::tanh_f32`).
     fn tanh_vectorizable(self) -> Self;
+    /// `eˣ`, likewise (f32: see `kernels::elementwise::exp_f32`).
+    fn exp_vectorizable(self) -> Self;
 }
 
 impl Element for f32 {
@@ -190,6 +192,10 @@ impl Element for f32 {
     fn tanh_vectorizable(self) -> Self {
         crate::kernels::elementwise::tanh_f32(self)
     }
+    #[inline(always)]
+    fn exp_vectorizable(self) -> Self {
+        crate::kernels::elementwise::exp_f32(self)
+    }
 }
 
 impl Element for f64 {
@@ -208,5 +214,9 @@ impl Element for f64 {
     #[inline(always)]
     fn tanh_vectorizable(self) -> Self {
         self.tanh()
+    }
+    #[inline(always)]
+    fn exp_vectorizable(self) -> Self {
+        self.exp()
     }
 }

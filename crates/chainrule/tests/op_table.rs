@@ -566,6 +566,12 @@ fn table() -> Vec<Row> {
             f: |x| x[0].softmax(0),
         },
         Row {
+            name: "softmax_last_axis",
+            shapes: one_ranked,
+            domains: &[Any],
+            f: |x| x[0].softmax(last_axis(&x[0])),
+        },
+        Row {
             name: "log_softmax",
             shapes: one_ranked,
             domains: &[Any],

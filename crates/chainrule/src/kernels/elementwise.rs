@@ -385,9 +385,9 @@ impl<T: Copy> Splat<T> {
 #[inline(always)]
 pub(crate) fn sigmoid<T: crate::Element>(x: T) -> T {
     if x >= T::zero() {
-        T::one() / (T::one() + (-x).exp())
+        T::one() / (T::one() + (-x).exp_vectorizable())
     } else {
-        let e = x.exp();
+        let e = x.exp_vectorizable();
         e / (T::one() + e)
     }
 }
@@ -401,6 +401,36 @@ pub(crate) fn sign<T: crate::Element>(x: T) -> T {
         -T::one()
     } else {
         T::zero()
+    }
+}
+
+/// `eˣ` of an `f32`, evaluated in `f64` without a branch so that loops
+/// over it vectorize (glibc's `expf` is a call per element, the most of a
+/// softmax's time here). `2^k · e^r` with `|r| ≤ ln2/2` and a degree-9
+/// series, rounded once to `f32`: within one ulp of the correctly rounded
+/// value, overflowing to ∞ and underflowing through the subnormals as
+/// `expf` does (`tests::exp_f32_is_within_an_ulp`).
+#[inline(always)]
+pub(crate) fn exp_f32(x: f32) -> f32 {
+    // 1.5 · 2^52: adding it rounds to an integer, held in the low bits.
+    const ROUND: f64 = 6755399441055744.0;
+    // Past these, e^x is ∞ or rounds to 0 in f32; inside, 2^k is a
+    // normal f64 (−150 ≤ k ≤ 129).
+    let y = (x as f64).clamp(-104.0, 89.0);
+    let shifted = y * std::f64::consts::LOG2_E + ROUND;
+    let k = shifted - ROUND;
+    let r = y - k * std::f64::consts::LN_2;
+    // 2^k from k's low bits (two's complement), biased into the exponent.
+    let scale = f64::from_bits((shifted.to_bits() << 52).wrapping_add(1023 << 52));
+    let mut series = 1.0 / 362_880.0; // 1/9!
+    for d in [40_320.0, 5_040.0, 720.0, 120.0, 24.0, 6.0, 2.0, 1.0, 1.0] {
+        series = series * r + 1.0 / d;
+    }
+    let e = (scale * series) as f32;
+    if x.is_nan() {
+        x
+    } else {
+        e
     }
 }
 
@@ -471,6 +501,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn exp_f32_is_within_an_ulp() {
+        let ulps = |a: f32, b: f32| (a.to_bits() as i64 - b.to_bits() as i64).abs();
+        // Every 499th f32 from 0 up to 110, both signs, and the edges.
+        let mut worst = 0;
+        for bits in (0..110.0f32.to_bits()).step_by(499) {
+            for x in [f32::from_bits(bits), -f32::from_bits(bits)] {
+                let exact = (x as f64).exp() as f32;
+                worst = worst.max(ulps(exp_f32(x), exact));
+            }
+        }
+        assert!(worst <= 1, "{worst} ulps");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert_eq!(exp_f32(-0.0), 1.0);
+        assert_eq!(exp_f32(89.0), f32::INFINITY);
+        assert_eq!(exp_f32(88.7), (88.7f32 as f64).exp() as f32);
+        assert_eq!(exp_f32(-104.0), 0.0);
+        assert_eq!(exp_f32(-100.0), (-100.0f64).exp() as f32); // a subnormal
+        assert_eq!(exp_f32(f32::INFINITY), f32::INFINITY);
+        assert_eq!(exp_f32(f32::NEG_INFINITY), 0.0);
+        assert!(exp_f32(f32::NAN).is_nan());
     }
 
     #[test]

@@ -103,7 +103,7 @@ where
 /// loop vectorizes), then combined. Deterministic: the order depends only on
 /// the run's length.
 #[inline(always)]
-fn fold_run<T: Copy, F: Fn(T, T) -> T>(run: &[T], init: T, fold: &F) -> T {
+pub(crate) fn fold_run<T: Copy, F: Fn(T, T) -> T>(run: &[T], init: T, fold: &F) -> T {
     if run.len() < 32 {
         return run.iter().fold(init, |acc, &x| fold(acc, x));
     }

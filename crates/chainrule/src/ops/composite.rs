@@ -90,7 +90,7 @@ impl Tensor {
     /// `exp(x) / Σ exp(x)` along `axis`.
     pub fn try_softmax(&self, axis: impl Axis) -> Result<Tensor> {
         let axis = crate::axis::resolve("softmax", axis, self.shape())?;
-        Ok(self.try_log_softmax(axis)?.exp())
+        super::bind(super::Prim::Softmax { axis }, &[self])
     }
 
     /// `x - logsumexp(x)` along `axis`.

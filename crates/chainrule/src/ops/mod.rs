@@ -97,6 +97,11 @@ pub(crate) enum Prim {
         axis: usize,
         descending: bool,
     },
+    /// `exp(x) / Σ exp(x)` along `axis`, in one pass per lane (see
+    /// [`normalize`]; the composite took ten).
+    Softmax {
+        axis: usize,
+    },
     /// Running sums along `axis`, from its end when `reverse` (the
     /// transpose of the forward sum).
     Cumsum {
@@ -219,6 +224,7 @@ impl Prim {
             Prim::Arg { op, .. } => op.arg_name(),
             Prim::Argsort { .. } => "argsort",
             Prim::Cumsum { .. } => "cumsum",
+            Prim::Softmax { .. } => "softmax",
             Prim::LinearScan { .. } => "linear_scan",
             Prim::Matmul => "matmul",
             Prim::Linalg(op) => op.name(),
@@ -265,6 +271,7 @@ impl Prim {
                     if *reverse { " reversed" } else { "" }
                 )
             }
+            Prim::Softmax { axis } => format!("softmax axis {axis}"),
             Prim::Permute(p) => format!("permute {:?}", p.as_slice()),
             Prim::Narrow { axis, start, .. } => format!("narrow axis {axis} from {start}"),
             Prim::Pad { axis, start, .. } => format!("pad axis {axis} at {start}"),
@@ -338,7 +345,9 @@ impl Prim {
             Prim::Unary(op) => op.saves_output(),
             Prim::Binary(op) => op.saves_output(),
             Prim::Reduce { op, .. } => op.saves_output(),
-            Prim::Custom(_) | Prim::LinearScan { .. } | Prim::Linalg(_) => true,
+            Prim::Custom(_) | Prim::LinearScan { .. } | Prim::Linalg(_) | Prim::Softmax { .. } => {
+                true
+            }
             _ => false,
         }
     }
@@ -379,6 +388,7 @@ impl Prim {
             | Prim::Contiguous
             | Prim::StopGradient
             | Prim::Cumsum { .. }
+            | Prim::Softmax { .. }
             | Prim::Argsort { .. } => x.to_vec(),
             Prim::Binary(_) | Prim::Compare(_) | Prim::Mask(_) => {
                 binary::broadcast_shape(self.name(), x, args[1].0)?
@@ -463,6 +473,7 @@ impl Prim {
         };
         match self {
             Prim::Unary(op) => Error::need_float(op.name(), x).map(|_| x),
+            Prim::Softmax { .. } => Error::need_float("softmax", x).map(|_| x),
             Prim::Binary(op) => op.out_dtype(same(op.name(), dtypes)?),
             Prim::Compare(op) => same(op.name(), dtypes).map(|_| DType::Bool),
             Prim::Mask(op) => {
@@ -519,6 +530,7 @@ impl Prim {
             Prim::Arg { op, axis, keepdim } => reduce::arg_forward(x, *op, *axis, *keepdim)?,
             Prim::Argsort { axis, descending } => sort::argsort_forward(x, *axis, *descending),
             Prim::Cumsum { axis, reverse } => reduce::cumsum_forward(x, *axis, *reverse),
+            Prim::Softmax { axis } => normalize::softmax_forward(x, *axis),
             Prim::LinearScan { axis, reverse } => scan::forward(x, args[1], *axis, *reverse)?,
             Prim::Matmul => matmul::forward(x, args[1])?,
             Prim::Linalg(op) => linalg::forward(*op, args)?,
@@ -574,6 +586,10 @@ impl Prim {
             Prim::Linalg(op) => {
                 let y = self.saved_output(inputs, output)?;
                 linalg::vjp(*op, inputs, &y, g, needs)?
+            }
+            Prim::Softmax { axis } => {
+                let y = self.saved_output(inputs, output)?;
+                one(normalize::softmax_vjp(&y, g, *axis)?)
             }
             Prim::Cumsum { axis, reverse } => one(bind(
                 Prim::Cumsum {
@@ -639,6 +655,10 @@ impl Prim {
             Prim::LinearScan { axis, reverse } => scan::jvp(x, output, tangents, *axis, *reverse)?,
             Prim::Linalg(op) => linalg::jvp(*op, inputs, output, tangents)?,
             Prim::Where => index::where_jvp(inputs, output, tangents),
+            Prim::Softmax { axis } => {
+                let t = tangents[0].as_ref().expect("one input");
+                normalize::softmax_jvp(output, t, *axis)?
+            }
             Prim::Concat { axis } => movement::concat_jvp(inputs, *axis, tangents),
             Prim::Reduce { op, axes, keepdim } => {
                 let t = tangents[0].as_ref().expect("one input");
@@ -755,6 +775,7 @@ impl Prim {
                 },
                 &[x],
             ),
+            Prim::Softmax { axis } => bind(Prim::Softmax { axis: axis + 1 }, &[x]),
             Prim::Argsort { axis, descending } => bind(
                 Prim::Argsort {
                     axis: axis + 1,

@@ -2,8 +2,15 @@
 //! `F.batch_norm`, `F.scaled_dot_product_attention`): the layers of
 //! [`crate::nn`] call these, and each is a row of the op table.
 
+use crate::dtype::Element;
 use crate::error::{Error, Result};
+use crate::kernels::elementwise::fill;
+use crate::kernels::reduce::fold_run;
+use crate::kernels::{parallel, wide, PARALLEL_MIN};
+use crate::layout::Layout;
+use crate::storage::with_dtype;
 use crate::tensor::Tensor;
+use num_traits::Float;
 
 impl Tensor {
     /// `(x − mean) / √(var + eps)` over the trailing axes of
@@ -133,6 +140,122 @@ impl Tensor {
         }
         scores.try_softmax(-1)?.try_matmul(v)
     }
+}
+
+/// The softmax primitive's kernel: each lane along `axis` shifted by its
+/// maximum (by 0 when that is infinite or NaN, as `logsumexp`'s shift),
+/// exponentiated, and divided by its sum. A lane of −∞ (all masked) is
+/// NaN, as in PyTorch.
+pub(crate) fn softmax_forward(x: &Tensor, axis: usize) -> Tensor {
+    with_dtype!(x.dtype(), T => {
+        let (lanes, layout) = lanes_last::<T>(x, axis);
+        let rows = lane_map(&[&lanes], x.shape()[axis], #[inline(always)] |out, [row]| {
+            let max = |m: T, v: T| if v > m || v.is_nan() { v } else { m };
+            let m = fold_run(row, T::neg_infinity(), &max);
+            let shift = if m.is_finite() { m } else { T::zero() };
+            for (o, &v) in out.iter_mut().zip(row) {
+                *o = (v - shift).exp_vectorizable();
+            }
+            let sum = fold_run(out, T::zero(), &|a, b| a + b);
+            for o in out.iter_mut() {
+                *o /= sum;
+            }
+        });
+        Tensor::from_buffer(rows, &layout.shape).view(layout.permute(&back(x.ndim(), axis)))
+    })
+}
+
+/// `y · (g − Σ g·y)` along `axis`: the softmax's VJP from its output `y`.
+/// One fused pass per lane when nothing records it, else recorded ops
+/// (so that it is differentiated again).
+pub(crate) fn softmax_vjp(y: &Tensor, g: &Tensor, axis: usize) -> Result<Tensor> {
+    if y.shape() == g.shape() && crate::ops::quiet(&[y, g]) && y.dtype() == g.dtype() {
+        return Ok(with_dtype!(y.dtype(), T => {
+            let (ys, layout) = lanes_last::<T>(y, axis);
+            let (gs, _) = lanes_last::<T>(g, axis);
+            let rows = lane_map(&[&ys, &gs], y.shape()[axis], #[inline(always)] |out, [y, g]| {
+                for ((o, &a), &b) in out.iter_mut().zip(y).zip(g) {
+                    *o = a * b;
+                }
+                let dot = fold_run(out, T::zero(), &|a, b| a + b);
+                for ((o, &a), &b) in out.iter_mut().zip(y).zip(g) {
+                    *o = a * (b - dot);
+                }
+            });
+            Tensor::from_buffer(rows, &layout.shape).view(layout.permute(&back(y.ndim(), axis)))
+        }));
+    }
+    let dot = g.try_mul(y)?.try_sum_axes(&[axis], true)?;
+    y.try_mul(&g.try_sub(&dot)?)
+}
+
+/// `y · (t − Σ t·y)` along `axis`: the softmax's JVP from its output `y`.
+pub(crate) fn softmax_jvp(y: &Tensor, t: &Tensor, axis: usize) -> Result<Tensor> {
+    let dot = t.try_mul(y)?.try_sum_axes(&[axis], true)?;
+    y.try_mul(&t.try_sub(&dot)?)
+}
+
+/// The values of `x` with `axis` moved last, as one row-major buffer of
+/// lanes, and that permuted layout (contiguous).
+fn lanes_last<T: Element + crate::storage::StorageElement>(
+    x: &Tensor,
+    axis: usize,
+) -> (Vec<T>, Layout) {
+    let perm: Vec<usize> = (0..x.ndim()).filter(|&a| a != axis).chain([axis]).collect();
+    let view = x.layout().permute(&perm);
+    let data = crate::kernels::elementwise::materialize(x.buffer::<T>(), &view);
+    (data, Layout::contiguous(&view.shape))
+}
+
+/// The permutation taking the lanes-last layout back to the input's axes.
+fn back(ndim: usize, axis: usize) -> Vec<usize> {
+    (0..ndim)
+        .map(|a| match a.cmp(&axis) {
+            std::cmp::Ordering::Less => a,
+            std::cmp::Ordering::Equal => ndim - 1,
+            std::cmp::Ordering::Greater => a - 1,
+        })
+        .collect()
+}
+
+/// `f(out_lane, input_lanes)` for every lane of `len` elements of the
+/// `K` equally long row-major inputs: blocks of lanes across the pool,
+/// each lane's loops vectorized.
+fn lane_map<T: Element, const K: usize>(
+    inputs: &[&Vec<T>; K],
+    len: usize,
+    f: impl Fn(&mut [T], [&[T]; K]) + Sync,
+) -> Vec<T> {
+    let n = inputs[0].len();
+    if len == 0 {
+        return Vec::new();
+    }
+    let lanes_per_task = (PARALLEL_MIN / 4).div_ceil(len);
+    // SAFETY: every slot is written: zeroed, then each lane by `f`.
+    unsafe {
+        fill(n, parallel(n), lanes_per_task * len, |out, start| {
+            wide(
+                #[inline(always)]
+                || {
+                    for (j, lane) in out.chunks_exact_mut(len).enumerate() {
+                        let lane = init_zero(lane);
+                        let at = start + j * len;
+                        f(lane, std::array::from_fn(|k| &inputs[k][at..at + len]));
+                    }
+                },
+            )
+        })
+    }
+}
+
+/// A lane of uninitialized outputs, zeroed and returned initialized.
+#[inline(always)]
+fn init_zero<T: Element>(lane: &mut [std::mem::MaybeUninit<T>]) -> &mut [T] {
+    for o in lane.iter_mut() {
+        o.write(T::zero());
+    }
+    // SAFETY: every element was just written.
+    unsafe { &mut *(lane as *mut [std::mem::MaybeUninit<T>] as *mut [T]) }
 }
 
 /// The (mean, biased variance) per channel of `x` `(N, C, …)`, each

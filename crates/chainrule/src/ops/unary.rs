@@ -155,7 +155,7 @@ macro_rules! unary_ops {
 unary_ops! {
     /// `-x`. Also `-&x`.
     Neg {} => "neg", fn neg / try_neg, f: |x| -x, Input: |x| Const(-1.0);
-    Exp {} => "exp", fn exp / try_exp, f: |x| x.exp(), Output: |y| Of(y);
+    Exp {} => "exp", fn exp / try_exp, f: |x| x.exp_vectorizable(), Output: |y| Of(y);
     /// Natural logarithm.
     Log {} => "log", fn log / try_log, f: |x| x.ln(), Input: |x| Of(x.recip());
     Sin {} => "sin", fn sin / try_sin, f: |x| x.sin(), Input: |x| Of(x.cos());
