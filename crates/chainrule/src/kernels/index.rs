@@ -1,21 +1,40 @@
 //! Indexing kernels on row-major buffers viewed as `(outer, axis, inner)`.
 
+use super::elementwise::fill;
+use super::{parallel, PARALLEL_MIN};
+use rayon::prelude::*;
+
 /// `out[o, j, i] = src[o, idx[j], i]`.
-pub(crate) fn index_select<T: Copy>(
+pub(crate) fn index_select<T: Copy + Send + Sync>(
     src: &[T],
     outer: usize,
     axis: usize,
     inner: usize,
     idx: &[usize],
 ) -> Vec<T> {
-    let mut out = Vec::with_capacity(outer * idx.len() * inner);
-    if inner == 1 {
-        // Single elements (im2col's windows): a gather, not a copy per entry.
-        for row in src.chunks_exact(axis.max(1)).take(outer) {
-            out.extend(idx.iter().map(|&j| row[j]));
-        }
-        return out;
+    if inner == 1 && !idx.is_empty() {
+        // Single elements (im2col's windows): a gather, not a copy per
+        // entry, in blocks of rows across the pool when large.
+        let k = idx.len();
+        let rows_per_task = (PARALLEL_MIN / 4).div_ceil(k);
+        // SAFETY: each task writes its rows whole (`k` entries each).
+        return unsafe {
+            fill(
+                outer * k,
+                parallel(outer * k),
+                rows_per_task * k,
+                |out, at| {
+                    let rows = src.chunks_exact(axis.max(1)).skip(at / k);
+                    for (to, row) in out.chunks_exact_mut(k).zip(rows) {
+                        for (o, &j) in to.iter_mut().zip(idx) {
+                            o.write(row[j]);
+                        }
+                    }
+                },
+            )
+        };
     }
+    let mut out = Vec::with_capacity(outer * idx.len() * inner);
     for o in 0..outer {
         for &j in idx {
             let start = (o * axis + j) * inner;
@@ -36,13 +55,22 @@ pub(crate) fn index_add<T: crate::Element>(
 ) -> Vec<T> {
     let mut out = vec![T::zero(); outer * size * inner];
     if inner == 1 {
-        let rows = out
-            .chunks_exact_mut(size.max(1))
-            .zip(src.chunks_exact(idx.len().max(1)));
-        for (to, from) in rows {
+        // Rows are independent: blocks of them across the pool when large.
+        let add_row = |(to, from): (&mut [T], &[T])| {
             for (&t, &v) in idx.iter().zip(from) {
                 to[t] = to[t] + v;
             }
+        };
+        let (to, from) = (size.max(1), idx.len().max(1));
+        if parallel(src.len()) {
+            out.par_chunks_mut(to)
+                .zip(src.par_chunks_exact(from))
+                .with_min_len((PARALLEL_MIN / 4).div_ceil(from))
+                .for_each(add_row);
+        } else {
+            out.chunks_exact_mut(to)
+                .zip(src.chunks_exact(from))
+                .for_each(add_row);
         }
         return out;
     }
@@ -99,4 +127,35 @@ pub(crate) fn scatter_add<T: crate::Element>(
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernels::in_pool;
+
+    /// Single-element selections and their adjoint, large enough to be
+    /// split across threads: their definitions, on any number of threads.
+    #[test]
+    fn single_element_paths_match_their_definitions_on_threads() {
+        let (outer, axis) = (300, 200);
+        let src: Vec<f64> = (0..outer * axis).map(|i| i as f64).collect();
+        let idx: Vec<usize> = (0..450).map(|j| j * 7 % axis).collect();
+        for threads in [1, 2, 3] {
+            let picked = in_pool(threads, || index_select(&src, outer, axis, 1, &idx));
+            for o in 0..outer {
+                for (j, &i) in idx.iter().enumerate() {
+                    assert_eq!(picked[o * idx.len() + j], src[o * axis + i]);
+                }
+            }
+            let summed = in_pool(threads, || index_add(&picked, outer, axis, 1, &idx));
+            let mut expected = vec![0.0; outer * axis];
+            for o in 0..outer {
+                for (j, &i) in idx.iter().enumerate() {
+                    expected[o * axis + i] += picked[o * idx.len() + j];
+                }
+            }
+            assert_eq!(summed, expected);
+        }
+    }
 }
