@@ -103,11 +103,16 @@ pub(crate) fn sum_to(g: &Tensor, shape: &[usize]) -> Tensor {
 }
 
 pub(crate) fn permute_vjp(perm: &[usize], g: &Tensor) -> Tensor {
+    g.permute(&inverse_permutation(perm))
+}
+
+/// The permutation that undoes `perm`.
+pub(crate) fn inverse_permutation(perm: &[usize]) -> Vec<usize> {
     let mut inverse = vec![0; perm.len()];
     for (i, &p) in perm.iter().enumerate() {
         inverse[p] = i;
     }
-    g.permute(&inverse)
+    inverse
 }
 
 pub(crate) fn concat_vjp(

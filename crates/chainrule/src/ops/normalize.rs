@@ -148,7 +148,7 @@ impl Tensor {
 /// NaN, as in PyTorch.
 pub(crate) fn softmax_forward(x: &Tensor, axis: usize) -> Tensor {
     with_dtype!(x.dtype(), T => {
-        let (lanes, layout) = lanes_last::<T>(x, axis);
+        let (lanes, layout, back) = lanes_last::<T>(x, axis);
         let rows = lane_map(&[&lanes], x.shape()[axis], #[inline(always)] |out, [row]| {
             let max = |m: T, v: T| if v > m || v.is_nan() { v } else { m };
             let m = fold_run(row, T::neg_infinity(), &max);
@@ -161,7 +161,7 @@ pub(crate) fn softmax_forward(x: &Tensor, axis: usize) -> Tensor {
                 *o /= sum;
             }
         });
-        Tensor::from_buffer(rows, &layout.shape).view(layout.permute(&back(x.ndim(), axis)))
+        Tensor::from_buffer(rows, &layout.shape).view(layout.permute(&back))
     })
 }
 
@@ -171,8 +171,8 @@ pub(crate) fn softmax_forward(x: &Tensor, axis: usize) -> Tensor {
 pub(crate) fn softmax_vjp(y: &Tensor, g: &Tensor, axis: usize) -> Result<Tensor> {
     if y.shape() == g.shape() && crate::ops::quiet(&[y, g]) && y.dtype() == g.dtype() {
         return Ok(with_dtype!(y.dtype(), T => {
-            let (ys, layout) = lanes_last::<T>(y, axis);
-            let (gs, _) = lanes_last::<T>(g, axis);
+            let (ys, layout, back) = lanes_last::<T>(y, axis);
+            let (gs, ..) = lanes_last::<T>(g, axis);
             let rows = lane_map(&[&ys, &gs], y.shape()[axis], #[inline(always)] |out, [y, g]| {
                 for ((o, &a), &b) in out.iter_mut().zip(y).zip(g) {
                     *o = a * b;
@@ -182,40 +182,31 @@ pub(crate) fn softmax_vjp(y: &Tensor, g: &Tensor, axis: usize) -> Result<Tensor>
                     *o = a * (b - dot);
                 }
             });
-            Tensor::from_buffer(rows, &layout.shape).view(layout.permute(&back(y.ndim(), axis)))
+            Tensor::from_buffer(rows, &layout.shape).view(layout.permute(&back))
         }));
     }
-    let dot = g.try_mul(y)?.try_sum_axes(&[axis], true)?;
-    y.try_mul(&g.try_sub(&dot)?)
+    softmax_jvp(y, g, axis)
 }
 
-/// `y · (t − Σ t·y)` along `axis`: the softmax's JVP from its output `y`.
+/// `y · (t − Σ t·y)` along `axis`: the softmax's JVP from its output `y`
+/// (and its VJP: the Jacobian is symmetric).
 pub(crate) fn softmax_jvp(y: &Tensor, t: &Tensor, axis: usize) -> Result<Tensor> {
     let dot = t.try_mul(y)?.try_sum_axes(&[axis], true)?;
     y.try_mul(&t.try_sub(&dot)?)
 }
 
 /// The values of `x` with `axis` moved last, as one row-major buffer of
-/// lanes, and that permuted layout (contiguous).
+/// lanes; that permuted layout (contiguous); and the permutation back to
+/// `x`'s axes.
 fn lanes_last<T: Element + crate::storage::StorageElement>(
     x: &Tensor,
     axis: usize,
-) -> (Vec<T>, Layout) {
+) -> (Vec<T>, Layout, Vec<usize>) {
     let perm: Vec<usize> = (0..x.ndim()).filter(|&a| a != axis).chain([axis]).collect();
     let view = x.layout().permute(&perm);
     let data = crate::kernels::elementwise::materialize(x.buffer::<T>(), &view);
-    (data, Layout::contiguous(&view.shape))
-}
-
-/// The permutation taking the lanes-last layout back to the input's axes.
-fn back(ndim: usize, axis: usize) -> Vec<usize> {
-    (0..ndim)
-        .map(|a| match a.cmp(&axis) {
-            std::cmp::Ordering::Less => a,
-            std::cmp::Ordering::Equal => ndim - 1,
-            std::cmp::Ordering::Greater => a - 1,
-        })
-        .collect()
+    let back = super::movement::inverse_permutation(&perm);
+    (data, Layout::contiguous(&view.shape), back)
 }
 
 /// `f(out_lane, input_lanes)` for every lane of `len` elements of the
