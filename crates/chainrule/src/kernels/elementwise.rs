@@ -1,12 +1,9 @@
 //! Elementwise maps over one, two or three (broadcast) inputs.
 
-use super::{parallel, wide, PARALLEL_MIN};
+use super::{parallel, task_len, wide};
 use crate::layout::{coalesce, for_each_run, Layout};
 use rayon::prelude::*;
 use std::mem::MaybeUninit;
-
-/// Elements per task of a threaded elementwise kernel.
-const CHUNK: usize = PARALLEL_MIN / 4;
 
 /// `n` outputs, `fill(chunk, start)` writing outputs `start..start +
 /// chunk.len()`: in chunks of `per_task` across the pool when `threaded`,
@@ -73,12 +70,17 @@ where
             // SAFETY: `map_into` writes every slot of the chunk (it checks
             // that `s[start..]` is at least as long).
             unsafe {
-                fill(s.len(), parallel(s.len()), CHUNK, |out, at| {
-                    wide(
-                        #[inline(always)]
-                        || map_into(out, &s[at..], &f),
-                    )
-                })
+                fill(
+                    s.len(),
+                    parallel(s.len()),
+                    task_len(s.len(), 1),
+                    |out, at| {
+                        wide(
+                            #[inline(always)]
+                            || map_into(out, &s[at..], &f),
+                        )
+                    },
+                )
             }
         }
         None => {
@@ -127,7 +129,7 @@ where
         (Some(ra), Some(rb)) => {
             let (a, b) = (&a[ra], &b[rb]);
             unsafe {
-                fill(n, parallel(n), CHUNK, |out, s| {
+                fill(n, parallel(n), task_len(n, 1), |out, s| {
                     wide(
                         #[inline(always)]
                         || zip_into(out, &a[s..], &b[s..], &f),
@@ -140,7 +142,7 @@ where
         (Some(ra), None) if scalar(lb) => {
             let (a, y) = (&a[ra], b[lb.offset]);
             unsafe {
-                fill(n, parallel(n), CHUNK, |out, s| {
+                fill(n, parallel(n), task_len(n, 1), |out, s| {
                     wide(
                         #[inline(always)]
                         || map_into(out, &a[s..], &|x| f(x, y)),
@@ -151,7 +153,7 @@ where
         (None, Some(rb)) if scalar(la) => {
             let (x, b) = (a[la.offset], &b[rb]);
             unsafe {
-                fill(n, parallel(n), CHUNK, |out, s| {
+                fill(n, parallel(n), task_len(n, 1), |out, s| {
                     wide(
                         #[inline(always)]
                         || map_into(out, &b[s..], &|y| f(x, y)),
@@ -191,11 +193,10 @@ where
     if inner == 0 {
         return Vec::new();
     }
-    let rows_per_task = CHUNK.div_ceil(inner);
     // SAFETY: `starts` has `n / inner` rows, so the rows of a chunk cover
     // it, and each arm writes its whole row.
     unsafe {
-        fill(n, parallel(n), rows_per_task * inner, |out, at| {
+        fill(n, parallel(n), task_len(n, inner), |out, at| {
             let starts = &starts[at / inner..];
             wide(
                 #[inline(always)]
@@ -236,8 +237,9 @@ pub(crate) fn accumulate<T: crate::Element>(acc: &mut [T], g: &[T], lg: &Layout,
         let g = &g[r];
         assert_eq!(acc.len(), g.len(), "accumulate: operands of one length");
         if parallel(acc.len()) {
-            acc.par_chunks_mut(CHUNK)
-                .zip(g.par_chunks(CHUNK))
+            let per = task_len(acc.len(), 1);
+            acc.par_chunks_mut(per)
+                .zip(g.par_chunks(per))
                 .for_each(|(acc, g)| step(acc, g));
         } else {
             step(acc, g);
@@ -291,7 +293,7 @@ where
         ($c:expr, $a:expr, $b:expr) => {
             // SAFETY: the loop writes every slot of its chunk.
             unsafe {
-                fill(n, parallel(n), CHUNK, |out, s| {
+                fill(n, parallel(n), task_len(n, 1), |out, s| {
                     let len = out.len();
                     let (c, a, b) = ($c.part(s, len), $a.part(s, len), $b.part(s, len));
                     wide(
@@ -475,14 +477,15 @@ mod tests {
     /// large enough to be split across threads: the definition, elementwise.
     #[test]
     fn zip3_matches_its_definition_on_every_operand_kind() {
-        let shape = [64, 1024];
-        let n = 64 * 1024;
+        let shape = [256, 1024];
+        let n = 256 * 1024;
+        assert!(n >= crate::kernels::PARALLEL_MIN);
         let cond: Vec<bool> = (0..n).map(|i| i % 3 == 0).collect();
         let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
         let b: Vec<f32> = (0..n).map(|i| -(i as f32)).collect();
         let dense = Layout::contiguous(&shape);
         let splat = Layout::contiguous(&[]).broadcast_to(&shape).unwrap();
-        let transposed = Layout::contiguous(&[1024, 64]).permute(&[1, 0]);
+        let transposed = Layout::contiguous(&[1024, 256]).permute(&[1, 0]);
         let kinds = [&dense, &splat, &transposed];
         let at = |l: &Layout, i: usize| {
             let (r, c) = (i / 1024, i % 1024);

@@ -1,7 +1,7 @@
 //! Indexing kernels on row-major buffers viewed as `(outer, axis, inner)`.
 
 use super::elementwise::fill;
-use super::{parallel, PARALLEL_MIN};
+use super::{parallel, task_len};
 use rayon::prelude::*;
 
 /// `out[o, j, i] = src[o, idx[j], i]`.
@@ -16,13 +16,12 @@ pub(crate) fn index_select<T: Copy + Send + Sync>(
         // Single elements (im2col's windows): a gather, not a copy per
         // entry, in blocks of rows across the pool when large.
         let k = idx.len();
-        let rows_per_task = (PARALLEL_MIN / 4).div_ceil(k);
         // SAFETY: each task writes its rows whole (`k` entries each).
         return unsafe {
             fill(
                 outer * k,
                 parallel(outer * k),
-                rows_per_task * k,
+                task_len(outer * k, k),
                 |out, at| {
                     let rows = src.chunks_exact(axis.max(1)).skip(at / k);
                     for (to, row) in out.chunks_exact_mut(k).zip(rows) {
@@ -65,7 +64,7 @@ pub(crate) fn index_add<T: crate::Element>(
         if parallel(src.len()) {
             out.par_chunks_mut(to)
                 .zip(src.par_chunks_exact(from))
-                .with_min_len((PARALLEL_MIN / 4).div_ceil(from))
+                .with_min_len(task_len(src.len(), from) / from)
                 .for_each(add_row);
         } else {
             out.chunks_exact_mut(to)
@@ -138,9 +137,10 @@ mod tests {
     /// split across threads: their definitions, on any number of threads.
     #[test]
     fn single_element_paths_match_their_definitions_on_threads() {
-        let (outer, axis) = (300, 200);
+        let (outer, axis) = (600, 200);
         let src: Vec<f64> = (0..outer * axis).map(|i| i as f64).collect();
         let idx: Vec<usize> = (0..450).map(|j| j * 7 % axis).collect();
+        assert!(outer * idx.len() >= crate::kernels::PARALLEL_MIN);
         for threads in [1, 2, 3] {
             let picked = in_pool(threads, || index_select(&src, outer, axis, 1, &idx));
             for o in 0..outer {

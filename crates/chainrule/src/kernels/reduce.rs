@@ -1,7 +1,7 @@
 //! Reductions over a set of axes.
 
 use super::elementwise::fill;
-use super::{parallel, wide, PARALLEL_MIN};
+use super::{parallel, task_len, wide};
 use crate::layout::Layout;
 use rayon::prelude::*;
 
@@ -44,20 +44,24 @@ where
             &dense[..]
         }
     };
-    let per_task = (PARALLEL_MIN / 4).div_ceil(group);
     // SAFETY: each call writes every slot of its chunk of outputs.
     unsafe {
-        fill(outer, parallel(runs.len()), per_task, |out, start| {
-            let runs = &runs[start * group..];
-            wide(
-                #[inline(always)]
-                || {
-                    for (o, run) in out.iter_mut().zip(runs.chunks_exact(group)) {
-                        o.write(fold_run(run, init, &fold));
-                    }
-                },
-            )
-        })
+        fill(
+            outer,
+            parallel(runs.len()),
+            task_len(outer, 1),
+            |out, start| {
+                let runs = &runs[start * group..];
+                wide(
+                    #[inline(always)]
+                    || {
+                        for (o, run) in out.iter_mut().zip(runs.chunks_exact(group)) {
+                            o.write(fold_run(run, init, &fold));
+                        }
+                    },
+                )
+            },
+        )
     }
 }
 
@@ -82,14 +86,14 @@ where
         )
     };
     if parallel(src.len()) {
-        // Columns in tasks of a few cache lines' worth of each row.
-        const COLUMNS: usize = 256;
+        // Columns in one block per thread, in whole cache lines.
+        let per = task_len(inner, 16);
         out.par_chunks_mut(inner)
             .zip(src.par_chunks_exact(group * inner))
             .for_each(|(acc, block)| {
-                acc.par_chunks_mut(COLUMNS)
+                acc.par_chunks_mut(per)
                     .enumerate()
-                    .for_each(|(c, acc)| columns((acc, block), c * COLUMNS));
+                    .for_each(|(c, acc)| columns((acc, block), c * per));
             });
     } else {
         for pair in out.chunks_mut(inner).zip(src.chunks_exact(group * inner)) {
@@ -194,8 +198,9 @@ mod tests {
     /// in f64 to f32 rounding.
     #[test]
     fn threads_change_no_bits() {
-        let shape = [40, 48, 64];
+        let shape = [80, 64, 64];
         let n: usize = shape.iter().product();
+        assert!(n >= crate::kernels::PARALLEL_MIN);
         let src: Vec<f32> = (0..n)
             .map(|i| ((i * 7919 % 1000) as f32) / 500.0 - 1.0)
             .collect();

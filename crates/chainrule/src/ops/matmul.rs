@@ -52,6 +52,17 @@ pub(crate) fn dot_value(a: &Tensor, b: &Tensor) -> f64 {
 }
 
 fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    if a.ndim() > 2 && b.ndim() == 2 {
+        // Stacked rows against one matrix (a `Linear` on a batch of
+        // sequences): one GEMM over all the rows, as PyTorch folds it. The
+        // weight is packed once, not once per batch entry, and its gradient
+        // is one product with the rows as contraction, not a product per
+        // entry summed afterwards.
+        let out_shape = shape(a.shape(), b.shape())?;
+        let (lead, k) = a.shape().split_at(a.ndim() - 1);
+        let rows = a.try_reshape(&[lead.iter().product(), k[0]])?;
+        return bind(Prim::Matmul, &[&rows, b])?.try_reshape(&out_shape);
+    }
     bind(Prim::Matmul, &[a, b])
 }
 

@@ -6,7 +6,7 @@ use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::fill;
 use crate::kernels::reduce::fold_run;
-use crate::kernels::{parallel, wide, PARALLEL_MIN};
+use crate::kernels::{parallel, task_len, wide};
 use crate::layout::Layout;
 use crate::storage::with_dtype;
 use crate::tensor::Tensor;
@@ -132,11 +132,17 @@ impl Tensor {
         }
         let d = *q.shape().last().unwrap();
         let scale = scale.unwrap_or(1.0 / (d.max(1) as f64).sqrt());
-        let mut scores = q
-            .try_matmul(&k.try_transpose(-1, -2)?)?
-            .try_mul(&Tensor::full(&[], scale, q.dtype()))?;
+        // The queries are scaled, not the scores: a pass over (…, L, D)
+        // rather than (…, L, S).
+        let q = q.try_mul(&Tensor::full(&[], scale, q.dtype()))?;
+        let mut scores = q.try_matmul(&k.try_transpose(-1, -2)?)?;
         if let Some(mask) = mask {
-            scores = scores.try_masked_fill(mask, f64::NEG_INFINITY)?;
+            // As PyTorch: the mask becomes an additive bias (−∞ where
+            // masked) at its own, broadcasting shape, so the scores see one
+            // broadcast add, and its adjoint is the incoming one unchanged.
+            let zero = Tensor::full(&[], 0.0, q.dtype());
+            let bias = zero.try_masked_fill(mask, f64::NEG_INFINITY)?;
+            scores = scores.try_add(&bias)?;
         }
         scores.try_softmax(-1)?.try_matmul(v)
     }
@@ -221,10 +227,9 @@ fn lane_map<T: Element, const K: usize>(
     if len == 0 {
         return Vec::new();
     }
-    let lanes_per_task = (PARALLEL_MIN / 4).div_ceil(len);
     // SAFETY: every slot is written: zeroed, then each lane by `f`.
     unsafe {
-        fill(n, parallel(n), lanes_per_task * len, |out, start| {
+        fill(n, parallel(n), task_len(n, len), |out, start| {
             wide(
                 #[inline(always)]
                 || {
