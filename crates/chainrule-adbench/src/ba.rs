@@ -40,16 +40,34 @@ pub fn read(path: &Path) -> Result<BaInput> {
     let point = r.take(3, "the point's 3 coordinates")?.to_vec();
     let w = r.take(1, "the weight")?[0];
     let feat = r.take(2, "the 2-D feature")?.to_vec();
-    let rep = |v: &[f64], times: usize| -> Vec<f64> {
-        v.iter().copied().cycle().take(v.len() * times).collect()
-    };
-    Ok(BaInput {
-        cams: Tensor::from_vec(rep(&cam, n), &[n, 11]),
-        points: Tensor::from_vec(rep(&point, m), &[m, 3]),
-        weights: Tensor::from_vec(vec![w; p], &[p]),
-        features: Tensor::from_vec(rep(&feat, p), &[p, 2]),
-        obs: (0..p).map(|i| (i % n, i % m)).collect(),
-    })
+    Ok(BaInput::repeated(n, m, p, &cam, &point, w, &feat))
+}
+
+impl BaInput {
+    /// The full problem from one camera, point, weight and feature (the
+    /// form ADBench's and GradBench's inputs take): `n` cameras, `m`
+    /// points, `p` observations, observation `i` linking camera `i mod n`
+    /// and point `i mod m`. Nothing later relies on the repetition.
+    pub fn repeated(
+        n: usize,
+        m: usize,
+        p: usize,
+        cam: &[f64],
+        point: &[f64],
+        w: f64,
+        feat: &[f64],
+    ) -> BaInput {
+        let rep = |v: &[f64], times: usize| -> Vec<f64> {
+            v.iter().copied().cycle().take(v.len() * times).collect()
+        };
+        BaInput {
+            cams: Tensor::from_vec(rep(cam, n), &[n, 11]),
+            points: Tensor::from_vec(rep(point, m), &[m, 3]),
+            weights: Tensor::from_vec(vec![w; p], &[p]),
+            features: Tensor::from_vec(rep(feat, p), &[p, 2]),
+            obs: (0..p).map(|i| (i % n, i % m)).collect(),
+        }
+    }
 }
 
 fn col(t: &Tensor, i: usize) -> Tensor {
@@ -113,13 +131,18 @@ pub fn residuals(input: &BaInput) -> (Tensor, Tensor) {
     let g = gathered(input);
     (
         reprojection(&g, &input.features),
-        1.0 - input.weights.square(),
+        weight_errors(&input.weights),
     )
 }
 
 /// The Jacobian in compressed sparse rows, ADBench's layout: rows 2i and 2i+1
 /// (the two reprojection residuals of observation i) hold 15 values each in
 /// column order (camera, point, weight); then one row per weight residual.
+/// `1 − w_i²`, the weight residuals.
+pub fn weight_errors(w: &Tensor) -> Tensor {
+    1.0 - w.square()
+}
+
 pub struct SparseJacobian {
     pub rows: usize,
     pub cols: usize,
@@ -165,10 +188,12 @@ pub fn jacobian(input: &BaInput) -> Result<SparseJacobian> {
             row_ptr.push(col_idx.len());
         }
     }
-    let w = input.weights.to_vec::<f64>();
-    for (i, wi) in w.iter().enumerate() {
+    // Each weight error depends on its own weight only: the Jacobian is
+    // diagonal, and one reverse sweep with a ones seed gives the diagonal.
+    let diagonal = func::grad(|w: &Tensor| weight_errors(w).sum(), &input.weights)?;
+    for (i, d) in diagonal.to_vec::<f64>().into_iter().enumerate() {
         col_idx.push(11 * n + 3 * m + i);
-        values.push(-2.0 * wi);
+        values.push(d);
         row_ptr.push(col_idx.len());
     }
     Ok(SparseJacobian {

@@ -96,10 +96,19 @@ fn lower_index(d: usize) -> Vec<usize> {
     idx
 }
 
-/// The objective as a function of (α, μ, icf), vectorized over the N points
-/// and the K components: the whole batch of `Q_k x_i` is one batched matrix
-/// product.
-pub fn objective(input: &GmmInput, alphas: &Tensor, means: &Tensor, icf: &Tensor) -> Tensor {
+/// The objective's parts, as functions of (α, μ, icf): the data term
+/// `Σ_i logsumexp_k β_ik − N logsumexp(α)`, vectorized over the N points and
+/// the K components (the whole batch of `Q_k x_i` is one batched matrix
+/// product), the Wishart prior's sum `Σ_k ½γ²(‖exp q_k‖² + ‖l_k‖²) − m Σ q_k`,
+/// and the constant `C` of one component's log Wishart normalizer. ADBench
+/// and GradBench combine them with different signs.
+pub struct Parts {
+    pub data: Tensor,
+    pub prior: Tensor,
+    pub wishart_c: f64,
+}
+
+pub fn parts(input: &GmmInput, alphas: &Tensor, means: &Tensor, icf: &Tensor) -> Parts {
     let (d, k, n) = (input.d, input.k, input.n);
     let q = icf.narrow(1, 0, d); // (K, D) log-diagonal
     let l = icf.narrow(1, d, d * (d - 1) / 2); // (K, D(D−1)/2)
@@ -115,18 +124,33 @@ pub fn objective(input: &GmmInput, alphas: &Tensor, means: &Tensor, icf: &Tensor
     let qmu = qmat.matmul(&means.unsqueeze(2)); // (K, D, 1)
     let sq = (qx - qmu).square().sum_axes(&[1], false); // (K, N)
     let main = alphas.unsqueeze(1) + q.sum_axes(&[1], true) - sq * 0.5; // (K, N)
-    let data_term = main.logsumexp(0, false).sum() - alphas.logsumexp(0, false) * n as f64;
+    let data = main.logsumexp(0, false).sum() - alphas.logsumexp(0, false) * n as f64;
     let gamma = input.gamma;
     let prior =
         ((q.exp().square().sum() + l.square().sum()) * (0.5 * gamma * gamma)) - q.sum() * input.m;
     let np = d as f64 + input.m + 1.0;
-    let c = np * d as f64 * (gamma.ln() - 0.5 * 2f64.ln())
+    let wishart_c = np * d as f64 * (gamma.ln() - 0.5 * 2f64.ln())
         - (0.25 * (d * (d - 1)) as f64 * PI.ln()
             + (1..=d)
                 .map(|j| ln_gamma_half(0.5 * np + 0.5 * (1.0 - j as f64)))
                 .sum::<f64>());
-    let constant = -(n as f64) * d as f64 * 0.5 * (2.0 * PI).ln() - k as f64 * c;
-    data_term + prior + constant
+    Parts {
+        data,
+        prior,
+        wishart_c,
+    }
+}
+
+/// `−N·D/2 · ln 2π`, the Gaussians' normalizer over all points.
+pub fn gaussian_constant(input: &GmmInput) -> f64 {
+    -(input.n as f64) * input.d as f64 * 0.5 * (2.0 * PI).ln()
+}
+
+/// ADBench's objective: data term + prior − K·C + the Gaussian constant.
+pub fn objective(input: &GmmInput, alphas: &Tensor, means: &Tensor, icf: &Tensor) -> Tensor {
+    let p = parts(input, alphas, means, icf);
+    let constant = gaussian_constant(input) - input.k as f64 * p.wishart_c;
+    p.data + p.prior + constant
 }
 
 /// The objective's value and its gradient, flattened in ADBench's order
