@@ -121,6 +121,48 @@ fn every_eval_matches_the_reference_on_recorded_inputs() {
     }
 }
 
+/// The nested-AD evals against the constants GradBench's evals check
+/// (`evals/{particle,saddle}/run.py`), to 1e-8 relative (GradBench's own
+/// tolerance would accept any saddle output near 0): saddle in all four
+/// mode pairs; particle with a forward inner derivative under either outer
+/// mode (with a reverse inner one, `rr` and `fr` take 50–80 s here).
+#[test]
+fn nested_evals_reach_the_known_optima() {
+    let mut lines = Vec::new();
+    let mut expected = Vec::new();
+    for (id, function) in ["rr", "ff", "fr", "rf"].into_iter().enumerate() {
+        lines.push(
+            json!({"id": id, "kind": "evaluate", "module": "saddle", "function": function,
+                "input": {"start": [1.0, 1.0], "min_runs": 1, "min_seconds": 0}})
+            .to_string(),
+        );
+        expected.push(json!(vec![8.246324826140356e-06; 4]));
+    }
+    for (id, function) in ["ff", "rf"].into_iter().enumerate() {
+        lines.push(
+            json!({"id": 10 + id, "kind": "evaluate", "module": "particle", "function": function,
+                "input": {"w": 0.0, "min_runs": 1, "min_seconds": 0}})
+            .to_string(),
+        );
+        expected.push(json!(0.2071918746486116));
+    }
+    let answers = converse(&lines);
+    let values = |v: &Value| -> Vec<f64> {
+        match v {
+            Value::Array(a) => a.iter().map(|x| x.as_f64().unwrap()).collect(),
+            x => vec![x.as_f64().unwrap()],
+        }
+    };
+    for ((line, answer), want) in lines.iter().zip(&answers).zip(&expected) {
+        assert_eq!(answer["success"], json!(true), "{line}: {answer}");
+        let (got, want) = (values(&answer["output"]), values(want));
+        assert_eq!(got.len(), want.len(), "{line}");
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-8 * w.abs(), "{line}: {g} vs {w}");
+        }
+    }
+}
+
 /// `min_runs` calls at least, each timed.
 #[test]
 fn runs_follow_min_runs() {

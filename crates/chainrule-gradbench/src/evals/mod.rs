@@ -10,7 +10,10 @@ mod kmeans;
 mod llsq;
 mod lse;
 mod lstm;
+mod nested;
 mod ode;
+mod particle;
+mod saddle;
 
 use crate::protocol::{Answer, Runs};
 use chainrule::Tensor;
@@ -18,7 +21,7 @@ use serde_json::Value;
 
 /// The modules this tool implements.
 pub const MODULES: &[&str] = &[
-    "hello", "llsq", "lse", "det", "ode", "gmm", "kmeans", "lstm", "ba",
+    "hello", "llsq", "lse", "det", "ode", "gmm", "kmeans", "lstm", "ba", "particle", "saddle",
 ];
 
 /// Runs `module.function` on `input`.
@@ -36,6 +39,8 @@ pub fn evaluate(module: &str, function: &str, input: &Value) -> Result<Answer, S
         "kmeans" => kmeans::evaluate(function, input, runs),
         "lstm" => lstm::evaluate(function, input, runs),
         "ba" => ba::evaluate(function, input, runs),
+        "particle" => particle::evaluate(function, input, runs),
+        "saddle" => saddle::evaluate(function, input, runs),
         _ => Err(format!("no module `{module}`")),
     }
 }
