@@ -279,8 +279,23 @@ where
         .collect::<Result<Vec<_>>>()?;
     let y = f(&duals).into_result()?;
     let (value, tangent) = level.unpack(&y);
+    drop(level);
     let tangent = tangent.unwrap_or_else(|| value.zeros_like());
-    Ok((value, tangent))
+    let differentiated_outside = crate::interp::levels_open()
+        || xs.iter().chain(vs).any(tracked_outside)
+        || [&value, &tangent]
+            .iter()
+            .any(|t| engine::depends_on_other_leaves(t, &[]));
+    if differentiated_outside {
+        return Ok((value, tangent));
+    }
+    // Nothing outside can differentiate the results: cut them from the
+    // tapes of gradients taken inside `f` (a reverse gradient inside
+    // records its backward pass for this level's tangents). Kept, they
+    // would chain every later computation on them to this call's graph: a
+    // solver iterating on its own JVPs would grow one graph across all its
+    // iterations.
+    Ok((value.detach(), tangent.detach()))
 }
 
 /// `f(x)` and `J v` (`v` of `x`'s shape; the result of `f(x)`'s shape).

@@ -329,3 +329,73 @@ fn forward_mode_records_nothing_and_survives_a_million_ops() {
     assert!((value.item() - v).abs() < 1e-12);
     assert!((tangent.unwrap().item() - d).abs() <= 1e-12 * d.abs());
 }
+
+/// `f(w)`: a flight of `steps` whose acceleration is a reverse gradient
+/// taken inside (GradBench's `particle`, shortened): nested AD through a
+/// loop.
+fn flight(w: &Tensor, steps: usize) -> Result<Tensor> {
+    let charge = Tensor::concat(&[&vec64(&[10.0]), &(10.0 - w)], 0);
+    let potential = |x: &Tensor| (x - &charge).square().sum().sqrt().reciprocal();
+    let (mut x, mut v) = (vec64(&[0.0, 8.0]), vec64(&[0.75, 0.0]));
+    for _ in 0..steps {
+        let a = -func::grad(potential, &x)?;
+        x = &x + &(&v * 0.1);
+        v = &v + &(a * 0.1);
+    }
+    Ok(x.square().sum())
+}
+
+/// A transform called where nothing outside differentiates its results
+/// hands them back cut from the graphs of the gradients taken inside:
+/// else a solver iterating on its own derivatives chains every iteration
+/// to the last, and each inner gradient searches the whole history (the
+/// `particle` eval took 80 s instead of 2). The derivatives themselves are
+/// those of finite differences.
+#[test]
+fn derivatives_of_nested_gradients_come_back_detached() {
+    let w = vec64(&[0.3]);
+    let (_, tangent) = func::jvp(|w: &Tensor| flight(w, 30), &w, &vec64(&[1.0])).unwrap();
+    let (value, grad) = func::value_and_grad(|w: &Tensor| flight(w, 30), &w).unwrap();
+    for t in [&tangent, &value, &grad] {
+        assert!(!t.needs_grad(), "a result still carries a graph");
+    }
+    let h = 1e-6;
+    let at = |d: f64| flight(&vec64(&[0.3 + d]), 30).unwrap().item();
+    let numeric = (at(h) - at(-h)) / (2.0 * h);
+    for d in [tangent.item(), grad.item()] {
+        assert!(
+            (d - numeric).abs() <= 1e-6 * numeric.abs().max(1.0),
+            "{d} vs {numeric}"
+        );
+    }
+}
+
+/// Inside an enclosing gradient, the inner results stay differentiable:
+/// the second derivative through the nested flight, by reverse over
+/// forward, matches central differences of the first.
+#[test]
+fn nested_gradients_stay_differentiable_inside_a_transform() {
+    let first = |w: &Tensor| -> Result<Tensor> {
+        Ok(func::jvp(|w: &Tensor| flight(w, 20), w, &vec64(&[1.0]))?.1)
+    };
+    let second = func::grad(first, &vec64(&[0.3])).unwrap().item();
+    let h = 1e-5;
+    let at = |d: f64| first(&vec64(&[0.3 + d])).unwrap().item();
+    let numeric = (at(h) - at(-h)) / (2.0 * h);
+    assert!(
+        (second - numeric).abs() <= 1e-5 * numeric.abs().max(1.0),
+        "{second} vs {numeric}"
+    );
+}
+
+/// A JVP whose function captures a leaf that requires gradients stays on
+/// that leaf's tape: `backward` through the tangent reaches the leaf.
+#[test]
+fn jvp_results_keep_the_tape_of_captured_leaves() {
+    let w = vec64(&[2.0, 3.0]).requires_grad();
+    let (x, v) = (vec64(&[1.0, 1.0]), vec64(&[0.5, -1.0]));
+    let (_, tangent) = func::jvp(|x: &Tensor| (x * &w).sum(), &x, &v).unwrap();
+    tangent.backward().unwrap();
+    // d/dw of Σ v_i w_i is v.
+    assert_eq!(w.grad().unwrap().to_vec::<f64>(), [0.5, -1.0]);
+}

@@ -468,7 +468,10 @@ fn run_rule(
 
 /// Whether the graph above `root` reaches a leaf requiring gradients other
 /// than through `inputs` (so gradients with respect to `inputs` depend on
-/// other leaves, and must be differentiable for an outer derivative).
+/// other leaves, and must be differentiable for an outer derivative). A
+/// leaf whose handles are all gone (one an inner gradient traced and
+/// dropped) counts for nothing: no derivative can be asked of it any more,
+/// and counting it would keep every later result attached to this graph.
 pub(crate) fn depends_on_other_leaves(root: &Tensor, inputs: &[Tensor]) -> bool {
     let Some(root) = root.node() else {
         return false;
@@ -485,7 +488,11 @@ pub(crate) fn depends_on_other_leaves(root: &Tensor, inputs: &[Tensor]) -> bool 
             continue;
         }
         match &node.kind {
-            NodeKind::Leaf { .. } => return true,
+            NodeKind::Leaf { .. } => {
+                if node.grad_slot().is_some() {
+                    return true;
+                }
+            }
             NodeKind::Op(op) => stack.extend(op.edges.iter().flatten().map(|e| &**e)),
         }
     }
