@@ -49,7 +49,7 @@ def main(root):
         peers = sorted(t for t in tools if t != "chainrule")
         print(f"\n#### {eval_}" + ("" if ok else " (an answer was invalid)") + "\n")
         head = ["input", "primal", "derivative", "derivative / primal"]
-        head += [f"{p} derivative / ours" for p in peers]
+        head += [f"{p} derivative / ours" + ("" if tools[p][1] else " (invalid)") for p in peers]
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
         inputs = []

@@ -45,48 +45,109 @@ pub fn read(path: &Path) -> Result<LstmInput> {
     })
 }
 
-/// The loss as a function of the main and extra parameters; each step works
-/// on whole B-vectors, and all four gates of a layer come from one
-/// multiply-add over the 4B weights.
-pub fn objective(input: &LstmInput, main: &Tensor, extra: &Tensor) -> Tensor {
-    let (l, b) = (input.layers, input.bits);
-    let block = |row: &Tensor, i: usize| row.narrow(0, i * b, b);
-    let weights: Vec<Tensor> = (0..l)
-        .map(|j| main.narrow(0, 2 * j, 1).reshape(&[4 * b]))
-        .collect();
-    let biases: Vec<Tensor> = (0..l)
-        .map(|j| main.narrow(0, 2 * j + 1, 1).reshape(&[4 * b]))
-        .collect();
-    let row = |t: &Tensor, i: usize| t.narrow(0, i, 1).reshape(&[b]);
-    let (w_in, w_out, b_out) = (row(extra, 0), row(extra, 1), row(extra, 2));
-    let mut hidden: Vec<Tensor> = (0..l).map(|j| row(&input.state, 2 * j)).collect();
-    let mut cell: Vec<Tensor> = (0..l).map(|j| row(&input.state, 2 * j + 1)).collect();
-    let mut total = Tensor::scalar(0.0f64);
-    for t in 0..input.chars - 1 {
-        let mut h = row(&input.text, t) * &w_in;
-        for j in 0..l {
+/// The parameters split into the vectors a step reads.
+struct Params {
+    /// Per layer: the 4B weights and 4B biases of its four gates.
+    weights: Vec<Tensor>,
+    biases: Vec<Tensor>,
+    w_in: Tensor,
+    w_out: Tensor,
+    b_out: Tensor,
+}
+
+impl Params {
+    fn split(layers: usize, bits: usize, main: &Tensor, extra: &Tensor) -> Params {
+        let row = |t: &Tensor, i: usize, len: usize| t.narrow(0, i, 1).reshape(&[len]);
+        Params {
+            weights: (0..layers).map(|j| row(main, 2 * j, 4 * bits)).collect(),
+            biases: (0..layers)
+                .map(|j| row(main, 2 * j + 1, 4 * bits))
+                .collect(),
+            w_in: row(extra, 0, bits),
+            w_out: row(extra, 1, bits),
+            b_out: row(extra, 2, bits),
+        }
+    }
+
+    /// One character: `carry` holds each layer's hidden and cell state
+    /// (2L B-vectors) and the log-likelihood so far; the step reads `now`,
+    /// predicts the next character and adds the log-likelihood of `next`.
+    /// Each step works on whole B-vectors, and all four gates of a layer
+    /// come from one multiply-add over the 4B weights.
+    fn step(&self, carry: &[Tensor], now: &Tensor, next: &Tensor) -> Vec<Tensor> {
+        let layers = self.weights.len();
+        let b = now.numel();
+        let block = |row: &Tensor, i: usize| row.narrow(0, i * b, b);
+        let mut out = Vec::with_capacity(carry.len());
+        let mut h = now * &self.w_in;
+        for j in 0..layers {
+            let (hidden, cell) = (&carry[2 * j], &carry[2 * j + 1]);
             // forget and output gates read the input h; input gate and the
             // change read the layer's own previous hidden state
-            let x = Tensor::concat(&[&h, &hidden[j], &h, &hidden[j]], 0);
-            let pre = x * &weights[j] + &biases[j];
+            let x = Tensor::concat(&[&h, hidden, &h, hidden], 0);
+            let pre = x * &self.weights[j] + &self.biases[j];
             let (f, i, o) = (
                 block(&pre, 0).sigmoid(),
                 block(&pre, 1).sigmoid(),
                 block(&pre, 2).sigmoid(),
             );
             let g = block(&pre, 3).tanh();
-            cell[j] = &cell[j] * &f + i * g;
-            hidden[j] = o * cell[j].tanh();
-            h = hidden[j].clone();
+            let cell = cell * &f + i * g;
+            h = o * cell.tanh();
+            out.push(h.clone());
+            out.push(cell);
         }
-        let y = &h * &w_out + &b_out;
+        let y = &h * &self.w_out + &self.b_out;
         let lse = (y.exp().sum() + 2.0).log();
-        total += (row(&input.text, t + 1) * (y - lse)).sum();
+        out.push(&carry[2 * layers] + &(next * &(y - lse)).sum());
+        out
     }
-    total * (-1.0 / ((input.chars - 1) * b) as f64)
 }
 
-/// The loss and its gradient flattened as ADBench orders it (main, then extra).
+/// The initial carry of [`Params::step`]: the state's rows, and 0.
+fn initial_carry(input: &LstmInput) -> Vec<Tensor> {
+    let b = input.bits;
+    let mut carry: Vec<Tensor> = (0..2 * input.layers)
+        .map(|r| input.state.narrow(0, r, 1).reshape(&[b]))
+        .collect();
+    carry.push(Tensor::scalar(0.0f64));
+    carry
+}
+
+/// The mean cross-entropy from the summed log-likelihood.
+fn loss(input: &LstmInput, log_likelihood: &Tensor) -> Tensor {
+    log_likelihood * (-1.0 / ((input.chars - 1) * input.bits) as f64)
+}
+
+/// The loss as a function of the main and extra parameters, one eager step
+/// per character.
+pub fn objective(input: &LstmInput, main: &Tensor, extra: &Tensor) -> Tensor {
+    let params = Params::split(input.layers, input.bits, main, extra);
+    let row = |t: usize| input.text.narrow(0, t, 1).reshape(&[input.bits]);
+    let mut carry = initial_carry(input);
+    for t in 0..input.chars - 1 {
+        carry = params.step(&carry, &row(t), &row(t + 1));
+    }
+    loss(input, &carry[2 * input.layers])
+}
+
+/// [`objective`] with the characters as one `control::scan`: the step is
+/// traced once and the loop is one primitive. Eager, that only saves the
+/// tape; under `func::jit` the loop and the loop of its VJP compile to
+/// native loops (`compile::recurrence`), which is how the GradBench tool
+/// runs it.
+pub fn objective_scan(input: &LstmInput, main: &Tensor, extra: &Tensor) -> Result<Tensor> {
+    let params = Params::split(input.layers, input.bits, main, extra);
+    let n = input.chars - 1;
+    let (now, next) = (input.text.narrow(0, 0, n), input.text.narrow(0, 1, n));
+    let (carry, _) = chainrule::control::scan(
+        |c, x| Ok((params.step(c, &x[0], &x[1]), vec![])),
+        &initial_carry(input),
+        &[now, next],
+    )?;
+    Ok(loss(input, &carry[2 * input.layers]))
+}
+
 pub fn objective_and_gradient(input: &LstmInput) -> Result<(f64, Vec<f64>)> {
     let (value, grads) = chainrule::func::value_and_grad_n(
         |p: &[Tensor]| objective(input, &p[0], &p[1]),

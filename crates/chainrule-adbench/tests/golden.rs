@@ -168,6 +168,25 @@ fn lstm_objectives_and_the_reference_gradient() {
     for (i, (a, b)) in grad.iter().zip(&want).enumerate() {
         close(*a, *b, &format!("lstm gradient {i}"));
     }
+    // The scan form, its gradient compiled as the GradBench tool runs it.
+    let (nm, ne) = (input.main.numel(), input.extra.numel());
+    let compiled = chainrule::func::jit(|p: &[chainrule::Tensor]| {
+        let g = chainrule::func::grad_n(|q| lstm::objective_scan(&input, &q[0], &q[1]), p)?;
+        chainrule::Tensor::try_concat(&[&g[0].reshape(&[nm]), &g[1].reshape(&[ne])], 0)
+    });
+    let grad = compiled
+        .call(&[input.main.clone(), input.extra.clone()])
+        .unwrap()
+        .to_vec::<f64>();
+    for (i, (a, b)) in grad.iter().zip(&want).enumerate() {
+        close(*a, *b, &format!("lstm gradient {i} (scan, compiled)"));
+    }
+    let value = lstm::objective_scan(&input, &input.main, &input.extra).unwrap();
+    close(
+        value.item(),
+        e["objective"].as_f64().unwrap(),
+        "lstm objective (scan)",
+    );
 }
 
 #[test]

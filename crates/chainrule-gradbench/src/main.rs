@@ -4,15 +4,46 @@
 //! step) and implements each eval's module with chainrule's own AD; no
 //! derivative is written by hand.
 //!
-//!     gradbench run --eval "… evals/gmm/run.py" --tool "chainrule-gradbench"
+//!     gradbench run --eval "… evals/gmm/run.py" --tool "chainrule-gradbench [OPTIONS]"
+//!
+//! Like GradBench's other tools it runs on one thread unless given
+//! `--multithreaded` (then on every core). `--graph-loops` runs
+//! `particle`'s flight through the graph's `while_loop` instead of an
+//! eager loop.
 
 mod evals;
 mod protocol;
 
+/// Tapes of many small nodes are allocation-heavy (lstm, ba, ode); glibc's
+/// allocator spends much of such a run consolidating free lists.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (mut multithreaded, mut options) = (false, protocol::Options::default());
+    for arg in &args {
+        match arg.as_str() {
+            "--multithreaded" => multithreaded = true,
+            "--graph-loops" => options.graph_loops = true,
+            _ => {
+                eprintln!("usage: chainrule-gradbench [--multithreaded] [--graph-loops]");
+                std::process::exit(2);
+            }
+        }
+    }
+    if !multithreaded {
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build_global()
+        {
+            eprintln!("chainrule-gradbench: cannot set up one thread: {e}");
+            std::process::exit(1);
+        }
+    }
     let stdin = std::io::stdin();
     let stdout = std::io::stdout();
-    if let Err(e) = protocol::serve(stdin.lock(), stdout.lock()) {
+    if let Err(e) = protocol::serve(stdin.lock(), stdout.lock(), options) {
         eprintln!("chainrule-gradbench: {e}");
         std::process::exit(1);
     }

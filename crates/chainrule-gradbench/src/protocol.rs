@@ -46,6 +46,14 @@ impl Runs {
     }
 }
 
+/// How the tool was started.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// `particle`'s flight through the graph's `while_loop` rather than an
+    /// eager loop.
+    pub graph_loops: bool,
+}
+
 /// An evaluation's result: the last call's output and each call's time.
 pub struct Answer {
     pub output: Value,
@@ -77,13 +85,13 @@ pub fn measure<T>(
 }
 
 /// Answers every message of `input` on `output` until end of input.
-pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()> {
+pub fn serve(input: impl BufRead, mut output: impl Write, options: Options) -> std::io::Result<()> {
     for line in input.lines() {
         let line = line?;
         if line.trim().is_empty() {
             continue;
         }
-        let reply = answer(&line);
+        let reply = answer(&line, options);
         writeln!(output, "{reply}")?;
         output.flush()?;
     }
@@ -91,7 +99,7 @@ pub fn serve(input: impl BufRead, mut output: impl Write) -> std::io::Result<()>
 }
 
 /// The response to one message line.
-pub fn answer(line: &str) -> Value {
+pub fn answer(line: &str, options: Options) -> Value {
     let message: Value = match serde_json::from_str(line) {
         Ok(m) => m,
         // Without an id there is nothing the eval could match: answer
@@ -123,7 +131,7 @@ pub fn answer(line: &str) -> Value {
                 .and_then(Value::as_str)
                 .unwrap_or("");
             let input = message.get("input").unwrap_or(&Value::Null);
-            match guarded(|| evals::evaluate(module, function, input)) {
+            match guarded(|| evals::evaluate(module, function, input, options)) {
                 Ok(answer) => {
                     reply.insert("success".into(), json!(true));
                     reply.insert("output".into(), answer.output);

@@ -9,7 +9,13 @@ use std::process::{Command, Stdio};
 
 /// The tool's answer to each of `lines`, in order.
 fn converse(lines: &[String]) -> Vec<Value> {
+    converse_with(&[], lines)
+}
+
+/// The same, the tool started with `options`.
+fn converse_with(options: &[&str], lines: &[String]) -> Vec<Value> {
     let mut child = Command::new(env!("CARGO_BIN_EXE_chainrule-gradbench"))
+        .args(options)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -74,16 +80,28 @@ fn mismatch(path: &str, expected: &Value, actual: &Value, hello: bool) -> Option
 #[test]
 fn every_eval_matches_the_reference_on_recorded_inputs() {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let evals = [
-        "hello", "lse", "llsq", "det", "ode", "gmm", "kmeans", "lstm", "ba",
+    let fixtures = [
+        "hello",
+        "lse",
+        "llsq",
+        "det",
+        "ode",
+        "gmm",
+        "kmeans",
+        "lstm",
+        "ba",
+        "ht",
+        "ht-simple",
     ];
-    for eval in evals {
-        let text = std::fs::read_to_string(dir.join(format!("{eval}.jsonl"))).unwrap();
+    for fixture in fixtures {
+        // `ht-simple`: the `ht` eval on other inputs.
+        let eval = fixture.split('-').next().unwrap();
+        let text = std::fs::read_to_string(dir.join(format!("{fixture}.jsonl"))).unwrap();
         let cases: Vec<Value> = text
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert!(!cases.is_empty(), "{eval}: no recorded messages");
+        assert!(!cases.is_empty(), "{fixture}: no recorded messages");
         let mut lines = vec![
             json!({"id": 0, "kind": "start", "eval": eval}).to_string(),
             json!({"id": 1, "kind": "define", "module": eval}).to_string(),
@@ -124,7 +142,7 @@ fn every_eval_matches_the_reference_on_recorded_inputs() {
 /// The nested-AD evals against the constants GradBench's evals check
 /// (`evals/{particle,saddle}/run.py`), to 1e-8 relative (GradBench's own
 /// tolerance would accept any saddle output near 0), in all four mode
-/// pairs.
+/// pairs; `particle` also with its flight through the graph's `while_loop`.
 #[test]
 fn nested_evals_reach_the_known_optima() {
     let mut lines = Vec::new();
@@ -145,7 +163,11 @@ fn nested_evals_reach_the_known_optima() {
         );
         expected.push(json!(0.2071918746486116));
     }
-    let answers = converse(&lines);
+    let mut answers = converse(&lines);
+    let particle: Vec<String> = lines[4..].to_vec();
+    answers.extend(converse_with(&["--graph-loops"], &particle));
+    lines.extend(particle);
+    expected.extend(expected[4..].to_vec());
     let values = |v: &Value| -> Vec<f64> {
         match v {
             Value::Array(a) => a.iter().map(|x| x.as_f64().unwrap()).collect(),
@@ -193,6 +215,9 @@ fn bad_input_is_an_error_answer_not_a_crash() {
         json!({"id": 7, "kind": "evaluate", "module": "lse", "function": "primal",
             "input": {"x": [0.0, 0.0], "min_seconds": 0}})
         .to_string(),
+        json!({"id": 8, "kind": "evaluate", "module": "ht", "function": "objective",
+            "input": {"theta": [0.0], "us": [], "data": {}}})
+        .to_string(),
     ];
     let answers = converse(&lines);
     assert_eq!(answers.len(), lines.len());
@@ -207,4 +232,18 @@ fn bad_input_is_an_error_answer_not_a_crash() {
     assert_eq!(answers[6], json!({"id": 6}));
     let lse = answers[7]["output"].as_f64().unwrap();
     assert!((lse - 2f64.ln()).abs() < 1e-15, "{lse}");
+    assert!(error(8).contains("`theta` has 1 numbers"), "{}", error(8));
+}
+
+/// An unknown option is a usage message and exit code 2, before any
+/// message is read.
+#[test]
+fn unknown_options_are_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chainrule-gradbench"))
+        .arg("--fast")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: chainrule-gradbench"));
 }

@@ -123,16 +123,17 @@ impl Traced {
         }
         let refs: Vec<&Tensor> = self.inputs.iter().collect();
         let _on = GradModeGuard::new(true);
-        let grads = engine::grad_with(
-            &[&self.output],
-            &refs,
-            &BackwardOptions {
-                grad: u.cloned(),
-                retain_graph: retain,
-                create_graph: self.higher,
-            },
-        )?;
-        Ok(grads)
+        let options = BackwardOptions {
+            grad: u.cloned(),
+            retain_graph: retain,
+            create_graph: self.higher,
+        };
+        if self.higher {
+            engine::grad_with(&[&self.output], &refs, &options)
+        } else {
+            // No live leaf but the inputs: no branch to prune.
+            engine::grad_without_search(&self.output, &refs, &options)
+        }
     }
 
     /// The output handed back to the caller: cut from this transform's graph

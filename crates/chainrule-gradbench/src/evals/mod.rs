@@ -6,6 +6,7 @@ mod ba;
 mod det;
 mod gmm;
 mod hello;
+mod ht;
 mod kmeans;
 mod llsq;
 mod lse;
@@ -15,17 +16,22 @@ mod ode;
 mod particle;
 mod saddle;
 
-use crate::protocol::{Answer, Runs};
+use crate::protocol::{Answer, Options, Runs};
 use chainrule::Tensor;
 use serde_json::Value;
 
 /// The modules this tool implements.
 pub const MODULES: &[&str] = &[
-    "hello", "llsq", "lse", "det", "ode", "gmm", "kmeans", "lstm", "ba", "particle", "saddle",
+    "hello", "llsq", "lse", "det", "ode", "gmm", "kmeans", "lstm", "ba", "ht", "particle", "saddle",
 ];
 
 /// Runs `module.function` on `input`.
-pub fn evaluate(module: &str, function: &str, input: &Value) -> Result<Answer, String> {
+pub fn evaluate(
+    module: &str,
+    function: &str,
+    input: &Value,
+    options: Options,
+) -> Result<Answer, String> {
     if module == "hello" {
         return hello::evaluate(function, input);
     }
@@ -39,7 +45,14 @@ pub fn evaluate(module: &str, function: &str, input: &Value) -> Result<Answer, S
         "kmeans" => kmeans::evaluate(function, input, runs),
         "lstm" => lstm::evaluate(function, input, runs),
         "ba" => ba::evaluate(function, input, runs),
-        "particle" => particle::evaluate(function, input, runs),
+        "ht" => ht::evaluate(function, input, runs),
+        "particle" => {
+            let flight = match options.graph_loops {
+                true => particle::Flight::Graph,
+                false => particle::Flight::Eager,
+            };
+            particle::evaluate(function, input, runs, flight)
+        }
         "saddle" => saddle::evaluate(function, input, runs),
         _ => Err(format!("no module `{module}`")),
     }

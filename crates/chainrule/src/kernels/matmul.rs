@@ -40,6 +40,11 @@ struct Dest<T> {
 unsafe impl<T: Send> Send for Dest<T> {}
 unsafe impl<T: Send> Sync for Dest<T> {}
 
+/// Products of at most this many multiply-adds run as a plain loop (a
+/// batch of 3×3 products took ~1 µs each through the GEMM, most of it
+/// zeroing and packing).
+const SMALL_PRODUCT: usize = 512;
+
 /// `out[b] = a[b] @ b[b]` for every batch index. `la` is `(batch.., m, k)` and
 /// `lb` is `(batch.., k, n)`, both already broadcast to the same batch shape.
 /// Returns the row-major `(batch.., m, n)` buffer.
@@ -73,9 +78,15 @@ pub(crate) fn batched_matmul<T: crate::Element>(
     let (b_rs, b_cs) = (lb.strides[nd - 2], lb.strides[nd - 1]);
     let spare = &mut out.spare_capacity_mut()[..len];
     let one = |dst: &mut [MaybeUninit<T>], (oa, ob): (usize, usize), threaded: bool| {
-        if m == 1 && n == 1 {
-            // A dot product: cheaper as a loop than through the GEMM dispatch.
-            dst[0].write((0..k).map(|p| a[oa + p * a_cs] * b[ob + p * b_rs]).sum());
+        if (m == 1 && n == 1) || m * n * k <= SMALL_PRODUCT {
+            // A dot product or a tiny product (a batch of 3×3 rotations):
+            // cheaper as a loop than through the GEMM's dispatch and packing.
+            for (i, row) in dst.chunks_exact_mut(n).enumerate() {
+                for (j, d) in row.iter_mut().enumerate() {
+                    let (ra, cb) = (oa + i * a_rs, ob + j * b_cs);
+                    d.write((0..k).map(|p| a[ra + p * a_cs] * b[cb + p * b_rs]).sum());
+                }
+            }
             return;
         }
         let (a, b) = (&a[oa..], &b[ob..]);
