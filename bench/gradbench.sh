@@ -13,7 +13,9 @@
 # --multithreaded, manual without OpenMP, JAX pinned to one CPU by its
 # tool, PyTorch with OMP_NUM_THREADS=1. lstm runs with -c 1024 4096 and ht
 # with --max 11 (the stored copy lacks the longer text and hand12); PyTorch
-# only on ba1-3 and hand1-4 (beyond, one answer takes minutes). Never run in CI.
+# only on ba1 and hand1-2 (beyond, one answer takes minutes). particle also
+# runs with --graph-loops (its flight through control::while_loop). Never
+# run in CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$(pwd)
@@ -23,6 +25,7 @@ py=$gb/.venv/bin/python
 runs=${*:---min-runs 3 --min-seconds 0.2}
 declare -A tool=(
   [chainrule]=$repo/target/release/chainrule-gradbench
+  [chainrule-graph]="$repo/target/release/chainrule-gradbench --graph-loops"
   [manual]="$py python/gradbench/gradbench/cpp.py manual"
 )
 if [ -n "${PEERS_PY:-}" ]; then
@@ -31,15 +34,17 @@ if [ -n "${PEERS_PY:-}" ]; then
 fi
 # eval and its size options | the tools that implement it | PyTorch's sizes
 evals=(
+  "lstm -c 1024 4096|chainrule manual pytorch|"
+  "ht --max 11|chainrule manual pytorch|ht --max 2"
+  "kmeans|chainrule manual pytorch jax|"
+  "gmm|chainrule manual pytorch jax|"
   "lse|chainrule manual pytorch jax|"
   "llsq|chainrule manual jax|"
   "ode|chainrule manual jax|"
-  "kmeans|chainrule manual pytorch jax|"
-  "gmm|chainrule manual pytorch jax|"
-  "lstm -c 1024 4096|chainrule manual pytorch|"
-  "ba --min 1 --max 14|chainrule manual pytorch|ba --min 1 --max 3"
-  "ht --max 11|chainrule manual pytorch|ht --max 4"
+  "ba --min 1 --max 14|chainrule manual pytorch|ba --min 1 --max 1"
   "det|chainrule manual|"
+  "particle|chainrule chainrule-graph|"
+  "saddle|chainrule|"
 )
 cd "$gb"
 mkdir -p runs

@@ -12,7 +12,9 @@
 //!
 //! The bones are posed a tree level at a time (one batched 4×4 product per
 //! level, children of already-posed parents), and the skinning blends the
-//! bone transforms per vertex with one matrix product.
+//! bone transforms per vertex with one matrix product. Positions are kept
+//! coordinate-major, (3, n): the per-point work is then long rows (and its
+//! 28 tangents one batch of them), not rows of 3.
 
 use super::{field, flat, matrix, numbers, rows, unknown, vector};
 use crate::protocol::{measure, Answer, Runs};
@@ -29,8 +31,8 @@ struct Model {
     parents: Vec<usize>,
     base_relatives: Tensor,         // (22, 4, 4)
     inverse_base_absolutes: Tensor, // (22, 4, 4)
-    /// `w[v,i]·b_v[c]` at `(v, 4i + c)`: the skinning weights times the
-    /// rest positions (homogeneous), (nverts, 88), for the vertices the
+    /// `w[v,i]·b_v[c]` at `(4i + c, v)`: the skinning weights times the
+    /// rest positions (homogeneous), (88, nverts), for the vertices the
     /// residuals read. It does not depend on θ, so it is formed once, when
     /// the input is read.
     skinning: Tensor,
@@ -42,9 +44,11 @@ struct Model {
 /// point's barycentric coordinates `us`).
 struct Problem {
     model: Model,
-    points: Tensor,      // (npts, 3)
-    corners: Vec<usize>, // npts or 3·npts vertex indices
-    us: Option<Tensor>,  // (npts, 2) in the complicated variant
+    points: Tensor, // (3, npts)
+    /// For each of a point's vertices (one, or a triangle's three), the
+    /// vertex of every point.
+    corners: Vec<Vec<usize>>,
+    us: Option<Tensor>, // (2, npts) in the complicated variant
 }
 
 /// Where each pose parameter comes from: entry `3c + r` of the 25×3 pose
@@ -124,7 +128,7 @@ impl Model {
         posed.index_select(0, &back[..])
     }
 
-    /// The mesh's vertex positions (nverts, 3) for parameters θ.
+    /// The mesh's vertex positions (3, nverts) for parameters θ.
     fn vertices(&self, theta: &Tensor) -> Tensor {
         let extended = Tensor::concat(&[theta, &Tensor::from_vec(vec![0.0, 1.0], &[2])], 0);
         let pose = extended
@@ -143,9 +147,10 @@ impl Model {
         let transforms = self
             .absolutes(&relatives)
             .matmul(&self.inverse_base_absolutes);
-        // pos_v = Σ_i w[v,i]·(T_i·b_v)[0:3] = Σ_(i,c) (w[v,i]·b_v[c])·T_i[0:3, c]:
-        // the skinning table (nverts, 88) times the transforms' first three
-        // rows stacked (88, 3), one product whose θ-dependent side is small.
+        // pos_v = Σ_i w[v,i]·(T_i·b_v)[0:3] = Σ_(i,c) T_i[0:3, c]·(w[v,i]·b_v[c]):
+        // the transforms' first three rows side by side (3, 88) times the
+        // skinning table (88, nverts), one product whose θ-dependent side is
+        // small.
         let mut stacked = transforms
             .narrow(1, 0, 3)
             .permute(&[0, 2, 1])
@@ -156,31 +161,29 @@ impl Model {
         // The reference also scales R's columns by the pose's scale column,
         // which is constant ones.
         let rotation = angle_axis_rotation(&theta.narrow(0, 0, 3));
-        self.skinning.matmul(&stacked.matmul(&rotation.t())) + theta.narrow(0, 3, 3)
+        let posed = rotation.matmul(&stacked.t()).matmul(&self.skinning);
+        posed + theta.narrow(0, 3, 3).unsqueeze(1)
     }
 }
 
 impl Problem {
-    /// The residuals (3·npts,), `us` shifted by `du` (2,) in the
-    /// complicated variant.
+    /// The residuals (3, npts): coordinate j of point i at `(j, i)`, `us`
+    /// shifted by `du` (2,) in the complicated variant.
     fn residuals(&self, theta: &Tensor, du: Option<&Tensor>) -> Tensor {
         let vertices = self.model.vertices(theta);
-        let npts = self.points.shape()[0];
+        let corner = |k: usize| vertices.index_select(1, &self.corners[k][..]);
         let hand = match (&self.us, du) {
             (Some(us), Some(du)) => {
-                let u = us + du;
-                let rest = 1.0 - u.sum_axes(&[1], true);
-                let barycentric = Tensor::concat(&[&u, &rest], 1).unsqueeze(2);
-                let corners = vertices
-                    .index_select(0, &self.corners[..])
-                    .reshape(&[npts, 3, 3]);
-                (barycentric * corners).sum_axes(&[1], false)
+                let u = us + du.unsqueeze(1);
+                let (u0, u1) = (u.narrow(0, 0, 1), u.narrow(0, 1, 1));
+                corner(0) * &u0 + corner(1) * &u1 + corner(2) * (1.0 - u0 - u1)
             }
-            _ => vertices.index_select(0, &self.corners[..]),
+            _ => corner(0),
         };
-        (&self.points - hand).reshape(&[3 * npts])
+        &self.points - hand
     }
 
+    /// The Jacobian (3, npts, columns), rows in the residuals' order.
     fn jacobian(&self, theta: &Tensor) -> chainrule::Result<Tensor> {
         match &self.us {
             None => func::jacfwd(|t| self.residuals(t, None), theta),
@@ -273,8 +276,10 @@ fn model(data: &Value) -> Result<Model, String> {
     let is_mirrored = field(model, "is_mirrored")?
         .as_bool()
         .ok_or("`is_mirrored` must be true or false")?;
-    let skinning =
-        (weights.unsqueeze(2) * base_positions.unsqueeze(1)).reshape(&[nverts, BONES * 4]);
+    let skinning = (weights.unsqueeze(2) * base_positions.unsqueeze(1))
+        .reshape(&[nverts, BONES * 4])
+        .t()
+        .contiguous();
     Ok(Model {
         levels,
         parents,
@@ -288,9 +293,10 @@ fn model(data: &Value) -> Result<Model, String> {
 fn problem(input: &Value) -> Result<Problem, String> {
     let data = field(input, "data")?;
     let mut model = model(data)?;
-    let nverts = model.skinning.shape()[0];
+    let nverts = model.skinning.shape()[1];
     let points = matrix(data, "points")?;
     let npts = points.shape()[0];
+    let points = points.t().contiguous();
     let matches = field(data, "correspondences")?;
     let us = matrix(input, "us")?;
     let (corners, us) = if us.numel() == 0 {
@@ -311,17 +317,21 @@ fn problem(input: &Value) -> Result<Problem, String> {
         if us.shape() != [npts, 2] {
             return Err(format!("`us` is {:?}, expected [{npts}, 2]", us.shape()));
         }
-        (corners, Some(us))
+        (corners, Some(us.t().contiguous()))
     };
-    if corners.len() != npts * if us.is_some() { 3 } else { 1 } || points.shape()[1] != 3 {
+    let per_point = if us.is_some() { 3 } else { 1 };
+    if corners.len() != npts * per_point || points.shape()[0] != 3 {
         return Err(format!(
             "{npts} points of {} coordinates for {} correspondences",
-            points.shape()[1],
+            points.shape()[0],
             count_of(matches)
         ));
     }
     let (used, corners) = compact(&corners);
-    model.skinning = model.skinning.index_select(0, &used[..]);
+    model.skinning = model.skinning.index_select(1, &used[..]);
+    let corners = (0..per_point)
+        .map(|k| corners.iter().skip(k).step_by(per_point).copied().collect())
+        .collect();
     Ok(Problem {
         model,
         points,
@@ -363,9 +373,20 @@ pub fn evaluate(function: &str, input: &Value, runs: Runs) -> Result<Answer, Str
         "objective" => measure(
             runs,
             || Ok(problem.residuals(&theta, du.as_ref())),
-            |e| flat(&e),
+            |e| flat(&e.t()),
         ),
-        "jacobian" => measure(runs, || problem.jacobian(&theta), |j| rows(&j)),
+        "jacobian" => measure(
+            runs,
+            || problem.jacobian(&theta),
+            // Rows 3i + j, as the eval numbers the residuals.
+            |j| {
+                let columns = j.shape()[2];
+                rows(
+                    &j.permute(&[1, 0, 2])
+                        .reshape(&[j.numel() / columns, columns]),
+                )
+            },
+        ),
         _ => Err(unknown("ht", function)),
     }
 }
