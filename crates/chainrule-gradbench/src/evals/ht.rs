@@ -26,9 +26,8 @@ const THETAS: usize = 26;
 
 /// The hand model: bone tree, rest transforms and skinning weights.
 struct Model {
-    /// Bone indices by tree level: the roots, then their children, ….
-    levels: Vec<Vec<usize>>,
-    parents: Vec<usize>,
+    /// How the bones are posed a tree level at a time (see [`Posing`]).
+    posing: Posing,
     base_relatives: Tensor,         // (22, 4, 4)
     inverse_base_absolutes: Tensor, // (22, 4, 4)
     /// `w[v,i]·b_v[c]` at `(4i + c, v)`: the skinning weights times the
@@ -110,22 +109,15 @@ fn angle_axis_rotation(axis: &Tensor) -> Tensor {
 impl Model {
     /// Each bone's absolute transform, a tree level at a time.
     fn absolutes(&self, relatives: &Tensor) -> Tensor {
-        let mut order: Vec<usize> = self.levels[0].clone();
-        let mut posed = relatives.index_select(0, &order[..]);
-        for level in &self.levels[1..] {
-            let slot = |bone: usize| order.iter().position(|&b| b == bone).unwrap();
-            let parents: Vec<usize> = level.iter().map(|&b| slot(self.parents[b])).collect();
+        let plan = &self.posing;
+        let mut posed = relatives.index_select(0, &plan.roots[..]);
+        for (parents, bones) in &plan.levels {
             let children = posed
                 .index_select(0, &parents[..])
-                .matmul(&relatives.index_select(0, &level[..]));
+                .matmul(&relatives.index_select(0, &bones[..]));
             posed = Tensor::concat(&[&posed, &children], 0);
-            order.extend(level);
         }
-        let mut back = [0; BONES];
-        for (slot, &bone) in order.iter().enumerate() {
-            back[bone] = slot;
-        }
-        posed.index_select(0, &back[..])
+        posed.index_select(0, &plan.back[..])
     }
 
     /// The mesh's vertex positions (3, nverts) for parameters θ.
@@ -234,10 +226,20 @@ fn transforms(model: &Value, key: &str) -> Result<Tensor, String> {
     Ok(Tensor::from_vec(flat, &[BONES, 4, 4]))
 }
 
-/// The bones grouped by tree level; parents must precede their children.
-fn levels(parents: &[i64]) -> Result<(Vec<Vec<usize>>, Vec<usize>), String> {
+/// The order in which the bones are posed, decided when the input is read:
+/// the roots, then each tree level below them. Bones are numbered by their
+/// place in that order (their slot).
+struct Posing {
+    roots: Vec<usize>,
+    /// Per level: the slot of each bone's parent, and the bones.
+    levels: Vec<(Vec<usize>, Vec<usize>)>,
+    /// The slot of each bone.
+    back: Vec<usize>,
+}
+
+/// The posing order of a bone tree; parents must precede their children.
+fn posing(parents: &[i64]) -> Result<Posing, String> {
     let mut depth = vec![0usize; parents.len()];
-    let mut parent = vec![0usize; parents.len()];
     for (bone, &p) in parents.iter().enumerate() {
         if p >= 0 {
             let p = p as usize;
@@ -245,14 +247,32 @@ fn levels(parents: &[i64]) -> Result<(Vec<Vec<usize>>, Vec<usize>), String> {
                 return Err(format!("bone {bone}'s parent {p} does not precede it"));
             }
             depth[bone] = depth[p] + 1;
-            parent[bone] = p;
         }
     }
     let deepest = depth.iter().copied().max().unwrap_or(0);
-    let levels = (0..=deepest)
-        .map(|d| (0..parents.len()).filter(|&b| depth[b] == d).collect())
-        .collect();
-    Ok((levels, parent))
+    let level =
+        |d: usize| -> Vec<usize> { (0..parents.len()).filter(|&b| depth[b] == d).collect() };
+    let roots = level(0);
+    let mut back = vec![0; parents.len()];
+    let mut slots = roots.len();
+    for (slot, &bone) in roots.iter().enumerate() {
+        back[bone] = slot;
+    }
+    let mut levels = Vec::with_capacity(deepest);
+    for d in 1..=deepest {
+        let bones = level(d);
+        let parent_slots = bones.iter().map(|&b| back[parents[b] as usize]).collect();
+        for &bone in &bones {
+            back[bone] = slots;
+            slots += 1;
+        }
+        levels.push((parent_slots, bones));
+    }
+    Ok(Posing {
+        roots,
+        levels,
+        back,
+    })
 }
 
 fn model(data: &Value) -> Result<Model, String> {
@@ -262,7 +282,7 @@ fn model(data: &Value) -> Result<Model, String> {
         .map(|l| l.iter().filter_map(Value::as_i64).collect())
         .filter(|l: &Vec<i64>| l.len() == BONES)
         .ok_or_else(|| format!("`parents` must be {BONES} integers"))?;
-    let (levels, parents) = levels(&parents)?;
+    let posing = posing(&parents)?;
     let base_positions = matrix(model, "base_positions")?;
     let weights = matrix(model, "weights")?;
     let nverts = base_positions.shape()[0];
@@ -281,8 +301,7 @@ fn model(data: &Value) -> Result<Model, String> {
         .t()
         .contiguous();
     Ok(Model {
-        levels,
-        parents,
+        posing,
         base_relatives: transforms(model, "base_relatives")?,
         inverse_base_absolutes: transforms(model, "inverse_base_absolutes")?,
         skinning,
