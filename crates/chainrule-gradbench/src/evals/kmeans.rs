@@ -3,22 +3,42 @@
 //! diagonal by forward-over-reverse: the JVP of the gradient along a
 //! tensor of ones (the Hessian is diagonal in each centroid coordinate,
 //! so `H·1` is its diagonal).
+//!
+//! The derivatives differentiate the cost of the nearest-centroid
+//! assignment, `Σ_i ‖C_{a(i)} − P_i‖²` with `a = argmin` taken once outside
+//! the derivative: a min's derivative is the derivative of the term it
+//! picks, and which term that is does not move under an infinitesimal
+//! change of the centroids (as `stop_gradient` on the assignment in JAX).
+//! So the two derivative passes run over the n×d assigned differences,
+//! not over the n×k distance matrix.
 
 use super::{finite, matrix, rows, unknown};
 use crate::protocol::{measure, Answer, Runs};
 use chainrule::{func, Tensor};
 use serde_json::Value;
 
-fn cost(points: &Tensor, centroids: &Tensor) -> Tensor {
-    // ‖C_j − P_i‖² = ‖P_i‖² + ‖C_j‖² − 2 P_i·C_j, for all (i, j) at once.
-    let pp = points.square().sum_axes(&[1], true); // (n, 1)
+/// `‖C_j‖² − 2 P_i·C_j` for all (i, j) at once: (n, k). This is
+/// `‖C_j − P_i‖² − ‖P_i‖²`, and `‖P_i‖²` is the same along a row, so each
+/// row has the minimum and the argmin of the squared distances, with two
+/// passes over the n×k matrix fewer.
+fn shifted_distances(points: &Tensor, centroids: &Tensor) -> Tensor {
     let cc = centroids.square().sum_axes(&[1], false).unsqueeze(0); // (1, k)
-    let cross = points.matmul(&centroids.t()); // (n, k)
-    (pp + cc - cross * 2.0).min_axes(&[1], false).sum()
+    points.matmul(&(centroids * -2.0).t()) + cc
 }
 
-fn direction(points: &Tensor, centroids: &Tensor) -> chainrule::Result<Tensor> {
-    let gradient = |c: &Tensor| func::grad(|c| cost(points, c), c);
+fn cost(points: &Tensor, centroids: &Tensor) -> Tensor {
+    shifted_distances(points, centroids)
+        .min_axes(&[1], false)
+        .sum()
+        + points.square().sum()
+}
+
+/// The Newton direction for the assignment `nearest` (each point's
+/// centroid). Compiled by the caller: the derivative passes over the n×d
+/// assigned differences fuse into a few kernels.
+fn direction(points: &Tensor, centroids: &Tensor, nearest: &Tensor) -> chainrule::Result<Tensor> {
+    let assigned_cost = |c: &Tensor| (c.index_select(0, nearest) - points).square().sum();
+    let gradient = |c: &Tensor| func::grad(assigned_cost, c);
     let (j, h) = func::jvp(gradient, centroids, &centroids.ones_like())?;
     Ok(j / h)
 }
@@ -35,7 +55,16 @@ pub fn evaluate(function: &str, input: &Value, runs: Runs) -> Result<Answer, Str
     }
     match function {
         "cost" => measure(runs, || Ok(cost(&points, &centroids)), |y| finite(y.item())),
-        "dir" => measure(runs, || direction(&points, &centroids), |d| rows(&d)),
+        "dir" => {
+            // The n×k distances run eagerly (matmul, add, argmin: nothing
+            // to fuse), the derivatives compiled, once per message.
+            let direction = func::jit(|x: &[Tensor]| direction(&x[0], &x[1], &x[2]));
+            let newton = || {
+                let nearest = shifted_distances(&points, &centroids).argmin(1, false); // (n,)
+                direction.call(&[points.clone(), centroids.clone(), nearest])
+            };
+            measure(runs, newton, |d| rows(&d))
+        }
         _ => Err(unknown("kmeans", function)),
     }
 }

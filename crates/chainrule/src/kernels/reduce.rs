@@ -139,14 +139,21 @@ where
     debug_assert!(len > 0, "checked by the shape function");
     let nd = layout.shape.len();
     let perm: Vec<usize> = (0..nd).filter(|&a| a != axis).chain([axis]).collect();
-    let dense = super::elementwise::materialize(src, &layout.permute(&perm));
+    let runs = layout.permute(&perm);
+    // Runs already laid out one after the other (argmin over a matrix's
+    // rows) are read in place, not copied first.
+    let dense = match runs.contiguous_range() {
+        Some(r) => std::borrow::Cow::Borrowed(&src[r]),
+        None => std::borrow::Cow::Owned(super::elementwise::materialize(src, &runs)),
+    };
     dense
         .chunks_exact(len)
         .map(|run| {
-            let mut best = 0;
+            // The best value stays in a register, not re-read each step.
+            let (mut best, mut best_value) = (0, run[0]);
             for (i, &x) in run.iter().enumerate().skip(1) {
-                if better(x, run[best]) {
-                    best = i;
+                if better(x, best_value) {
+                    (best, best_value) = (i, x);
                 }
             }
             best as i64
