@@ -177,6 +177,47 @@ fn algebraic_identities_are_simplified() {
 }
 
 #[test]
+fn the_gradient_of_a_vector_taken_apart_is_one_concat() {
+    // Horner's rule reads each coefficient through its own narrow; the VJP
+    // sums one pad per coefficient, which the simplifier merges into one
+    // concat of the pieces (the pad of the whole axis then drops).
+    let (c, t) = (t64(&[6], 1), t64(&[5], 2));
+    let horner = |c: &Tensor, t: &Tensor| {
+        let mut p = c.narrow(0, 5, 1);
+        for j in (0..5).rev() {
+            p = p * t + c.narrow(0, j, 1);
+        }
+        p.square().sum()
+    };
+    let g = Graph::trace(&[("c", &c), ("t", &t)], |x| {
+        Ok(vec![chainrule::func::grad(|c| horner(c, &x[1]), &x[0])?])
+    })
+    .unwrap();
+    assert_eq!(g.count("pad "), 6, "{g}");
+    let s = g.optimize();
+    assert_eq!(s.count("pad "), 0, "{s}");
+    assert_eq!(s.count("concat "), 1, "{s}");
+    let (c2, t2) = (t64(&[6], 3), t64(&[5], 4));
+    let want = chainrule::func::grad(|c| horner(c, &t2), &c2).unwrap();
+    let got = s.compile().run(&[("c", &c2), ("t", &t2)]).unwrap();
+    assert_close(&got[0], &want, 1e-13);
+    // Pads whose blocks do not touch stay as they are.
+    let g = Graph::trace(&[("c", &c)], |x| {
+        let (a, b) = (x[0].narrow(0, 0, 2), x[0].narrow(0, 3, 2));
+        Ok(vec![chainrule::func::grad(
+            |c| (c.narrow(0, 0, 2) * &a).sum() + (c.narrow(0, 3, 2) * &b).sum(),
+            &x[0],
+        )?])
+    })
+    .unwrap()
+    .optimize();
+    assert_eq!(g.count("concat "), 0, "{g}");
+    let got = g.compile().run(&[("c", &c2)]).unwrap();
+    let v = c2.to_vec::<f64>();
+    assert_eq!(got[0].to_vec::<f64>(), [v[0], v[1], 0.0, v[3], v[4], 0.0]);
+}
+
+#[test]
 fn memory_plan_releases_values_after_their_last_use() {
     let x = t64(&[1000], 1);
     let g = Graph::trace(&[("x", &x)], |t| {

@@ -339,7 +339,7 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
                     return Some(inputs[x]);
                 }
             }
-            None
+            merge_touching_pads(out, node, inputs)
         }
         Prim::Binary(BinaryOp::Sub) | Prim::Binary(BinaryOp::Div) => {
             let unit = if matches!(prim, Prim::Binary(BinaryOp::Sub)) {
@@ -365,6 +365,7 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
         Prim::Unary(UnaryOp::Scale { c }) if c.0 == 1.0 => Some(inputs[0]),
         Prim::Unary(UnaryOp::Shift { c }) if c.0 == 0.0 => Some(inputs[0]),
         Prim::Reshape(_) | Prim::BroadcastTo(_) if same_shape(0) => Some(inputs[0]),
+        Prim::Pad { .. } if same_shape(0) => Some(inputs[0]),
         Prim::Reshape(to) => {
             // A reshape of a reshape is one reshape of the original.
             match prim_of(out, inputs[0]) {
@@ -460,6 +461,53 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
         }
         _ => None,
     }
+}
+
+/// `pad(a) + pad(b)` along one axis, where `b`'s block starts where `a`'s
+/// ends, is one pad of `concat(a, b)`. The VJP of taking a vector apart
+/// element by element (`narrow`, as Horner's rule does with coefficients)
+/// is a sum of one pad per piece: m − 1 additions of full-size vectors,
+/// each an interpreted node, which this turns into one concat and one pad.
+fn merge_touching_pads(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<NodeId> {
+    // (axis, start, block length, output size) of a pad of node's shape.
+    let window = |id: NodeId| {
+        let Some(&Prim::Pad { axis, start, size }) = prim_of(out, id) else {
+            return None;
+        };
+        let n = out.node(id);
+        (n.shape == node.shape && n.dtype == node.dtype)
+            .then(|| (axis, start, out.node(n.inputs[0]).shape[axis], size))
+    };
+    let (a, b) = (window(inputs[0])?, window(inputs[1])?);
+    if a.0 != b.0 || a.3 != b.3 {
+        return None;
+    }
+    let (first, second, start) = match (a.1 + a.2 == b.1, b.1 + b.2 == a.1) {
+        (true, _) => (inputs[0], inputs[1], a.1),
+        (_, true) => (inputs[1], inputs[0], b.1),
+        _ => return None,
+    };
+    let axis = a.0;
+    // A block that is itself a concatenation along the axis adds its pieces.
+    let mut pieces = Vec::new();
+    for pad in [first, second] {
+        let block = out.node(pad).inputs[0];
+        match prim_of(out, block) {
+            Some(&Prim::Concat { axis: c }) if c == axis => {
+                pieces.extend_from_slice(&out.node(block).inputs);
+            }
+            _ => pieces.push(block),
+        }
+    }
+    let mut shape = node.shape.clone();
+    shape[axis] = a.2 + b.2;
+    let concat = out.push(GOp::Prim(Prim::Concat { axis }), pieces, &shape, node.dtype);
+    let pad = GOp::Prim(Prim::Pad {
+        axis,
+        start,
+        size: a.3,
+    });
+    Some(out.push(pad, vec![concat], &node.shape, node.dtype))
 }
 
 /// When each value can be released, and the peak memory that gives.

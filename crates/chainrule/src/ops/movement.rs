@@ -68,11 +68,22 @@ pub(crate) fn concat_forward(tensors: &[&Tensor], axis: usize) -> Result<Tensor>
     Ok(with_scalar!(first.dtype(), T => {
         let mut buf = vec![T::default(); numel];
         let full = Layout::contiguous(&shape);
+        // Along a leading axis a contiguous piece is one run of the result:
+        // one copy, without a view's bookkeeping (which dominates when the
+        // pieces are many single elements, as an unbinding VJP makes).
+        let leading = shape[..axis].iter().all(|&d| d == 1);
+        let inner: usize = shape[axis + 1..].iter().product();
         let mut start = 0;
         for t in tensors {
             let len = t.shape()[axis];
-            let dst = full.narrow(axis, start, len);
-            crate::layout::copy_view(&mut buf, &dst, t.buffer::<T>(), t.layout());
+            match (leading, t.layout().contiguous_range()) {
+                (true, Some(r)) => buf[start * inner..(start + len) * inner]
+                    .copy_from_slice(&t.buffer::<T>()[r]),
+                _ => {
+                    let dst = full.narrow(axis, start, len);
+                    crate::layout::copy_view(&mut buf, &dst, t.buffer::<T>(), t.layout());
+                }
+            }
             start += len;
         }
         Tensor::from_buffer(buf, &shape)
