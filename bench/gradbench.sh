@@ -7,7 +7,10 @@
 # the logs go to $GB/runs, the tables to stdout.
 #
 #   GB=/path/to/gradbench [PEERS_PY=/path/to/venv/bin/python] \
-#     bench/gradbench.sh [--min-runs N --min-seconds S]
+#     [EVALS="kmeans lse"] bench/gradbench.sh [--min-runs N --min-seconds S]
+#
+# EVALS names the evals to run (all when unset); the tables cover every
+# log in $GB/runs, so a partial run updates its evals' rows.
 #
 # Every tool runs on one thread, as GradBench runs them: ours without
 # --multithreaded, manual without OpenMP, JAX pinned to one CPU by its
@@ -51,6 +54,7 @@ mkdir -p runs
 for entry in "${evals[@]}"; do
   IFS='|' read -r e tools torch_e <<< "$entry"
   name=${e%% *}
+  case " ${EVALS:-$name} " in *" $name "*) ;; *) continue ;; esac
   for t in $tools; do
     [ -n "${tool[$t]:-}" ] || continue
     args=$e

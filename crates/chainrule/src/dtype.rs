@@ -217,6 +217,6 @@ impl Element for f64 {
     }
     #[inline(always)]
     fn exp_vectorizable(self) -> Self {
-        self.exp()
+        crate::kernels::elementwise::exp_f64(self)
     }
 }
