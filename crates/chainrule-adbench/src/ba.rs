@@ -135,9 +135,6 @@ pub fn residuals(input: &BaInput) -> (Tensor, Tensor) {
     )
 }
 
-/// The Jacobian in compressed sparse rows, ADBench's layout: rows 2i and 2i+1
-/// (the two reprojection residuals of observation i) hold 15 values each in
-/// column order (camera, point, weight); then one row per weight residual.
 /// `1 − w_i²`, the weight residuals.
 pub fn weight_errors(w: &Tensor) -> Tensor {
     1.0 - w.square()
@@ -151,28 +148,37 @@ pub struct SparseJacobian {
     pub values: Vec<f64>,
 }
 
+/// The Jacobian in compressed sparse rows, ADBench's layout: rows 2i and 2i+1
+/// (the two reprojection residuals of observation i) hold 15 values each in
+/// column order (camera, point, weight); then one row per weight residual.
 pub fn jacobian(input: &BaInput) -> Result<SparseJacobian> {
-    let g = gathered(input);
+    let blocks = reprojection_blocks(&gathered(input), &input.features)?;
+    sparse_jacobian(input, &blocks)
+}
+
+/// Every observation's 2×15 block of the reprojection Jacobian, (p, 30):
+/// row i holds `∂r_i,x/∂g_i` then `∂r_i,y/∂g_i`. Observations are
+/// independent, so the gradient of `Σ_i r_i,x` with respect to the gathered
+/// parameters holds every row `∂r_i,x/∂g_i` at once: two reverse sweeps
+/// (x rows, y rows) give all the blocks. Written to be compiled whole
+/// (`func::jit`): the forward pass is shared by both sweeps.
+pub fn reprojection_blocks(g: &Tensor, features: &Tensor) -> Result<Tensor> {
+    let p = g.shape()[0];
+    let (_, pullback) = func::vjp(|g: &Tensor| reprojection(g, features), g)?;
+    let seed = |r: usize| {
+        let u = (0..p * 2).map(|k| if k % 2 == r { 1.0 } else { 0.0 });
+        Tensor::from_vec(u.collect::<Vec<f64>>(), &[p, 2])
+    };
+    let (x_rows, y_rows) = (pullback.call(&seed(0))?, pullback.call(&seed(1))?);
+    Tensor::try_concat(&[&x_rows, &y_rows], 1)
+}
+
+/// The Jacobian in ADBench's compressed sparse rows from the reprojection
+/// blocks (see [`reprojection_blocks`]) and the weights' diagonal.
+pub fn sparse_jacobian(input: &BaInput, blocks: &Tensor) -> Result<SparseJacobian> {
     let p = input.obs.len();
     let (n, m) = (input.cams.shape()[0], input.points.shape()[0]);
-    // Observations are independent, so the gradient of Σ_i r_i,x with
-    // respect to the gathered parameters holds every row ∂r_i,x/∂g_i at
-    // once: two reverse sweeps (x rows, y rows) give all the 2×15 blocks.
-    let (_, pullback) = func::vjp(|g: &Tensor| reprojection(g, &input.features), &g)?;
-    let mut blocks = vec![0.0; p * 2 * 15];
-    for r in 0..2 {
-        let mut u = vec![0.0; p * 2];
-        for i in 0..p {
-            u[i * 2 + r] = 1.0;
-        }
-        let rows = pullback
-            .call(&Tensor::from_vec(u, &[p, 2]))?
-            .to_vec::<f64>();
-        for i in 0..p {
-            blocks[(i * 2 + r) * 15..(i * 2 + r + 1) * 15]
-                .copy_from_slice(&rows[i * 15..(i + 1) * 15]);
-        }
-    }
+    let blocks = blocks.to_vec::<f64>();
     let mut row_ptr = vec![0];
     let mut col_idx = Vec::with_capacity(p * 31);
     let mut values = Vec::with_capacity(p * 31);

@@ -201,20 +201,35 @@ fn the_gradient_of_a_vector_taken_apart_is_one_concat() {
     let want = chainrule::func::grad(|c| horner(c, &t2), &c2).unwrap();
     let got = s.compile().run(&[("c", &c2), ("t", &t2)]).unwrap();
     assert_close(&got[0], &want, 1e-13);
-    // Pads whose blocks do not touch stay as they are.
-    let g = Graph::trace(&[("c", &c)], |x| {
-        let (a, b) = (x[0].narrow(0, 0, 2), x[0].narrow(0, 3, 2));
-        Ok(vec![chainrule::func::grad(
-            |c| (c.narrow(0, 0, 2) * &a).sum() + (c.narrow(0, 3, 2) * &b).sum(),
-            &x[0],
-        )?])
-    })
-    .unwrap()
-    .optimize();
-    assert_eq!(g.count("concat "), 0, "{g}");
-    let got = g.compile().run(&[("c", &c2)]).unwrap();
+    // Blocks apart are concatenated with zeros between them; overlapping
+    // blocks add up, so they stay pads.
+    let pieces = |at: [usize; 2]| {
+        Graph::trace(&[("c", &c)], move |x| {
+            let part = |c: &Tensor, s: usize| c.narrow(0, s, 2);
+            let f = |c: &Tensor| {
+                (part(c, at[0]) * part(&x[0], at[0])).sum()
+                    + (part(c, at[1]) * part(&x[0], at[1])).sum()
+            };
+            Ok(vec![chainrule::func::grad(f, &x[0])?])
+        })
+        .unwrap()
+        .optimize()
+    };
+    let (apart, overlapping) = (pieces([0, 3]), pieces([0, 1]));
+    assert_eq!(
+        (apart.count("concat "), apart.count("pad ")),
+        (1, 1),
+        "{apart}"
+    );
+    assert_eq!(overlapping.count("concat "), 0, "{overlapping}");
     let v = c2.to_vec::<f64>();
+    let got = apart.compile().run(&[("c", &c2)]).unwrap();
     assert_eq!(got[0].to_vec::<f64>(), [v[0], v[1], 0.0, v[3], v[4], 0.0]);
+    let got = overlapping.compile().run(&[("c", &c2)]).unwrap();
+    assert_eq!(
+        got[0].to_vec::<f64>(),
+        [v[0], v[1] + v[1], v[2], 0.0, 0.0, 0.0]
+    );
 }
 
 #[test]

@@ -339,7 +339,7 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
                     return Some(inputs[x]);
                 }
             }
-            merge_touching_pads(out, node, inputs)
+            merge_disjoint_pads(out, node, inputs)
         }
         Prim::Binary(BinaryOp::Sub) | Prim::Binary(BinaryOp::Div) => {
             let unit = if matches!(prim, Prim::Binary(BinaryOp::Sub)) {
@@ -463,51 +463,91 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
     }
 }
 
-/// `pad(a) + pad(b)` along one axis, where `b`'s block starts where `a`'s
-/// ends, is one pad of `concat(a, b)`. The VJP of taking a vector apart
-/// element by element (`narrow`, as Horner's rule does with coefficients)
-/// is a sum of one pad per piece: m − 1 additions of full-size vectors,
-/// each an interpreted node, which this turns into one concat and one pad.
-fn merge_touching_pads(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<NodeId> {
-    // (axis, start, block length, output size) of a pad of node's shape.
-    let window = |id: NodeId| {
-        let Some(&Prim::Pad { axis, start, size }) = prim_of(out, id) else {
-            return None;
-        };
-        let n = out.node(id);
-        (n.shape == node.shape && n.dtype == node.dtype)
-            .then(|| (axis, start, out.node(n.inputs[0]).shape[axis], size))
-    };
-    let (a, b) = (window(inputs[0])?, window(inputs[1])?);
-    if a.0 != b.0 || a.3 != b.3 {
+/// `pad(a) + pad(b)` along one axis with blocks that do not overlap is one
+/// pad of the blocks concatenated in order, zeros between them. The VJP of
+/// taking a tensor apart (`narrow` per coefficient in Horner's rule, per
+/// parameter column in bundle adjustment) is a sum of one full-size pad per
+/// piece, each an interpreted node; a chain of them becomes one concat
+/// (the gaps fill as the chain goes on, and a pad of the whole axis drops).
+fn merge_disjoint_pads(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<NodeId> {
+    let (axis, size, mut pieces) = padded_pieces(out, node, inputs[0])?;
+    let (axis_b, size_b, more) = padded_pieces(out, node, inputs[1])?;
+    if (axis, size) != (axis_b, size_b) {
         return None;
     }
-    let (first, second, start) = match (a.1 + a.2 == b.1, b.1 + b.2 == a.1) {
-        (true, _) => (inputs[0], inputs[1], a.1),
-        (_, true) => (inputs[1], inputs[0], b.1),
-        _ => return None,
-    };
-    let axis = a.0;
-    // A block that is itself a concatenation along the axis adds its pieces.
-    let mut pieces = Vec::new();
-    for pad in [first, second] {
-        let block = out.node(pad).inputs[0];
-        match prim_of(out, block) {
-            Some(&Prim::Concat { axis: c }) if c == axis => {
-                pieces.extend_from_slice(&out.node(block).inputs);
-            }
-            _ => pieces.push(block),
+    pieces.extend(more);
+    pieces.sort_by_key(|&(start, _)| start);
+    // (start, end, block) in order.
+    let spans: Vec<(usize, usize, NodeId)> = pieces
+        .iter()
+        .map(|&(s, id)| (s, s + out.node(id).shape[axis], id))
+        .collect();
+    if spans.windows(2).any(|w| w[0].1 > w[1].0) {
+        return None; // overlapping blocks add up: not a concatenation
+    }
+    let start = spans[0].0;
+    let (mut parts, mut at) = (Vec::new(), start);
+    for (s, end, id) in spans {
+        if s > at {
+            parts.push(zeros(out, node, axis, s - at));
         }
+        parts.push(id);
+        at = end;
     }
     let mut shape = node.shape.clone();
-    shape[axis] = a.2 + b.2;
-    let concat = out.push(GOp::Prim(Prim::Concat { axis }), pieces, &shape, node.dtype);
-    let pad = GOp::Prim(Prim::Pad {
-        axis,
-        start,
-        size: a.3,
-    });
+    shape[axis] = at - start;
+    let concat = out.push(GOp::Prim(Prim::Concat { axis }), parts, &shape, node.dtype);
+    let pad = GOp::Prim(Prim::Pad { axis, start, size });
     Some(out.push(pad, vec![concat], &node.shape, node.dtype))
+}
+
+/// A pad as (axis, output size, [(start, block)]).
+type PaddedPieces = (usize, usize, Vec<(usize, NodeId)>);
+
+/// A pad of `node`'s shape and dtype as its pieces: a block that is a
+/// concatenation along the axis gives its pieces, less the zero gaps an
+/// earlier merge put between them.
+fn padded_pieces(out: &Graph, node: &Node, id: NodeId) -> Option<PaddedPieces> {
+    let &Prim::Pad { axis, start, size } = prim_of(out, id)? else {
+        return None;
+    };
+    let n = out.node(id);
+    if n.shape != node.shape || n.dtype != node.dtype {
+        return None;
+    }
+    let block = n.inputs[0];
+    let pieces = match prim_of(out, block) {
+        Some(&Prim::Concat { axis: c }) if c == axis => {
+            let mut at = start;
+            let mut pieces = Vec::new();
+            for &piece in &out.node(block).inputs {
+                if !is_zero_gap(out, piece) {
+                    pieces.push((at, piece));
+                }
+                at += out.node(piece).shape[axis];
+            }
+            pieces
+        }
+        _ => vec![(start, block)],
+    };
+    Some((axis, size, pieces))
+}
+
+/// Zeros of `node`'s shape but `len` along `axis`: a broadcast scalar, no
+/// buffer (see [`is_zero_gap`]).
+fn zeros(out: &mut Graph, node: &Node, axis: usize, len: usize) -> NodeId {
+    let mut shape = node.shape.clone();
+    shape[axis] = len;
+    let zero = Tensor::zeros(&[], node.dtype);
+    let scalar = out.push(GOp::Constant(zero), Vec::new(), &[], node.dtype);
+    let op = GOp::Prim(Prim::BroadcastTo(shape.as_slice().into()));
+    out.push(op, vec![scalar], &shape, node.dtype)
+}
+
+fn is_zero_gap(g: &Graph, id: NodeId) -> bool {
+    matches!(prim_of(g, id), Some(Prim::BroadcastTo(_)))
+        && g.node(g.node(id).inputs[0]).shape.is_empty()
+        && constant_value(g, g.node(id).inputs[0]) == Some(0.0)
 }
 
 /// When each value can be released, and the peak memory that gives.

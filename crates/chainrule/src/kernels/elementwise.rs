@@ -452,7 +452,7 @@ pub(crate) fn exp_f64(x: f64) -> f64 {
     // zero bits: k·LN2_HIGH is exact for |k| < 2^21.
     const LN2_HIGH: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.693147180369…
     const LN2_LOW: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // 1.908214929…e-10
-    // Past these e^x is ∞ or rounds to 0; inside, |k| ≤ 1077.
+                                                                // Past these e^x is ∞ or rounds to 0; inside, |k| ≤ 1077.
     let y = x.clamp(-746.0, 710.0);
     let k = (y * std::f64::consts::LOG2_E + ROUND) - ROUND;
     let r = (y - k * LN2_HIGH) - k * LN2_LOW;
