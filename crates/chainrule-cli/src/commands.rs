@@ -155,12 +155,46 @@ fn tensor_json(t: &Tensor) -> Value {
     json!({"shape": t.shape(), "data": t.to_vec_f64()})
 }
 
+/// A result as the command prints it: a scalar in full precision, a
+/// vector on one line, a matrix or more laid out row by row after its shape.
 fn show(t: &Tensor) -> String {
-    if t.ndim() == 0 {
-        format!("{}", t.item())
-    } else {
-        format!("{:?} {:?}", t.shape(), t.to_vec_f64())
+    match t.ndim() {
+        0 => format!("{}", t.item()),
+        1 => format!("{t:.6}"),
+        _ => format!("shape {:?}\n{t:.6}", t.shape()),
     }
+}
+
+/// `--explain`'s derivation: one forward pass for all `--wrt` variables
+/// (reverse mode derives them all in one backward pass), or one per
+/// variable where the derivative is taken variable by variable.
+fn explanation(
+    p: &Problem,
+    kind: Kind,
+    wrt: &[String],
+    dir: Option<&Tensor>,
+    mode: Mode,
+) -> Result<String, CliError> {
+    let forward = mode == Mode::Forward;
+    let target = |vars| explain::Target {
+        expr: &p.expr,
+        env: &p.env,
+        dtype: p.dtype,
+        vars,
+    };
+    let per_var = |f: &dyn Fn(&explain::Target) -> Result<String, String>| {
+        wrt.iter()
+            .map(|v| f(&target(std::slice::from_ref(v))))
+            .collect::<Result<Vec<_>, _>>()
+            .map(|parts| parts.join("\n"))
+    };
+    let text = match kind {
+        Kind::Grad | Kind::Jacobian => explain::derivative(&target(wrt), forward),
+        Kind::Jvp => per_var(&|t| explain::jvp(t, dir.expect("jvp's --dir was checked"))),
+        Kind::Hessian => per_var(&|t| explain::hessian(t, forward)),
+        Kind::Eval => Ok(String::new()),
+    };
+    text.map_err(input)
 }
 
 impl Problem {
@@ -564,19 +598,11 @@ pub fn run(
         check_finite_derivatives(&p, kind, wrt, &value, &out.results)?;
     }
     if common.explain && kind != Kind::Eval {
-        if value.numel() != 1 {
-            return Err(input(
-                "--explain derives the gradient of a single-valued expression (use it with grad)",
-            ));
-        }
-        for v in wrt {
-            let text = explain::explain(&p.expr, &p.env, v, p.dtype, common.mode == Mode::Forward)
-                .map_err(input)?;
-            if common.json {
-                eprintln!("{text}");
-            } else {
-                println!("{text}");
-            }
+        let text = explanation(&p, kind, wrt, dir.as_ref(), common.mode)?;
+        if common.json {
+            eprint!("{text}");
+        } else {
+            println!("{text}");
         }
     }
     if common.json {
@@ -682,7 +708,7 @@ fn compare(
     for (v, r) in wrt.iter().zip(&reference) {
         println!("{} {v} (reverse mode): {}", kind.key(), show(r));
     }
-    println!("\n| mode | max |difference| from reverse | time | derivative expression |");
+    println!("\n| mode | max abs. difference from reverse | time | derivative expression |");
     println!("|---|---|---|---|");
     for (m, r) in &rows {
         let name = format!("{m:?}").to_lowercase();
@@ -699,14 +725,20 @@ fn compare(
                     format!("{} ({size} nodes)", o.exprs.join("; "))
                 };
                 println!(
-                    "| {name} | {:.3e} | {ms:.3} ms | {expr} |",
-                    max_abs_diff(&o.results, &reference)
+                    "| {name} | {:.3e} | {ms:.3} ms | {} |",
+                    max_abs_diff(&o.results, &reference),
+                    table_cell(&expr)
                 );
             }
-            Err(e) => println!("| {name} | not available: {e} | | |"),
+            Err(e) => println!("| {name} | not available: {} | | |", table_cell(e)),
         }
     }
     Ok(())
+}
+
+/// Text that stays inside one cell of a Markdown table.
+fn table_cell(text: &str) -> String {
+    text.replace('|', "\\|").replace('\n', " ")
 }
 
 fn write_file(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {

@@ -125,7 +125,7 @@ fn eval_op(
     let operand = match steps {
         Some(s) => {
             let index = s.len();
-            let name = step_name(index);
+            let name = step_name(index, env);
             let text = describe(e, &operands, s);
             s.push(Step {
                 name,
@@ -146,14 +146,57 @@ pub fn all_finite(t: &Tensor) -> bool {
     t.to_vec_f64().iter().all(|v| v.is_finite())
 }
 
-/// `a, b, …, z, a1, b1, …`: the note's names for intermediates.
-pub fn step_name(i: usize) -> String {
-    let letter = (b'a' + (i % 26) as u8) as char;
-    if i < 26 {
-        letter.to_string()
-    } else {
-        format!("{letter}{}", i / 26)
+/// Names an explanation keeps for outputs: `z` for the expression, `g` for
+/// its gradient (the Hessian's explanation); no intermediate takes them.
+pub const OUTPUT_NAMES: [&str; 2] = ["z", "g"];
+
+/// The `i`-th intermediate's name: `a, b, …, y, a1, b1, …` as the note
+/// names them, skipping every variable's name and [`OUTPUT_NAMES`], so a
+/// step never shares a name with something the user wrote.
+pub fn step_name(i: usize, env: &Env) -> String {
+    let mut taken: Vec<usize> = env
+        .keys()
+        .map(String::as_str)
+        .chain(OUTPUT_NAMES)
+        .filter_map(candidate_index)
+        .collect();
+    taken.sort_unstable();
+    taken.dedup();
+    // The i-th candidate not taken: each taken one at or before it moves it on.
+    let mut c = i;
+    for t in taken {
+        if t <= c {
+            c += 1;
+        }
     }
+    let letter = (b'a' + (c % 26) as u8) as char;
+    match c / 26 {
+        0 => letter.to_string(),
+        round => format!("{letter}{round}"),
+    }
+}
+
+/// Where `name` is in the sequence `a, …, z, a1, …, z1, a2, …` (if it is).
+fn candidate_index(name: &str) -> Option<usize> {
+    let mut chars = name.chars();
+    let letter = chars.next().filter(char::is_ascii_lowercase)?;
+    let digits = chars.as_str();
+    let round = match digits {
+        "" => 0,
+        d if !d.starts_with('0') && d.bytes().all(|b| b.is_ascii_digit()) => d.parse().ok()?,
+        _ => return None,
+    };
+    Some(26 * round + (letter as u8 - b'a') as usize)
+}
+
+/// The name of an output in an explanation: `preferred` unless a variable
+/// has it, else `out`, `out1`, … (never an intermediate's name).
+pub fn output_name(env: &Env, preferred: &str) -> String {
+    std::iter::once(preferred.to_string())
+        .chain(std::iter::once("out".to_string()))
+        .chain((1..).map(|k| format!("out{k}")))
+        .find(|n| !env.contains_key(n))
+        .expect("an unbounded sequence of names")
 }
 
 fn operand_text(o: &Operand, steps: &[Step]) -> String {

@@ -1,9 +1,14 @@
 //! `--explain`: the derivation in the note's style. First the decomposition
-//! into intermediate variables with their shapes and values; then the chain
-//! rule accumulated step by step (from the output back in reverse mode, from
-//! the input forward in forward mode), each factor with its shape.
+//! into intermediate variables with their shapes and values (one forward
+//! pass, whatever the number of `--wrt` variables); then the chain rule
+//! accumulated step by step, each factor with its shape:
+//! - `grad` and `jacobian`: from the output back in reverse mode (row by
+//!   row: `∂z/∂u` has one row per entry of `z`), from the inputs forward in
+//!   forward mode (column by column: `∂u/∂x` has one column per entry of `x`);
+//! - `jvp`: the tangent of every step along the direction;
+//! - `hessian`: the gradient as an expression, then its Jacobian as above.
 
-use crate::eval::{all_finite, eval, Env, Operand, Step};
+use crate::eval::{all_finite, eval, output_name, Env, Operand, Step};
 use crate::expr::{BinOp, Expr};
 use crate::functions::{partial_expr, Kind};
 use chainrule::{autograd, func, DType, Tensor};
@@ -125,39 +130,88 @@ fn diag(p: Expr) -> String {
     }
 }
 
-/// `e` evaluated with `var` as a fresh leaf, every op recorded as a step.
+/// `e` evaluated with each of `vars` as a fresh leaf, every op recorded
+/// as a step: the one forward pass every explanation starts from.
 struct Recorded {
     steps: Vec<Step>,
-    leaf: Tensor,
+    leaves: Vec<Tensor>,
     z: Tensor,
 }
 
 impl Recorded {
-    fn new(e: &Expr, env: &Env, var: &str, dtype: DType) -> Result<Recorded, String> {
+    fn new(e: &Expr, env: &Env, vars: &[String], dtype: DType) -> Result<Recorded, String> {
         let mut env2 = env.clone();
-        let leaf = env[var].detach().requires_grad();
-        env2.insert(var.to_string(), leaf.clone());
+        let leaves: Vec<Tensor> = vars
+            .iter()
+            .map(|v| {
+                let leaf = env[v].detach().requires_grad();
+                env2.insert(v.clone(), leaf.clone());
+                leaf
+            })
+            .collect();
         let mut steps = Some(Vec::new());
         let z = eval(e, &env2, dtype, &mut steps)?;
         Ok(Recorded {
             steps: steps.unwrap_or_default(),
-            leaf,
+            leaves,
             z,
         })
     }
 
-    /// `∂z/∂step` for every step, then `∂z/∂var`, by one reverse pass.
+    /// `∂z/∂u` for every step `u`, then for every leaf. A single-valued `z`
+    /// takes one reverse pass and each adjoint has `u`'s shape; otherwise
+    /// one pass per entry of `z` (row by row), giving `(size of z, size of u)`.
     fn adjoints(&self) -> Result<Vec<Tensor>, String> {
         let targets: Vec<&Tensor> = self
             .steps
             .iter()
             .map(|s| &s.value)
-            .chain([&self.leaf])
+            .chain(&self.leaves)
             .collect();
+        let m = self.z.numel();
         if !self.z.needs_grad() {
-            return Ok(targets.iter().map(|t| t.zeros_like()).collect());
+            let zero = |t: &&Tensor| match m {
+                1 => t.zeros_like(),
+                _ => Tensor::zeros(&[m, t.numel()], t.dtype()),
+            };
+            return Ok(targets.iter().map(zero).collect());
         }
-        autograd::grad(&[&self.z], &targets).map_err(|e| e.to_string())
+        if m == 1 {
+            return autograd::grad(&[&self.z], &targets).map_err(|e| e.to_string());
+        }
+        let mut rows: Vec<Vec<Tensor>> = vec![Vec::with_capacity(m); targets.len()];
+        for i in 0..m {
+            let mut seed = vec![0.0; m];
+            seed[i] = 1.0;
+            let opts = autograd::BackwardOptions {
+                grad: Some(Tensor::from_vec(seed, self.z.shape()).to_dtype(self.z.dtype())),
+                retain_graph: true,
+                create_graph: false,
+            };
+            let row =
+                autograd::grad_with(&[&self.z], &targets, &opts).map_err(|e| e.to_string())?;
+            for (acc, r) in rows.iter_mut().zip(row) {
+                acc.push(r.reshape(&[r.numel()]));
+            }
+        }
+        Ok(rows
+            .iter()
+            .map(|r| Tensor::stack(&r.iter().collect::<Vec<_>>(), 0))
+            .collect())
+    }
+
+    /// Whether each step reads (through its operands) one of `vars`.
+    fn on_path(&self, vars: &[String]) -> Vec<bool> {
+        let mut on_path: Vec<bool> = Vec::with_capacity(self.steps.len());
+        for s in &self.steps {
+            let reads = s.operands.iter().any(|o| match o {
+                Operand::Step(j) => on_path[*j],
+                Operand::Var(v) => vars.contains(v),
+                Operand::Num(_) => false,
+            });
+            on_path.push(reads);
+        }
+        on_path
     }
 }
 
@@ -167,7 +221,7 @@ impl Recorded {
 /// phrase for an error message, or `None` when no step does.
 pub fn first_non_finite_rule(e: &Expr, env: &Env, var: &str, dtype: DType) -> Option<String> {
     env.get(var)?;
-    let rec = Recorded::new(e, env, var, dtype).ok()?;
+    let rec = Recorded::new(e, env, &[var.to_string()], dtype).ok()?;
     let adj = rec.adjoints().ok()?;
     let (steps, finite) = (&rec.steps, all_finite);
     steps.iter().enumerate().rev().find_map(|(i, s)| {
@@ -189,9 +243,48 @@ pub fn first_non_finite_rule(e: &Expr, env: &Env, var: &str, dtype: DType) -> Op
     })
 }
 
-/// `∂step/∂var` for every step of `e`'s evaluation, by one batched forward
-/// pass (all steps' values flattened into one output), so the explanation
-/// stays linear in the expression's size.
+/// Every step of `e`'s evaluation at `x` (in place of `var`), flattened
+/// into one vector, with the steps' shapes: what one forward-mode pass
+/// differentiates, so the explanation stays linear in the expression's size.
+fn all_steps(
+    e: &Expr,
+    env: &Env,
+    var: &str,
+    dtype: DType,
+    x: &Tensor,
+    shapes: &std::cell::RefCell<Vec<Vec<usize>>>,
+) -> chainrule::Result<Tensor> {
+    let mut en = env.clone();
+    en.insert(var.to_string(), x.clone());
+    let mut steps = Some(Vec::new());
+    eval(e, &en, dtype, &mut steps)
+        .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })?;
+    let steps = steps.unwrap_or_default();
+    *shapes.borrow_mut() = steps.iter().map(|s| s.value.shape().to_vec()).collect();
+    let flat: Vec<Tensor> = steps
+        .iter()
+        .map(|s| s.value.reshape(&[s.value.numel()]))
+        .collect();
+    Tensor::try_concat(&flat.iter().collect::<Vec<_>>(), 0)
+}
+
+/// Cuts the rows of `all` (one block per step, in order) back into the
+/// steps, each block reshaped to its step's shape followed by `tail`.
+fn split_steps(all: &Tensor, shapes: &[Vec<usize>], tail: &[usize]) -> Vec<Tensor> {
+    let mut start = 0;
+    shapes
+        .iter()
+        .map(|shape| {
+            let rows: usize = shape.iter().product();
+            let full: Vec<usize> = shape.iter().chain(tail).copied().collect();
+            let block = all.narrow(0, start, rows).reshape(&full);
+            start += rows;
+            block
+        })
+        .collect()
+}
+
+/// `∂step/∂var` for every step, by one batched forward pass (column by column).
 fn every_step_jacobian(
     e: &Expr,
     env: &Env,
@@ -199,69 +292,82 @@ fn every_step_jacobian(
     dtype: DType,
     x0: &Tensor,
 ) -> Result<Vec<Tensor>, String> {
-    let shapes: std::cell::RefCell<Vec<Vec<usize>>> = Default::default();
-    let all = func::jacfwd(
-        |x: &Tensor| {
-            let mut en = env.clone();
-            en.insert(var.to_string(), x.clone());
-            let mut steps = Some(Vec::new());
-            eval(e, &en, dtype, &mut steps)
-                .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })?;
-            let steps = steps.unwrap_or_default();
-            *shapes.borrow_mut() = steps.iter().map(|s| s.value.shape().to_vec()).collect();
-            let flat: Vec<Tensor> = steps
-                .iter()
-                .map(|s| s.value.reshape(&[s.value.numel()]))
-                .collect();
-            let refs: Vec<&Tensor> = flat.iter().collect();
-            Tensor::try_concat(&refs, 0)
-        },
-        x0,
-    )
-    .map_err(|e| e.to_string())?;
-    let mut start = 0;
-    shapes
-        .into_inner()
-        .iter()
-        .map(|shape| {
-            let rows: usize = shape.iter().product();
-            let full: Vec<usize> = shape.iter().chain(x0.shape()).copied().collect();
-            let j = all.narrow(0, start, rows).reshape(&full);
-            start += rows;
-            Ok(j)
-        })
-        .collect()
+    let shapes = Default::default();
+    let all = func::jacfwd(|x: &Tensor| all_steps(e, env, var, dtype, x, &shapes), x0)
+        .map_err(|e| e.to_string())?;
+    Ok(split_steps(&all, &shapes.into_inner(), x0.shape()))
 }
 
-/// The derivation of `∂e/∂var` in reverse (or forward) order.
-pub fn explain(
+/// Every step's tangent along `dir`, by one forward-mode pass.
+fn every_step_tangent(
     e: &Expr,
     env: &Env,
     var: &str,
     dtype: DType,
-    forward: bool,
-) -> Result<String, String> {
-    let mut out = String::new();
-    // Intermediates recorded with their tensors, var as a leaf.
-    let mut rec = Recorded::new(e, env, var, dtype)?;
-    let z = rec.z.clone();
-    if z.numel() != 1 {
-        return Err(format!(
-            "--explain needs a single-valued expression, this one has shape {:?}",
-            z.shape()
-        ));
-    }
-    if let Some(last) = rec.steps.last_mut() {
-        last.name = "z".into();
-    }
-    let (steps, leaf) = (rec.steps.as_slice(), &rec.leaf);
-    let n = leaf.numel();
+    dir: &Tensor,
+) -> Result<Vec<Tensor>, String> {
+    let shapes = Default::default();
+    let x0 = env[var].detach();
+    let (_, all) = func::jvp(
+        |x: &Tensor| all_steps(e, env, var, dtype, x, &shapes),
+        &x0,
+        dir,
+    )
+    .map_err(|e| e.to_string())?;
+    Ok(split_steps(&all, &shapes.into_inner(), &[]))
+}
+
+/// The operands of step `s` on the path from the inputs: (operand index,
+/// name, size, the step or the input variable it is).
+fn path_operands<'a>(
+    s: &'a Step,
+    steps: &'a [Step],
+    on_path: &'a [bool],
+    vars: &'a [String],
+    var_sizes: &'a [usize],
+) -> impl Iterator<Item = (usize, String, usize, Source)> + 'a {
+    s.operands
+        .iter()
+        .enumerate()
+        .filter_map(move |(k, o)| match o {
+            Operand::Step(j) if on_path[*j] => Some((
+                k,
+                steps[*j].name.clone(),
+                steps[*j].value.numel(),
+                Source::Step(*j),
+            )),
+            Operand::Var(v) => vars
+                .iter()
+                .position(|w| w == v)
+                .map(|i| (k, v.clone(), var_sizes[i], Source::Var(i))),
+            _ => None,
+        })
+}
+
+#[derive(Clone, Copy)]
+enum Source {
+    Step(usize),
+    Var(usize),
+}
+
+/// What the derivation is of.
+pub struct Target<'a> {
+    pub expr: &'a Expr,
+    pub env: &'a Env,
+    pub dtype: DType,
+    /// The variables it is by (`--wrt`).
+    pub vars: &'a [String],
+}
+
+/// The decomposition of one forward pass, its output named `out`, and the
+/// shape of each variable.
+fn decomposition(out: &mut String, rec: &Recorded, vars: &[String]) {
     writeln!(
         out,
         "Decomposition into intermediate variables (the forward pass):"
     )
     .unwrap();
-    for s in steps {
+    for s in &rec.steps {
         writeln!(
             out,
             "  {} = {:<24} shape {:<10} value {}",
@@ -272,123 +378,280 @@ pub fn explain(
         )
         .unwrap();
     }
-    writeln!(out, "  ({var} has shape {}: n = {n})", shape_text(leaf)).unwrap();
-    // A step is on the path from var when one of its operands is.
-    let mut on_path: Vec<bool> = Vec::with_capacity(steps.len());
-    for s in steps {
-        let reads = s.operands.iter().any(|o| match o {
-            Operand::Step(j) => on_path[*j],
-            Operand::Var(v) => v == var,
-            Operand::Num(_) => false,
-        });
-        on_path.push(reads);
+    for (v, leaf) in vars.iter().zip(&rec.leaves) {
+        writeln!(
+            out,
+            "  ({v} has shape {}: n = {})",
+            shape_text(leaf),
+            leaf.numel()
+        )
+        .unwrap();
     }
-    if !forward {
-        let adj = rec.adjoints()?;
-        writeln!(
-            out,
-            "\nReverse accumulation (from z back to {var}; ∂z/∂u is a row (1, size of u)):"
-        )
-        .unwrap();
-        writeln!(out, "  ∂z/∂z = 1  (1,)").unwrap();
-        for (i, s) in steps.iter().enumerate().rev() {
-            if !on_path[i] {
-                continue;
-            }
-            let ks = s.value.numel();
-            for (k, o) in s.operands.iter().enumerate() {
-                let (oname, onumel, value) = match o {
-                    Operand::Step(j) if on_path[*j] => {
-                        (steps[*j].name.clone(), steps[*j].value.numel(), &adj[*j])
-                    }
-                    Operand::Var(v) if v == var => (v.clone(), n, &adj[steps.len()]),
-                    _ => continue,
-                };
-                writeln!(
-                    out,
-                    "  ∂z/∂{oname} = ∂z/∂{} · ∂{}/∂{oname}   local ∂{}/∂{oname} = {}   {} = {}{}   value {}",
-                    s.name,
-                    s.name,
-                    s.name,
-                    local_rule(s, k, steps),
-                    layout(1, onumel),
-                    layout(1, ks),
-                    layout(ks, onumel),
-                    abbreviate(value)
-                )
-                .unwrap();
-            }
+}
+
+/// The recorded forward pass, its last step renamed to the output's name.
+fn record(t: &Target, preferred_output: &str) -> Result<(Recorded, String), String> {
+    let mut rec = Recorded::new(t.expr, t.env, t.vars, t.dtype)?;
+    let name = output_name(t.env, preferred_output);
+    if let Some(last) = rec.steps.last_mut() {
+        last.name = name.clone();
+    }
+    Ok((rec, name))
+}
+
+/// The derivation of `∂z/∂var` for every variable: a gradient when `z` is
+/// single-valued, else a Jacobian; reverse or forward accumulation.
+pub fn derivative(t: &Target, forward: bool) -> Result<String, String> {
+    derivative_named(t, forward, "z")
+}
+
+fn derivative_named(t: &Target, forward: bool, output: &str) -> Result<String, String> {
+    let mut out = String::new();
+    let (rec, z) = record(t, output)?;
+    decomposition(&mut out, &rec, t.vars);
+    if forward {
+        for i in 0..t.vars.len() {
+            forward_columns(&mut out, t, &rec, &z, i)?;
         }
+    } else {
+        reverse_rows(&mut out, t, &rec, &z)?;
+    }
+    Ok(out)
+}
+
+/// Reverse accumulation from `z` back to every variable, all of them in
+/// the same pass (or one pass per entry of `z`: row by row).
+fn reverse_rows(out: &mut String, t: &Target, rec: &Recorded, z: &str) -> Result<(), String> {
+    let (steps, vars) = (rec.steps.as_slice(), t.vars);
+    let m = rec.z.numel();
+    let sizes: Vec<usize> = rec.leaves.iter().map(Tensor::numel).collect();
+    let on_path = rec.on_path(vars);
+    let adj = rec.adjoints()?;
+    let to = vars.join(", ");
+    if m == 1 {
         writeln!(
             out,
-            "\nGradient: ∂z/∂{var} = {}  (stored in {var}'s shape {})",
-            abbreviate(&adj[steps.len()]),
-            shape_text(leaf)
+            "\nReverse accumulation (from {z} back to {to}; ∂{z}/∂u is a row (1, size of u)):"
         )
         .unwrap();
+        writeln!(out, "  ∂{z}/∂{z} = 1  (1,)").unwrap();
     } else {
         writeln!(
             out,
-            "\nForward accumulation (from {var} to z; ∂u/∂{var} has shape (size of u, n)):"
+            "\nReverse accumulation, row by row (from {z} back to {to}; ∂{z}/∂u has shape (m, size of u), one row per entry of {z}: m = {m}):"
         )
         .unwrap();
-        writeln!(out, "  ∂{var}/∂{var} = I  {}", layout(n, n)).unwrap();
-        let x0 = env[var].detach();
-        let jacobians = every_step_jacobian(e, env, var, dtype, &x0)?;
-        for (i, s) in steps.iter().enumerate() {
-            if !on_path[i] {
-                continue;
-            }
-            let j = &jacobians[i];
-            let ks = s.value.numel();
-            let parts: Vec<String> = s
-                .operands
-                .iter()
-                .enumerate()
-                .filter_map(|(k, o)| match o {
-                    Operand::Step(jx) if on_path[*jx] => {
-                        Some((k, steps[*jx].name.clone(), steps[*jx].value.numel()))
-                    }
-                    Operand::Var(v) if v == var => Some((k, v.clone(), n)),
-                    _ => None,
-                })
-                .map(|(k, oname, on)| {
-                    format!(
-                        "∂{}/∂{oname} · ∂{oname}/∂{var}  [local {}]  {} = {}{}",
-                        s.name,
-                        local_rule(s, k, steps),
-                        layout(ks, n),
-                        layout(ks, on),
-                        layout(on, n)
-                    )
-                })
-                .collect();
+        writeln!(out, "  ∂{z}/∂{z} = I  {}", layout(m, m)).unwrap();
+    }
+    for (i, s) in steps.iter().enumerate().rev() {
+        if !on_path[i] {
+            continue;
+        }
+        let ks = s.value.numel();
+        for (k, oname, onumel, source) in path_operands(s, steps, &on_path, vars, &sizes) {
+            let value = match source {
+                Source::Step(j) => &adj[j],
+                Source::Var(v) => &adj[steps.len() + v],
+            };
             writeln!(
                 out,
-                "  ∂{}/∂{var} = {}   value {}",
+                "  ∂{z}/∂{oname} = ∂{z}/∂{} · ∂{}/∂{oname}   local ∂{}/∂{oname} = {}   {} = {}{}   value {}",
                 s.name,
-                parts.join(" + "),
-                abbreviate(j)
+                s.name,
+                s.name,
+                local_rule(s, k, steps),
+                layout(m, onumel),
+                layout(m, ks),
+                layout(ks, onumel),
+                abbreviate(value)
             )
             .unwrap();
         }
-        let g = func::grad(
-            |x: &Tensor| {
-                let mut en = env.clone();
-                en.insert(var.to_string(), x.clone());
-                eval(e, &en, dtype, &mut None)
-                    .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })
-            },
-            &x0,
-        )
-        .map_err(|e| e.to_string())?;
+    }
+    out.push('\n');
+    for (v, (leaf, a)) in vars.iter().zip(rec.leaves.iter().zip(&adj[steps.len()..])) {
+        result_line(out, z, v, leaf, &rec.z, a);
+    }
+    Ok(())
+}
+
+/// The gradient (stored in the variable's shape) or the Jacobian (shape
+/// of `z` then of the variable), laid out as a matrix when it is one.
+fn result_line(out: &mut String, z: &str, var: &str, leaf: &Tensor, value: &Tensor, d: &Tensor) {
+    if value.numel() == 1 {
+        let g = d.reshape(leaf.shape());
         writeln!(
             out,
-            "\nGradient: ∂z/∂{var} = {}  (stored in {var}'s shape {})",
+            "Gradient: ∂{z}/∂{var} = {}  (stored in {var}'s shape {})",
             abbreviate(&g),
             shape_text(leaf)
         )
         .unwrap();
+    } else {
+        let shape: Vec<usize> = value.shape().iter().chain(leaf.shape()).copied().collect();
+        let j = d.reshape(&[value.numel(), leaf.numel()]);
+        writeln!(
+            out,
+            "Jacobian: ∂{z}/∂{var}, {} (stored in shape {:?}) =\n{j:.6}",
+            layout(value.numel(), leaf.numel()),
+            shape
+        )
+        .unwrap();
     }
+}
+
+/// Forward accumulation from variable `i` to `z`: every step's Jacobian by
+/// it, all columns at once.
+fn forward_columns(
+    out: &mut String,
+    t: &Target,
+    rec: &Recorded,
+    z: &str,
+    i: usize,
+) -> Result<(), String> {
+    let (steps, var) = (rec.steps.as_slice(), &t.vars[i]);
+    let one = std::slice::from_ref(var);
+    let n = rec.leaves[i].numel();
+    let on_path = rec.on_path(one);
+    writeln!(
+        out,
+        "\nForward accumulation, column by column (from {var} to {z}; ∂u/∂{var} has shape (size of u, n), one column per entry of {var}: n = {n}):"
+    )
+    .unwrap();
+    writeln!(out, "  ∂{var}/∂{var} = I  {}", layout(n, n)).unwrap();
+    let x0 = t.env[var].detach();
+    let jacobians = every_step_jacobian(t.expr, t.env, var, t.dtype, &x0)?;
+    for (si, s) in steps.iter().enumerate() {
+        if !on_path[si] {
+            continue;
+        }
+        let ks = s.value.numel();
+        let parts: Vec<String> = path_operands(s, steps, &on_path, one, &[n])
+            .map(|(k, oname, on, _)| {
+                format!(
+                    "∂{}/∂{oname} · ∂{oname}/∂{var}  [local {}]  {} = {}{}",
+                    s.name,
+                    local_rule(s, k, steps),
+                    layout(ks, n),
+                    layout(ks, on),
+                    layout(on, n)
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "  ∂{}/∂{var} = {}   value {}",
+            s.name,
+            parts.join(" + "),
+            abbreviate(&jacobians[si])
+        )
+        .unwrap();
+    }
+    let last = jacobians.last().cloned().unwrap_or_else(|| x0.zeros_like());
+    out.push('\n');
+    result_line(out, z, var, &rec.leaves[i], &rec.z, &last);
+    Ok(())
+}
+
+/// The derivation of the JVP along `dir` in `var`: one forward pass, every
+/// step's tangent `u̇ = ∂u/∂var · dir` from its operands' tangents.
+pub fn jvp(t: &Target, dir: &Tensor) -> Result<String, String> {
+    let mut out = String::new();
+    let (rec, z) = record(t, "z")?;
+    decomposition(&mut out, &rec, t.vars);
+    let var = t.vars.first().ok_or("jvp needs --wrt")?;
+    let dot = |name: &str| format!("{name}\u{307}");
+    let steps = rec.steps.as_slice();
+    let on_path = rec.on_path(std::slice::from_ref(var));
+    let n = rec.leaves[0].numel();
+    let tangents = every_step_tangent(t.expr, t.env, var, t.dtype, dir)?;
+    writeln!(
+        out,
+        "\nForward accumulation along v = --dir (the tangent u̇ = ∂u/∂{var} · v of every step, of u's shape; nothing else is kept):"
+    )
+    .unwrap();
+    writeln!(out, "  {} = v   value {}", dot(var), abbreviate(dir)).unwrap();
+    for (si, s) in steps.iter().enumerate() {
+        if !on_path[si] {
+            continue;
+        }
+        let ks = s.value.numel();
+        let parts: Vec<String> = path_operands(s, steps, &on_path, std::slice::from_ref(var), &[n])
+            .map(|(k, oname, on, _)| {
+                format!(
+                    "∂{}/∂{oname} · {}  [local {}]  {} = {}{}",
+                    s.name,
+                    dot(&oname),
+                    local_rule(s, k, steps),
+                    layout(ks, 1),
+                    layout(ks, on),
+                    layout(on, 1)
+                )
+            })
+            .collect();
+        writeln!(
+            out,
+            "  {} = {}   value {}",
+            dot(&s.name),
+            parts.join(" + "),
+            abbreviate(&tangents[si])
+        )
+        .unwrap();
+    }
+    let last = tangents
+        .last()
+        .cloned()
+        .unwrap_or_else(|| rec.z.zeros_like());
+    writeln!(
+        out,
+        "\nJVP: {} = ∂{z}/∂{var} · v = {}  (stored in {z}'s shape {})",
+        dot(&z),
+        abbreviate(&last),
+        shape_text(&rec.z)
+    )
+    .unwrap();
+    Ok(out)
+}
+
+/// The derivation of the Hessian by `var`: the Jacobian of the gradient.
+/// The gradient is written as an expression (symbolic differentiation,
+/// checked against reverse mode's value), so that its own steps can be
+/// named; then its Jacobian is derived step by step like any other.
+pub fn hessian(t: &Target, forward: bool) -> Result<String, String> {
+    let var = t.vars.first().ok_or("hessian needs --wrt")?;
+    let g = crate::symbolic::grad(t.expr, var, t.env, t.dtype)
+        .map_err(|e| format!("--explain writes the gradient as an expression first, and: {e}"))?;
+    let by_reverse = func::grad(
+        |x: &Tensor| {
+            let mut en = t.env.clone();
+            en.insert(var.clone(), x.clone());
+            eval(t.expr, &en, t.dtype, &mut None)
+                .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })
+        },
+        &t.env[var].detach(),
+    )
+    .map_err(|e| e.to_string())?;
+    let by_expr = autograd::no_grad(|| eval(&g, t.env, t.dtype, &mut None))?;
+    if by_expr.shape() != by_reverse.shape() {
+        return Err(format!(
+            "--explain for hessian needs the gradient's expression `{g}` to have {var}'s shape {:?}; it has {:?}",
+            by_reverse.shape(),
+            by_expr.shape()
+        ));
+    }
+    let diff = by_expr
+        .to_vec_f64()
+        .iter()
+        .zip(by_reverse.to_vec_f64())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max);
+    let gname = output_name(t.env, "g");
+    let zname = output_name(t.env, "z");
+    let mut out = format!(
+        "The Hessian of {zname} by {var} is the Jacobian of the gradient {gname} = ∂{zname}/∂{var}.\n\
+         The gradient as an expression (symbolic differentiation; its value is reverse mode's to {diff:.1e}):\n  {gname} = {g}\n\n"
+    );
+    let inner = Target { expr: &g, ..*t };
+    out += &derivative_named(&inner, forward, "g")?;
     Ok(out)
 }

@@ -114,7 +114,7 @@ pub struct TrainArgs {
     /// state, epoch), replacing the file only once the new one is written.
     #[arg(long)]
     save: Option<PathBuf>,
-    /// The PNG of the loss (and accuracy) curves.
+    /// Write the loss (and accuracy) curves to this PNG (nothing is written unless asked).
     #[arg(long)]
     plot: Option<PathBuf>,
     /// End with one JSON line of final figures on stdout (epoch lines go to stderr).
@@ -626,10 +626,6 @@ fn report(
     task: &str,
 ) -> Result<(), CliError> {
     let say = |line: String| say(args, line);
-    let plot_path = args
-        .plot
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("chainrule-train-{task}.png")));
     let train_losses: Vec<f64> = history.iter().map(|e| e.train_loss).collect();
     let test_losses: Vec<f64> = history.iter().map(|e| e.test_loss).collect();
     let accuracies: Vec<f64> = history.iter().filter_map(|e| e.test_accuracy).collect();
@@ -665,8 +661,10 @@ fn report(
             }],
         });
     }
-    plot::write_png(&plot_path, &panels).map_err(CliError::Input)?;
-    say(format!("wrote the curves to {}", plot_path.display()));
+    if let Some(path) = &args.plot {
+        plot::write_png(path, &panels).map_err(CliError::Input)?;
+        say(format!("wrote the curves to {}", path.display()));
+    }
 
     let last = history.last().expect("at least one epoch");
     let mut summary = serde_json::json!({
@@ -675,8 +673,10 @@ fn report(
         "train_loss": last.train_loss,
         "test_loss": last.test_loss,
         "seconds": seconds,
-        "plot": plot_path.display().to_string(),
     });
+    if let Some(p) = &args.plot {
+        summary["plot"] = p.display().to_string().into();
+    }
     if let Some(a) = last.test_accuracy {
         summary["test_accuracy"] = a.into();
     }

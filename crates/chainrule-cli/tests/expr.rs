@@ -263,6 +263,140 @@ fn explain_shows_the_decomposition_and_the_chain() {
     );
 }
 
+/// The text a command printed, after checking it succeeded.
+fn stdout_of(args: &[&str]) -> String {
+    let out = chainrule(args);
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn explained_names_never_collide_with_the_users() {
+    // The user's `a`, `b` and `z`: steps are named around them, the output `out`.
+    let text = stdout_of(&[
+        "grad",
+        "sum(tanh(a * b) * z)",
+        "--wrt",
+        "a,z",
+        "--explain",
+        "--set",
+        "a=randn(3)",
+        "--set",
+        "b=randn(3)",
+        "--set",
+        "z=randn(3)",
+    ]);
+    for needle in [
+        "  c = a * b",
+        "  d = tanh(c)",
+        "  e = d * z",
+        "  out = sum(e)",
+        "∂out/∂out = 1",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in\n{text}");
+    }
+    for bad in ["  a = ", "  b = ", "  z = ", "∂z/∂z"] {
+        assert!(!text.contains(bad), "{bad:?} in\n{text}");
+    }
+    // Both variables from one forward pass and one backward pass.
+    assert_eq!(text.matches("Decomposition").count(), 1, "{text}");
+    assert_eq!(text.matches("Reverse accumulation").count(), 1, "{text}");
+    assert!(
+        text.contains("Gradient: ∂out/∂a") && text.contains("Gradient: ∂out/∂z"),
+        "{text}"
+    );
+}
+
+#[test]
+fn jvp_jacobian_and_hessian_are_explained() {
+    let sets = ["--set", "A=randn(2,3)", "--set", "w=randn(3)"];
+    let with = |args: &[&str]| stdout_of(&[args, &sets[..]].concat());
+    let jvp = with(&[
+        "jvp",
+        "tanh(A @ w)",
+        "--wrt",
+        "w",
+        "--dir",
+        "[1,0,0]",
+        "--explain",
+    ]);
+    for needle in [
+        "w\u{307} = v",
+        "a\u{307} = ∂a/∂w · w\u{307}  [local A]  (2,1) = (2,3)(3,1)",
+        "JVP: z\u{307} = ∂z/∂w · v",
+    ] {
+        assert!(jvp.contains(needle), "missing {needle:?} in\n{jvp}");
+    }
+    let rows = with(&["jacobian", "tanh(A @ w)", "--wrt", "w", "--explain"]);
+    for needle in [
+        "row by row",
+        "∂z/∂w = ∂z/∂a · ∂a/∂w",
+        "(2,3) = (2,2)(2,3)",
+        "Jacobian: ∂z/∂w, (2,3)",
+    ] {
+        assert!(rows.contains(needle), "missing {needle:?} in\n{rows}");
+    }
+    let columns = with(&[
+        "jacobian",
+        "tanh(A @ w)",
+        "--wrt",
+        "w",
+        "--explain",
+        "--mode",
+        "forward",
+    ]);
+    for needle in [
+        "column by column",
+        "∂z/∂w = ∂z/∂a · ∂a/∂w  [local diag(1 - tanh(a)^2)]  (2,3) = (2,2)(2,3)",
+    ] {
+        assert!(columns.contains(needle), "missing {needle:?} in\n{columns}");
+    }
+    // The Jacobian printed by the explanation is the command's own result.
+    let matrix = rows
+        .split("Jacobian: ∂z/∂w, (2,3) (stored in shape [2, 3]) =\n")
+        .nth(1)
+        .unwrap();
+    let matrix = &matrix[..matrix.find("\n\n").unwrap()];
+    assert!(
+        rows.contains(&format!("jacobian by w: shape [2, 3]\n{matrix}")),
+        "{rows}"
+    );
+    assert_eq!(matrix.lines().count(), 2, "{matrix}");
+    let hessian = with(&["hessian", "sum((A @ w)^2)", "--wrt", "w", "--explain"]);
+    for needle in [
+        "g = 2 * A.T @ (A @ w)",
+        "(3,3) = (3,2)(2,3)",
+        "Jacobian: ∂g/∂w, (3,3)",
+        "hessian by w: shape [3, 3]",
+    ] {
+        assert!(hessian.contains(needle), "missing {needle:?} in\n{hessian}");
+    }
+}
+
+#[test]
+fn the_compare_table_is_valid_markdown() {
+    let text = stdout_of(&[
+        "grad",
+        "sum(abs(x) * x)",
+        "--wrt",
+        "x",
+        "--mode",
+        "compare",
+        "--set",
+        "x=randn(3)",
+    ]);
+    let rows: Vec<&str> = text.lines().filter(|l| l.starts_with('|')).collect();
+    assert!(rows.len() >= 7, "{text}");
+    // Every row has the header's number of cells (escaped pipes are not separators).
+    let cells = |row: &str| row.replace("\\|", "").matches('|').count();
+    assert!(rows.iter().all(|r| cells(r) == cells(rows[0])), "{text}");
+    assert!(rows[1].chars().all(|c| c == '|' || c == '-'), "{text}");
+}
+
 #[test]
 fn graph_files_are_written() {
     let dir = std::env::temp_dir().join(format!("chainrule-expr-{}", std::process::id()));

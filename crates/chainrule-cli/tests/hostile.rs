@@ -129,7 +129,11 @@ fn explain_and_symbolic_memory_is_linear_in_the_expression() {
 fn an_expression_may_begin_with_a_minus() {
     let out = chainrule(&["grad", "-sum(x^2)", "--wrt", "x", "--set", "x=[1,2]"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("[-2.0, -4.0]"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("[-2.000000, -4.000000]"),
+        "{}",
+        stdout(&out)
+    );
     // Symbolic mode prints such expressions, and eval takes them back.
     let out = chainrule(&[
         "grad",

@@ -40,6 +40,7 @@ pub mod control;
 #[cfg(feature = "ndarray")]
 mod convert;
 pub mod data;
+mod display;
 mod dtype;
 pub mod error;
 pub mod files;

@@ -9,7 +9,6 @@ use crate::layout::Layout;
 use crate::limits::check_alloc;
 use crate::storage::{with_scalar, Storage, StorageElement};
 use rand::{Rng, SeedableRng};
-use std::fmt;
 use std::sync::Arc;
 
 /// An n-d array (of `f32`, `f64`, `i32`, `i64` or `bool`) that records the
@@ -625,35 +624,4 @@ fn cast_vec<A: 'static, B: 'static>(v: Vec<A>) -> Vec<B> {
     let mut v = std::mem::ManuallyDrop::new(v);
     // SAFETY: A and B are the same type (asserted above).
     unsafe { Vec::from_raw_parts(v.as_mut_ptr() as *mut B, v.len(), v.capacity()) }
-}
-
-impl fmt::Debug for Tensor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "Tensor(shape={:?}, dtype={:?}",
-            self.shape(),
-            self.dtype()
-        )?;
-        if let Some(n) = self.node() {
-            write!(f, ", grad_fn={}", n.name())?;
-        }
-        if self.is_batched() {
-            return write!(f, ", batched by vmap)");
-        }
-        with_scalar!(self.dtype(), E => {
-            let v = self.to_vec::<E>();
-            if v.len() <= 16 {
-                write!(f, ", data={v:?})")
-            } else {
-                write!(f, ", data=[{:?}, {:?}, …, {:?}])", v[0], v[1], v[v.len() - 1])
-            }
-        })
-    }
-}
-
-impl fmt::Display for Tensor {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
-    }
 }
