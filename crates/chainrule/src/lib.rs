@@ -70,3 +70,8 @@ pub use ops::conv::{ConvOptions, Pool2d};
 pub use ops::index::Indices;
 pub use ops::slice::Slice;
 pub use tensor::Tensor;
+
+/// The README's Rust examples run as doctests, so the first page stays true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExamples;
