@@ -14,6 +14,7 @@ use crate::Reader;
 use chainrule::{func, Result, Tensor};
 use std::path::Path;
 
+/// One BA instance: n cameras, m points and p observations.
 pub struct BaInput {
     /// (n, 11): Rodrigues rotation (3), centre (3), focal length, principal
     /// point (2), radial distortion (2).
@@ -140,11 +141,19 @@ pub fn weight_errors(w: &Tensor) -> Tensor {
     1.0 - w.square()
 }
 
+/// A Jacobian in compressed sparse rows (CSR).
 pub struct SparseJacobian {
+    /// The number of rows: 3p (two reprojection residuals and one weight
+    /// residual per observation).
     pub rows: usize,
+    /// The number of columns: the 11n + 3m + p inputs.
     pub cols: usize,
+    /// Where each row's entries start in `col_idx` and `values` (rows + 1
+    /// offsets, the last one the number of nonzeros).
     pub row_ptr: Vec<usize>,
+    /// The column of each nonzero, row by row.
     pub col_idx: Vec<usize>,
+    /// The nonzero values, row by row.
     pub values: Vec<f64>,
 }
 

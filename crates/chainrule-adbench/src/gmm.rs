@@ -10,8 +10,11 @@ use std::path::Path;
 
 /// One GMM instance.
 pub struct GmmInput {
+    /// D, the dimension of the points.
     pub d: usize,
+    /// K, the number of Gaussians.
     pub k: usize,
+    /// N, the number of points.
     pub n: usize,
     /// (K,)
     pub alphas: Tensor,
@@ -22,7 +25,9 @@ pub struct GmmInput {
     pub icf: Tensor,
     /// (N, D)
     pub x: Tensor,
+    /// The Wishart prior's γ.
     pub gamma: f64,
+    /// The Wishart prior's m (degrees of freedom D + m + 1).
     pub m: f64,
 }
 
@@ -103,11 +108,17 @@ fn lower_index(d: usize) -> Vec<usize> {
 /// and the constant `C` of one component's log Wishart normalizer. ADBench
 /// and GradBench combine them with different signs.
 pub struct Parts {
+    /// The data term `Σ_i logsumexp_k β_ik − N logsumexp(α)` (a scalar).
     pub data: Tensor,
+    /// The Wishart prior's sum `Σ_k ½γ²(‖exp q_k‖² + ‖l_k‖²) − m Σ q_k` (a
+    /// scalar).
     pub prior: Tensor,
+    /// The constant `C` of one component's log Wishart normalizer.
     pub wishart_c: f64,
 }
 
+/// The objective's [`Parts`] at the weights `alphas`, means `means` and
+/// inverse covariance factors `icf`.
 pub fn parts(input: &GmmInput, alphas: &Tensor, means: &Tensor, icf: &Tensor) -> Parts {
     let (d, k, n) = (input.d, input.k, input.n);
     let q = icf.narrow(1, 0, d); // (K, D) log-diagonal

@@ -9,6 +9,8 @@
 //! gradient by reverse mode, and the sparse BA Jacobian by two reverse sweeps
 //! over the 15 parameters each reprojection residual depends on.
 
+#![warn(missing_docs)]
+
 pub mod ba;
 pub mod gmm;
 pub mod lstm;

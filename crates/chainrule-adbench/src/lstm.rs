@@ -6,9 +6,13 @@ use crate::Reader;
 use chainrule::{Result, Tensor};
 use std::path::Path;
 
+/// One LSTM instance.
 pub struct LstmInput {
+    /// L, the number of layers.
     pub layers: usize,
+    /// C, the number of characters in the text.
     pub chars: usize,
+    /// B, the bits per character.
     pub bits: usize,
     /// (2L, 4B): per layer a row of weights then a row of biases, each four
     /// blocks of B (forget, input, output, change).
@@ -21,6 +25,8 @@ pub struct LstmInput {
     pub text: Tensor,
 }
 
+/// Reads an LSTM file: L, C and B, then the main parameters, the extra
+/// parameters, the initial state and the text.
 pub fn read(path: &Path) -> Result<LstmInput> {
     let mut r = Reader::open(path)?;
     let layers = r.count("the number of layers L")?;
@@ -148,6 +154,8 @@ pub fn objective_scan(input: &LstmInput, main: &Tensor, extra: &Tensor) -> Resul
     Ok(loss(input, &carry[2 * input.layers]))
 }
 
+/// The objective's value and its gradient, flattened: the main parameters,
+/// then the extra ones, each row by row.
 pub fn objective_and_gradient(input: &LstmInput) -> Result<(f64, Vec<f64>)> {
     let (value, grads) = chainrule::func::value_and_grad_n(
         |p: &[Tensor]| objective(input, &p[0], &p[1]),

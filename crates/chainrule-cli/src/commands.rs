@@ -11,6 +11,7 @@ use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// How `--mode` computes derivatives.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Mode {
     /// Reverse accumulation on the implicit graph (back-propagation).
@@ -27,19 +28,24 @@ pub enum Mode {
     Compare,
 }
 
+/// The floating-point type `--dtype` names.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum DTypeArg {
+    /// 32-bit floats.
     F32,
+    /// 64-bit floats.
     F64,
 }
 
+/// The arguments every subcommand takes: the expression, its variables, and
+/// how to compute, explain, draw and print it.
 #[derive(Args, Debug, Clone)]
 pub struct ExprArgs {
     /// The expression, e.g. "sum((X @ w - y)^2)". It may begin with a
     /// minus sign ("-sum(x^2)"): it is never read as a flag.
     #[arg(allow_hyphen_values = true)]
     pub expr: String,
-    /// NAME=VALUE: a number, a nested list ([1,2], [[1,2],[3,4]]) or a
+    /// NAME=VALUE: a number, a nested list (`[1,2]`, `[[1,2],[3,4]]`) or a
     /// generator: randn(d1,…), rand(…), zeros(…), ones(…), eye(n), arange(n).
     #[arg(long = "set", value_name = "NAME=VALUE")]
     pub set: Vec<String>,
@@ -49,8 +55,10 @@ pub struct ExprArgs {
     /// Seed of the generators.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Floating-point type of the variables and the computation.
     #[arg(long, value_enum, default_value_t = DTypeArg::F64)]
     pub dtype: DTypeArg,
+    /// How the derivatives are computed.
     #[arg(long, value_enum, default_value_t = Mode::Reverse)]
     pub mode: Mode,
     /// Print the derivation step by step, as the note does.
@@ -67,8 +75,11 @@ pub struct ExprArgs {
     pub json: bool,
 }
 
+/// The arguments of the derivative subcommands: [`ExprArgs`] and the
+/// variables to differentiate by.
 #[derive(Args, Debug, Clone)]
 pub struct WrtArgs {
+    /// The expression, its variables and the output flags.
     #[command(flatten)]
     pub common: ExprArgs,
     /// The variables to differentiate by (comma-separated).
@@ -79,12 +90,18 @@ pub struct WrtArgs {
     pub dir: Option<String>,
 }
 
+/// What a subcommand computes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// The value of the expression.
     Eval,
+    /// The gradient of a single-valued expression.
     Grad,
+    /// The Jacobian.
     Jacobian,
+    /// The Hessian of a single-valued expression.
     Hessian,
+    /// The Jacobian-vector product along `--dir`.
     Jvp,
 }
 
@@ -114,11 +131,17 @@ fn to_lib(msg: String) -> chainrule::Error {
 
 /// The expression and its variables' values.
 pub struct Problem {
+    /// The parsed expression.
     pub expr: Expr,
+    /// Each variable's value.
     pub env: Env,
+    /// The dtype of the values and of evaluation.
     pub dtype: DType,
 }
 
+/// The [`Problem`] the arguments describe: the parsed expression, and its
+/// variables read from the `--input` files, then from `--set` (which wins
+/// over a file), all in `--dtype`.
 pub fn setup(a: &ExprArgs) -> Result<Problem, CliError> {
     let expr = parse(&a.expr).map_err(|e| {
         input(format!(
@@ -542,6 +565,9 @@ fn max_abs_diff(a: &[Tensor], b: &[Tensor]) -> f64 {
         .fold(0.0, f64::max)
 }
 
+/// Runs one subcommand: the expression's value and its derivatives by each
+/// `--wrt` variable in the chosen mode, with the graph files, explanation
+/// and output (text or JSON) its flags ask for.
 pub fn run(
     kind: Kind,
     common: &ExprArgs,

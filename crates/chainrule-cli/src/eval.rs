@@ -13,19 +13,26 @@ pub type Env = BTreeMap<String, Tensor>;
 /// expression it computes and its value.
 #[derive(Clone, Debug)]
 pub struct Step {
+    /// The intermediate's name (see [`step_name`]).
     pub name: String,
+    /// The subexpression the op computes.
     pub expr: Expr,
     /// The op as the note writes it, on the names of its operands.
     pub text: String,
+    /// The op's value.
     pub value: Tensor,
     /// Indices of the steps (or variables, as `Err(name)`) it reads.
     pub operands: Vec<Operand>,
 }
 
+/// What a [`Step`] reads: an earlier step, a variable or a number.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Operand {
+    /// The step at this index.
     Step(usize),
+    /// The variable of this name.
     Var(String),
+    /// A number literal.
     Num(f64),
 }
 
@@ -50,6 +57,8 @@ pub fn eval(
 /// evaluation.
 pub type Shapes = std::collections::HashMap<*const Expr, Vec<usize>>;
 
+/// The [`Shapes`] of `e`'s subexpressions, from one evaluation without
+/// recording.
 pub fn eval_shapes(e: &Expr, env: &Env, dtype: DType) -> Result<Shapes, String> {
     let mut shapes = Some(Shapes::new());
     chainrule::autograd::no_grad(|| eval_node(e, env, dtype, &mut None, &mut shapes))?;
@@ -478,30 +487,39 @@ fn axes(x: &Tensor, axis: Option<usize>) -> Vec<usize> {
     axis.map_or_else(|| (0..x.ndim()).collect(), |a| vec![a])
 }
 
+/// `dot(x, y)`: the inner product of two vectors.
 pub fn eval_dot(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
     lib(a[0].try_dot(&a[1]))
 }
+/// `sum(x[, axis])`: the sum along the axis, or of all elements.
 pub fn eval_sum(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
     lib(a[0].try_sum_axes(&axes(&a[0], axis), false))
 }
+/// `mean(x[, axis])`: the mean along the axis, or of all elements.
 pub fn eval_mean(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
     lib(a[0].try_mean_axes(&axes(&a[0], axis), false))
 }
+/// `max(x[, axis])`: the maximum along the axis, or of all elements; an
+/// error for an empty tensor.
 pub fn eval_max(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
     if a[0].numel() == 0 {
         return Err(err("max of an empty tensor"));
     }
     lib(a[0].try_max_axes(&axes(&a[0], axis), false))
 }
+/// `min(x[, axis])`: the minimum along the axis, or of all elements; an
+/// error for an empty tensor.
 pub fn eval_min(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
     if a[0].numel() == 0 {
         return Err(err("min of an empty tensor"));
     }
     lib(a[0].try_min_axes(&axes(&a[0], axis), false))
 }
+/// `norm(x)`: the Euclidean norm of all elements.
 pub fn eval_norm(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
     Ok(a[0].norm())
 }
+/// `step(x)`: the unit step, 1 where `x > 0` and 0 elsewhere, in `x`'s dtype.
 pub fn eval_step(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
     Ok(a[0].gt_scalar(0.0).to_dtype(a[0].dtype()))
 }
@@ -515,15 +533,21 @@ fn softmax_axis(name: &str, x: &Tensor, axis: Option<usize>) -> Result<usize, St
     }
     Ok(axis.unwrap_or(x.ndim() - 1))
 }
+/// `softmax(x[, axis])`: softmax along the axis (the last by default).
 pub fn eval_softmax(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
     lib(a[0].try_softmax(softmax_axis("softmax", &a[0], axis)?))
 }
+/// `log_softmax(x[, axis])`: log-softmax along the axis (the last by
+/// default).
 pub fn eval_log_softmax(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
     lib(a[0].try_log_softmax(softmax_axis("log_softmax", &a[0], axis)?))
 }
+/// `logsumexp(x[, axis])`: log-sum-exp along the axis (the last by
+/// default), which it removes.
 pub fn eval_logsumexp(a: &[Tensor], axis: Option<usize>) -> Result<Tensor, String> {
     lib(a[0].try_logsumexp(softmax_axis("logsumexp", &a[0], axis)?, false))
 }
+/// `outer(x, y)`: the outer product of two vectors.
 pub fn eval_outer(a: &[Tensor], _: Option<usize>) -> Result<Tensor, String> {
     let (x, y) = (&a[0], &a[1]);
     if x.ndim() != 1 || y.ndim() != 1 {

@@ -352,8 +352,11 @@ enum Source {
 
 /// What the derivation is of.
 pub struct Target<'a> {
+    /// The expression.
     pub expr: &'a Expr,
+    /// Its variables' values.
     pub env: &'a Env,
+    /// The dtype it is evaluated in.
     pub dtype: DType,
     /// The variables it is by (`--wrt`).
     pub vars: &'a [String],

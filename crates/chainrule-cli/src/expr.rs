@@ -9,13 +9,20 @@
 use std::fmt;
 use std::rc::Rc;
 
+/// A binary operator of the language.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BinOp {
+    /// `+`
     Add,
+    /// `-`
     Sub,
+    /// `*`, elementwise.
     Mul,
+    /// `/`, elementwise.
     Div,
+    /// `^`, elementwise.
     Pow,
+    /// `@`, matrix product.
     MatMul,
 }
 
@@ -46,19 +53,26 @@ impl BinOp {
 /// subtree, so their memory stays linear in the expression's size.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Expr {
+    /// A number literal.
     Num(f64),
+    /// A variable, by name.
     Var(String),
+    /// `-x`
     Neg(Rc<Expr>),
+    /// A binary operation: `a op b`.
     Bin(BinOp, Rc<Expr>, Rc<Expr>),
     /// `x.T`
     Transpose(Rc<Expr>),
+    /// A function call: `name(args…)`.
     Call(String, Vec<Expr>),
 }
 
 /// A parse error: the column (1-based) and what was expected there.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParseError {
+    /// The column (1-based) the error points at.
     pub column: usize,
+    /// What was expected there.
     pub message: String,
 }
 

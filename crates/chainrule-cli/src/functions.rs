@@ -55,9 +55,13 @@ impl std::fmt::Debug for Own {
 /// One function of the language.
 #[derive(Clone, Copy, Debug)]
 pub struct Function {
+    /// The name it is called by.
     pub name: &'static str,
+    /// The fewest arguments it takes.
     pub min_args: usize,
+    /// The most arguments it takes (an argument past `min_args` is an axis).
     pub max_args: usize,
+    /// Where its rules come from.
     pub kind: Kind,
 }
 
@@ -117,6 +121,7 @@ pub fn table() -> &'static [Function] {
     })
 }
 
+/// The function called `name`, if the language has one.
 pub fn lookup(name: &str) -> Option<&'static Function> {
     table().iter().find(|f| f.name == name)
 }

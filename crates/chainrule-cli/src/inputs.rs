@@ -10,6 +10,8 @@ fn bad(path: &Path, msg: impl std::fmt::Display) -> CliError {
     CliError::Input(format!("{}: {msg}", path.display()))
 }
 
+/// The named tensors in the file at `path`: a regular `.safetensors`,
+/// `.npy` or `.npz` file.
 pub fn read(path: &Path) -> Result<Vec<(String, Tensor)>, CliError> {
     // Only regular files: opening a FIFO or a device would block or never end.
     match std::fs::metadata(path) {

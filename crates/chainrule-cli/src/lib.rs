@@ -2,6 +2,8 @@
 //! evaluation in every mode, the explanations, and training. The binary in
 //! `main.rs` is a thin clap front end over these modules.
 
+#![warn(missing_docs)]
+
 pub mod commands;
 pub mod eval;
 pub mod explain;

@@ -68,6 +68,8 @@ pub struct TinyGpt {
 }
 
 impl TinyGpt {
+    /// `vocab` tokens, sequences of at most `max_len`, and `layers` blocks
+    /// of `heads` heads over `width` channels (feed-forward 4 × `width`).
     pub fn new(
         vocab: usize,
         max_len: usize,

@@ -17,17 +17,24 @@ fn register_font() {
 
 /// One curve: a name and a value per epoch (epoch 1 first).
 pub struct Series<'a> {
+    /// The name in the legend.
     pub name: &'a str,
+    /// One value per epoch (or per x of the panel's `xs`).
     pub values: &'a [f64],
 }
 
 /// One panel: a title, axis labels and its curves. Without `xs`, the x
 /// axis counts epochs (1, 2, …); with it, every series is drawn at those x.
 pub struct Panel<'a> {
+    /// The panel's title.
     pub title: &'a str,
+    /// The x axis label.
     pub x_label: &'a str,
+    /// The y axis label.
     pub y_label: &'a str,
+    /// The x of each value, shared by every series (epochs if `None`).
     pub xs: Option<&'a [f64]>,
+    /// The curves.
     pub series: Vec<Series<'a>>,
 }
 

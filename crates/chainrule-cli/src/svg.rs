@@ -10,6 +10,7 @@ fn escape(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
+/// The SVG of `g`.
 pub fn render(g: &Graph) -> String {
     let names = g.op_names();
     let inputs = g.node_inputs();

@@ -388,6 +388,7 @@ fn reduced_count(c: &OwnCall) -> Result<usize, String> {
     }
 }
 
+/// `dot`: the rule of a matrix product of the two vectors.
 pub fn d_dot(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
     let sb = cx.shape(&c.args[1]);
     cx.matmul(&c.args[0], &c.args[1], &c.sa, &sb, g)
@@ -438,12 +439,14 @@ fn vector_only(c: &OwnCall) -> Result<(), String> {
     }
 }
 
+/// `logsumexp` of a vector: the adjoint times `softmax(a)`.
 pub fn d_logsumexp(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
     vector_only(c)?;
     let gx = c.here(&g, call("softmax", vec![c.ea.clone()]));
     cx.backprop(&c.args[0], gx)
 }
 
+/// `softmax` of a vector: `s (g − Σ g s)`, with `s = softmax(a)`.
 pub fn d_softmax(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
     vector_only(c)?;
     let s = call("softmax", vec![c.ea.clone()]);
@@ -455,6 +458,7 @@ pub fn d_softmax(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
     cx.backprop(&c.args[0], Adj(bin(BinOp::Mul, s, inner), c.sa.clone()))
 }
 
+/// `log_softmax` of a vector: `g − softmax(a) Σ g`.
 pub fn d_log_softmax(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
     vector_only(c)?;
     // Σ g over the output; a scalar g stands for n copies.
@@ -474,6 +478,7 @@ pub fn d_log_softmax(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
     cx.backprop(&c.args[0], gx)
 }
 
+/// `outer(a, b)`: `g @ b` for `a` and `gᵀ @ a` for `b`.
 pub fn d_outer(cx: &mut Ctx, c: &OwnCall, g: Adj) -> Result<(), String> {
     let eb = c.args[1].clone();
     cx.backprop(

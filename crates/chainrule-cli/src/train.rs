@@ -15,6 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use std::path::PathBuf;
 use std::time::Instant;
 
+/// What `chainrule train` trains.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Task {
     /// Linear regression on synthetic data (w = [2, −3.4], b = 4.2, noise 0.01).
@@ -28,18 +29,25 @@ pub enum Task {
     Transformer,
 }
 
+/// The optimizer `--optimizer` names.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum OptimizerKind {
+    /// Stochastic gradient descent, with optional --momentum.
     Sgd,
+    /// Adam (--weight-decay as an L2 penalty).
     Adam,
+    /// AdamW: Adam with decoupled weight decay.
     Adamw,
 }
 
+/// The learning-rate schedule `--schedule` names.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleKind {
+    /// The same rate throughout.
     Constant,
     /// Halve the rate every third of the run.
     Step,
+    /// Per epoch: cosine from --lr down to zero over the run.
     Cosine,
     /// Per step: linear warmup over --warmup steps, then cosine to zero.
     WarmupCosine,
@@ -47,6 +55,7 @@ pub enum ScheduleKind {
     OneCycle,
 }
 
+/// The arguments of `chainrule train`.
 #[derive(Args, Debug)]
 pub struct TrainArgs {
     /// What to train.
@@ -537,6 +546,8 @@ fn train_epoch(
     Ok((sum / seen.max(1) as f64, seen))
 }
 
+/// Runs `chainrule train`: builds the task's model and data, trains it epoch
+/// by epoch (from the `--resume` checkpoint if given), then reports.
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let args = &args;
     let s = setup(args)?;

@@ -23,12 +23,15 @@
 //! or `Box` of one); its entries are named `field.inner` (`head.weight`),
 //! or by position for tuple structs (`0.weight`), or without the field's
 //! name under `#[module(flatten)]`.
+#![warn(missing_docs)]
 
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::quote;
 use syn::{parse_macro_input, Data, DeriveInput, Field, Fields};
 
+/// Derives `chainrule::nn::Parameters` for a struct from its fields, as the
+/// crate docs describe; see there for `#[module(skip)]` and `#[module(flatten)]`.
 #[proc_macro_derive(Module, attributes(module))]
 pub fn derive_module(input: TokenStream) -> TokenStream {
     let input = parse_macro_input!(input as DeriveInput);

@@ -44,8 +44,11 @@ where
 /// Tolerances and step of [`gradcheck`].
 #[derive(Clone, Copy, Debug)]
 pub struct GradcheckOptions {
+    /// Step of the central differences, `(f(x+h) - f(x-h)) / 2h`.
     pub h: f64,
+    /// Absolute tolerance: an entry passes when `|autodiff - numeric| <= atol + rtol * |numeric|`.
     pub atol: f64,
+    /// Relative tolerance, scaled by the numerical gradient's magnitude (see `atol`).
     pub rtol: f64,
 }
 

@@ -17,7 +17,7 @@
 //! Values the body reads from outside (weights, other inputs) are inputs of
 //! the loop, so their derivatives flow as the carries' do.
 //!
-//! The loop is a row of the op table ([`Prim`]) like any primitive, but its
+//! The loop is a row of the op table (`Prim`) like any primitive, but its
 //! rules live here, beside the modes: they are made by running the modes
 //! on its body (tracing the body's VJP and JVP), as a custom op's rules are
 //! the user's code.

@@ -23,7 +23,9 @@ pub enum Targets {
 /// Examples `x` (one row per example, first axis) and their targets.
 #[derive(Clone, Debug)]
 pub struct Dataset {
+    /// The examples, one per row along the first axis.
     pub x: Tensor,
+    /// The targets, one per example.
     pub y: Targets,
 }
 
@@ -45,10 +47,12 @@ impl Dataset {
         Ok(Dataset { x, y })
     }
 
+    /// The number of examples: the length of `x`'s first axis.
     pub fn len(&self) -> usize {
         self.x.shape()[0]
     }
 
+    /// Whether the data set has no examples.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -142,6 +146,7 @@ impl ExactSizeIterator for Batches<'_> {}
 
 /// The tokens of [`addition`]: digits are themselves, then these two.
 pub const PLUS: i64 = 10;
+/// The `=` token of [`addition`], which ends each prompt.
 pub const EQUALS: i64 = 11;
 /// The vocabulary size of [`addition`].
 pub const ADDITION_VOCAB: usize = 12;

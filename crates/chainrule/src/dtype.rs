@@ -12,10 +12,15 @@ use std::iter::Sum;
 /// ([`crate::Tensor::to_dtype`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// 32-bit floating point (`f32`).
     F32,
+    /// 64-bit floating point (`f64`).
     F64,
+    /// 32-bit signed integer (`i32`).
     I32,
+    /// 64-bit signed integer (`i64`).
     I64,
+    /// Boolean (`bool`), one byte per element.
     Bool,
 }
 
@@ -64,10 +69,15 @@ impl std::fmt::Display for DType {
 /// (a float to an integer rounds toward zero and saturates, NaN gives 0;
 /// anything to `bool` is "nonzero").
 pub trait Scalar: Copy + Debug + Default + PartialOrd + Send + Sync + 'static {
+    /// The [`DType`] of tensors holding this type.
     const DTYPE: DType;
+    /// `v` converted to `Self`, as `as` converts it.
     fn from_f64(v: f64) -> Self;
+    /// `self` converted to `f64` (`bool`: 0 or 1).
     fn to_f64(self) -> f64;
+    /// `v` converted to `Self`, as `as` converts it.
     fn from_i64(v: i64) -> Self;
+    /// `self` converted to `i64`, as `as` converts it (`bool`: 0 or 1).
     fn to_i64(self) -> i64;
     /// `v` converted to `Self`, exactly where both types can hold it (two
     /// integer types convert through `i64`, not through `f64`).
@@ -164,7 +174,9 @@ int_element!(i32, i64);
 
 /// A floating-point element type a tensor can hold (`f32` or `f64`).
 pub trait Element: Scalar + Float + Sum + Debug + Default + Send + Sync + 'static {
+    /// `v` converted to `Self` (an `as` cast).
     fn of(v: f64) -> Self;
+    /// `self` converted to `f64` (an `as` cast).
     fn f64(self) -> f64;
     /// The error function (`num_traits::Float` has none).
     fn erf(self) -> Self;

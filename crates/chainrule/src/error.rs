@@ -31,17 +31,24 @@ pub enum Error {
     /// Two shapes that an op needs to agree (broadcast, matmul, concat…) do not.
     #[error("{op}: shapes {lhs} and {rhs} are incompatible{detail}")]
     ShapeMismatch {
+        /// The op that needs the shapes to agree.
         op: &'static str,
+        /// The first operand's shape.
         lhs: ShapeDisplay,
+        /// The second operand's shape.
         rhs: ShapeDisplay,
+        /// More on what disagrees, appended to the message as is (`": …"`, or empty).
         detail: String,
     },
     /// Two dtypes met (f32 and f64, a float and an integer…): they never
     /// mix silently.
     #[error("{op}: dtype mismatch, {lhs} and {rhs} (convert one with .to_dtype())")]
     DTypeMismatch {
+        /// The op where the dtypes met.
         op: &'static str,
+        /// The first operand's dtype.
         lhs: DType,
+        /// The second operand's dtype.
         rhs: DType,
     },
     /// An op that is not defined on the dtype it was given (`exp` of an
@@ -50,15 +57,21 @@ pub enum Error {
         "{op}: not defined for {dtype} tensors, only for {expected} (convert with .to_dtype())"
     )]
     DTypeUnsupported {
+        /// The op that refused the dtype.
         op: &'static str,
+        /// The dtype it was given.
         dtype: DType,
+        /// The dtypes it takes, in words (`"f32 and f64"`).
         expected: &'static str,
     },
     /// An axis outside `-ndim..ndim` (negative ones count from the back).
     #[error("{op}: axis {axis} is out of range for a tensor of shape {shape}")]
     AxisOutOfRange {
+        /// The op given the axis.
         op: &'static str,
+        /// The axis as given (negative ones count from the back).
         axis: i64,
+        /// The shape of the tensor the axis indexes.
         shape: ShapeDisplay,
     },
     /// A shape whose element count overflows, or a result larger than
@@ -66,27 +79,46 @@ pub enum Error {
     #[error("{op}: a result of shape {shape} is too large ({}; the limit is {limit} bytes, see chainrule::set_max_tensor_bytes)",
         match bytes { Some(b) => format!("{b} bytes"), None => "its size overflows usize".to_string() })]
     TooLarge {
+        /// The op that would have allocated the result.
         op: &'static str,
+        /// The result's shape.
         shape: ShapeDisplay,
         /// The bytes it would take (`None`: more than `usize` counts).
         bytes: Option<usize>,
+        /// The limit in force, in bytes ([`crate::max_tensor_bytes`]).
         limit: usize,
     },
     /// Any other invalid argument (an index, a length, a permutation…).
     #[error("{op}: {msg}")]
-    InvalidArgument { op: &'static str, msg: String },
+    InvalidArgument {
+        /// The op or function that refused the argument.
+        op: &'static str,
+        /// What is wrong with it.
+        msg: String,
+    },
     /// A file could not be read, parsed or written; names the file.
     #[error("{path}: {msg}")]
-    File { path: String, msg: String },
+    File {
+        /// The file's path, as displayed.
+        path: String,
+        /// What went wrong with it.
+        msg: String,
+    },
     /// `backward` was called through a graph whose saved intermediates were freed.
     #[error(
         "backward through op `{op}` a second time: its saved intermediates were freed by \
          an earlier backward; pass retain_graph = true to the first backward to keep them"
     )]
-    GraphFreed { op: &'static str },
+    GraphFreed {
+        /// The op whose saved intermediates are gone.
+        op: &'static str,
+    },
     /// The gradient handed to `backward` does not fit the output.
     #[error("backward: {msg}")]
-    Backward { msg: String },
+    Backward {
+        /// What went wrong, in words.
+        msg: String,
+    },
 }
 
 impl Error {

@@ -10,7 +10,7 @@
 //! **Levels.** Each [`DualLevel`] is a fresh, numbered level, so forward mode
 //! nests (a `jvp` inside a `jvp` gives second derivatives) without confusing
 //! one level's tangent with another's. A tensor carries at most one tangent
-//! per level: its [`Dual`] part holds the highest level's tangent and the
+//! per level: its `Dual` part holds the highest level's tangent and the
 //! tensor *without* that level (its `primal`), which may carry lower levels in
 //! turn. An op on dual inputs runs its JVP rule for the highest level on the
 //! inputs stripped of that level; the rule's ops, running on tensors that

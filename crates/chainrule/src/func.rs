@@ -47,6 +47,7 @@ use crate::tensor::Tensor;
 
 /// What a transformed function may return: a tensor, or a result of one.
 pub trait FnOutput {
+    /// The output as a result: a tensor wrapped in `Ok`, a result unchanged.
     fn into_result(self) -> Result<Tensor>;
 }
 

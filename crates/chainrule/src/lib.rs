@@ -28,6 +28,8 @@
 //! names the op and both shapes; each has a `try_*` twin returning
 //! [`Result`] (see [`error`]).
 
+#![warn(missing_docs)]
+
 // So that `#[derive(Module)]`, which names `::chainrule`, works inside the crate.
 extern crate self as chainrule;
 

@@ -19,7 +19,9 @@ pub trait Optimizer {
     fn step(&mut self) -> Result<()>;
     /// Clears the parameters' gradients (before the next backward).
     fn zero_grad(&self);
+    /// The current learning rate.
     fn lr(&self) -> f64;
+    /// Sets the learning rate of the next steps (as a [`Scheduler`] does).
     fn set_lr(&mut self, lr: f64);
     /// Everything a resumed run needs besides the weights (moments, step
     /// count, learning rate), as named tensors; entries are indexed by the
@@ -207,15 +209,20 @@ fn check_known(state: &[(String, Tensor)], known: &[&str]) -> Result<()> {
 /// `g + μ v` instead of `v`.
 pub struct Sgd {
     params: Vec<Param>,
+    /// The learning rate.
     pub lr: f64,
+    /// The momentum μ (0: plain SGD).
     pub momentum: f64,
+    /// The weight decay λ, added to the gradient as `λ p` (0: none).
     pub weight_decay: f64,
+    /// Whether the step uses Nesterov momentum, `g + μ v`.
     pub nesterov: bool,
     velocity: Vec<Option<Tensor>>,
     decays: Vec<bool>,
 }
 
 impl Sgd {
+    /// Plain SGD over `params` at rate `lr` (no momentum, no decay).
     pub fn new(params: Vec<Param>, lr: f64) -> Sgd {
         let n = params.len();
         Sgd {
@@ -235,16 +242,19 @@ impl Sgd {
         self
     }
 
+    /// Sets the momentum μ.
     pub fn momentum(mut self, momentum: f64) -> Sgd {
         self.momentum = momentum;
         self
     }
 
+    /// Sets the weight decay λ.
     pub fn weight_decay(mut self, weight_decay: f64) -> Sgd {
         self.weight_decay = weight_decay;
         self
     }
 
+    /// Turns Nesterov momentum on or off.
     pub fn nesterov(mut self, nesterov: bool) -> Sgd {
         self.nesterov = nesterov;
         self
@@ -324,10 +334,15 @@ impl Optimizer for Sgd {
 /// directly instead of adding `λ p` to the gradient.
 pub struct Adam {
     params: Vec<Param>,
+    /// The learning rate.
     pub lr: f64,
+    /// The decay rate β₁ of the first moment (the gradients' running mean).
     pub beta1: f64,
+    /// The decay rate β₂ of the second moment (the squared gradients' running mean).
     pub beta2: f64,
+    /// Added to `√v̂` in the update's denominator, for numerical stability.
     pub eps: f64,
+    /// The weight decay λ (0: none).
     pub weight_decay: f64,
     decoupled: bool,
     step: u64,
@@ -368,12 +383,14 @@ impl Adam {
         }
     }
 
+    /// Sets the moments' decay rates β₁ and β₂.
     pub fn betas(mut self, beta1: f64, beta2: f64) -> Adam {
         self.beta1 = beta1;
         self.beta2 = beta2;
         self
     }
 
+    /// Sets the weight decay λ (decoupled for AdamW, added to the gradient for Adam).
     pub fn weight_decay(mut self, weight_decay: f64) -> Adam {
         self.weight_decay = weight_decay;
         self
@@ -474,15 +491,20 @@ impl Optimizer for Adam {
 /// A learning rate as a function of the epoch (0-based).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Schedule {
+    /// The base rate at every epoch.
     Constant,
     /// Multiply by `gamma` every `step_size` epochs.
     Step {
+        /// Epochs between two decays (0 counts as 1).
         step_size: usize,
+        /// The factor applied at each decay.
         gamma: f64,
     },
     /// Cosine annealing from the base rate to `min_lr` over `epochs`.
     Cosine {
+        /// Epochs to reach `min_lr`, which holds from then on.
         epochs: usize,
+        /// The rate at the end of the annealing.
         min_lr: f64,
     },
 }

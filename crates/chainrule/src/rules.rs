@@ -32,10 +32,12 @@ impl Elementwise {
             .collect()
     }
 
+    /// The one whose name is `name` (`"tanh"`, `"exp"`…), if any.
     pub fn named(name: &str) -> Option<Elementwise> {
         Self::all().into_iter().find(|e| e.name() == name)
     }
 
+    /// Its name, as the library's table gives it (`"tanh"`).
     pub fn name(self) -> &'static str {
         self.0.name()
     }
@@ -69,10 +71,12 @@ impl ElementwiseBinary {
             .collect()
     }
 
+    /// The one whose name is `name` (`"add"`, `"pow"`…), if any.
     pub fn named(name: &str) -> Option<ElementwiseBinary> {
         Self::all().into_iter().find(|e| e.name() == name)
     }
 
+    /// Its name, as the library's table gives it (`"mul"`).
     pub fn name(self) -> &'static str {
         self.0.name()
     }

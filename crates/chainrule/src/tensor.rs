@@ -290,20 +290,26 @@ impl Tensor {
         Ok(with_scalar!(dtype, E => Tensor::from_buffer(vec![E::from_f64(value); n], shape)))
     }
 
+    /// A tensor of zeros. Panics when the shape is too large; see
+    /// [`Tensor::try_zeros`].
     #[track_caller]
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
         Self::full(shape, 0.0, dtype)
     }
 
+    /// [`Tensor::zeros`], or an error when the shape is too large.
     pub fn try_zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
         Self::try_full(shape, 0.0, dtype)
     }
 
+    /// A tensor of ones. Panics when the shape is too large; see
+    /// [`Tensor::try_ones`].
     #[track_caller]
     pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
         Self::full(shape, 1.0, dtype)
     }
 
+    /// [`Tensor::ones`], or an error when the shape is too large.
     pub fn try_ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
         Self::try_full(shape, 1.0, dtype)
     }
@@ -324,6 +330,7 @@ impl Tensor {
         or_panic(Self::try_arange(n, dtype))
     }
 
+    /// [`Tensor::arange`], or an error when the result is too large.
     pub fn try_arange(n: usize, dtype: DType) -> Result<Tensor> {
         check_alloc("arange", &[n], dtype)?;
         Ok(
@@ -337,6 +344,8 @@ impl Tensor {
         or_panic(Self::try_linspace(start, end, n, dtype))
     }
 
+    /// [`Tensor::linspace`], or an error when the dtype is not a float or
+    /// the result is too large.
     pub fn try_linspace(start: f64, end: f64, n: usize, dtype: DType) -> Result<Tensor> {
         Error::need_float("linspace", dtype)?;
         check_alloc("linspace", &[n], dtype)?;
@@ -355,6 +364,7 @@ impl Tensor {
         or_panic(Self::try_eye(n, dtype))
     }
 
+    /// [`Tensor::eye`], or an error when the result is too large.
     pub fn try_eye(n: usize, dtype: DType) -> Result<Tensor> {
         let len = check_alloc("eye", &[n, n], dtype)?;
         Ok(with_scalar!(dtype, E => {
@@ -373,6 +383,8 @@ impl Tensor {
         or_panic(Self::try_rand_uniform(shape, low, high, seed, dtype))
     }
 
+    /// [`Tensor::rand_uniform`], or an error when the bounds are invalid,
+    /// the dtype is not a float or the shape is too large.
     pub fn try_rand_uniform(
         shape: &[usize],
         low: f64,
@@ -401,6 +413,8 @@ impl Tensor {
         or_panic(Self::try_rand_normal(shape, mean, std, seed, dtype))
     }
 
+    /// [`Tensor::rand_normal`], or an error when the parameters are invalid,
+    /// the dtype is not a float or the shape is too large.
     pub fn try_rand_normal(
         shape: &[usize],
         mean: f64,
@@ -428,18 +442,22 @@ impl Tensor {
 
     // ---- reading back -----------------------------------------------------
 
+    /// The size of each axis.
     pub fn shape(&self) -> &[usize] {
         &self.0.layout.shape
     }
 
+    /// The number of axes (0 for a scalar).
     pub fn ndim(&self) -> usize {
         self.0.layout.shape.len()
     }
 
+    /// The number of elements: the product of the shape.
     pub fn numel(&self) -> usize {
         self.0.layout.numel()
     }
 
+    /// The element type.
     pub fn dtype(&self) -> DType {
         self.0.storage.dtype()
     }
@@ -471,6 +489,8 @@ impl Tensor {
         or_panic(self.try_item())
     }
 
+    /// [`Tensor::item`], or an error when the tensor does not have exactly
+    /// one element or is batched inside `vmap`.
     pub fn try_item(&self) -> Result<f64> {
         self.readable("item")?;
         if self.numel() != 1 {
@@ -491,6 +511,8 @@ impl Tensor {
         or_panic(self.try_get(index))
     }
 
+    /// [`Tensor::get`], or an error when the index is out of bounds or the
+    /// tensor is batched inside `vmap`.
     pub fn try_get(&self, index: &[usize]) -> Result<f64> {
         self.readable("get")?;
         let l = self.layout();

@@ -42,11 +42,13 @@ pub struct CompileReport {
     /// Loops compiled to native loops (their body's values in registers),
     /// and loops whose body is interpreted step by step.
     pub native_loops: usize,
+    /// Loops whose body is interpreted step by step.
     pub interpreted_loops: usize,
-    /// Products `Xᵀ f(X w)` run as one pass over a large `X` ([`stream`]).
+    /// Products `Xᵀ f(X w)` run as one pass over a large `X` (`compile::stream`).
     pub streams: usize,
     /// Arena slots and their total size in bytes.
     pub arena_slots: usize,
+    /// Total size of the arena's slots, in bytes.
     pub arena_bytes: usize,
     /// Wall time of planning and code generation, in milliseconds.
     pub compile_ms: f64,

@@ -121,6 +121,7 @@ impl Graph {
         self.nodes.len()
     }
 
+    /// Whether the graph has no nodes.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
@@ -640,10 +641,12 @@ impl Graph {
 }
 
 impl Executable {
+    /// The graph it runs.
     pub fn graph(&self) -> &Graph {
         &self.graph
     }
 
+    /// The memory plan ([`Graph::memory_plan`]) of the runs that interpret the graph.
     pub fn plan(&self) -> &MemoryPlan {
         &self.plan
     }

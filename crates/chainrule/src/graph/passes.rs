@@ -21,11 +21,17 @@ enum CseKey {
 /// What [`Graph::optimize`] did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PassReport {
+    /// Nodes in the graph before the passes.
     pub nodes_before: usize,
+    /// Nodes in the optimized graph.
     pub nodes_after: usize,
+    /// Nodes dropped by the first [`Graph::prune`], which no output depends on.
     pub pruned: usize,
+    /// Nodes removed by common-subexpression elimination (and the pruning after it).
     pub merged: usize,
+    /// Nodes removed by constant folding (and the pruning after it).
     pub folded: usize,
+    /// Nodes removed by algebraic simplification (and the pruning after it).
     pub simplified: usize,
 }
 

@@ -15,12 +15,14 @@ use std::sync::{Arc, Mutex};
 /// One dimension of a declared placeholder.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Dim {
+    /// A size known when the graph is declared.
     Fixed(usize),
     /// A size named here and bound by the feeds.
     Sym(String),
 }
 
 impl Dim {
+    /// The named size `name` ([`Dim::Sym`]).
     pub fn sym(name: &str) -> Dim {
         Dim::Sym(name.to_string())
     }
@@ -35,12 +37,16 @@ impl From<usize> for Dim {
 /// A declared input: its name, dimensions and dtype.
 #[derive(Clone, Debug)]
 pub struct Placeholder {
+    /// The name its feed is given under.
     pub name: String,
+    /// Its dimensions, fixed or named, one per axis.
     pub dims: Vec<Dim>,
+    /// The dtype its feed must have.
     pub dtype: DType,
 }
 
 impl Placeholder {
+    /// A placeholder named `name` with dimensions `dims` and dtype `dtype`.
     pub fn new(name: &str, dims: &[Dim], dtype: DType) -> Placeholder {
         Placeholder {
             name: name.to_string(),

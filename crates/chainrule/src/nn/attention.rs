@@ -10,10 +10,12 @@ use crate::{DType, Tensor};
 /// rows' uses.
 #[derive(crate::nn::Module)]
 pub struct Embedding {
+    /// The table, `(num, dim)`.
     pub weight: Param,
 }
 
 impl Embedding {
+    /// A table of `num` rows `dim` wide, drawn from `seed`.
     pub fn new(num: usize, dim: usize, seed: u64, dtype: DType) -> Embedding {
         Embedding {
             weight: Param::new(Tensor::rand_normal(&[num, dim], 0.0, 1.0, seed, dtype)),
@@ -48,14 +50,20 @@ pub struct AttentionMask<'a> {
 /// chainrule's `x W` layout), Xavier-uniform; biases zero.
 #[derive(crate::nn::Module)]
 pub struct MultiheadAttention {
+    /// The query, key and value projections side by side, `(E, 3E)`.
     pub in_proj_weight: Param,
+    /// Their biases, `(3E,)`.
     pub in_proj_bias: Param,
+    /// The output projection, `E` to `E`.
     pub out_proj: Linear,
+    /// The number of heads, each `E/heads` wide.
     #[module(skip)]
     pub heads: usize,
 }
 
 impl MultiheadAttention {
+    /// Attention of width `embed` split into `heads` heads, drawn from
+    /// `seed`; an error unless `heads` divides `embed`.
     pub fn new(embed: usize, heads: usize, seed: u64, dtype: DType) -> Result<MultiheadAttention> {
         if heads == 0 || !embed.is_multiple_of(heads) {
             return Err(Error::invalid(
@@ -217,16 +225,24 @@ impl Module for MultiheadAttention {
 /// `mlp` wide. Inputs `(N, L, E)`.
 #[derive(crate::nn::Module)]
 pub struct TransformerBlock {
+    /// The layer norm before attention, over `E`.
     pub ln1: LayerNorm,
+    /// The self-attention.
     pub attn: MultiheadAttention,
+    /// The layer norm before the MLP, over `E`.
     pub ln2: LayerNorm,
+    /// The MLP's first layer, `E` to `mlp`.
     pub fc1: Linear,
+    /// The MLP's second layer, `mlp` to `E`.
     pub fc2: Linear,
+    /// Whether position `i` attends only to positions `0..=i`.
     #[module(skip)]
     pub causal: bool,
 }
 
 impl TransformerBlock {
+    /// A block of width `embed` with `heads` heads and an MLP `mlp` wide,
+    /// drawn from `seed`; an error unless `heads` divides `embed`.
     pub fn new(
         embed: usize,
         heads: usize,

@@ -90,6 +90,7 @@ where
 pub struct Checkpointed<M>(Arc<M>);
 
 impl<M: Module + 'static> Checkpointed<M> {
+    /// Wraps `inner`, whose forward then runs under [`checkpoint`].
     pub fn new(inner: M) -> Self {
         Checkpointed(Arc::new(inner))
     }

@@ -16,8 +16,11 @@ pub(crate) fn default_uniform(shape: &[usize], fan_in: usize, seed: u64, dtype: 
 /// optional bias `(out,)`.
 #[derive(crate::nn::Module)]
 pub struct Conv<const D: usize> {
+    /// The kernels, `(out, in/groups, k…)`.
     pub weight: Param,
+    /// The bias, `(out,)`, if any.
     pub bias: Option<Param>,
+    /// The stride, padding, dilation and groups of the convolution.
     #[module(skip)]
     pub options: ConvOptions<D>,
 }

@@ -178,6 +178,7 @@ pub fn load_state(
 pub struct StatePlan(Vec<(Slot, Tensor)>);
 
 impl StatePlan {
+    /// Sets each matched parameter and buffer to its stored tensor.
     pub fn apply(self) {
         for (slot, t) in self.0 {
             slot.set(&t)

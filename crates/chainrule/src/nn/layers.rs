@@ -11,7 +11,9 @@ use std::sync::Mutex;
 /// `y = x W + b` with `W` of shape `(in, out)` and `b` of shape `(out,)`.
 #[derive(crate::nn::Module)]
 pub struct Linear {
+    /// The weight `W`, `(in, out)`.
     pub weight: Param,
+    /// The bias `b`, `(out,)`.
     pub bias: Param,
 }
 
@@ -144,6 +146,7 @@ pub struct Sequential {
 }
 
 impl Sequential {
+    /// No layers (the identity).
     pub fn new() -> Sequential {
         Sequential::default()
     }
@@ -167,10 +170,12 @@ impl Sequential {
         self.layers.iter().map(|(n, _)| n.as_str()).collect()
     }
 
+    /// The number of layers.
     pub fn len(&self) -> usize {
         self.layers.len()
     }
 
+    /// Whether there are no layers.
     pub fn is_empty(&self) -> bool {
         self.layers.is_empty()
     }
@@ -213,9 +218,13 @@ impl Parameters for Sequential {
 /// The hidden activation of [`mlp`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
+    /// [`Relu`].
     Relu,
+    /// [`Tanh`].
     Tanh,
+    /// [`Sigmoid`].
     Sigmoid,
+    /// [`Gelu`].
     Gelu,
 }
 

@@ -80,6 +80,7 @@ struct ParamSlot {
 }
 
 impl Param {
+    /// A parameter holding `value` as a fresh leaf requiring gradients.
     pub fn new(value: Tensor) -> Param {
         Param(Arc::new(ParamSlot {
             value: RwLock::new(value.detach().requires_grad()),
@@ -97,6 +98,7 @@ impl Param {
         self.0.value.read().unwrap().grad()
     }
 
+    /// Clears the gradient accumulated on the current value.
     pub fn zero_grad(&self) {
         self.0.value.read().unwrap().zero_grad();
     }
@@ -111,6 +113,7 @@ impl Param {
         Arc::ptr_eq(&self.0, &other.0)
     }
 
+    /// Whether the parameter is frozen (see [`Param::set_frozen`]).
     pub fn is_frozen(&self) -> bool {
         self.0.frozen.load(Ordering::Relaxed)
     }
@@ -156,14 +159,17 @@ impl Param {
         *slot = self.leaf(&new);
     }
 
+    /// The value's shape.
     pub fn shape(&self) -> Vec<usize> {
         self.0.value.read().unwrap().shape().to_vec()
     }
 
+    /// The number of scalars in the value.
     pub fn numel(&self) -> usize {
         self.0.value.read().unwrap().numel()
     }
 
+    /// The value's dtype.
     pub fn dtype(&self) -> crate::DType {
         self.0.value.read().unwrap().dtype()
     }
@@ -226,6 +232,7 @@ pub trait Parameters: Send + Sync {
         self.params().iter().for_each(|p| p.set_frozen(true));
     }
 
+    /// Unfreezes every parameter, so that backward computes its gradient again.
     fn unfreeze(&self) {
         self.params().iter().for_each(|p| p.set_frozen(false));
     }
@@ -258,10 +265,12 @@ impl Parameters for Param {
 pub struct Buffer(Arc<RwLock<Tensor>>);
 
 impl Buffer {
+    /// A buffer holding `value`, detached from any graph.
     pub fn new(value: Tensor) -> Buffer {
         Buffer(Arc::new(RwLock::new(value.detach())))
     }
 
+    /// The current value.
     pub fn value(&self) -> Tensor {
         self.0.read().unwrap().clone()
     }
@@ -296,6 +305,7 @@ impl Default for Training {
 }
 
 impl Training {
+    /// Whether the module is in training mode.
     pub fn get(&self) -> bool {
         self.0.load(Ordering::Relaxed)
     }

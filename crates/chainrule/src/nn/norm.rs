@@ -14,13 +14,19 @@ use crate::{DType, Tensor};
 /// as PyTorch); evaluation normalizes by the running statistics.
 #[derive(crate::nn::Module)]
 pub struct BatchNorm {
+    /// The per-channel scale, `(C,)`.
     pub weight: Param,
+    /// The per-channel shift, `(C,)`.
     pub bias: Param,
+    /// The running mean, `(C,)`, used in evaluation.
     pub running_mean: Buffer,
+    /// The running (unbiased) variance, `(C,)`, used in evaluation.
     pub running_var: Buffer,
     training: Training,
+    /// The weight of each batch's statistics in the running ones.
     #[module(skip)]
     pub momentum: f64,
+    /// Added to the variance before its square root.
     #[module(skip)]
     pub eps: f64,
     /// The input ranks this layer accepts (2 and 3, or 4).
@@ -28,7 +34,9 @@ pub struct BatchNorm {
     ranks: &'static [usize],
 }
 
+/// [`BatchNorm`] over `(N, C)` or `(N, C, L)`, made by [`BatchNorm::new_1d`].
 pub type BatchNorm1d = BatchNorm;
+/// [`BatchNorm`] over `(N, C, H, W)`, made by [`BatchNorm::new_2d`].
 pub type BatchNorm2d = BatchNorm;
 
 impl BatchNorm {
@@ -123,13 +131,18 @@ impl Module for BatchNorm {
 /// elementwise weight (one) and bias (zero), ε = 1e-5, as PyTorch.
 #[derive(crate::nn::Module)]
 pub struct LayerNorm {
+    /// The scale, of shape `normalized_shape`.
     pub weight: Param,
+    /// The shift, of shape `normalized_shape`.
     pub bias: Param,
+    /// Added to the variance before its square root.
     #[module(skip)]
     pub eps: f64,
 }
 
 impl LayerNorm {
+    /// A layer over the trailing axes `normalized_shape`: weight one, bias
+    /// zero, ε = 1e-5.
     pub fn new(normalized_shape: &[usize], dtype: DType) -> LayerNorm {
         LayerNorm {
             weight: Param::new(Tensor::ones(normalized_shape, dtype)),

@@ -11,9 +11,13 @@ use crate::{DType, Tensor};
 /// The four parameters of a recurrent cell with `gates` gates.
 #[derive(crate::nn::Module)]
 pub struct Gates {
+    /// The input weight, `(in, gates·hidden)`.
     pub weight_ih: Param,
+    /// The hidden-state weight, `(hidden, gates·hidden)`.
     pub weight_hh: Param,
+    /// The input bias, `(gates·hidden,)`.
     pub bias_ih: Param,
+    /// The hidden-state bias, `(gates·hidden,)`.
     pub bias_hh: Param,
 }
 
@@ -59,11 +63,14 @@ impl Gates {
 /// `h' = σ(o) tanh(c')`.
 #[derive(crate::nn::Module)]
 pub struct LstmCell {
+    /// The cell's parameters, `4·hidden` gate columns wide.
     #[module(flatten)]
     pub gates: Gates,
 }
 
 impl LstmCell {
+    /// A cell reading `input` features into a state `hidden` wide, drawn
+    /// from `seed`.
     pub fn new(input: usize, hidden: usize, seed: u64, dtype: DType) -> LstmCell {
         LstmCell {
             gates: Gates::new(input, hidden, 4, seed, dtype),
@@ -101,11 +108,14 @@ impl LstmCell {
 /// b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
 #[derive(crate::nn::Module)]
 pub struct GruCell {
+    /// The cell's parameters, `3·hidden` gate columns wide.
     #[module(flatten)]
     pub gates: Gates,
 }
 
 impl GruCell {
+    /// A cell reading `input` features into a state `hidden` wide, drawn
+    /// from `seed`.
     pub fn new(input: usize, hidden: usize, seed: u64, dtype: DType) -> GruCell {
         GruCell {
             gates: Gates::new(input, hidden, 3, seed, dtype),
@@ -174,6 +184,7 @@ fn time_steps(op: &'static str, x: &Tensor) -> Result<Vec<Tensor>> {
 /// `"<layer>.weight_ih"` and so on.
 #[derive(crate::nn::Module)]
 pub struct Lstm {
+    /// The layers, first to last.
     #[module(flatten)]
     pub layers: Vec<LstmCell>,
 }
@@ -208,6 +219,7 @@ impl Lstm {
 /// A stack of GRU layers over batch-first sequences `(N, T, in)`.
 #[derive(crate::nn::Module)]
 pub struct Gru {
+    /// The layers, first to last.
     #[module(flatten)]
     pub layers: Vec<GruCell>,
 }

@@ -70,6 +70,7 @@ macro_rules! binary_ops {
 
         impl Tensor {
             $(
+                /// The op, or an error instead of a panic.
                 pub fn $try_method(&self, other: &Tensor) -> Result<Tensor> {
                     binary(self, other, BinaryOp::$variant)
                 }
@@ -397,6 +398,7 @@ macro_rules! compare_ops {
 
         impl Tensor {
             $(
+                /// The comparison, or an error instead of a panic.
                 pub fn $try_method(&self, other: &Tensor) -> Result<Tensor> {
                     bind(Prim::Compare(CompareOp::$variant), &[self, other])
                 }

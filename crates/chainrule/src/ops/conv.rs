@@ -17,9 +17,14 @@ use crate::DType;
 /// 1, one group.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConvOptions<const D: usize> {
+    /// The step between windows along each spatial axis.
     pub stride: [usize; D],
+    /// The zero padding added on both sides of each spatial axis.
     pub padding: [usize; D],
+    /// The spacing between a kernel's elements along each spatial axis.
     pub dilation: [usize; D],
+    /// The number of groups the channels split into, each convolved with
+    /// its own kernels.
     pub groups: usize,
 }
 
@@ -35,18 +40,22 @@ impl<const D: usize> Default for ConvOptions<D> {
 }
 
 impl<const D: usize> ConvOptions<D> {
+    /// Sets the stride (builder style).
     pub fn stride(mut self, stride: [usize; D]) -> Self {
         self.stride = stride;
         self
     }
+    /// Sets the padding (builder style).
     pub fn padding(mut self, padding: [usize; D]) -> Self {
         self.padding = padding;
         self
     }
+    /// Sets the dilation (builder style).
     pub fn dilation(mut self, dilation: [usize; D]) -> Self {
         self.dilation = dilation;
         self
     }
+    /// Sets the number of groups (builder style).
     pub fn groups(mut self, groups: usize) -> Self {
         self.groups = groups;
         self
@@ -59,14 +68,21 @@ impl<const D: usize> ConvOptions<D> {
 /// divisor (`count_include_pad`, PyTorch's default).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pool2d {
+    /// The window's size along each axis.
     pub kernel: [usize; 2],
+    /// The step between windows along each axis.
     pub stride: [usize; 2],
+    /// The padding added on both sides of each axis.
     pub padding: [usize; 2],
+    /// The spacing between a window's elements along each axis.
     pub dilation: [usize; 2],
+    /// Whether average pooling counts padded positions in the divisor.
     pub count_include_pad: bool,
 }
 
 impl Pool2d {
+    /// A `kernel` window with stride `kernel`, no padding, dilation 1, and
+    /// padded positions counted.
     pub fn new(kernel: [usize; 2]) -> Pool2d {
         Pool2d {
             kernel,
@@ -76,18 +92,23 @@ impl Pool2d {
             count_include_pad: true,
         }
     }
+    /// Sets the stride (builder style).
     pub fn stride(mut self, stride: [usize; 2]) -> Self {
         self.stride = stride;
         self
     }
+    /// Sets the padding (builder style).
     pub fn padding(mut self, padding: [usize; 2]) -> Self {
         self.padding = padding;
         self
     }
+    /// Sets the dilation (builder style).
     pub fn dilation(mut self, dilation: [usize; 2]) -> Self {
         self.dilation = dilation;
         self
     }
+    /// Sets whether padded positions count in an average's divisor (builder
+    /// style).
     pub fn count_include_pad(mut self, count: bool) -> Self {
         self.count_include_pad = count;
         self

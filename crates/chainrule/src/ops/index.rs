@@ -422,6 +422,7 @@ impl Tensor {
         bind(Prim::Where, &[cond, a, b])
     }
 
+    /// Panicking form of [`Tensor::try_where_`].
     #[track_caller]
     pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
         crate::error::or_panic(Self::try_where_(cond, a, b))

@@ -299,6 +299,7 @@ fn shared_left(a: &Tensor, b: &Tensor, rb: usize) -> Result<Tensor> {
 }
 
 impl Tensor {
+    /// [`Tensor::matmul`], or an error instead of a panic.
     pub fn try_matmul(&self, other: &Tensor) -> Result<Tensor> {
         matmul(self, other)
     }

@@ -176,6 +176,7 @@ pub(crate) fn broadcast_shape_check(from: &[usize], to: &[usize]) -> Result<()> 
 }
 
 impl Tensor {
+    /// [`Tensor::reshape`], or an error instead of a panic.
     pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if crate::limits::checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::shapes_detail(
@@ -191,6 +192,7 @@ impl Tensor {
         bind(Prim::Reshape(shape.into()), &[self])
     }
 
+    /// [`Tensor::permute`], or an error instead of a panic.
     pub fn try_permute(&self, perm: impl Axes) -> Result<Tensor> {
         let perm = crate::axis::resolve_all("permute", perm, self.shape())?;
         let mut seen = vec![false; self.ndim()];
@@ -219,6 +221,7 @@ impl Tensor {
         self.try_permute(&perm)
     }
 
+    /// [`Tensor::broadcast_to`], or an error instead of a panic.
     pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
         if self.shape() == shape {
             return Ok(self.clone());

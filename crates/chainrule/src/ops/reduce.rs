@@ -271,12 +271,15 @@ pub(crate) fn reduce_op(
 }
 
 impl Tensor {
+    /// [`Tensor::sum_axes`], or an error instead of a panic.
     pub fn try_sum_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         reduce_op(self, ReduceOp::Sum, axes, keepdim)
     }
+    /// [`Tensor::max_axes`], or an error instead of a panic.
     pub fn try_max_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         reduce_op(self, ReduceOp::Max, axes, keepdim)
     }
+    /// [`Tensor::min_axes`], or an error instead of a panic.
     pub fn try_min_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         reduce_op(self, ReduceOp::Min, axes, keepdim)
     }

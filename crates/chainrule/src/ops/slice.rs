@@ -12,8 +12,12 @@ use std::ops::{Range, RangeFrom, RangeFull, RangeInclusive, RangeTo};
 /// (default: the last entry) down to, not including, `end`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Slice {
+    /// The first entry picked (`None`: the first or, stepping backwards,
+    /// the last).
     pub start: Option<i64>,
+    /// The bound not reached (`None`: past the end in the step's direction).
     pub end: Option<i64>,
+    /// The distance between picked entries, negative backwards; not 0.
     pub step: i64,
 }
 

@@ -11,7 +11,9 @@ use crate::tensor::Tensor;
 /// input or output.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Partial<N> {
+    /// The same constant at every element.
     Const(f64),
+    /// A value computed from the op's input or output.
     Of(N),
 }
 
@@ -21,19 +23,33 @@ pub enum Partial<N> {
 /// them as formulas). On tensors, the masks (`positive`, `zero_mask`,
 /// `less_than`…) are constants: no derivative flows through them.
 pub trait Value: Clone {
+    /// `self + o`.
     fn plus(&self, o: &Self) -> Self;
+    /// `self * o`.
     fn times(&self, o: &Self) -> Self;
+    /// `self / o`.
     fn over(&self, o: &Self) -> Self;
+    /// `self * c` for a constant `c`.
     fn scale(&self, c: f64) -> Self;
+    /// `self + c` for a constant `c`.
     fn shift(&self, c: f64) -> Self;
+    /// `1 / self`.
     fn recip(&self) -> Self;
+    /// `self²`.
     fn square(&self) -> Self;
+    /// `e^self`.
     fn exp(&self) -> Self;
+    /// `sin(self)`.
     fn sin(&self) -> Self;
+    /// `cos(self)`.
     fn cos(&self) -> Self;
+    /// The natural logarithm of `self`.
     fn ln(&self) -> Self;
+    /// `1 / (1 + e^{-self})`.
     fn sigmoid(&self) -> Self;
+    /// `tanh(self)`.
     fn tanh(&self) -> Self;
+    /// `self^e`.
     fn power(&self, e: &Self) -> Self;
     /// `x^p` for a constant `p`.
     fn pow_const(&self, p: f64) -> Self;
@@ -45,7 +61,9 @@ pub trait Value: Clone {
     fn within(&self, lo: f64, hi: f64) -> Self;
     /// `1` where `== 0`, else `0`.
     fn zero_mask(&self) -> Self;
+    /// `1` where `self < o`, else `0`.
     fn less_than(&self, o: &Self) -> Self;
+    /// `1` where `self == o`, else `0`.
     fn equal_to(&self, o: &Self) -> Self;
     /// `if_true` where `self ≠ 0`, else `if_false`.
     fn select(&self, if_true: &Self, if_false: &Self) -> Self;

@@ -19,8 +19,11 @@ pub enum Decay {
     /// from `peak / div_factor` over the first `pct_start` of the steps,
     /// then down to `peak / (div_factor · final_div_factor)`.
     OneCycle {
+        /// The fraction of the steps spent going up, in `[0, 1]`.
         pct_start: f64,
+        /// The starting rate is `peak / div_factor`.
         div_factor: f64,
+        /// The final rate is the starting one divided by this.
         final_div_factor: f64,
     },
 }
@@ -42,10 +45,15 @@ impl Decay {
 /// each optimizer step; [`Scheduler::lr`] is the rate for the next one.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Scheduler {
+    /// The rate at the end of warmup (for one-cycle, the top of the cycle).
     pub peak: f64,
+    /// Steps of linear warmup (0 for one-cycle).
     pub warmup: usize,
+    /// Steps in all, warmup included; from then on the rate stays put.
     pub total: usize,
+    /// What the rate does after warmup.
     pub decay: Decay,
+    /// The rate that linear and cosine decay reach at step `total` (default 0).
     pub min_lr: f64,
     steps: usize,
 }
