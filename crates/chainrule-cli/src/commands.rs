@@ -612,7 +612,15 @@ pub fn run(
             write_file(path, g.to_dot().as_bytes())?;
         }
         if let Some(path) = &common.svg {
-            write_file(path, svg::render(&g).as_bytes())?;
+            let options = svg::Options {
+                forward_outputs: if kind != Kind::Eval && value.numel() == 1 {
+                    1
+                } else {
+                    g.num_outputs()
+                },
+                values: Some(g.example_values().map_err(lib)?),
+            };
+            write_file(path, svg::render(&g, &options).as_bytes())?;
         }
     }
 

@@ -311,6 +311,26 @@ impl Graph {
         })
     }
 
+    /// Every node's value at the example inputs the graph was traced with,
+    /// in node order (what a drawing or a debugger shows beside each node).
+    ///
+    /// ```
+    /// use chainrule::{graph::Graph, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// let g = Graph::trace(&[("x", &x)], |xs| Ok(vec![(&xs[0] * 3.0).sum()])).unwrap();
+    /// let values = g.example_values().unwrap();
+    /// assert_eq!(values.len(), g.len());
+    /// assert_eq!(values[g.output_ids()[0]].item(), 9.0);
+    /// ```
+    pub fn example_values(&self) -> Result<Vec<Tensor>> {
+        let mut values = self.bind_inputs(&self.examples);
+        self.eval_values(&mut values, None)?;
+        Ok(values
+            .into_iter()
+            .map(|v| v.expect("every node evaluated"))
+            .collect())
+    }
+
     /// A new graph on the same inputs computing `f(inputs, outputs)` of this
     /// graph (traced like [`Graph::trace`]): extends a graph with more ops,
     /// or picks outputs.
