@@ -170,9 +170,10 @@ fn place_waypoints(
     for (i, ins) in inputs.iter().enumerate() {
         for &j in ins {
             let mut path = vec![(layer[j], index[j])];
-            for l in layer[j] + 1..layer[i] {
-                path.push((l, slots[l].len()));
-                slots[l].push(Slot {
+            let between = layer[j] + 1..layer[i];
+            for (row, l) in slots[between.clone()].iter_mut().zip(between) {
+                path.push((l, row.len()));
+                row.push(Slot {
                     node: None,
                     width: WAYPOINT_WIDTH,
                     x: 0.0,
