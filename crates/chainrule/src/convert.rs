@@ -14,6 +14,15 @@ impl<T: Element> From<&ArrayD<T>> for Tensor {
 
 impl Tensor {
     /// A row-major `ArrayD` copy; fails when `T` is not this tensor's dtype.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::arange(6, DType::F64).reshape(&[2, 3]);
+    /// let a = x.to_ndarray::<f64>().unwrap();
+    /// assert_eq!(a.shape(), &[2, 3]);
+    /// assert_eq!(Tensor::from(&a).to_vec::<f64>(), x.to_vec::<f64>());
+    /// assert!(x.to_ndarray::<f32>().is_err()); // not the tensor's dtype
+    /// ```
     pub fn to_ndarray<T: Element>(&self) -> Result<ArrayD<T>> {
         if T::DTYPE != self.dtype() {
             return Err(Error::DTypeMismatch {

@@ -241,12 +241,27 @@ impl Tensor {
     /// A tensor of `shape` holding `data` in row-major order.
     ///
     /// Panics when `data.len()` is not the product of `shape`; see [`Tensor::try_from_vec`].
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let m = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(m.shape(), &[2, 3]);
+    /// assert_eq!(m.dtype(), DType::F64);
+    /// assert_eq!(m.get(&[1, 0]), 4.0);
+    /// ```
     #[track_caller]
     pub fn from_vec<T: Scalar>(data: Vec<T>, shape: &[usize]) -> Tensor {
         or_panic(Self::try_from_vec(data, shape))
     }
 
     /// Like [`Tensor::from_vec`], returning an error on a length mismatch.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// assert!(Tensor::try_from_vec(vec![1.0f64, 2.0, 3.0], &[2, 2]).is_err());
+    /// let m = Tensor::try_from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]).unwrap();
+    /// assert_eq!(m.shape(), &[2, 2]);
+    /// ```
     pub fn try_from_vec<T: Scalar>(data: Vec<T>, shape: &[usize]) -> Result<Tensor> {
         let n = crate::limits::checked_numel("from_vec", shape)?;
         if data.len() != n {
@@ -268,23 +283,52 @@ impl Tensor {
     }
 
     /// A tensor of `shape` copied from a slice.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_slice(&[1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(m.shape(), &[2, 2]);
+    /// assert_eq!(m.to_vec::<f64>(), [1.0, 2.0, 3.0, 4.0]);
+    /// ```
     #[track_caller]
     pub fn from_slice<T: Scalar>(data: &[T], shape: &[usize]) -> Tensor {
         Self::from_vec(data.to_vec(), shape)
     }
 
     /// A 0-d tensor.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let s = Tensor::scalar(2.5f64);
+    /// assert_eq!(s.ndim(), 0);
+    /// assert_eq!(s.item(), 2.5);
+    /// ```
     pub fn scalar<T: Scalar>(v: T) -> Tensor {
         Self::from_vec(vec![v], &[])
     }
 
     /// A tensor filled with `value`.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let t = Tensor::full(&[2, 2], 7.0, DType::F64);
+    /// assert_eq!(t.to_vec::<f64>(), [7.0, 7.0, 7.0, 7.0]);
+    /// let i = Tensor::full(&[3], 2.0, DType::I64);
+    /// assert_eq!(i.to_vec::<i64>(), [2, 2, 2]);
+    /// ```
     #[track_caller]
     pub fn full(shape: &[usize], value: f64, dtype: DType) -> Tensor {
         or_panic(Self::try_full(shape, value, dtype))
     }
 
     /// [`Tensor::full`], or an error when the shape is too large.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert!(Tensor::try_full(&[usize::MAX, 2], 1.0, DType::F64).is_err());
+    /// let t = Tensor::try_full(&[2], 0.5, DType::F64).unwrap();
+    /// assert_eq!(t.to_vec::<f64>(), [0.5, 0.5]);
+    /// ```
     pub fn try_full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
         let n = check_alloc("full", shape, dtype)?;
         Ok(with_scalar!(dtype, E => Tensor::from_buffer(vec![E::from_f64(value); n], shape)))
@@ -292,45 +336,101 @@ impl Tensor {
 
     /// A tensor of zeros. Panics when the shape is too large; see
     /// [`Tensor::try_zeros`].
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let z = Tensor::zeros(&[2, 3], DType::F64);
+    /// assert_eq!(z.shape(), &[2, 3]);
+    /// assert_eq!(z.to_vec::<f64>(), [0.0; 6]);
+    /// ```
     #[track_caller]
     pub fn zeros(shape: &[usize], dtype: DType) -> Tensor {
         Self::full(shape, 0.0, dtype)
     }
 
     /// [`Tensor::zeros`], or an error when the shape is too large.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert!(Tensor::try_zeros(&[usize::MAX, 2], DType::F64).is_err());
+    /// let z = Tensor::try_zeros(&[2], DType::F64).unwrap();
+    /// assert_eq!(z.to_vec::<f64>(), [0.0, 0.0]);
+    /// ```
     pub fn try_zeros(shape: &[usize], dtype: DType) -> Result<Tensor> {
         Self::try_full(shape, 0.0, dtype)
     }
 
     /// A tensor of ones. Panics when the shape is too large; see
     /// [`Tensor::try_ones`].
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let o = Tensor::ones(&[2, 2], DType::F64);
+    /// assert_eq!(o.to_vec::<f64>(), [1.0, 1.0, 1.0, 1.0]);
+    /// ```
     #[track_caller]
     pub fn ones(shape: &[usize], dtype: DType) -> Tensor {
         Self::full(shape, 1.0, dtype)
     }
 
     /// [`Tensor::ones`], or an error when the shape is too large.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert!(Tensor::try_ones(&[usize::MAX, 2], DType::F64).is_err());
+    /// let o = Tensor::try_ones(&[3], DType::I64).unwrap();
+    /// assert_eq!(o.to_vec::<i64>(), [1, 1, 1]);
+    /// ```
     pub fn try_ones(shape: &[usize], dtype: DType) -> Result<Tensor> {
         Self::try_full(shape, 1.0, dtype)
     }
 
     /// Zeros with this tensor's shape and dtype.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![1i64, 0, 2], &[3]);
+    /// let z = x.zeros_like();
+    /// assert_eq!(z.dtype(), DType::I64);
+    /// assert_eq!(z.to_vec::<i64>(), [0, 0, 0]);
+    /// ```
     pub fn zeros_like(&self) -> Tensor {
         Self::zeros(self.shape(), self.dtype())
     }
 
     /// Ones with this tensor's shape and dtype.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let o = x.ones_like();
+    /// assert_eq!(o.shape(), &[2, 2]);
+    /// assert_eq!(o.to_vec::<f64>(), [1.0, 1.0, 1.0, 1.0]);
+    /// ```
     pub fn ones_like(&self) -> Tensor {
         Self::ones(self.shape(), self.dtype())
     }
 
     /// `[0, 1, …, n-1]`.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert_eq!(Tensor::arange(4, DType::I64).to_vec::<i64>(), [0, 1, 2, 3]);
+    /// assert_eq!(Tensor::arange(3, DType::F64).to_vec::<f64>(), [0.0, 1.0, 2.0]);
+    /// ```
     #[track_caller]
     pub fn arange(n: usize, dtype: DType) -> Tensor {
         or_panic(Self::try_arange(n, dtype))
     }
 
     /// [`Tensor::arange`], or an error when the result is too large.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert!(Tensor::try_arange(usize::MAX, DType::F64).is_err());
+    /// let a = Tensor::try_arange(3, DType::I64).unwrap();
+    /// assert_eq!(a.to_vec::<i64>(), [0, 1, 2]);
+    /// ```
     pub fn try_arange(n: usize, dtype: DType) -> Result<Tensor> {
         check_alloc("arange", &[n], dtype)?;
         Ok(
@@ -339,6 +439,12 @@ impl Tensor {
     }
 
     /// `n` evenly spaced values from `start` to `end` inclusive.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let t = Tensor::linspace(0.0, 1.0, 5, DType::F64);
+    /// assert_eq!(t.to_vec::<f64>(), [0.0, 0.25, 0.5, 0.75, 1.0]);
+    /// ```
     #[track_caller]
     pub fn linspace(start: f64, end: f64, n: usize, dtype: DType) -> Tensor {
         or_panic(Self::try_linspace(start, end, n, dtype))
@@ -346,6 +452,13 @@ impl Tensor {
 
     /// [`Tensor::linspace`], or an error when the dtype is not a float or
     /// the result is too large.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert!(Tensor::try_linspace(0.0, 1.0, 3, DType::I64).is_err());
+    /// let t = Tensor::try_linspace(0.0, 1.0, 3, DType::F64).unwrap();
+    /// assert_eq!(t.to_vec::<f64>(), [0.0, 0.5, 1.0]);
+    /// ```
     pub fn try_linspace(start: f64, end: f64, n: usize, dtype: DType) -> Result<Tensor> {
         Error::need_float("linspace", dtype)?;
         check_alloc("linspace", &[n], dtype)?;
@@ -359,12 +472,26 @@ impl Tensor {
     }
 
     /// The `n × n` identity.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let i = Tensor::eye(2, DType::F64);
+    /// assert_eq!(i.shape(), &[2, 2]);
+    /// assert_eq!(i.to_vec::<f64>(), [1.0, 0.0, 0.0, 1.0]);
+    /// ```
     #[track_caller]
     pub fn eye(n: usize, dtype: DType) -> Tensor {
         or_panic(Self::try_eye(n, dtype))
     }
 
     /// [`Tensor::eye`], or an error when the result is too large.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert!(Tensor::try_eye(usize::MAX, DType::F64).is_err());
+    /// let i = Tensor::try_eye(2, DType::I64).unwrap();
+    /// assert_eq!(i.to_vec::<i64>(), [1, 0, 0, 1]);
+    /// ```
     pub fn try_eye(n: usize, dtype: DType) -> Result<Tensor> {
         let len = check_alloc("eye", &[n, n], dtype)?;
         Ok(with_scalar!(dtype, E => {
@@ -378,6 +505,14 @@ impl Tensor {
 
     /// Uniform in `[low, high)` from a generator seeded with `seed`. Panics
     /// unless `low < high`, both finite; see [`Tensor::try_rand_uniform`].
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let a = Tensor::rand_uniform(&[100], -1.0, 1.0, 42, DType::F64);
+    /// assert!(a.to_vec::<f64>().iter().all(|&v| (-1.0..1.0).contains(&v)));
+    /// let b = Tensor::rand_uniform(&[100], -1.0, 1.0, 42, DType::F64);
+    /// assert_eq!(a.to_vec::<f64>(), b.to_vec::<f64>()); // same seed, same values
+    /// ```
     #[track_caller]
     pub fn rand_uniform(shape: &[usize], low: f64, high: f64, seed: u64, dtype: DType) -> Tensor {
         or_panic(Self::try_rand_uniform(shape, low, high, seed, dtype))
@@ -385,6 +520,14 @@ impl Tensor {
 
     /// [`Tensor::rand_uniform`], or an error when the bounds are invalid,
     /// the dtype is not a float or the shape is too large.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert!(Tensor::try_rand_uniform(&[3], 1.0, 0.0, 42, DType::F64).is_err());
+    /// assert!(Tensor::try_rand_uniform(&[3], 0.0, 1.0, 42, DType::I64).is_err());
+    /// let a = Tensor::try_rand_uniform(&[3], 0.0, 1.0, 42, DType::F64).unwrap();
+    /// assert_eq!(a.shape(), &[3]);
+    /// ```
     pub fn try_rand_uniform(
         shape: &[usize],
         low: f64,
@@ -408,6 +551,13 @@ impl Tensor {
     /// Normal with mean `mean` and standard deviation `std`, seeded with
     /// `seed`. Panics unless `mean` is finite and `std` finite and `≥ 0`; see
     /// [`Tensor::try_rand_normal`].
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let a = Tensor::rand_normal(&[2, 3], 0.0, 1.0, 7, DType::F64);
+    /// assert_eq!(a.shape(), &[2, 3]);
+    /// assert!(a.to_vec::<f64>().iter().all(|v| v.is_finite()));
+    /// ```
     #[track_caller]
     pub fn rand_normal(shape: &[usize], mean: f64, std: f64, seed: u64, dtype: DType) -> Tensor {
         or_panic(Self::try_rand_normal(shape, mean, std, seed, dtype))
@@ -415,6 +565,13 @@ impl Tensor {
 
     /// [`Tensor::rand_normal`], or an error when the parameters are invalid,
     /// the dtype is not a float or the shape is too large.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert!(Tensor::try_rand_normal(&[3], 0.0, -1.0, 7, DType::F64).is_err());
+    /// let a = Tensor::try_rand_normal(&[3], 0.0, 1.0, 7, DType::F64).unwrap();
+    /// assert_eq!(a.shape(), &[3]);
+    /// ```
     pub fn try_rand_normal(
         shape: &[usize],
         mean: f64,
@@ -443,32 +600,71 @@ impl Tensor {
     // ---- reading back -----------------------------------------------------
 
     /// The size of each axis.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let t = Tensor::zeros(&[2, 3], DType::F64);
+    /// assert_eq!(t.shape(), &[2, 3]);
+    /// assert!(Tensor::scalar(1.0f64).shape().is_empty());
+    /// ```
     pub fn shape(&self) -> &[usize] {
         &self.0.layout.shape
     }
 
     /// The number of axes (0 for a scalar).
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert_eq!(Tensor::zeros(&[2, 3, 4], DType::F64).ndim(), 3);
+    /// assert_eq!(Tensor::scalar(1.0f64).ndim(), 0);
+    /// ```
     pub fn ndim(&self) -> usize {
         self.0.layout.shape.len()
     }
 
     /// The number of elements: the product of the shape.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert_eq!(Tensor::zeros(&[2, 3], DType::F64).numel(), 6);
+    /// assert_eq!(Tensor::scalar(1.0f64).numel(), 1);
+    /// ```
     pub fn numel(&self) -> usize {
         self.0.layout.numel()
     }
 
     /// The element type.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// assert_eq!(Tensor::from_vec(vec![1.0f64, 2.0], &[2]).dtype(), DType::F64);
+    /// assert_eq!(Tensor::from_vec(vec![1i64, 0, 2], &[3]).dtype(), DType::I64);
+    /// ```
     pub fn dtype(&self) -> DType {
         self.0.storage.dtype()
     }
 
     /// Whether the view is a plain row-major run of its buffer.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert!(m.is_contiguous());
+    /// assert!(!m.t().is_contiguous()); // a transposed view
+    /// ```
     pub fn is_contiguous(&self) -> bool {
         self.0.layout.contiguous_range().is_some()
     }
 
     /// The elements in row-major order, converted to `T`.
     /// Panics inside `vmap` on a batched tensor (see [`Tensor::try_item`]).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.5, -3.0], &[3]);
+    /// assert_eq!(x.to_vec::<f64>(), [1.0, 2.5, -3.0]);
+    /// assert_eq!(x.to_vec::<i64>(), [1, 2, -3]); // converted as `as` does
+    /// ```
     #[track_caller]
     pub fn to_vec<T: Scalar>(&self) -> Vec<T> {
         or_panic(self.readable("to_vec"));
@@ -479,11 +675,24 @@ impl Tensor {
     }
 
     /// The elements as `f64`, row-major.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1i64, 0, 2], &[3]);
+    /// assert_eq!(x.to_vec_f64(), [1.0, 0.0, 2.0]);
+    /// ```
     pub fn to_vec_f64(&self) -> Vec<f64> {
         self.to_vec::<f64>()
     }
 
     /// The value of a one-element tensor as `f64`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert_eq!(x.sum().item(), 6.0);
+    /// assert_eq!(Tensor::from_vec(vec![2.5f64], &[1]).item(), 2.5);
+    /// ```
     #[track_caller]
     pub fn item(&self) -> f64 {
         or_panic(self.try_item())
@@ -491,6 +700,13 @@ impl Tensor {
 
     /// [`Tensor::item`], or an error when the tensor does not have exactly
     /// one element or is batched inside `vmap`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// assert!(x.try_item().is_err()); // two elements
+    /// assert_eq!(x.sum().try_item().unwrap(), 3.0);
+    /// ```
     pub fn try_item(&self) -> Result<f64> {
         self.readable("item")?;
         if self.numel() != 1 {
@@ -506,6 +722,13 @@ impl Tensor {
     }
 
     /// The element at a multi-index, as `f64`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(m.get(&[1, 0]), 3.0);
+    /// assert_eq!(m.t().get(&[1, 0]), 2.0);
+    /// ```
     #[track_caller]
     pub fn get(&self, index: &[usize]) -> f64 {
         or_panic(self.try_get(index))
@@ -513,6 +736,14 @@ impl Tensor {
 
     /// [`Tensor::get`], or an error when the index is out of bounds or the
     /// tensor is batched inside `vmap`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert!(m.try_get(&[2, 0]).is_err());
+    /// assert!(m.try_get(&[0]).is_err());
+    /// assert_eq!(m.try_get(&[0, 1]).unwrap(), 2.0);
+    /// ```
     pub fn try_get(&self, index: &[usize]) -> Result<f64> {
         self.readable("get")?;
         let l = self.layout();
@@ -541,6 +772,15 @@ impl Tensor {
 
     /// A row-major copy (or this tensor when it already is one), recording
     /// nothing about layout: gradients flow through unchanged.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// let c = m.t().contiguous();
+    /// assert!(c.is_contiguous());
+    /// assert_eq!(c.shape(), &[3, 2]);
+    /// assert_eq!(c.to_vec::<f64>(), [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// ```
     pub fn contiguous(&self) -> Tensor {
         if self.0.layout.contiguous_range().is_some() && self.0.layout.offset == 0 {
             return self.clone();
@@ -554,12 +794,28 @@ impl Tensor {
     /// handle; clones of the result share one gradient). Panics for an
     /// integer or bool tensor (they have no gradients); see
     /// [`Tensor::try_requires_grad`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    /// assert!(x.is_leaf() && x.needs_grad());
+    /// (&x * &x).sum().backward().unwrap();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), [2.0, 4.0]);
+    /// ```
     #[track_caller]
     pub fn requires_grad(self) -> Tensor {
         or_panic(self.try_requires_grad())
     }
 
     /// [`Tensor::requires_grad`], or an error for an integer or bool tensor.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let i = Tensor::from_vec(vec![1i64, 0, 2], &[3]);
+    /// assert!(i.try_requires_grad().is_err()); // integers have no gradients
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).try_requires_grad().unwrap();
+    /// assert!(x.is_leaf());
+    /// ```
     pub fn try_requires_grad(self) -> Result<Tensor> {
         Error::need_float("requires_grad", self.dtype())?;
         if self.is_batched() {
@@ -572,17 +828,41 @@ impl Tensor {
 
     /// Whether ops on this tensor are recorded (it is, or depends on, a leaf
     /// requiring gradients).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    /// let c = Tensor::from_vec(vec![3.0f64, 4.0], &[2]);
+    /// assert!((&x * &c).needs_grad());
+    /// assert!(!c.exp().needs_grad());
+    /// ```
     pub fn needs_grad(&self) -> bool {
         self.0.node.is_some()
     }
 
     /// Whether this tensor is a leaf requiring gradients.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    /// assert!(x.is_leaf());
+    /// assert!(!x.exp().is_leaf()); // made by an op
+    /// assert!(!Tensor::from_vec(vec![1.0f64], &[1]).is_leaf()); // not tracked
+    /// ```
     pub fn is_leaf(&self) -> bool {
         matches!(self.node().map(|n| &n.kind), Some(NodeKind::Leaf { .. }))
     }
 
     /// The same values cut from the graph: no gradient flows through, by
     /// either mode (reverse-mode node and forward-mode tangents are dropped).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    /// let d = (&x * 2.0).detach();
+    /// assert!(!d.needs_grad());
+    /// assert_eq!(d.to_vec::<f64>(), [2.0, 4.0]);
+    /// ```
     pub fn detach(&self) -> Tensor {
         crate::ops::bind(crate::ops::Prim::StopGradient, &[self])
             .expect("stop_gradient accepts any tensor")
@@ -594,6 +874,14 @@ impl Tensor {
     }
 
     /// The gradient accumulated on this leaf by `backward`, if any.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    /// assert!(x.grad().is_none());
+    /// (&x * 3.0).sum().backward().unwrap();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), [3.0, 3.0]);
+    /// ```
     pub fn grad(&self) -> Option<Tensor> {
         let slot = self.node()?.grad_slot()?;
         let grad = slot.lock().unwrap().clone();
@@ -602,6 +890,15 @@ impl Tensor {
 
     /// Replaces the accumulated gradient of this leaf (`x.grad = g` in
     /// PyTorch), e.g. to clip it. `g` has the leaf's shape and dtype.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    /// x.set_grad(Some(Tensor::from_vec(vec![0.5f64, -0.5], &[2]))).unwrap();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), [0.5, -0.5]);
+    /// assert!(x.set_grad(Some(Tensor::from_vec(vec![1.0f64], &[1]))).is_err()); // wrong shape
+    /// x.set_grad(None).unwrap();
+    /// ```
     pub fn set_grad(&self, g: Option<Tensor>) -> Result<()> {
         let Some(slot) = self.node().and_then(|n| n.grad_slot()) else {
             return Err(Error::invalid(
@@ -627,6 +924,15 @@ impl Tensor {
     }
 
     /// Clears the accumulated gradient of this leaf.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    /// (&x * 3.0).sum().backward().unwrap();
+    /// assert!(x.grad().is_some());
+    /// x.zero_grad();
+    /// assert!(x.grad().is_none());
+    /// ```
     pub fn zero_grad(&self) {
         if let Some(slot) = self.node().and_then(|n| n.grad_slot()) {
             *slot.lock().unwrap() = None;
@@ -635,6 +941,14 @@ impl Tensor {
 
     /// The name of the op that produced this tensor (`"leaf"` for leaves,
     /// `None` for tensors outside any graph).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    /// assert_eq!(x.op_name(), Some("leaf"));
+    /// assert_eq!(x.exp().sum().op_name(), Some("sum"));
+    /// assert_eq!(Tensor::from_vec(vec![1.0f64], &[1]).op_name(), None);
+    /// ```
     pub fn op_name(&self) -> Option<&'static str> {
         self.node().map(|n| n.name())
     }

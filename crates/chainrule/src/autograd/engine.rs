@@ -599,12 +599,30 @@ pub(crate) fn grad_without_search(
 impl Tensor {
     /// Accumulates `∂self/∂leaf` into the `.grad` of every leaf this scalar
     /// depends on that requires gradients; frees the saved intermediates.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]).requires_grad();
+    /// let y = (&x * &x).sum();
+    /// y.backward().unwrap();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), [2.0, 4.0, 6.0]);
+    /// assert!(y.backward().is_err()); // the graph was freed
+    /// ```
     pub fn backward(&self) -> Result<()> {
         self.backward_with(&BackwardOptions::default()).map(|_| ())
     }
 
     /// `backward` with an explicit output gradient (for non-scalar outputs),
     /// `retain_graph` and `create_graph`; returns what the pass visited.
+    ///
+    /// ```
+    /// use chainrule::{BackwardOptions, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    /// let y = &x * &x; // not a scalar: give the output's gradient
+    /// let v = Tensor::from_vec(vec![1.0f64, 0.5], &[2]);
+    /// y.backward_with(&BackwardOptions { grad: Some(v), ..Default::default() }).unwrap();
+    /// assert_eq!(x.grad().unwrap().to_vec::<f64>(), [2.0, 2.0]);
+    /// ```
     pub fn backward_with(&self, opts: &BackwardOptions) -> Result<BackwardStats> {
         Ok(run(
             &[(self, opts.grad.clone())],

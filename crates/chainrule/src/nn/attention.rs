@@ -8,6 +8,15 @@ use crate::{DType, Tensor};
 /// A lookup table: `i64` indices of any shape to their rows of `weight`
 /// `(num, dim)`, initialized `N(0, 1)` as PyTorch. Its gradient sums the
 /// rows' uses.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let emb = nn::Embedding::new(10, 4, 0, DType::F64);
+/// let y = emb.forward(&Tensor::from_vec(vec![1i64, 7, 1, 3, 0, 9], &[2, 3])).unwrap();
+/// assert_eq!(y.shape(), &[2, 3, 4]);
+/// assert_eq!(&y.to_vec::<f64>()[..4], &emb.weight.value().to_vec::<f64>()[4..8]); // row 1
+/// ```
 #[derive(crate::nn::Module)]
 pub struct Embedding {
     /// The table, `(num, dim)`.
@@ -48,6 +57,15 @@ pub struct AttentionMask<'a> {
 /// projections, as PyTorch's `nn.MultiheadAttention(batch_first=True)`
 /// without dropout. `in_proj_weight` is `(E, 3E)` (`[q | k | v]` columns,
 /// chainrule's `x W` layout), Xavier-uniform; biases zero.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let mha = nn::MultiheadAttention::new(8, 2, 0, DType::F64).unwrap();
+/// let x = Tensor::rand_normal(&[2, 5, 8], 0.0, 1.0, 1, DType::F64); // (N, L, E)
+/// assert_eq!(mha.forward(&x).unwrap().shape(), &[2, 5, 8]);
+/// assert!(nn::MultiheadAttention::new(8, 3, 0, DType::F64).is_err()); // 3 does not divide 8
+/// ```
 #[derive(crate::nn::Module)]
 pub struct MultiheadAttention {
     /// The query, key and value projections side by side, `(E, 3E)`.
@@ -223,6 +241,14 @@ impl Module for MultiheadAttention {
 /// A pre-norm transformer block (GPT-2's): `h = x + attn(ln₁(x))`, then
 /// `h + fc₂(gelu(fc₁(ln₂(h))))`, attention causal when `causal`, the MLP
 /// `mlp` wide. Inputs `(N, L, E)`.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let block = nn::TransformerBlock::new(8, 2, 32, true, 0, DType::F64).unwrap();
+/// let x = Tensor::rand_normal(&[2, 5, 8], 0.0, 1.0, 1, DType::F64);
+/// assert_eq!(block.forward(&x).unwrap().shape(), &[2, 5, 8]);
+/// ```
 #[derive(crate::nn::Module)]
 pub struct TransformerBlock {
     /// The layer norm before attention, over `E`.

@@ -26,8 +26,27 @@ pub struct Conv<const D: usize> {
 }
 
 /// `Conv1d`: input `(N, C, L)`.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{ConvOptions, Tensor};
+/// let w = Tensor::from_vec(vec![1.0f64, 1.0], &[1, 1, 2]); // (out, in, k)
+/// let conv = nn::Conv1d::from_tensors(w, None, ConvOptions::default());
+/// let y = conv.forward(&Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 1, 4])).unwrap();
+/// assert_eq!(y.shape(), &[1, 1, 3]);
+/// assert_eq!(y.to_vec::<f64>(), [3.0, 5.0, 7.0]);
+/// ```
 pub type Conv1d = Conv<1>;
 /// `Conv2d`: input `(N, C, H, W)`.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{ConvOptions, DType, Tensor};
+/// let options = ConvOptions::default().padding([1, 1]);
+/// let conv = nn::Conv2d::new(3, 8, [3, 3], options, 0, DType::F64).unwrap();
+/// let y = conv.forward(&Tensor::zeros(&[2, 3, 5, 5], DType::F64)).unwrap();
+/// assert_eq!(y.shape(), &[2, 8, 5, 5]);
+/// ```
 pub type Conv2d = Conv<2>;
 
 impl<const D: usize> Conv<D> {
@@ -111,19 +130,53 @@ macro_rules! parameterless {
 
 parameterless!(
     /// 2-d max pooling over `(N, C, H, W)`.
+    ///
+    /// ```
+    /// use chainrule::nn::{self, Module};
+    /// use chainrule::{Pool2d, Tensor};
+    /// let x = Tensor::from_vec((1..=16u8).map(f64::from).collect(), &[1, 1, 4, 4]);
+    /// let y = nn::MaxPool2d(Pool2d::new([2, 2])).forward(&x).unwrap();
+    /// assert_eq!(y.shape(), &[1, 1, 2, 2]);
+    /// assert_eq!(y.to_vec::<f64>(), [6.0, 8.0, 14.0, 16.0]);
+    /// ```
     MaxPool2d(Pool2d), x, this => x.try_max_pool2d(this.0)
 );
 parameterless!(
     /// 2-d average pooling over `(N, C, H, W)`.
+    ///
+    /// ```
+    /// use chainrule::nn::{self, Module};
+    /// use chainrule::{Pool2d, Tensor};
+    /// let x = Tensor::from_vec((1..=16u8).map(f64::from).collect(), &[1, 1, 4, 4]);
+    /// let y = nn::AvgPool2d(Pool2d::new([2, 2])).forward(&x).unwrap();
+    /// assert_eq!(y.shape(), &[1, 1, 2, 2]);
+    /// assert_eq!(y.to_vec::<f64>(), [3.5, 5.5, 11.5, 13.5]);
+    /// ```
     AvgPool2d(Pool2d), x, this => x.try_avg_pool2d(this.0)
 );
 parameterless!(
     /// Average pooling of `(N, C, H, W)` to a fixed `(H', W')`.
+    ///
+    /// ```
+    /// use chainrule::nn::{self, Module};
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec((1..=16u8).map(f64::from).collect(), &[1, 1, 4, 4]);
+    /// let y = nn::AdaptiveAvgPool2d([1, 1]).forward(&x).unwrap();
+    /// assert_eq!(y.shape(), &[1, 1, 1, 1]);
+    /// assert_eq!(y.to_vec::<f64>(), [8.5]);
+    /// ```
     AdaptiveAvgPool2d([usize; 2]), x, this => x.try_adaptive_avg_pool2d(this.0)
 );
 parameterless!(
     /// Flattens the axes from `start` on into one (PyTorch's `Flatten`
     /// uses `start = 1`, keeping the batch axis).
+    ///
+    /// ```
+    /// use chainrule::nn::{self, Module};
+    /// use chainrule::{DType, Tensor};
+    /// let y = nn::Flatten(1).forward(&Tensor::zeros(&[2, 3, 4], DType::F64)).unwrap();
+    /// assert_eq!(y.shape(), &[2, 12]);
+    /// ```
     Flatten(usize), x, this => {
         let start = this.0;
         if start >= x.ndim() {

@@ -9,6 +9,16 @@ use rand::{Rng, SeedableRng};
 use std::sync::Mutex;
 
 /// `y = x W + b` with `W` of shape `(in, out)` and `b` of shape `(out,)`.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::Tensor;
+/// let w = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+/// let layer = nn::Linear::from_tensors(w, Tensor::from_vec(vec![0.5f64, 0.0, -1.0], &[3]));
+/// let y = layer.forward(&Tensor::from_vec(vec![1.0f64, 1.0], &[1, 2])).unwrap();
+/// assert_eq!(y.shape(), &[1, 3]);
+/// assert_eq!(y.to_vec::<f64>(), [5.5, 7.0, 8.0]);
+/// ```
 #[derive(crate::nn::Module)]
 pub struct Linear {
     /// The weight `W`, `(in, out)`.
@@ -73,24 +83,70 @@ macro_rules! activation {
 
 activation!(
     /// `max(x, 0)`.
+    ///
+    /// ```
+    /// use chainrule::nn::{self, Module};
+    /// use chainrule::Tensor;
+    /// let y = nn::Relu.forward(&Tensor::from_vec(vec![-1.0f64, 0.0, 2.0], &[3])).unwrap();
+    /// assert_eq!(y.shape(), &[3]);
+    /// assert_eq!(y.to_vec::<f64>(), [0.0, 0.0, 2.0]);
+    /// ```
     Relu, x => x.relu()
 );
 activation!(
     /// `tanh(x)`.
+    ///
+    /// ```
+    /// use chainrule::nn::{self, Module};
+    /// use chainrule::Tensor;
+    /// let y = nn::Tanh.forward(&Tensor::from_vec(vec![0.0f64, 1.0], &[2])).unwrap();
+    /// assert_eq!(y.shape(), &[2]);
+    /// assert!((y.to_vec::<f64>()[1] - 1.0f64.tanh()).abs() < 1e-12);
+    /// ```
     Tanh, x => x.tanh()
 );
 activation!(
     /// `1 / (1 + e^{-x})`.
+    ///
+    /// ```
+    /// use chainrule::nn::{self, Module};
+    /// use chainrule::Tensor;
+    /// let y = nn::Sigmoid.forward(&Tensor::from_vec(vec![0.0f64, 2.0], &[2])).unwrap();
+    /// assert_eq!(y.shape(), &[2]);
+    /// assert!((y.to_vec::<f64>()[0] - 0.5).abs() < 1e-12);
+    /// assert!((y.to_vec::<f64>()[1] - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-12);
+    /// ```
     Sigmoid, x => x.sigmoid()
 );
 activation!(
     /// GELU, tanh form (Hendrycks & Gimpel; the form GPT-2 and BERT use):
     /// `x/2 · (1 + tanh(√(2/π) (x + 0.044715 x³)))`.
+    ///
+    /// ```
+    /// use chainrule::nn::{self, Module};
+    /// use chainrule::Tensor;
+    /// let y = nn::Gelu.forward(&Tensor::from_vec(vec![0.0f64, 1.0], &[2])).unwrap();
+    /// let at_one = 0.5 * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * 1.044715f64).tanh());
+    /// assert_eq!(y.shape(), &[2]);
+    /// assert!((y.to_vec::<f64>()[1] - at_one).abs() < 1e-12);
+    /// ```
     Gelu, x => x.gelu_tanh()
 );
 
 /// Zeroes each element with probability `p` while training, scaling the rest
 /// by `1/(1-p)` (inverted dropout); the identity in evaluation mode.
+///
+/// ```
+/// use chainrule::nn::{self, Module, Parameters};
+/// use chainrule::{DType, Tensor};
+/// let dropout = nn::Dropout::new(0.5, 0).unwrap();
+/// let x = Tensor::ones(&[4], DType::F64);
+/// let y = dropout.forward(&x).unwrap();
+/// assert_eq!(y.shape(), &[4]);
+/// assert!(y.to_vec::<f64>().iter().all(|&v| v == 0.0 || v == 2.0));
+/// dropout.set_training(false);
+/// assert_eq!(dropout.forward(&x).unwrap().to_vec::<f64>(), [1.0; 4]);
+/// ```
 #[derive(crate::nn::Module)]
 pub struct Dropout {
     #[module(skip)]
@@ -140,6 +196,17 @@ impl Module for Dropout {
 
 /// Modules applied in order; parameters are named `"<layer>.<name>"`, the
 /// layer by its position or by the name given to [`Sequential::add_named`].
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let model = nn::Sequential::new()
+///     .add(nn::Linear::with_default_init(3, 4, 0, DType::F64))
+///     .add(nn::Relu)
+///     .add(nn::Linear::with_default_init(4, 2, 1, DType::F64));
+/// let y = model.forward(&Tensor::zeros(&[5, 3], DType::F64)).unwrap();
+/// assert_eq!(y.shape(), &[5, 2]);
+/// ```
 #[derive(Default)]
 pub struct Sequential {
     layers: Vec<(String, Box<dyn Module>)>,
@@ -232,6 +299,15 @@ pub enum Activation {
 /// last), `activation` between layers and none after the last. Weights are
 /// He-initialized for ReLU/GELU, Glorot otherwise, each layer from its own
 /// seed derived from `seed`.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let model = nn::mlp(&[3, 8, 2], nn::Activation::Relu, 0, DType::F64);
+/// assert_eq!(model.len(), 3); // Linear, Relu, Linear
+/// let y = model.forward(&Tensor::zeros(&[4, 3], DType::F64)).unwrap();
+/// assert_eq!(y.shape(), &[4, 2]);
+/// ```
 pub fn mlp(dims: &[usize], activation: Activation, seed: u64, dtype: DType) -> Sequential {
     let init = match activation {
         Activation::Relu | Activation::Gelu => Init::KaimingUniform,

@@ -12,6 +12,18 @@ use crate::{DType, Tensor};
 /// Training normalizes by the batch's mean and biased variance and moves
 /// the running statistics by `momentum` (the variance's unbiased estimate,
 /// as PyTorch); evaluation normalizes by the running statistics.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let bn = nn::BatchNorm::new_1d(2, DType::F64);
+/// let y = bn.forward(&Tensor::from_vec(vec![1.0f64, 10.0, 3.0, 30.0], &[2, 2])).unwrap();
+/// assert_eq!(y.shape(), &[2, 2]);
+/// assert!((y.to_vec::<f64>()[0] + 1.0).abs() < 1e-4); // channel 0: (1 - 2) / 1
+/// let bn2d = nn::BatchNorm::new_2d(3, DType::F64);
+/// let y = bn2d.forward(&Tensor::rand_normal(&[2, 3, 4, 4], 0.0, 1.0, 0, DType::F64)).unwrap();
+/// assert_eq!(y.shape(), &[2, 3, 4, 4]);
+/// ```
 #[derive(crate::nn::Module)]
 pub struct BatchNorm {
     /// The per-channel scale, `(C,)`.
@@ -129,6 +141,15 @@ impl Module for BatchNorm {
 
 /// Layer normalization over the trailing axes `normalized_shape`, with an
 /// elementwise weight (one) and bias (zero), ε = 1e-5, as PyTorch.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let ln = nn::LayerNorm::new(&[4], DType::F64);
+/// let y = ln.forward(&Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 4])).unwrap();
+/// assert_eq!(y.shape(), &[1, 4]);
+/// assert!((y.to_vec::<f64>()[3] - 1.5 / 1.25f64.sqrt()).abs() < 1e-4); // mean 2.5, var 1.25
+/// ```
 #[derive(crate::nn::Module)]
 pub struct LayerNorm {
     /// The scale, of shape `normalized_shape`.

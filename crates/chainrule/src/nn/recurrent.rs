@@ -61,6 +61,14 @@ impl Gates {
 
 /// One LSTM step: gates `i, f, g, o`; `c' = σ(f) c + σ(i) tanh(g)`,
 /// `h' = σ(o) tanh(c')`.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let cell = nn::LstmCell::new(3, 5, 0, DType::F64);
+/// let h = cell.forward(&Tensor::ones(&[2, 3], DType::F64)).unwrap(); // from a zero state
+/// assert_eq!(h.shape(), &[2, 5]);
+/// ```
 #[derive(crate::nn::Module)]
 pub struct LstmCell {
     /// The cell's parameters, `4·hidden` gate columns wide.
@@ -106,6 +114,14 @@ impl LstmCell {
 
 /// One GRU step: gates `r, z, n`; `n = tanh(x W_in + b_in + r ⊙ (h W_hn +
 /// b_hn))`, `h' = (1 − z) ⊙ n + z ⊙ h`.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let cell = nn::GruCell::new(3, 5, 0, DType::F64);
+/// let h = cell.forward(&Tensor::ones(&[2, 3], DType::F64)).unwrap(); // from a zero state
+/// assert_eq!(h.shape(), &[2, 5]);
+/// ```
 #[derive(crate::nn::Module)]
 pub struct GruCell {
     /// The cell's parameters, `3·hidden` gate columns wide.
@@ -182,6 +198,14 @@ fn time_steps(op: &'static str, x: &Tensor) -> Result<Vec<Tensor>> {
 /// A stack of LSTM layers over batch-first sequences `(N, T, in)`: layer
 /// `l + 1` reads layer `l`'s outputs. Parameters are named
 /// `"<layer>.weight_ih"` and so on.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let lstm = nn::Lstm::new(3, 5, 2, 0, DType::F64).unwrap(); // 3 features in, 5 hidden, 2 layers
+/// let y = lstm.forward(&Tensor::ones(&[2, 4, 3], DType::F64)).unwrap(); // (N, T, in)
+/// assert_eq!(y.shape(), &[2, 4, 5]);
+/// ```
 #[derive(crate::nn::Module)]
 pub struct Lstm {
     /// The layers, first to last.
@@ -217,6 +241,14 @@ impl Lstm {
 }
 
 /// A stack of GRU layers over batch-first sequences `(N, T, in)`.
+///
+/// ```
+/// use chainrule::nn::{self, Module};
+/// use chainrule::{DType, Tensor};
+/// let gru = nn::Gru::new(3, 5, 2, 0, DType::F64).unwrap(); // 3 features in, 5 hidden, 2 layers
+/// let y = gru.forward(&Tensor::ones(&[2, 4, 3], DType::F64)).unwrap(); // (N, T, in)
+/// assert_eq!(y.shape(), &[2, 4, 5]);
+/// ```
 #[derive(crate::nn::Module)]
 pub struct Gru {
     /// The layers, first to last.

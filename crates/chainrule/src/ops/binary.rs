@@ -70,7 +70,18 @@ macro_rules! binary_ops {
 
         impl Tensor {
             $(
-                /// The op, or an error instead of a panic.
+                /// The op, or an error instead of a panic: operands that do
+                /// not broadcast, or of different dtypes.
+                ///
+                #[doc = concat!(
+                    "```\n",
+                    "use chainrule::Tensor;\n",
+                    "let a = Tensor::from_vec(vec![0.5f64, 1.5, 2.5], &[3]);\n",
+                    "let b = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);\n",
+                    "let err = a.", stringify!($try_method), "(&b).unwrap_err();\n",
+                    "assert!(err.to_string().contains(\"[3]\") && err.to_string().contains(\"[2]\"));\n",
+                    "```"
+                )]
                 pub fn $try_method(&self, other: &Tensor) -> Result<Tensor> {
                     binary(self, other, BinaryOp::$variant)
                 }
@@ -78,7 +89,28 @@ macro_rules! binary_ops {
         }
 
         panicking! {
-            $( $(#[$doc])* fn $method => $try_method(other: &Tensor); )*
+            $(
+                $(#[$doc])*
+                ///
+                /// Elementwise, with NumPy broadcasting; its derivatives, by
+                /// reverse mode, against central differences:
+                #[doc = concat!(
+                    "```\n",
+                    "use chainrule::{func, Tensor};\n",
+                    "let a = Tensor::from_vec(vec![0.5f64, 1.5, 2.5, 3.5], &[2, 2]);\n",
+                    "let b = Tensor::from_vec(vec![1.25f64, 0.75], &[2]); // broadcast over rows\n",
+                    "let f = |a: &Tensor, b: &Tensor| a.", stringify!($method), "(b);\n",
+                    "assert_eq!(f(&a, &b).shape(), &[2, 2]);\n",
+                    "let da = func::grad(|a: &Tensor| f(a, &b).sum(), &a).unwrap();\n",
+                    "let db = func::grad(|b: &Tensor| f(&a, b).sum(), &b).unwrap();\n",
+                    "assert_eq!((da.shape(), db.shape()), (&[2, 2][..], &[2][..]));\n",
+                    "let h = 1e-6;\n",
+                    "let fd = (f(&a, &b.add_scalar(h)).sum().item() - f(&a, &b.add_scalar(-h)).sum().item()) / (2.0 * h);\n",
+                    "assert!((db.sum().item() - fd).abs() < 1e-6);\n",
+                    "```"
+                )]
+                fn $method => $try_method(other: &Tensor);
+            )*
         }
     };
 }
@@ -398,7 +430,17 @@ macro_rules! compare_ops {
 
         impl Tensor {
             $(
-                /// The comparison, or an error instead of a panic.
+                /// The comparison, or an error instead of a panic: operands
+                /// that do not broadcast, or of different dtypes.
+                ///
+                #[doc = concat!(
+                    "```\n",
+                    "use chainrule::Tensor;\n",
+                    "let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);\n",
+                    "assert!(a.", stringify!($try_method), "(&Tensor::from_vec(vec![1.0f64, 2.0], &[2])).is_err());\n",
+                    "assert!(a.", stringify!($try_method), "(&Tensor::from_vec(vec![1i64, 2, 3], &[3])).is_err());\n",
+                    "```"
+                )]
                 pub fn $try_method(&self, other: &Tensor) -> Result<Tensor> {
                     bind(Prim::Compare(CompareOp::$variant), &[self, other])
                 }
@@ -406,7 +448,21 @@ macro_rules! compare_ops {
         }
 
         panicking! {
-            $( $(#[$doc])* fn $method => $try_method(other: &Tensor); )*
+            $(
+                $(#[$doc])*
+                ///
+                /// Elementwise, with NumPy broadcasting, to a `bool` tensor
+                /// (through which no derivative flows):
+                #[doc = concat!(
+                    "```\n",
+                    "use chainrule::{DType, Tensor};\n",
+                    "let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);\n",
+                    "let m = a.", stringify!($method), "(&Tensor::scalar(2.0f64));\n",
+                    "assert_eq!((m.shape(), m.dtype()), (&[3][..], DType::Bool));\n",
+                    "```"
+                )]
+                fn $method => $try_method(other: &Tensor);
+            )*
         }
     };
 }
@@ -451,6 +507,12 @@ pub(crate) fn mask_of(a: &Tensor, b: &Tensor, op: CompareOp) -> Tensor {
 
 impl Tensor {
     /// `true` where `self > c` (`c` converted to this tensor's dtype).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert_eq!(x.gt_scalar(1.5).to_vec::<bool>(), [false, true, true]);
+    /// ```
     pub fn gt_scalar(&self, c: f64) -> Tensor {
         self.gt(&Tensor::full(&[], c, self.dtype()))
     }

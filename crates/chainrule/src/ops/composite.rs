@@ -29,6 +29,13 @@ pub(crate) fn check_labels(
 
 impl Tensor {
     /// Mean over `axes`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.try_mean_axes(&[1], false).unwrap().to_vec::<f64>(), [1.5, 3.5]);
+    /// assert!(x.try_mean_axes(&[2], false).is_err());
+    /// ```
     pub fn try_mean_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         Error::need_float("mean", self.dtype())?;
         let axes = crate::axis::resolve_all("mean", axes, self.shape())?;
@@ -44,6 +51,12 @@ impl Tensor {
 
     /// The mean of all elements (a 0-d tensor). Panics for an integer or
     /// bool tensor (convert it first).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.mean().item(), 2.5);
+    /// ```
     #[track_caller]
     pub fn mean(&self) -> Tensor {
         crate::error::or_panic(Error::need_float("mean", self.dtype()));
@@ -51,30 +64,68 @@ impl Tensor {
     }
 
     /// `self and other`, elementwise on `bool` tensors (broadcasting). Also `&a & &b`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![true, true, false], &[3]);
+    /// let b = Tensor::from_vec(vec![true, false, false], &[3]);
+    /// assert_eq!(a.try_logical_and(&b).unwrap().to_vec::<bool>(), [true, false, false]);
+    /// assert!(a.try_logical_and(&Tensor::from_vec(vec![1.0f64, 0.0, 1.0], &[3])).is_err());
+    /// ```
     pub fn try_logical_and(&self, other: &Tensor) -> Result<Tensor> {
         logical("logical_and", self, other)?;
         self.try_minimum(other)
     }
 
     /// `self or other` on `bool` tensors. Also `&a | &b`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![true, false, false], &[3]);
+    /// let b = Tensor::from_vec(vec![false, false, true], &[3]);
+    /// assert_eq!(a.try_logical_or(&b).unwrap().to_vec::<bool>(), [true, false, true]);
+    /// assert!(a.try_logical_or(&Tensor::from_vec(vec![1i64, 0, 1], &[3])).is_err());
+    /// ```
     pub fn try_logical_or(&self, other: &Tensor) -> Result<Tensor> {
         logical("logical_or", self, other)?;
         self.try_maximum(other)
     }
 
     /// `self xor other` on `bool` tensors. Also `&a ^ &b`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![true, true, false], &[3]);
+    /// let b = Tensor::from_vec(vec![true, false, false], &[3]);
+    /// assert_eq!(a.try_logical_xor(&b).unwrap().to_vec::<bool>(), [false, true, false]);
+    /// assert!(a.try_logical_xor(&Tensor::from_vec(vec![1.0f64, 0.0, 1.0], &[3])).is_err());
+    /// ```
     pub fn try_logical_xor(&self, other: &Tensor) -> Result<Tensor> {
         logical("logical_xor", self, other)?;
         self.try_ne_elem(other)
     }
 
     /// `not self` on a `bool` tensor. Also `!&a`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![true, false], &[2]);
+    /// assert_eq!(a.try_logical_not().unwrap().to_vec::<bool>(), [false, true]);
+    /// assert!(Tensor::from_vec(vec![1.0f64, 0.0], &[2]).try_logical_not().is_err());
+    /// ```
     pub fn try_logical_not(&self) -> Result<Tensor> {
         logical("logical_not", self, self)?;
         self.try_eq_elem(&Tensor::scalar(false))
     }
 
     /// `log Σ exp(x)` along `axis`, computed stably by factoring out the max.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0f64, 0.0], &[2]);
+    /// assert!((x.try_logsumexp(0, false).unwrap().item() - 2f64.ln()).abs() < 1e-12);
+    /// assert!(x.try_logsumexp(1, false).is_err());
+    /// ```
     pub fn try_logsumexp(&self, axis: impl Axis, keepdim: bool) -> Result<Tensor> {
         let axis = crate::axis::resolve("logsumexp", axis, self.shape())?;
         // The shift cancels in value and in gradient, so no derivative flows
@@ -88,12 +139,28 @@ impl Tensor {
     }
 
     /// `exp(x) / Σ exp(x)` along `axis`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 1.0], &[2]);
+    /// let y = x.try_softmax(0).unwrap();
+    /// assert!(y.to_vec::<f64>().iter().all(|p| (p - 0.5).abs() < 1e-12));
+    /// assert!(x.try_softmax(1).is_err());
+    /// ```
     pub fn try_softmax(&self, axis: impl Axis) -> Result<Tensor> {
         let axis = crate::axis::resolve("softmax", axis, self.shape())?;
         super::bind(super::Prim::Softmax { axis }, &[self])
     }
 
     /// `x - logsumexp(x)` along `axis`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 1.0], &[2]);
+    /// let y = x.try_log_softmax(-1).unwrap();
+    /// assert!((y.get(&[0]) + 2f64.ln()).abs() < 1e-12);
+    /// assert!(x.try_log_softmax(1).is_err());
+    /// ```
     pub fn try_log_softmax(&self, axis: impl Axis) -> Result<Tensor> {
         let axis = crate::axis::resolve("log_softmax", axis, self.shape())?;
         Ok(self - &self.try_logsumexp(axis, true)?)
@@ -102,6 +169,14 @@ impl Tensor {
     /// Mean softmax cross-entropy of `logits` `(n, c)` against integer
     /// `labels` (`n` of them, each `< c`: an `i64` tensor or a list),
     /// computed from logits for stability.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let logits = Tensor::from_vec(vec![0.0f64, 0.0, 0.0, 0.0], &[2, 2]);
+    /// let loss = logits.try_cross_entropy_with_logits(&[0, 1]).unwrap();
+    /// assert!((loss.item() - 2f64.ln()).abs() < 1e-12);
+    /// assert!(logits.try_cross_entropy_with_logits(&[0, 1, 1]).is_err());
+    /// ```
     pub fn try_cross_entropy_with_logits(&self, labels: impl Indices) -> Result<Tensor> {
         let labels = check_labels("cross_entropy_with_logits", self, labels)?;
         let picked = self
@@ -121,6 +196,12 @@ impl Tensor {
 
     /// The Euclidean norm of all elements. Its gradient at 0 is taken as 0
     /// (a subgradient; PyTorch's convention), not `0/0`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![3.0f64, 4.0], &[2]);
+    /// assert!((x.norm().item() - 5.0).abs() < 1e-12);
+    /// ```
     pub fn norm(&self) -> Tensor {
         let s = self.square().sum();
         // The "double where": the square root never sees 0, so no infinite
@@ -136,6 +217,13 @@ impl Tensor {
     /// like `torch.nn.functional.one_hot`. A label outside `0..classes` gives
     /// a row of zeros, as `jax.nn.one_hot` does (the labels may be a graph's
     /// input, so their values are not known when it is built).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let labels = Tensor::from_vec(vec![0i64, 2], &[2]);
+    /// assert_eq!(labels.try_one_hot(3).unwrap().to_vec::<i64>(), [1, 0, 0, 0, 0, 1]);
+    /// assert!(Tensor::from_vec(vec![0.0f64, 2.0], &[2]).try_one_hot(3).is_err());
+    /// ```
     pub fn try_one_hot(&self, classes: usize) -> Result<Tensor> {
         if !self.dtype().is_int() {
             return Err(Error::dtype("one_hot", self.dtype(), "i32 and i64 labels"));
@@ -151,6 +239,13 @@ impl Tensor {
     }
 
     /// Panicking form of [`Tensor::try_one_hot`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let h = Tensor::from_vec(vec![1i64, 0], &[2]).one_hot(2);
+    /// assert_eq!(h.shape(), &[2, 2]);
+    /// assert_eq!(h.to_vec::<i64>(), [0, 1, 1, 0]);
+    /// ```
     #[track_caller]
     pub fn one_hot(&self, classes: usize) -> Tensor {
         crate::error::or_panic(self.try_one_hot(classes))
@@ -170,25 +265,91 @@ fn logical(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
 
 panicking! {
     /// `self and other` on `bool` tensors (see `try_logical_and`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![true, true, false, false], &[4]);
+    /// let b = Tensor::from_vec(vec![true, false, true, false], &[4]);
+    /// assert_eq!(a.logical_and(&b).to_vec::<bool>(), [true, false, false, false]);
+    /// ```
     fn logical_and => try_logical_and(other: &Tensor);
     /// `self or other` on `bool` tensors.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![true, true, false, false], &[4]);
+    /// let b = Tensor::from_vec(vec![true, false, true, false], &[4]);
+    /// assert_eq!(a.logical_or(&b).to_vec::<bool>(), [true, true, true, false]);
+    /// ```
     fn logical_or => try_logical_or(other: &Tensor);
     /// `self xor other` on `bool` tensors.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![true, true, false, false], &[4]);
+    /// let b = Tensor::from_vec(vec![true, false, true, false], &[4]);
+    /// assert_eq!(a.logical_xor(&b).to_vec::<bool>(), [false, true, true, false]);
+    /// ```
     fn logical_xor => try_logical_xor(other: &Tensor);
     /// `not self` on a `bool` tensor.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![true, false, true], &[3]);
+    /// assert_eq!(a.logical_not().to_vec::<bool>(), [false, true, false]);
+    /// ```
     fn logical_not => try_logical_not();
 }
 
 panicking! {
     /// Mean over `axes`, keeping them as length 1 when `keepdim`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let m = x.mean_axes(&[0], true);
+    /// assert_eq!(m.shape(), &[1, 2]);
+    /// assert_eq!(m.to_vec::<f64>(), [2.0, 3.0]);
+    /// ```
     fn mean_axes => try_mean_axes(axes: impl Axes, keepdim: bool);
     /// `log Σ exp` along `axis`, stable for large inputs.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1000.0f64, 1000.0], &[1, 2]);
+    /// let y = x.logsumexp(-1, false);
+    /// assert_eq!(y.shape(), &[1]);
+    /// assert!((y.get(&[0]) - (1000.0 + 2f64.ln())).abs() < 1e-9);
+    /// ```
     fn logsumexp => try_logsumexp(axis: impl Axis, keepdim: bool);
     /// Softmax along `axis`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![0.0f64, 0.0, 5.0, 5.0], &[2, 2]);
+    /// let y = x.softmax(1);
+    /// assert_eq!(y.shape(), &[2, 2]);
+    /// assert!(y.to_vec::<f64>().iter().all(|p| (p - 0.5).abs() < 1e-12));
+    /// ```
     fn softmax => try_softmax(axis: impl Axis);
     /// Log-softmax along `axis`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![2.0f64, 2.0], &[2]);
+    /// let y = x.log_softmax(0);
+    /// assert!(y.to_vec::<f64>().iter().all(|v| (v + 2f64.ln()).abs() < 1e-12));
+    /// ```
     fn log_softmax => try_log_softmax(axis: impl Axis);
     /// Mean cross-entropy of logits `(n, c)` and `n` integer labels.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let logits = Tensor::from_vec(vec![0.0f64, 0.0, 0.0, 0.0], &[2, 2]);
+    /// let labels = Tensor::from_vec(vec![1i64, 0], &[2]);
+    /// let loss = logits.cross_entropy_with_logits(&labels);
+    /// assert!((loss.item() - 2f64.ln()).abs() < 1e-12);
+    /// ```
     fn cross_entropy_with_logits => try_cross_entropy_with_logits(labels: impl Indices);
 }
 
@@ -196,6 +357,13 @@ panicking! {
 /// matrices, each a composite of index_select, narrow, concat and where.
 impl Tensor {
     /// The elements in reverse order along each of `axes`, like `torch.flip`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.try_flip(&[1]).unwrap().to_vec::<f64>(), [2.0, 1.0, 4.0, 3.0]);
+    /// assert!(x.try_flip(&[2]).is_err());
+    /// ```
     pub fn try_flip(&self, axes: impl Axes) -> Result<Tensor> {
         let axes = crate::axis::resolve_all("flip", axes, self.shape())?;
         let mut out = self.clone();
@@ -210,6 +378,13 @@ impl Tensor {
     /// The elements shifted by `shift` along `axis`, those pushed past the
     /// end coming back at the start, like `torch.roll` (a negative shift
     /// rolls the other way).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[4]);
+    /// assert_eq!(x.try_roll(1, 0).unwrap().to_vec::<f64>(), [4.0, 1.0, 2.0, 3.0]);
+    /// assert!(x.try_roll(1, 1).is_err());
+    /// ```
     pub fn try_roll(&self, shift: i64, axis: impl Axis) -> Result<Tensor> {
         let axis = crate::axis::resolve("roll", axis, self.shape())?;
         let n = self.shape()[axis];
@@ -227,12 +402,26 @@ impl Tensor {
 
     /// The lower triangle of the last two axes: entries with
     /// `column - row <= k` kept, the rest zero (`torch.tril`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.try_tril(0).unwrap().to_vec::<f64>(), [1.0, 0.0, 3.0, 4.0]);
+    /// assert!(Tensor::from_vec(vec![1.0f64, 2.0], &[2]).try_tril(0).is_err());
+    /// ```
     pub fn try_tril(&self, k: i64) -> Result<Tensor> {
         self.triangle("tril", k, true)
     }
 
     /// The upper triangle of the last two axes: entries with
     /// `column - row >= k` kept (`torch.triu`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.try_triu(0).unwrap().to_vec::<f64>(), [1.0, 2.0, 0.0, 4.0]);
+    /// assert!(Tensor::from_vec(vec![1.0f64, 2.0], &[2]).try_triu(0).is_err());
+    /// ```
     pub fn try_triu(&self, k: i64) -> Result<Tensor> {
         self.triangle("triu", k, false)
     }
@@ -253,6 +442,13 @@ impl Tensor {
 
     /// The diagonal of the last two axes, `offset` above it (below when
     /// negative), along a new last axis (`torch.diagonal(x, offset, -2, -1)`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(x.try_diagonal(1).unwrap().to_vec::<f64>(), [2.0, 6.0]);
+    /// assert!(Tensor::from_vec(vec![1.0f64, 2.0], &[2]).try_diagonal(0).is_err());
+    /// ```
     pub fn try_diagonal(&self, offset: i64) -> Result<Tensor> {
         let (rows, cols) = matrix_dims("diagonal", self.shape())?;
         let (start_row, start_col) = match offset >= 0 {
@@ -271,6 +467,13 @@ impl Tensor {
     }
 
     /// The sum of the diagonal of a matrix (`torch.trace`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.try_trace().unwrap().item(), 5.0);
+    /// assert!(Tensor::from_vec(vec![1.0f64, 2.0], &[2]).try_trace().is_err());
+    /// ```
     pub fn try_trace(&self) -> Result<Tensor> {
         if self.ndim() != 2 {
             return Err(Error::invalid(
@@ -283,6 +486,13 @@ impl Tensor {
 
     /// A vector as the diagonal of a square matrix, or a matrix's diagonal
     /// as a vector (`torch.diag`).
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let v = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// assert_eq!(v.try_diag().unwrap().to_vec::<f64>(), [1.0, 0.0, 0.0, 2.0]);
+    /// assert!(Tensor::zeros(&[1, 1, 1], DType::F64).try_diag().is_err());
+    /// ```
     pub fn try_diag(&self) -> Result<Tensor> {
         match self.ndim() {
             1 => {
@@ -311,17 +521,60 @@ fn matrix_dims(op: &'static str, shape: &[usize]) -> Result<(usize, usize)> {
 
 panicking! {
     /// Reversed along each of `axes` (see `try_flip`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.flip(&[0, 1]).to_vec::<f64>(), [4.0, 3.0, 2.0, 1.0]);
+    /// ```
     fn flip => try_flip(axes: impl Axes);
     /// Rotated by `shift` along `axis` (see `try_roll`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[4]);
+    /// assert_eq!(x.roll(-1, 0).to_vec::<f64>(), [2.0, 3.0, 4.0, 1.0]);
+    /// ```
     fn roll => try_roll(shift: i64, axis: impl Axis);
     /// The lower triangle of the last two axes (see `try_tril`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.tril(-1).to_vec::<f64>(), [0.0, 0.0, 3.0, 0.0]);
+    /// ```
     fn tril => try_tril(k: i64);
     /// The upper triangle of the last two axes (see `try_triu`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.triu(1).to_vec::<f64>(), [0.0, 2.0, 0.0, 0.0]);
+    /// ```
     fn triu => try_triu(k: i64);
     /// The diagonal of the last two axes (see `try_diagonal`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(x.diagonal(0).to_vec::<f64>(), [1.0, 5.0]);
+    /// assert_eq!(x.diagonal(-1).to_vec::<f64>(), [4.0]);
+    /// ```
     fn diagonal => try_diagonal(offset: i64);
     /// The sum of a matrix's diagonal.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(x.trace().item(), 6.0);
+    /// ```
     fn trace => try_trace();
     /// A vector as a diagonal matrix, or a matrix's diagonal.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.diag().to_vec::<f64>(), [1.0, 4.0]);
+    /// ```
     fn diag => try_diag();
 }

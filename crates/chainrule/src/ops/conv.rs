@@ -220,6 +220,14 @@ impl Tensor {
     /// The sliding windows of `self` (N, C, H, W) as columns (N, C·kh·kw, L),
     /// L = the number of window positions, channel-major then kernel offset,
     /// as PyTorch's `F.unfold`. Zero padding.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::ones(&[1, 2, 3, 3], DType::F64);
+    /// let cols = x.try_unfold2d([2, 2], [1, 1], [0, 0], [1, 1]).unwrap();
+    /// assert_eq!(cols.shape(), &[1, 8, 4]);
+    /// assert!(x.try_unfold2d([4, 4], [1, 1], [0, 0], [1, 1]).is_err());
+    /// ```
     pub fn try_unfold2d(
         &self,
         kernel: [usize; 2],
@@ -264,6 +272,15 @@ impl Tensor {
 
     /// 2-d convolution (cross-correlation, as PyTorch's `F.conv2d`): `self`
     /// (N, C, H, W), `weight` (O, C/groups, kh, kw), `bias` (O).
+    ///
+    /// ```
+    /// use chainrule::{ConvOptions, DType, Tensor};
+    /// let x = Tensor::ones(&[1, 1, 3, 3], DType::F64);
+    /// let w = Tensor::ones(&[1, 1, 2, 2], DType::F64);
+    /// let y = x.try_conv2d(&w, None, ConvOptions::default()).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [4.0; 4]);
+    /// assert!(w.try_conv2d(&x, None, ConvOptions::default()).is_err());
+    /// ```
     pub fn try_conv2d(
         &self,
         weight: &Tensor,
@@ -335,6 +352,15 @@ impl Tensor {
 
     /// 1-d convolution: `self` (N, C, L), `weight` (O, C/groups, k), as a
     /// 2-d one of height 1.
+    ///
+    /// ```
+    /// use chainrule::{ConvOptions, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 1, 4]);
+    /// let w = Tensor::from_vec(vec![1.0f64, 1.0], &[1, 1, 2]);
+    /// let y = x.try_conv1d(&w, None, ConvOptions::default()).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [3.0, 5.0, 7.0]);
+    /// assert!(w.try_conv1d(&x, None, ConvOptions::default()).is_err());
+    /// ```
     pub fn try_conv1d(
         &self,
         weight: &Tensor,
@@ -362,6 +388,14 @@ impl Tensor {
 
     /// 2-d max pooling (N, C, H, W) → (N, C, H', W'); padding counts as −∞.
     /// The gradient goes to the first maximum of each window, as in PyTorch.
+    ///
+    /// ```
+    /// use chainrule::{DType, Pool2d, Tensor};
+    /// let x = Tensor::arange(16, DType::F64).reshape(&[1, 1, 4, 4]);
+    /// let y = x.try_max_pool2d(Pool2d::new([2, 2])).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [5.0, 7.0, 13.0, 15.0]);
+    /// assert!(x.try_max_pool2d(Pool2d::new([5, 5])).is_err());
+    /// ```
     pub fn try_max_pool2d(&self, pool: Pool2d) -> Result<Tensor> {
         check_pool_padding("max_pool2d", &pool)?;
         let [n, c, _, _] = spatial("max_pool2d", self)?;
@@ -373,6 +407,14 @@ impl Tensor {
     /// 2-d average pooling (N, C, H, W) → (N, C, H', W'), zero padding;
     /// padded positions count in the divisor unless `count_include_pad` is
     /// off. No dilation, as in PyTorch.
+    ///
+    /// ```
+    /// use chainrule::{DType, Pool2d, Tensor};
+    /// let x = Tensor::arange(16, DType::F64).reshape(&[1, 1, 4, 4]);
+    /// let y = x.try_avg_pool2d(Pool2d::new([2, 2])).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [2.5, 4.5, 10.5, 12.5]);
+    /// assert!(x.try_avg_pool2d(Pool2d::new([2, 2]).dilation([2, 2])).is_err());
+    /// ```
     pub fn try_avg_pool2d(&self, pool: Pool2d) -> Result<Tensor> {
         check_pool_padding("avg_pool2d", &pool)?;
         if pool.dilation != [1, 1] {
@@ -402,6 +444,14 @@ impl Tensor {
     /// Adaptive average pooling to `size` (H', W'): output cell `i` averages
     /// input rows `⌊iH/H'⌋ .. ⌈(i+1)H/H'⌉`, as PyTorch. Computed as
     /// `P_h · x · P_wᵀ` with averaging matrices, exact for every size.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
+    /// let y = x.try_adaptive_avg_pool2d([1, 1]).unwrap();
+    /// assert!((y.item() - 2.5).abs() < 1e-12);
+    /// assert!(x.try_adaptive_avg_pool2d([0, 1]).is_err());
+    /// ```
     pub fn try_adaptive_avg_pool2d(&self, size: [usize; 2]) -> Result<Tensor> {
         let [_, _, h, w] = spatial("adaptive_avg_pool2d", self)?;
         if size[0] == 0 || size[1] == 0 {
@@ -447,15 +497,64 @@ fn averaging_matrix(len: usize, out: usize, dtype: DType) -> Tensor {
 
 crate::ops::panicking! {
     /// 2-d convolution (see `try_conv2d`).
+    ///
+    /// ```
+    /// use chainrule::{ConvOptions, DType, Tensor};
+    /// let x = Tensor::ones(&[1, 1, 3, 3], DType::F64);
+    /// let w = Tensor::ones(&[2, 1, 3, 3], DType::F64);
+    /// let y = x.conv2d(&w, None, ConvOptions::default().padding([1, 1]));
+    /// assert_eq!(y.shape(), &[1, 2, 3, 3]);
+    /// assert_eq!(y.get(&[0, 1, 1, 1]), 9.0);
+    /// ```
     fn conv2d => try_conv2d(weight: &Tensor, bias: Option<&Tensor>, options: ConvOptions<2>);
     /// 1-d convolution (see `try_conv1d`).
+    ///
+    /// ```
+    /// use chainrule::{ConvOptions, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 1, 4]);
+    /// let w = Tensor::from_vec(vec![1.0f64, 1.0], &[1, 1, 2]);
+    /// let b = Tensor::from_vec(vec![1.0f64], &[1]);
+    /// let y = x.conv1d(&w, Some(&b), ConvOptions::default().stride([2]));
+    /// assert_eq!(y.to_vec::<f64>(), [4.0, 8.0]);
+    /// ```
     fn conv1d => try_conv1d(weight: &Tensor, bias: Option<&Tensor>, options: ConvOptions<1>);
     /// Sliding windows as columns (see `try_unfold2d`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[1, 1, 2, 2]);
+    /// let cols = x.unfold2d([1, 2], [1, 1], [0, 0], [1, 1]);
+    /// assert_eq!(cols.shape(), &[1, 2, 2]);
+    /// assert_eq!(cols.to_vec::<f64>(), [1.0, 3.0, 2.0, 4.0]);
+    /// ```
     fn unfold2d => try_unfold2d(kernel: [usize; 2], stride: [usize; 2], padding: [usize; 2], dilation: [usize; 2]);
     /// 2-d max pooling (see `try_max_pool2d`).
+    ///
+    /// ```
+    /// use chainrule::{DType, Pool2d, Tensor};
+    /// let x = Tensor::arange(9, DType::F64).reshape(&[1, 1, 3, 3]);
+    /// let y = x.max_pool2d(Pool2d::new([2, 2]).stride([1, 1]));
+    /// assert_eq!(y.to_vec::<f64>(), [4.0, 5.0, 7.0, 8.0]);
+    /// ```
     fn max_pool2d => try_max_pool2d(pool: Pool2d);
     /// 2-d average pooling (see `try_avg_pool2d`).
+    ///
+    /// ```
+    /// use chainrule::{DType, Pool2d, Tensor};
+    /// let x = Tensor::ones(&[1, 1, 2, 2], DType::F64);
+    /// let pool = Pool2d::new([2, 2]).stride([1, 1]).padding([1, 1]);
+    /// assert_eq!(x.avg_pool2d(pool).get(&[0, 0, 0, 0]), 0.25);
+    /// assert_eq!(x.avg_pool2d(pool.count_include_pad(false)).get(&[0, 0, 0, 0]), 1.0);
+    /// ```
     fn avg_pool2d => try_avg_pool2d(pool: Pool2d);
     /// Adaptive average pooling (see `try_adaptive_avg_pool2d`).
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::arange(16, DType::F64).reshape(&[1, 1, 4, 4]);
+    /// let y = x.adaptive_avg_pool2d([2, 1]);
+    /// assert_eq!(y.shape(), &[1, 1, 2, 1]);
+    /// assert!((y.get(&[0, 0, 1, 0]) - 11.5).abs() < 1e-12);
+    /// ```
     fn adaptive_avg_pool2d => try_adaptive_avg_pool2d(size: [usize; 2]);
 }

@@ -269,6 +269,14 @@ impl Tensor {
     /// 1); with no `->`, the output has the ellipsis's axes, then the
     /// letters used once, alphabetically. Operands are contracted left to
     /// right, each pair as one batched matmul.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert!(Tensor::try_einsum("ij,jk->ik", &[&a]).is_err()); // two operands named
+    /// let diagonal = Tensor::try_einsum("ii->i", &[&a]).unwrap();
+    /// assert_eq!(diagonal.to_vec::<f64>(), [1.0, 4.0]);
+    /// ```
     pub fn try_einsum(spec: &str, operands: &[&Tensor]) -> Result<Tensor> {
         let ranks: Vec<usize> = operands.iter().map(|t| t.ndim()).collect();
         let (letters, output) = parse(spec, &ranks)?;
@@ -301,6 +309,15 @@ impl Tensor {
     }
 
     /// Panicking form of [`Tensor::try_einsum`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let b = Tensor::from_vec(vec![5.0f64, 6.0], &[2, 1]);
+    /// let c = Tensor::einsum("ij,jk->ik", &[&a, &b]);
+    /// assert_eq!(c.shape(), &[2, 1]);
+    /// assert_eq!(c.to_vec::<f64>(), [17.0, 39.0]);
+    /// ```
     #[track_caller]
     pub fn einsum(spec: &str, operands: &[&Tensor]) -> Tensor {
         crate::error::or_panic(Self::try_einsum(spec, operands))

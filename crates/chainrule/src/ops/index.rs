@@ -312,6 +312,14 @@ impl Tensor {
     /// The entries `index` along `axis`, like `torch.index_select`: `index`
     /// is 1-d (an `i64` tensor or a list of positions), and the output has
     /// its length along `axis`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert!(x.try_index_select(0, &[3]).is_err());
+    /// let y = x.try_index_select(0, &[2, 0]).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [3.0, 1.0]);
+    /// ```
     pub fn try_index_select(&self, axis: impl Axis, index: impl Indices) -> Result<Tensor> {
         let axis = crate::axis::resolve("index_select", axis, self.shape())?;
         index_select(self, axis, &index.to_index()?)
@@ -321,6 +329,15 @@ impl Tensor {
     /// `torch.gather`: `index` (`i64`) has `self`'s shape but along `axis`,
     /// and so has the output. With logits `(n, c)` and labels `(n, 1)`,
     /// `gather(1, &labels)` picks each row's label entry.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let labels = Tensor::from_vec(vec![1i64, 0], &[2, 1]);
+    /// assert_eq!(x.try_gather(1, &labels).unwrap().to_vec::<f64>(), [2.0, 3.0]);
+    /// let out_of_range = Tensor::from_vec(vec![2i64, 0], &[2, 1]);
+    /// assert!(x.try_gather(1, &out_of_range).is_err());
+    /// ```
     pub fn try_gather(&self, axis: impl Axis, index: impl Indices) -> Result<Tensor> {
         let axis = crate::axis::resolve("gather", axis, self.shape())?;
         gather(self, axis, &index.to_index()?)
@@ -329,6 +346,15 @@ impl Tensor {
     /// `self` with each entry of `src` added at its position `index` along
     /// `axis`, like `torch.scatter_add`: `index` has `src`'s shape, which is
     /// `self`'s but along `axis`; repeated positions sum.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::zeros(&[3], DType::F64);
+    /// let src = Tensor::from_vec(vec![1.0f64, 2.0, 4.0], &[3]);
+    /// assert!(x.try_scatter_add(0, &[0, 3, 0], &src).is_err());
+    /// let y = x.try_scatter_add(0, &[0, 2, 0], &src).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [5.0, 0.0, 2.0]);
+    /// ```
     pub fn try_scatter_add(
         &self,
         axis: impl Axis,
@@ -346,6 +372,15 @@ impl Tensor {
     /// Where a position repeats, the entries written there sum (PyTorch
     /// leaves that case unspecified). The gradient reaches `self` where
     /// nothing was written and `src` everywhere.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 1.0, 1.0], &[3]);
+    /// let src = Tensor::from_vec(vec![5.0f64, 7.0], &[2]);
+    /// assert!(x.try_scatter(0, &[2, 0, 1], &src).is_err());
+    /// let y = x.try_scatter(0, &[2, 0], &src).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [7.0, 1.0, 5.0]);
+    /// ```
     pub fn try_scatter(
         &self,
         axis: impl Axis,
@@ -362,6 +397,15 @@ impl Tensor {
 
     /// `self` with the slices of `src` along `axis` added at positions
     /// `index` (1-d, one per slice), like `torch.index_add`.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::zeros(&[3, 2], DType::F64);
+    /// let src = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert!(x.try_index_add(0, &[0], &src).is_err());
+    /// let y = x.try_index_add(0, &[2, 2], &src).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [0.0, 0.0, 0.0, 0.0, 4.0, 6.0]);
+    /// ```
     pub fn try_index_add(
         &self,
         axis: impl Axis,
@@ -407,6 +451,16 @@ impl Tensor {
 
     /// `a` where the `bool` tensor `cond` holds, else `b`; all three
     /// broadcast. No gradient flows to `cond`.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let cond = Tensor::from_vec(vec![true, false, true], &[3]);
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// let b = Tensor::zeros(&[], DType::F64);
+    /// assert!(Tensor::try_where_(&a, &a, &b).is_err()); // the condition must be bool
+    /// let y = Tensor::try_where_(&cond, &a, &b).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [1.0, 0.0, 3.0]);
+    /// ```
     pub fn try_where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Result<Tensor> {
         same_dtype("where", a, b)?;
         if cond.dtype() != DType::Bool {
@@ -423,36 +477,84 @@ impl Tensor {
     }
 
     /// Panicking form of [`Tensor::try_where_`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let cond = Tensor::from_vec(vec![true, false], &[2]);
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// let b = Tensor::from_vec(vec![10.0f64, 20.0], &[2]);
+    /// assert_eq!(Tensor::where_(&cond, &a, &b).to_vec::<f64>(), [1.0, 20.0]);
+    /// ```
     #[track_caller]
     pub fn where_(cond: &Tensor, a: &Tensor, b: &Tensor) -> Tensor {
         crate::error::or_panic(Self::try_where_(cond, a, b))
     }
 
     /// Panicking form of [`Tensor::try_index_select`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]);
+    /// let rows = x.index_select(0, &[2, 0]);
+    /// assert_eq!(rows.to_vec::<f64>(), [5.0, 6.0, 1.0, 2.0]);
+    /// ```
     #[track_caller]
     pub fn index_select(&self, axis: impl Axis, index: impl Indices) -> Tensor {
         crate::error::or_panic(self.try_index_select(axis, index))
     }
 
     /// Panicking form of [`Tensor::try_gather`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let logits = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// let labels = Tensor::from_vec(vec![2i64, 0], &[2, 1]);
+    /// assert_eq!(logits.gather(1, &labels).to_vec::<f64>(), [3.0, 4.0]);
+    /// ```
     #[track_caller]
     pub fn gather(&self, axis: impl Axis, index: impl Indices) -> Tensor {
         crate::error::or_panic(self.try_gather(axis, index))
     }
 
     /// Panicking form of [`Tensor::try_scatter_add`].
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::zeros(&[2, 3], DType::F64);
+    /// let src = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let index = Tensor::from_vec(vec![2i64, 2, 0, 1], &[2, 2]);
+    /// let y = x.scatter_add(1, &index, &src);
+    /// assert_eq!(y.to_vec::<f64>(), [0.0, 0.0, 3.0, 3.0, 4.0, 0.0]);
+    /// ```
     #[track_caller]
     pub fn scatter_add(&self, axis: impl Axis, index: impl Indices, src: &Tensor) -> Tensor {
         crate::error::or_panic(self.try_scatter_add(axis, index, src))
     }
 
     /// Panicking form of [`Tensor::try_scatter`].
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::ones(&[2, 3], DType::F64);
+    /// let src = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let index = Tensor::from_vec(vec![2i64, 0, 0, 1], &[2, 2]);
+    /// let y = x.scatter(1, &index, &src);
+    /// assert_eq!(y.to_vec::<f64>(), [2.0, 1.0, 1.0, 3.0, 4.0, 1.0]);
+    /// ```
     #[track_caller]
     pub fn scatter(&self, axis: impl Axis, index: impl Indices, src: &Tensor) -> Tensor {
         crate::error::or_panic(self.try_scatter(axis, index, src))
     }
 
     /// Panicking form of [`Tensor::try_index_add`].
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::ones(&[2, 3], DType::F64);
+    /// let src = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// let y = x.index_add(0, &[1, 1], &src);
+    /// assert_eq!(y.to_vec::<f64>(), [1.0, 1.0, 1.0, 6.0, 8.0, 10.0]);
+    /// ```
     #[track_caller]
     pub fn index_add(&self, axis: impl Axis, index: impl Indices, src: &Tensor) -> Tensor {
         crate::error::or_panic(self.try_index_add(axis, index, src))

@@ -19,6 +19,15 @@ macro_rules! in_place {
         impl Tensor {
             $(
                 $(#[$doc])*
+                ///
+                /// A leaf requiring a gradient is refused:
+                #[doc = concat!(
+                    "```\n",
+                    "use chainrule::Tensor;\n",
+                    "let mut w = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();\n",
+                    "assert!(w.", stringify!($try_method), "(&Tensor::scalar(1.0f64)).is_err());\n",
+                    "```"
+                )]
                 pub fn $try_method(&mut self, other: &Tensor) -> Result<()> {
                     updatable(stringify!($method), BinaryOp::$op, self, other)?;
                     // Owned, so that a buffer no other view shares is written in place.
@@ -28,6 +37,17 @@ macro_rules! in_place {
                 }
 
                 /// Panicking form of the `try_` update.
+                ///
+                #[doc = concat!(
+                    "```\n",
+                    "use chainrule::Tensor;\n",
+                    "let mut x = Tensor::from_vec(vec![4.0f64, 8.0], &[2]);\n",
+                    "let before = x.clone();\n",
+                    "x.", stringify!($method), "(&Tensor::scalar(2.0f64));\n",
+                    "assert_eq!(x.shape(), &[2]);\n",
+                    "assert_eq!(before.to_vec::<f64>(), [4.0, 8.0]); // other handles never change\n",
+                    "```"
+                )]
                 #[track_caller]
                 pub fn $method(&mut self, other: &Tensor) {
                     or_panic(self.$try_method(other))

@@ -300,11 +300,26 @@ fn shared_left(a: &Tensor, b: &Tensor, rb: usize) -> Result<Tensor> {
 
 impl Tensor {
     /// [`Tensor::matmul`], or an error instead of a panic.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let a = Tensor::ones(&[2, 3], DType::F64);
+    /// assert!(a.try_matmul(&Tensor::ones(&[2, 3], DType::F64)).is_err());
+    /// let c = a.try_matmul(&Tensor::ones(&[3, 2], DType::F64)).unwrap();
+    /// assert_eq!(c.to_vec::<f64>(), [3.0, 3.0, 3.0, 3.0]);
+    /// ```
     pub fn try_matmul(&self, other: &Tensor) -> Result<Tensor> {
         matmul(self, other)
     }
 
     /// The inner product of two 1-D tensors.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert!(a.try_dot(&a.reshape(&[3, 1])).is_err());
+    /// assert_eq!(a.try_dot(&a).unwrap().item(), 14.0);
+    /// ```
     pub fn try_dot(&self, other: &Tensor) -> Result<Tensor> {
         if self.ndim() != 1 || other.ndim() != 1 {
             return Err(Error::shapes_detail(
@@ -321,7 +336,24 @@ impl Tensor {
 panicking! {
     /// Matrix product with `numpy.matmul` rules (dot, matrix-vector, matrix,
     /// and batched with broadcast batch axes).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let v = Tensor::from_vec(vec![1.0f64, 1.0], &[2]);
+    /// assert_eq!(a.matmul(&v).to_vec::<f64>(), [3.0, 7.0]);
+    /// assert_eq!(a.matmul(&a).to_vec::<f64>(), [7.0, 10.0, 15.0, 22.0]);
+    /// ```
     fn matmul => try_matmul(other: &Tensor);
     /// Inner product of two 1-D tensors (a 0-d result).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// let b = Tensor::from_vec(vec![4.0f64, 5.0, 6.0], &[3]);
+    /// let d = a.dot(&b);
+    /// assert_eq!(d.ndim(), 0);
+    /// assert_eq!(d.item(), 32.0);
+    /// ```
     fn dot => try_dot(other: &Tensor);
 }

@@ -177,6 +177,13 @@ pub(crate) fn broadcast_shape_check(from: &[usize], to: &[usize]) -> Result<()> 
 
 impl Tensor {
     /// [`Tensor::reshape`], or an error instead of a panic.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert!(x.try_reshape(&[4]).is_err());
+    /// assert_eq!(x.try_reshape(&[3, 2]).unwrap().shape(), &[3, 2]);
+    /// ```
     pub fn try_reshape(&self, shape: &[usize]) -> Result<Tensor> {
         if crate::limits::checked_numel("reshape", shape)? != self.numel() {
             return Err(Error::shapes_detail(
@@ -193,6 +200,13 @@ impl Tensor {
     }
 
     /// [`Tensor::permute`], or an error instead of a panic.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::zeros(&[2, 3, 4], DType::F64);
+    /// assert!(x.try_permute(&[0, 0, 1]).is_err());
+    /// assert_eq!(x.try_permute(&[2, 0, 1]).unwrap().shape(), &[4, 2, 3]);
+    /// ```
     pub fn try_permute(&self, perm: impl Axes) -> Result<Tensor> {
         let perm = crate::axis::resolve_all("permute", perm, self.shape())?;
         let mut seen = vec![false; self.ndim()];
@@ -213,6 +227,14 @@ impl Tensor {
     }
 
     /// Swaps two axes (a view).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert!(x.try_transpose(0, 2).is_err());
+    /// let y = x.try_transpose(0, -1).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// ```
     pub fn try_transpose(&self, a: impl Axis, b: impl Axis) -> Result<Tensor> {
         let a = crate::axis::resolve("transpose", a, self.shape())?;
         let b = crate::axis::resolve("transpose", b, self.shape())?;
@@ -222,6 +244,14 @@ impl Tensor {
     }
 
     /// [`Tensor::broadcast_to`], or an error instead of a panic.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert!(x.try_broadcast_to(&[3, 2]).is_err());
+    /// let y = x.try_broadcast_to(&[2, 3]).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]);
+    /// ```
     pub fn try_broadcast_to(&self, shape: &[usize]) -> Result<Tensor> {
         if self.shape() == shape {
             return Ok(self.clone());
@@ -232,6 +262,13 @@ impl Tensor {
     }
 
     /// `len` entries of `axis` starting at `start` (a view).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[4]);
+    /// assert!(x.try_narrow(0, 3, 2).is_err());
+    /// assert_eq!(x.try_narrow(0, 1, 2).unwrap().to_vec::<f64>(), [2.0, 3.0]);
+    /// ```
     pub fn try_narrow(&self, axis: impl Axis, start: usize, len: usize) -> Result<Tensor> {
         let axis = crate::axis::resolve("narrow", axis, self.shape())?;
         let end = crate::limits::checked_add("narrow", start, len)?;
@@ -249,6 +286,13 @@ impl Tensor {
 
     /// Zeros of length `size` along `axis` with `self` placed at `start` (the
     /// adjoint of [`Tensor::narrow`]).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// assert!(x.try_pad(0, 2, 3).is_err());
+    /// assert_eq!(x.try_pad(0, 1, 4).unwrap().to_vec::<f64>(), [0.0, 1.0, 2.0, 0.0]);
+    /// ```
     pub fn try_pad(&self, axis: impl Axis, start: usize, size: usize) -> Result<Tensor> {
         let axis = crate::axis::resolve("pad", axis, self.shape())?;
         let len = self.shape()[axis];
@@ -265,6 +309,15 @@ impl Tensor {
     }
 
     /// Joins tensors of equal shape but along `axis`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0], &[1, 2]);
+    /// let b = Tensor::from_vec(vec![3.0f64, 4.0, 5.0], &[1, 3]);
+    /// assert!(Tensor::try_concat(&[&a, &b], 0).is_err());
+    /// let c = Tensor::try_concat(&[&a, &b], 1).unwrap();
+    /// assert_eq!(c.to_vec::<f64>(), [1.0, 2.0, 3.0, 4.0, 5.0]);
+    /// ```
     pub fn try_concat(tensors: &[&Tensor], axis: impl Axis) -> Result<Tensor> {
         let first = tensors
             .first()
@@ -294,6 +347,14 @@ impl Tensor {
     }
 
     /// Stacks tensors of one shape along a new `axis`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// let b = Tensor::from_vec(vec![3.0f64, 4.0, 5.0], &[3]);
+    /// assert!(Tensor::try_stack(&[&a, &b], 0).is_err());
+    /// assert_eq!(Tensor::try_stack(&[&a, &a], 0).unwrap().shape(), &[2, 2]);
+    /// ```
     pub fn try_stack(tensors: &[&Tensor], axis: impl Axis) -> Result<Tensor> {
         let first = tensors
             .first()
@@ -315,18 +376,41 @@ impl Tensor {
     }
 
     /// Panicking form of [`Tensor::try_concat`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// let b = Tensor::from_vec(vec![3.0f64], &[1]);
+    /// assert_eq!(Tensor::concat(&[&a, &b], 0).to_vec::<f64>(), [1.0, 2.0, 3.0]);
+    /// ```
     #[track_caller]
     pub fn concat(tensors: &[&Tensor], axis: impl Axis) -> Tensor {
         crate::error::or_panic(Self::try_concat(tensors, axis))
     }
 
     /// Panicking form of [`Tensor::try_stack`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// let b = Tensor::from_vec(vec![3.0f64, 4.0], &[2]);
+    /// let s = Tensor::stack(&[&a, &b], 1);
+    /// assert_eq!(s.shape(), &[2, 2]);
+    /// assert_eq!(s.to_vec::<f64>(), [1.0, 3.0, 2.0, 4.0]);
+    /// ```
     #[track_caller]
     pub fn stack(tensors: &[&Tensor], axis: impl Axis) -> Tensor {
         crate::error::or_panic(Self::try_stack(tensors, axis))
     }
 
     /// Removes an axis of length 1.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::zeros(&[2, 1, 3], DType::F64);
+    /// assert!(x.try_squeeze(0).is_err());
+    /// assert_eq!(x.try_squeeze(1).unwrap().shape(), &[2, 3]);
+    /// ```
     pub fn try_squeeze(&self, axis: impl Axis) -> Result<Tensor> {
         let axis = crate::axis::resolve("squeeze", axis, self.shape())?;
         if self.shape()[axis] != 1 {
@@ -345,6 +429,13 @@ impl Tensor {
     }
 
     /// Inserts an axis of length 1 at `axis` (`0..=ndim`; `-1` appends one).
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::zeros(&[2, 3], DType::F64);
+    /// assert!(x.try_unsqueeze(3).is_err());
+    /// assert_eq!(x.try_unsqueeze(-1).unwrap().shape(), &[2, 3, 1]);
+    /// ```
     pub fn try_unsqueeze(&self, axis: impl Axis) -> Result<Tensor> {
         let axis = crate::axis::resolve_new("unsqueeze", axis, self.shape())?;
         let mut shape = self.shape().to_vec();
@@ -353,6 +444,14 @@ impl Tensor {
     }
 
     /// Converts to another element type (gradients convert back).
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, -3.0], &[3]);
+    /// let y = x.to_dtype(DType::I64);
+    /// assert_eq!(y.dtype(), DType::I64);
+    /// assert_eq!(y.to_vec::<i64>(), [1, 2, -3]);
+    /// ```
     pub fn to_dtype(&self, dtype: DType) -> Tensor {
         if dtype == self.dtype() {
             return self.clone();
@@ -361,6 +460,14 @@ impl Tensor {
     }
 
     /// The transpose of a 2-D tensor (a view).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// let y = x.t();
+    /// assert_eq!(y.shape(), &[3, 2]);
+    /// assert_eq!(y.to_vec::<f64>(), [1.0, 4.0, 2.0, 5.0, 3.0, 6.0]);
+    /// ```
     #[track_caller]
     pub fn t(&self) -> Tensor {
         assert!(
@@ -372,6 +479,14 @@ impl Tensor {
     }
 
     /// The tensor as 1-D.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let y = x.flatten();
+    /// assert_eq!(y.shape(), &[4]);
+    /// assert_eq!(y.to_vec::<f64>(), [1.0, 2.0, 3.0, 4.0]);
+    /// ```
     pub fn flatten(&self) -> Tensor {
         self.reshape(&[self.numel()])
     }
@@ -379,19 +494,70 @@ impl Tensor {
 
 panicking! {
     /// The same elements in a new shape (a view when the data are contiguous).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// let y = x.reshape(&[3, 2]);
+    /// assert_eq!(y.shape(), &[3, 2]);
+    /// assert_eq!(y.to_vec::<f64>(), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    /// ```
     fn reshape => try_reshape(shape: &[usize]);
     /// Reorders the axes (a view).
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::zeros(&[2, 3, 4], DType::F64);
+    /// assert_eq!(x.permute(&[2, 0, 1]).shape(), &[4, 2, 3]);
+    /// ```
     fn permute => try_permute(perm: impl Axes);
     /// Swaps two axes (a view).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.transpose(0, 1).to_vec::<f64>(), [1.0, 3.0, 2.0, 4.0]);
+    /// ```
     fn transpose => try_transpose(a: impl Axis, b: impl Axis);
     /// Broadcasts to `shape` by NumPy rules (a view).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2, 1]);
+    /// let y = x.broadcast_to(&[2, 3]);
+    /// assert_eq!(y.to_vec::<f64>(), [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+    /// ```
     fn broadcast_to => try_broadcast_to(shape: &[usize]);
     /// `len` entries of `axis` from `start` (a view).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[2, 3]);
+    /// assert_eq!(x.narrow(1, 1, 2).to_vec::<f64>(), [2.0, 3.0, 5.0, 6.0]);
+    /// ```
     fn narrow => try_narrow(axis: impl Axis, start: usize, len: usize);
     /// Zero padding: `self` placed at `start` in `size` entries along `axis`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// assert_eq!(x.pad(0, 2, 5).to_vec::<f64>(), [0.0, 0.0, 1.0, 2.0, 0.0]);
+    /// ```
     fn pad => try_pad(axis: impl Axis, start: usize, size: usize);
     /// Removes an axis of length 1.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[1, 3]);
+    /// assert_eq!(x.squeeze(0).shape(), &[3]);
+    /// ```
     fn squeeze => try_squeeze(axis: impl Axis);
     /// Inserts an axis of length 1.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert_eq!(x.unsqueeze(0).shape(), &[1, 3]);
+    /// ```
     fn unsqueeze => try_unsqueeze(axis: impl Axis);
 }

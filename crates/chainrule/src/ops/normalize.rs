@@ -16,6 +16,14 @@ impl Tensor {
     /// `(x − mean) / √(var + eps)` over the trailing axes of
     /// `normalized_shape` (biased variance), then `· weight + bias` when
     /// given (each of that shape).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 6.0], &[2, 2]);
+    /// let y = x.try_layer_norm(&[2], None, None, 0.0).unwrap();
+    /// assert!(y.to_vec::<f64>().iter().zip([-1.0, 1.0, -1.0, 1.0]).all(|(a, b)| (a - b).abs() < 1e-12));
+    /// assert!(x.try_layer_norm(&[3], None, None, 0.0).is_err());
+    /// ```
     pub fn try_layer_norm(
         &self,
         normalized_shape: &[usize],
@@ -48,6 +56,15 @@ impl Tensor {
     /// Batch normalization over axis 1 of `(N, C, …)`: by `mean` and `var`
     /// (each `(C,)`) when given, else by the batch's mean and biased
     /// variance over every other axis; then `· weight + bias` per channel.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0], &[2, 1]);
+    /// let y = x.try_batch_norm(None, None, None, None, 0.0).unwrap();
+    /// assert!((y.get(&[0, 0]) + 1.0).abs() < 1e-12 && (y.get(&[1, 0]) - 1.0).abs() < 1e-12);
+    /// let mean = Tensor::from_vec(vec![0.0f64], &[1]);
+    /// assert!(x.try_batch_norm(Some(&mean), None, None, None, 0.0).is_err());
+    /// ```
     pub fn try_batch_norm(
         &self,
         mean: Option<&Tensor>,
@@ -106,6 +123,15 @@ impl Tensor {
     /// broadcasting to `(…, L, S)`, `true` = masked) sets scores to −∞;
     /// `scale` defaults to `1/√D`. A row with every key masked is NaN, as
     /// in PyTorch.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let q = Tensor::from_vec(vec![0.0f64, 0.0], &[1, 2]);
+    /// let kv = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 1.0], &[2, 2]);
+    /// let y = Tensor::try_scaled_dot_product_attention(&q, &kv, &kv, None, None).unwrap();
+    /// assert_eq!(y.shape(), &[1, 2]);
+    /// assert!(Tensor::try_scaled_dot_product_attention(&q, &q, &kv, None, None).is_err());
+    /// ```
     pub fn try_scaled_dot_product_attention(
         q: &Tensor,
         k: &Tensor,
@@ -297,13 +323,40 @@ fn affine(
 
 crate::ops::panicking! {
     /// Layer normalization (see `try_layer_norm`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0], &[1, 2]);
+    /// let w = Tensor::from_vec(vec![2.0f64, 2.0], &[2]);
+    /// let b = Tensor::from_vec(vec![0.0f64, 1.0], &[2]);
+    /// let y = x.layer_norm(&[2], Some(&w), Some(&b), 0.0);
+    /// assert!((y.get(&[0, 0]) + 2.0).abs() < 1e-12 && (y.get(&[0, 1]) - 3.0).abs() < 1e-12);
+    /// ```
     fn layer_norm => try_layer_norm(normalized_shape: &[usize], weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64);
     /// Batch normalization (see `try_batch_norm`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0], &[2, 1]);
+    /// let mean = Tensor::from_vec(vec![1.0f64], &[1]);
+    /// let var = Tensor::from_vec(vec![4.0f64], &[1]);
+    /// let y = x.batch_norm(Some(&mean), Some(&var), None, None, 0.0);
+    /// assert!((y.get(&[1, 0]) - 1.0).abs() < 1e-12);
+    /// ```
     fn batch_norm => try_batch_norm(mean: Option<&Tensor>, var: Option<&Tensor>, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f64);
 }
 
 impl Tensor {
     /// Scaled dot-product attention (see `try_scaled_dot_product_attention`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let q = Tensor::from_vec(vec![0.0f64, 0.0], &[1, 2]);
+    /// let k = Tensor::from_vec(vec![1.0f64, 0.0, 0.0, 1.0], &[2, 2]);
+    /// let v = Tensor::from_vec(vec![1.0f64, 3.0], &[2, 1]);
+    /// let y = Tensor::scaled_dot_product_attention(&q, &k, &v, None, None);
+    /// assert!((y.item() - 2.0).abs() < 1e-12);
+    /// ```
     #[track_caller]
     pub fn scaled_dot_product_attention(
         q: &Tensor,

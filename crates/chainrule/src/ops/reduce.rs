@@ -272,14 +272,35 @@ pub(crate) fn reduce_op(
 
 impl Tensor {
     /// [`Tensor::sum_axes`], or an error instead of a panic.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.try_sum_axes(&[0], false).unwrap().to_vec::<f64>(), [4.0, 6.0]);
+    /// assert!(x.try_sum_axes(&[2], false).is_err());
+    /// ```
     pub fn try_sum_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         reduce_op(self, ReduceOp::Sum, axes, keepdim)
     }
     /// [`Tensor::max_axes`], or an error instead of a panic.
+    ///
+    /// ```
+    /// use chainrule::{DType, Tensor};
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.try_max_axes(&[1], false).unwrap().to_vec::<f64>(), [2.0, 4.0]);
+    /// assert!(Tensor::zeros(&[0], DType::F64).try_max_axes(&[0], false).is_err());
+    /// ```
     pub fn try_max_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         reduce_op(self, ReduceOp::Max, axes, keepdim)
     }
     /// [`Tensor::min_axes`], or an error instead of a panic.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.try_min_axes(&[-1], false).unwrap().to_vec::<f64>(), [1.0, 3.0]);
+    /// assert!(x.try_min_axes(&[-3], false).is_err());
+    /// ```
     pub fn try_min_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         reduce_op(self, ReduceOp::Min, axes, keepdim)
     }
@@ -290,12 +311,26 @@ impl Tensor {
 
     /// The index (`i64`) of the largest element along `axis`, like
     /// `torch.argmax`: the first at ties; a NaN counts as the largest.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 5.0, 4.0, 0.0], &[2, 3]);
+    /// assert_eq!(x.try_argmax(1, false).unwrap().to_vec::<i64>(), [1, 0]);
+    /// assert!(x.try_argmax(2, false).is_err());
+    /// ```
     pub fn try_argmax(&self, axis: impl Axis, keepdim: bool) -> Result<Tensor> {
         arg(self, ReduceOp::Max, axis, keepdim)
     }
 
     /// The index (`i64`) of the smallest element along `axis`: the first at
     /// ties; a NaN counts as the smallest.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 5.0, 4.0, 0.0], &[2, 3]);
+    /// assert_eq!(x.try_argmin(1, false).unwrap().to_vec::<i64>(), [0, 2]);
+    /// assert!(x.try_argmin(2, false).is_err());
+    /// ```
     pub fn try_argmin(&self, axis: impl Axis, keepdim: bool) -> Result<Tensor> {
         arg(self, ReduceOp::Min, axis, keepdim)
     }
@@ -304,17 +339,42 @@ impl Tensor {
     /// the values are the entries at the indices (`i64`, the first at ties),
     /// so the gradient goes to that entry, as in PyTorch (where
     /// [`Tensor::max_axes`] splits it between equal maxima).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 5.0, 4.0, 0.0], &[2, 3]);
+    /// let (values, indices) = x.try_max_with_indices(1, false).unwrap();
+    /// assert_eq!(values.to_vec::<f64>(), [3.0, 5.0]);
+    /// assert_eq!(indices.to_vec::<i64>(), [1, 0]);
+    /// assert!(x.try_max_with_indices(2, false).is_err());
+    /// ```
     pub fn try_max_with_indices(&self, axis: impl Axis, keepdim: bool) -> Result<(Tensor, Tensor)> {
         extremum_with_index(self, ReduceOp::Max, axis, keepdim)
     }
 
     /// The minima along `axis` and their indices, like `torch.min(x, dim)`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 5.0, 4.0, 0.0], &[2, 3]);
+    /// let (values, indices) = x.try_min_with_indices(1, false).unwrap();
+    /// assert_eq!(values.to_vec::<f64>(), [1.0, 0.0]);
+    /// assert_eq!(indices.to_vec::<i64>(), [0, 2]);
+    /// assert!(x.try_min_with_indices(-3, false).is_err());
+    /// ```
     pub fn try_min_with_indices(&self, axis: impl Axis, keepdim: bool) -> Result<(Tensor, Tensor)> {
         extremum_with_index(self, ReduceOp::Min, axis, keepdim)
     }
 
     /// Running sums along `axis`, like `torch.cumsum`: element `i` is the
     /// sum of elements `0..=i` (integers wrap; bool is refused).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+    /// assert_eq!(x.try_cumsum(0).unwrap().to_vec::<f64>(), [1.0, 3.0, 6.0]);
+    /// assert!(Tensor::from_vec(vec![true, false], &[2]).try_cumsum(0).is_err());
+    /// ```
     pub fn try_cumsum(&self, axis: impl Axis) -> Result<Tensor> {
         let axis = crate::axis::resolve("cumsum", axis, self.shape())?;
         bind(
@@ -328,6 +388,13 @@ impl Tensor {
 
     /// Whether any element of a `bool` tensor over `axes` holds (`false`
     /// over none): a count that is not zero.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![true, false, false, false], &[2, 2]);
+    /// assert_eq!(m.try_any_axes(&[1], false).unwrap().to_vec::<bool>(), [true, false]);
+    /// assert!(Tensor::from_vec(vec![1.0f64, 0.0], &[2]).try_any_axes(&[0], false).is_err());
+    /// ```
     pub fn try_any_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         need_bool("any", self)?;
         let count = self.try_sum_axes(axes, keepdim)?;
@@ -336,6 +403,13 @@ impl Tensor {
 
     /// Whether every element of a `bool` tensor over `axes` holds (`true`
     /// over none): no element fails.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![true, true, true, false], &[2, 2]);
+    /// assert_eq!(m.try_all_axes(&[1], false).unwrap().to_vec::<bool>(), [true, false]);
+    /// assert!(Tensor::from_vec(vec![1.0f64, 0.0], &[2]).try_all_axes(&[0], false).is_err());
+    /// ```
     pub fn try_all_axes(&self, axes: impl Axes, keepdim: bool) -> Result<Tensor> {
         need_bool("all", self)?;
         self.logical_not()
@@ -344,29 +418,60 @@ impl Tensor {
     }
 
     /// Whether any element of a `bool` tensor holds (0-d; `false` when empty).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![false, true, false], &[3]);
+    /// assert_eq!(m.any().to_vec::<bool>(), [true]);
+    /// ```
     #[track_caller]
     pub fn any(&self) -> Tensor {
         self.any_axes(&self.every_axis(), false)
     }
 
     /// Whether every element of a `bool` tensor holds (0-d; `true` when empty).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![true, true, false], &[3]);
+    /// assert_eq!(m.all().to_vec::<bool>(), [false]);
+    /// ```
     #[track_caller]
     pub fn all(&self) -> Tensor {
         self.all_axes(&self.every_axis(), false)
     }
 
     /// The sum of all elements (a 0-d tensor).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.sum().ndim(), 0);
+    /// assert_eq!(x.sum().item(), 10.0);
+    /// ```
     pub fn sum(&self) -> Tensor {
         self.sum_axes(&self.every_axis(), false)
     }
 
     /// The largest element (a 0-d tensor). Panics on an empty tensor.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0], &[3]);
+    /// assert_eq!(x.max().item(), 3.0);
+    /// ```
     #[track_caller]
     pub fn max(&self) -> Tensor {
         self.max_axes(&self.every_axis(), false)
     }
 
     /// The smallest element (a 0-d tensor). Panics on an empty tensor.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, -2.0], &[3]);
+    /// assert_eq!(x.min().item(), -2.0);
+    /// ```
     #[track_caller]
     pub fn min(&self) -> Tensor {
         self.min_axes(&self.every_axis(), false)
@@ -409,25 +514,75 @@ fn need_bool(op: &'static str, x: &Tensor) -> Result<()> {
 
 panicking! {
     /// The index (`i64`) of the largest element along `axis` (see `try_argmax`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 5.0, 4.0, 0.0], &[2, 3]);
+    /// let i = x.argmax(0, true);
+    /// assert_eq!(i.shape(), &[1, 3]);
+    /// assert_eq!(i.to_vec::<i64>(), [1, 1, 0]);
+    /// ```
     fn argmax => try_argmax(axis: impl Axis, keepdim: bool);
     /// The index (`i64`) of the smallest element along `axis` (see `try_argmin`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 5.0, 4.0, 0.0], &[2, 3]);
+    /// assert_eq!(x.argmin(-1, false).to_vec::<i64>(), [0, 2]);
+    /// ```
     fn argmin => try_argmin(axis: impl Axis, keepdim: bool);
     /// Running sums along `axis` (see `try_cumsum`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1i64, 2, 3, 4], &[2, 2]);
+    /// assert_eq!(x.cumsum(1).to_vec::<i64>(), [1, 3, 3, 7]);
+    /// ```
     fn cumsum => try_cumsum(axis: impl Axis);
     /// Whether any element over `axes` holds, for a `bool` tensor.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![true, false, false, false], &[2, 2]);
+    /// assert_eq!(m.any_axes(&[0], false).to_vec::<bool>(), [true, false]);
+    /// ```
     fn any_axes => try_any_axes(axes: impl Axes, keepdim: bool);
     /// Whether every element over `axes` holds, for a `bool` tensor.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let m = Tensor::from_vec(vec![true, false, true, true], &[2, 2]);
+    /// let all = m.all_axes(&[0], true);
+    /// assert_eq!(all.shape(), &[1, 2]);
+    /// assert_eq!(all.to_vec::<bool>(), [true, false]);
+    /// ```
     fn all_axes => try_all_axes(axes: impl Axes, keepdim: bool);
 }
 
 impl Tensor {
     /// The maxima along `axis` and their `i64` indices (see `try_max_with_indices`).
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 5.0, 4.0, 0.0], &[2, 3]);
+    /// let (values, indices) = x.max_with_indices(0, true);
+    /// assert_eq!(values.to_vec::<f64>(), [5.0, 4.0, 2.0]);
+    /// assert_eq!(indices.to_vec::<i64>(), [1, 1, 0]);
+    /// ```
     #[track_caller]
     pub fn max_with_indices(&self, axis: impl Axis, keepdim: bool) -> (Tensor, Tensor) {
         crate::error::or_panic(self.try_max_with_indices(axis, keepdim))
     }
 
     /// The minima along `axis` and their `i64` indices.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 3.0, 2.0, 5.0, 4.0, 0.0], &[2, 3]);
+    /// let (values, indices) = x.min_with_indices(-1, false);
+    /// assert_eq!(values.to_vec::<f64>(), [1.0, 0.0]);
+    /// assert_eq!(indices.to_vec::<i64>(), [0, 2]);
+    /// ```
     #[track_caller]
     pub fn min_with_indices(&self, axis: impl Axis, keepdim: bool) -> (Tensor, Tensor) {
         crate::error::or_panic(self.try_min_with_indices(axis, keepdim))
@@ -436,9 +591,32 @@ impl Tensor {
 
 panicking! {
     /// Sum over `axes`, keeping them as length 1 when `keepdim`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let s = x.sum_axes(&[1], true);
+    /// assert_eq!(s.shape(), &[2, 1]);
+    /// assert_eq!(s.to_vec::<f64>(), [3.0, 7.0]);
+    /// assert_eq!(x.sum_axes(&[0, 1], false).item(), 10.0);
+    /// ```
     fn sum_axes => try_sum_axes(axes: impl Axes, keepdim: bool);
     /// Maximum over `axes`; the gradient goes to the maxima, split at ties.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.max_axes(&[0], false).to_vec::<f64>(), [3.0, 4.0]);
+    /// ```
     fn max_axes => try_max_axes(axes: impl Axes, keepdim: bool);
     /// Minimum over `axes`; the gradient goes to the minima, split at ties.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let m = x.min_axes(&[1], true);
+    /// assert_eq!(m.shape(), &[2, 1]);
+    /// assert_eq!(m.to_vec::<f64>(), [1.0, 3.0]);
+    /// ```
     fn min_axes => try_min_axes(axes: impl Axes, keepdim: bool);
 }

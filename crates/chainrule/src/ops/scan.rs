@@ -120,6 +120,14 @@ impl Tensor {
     /// Running products along `axis`, like `torch.cumprod`. Its gradient is
     /// exact where entries are zero (no division by them) and at every
     /// order.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[4]);
+    /// assert!(x.try_cumprod(1).is_err());
+    /// assert!(Tensor::from_vec(vec![1i64, 2], &[2]).try_cumprod(0).is_err()); // floats only
+    /// assert_eq!(x.try_cumprod(0).unwrap().to_vec::<f64>(), [1.0, 2.0, 6.0, 24.0]);
+    /// ```
     pub fn try_cumprod(&self, axis: impl Axis) -> Result<Tensor> {
         let axis = crate::axis::resolve("cumprod", axis, self.shape())?;
         Error::need_float("cumprod", self.dtype())?;
@@ -136,6 +144,13 @@ impl Tensor {
     }
 
     /// Panicking form of [`Tensor::try_cumprod`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.cumprod(0).to_vec::<f64>(), [1.0, 2.0, 3.0, 8.0]);
+    /// assert_eq!(x.cumprod(-1).to_vec::<f64>(), [1.0, 2.0, 3.0, 12.0]);
+    /// ```
     #[track_caller]
     pub fn cumprod(&self, axis: impl Axis) -> Tensor {
         crate::error::or_panic(self.try_cumprod(axis))

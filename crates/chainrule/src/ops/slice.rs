@@ -128,6 +128,14 @@ impl Tensor {
     /// The entries `slices[a]` picks along each axis `a` (axes past the
     /// list are taken whole), like NumPy's `x[s0, s1, …]` with slices. A
     /// unit step gives a view.
+    ///
+    /// ```
+    /// use chainrule::{Slice, Tensor};
+    /// let x = Tensor::from_vec(vec![0.0f64, 1.0, 2.0, 3.0, 4.0, 5.0], &[6]);
+    /// assert!(x.try_slice(&[Slice::from(..).step(0)]).is_err());
+    /// let odd = x.try_slice(&[Slice::from(1..).step(2)]).unwrap();
+    /// assert_eq!(odd.to_vec::<f64>(), [1.0, 3.0, 5.0]);
+    /// ```
     pub fn try_slice(&self, slices: &[Slice]) -> Result<Tensor> {
         if slices.len() > self.ndim() {
             return Err(Error::invalid(
@@ -148,6 +156,14 @@ impl Tensor {
     }
 
     /// Panicking form of [`Tensor::try_slice`].
+    ///
+    /// ```
+    /// use chainrule::{Slice, Tensor};
+    /// let x = Tensor::from_vec(vec![0.0f64, 1.0, 2.0, 3.0, 4.0, 5.0], &[2, 3]);
+    /// // NumPy's x[:, ::-1]
+    /// let y = x.slice(&[(..).into(), Slice::new(None, None, -1)]);
+    /// assert_eq!(y.to_vec::<f64>(), [2.0, 1.0, 0.0, 5.0, 4.0, 3.0]);
+    /// ```
     #[track_caller]
     pub fn slice(&self, slices: &[Slice]) -> Tensor {
         crate::error::or_panic(self.try_slice(slices))
@@ -155,11 +171,28 @@ impl Tensor {
 
     /// `value` where the `bool` tensor `mask` holds, else `self`
     /// (broadcasting), like `torch.Tensor.masked_fill`.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, -2.0, 3.0], &[3]);
+    /// let mask = Tensor::from_vec(vec![false, true, false], &[3]);
+    /// assert!(x.try_masked_fill(&x, 0.0).is_err()); // the mask must be bool
+    /// let y = x.try_masked_fill(&mask, 0.0).unwrap();
+    /// assert_eq!(y.to_vec::<f64>(), [1.0, 0.0, 3.0]);
+    /// ```
     pub fn try_masked_fill(&self, mask: &Tensor, value: f64) -> Result<Tensor> {
         Tensor::try_where_(mask, &Tensor::try_full(&[], value, self.dtype())?, self)
     }
 
     /// Panicking form of [`Tensor::try_masked_fill`].
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// let first_column = Tensor::from_vec(vec![true, false], &[2]);
+    /// let y = x.masked_fill(&first_column, -1.0);
+    /// assert_eq!(y.to_vec::<f64>(), [-1.0, 2.0, -1.0, 4.0]);
+    /// ```
     #[track_caller]
     pub fn masked_fill(&self, mask: &Tensor, value: f64) -> Tensor {
         crate::error::or_panic(self.try_masked_fill(mask, value))

@@ -138,12 +138,38 @@ macro_rules! unary_ops {
             $(
                 $(#[$doc])*
                 /// Panics for an integer or bool tensor (see the `try_` form).
+                ///
+                /// Elementwise; its derivative, by reverse mode, against
+                /// central differences:
+                #[doc = concat!(
+                    "```\n",
+                    "use chainrule::{func, Tensor};\n",
+                    $("let ", stringify!($param), " = 0.5;\n",)*
+                    "let x = Tensor::from_vec(vec![0.25f64, 0.75], &[2]);\n",
+                    "let f = |x: &Tensor| x.", stringify!($method), "(", $(stringify!($param), ", ",)* ");\n",
+                    "assert_eq!(f(&x).shape(), x.shape());\n",
+                    "let dx = func::grad(|x: &Tensor| f(x).sum(), &x).unwrap();\n",
+                    "let h = 1e-6;\n",
+                    "let fd = (f(&x.add_scalar(h)).sum().item() - f(&x.add_scalar(-h)).sum().item()) / (2.0 * h);\n",
+                    "assert!((dx.sum().item() - fd).abs() < 1e-6);\n",
+                    "```"
+                )]
                 #[track_caller]
                 pub fn $method(&self $(, $param: f64)*) -> Tensor {
                     crate::error::or_panic(self.$try_method($($param),*))
                 }
 
                 /// The op, or an error for an integer or bool tensor.
+                ///
+                #[doc = concat!(
+                    "```\n",
+                    "use chainrule::Tensor;\n",
+                    $("let ", stringify!($param), " = 0.5;\n",)*
+                    "let x = Tensor::from_vec(vec![0.25f64, 0.75], &[2]);\n",
+                    "let y = x.", stringify!($try_method), "(", $(stringify!($param), ", ",)* ").unwrap();\n",
+                    "assert_eq!(y.to_vec::<f64>(), x.", stringify!($method), "(", $(stringify!($param), ", ",)* ").to_vec::<f64>());\n",
+                    "```"
+                )]
                 pub fn $try_method(&self $(, $param: f64)*) -> Result<Tensor> {
                     bind(Prim::Unary(UnaryOp::$variant { $($param: Param($param)),* }), &[self])
                 }
