@@ -10,6 +10,15 @@ use crate::DType;
 /// differences with step `h` (done in f64 whatever the inputs' dtype).
 /// `weight` (of the output's shape) makes a non-scalar output a scalar;
 /// `None` sums the output.
+///
+/// ```
+/// use chainrule::{check::numerical_grad, Tensor};
+/// // Central differences of Σ xᵢ³ approach 3x²
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+/// let g = numerical_grad(|xs| (&xs[0] * &xs[0] * &xs[0]).sum(), &[x], None, 1e-5);
+/// let g = g[0].to_vec::<f64>();
+/// assert!((g[0] - 3.0).abs() < 1e-8 && (g[1] - 12.0).abs() < 1e-8);
+/// ```
 pub fn numerical_grad<F>(f: F, inputs: &[Tensor], weight: Option<&Tensor>, h: f64) -> Vec<Tensor>
 where
     F: Fn(&[Tensor]) -> Tensor,

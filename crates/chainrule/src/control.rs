@@ -60,6 +60,14 @@ thread_local! {
 
 /// Runs `f` with every loop's body interpreted step by step, none compiled
 /// to native code: the reference the native loops are tested against.
+///
+/// ```
+/// use chainrule::control::{fori_loop, with_interpreted_loops};
+/// use chainrule::Tensor;
+/// let double = || fori_loop(0, 10, |_i, c| Ok(vec![&c[0] * 2.0]), &[Tensor::scalar(1.0f64)]).unwrap();
+/// assert_eq!(double()[0].item(), 1024.0);
+/// assert_eq!(with_interpreted_loops(double)[0].item(), 1024.0);
+/// ```
 pub fn with_interpreted_loops<T>(f: impl FnOnce() -> T) -> T {
     struct Restore(bool);
     impl Drop for Restore {
@@ -683,6 +691,17 @@ where
 }
 
 /// [`scan`] with options (a length without per-step inputs, reversed order).
+///
+/// ```
+/// use chainrule::control::{scan_with, ScanOptions};
+/// use chainrule::Tensor;
+/// // c ← 10c + x, from the last step to the first; the outputs stay in step order.
+/// let xs = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+/// let step = |c: &[Tensor], x: &[Tensor]| { let s = &c[0] * 10.0 + &x[0]; Ok((vec![s.clone()], vec![s])) };
+/// let reverse = ScanOptions { length: None, reverse: true };
+/// let (c, ys) = scan_with(step, &[Tensor::scalar(0.0f64)], &[xs], reverse).unwrap();
+/// assert_eq!((c[0].item(), ys[0].to_vec::<f64>()), (321.0, vec![321.0, 32.0, 3.0]));
+/// ```
 pub fn scan_with<F>(
     f: F,
     init: &[Tensor],
@@ -801,6 +820,16 @@ where
 /// `lax.fori_loop`: `carry ← f(i, carry)` for `i` from `lower` to `upper − 1`
 /// (`i` a 0-d tensor of the carry's dtype). One loop primitive, differentiable
 /// in both modes.
+///
+/// ```
+/// use chainrule::control::fori_loop;
+/// use chainrule::{func, Tensor};
+/// let sum = fori_loop(2, 5, |i, c| Ok(vec![&c[0] + i]), &[Tensor::scalar(0.0f64)]).unwrap();
+/// assert_eq!(sum[0].item(), 9.0); // 2 + 3 + 4
+/// // Squaring 3 times is x⁸, whose derivative 8x⁷ is 1024 at 2.
+/// let pow8 = |x: &Tensor| fori_loop(0, 3, |_i, c| Ok(vec![c[0].square()]), &[x.clone()]).unwrap().remove(0);
+/// assert_eq!(func::grad(pow8, &Tensor::scalar(2.0f64)).unwrap().item(), 1024.0);
+/// ```
 pub fn fori_loop<F>(lower: usize, upper: usize, f: F, init: &[Tensor]) -> Result<Vec<Tensor>>
 where
     F: Fn(&Tensor, &[Tensor]) -> Result<Vec<Tensor>>,
@@ -828,6 +857,17 @@ where
 /// `lax.while_loop`: `carry ← body(carry)` while `cond(carry)` is nonzero
 /// (`cond` gives a single element). Forward mode and `vmap` see through it;
 /// reverse mode needs a bound on the steps ([`while_loop_bounded`]).
+///
+/// ```
+/// use chainrule::control::while_loop;
+/// use chainrule::{func, Tensor};
+/// // Halve while above 1: 20 → 10 → 5 → 2.5 → 1.25 → 0.625, so d/dx = 0.5⁵.
+/// let halve = |x: &Tensor| while_loop(|c| Ok(c[0].gt_scalar(1.0)), |c| Ok(vec![&c[0] * 0.5]), &[x.clone()]).unwrap().remove(0);
+/// let x = Tensor::scalar(20.0f64);
+/// assert_eq!(halve(&x).item(), 0.625);
+/// assert_eq!(func::jvp(halve, &x, &Tensor::scalar(1.0f64)).unwrap().1.item(), 0.5f64.powi(5));
+/// assert!(func::grad(halve, &x).is_err()); // reverse mode needs `while_loop_bounded`
+/// ```
 pub fn while_loop<C, F>(cond: C, body: F, init: &[Tensor]) -> Result<Vec<Tensor>>
 where
     C: Fn(&[Tensor]) -> Result<Tensor>,
@@ -871,6 +911,18 @@ where
 /// [`while_loop`] for at most `max_steps` steps, differentiable in reverse
 /// mode too: a [`fori_loop`] whose steps after the condition fails keep the
 /// carry as it is.
+///
+/// ```
+/// use chainrule::control::while_loop_bounded;
+/// use chainrule::{func, Tensor};
+/// // Halve while above 1 (at most 100 steps): 20 → … → 0.625, so d/dx = 0.5⁵.
+/// let halve = |x: &Tensor| {
+///     while_loop_bounded(|c| Ok(c[0].gt_scalar(1.0)), |c| Ok(vec![&c[0] * 0.5]), &[x.clone()], 100)
+/// };
+/// let x = Tensor::scalar(20.0f64);
+/// assert_eq!(halve(&x).unwrap()[0].item(), 0.625);
+/// assert_eq!(func::grad(|x: &Tensor| halve(x).unwrap().remove(0), &x).unwrap().item(), 0.5f64.powi(5));
+/// ```
 pub fn while_loop_bounded<C, F>(
     cond: C,
     body: F,

@@ -153,6 +153,14 @@ pub struct DualLevel {
 
 impl DualLevel {
     /// Opens a fresh level on this thread.
+    ///
+    /// ```
+    /// use chainrule::{forward::DualLevel, Tensor};
+    /// let level = DualLevel::new();
+    /// let x = level.make_dual(&Tensor::scalar(3.0f64), &Tensor::scalar(1.0f64)).unwrap();
+    /// let (y, dy) = level.unpack(&x.square()); // d(x²)/dx = 2x
+    /// assert_eq!((y.item(), dy.unwrap().item()), (9.0, 6.0));
+    /// ```
     #[allow(clippy::new_without_default)] // opening a level is an action, not a default value
     pub fn new() -> DualLevel {
         let level = crate::interp::fresh_id();
@@ -163,6 +171,15 @@ impl DualLevel {
     /// `primal` carrying `tangent` at this level. The tangent has the primal's
     /// shape and dtype. Whatever `primal` already carries (its reverse-mode
     /// node, its tangents at other levels) is kept.
+    ///
+    /// ```
+    /// use chainrule::{forward::DualLevel, Tensor};
+    /// let level = DualLevel::new();
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// assert!(level.make_dual(&x, &Tensor::scalar(1.0f64)).is_err()); // not x's shape
+    /// let xd = level.make_dual(&x, &Tensor::from_vec(vec![1.0f64, -1.0], &[2])).unwrap();
+    /// assert_eq!(level.unpack(&(&xd * 3.0)).1.unwrap().to_vec::<f64>(), [3.0, -3.0]);
+    /// ```
     pub fn make_dual(&self, primal: &Tensor, tangent: &Tensor) -> Result<Tensor> {
         if tangent.shape() != primal.shape() {
             return Err(Error::shapes_detail(
@@ -179,6 +196,15 @@ impl DualLevel {
 
     /// The value of `t` without this level's tangent, and that tangent (`None`
     /// when `t` does not depend on this level's inputs: a zero tangent).
+    ///
+    /// ```
+    /// use chainrule::{forward::DualLevel, Tensor};
+    /// let level = DualLevel::new();
+    /// let x = level.make_dual(&Tensor::scalar(2.0f64), &Tensor::scalar(1.0f64)).unwrap();
+    /// let (value, tangent) = level.unpack(&(&x * &x));
+    /// assert_eq!((value.item(), tangent.unwrap().item()), (4.0, 4.0));
+    /// assert!(level.unpack(&Tensor::scalar(5.0f64)).1.is_none()); // does not depend on x
+    /// ```
     pub fn unpack(&self, t: &Tensor) -> (Tensor, Option<Tensor>) {
         (strip(t, self.level), tangent_at(t, self.level).cloned())
     }

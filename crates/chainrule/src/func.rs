@@ -163,6 +163,16 @@ fn check_scalar(op: &'static str, y: &Tensor) -> Result<()> {
 
 /// `f(xs)` and its gradient with respect to each of `xs` (`f` returns a
 /// single element).
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(a, b) = Σ a ⊙ b: ∂f/∂a = b, ∂f/∂b = a
+/// let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+/// let b = Tensor::from_vec(vec![3.0f64, 4.0], &[2]);
+/// let (y, g) = func::value_and_grad_n(|x: &[Tensor]| (&x[0] * &x[1]).sum(), &[a, b]).unwrap();
+/// assert_eq!(y.item(), 11.0);
+/// assert_eq!((g[0].to_vec::<f64>(), g[1].to_vec::<f64>()), (vec![3.0, 4.0], vec![1.0, 2.0]));
+/// ```
 pub fn value_and_grad_n<F, R>(f: F, xs: &[Tensor]) -> Result<(Tensor, Vec<Tensor>)>
 where
     F: FnOnce(&[Tensor]) -> R,
@@ -175,6 +185,16 @@ where
 }
 
 /// The gradient of a scalar `f` with respect to each of `xs`.
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(w, x) = ⟨w, x⟩²: ∂f/∂w = 2⟨w, x⟩ x, ∂f/∂x = 2⟨w, x⟩ w (here ⟨w, x⟩ = 1)
+/// let w = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+/// let x = Tensor::from_vec(vec![3.0f64, -1.0], &[2]);
+/// let g = func::grad_n(|t: &[Tensor]| t[0].dot(&t[1]).square(), &[w, x]).unwrap();
+/// assert_eq!(g[0].to_vec::<f64>(), [6.0, -2.0]);
+/// assert_eq!(g[1].to_vec::<f64>(), [2.0, 4.0]);
+/// ```
 pub fn grad_n<F, R>(f: F, xs: &[Tensor]) -> Result<Vec<Tensor>>
 where
     F: FnOnce(&[Tensor]) -> R,
@@ -184,6 +204,15 @@ where
 }
 
 /// `f(x)` and `∇f(x)`, for `f` returning a single element.
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(x) = Σ xᵢ³: the value, and ∇f = 3x²
+/// let x = Tensor::from_vec(vec![1.0f64, -2.0, 3.0], &[3]);
+/// let (y, g) = func::value_and_grad(|x: &Tensor| (x * x * x).sum(), &x).unwrap();
+/// assert_eq!(y.item(), 20.0);
+/// assert_eq!(g.to_vec::<f64>(), [3.0, 12.0, 27.0]);
+/// ```
 pub fn value_and_grad<F, R>(f: F, x: &Tensor) -> Result<(Tensor, Tensor)>
 where
     F: FnOnce(&Tensor) -> R,
@@ -194,6 +223,14 @@ where
 }
 
 /// `∇f(x)` (of `x`'s shape), for `f` returning a single element.
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // ∇ Σ xᵢ² = 2x
+/// let x = Tensor::from_vec(vec![1.0f64, -2.0, 3.0], &[3]);
+/// let g = func::grad(|x: &Tensor| x.square().sum(), &x).unwrap();
+/// assert_eq!(g.to_vec::<f64>(), [2.0, -4.0, 6.0]);
+/// ```
 pub fn grad<F, R>(f: F, x: &Tensor) -> Result<Tensor>
 where
     F: FnOnce(&Tensor) -> R,
@@ -210,6 +247,16 @@ pub struct Pullback {
 
 impl Pullback {
     /// `uᵀ ∂f/∂xs`, one tensor per input, each of its input's shape.
+    ///
+    /// ```
+    /// use chainrule::{func, Tensor};
+    /// // f(a, b) = a ⊙ b: u ↦ (u ⊙ b, u ⊙ a)
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// let b = Tensor::from_vec(vec![3.0f64, 4.0], &[2]);
+    /// let (_, pullback) = func::vjp_n(|x: &[Tensor]| &x[0] * &x[1], &[a, b]).unwrap();
+    /// let g = pullback.call_n(&Tensor::from_vec(vec![1.0f64, 10.0], &[2])).unwrap();
+    /// assert_eq!((g[0].to_vec::<f64>(), g[1].to_vec::<f64>()), (vec![3.0, 40.0], vec![1.0, 20.0]));
+    /// ```
     pub fn call_n(&self, u: &Tensor) -> Result<Vec<Tensor>> {
         if u.shape() != self.traced.output.shape() {
             return Err(Error::shapes_detail(
@@ -223,12 +270,32 @@ impl Pullback {
     }
 
     /// `uᵀ ∂f/∂x` for a function of one input.
+    ///
+    /// ```
+    /// use chainrule::{func, Tensor};
+    /// // f(x) = x ⊙ x, J = diag(2x): one pullback, called once per row of J
+    /// let (_, pullback) = func::vjp(|x: &Tensor| x.square(), &Tensor::from_vec(vec![1.0f64, 2.0], &[2])).unwrap();
+    /// let row = |u: Vec<f64>| pullback.call(&Tensor::from_vec(u, &[2])).unwrap().to_vec::<f64>();
+    /// assert_eq!((row(vec![1.0, 0.0]), row(vec![0.0, 1.0])), (vec![2.0, 0.0], vec![0.0, 4.0]));
+    /// assert!(pullback.call(&Tensor::from_vec(vec![1.0f64], &[1])).is_err()); // not the output's shape
+    /// ```
     pub fn call(&self, u: &Tensor) -> Result<Tensor> {
         Ok(self.call_n(u)?.remove(0))
     }
 }
 
 /// `f(xs)` and its pullback `u ↦ uᵀ J` (reverse mode: one backward sweep per call).
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(A, x) = A x: the pullback of u is (u xᵀ, Aᵀ u)
+/// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+/// let x = Tensor::from_vec(vec![1.0f64, 1.0], &[2]);
+/// let (y, pullback) = func::vjp_n(|t: &[Tensor]| t[0].matmul(&t[1]), &[a, x]).unwrap();
+/// assert_eq!(y.to_vec::<f64>(), [3.0, 7.0]);
+/// let g = pullback.call_n(&Tensor::from_vec(vec![1.0f64, 0.0], &[2])).unwrap();
+/// assert_eq!((g[0].to_vec::<f64>(), g[1].to_vec::<f64>()), (vec![1.0, 1.0, 0.0, 0.0], vec![1.0, 2.0]));
+/// ```
 pub fn vjp_n<F, R>(f: F, xs: &[Tensor]) -> Result<(Tensor, Pullback)>
 where
     F: FnOnce(&[Tensor]) -> R,
@@ -262,6 +329,16 @@ where
 
 /// `f(xs)` and `J v = Σ_i ∂f/∂xs[i] · vs[i]` (forward mode: one pass, nothing
 /// recorded).
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(a, b) = a ⊙ b: J (da, db) = da ⊙ b + a ⊙ db
+/// let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+/// let b = Tensor::from_vec(vec![3.0f64, 4.0], &[2]);
+/// let ones = Tensor::ones(&[2], a.dtype());
+/// let (y, t) = func::jvp_n(|x: &[Tensor]| &x[0] * &x[1], &[a, b], &[ones.clone(), ones]).unwrap();
+/// assert_eq!((y.to_vec::<f64>(), t.to_vec::<f64>()), (vec![3.0, 8.0], vec![4.0, 6.0]));
+/// ```
 pub fn jvp_n<F, R>(f: F, xs: &[Tensor], vs: &[Tensor]) -> Result<(Tensor, Tensor)>
 where
     F: FnOnce(&[Tensor]) -> R,
@@ -341,6 +418,15 @@ fn units(shape: &[usize], like: &Tensor) -> Result<Tensor> {
 /// The Jacobian by reverse mode: `f` runs once, then its pullback runs on
 /// every output direction at once (`vmap` of the pullback: one batched
 /// reverse sweep gives every row).
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(x) = (x₀x₁, x₁x₂): R³ → R², so the Jacobian is (2, 3)
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+/// let j = func::jacrev(|x: &Tensor| x.narrow(0, 0, 2) * x.narrow(0, 1, 2), &x).unwrap();
+/// assert_eq!(j.shape(), &[2, 3]);
+/// assert_eq!(j.to_vec::<f64>(), [2.0, 1.0, 0.0, 0.0, 3.0, 2.0]);
+/// ```
 pub fn jacrev<F, R>(f: F, x: &Tensor) -> Result<Tensor>
 where
     F: FnOnce(&Tensor) -> R,
@@ -362,6 +448,16 @@ fn rows(y: &Tensor, pullback: &Pullback, x: &Tensor) -> Result<Tensor> {
 
 /// The Jacobian by forward mode: all `n` input directions pushed through `f`
 /// in one pass (`vmap` of `jvp` over the identity's rows).
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(x) = A x: R² → R³, and its Jacobian is A
+/// let a = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0, 5.0, 6.0], &[3, 2]);
+/// let x = Tensor::from_vec(vec![1.0f64, -1.0], &[2]);
+/// let j = func::jacfwd(|x: &Tensor| a.matmul(x), &x).unwrap();
+/// assert_eq!(j.shape(), &[3, 2]);
+/// assert_eq!(j.to_vec::<f64>(), a.to_vec::<f64>());
+/// ```
 pub fn jacfwd<F, R>(f: F, x: &Tensor) -> Result<Tensor>
 where
     F: Fn(&Tensor) -> R,
@@ -415,6 +511,15 @@ where
 
 /// The Hessian of a scalar `f`, forward-over-reverse (`jacfwd` of `grad`):
 /// one batched forward pass through the reverse sweep. Shape: `x`'s shape twice.
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(x) = xᵀ A x: the Hessian is A + Aᵀ, whatever x
+/// let a = Tensor::from_vec(vec![1.0f64, 2.0, 0.0, 3.0], &[2, 2]);
+/// let x = Tensor::from_vec(vec![0.5f64, -1.0], &[2]);
+/// let h = func::hessian(|x: &Tensor| x.dot(&a.matmul(x)), &x).unwrap();
+/// assert_eq!(h.to_vec::<f64>(), [2.0, 2.0, 2.0, 6.0]);
+/// ```
 pub fn hessian<F, R>(f: F, x: &Tensor) -> Result<Tensor>
 where
     F: Fn(&Tensor) -> R,
@@ -424,6 +529,14 @@ where
 }
 
 /// The Hessian of a scalar `f`, reverse-over-reverse (`jacrev` of `grad`).
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(x) = Σ xᵢ³: H = diag(6x)
+/// let x = Tensor::from_vec(vec![1.0f64, -2.0], &[2]);
+/// let h = func::hessian_rev(|x: &Tensor| (x * x * x).sum(), &x).unwrap();
+/// assert_eq!(h.to_vec::<f64>(), [6.0, 0.0, 0.0, -12.0]);
+/// ```
 pub fn hessian_rev<F, R>(f: F, x: &Tensor) -> Result<Tensor>
 where
     F: Fn(&Tensor) -> R,
@@ -434,6 +547,15 @@ where
 
 /// The Hessian-vector product `H v` of a scalar `f`, forward-over-reverse
 /// (the `jvp` of `grad`): the cost of a few gradients, without forming `H`.
+///
+/// ```
+/// use chainrule::{func, Tensor};
+/// // f(x) = (Σ x)²: H = 2·𝟙𝟙ᵀ, so H v = 2 (Σ v) 𝟙
+/// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+/// let v = Tensor::from_vec(vec![1.0f64, 0.0, -3.0], &[3]);
+/// let hv = func::hvp(|x: &Tensor| x.sum().square(), &x, &v).unwrap();
+/// assert_eq!(hv.to_vec::<f64>(), [-4.0, -4.0, -4.0]);
+/// ```
 pub fn hvp<F, R>(f: F, x: &Tensor, v: &Tensor) -> Result<Tensor>
 where
     F: Fn(&Tensor) -> R,
@@ -536,6 +658,14 @@ where
     R: FnOutput,
 {
     /// `f(xs)`, through the executable compiled for `xs`' shapes and dtypes.
+    ///
+    /// ```
+    /// use chainrule::{func, Tensor};
+    /// let f = func::jit(|x: &[Tensor]| &x[0] * &x[1] + 1.0);
+    /// let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]);
+    /// let b = Tensor::from_vec(vec![3.0f64, -4.0], &[2]);
+    /// assert_eq!(f.call(&[a, b]).unwrap().to_vec::<f64>(), [4.0, -7.0]);
+    /// ```
     pub fn call(&self, xs: &[Tensor]) -> Result<Tensor> {
         if crate::interp::levels_open() || xs.iter().any(Tensor::needs_grad) {
             return (self.f)(xs).into_result();
@@ -548,6 +678,15 @@ where
     }
 
     /// How many shape/dtype specializations have been compiled.
+    ///
+    /// ```
+    /// use chainrule::{func, Tensor};
+    /// let f = func::jit(|x: &[Tensor]| x[0].square().sum());
+    /// f.call(&[Tensor::from_vec(vec![1.0f64, 2.0], &[2])]).unwrap();
+    /// f.call(&[Tensor::from_vec(vec![3.0f64, 4.0], &[2])]).unwrap(); // same shape: cached
+    /// f.call(&[Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3])]).unwrap(); // a new shape
+    /// assert_eq!(f.specializations(), 2);
+    /// ```
     pub fn specializations(&self) -> usize {
         self.cache.lock().map_or(0, |c| c.len())
     }

@@ -89,6 +89,17 @@ fn unvector(x: Tensor, vector: bool) -> Result<Tensor> {
 /// `x` with `a x = b` (`torch.linalg.solve`), by LU with partial pivoting
 /// (the gradient reuses the factors).
 /// `b` is `(.., n, k)` or a vector.
+///
+/// ```
+/// use chainrule::{func, linalg, Tensor};
+/// let a = Tensor::from_vec(vec![2.0f64, 1.0, 1.0, 3.0], &[2, 2]);
+/// let b = Tensor::from_vec(vec![3.0f64, 5.0], &[2]);
+/// let x = linalg::solve(&a, &b).unwrap();
+/// assert!((a.matmul(&x) - &b).abs().max().item() < 1e-12);
+/// // ∇_b Σ x = A⁻ᵀ 𝟙, so Aᵀ times it is 𝟙
+/// let g = func::grad(|b: &Tensor| linalg::solve(&a, b).map(|x| x.sum()), &b).unwrap();
+/// assert!((a.t().matmul(&g) - 1.0).abs().max().item() < 1e-12);
+/// ```
 pub fn solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (a, b, vector) = solve_operands("solve", a, b)?;
     unvector(crate::ops::linalg::solve(&a, &b, false)?, vector)
@@ -97,6 +108,16 @@ pub fn solve(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `x` with `a x = b` for a triangular `a` (`torch.linalg.solve_triangular`
 /// with `left=True`): only its `upper` (or lower) triangle is read, and not
 /// its diagonal when `unitriangular` (taken as ones).
+///
+/// ```
+/// use chainrule::{linalg, Tensor};
+/// // Only the upper triangle is read: the 9 is ignored.
+/// let u = Tensor::from_vec(vec![2.0f64, 1.0, 9.0, 4.0], &[2, 2]);
+/// let b = Tensor::from_vec(vec![4.0f64, 8.0], &[2]);
+/// assert_eq!(linalg::solve_triangular(&u, &b, true, false).unwrap().to_vec::<f64>(), [1.0, 2.0]);
+/// // unitriangular: the diagonal is taken as ones
+/// assert_eq!(linalg::solve_triangular(&u, &b, true, true).unwrap().to_vec::<f64>(), [-4.0, 8.0]);
+/// ```
 pub fn solve_triangular(
     a: &Tensor,
     b: &Tensor,
@@ -113,18 +134,42 @@ pub fn solve_triangular(
 
 /// The lower Cholesky factor `L` of a symmetric positive-definite `a = L Lᵀ`
 /// (`torch.linalg.cholesky`); `a` is read as `(a + aᵀ)/2`.
+///
+/// ```
+/// use chainrule::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![4.0f64, 2.0, 2.0, 5.0], &[2, 2]);
+/// let l = linalg::cholesky(&a).unwrap();
+/// assert_eq!(l.to_vec::<f64>(), [2.0, 0.0, 1.0, 2.0]);
+/// assert!((l.matmul(&l.t()) - &a).abs().max().item() < 1e-12); // L Lᵀ = A
+/// ```
 pub fn cholesky(a: &Tensor) -> Result<Tensor> {
     prim(LinalgOp::Cholesky, &[&symmetric("cholesky", a)?])
 }
 
 /// `x` with `L Lᵀ x = b`, given the Cholesky factor `L`
 /// (`torch.cholesky_solve(b, L)`): two triangular solves.
+///
+/// ```
+/// use chainrule::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![4.0f64, 2.0, 2.0, 5.0], &[2, 2]);
+/// let b = Tensor::from_vec(vec![6.0f64, 7.0], &[2, 1]);
+/// let x = linalg::cholesky_solve(&b, &linalg::cholesky(&a).unwrap()).unwrap();
+/// assert!((a.matmul(&x) - &b).abs().max().item() < 1e-12);
+/// ```
 pub fn cholesky_solve(b: &Tensor, l: &Tensor) -> Result<Tensor> {
     let y = solve_triangular(l, b, false, false)?;
     solve_triangular(&mt(l)?, &y, true, false)
 }
 
 /// `a⁻¹` (`torch.linalg.inv`): a solve against the identity.
+///
+/// ```
+/// use chainrule::{linalg, DType, Tensor};
+/// let a = Tensor::from_vec(vec![2.0f64, 1.0, 1.0, 1.0], &[2, 2]);
+/// let a_inv = linalg::inv(&a).unwrap(); // [[1, -1], [-1, 2]]
+/// assert!((a.matmul(&a_inv) - Tensor::eye(2, DType::F64)).abs().max().item() < 1e-12);
+/// assert!((a_inv.get(&[1, 1]) - 2.0).abs() < 1e-12);
+/// ```
 pub fn inv(a: &Tensor) -> Result<Tensor> {
     need_matrices("inv", a)?;
     let n = a.shape()[a.ndim() - 1];
@@ -134,6 +179,17 @@ pub fn inv(a: &Tensor) -> Result<Tensor> {
 
 /// `(sign, log |det a|)` (`torch.linalg.slogdet`): sign 0 and `-inf` at a
 /// singular matrix.
+///
+/// ```
+/// use chainrule::{func, linalg, Tensor};
+/// let a = Tensor::from_vec(vec![0.0f64, 2.0, 3.0, 1.0], &[2, 2]); // det = −6
+/// let (sign, log_abs) = linalg::slogdet(&a).unwrap();
+/// assert_eq!(sign.item(), -1.0);
+/// assert!((log_abs.item() - 6.0f64.ln()).abs() < 1e-12);
+/// // ∇ log|det A| = A⁻ᵀ
+/// let g = func::grad(|a: &Tensor| linalg::slogdet(a).map(|(_, l)| l), &a).unwrap();
+/// assert!((g.matmul(&a.t()) - Tensor::eye(2, a.dtype())).abs().max().item() < 1e-12);
+/// ```
 pub fn slogdet(a: &Tensor) -> Result<(Tensor, Tensor)> {
     let packed = prim(LinalgOp::Slogdet, &[a])?;
     Ok((
@@ -143,6 +199,15 @@ pub fn slogdet(a: &Tensor) -> Result<(Tensor, Tensor)> {
 }
 
 /// `det a` (`torch.linalg.det`), as `sign · exp(log |det|)`.
+///
+/// ```
+/// use chainrule::{func, linalg, Tensor};
+/// let a = Tensor::from_vec(vec![2.0f64, 1.0, 1.0, 3.0], &[2, 2]);
+/// assert!((linalg::det(&a).unwrap().item() - 5.0).abs() < 1e-12);
+/// // Jacobi's formula: ∇ det A = det(A) A⁻ᵀ = [[3, -1], [-1, 2]]
+/// let g = func::grad(linalg::det, &a).unwrap().to_vec::<f64>();
+/// assert!(g.iter().zip([3.0, -1.0, -1.0, 2.0]).all(|(g, w)| (g - w).abs() < 1e-12));
+/// ```
 pub fn det(a: &Tensor) -> Result<Tensor> {
     let (sign, log_abs) = slogdet(a)?;
     sign.try_mul(&log_abs.exp())
@@ -151,6 +216,15 @@ pub fn det(a: &Tensor) -> Result<Tensor> {
 /// Eigenvalues (ascending) and eigenvectors (columns) of a symmetric `a`
 /// (`torch.linalg.eigh`); `a` is read as `(a + aᵀ)/2`. The vectors' signs
 /// are arbitrary: a loss should not depend on them.
+///
+/// ```
+/// use chainrule::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![2.0f64, 1.0, 1.0, 2.0], &[2, 2]); // eigenvalues 1 and 3
+/// let (values, vectors) = linalg::eigh(&a).unwrap();
+/// let v = values.to_vec::<f64>();
+/// assert!((v[0] - 1.0).abs() < 1e-12 && (v[1] - 3.0).abs() < 1e-12);
+/// assert!((a.matmul(&vectors) - &vectors * &values).abs().max().item() < 1e-12); // A V = V Λ
+/// ```
 pub fn eigh(a: &Tensor) -> Result<(Tensor, Tensor)> {
     let a = symmetric("eigh", a)?;
     let n = a.shape()[a.ndim() - 1];
@@ -161,6 +235,15 @@ pub fn eigh(a: &Tensor) -> Result<(Tensor, Tensor)> {
 
 /// The reduced QR factors `(Q, R)` of an `(.., m, n)` `a`
 /// (`torch.linalg.qr(mode="reduced")`), `R`'s diagonal of either sign.
+///
+/// ```
+/// use chainrule::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![3.0f64, 1.0, 4.0, 2.0, 0.0, 5.0], &[3, 2]);
+/// let (q, r) = linalg::qr(&a).unwrap();
+/// assert_eq!((q.shape(), r.shape()), (&[3, 2][..], &[2, 2][..]));
+/// assert!((q.matmul(&r) - &a).abs().max().item() < 1e-12);
+/// assert!((q.t().matmul(&q) - Tensor::eye(2, a.dtype())).abs().max().item() < 1e-12); // QᵀQ = I
+/// ```
 pub fn qr(a: &Tensor) -> Result<(Tensor, Tensor)> {
     need_matrices("qr", a)?;
     let (m, n) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
@@ -174,6 +257,15 @@ pub fn qr(a: &Tensor) -> Result<(Tensor, Tensor)> {
 /// The thin SVD `(U, S, Vh)` of an `(.., m, n)` `a`
 /// (`torch.linalg.svd(full_matrices=False)`): `a = U diag(S) Vh`, `S`
 /// descending. The vectors' signs are arbitrary.
+///
+/// ```
+/// use chainrule::{linalg, Tensor};
+/// let a = Tensor::from_vec(vec![0.0f64, 3.0, -2.0, 0.0, 0.0, 0.0], &[3, 2]);
+/// let (u, s, vh) = linalg::svd(&a).unwrap();
+/// assert_eq!((u.shape(), s.shape(), vh.shape()), (&[3, 2][..], &[2][..], &[2, 2][..]));
+/// assert!((&s - Tensor::from_vec(vec![3.0f64, 2.0], &[2])).abs().max().item() < 1e-12);
+/// assert!(((&u * &s).matmul(&vh) - &a).abs().max().item() < 1e-12); // A = U diag(S) Vh
+/// ```
 pub fn svd(a: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
     need_matrices("svd", a)?;
     let (m, n) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
@@ -189,6 +281,16 @@ pub fn svd(a: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
 /// The least-squares solution of `a x ≈ b` (`torch.linalg.lstsq(a, b).solution`)
 /// for an `a` of full rank: through `a`'s QR when it is tall (`x = R⁻¹ Qᵀ b`),
 /// the minimum-norm solution through `aᵀ`'s when it is wide.
+///
+/// ```
+/// use chainrule::{linalg, Tensor};
+/// // Fit c₀ + c₁ t to (0, 1), (1, 3), (2, 4): the residual is orthogonal to A's columns.
+/// let a = Tensor::from_vec(vec![1.0f64, 0.0, 1.0, 1.0, 1.0, 2.0], &[3, 2]);
+/// let b = Tensor::from_vec(vec![1.0f64, 3.0, 4.0], &[3]);
+/// let c = linalg::lstsq(&a, &b).unwrap();
+/// assert_eq!(c.shape(), &[2]);
+/// assert!(a.t().matmul(&(a.matmul(&c) - &b)).abs().max().item() < 1e-12);
+/// ```
 pub fn lstsq(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     need_matrices("lstsq", a)?;
     let (m, n) = (a.shape()[a.ndim() - 2], a.shape()[a.ndim() - 1]);
@@ -211,6 +313,15 @@ pub fn lstsq(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 /// `exp(a)` (`torch.linalg.matrix_exp`), by scaling and squaring with a
 /// Padé (13, 13) approximant (Higham 2005). Its derivatives are Fréchet
 /// derivatives, each the block of an exponential twice the size.
+///
+/// ```
+/// use chainrule::{linalg, Tensor};
+/// // The exponential of a rotation generator is the rotation by its angle.
+/// let t = 0.5f64;
+/// let r = linalg::matrix_exp(&Tensor::from_vec(vec![0.0, -t, t, 0.0], &[2, 2])).unwrap();
+/// let want = [t.cos(), -t.sin(), t.sin(), t.cos()];
+/// assert!(r.to_vec::<f64>().iter().zip(want).all(|(r, w)| (r - w).abs() < 1e-14));
+/// ```
 pub fn matrix_exp(a: &Tensor) -> Result<Tensor> {
     prim(LinalgOp::MatrixExp, &[a])
 }
