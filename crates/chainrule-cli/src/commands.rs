@@ -603,6 +603,8 @@ pub fn run(
     // graph files
     if common.dot.is_some() || common.svg.is_some() {
         let mut g = p.graph()?;
+        // The expression's own outputs; gradients, when added, come after.
+        let forward_outputs = g.num_outputs();
         if kind != Kind::Eval && value.numel() == 1 {
             let names: Vec<&str> = wrt.iter().map(String::as_str).collect();
             g = g.gradients(0, &names).map_err(lib)?;
@@ -613,11 +615,7 @@ pub fn run(
         }
         if let Some(path) = &common.svg {
             let options = svg::Options {
-                forward_outputs: if kind != Kind::Eval && value.numel() == 1 {
-                    1
-                } else {
-                    g.num_outputs()
-                },
+                forward_outputs,
                 values: Some(g.example_values().map_err(lib)?),
             };
             write_file(path, svg::render(&g, &options).as_bytes())?;

@@ -14,29 +14,32 @@ use crate::functions::{partial_expr, Kind};
 use chainrule::{autograd, func, DType, Tensor};
 use std::fmt::Write;
 
-/// A value in a line: the number for a scalar, else the first and last
-/// entries with the shape.
+/// A value in a line: the number for a scalar, else the entries, or for
+/// more than six the first three and the last with the count.
 pub fn abbreviate(t: &Tensor) -> String {
+    abbreviate_to(t, 6, 6)
+}
+
+/// [`abbreviate`] with `decimals` digits (trailing zeros trimmed; a value
+/// too small for them in scientific notation) and at most `most` entries.
+pub fn abbreviate_to(t: &Tensor, decimals: usize, most: usize) -> String {
     let v = t.to_vec_f64();
-    let f = |x: f64| {
-        format!("{x:.6}")
+    let f = |&x: &f64| {
+        if x != 0.0 && x.abs() < 0.5 * 10f64.powi(-(decimals as i32)) {
+            return format!("{x:.2e}");
+        }
+        format!("{x:.decimals$}")
             .trim_end_matches('0')
             .trim_end_matches('.')
             .to_string()
     };
     match v.len() {
-        1 if t.ndim() == 0 => f(v[0]),
-        n if n <= 6 => format!(
-            "[{}]",
-            v.iter().map(|&x| f(x)).collect::<Vec<_>>().join(", ")
-        ),
-        n => format!(
-            "[{}, {}, {}, …, {}] ({n} values)",
-            f(v[0]),
-            f(v[1]),
-            f(v[2]),
-            f(v[n - 1])
-        ),
+        1 if t.ndim() == 0 => f(&v[0]),
+        n if n <= most => format!("[{}]", v.iter().map(f).collect::<Vec<_>>().join(", ")),
+        n => {
+            let head: Vec<String> = v[..most / 2].iter().map(f).collect();
+            format!("[{}, …, {}] ({n} values)", head.join(", "), f(&v[n - 1]))
+        }
     }
 }
 
@@ -243,6 +246,21 @@ pub fn first_non_finite_rule(e: &Expr, env: &Env, var: &str, dtype: DType) -> Op
     })
 }
 
+/// `e` evaluated with `x` in place of `var` (its steps recorded into
+/// `steps` when given), as a function the transforms can differentiate.
+fn eval_at(
+    e: &Expr,
+    env: &Env,
+    var: &str,
+    x: &Tensor,
+    dtype: DType,
+    steps: &mut Option<Vec<Step>>,
+) -> chainrule::Result<Tensor> {
+    let mut en = env.clone();
+    en.insert(var.to_string(), x.clone());
+    eval(e, &en, dtype, steps).map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })
+}
+
 /// Every step of `e`'s evaluation at `x` (in place of `var`), flattened
 /// into one vector, with the steps' shapes: what one forward-mode pass
 /// differentiates, so the explanation stays linear in the expression's size.
@@ -254,11 +272,8 @@ fn all_steps(
     x: &Tensor,
     shapes: &std::cell::RefCell<Vec<Vec<usize>>>,
 ) -> chainrule::Result<Tensor> {
-    let mut en = env.clone();
-    en.insert(var.to_string(), x.clone());
     let mut steps = Some(Vec::new());
-    eval(e, &en, dtype, &mut steps)
-        .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })?;
+    eval_at(e, env, var, x, dtype, &mut steps)?;
     let steps = steps.unwrap_or_default();
     *shapes.borrow_mut() = steps.iter().map(|s| s.value.shape().to_vec()).collect();
     let flat: Vec<Tensor> = steps
@@ -625,12 +640,7 @@ pub fn hessian(t: &Target, forward: bool) -> Result<String, String> {
     let g = crate::symbolic::grad(t.expr, var, t.env, t.dtype)
         .map_err(|e| format!("--explain writes the gradient as an expression first, and: {e}"))?;
     let by_reverse = func::grad(
-        |x: &Tensor| {
-            let mut en = t.env.clone();
-            en.insert(var.clone(), x.clone());
-            eval(t.expr, &en, t.dtype, &mut None)
-                .map_err(|m| chainrule::Error::InvalidArgument { op: "eval", msg: m })
-        },
+        |x: &Tensor| eval_at(t.expr, t.env, var, x, t.dtype, &mut None),
         &t.env[var].detach(),
     )
     .map_err(|e| e.to_string())?;

@@ -68,34 +68,11 @@ fn labels(g: &Graph, values: Option<&[Tensor]>) -> Vec<Vec<String>> {
         .map(|i| {
             let mut lines = vec![format!("%{i} {}", names[i]), format!("{:?}", shapes[i])];
             if let Some(v) = values.and_then(|v| v.get(i)) {
-                lines.push(short_value(v));
+                lines.push(crate::explain::abbreviate_to(v, 4, 4));
             }
             lines
         })
         .collect()
-}
-
-/// A value in a few characters: up to four entries, 4 significant digits.
-fn short_value(t: &Tensor) -> String {
-    let v = t.to_vec_f64();
-    let f = |x: &f64| {
-        format!("{x:.4}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-    };
-    let f = |x: &f64| {
-        if x.abs() >= 1e4 || (x.abs() < 1e-3 && *x != 0.0) {
-            format!("{x:.3e}")
-        } else {
-            f(x)
-        }
-    };
-    match v.len() {
-        1 if t.ndim() == 0 => f(&v[0]),
-        n if n <= 4 => format!("[{}]", v.iter().map(f).collect::<Vec<_>>().join(", ")),
-        n => format!("[{}, {}, …, {}]", f(&v[0]), f(&v[1]), f(&v[n - 1])),
-    }
 }
 
 /// Inputs and constants by their op's name; a node that no forward output
