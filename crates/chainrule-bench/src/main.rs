@@ -8,6 +8,9 @@ mod workloads;
 
 /// A graph of many small nodes is allocation-heavy; glibc's allocator spends
 /// a third of a long scalar chain consolidating free lists, mimalloc doesn't.
+/// (`--features system-alloc` measures with the system's allocator, as a
+/// user of the library without one of their own runs.)
+#[cfg(not(feature = "system-alloc"))]
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

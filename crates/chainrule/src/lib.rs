@@ -146,6 +146,7 @@ mod kernels;
 mod layout;
 pub mod limits;
 pub mod linalg;
+pub mod memory;
 pub mod nn;
 mod ops;
 pub mod optim;

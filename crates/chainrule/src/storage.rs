@@ -63,12 +63,36 @@ const INLINE_BYTES: usize = 16;
 
 #[derive(Clone)]
 pub(crate) enum Storage {
-    F32(Arc<Vec<f32>>),
-    F64(Arc<Vec<f64>>),
-    I32(Arc<Vec<i32>>),
-    I64(Arc<Vec<i64>>),
-    Bool(Arc<Vec<bool>>),
+    F32(Arc<Buffer<f32>>),
+    F64(Arc<Buffer<f64>>),
+    I32(Arc<Buffer<i32>>),
+    I64(Arc<Buffer<i64>>),
+    Bool(Arc<Buffer<bool>>),
     Inline(Inline),
+}
+
+/// A heap buffer, whose memory goes back to [`crate::memory`]'s cache when
+/// the last view of it is dropped (so that the next step's buffer of the
+/// same size is not allocated afresh).
+pub(crate) struct Buffer<T: Copy>(Vec<T>);
+
+impl<T: Copy> std::ops::Deref for Buffer<T> {
+    type Target = Vec<T>;
+    fn deref(&self) -> &Vec<T> {
+        &self.0
+    }
+}
+
+impl<T: Copy> std::ops::DerefMut for Buffer<T> {
+    fn deref_mut(&mut self) -> &mut Vec<T> {
+        &mut self.0
+    }
+}
+
+impl<T: Copy> Drop for Buffer<T> {
+    fn drop(&mut self) {
+        crate::memory::recycle(std::mem::take(&mut self.0));
+    }
 }
 
 /// Up to [`INLINE_BYTES`] of elements, in place.
@@ -101,7 +125,7 @@ impl Storage {
     /// A zeroed buffer of `len` elements on the heap (one a compiled
     /// graph writes into through [`Storage::heap_ptr_mut`]).
     pub fn zeroed_heap(dtype: DType, len: usize) -> Storage {
-        with_scalar!(dtype, T => T::heap(vec![T::default(); len]))
+        with_scalar!(dtype, T => T::heap(crate::memory::filled_vec(len, T::default())))
     }
 
     /// Whether no other view shares this buffer (one in place never is shared).
@@ -191,7 +215,7 @@ macro_rules! storage_element {
     ($t:ty, $variant:ident) => {
         impl StorageElement for $t {
             fn heap(v: Vec<Self>) -> Storage {
-                Storage::$variant(Arc::new(v))
+                Storage::$variant(Arc::new(Buffer(v)))
             }
             fn slice(s: &Storage) -> &[Self] {
                 match s {

@@ -330,8 +330,13 @@ impl Tensor {
     /// assert_eq!(t.to_vec::<f64>(), [0.5, 0.5]);
     /// ```
     pub fn try_full(shape: &[usize], value: f64, dtype: DType) -> Result<Tensor> {
+        if shape.is_empty() {
+            return Ok(Tensor::number(value, dtype, None)); // in place, no buffer
+        }
         let n = check_alloc("full", shape, dtype)?;
-        Ok(with_scalar!(dtype, E => Tensor::from_buffer(vec![E::from_f64(value); n], shape)))
+        Ok(
+            with_scalar!(dtype, E => Tensor::from_buffer(crate::memory::filled_vec(n, E::from_f64(value)), shape)),
+        )
     }
 
     /// A tensor of zeros. Panics when the shape is too large; see

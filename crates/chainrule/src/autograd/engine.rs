@@ -119,9 +119,8 @@ impl Pruning {
     /// Finds the nodes above `roots` that lead to a target. A node shallower
     /// than every target cannot lead to one (it would be deeper than the
     /// target it reaches), so the search stops there.
-    fn search<V>(&mut self, roots: &[Arc<Node>], targets: &FxHashMap<NodePtr, V>) {
-        // SAFETY (each `*t`): see `NodePtr`.
-        let Some(floor) = targets.keys().map(|&t| unsafe { &*t }.depth).min() else {
+    fn search(&mut self, roots: &[Arc<Node>], targets: &Targets) {
+        let Some(floor) = targets.min_depth() else {
             return;
         };
         // Post-order, with an explicit stack: a node is decided after its inputs.
@@ -142,7 +141,7 @@ impl Pruning {
                     continue;
                 }
                 let (node, _) = stack.pop().unwrap();
-                let leads = targets.contains_key(&(node as NodePtr))
+                let leads = targets.contains(node)
                     || edges_of(node).iter().flatten().any(|c| self.useful(c));
                 if leads {
                     self.set_useful(node);
@@ -188,6 +187,67 @@ struct Frontier {
     _running: Running,
 }
 
+/// The frontier's initial capacity (see [`Frontier::new`]).
+const FRONTIER_ROOM: usize = 8;
+
+/// The nodes whose gradients a pass returns, each with the positions in
+/// the caller's list it fills: a short list scanned in place for the few
+/// targets a call names (no hashing per visited node), a table for many.
+enum Targets {
+    Few(SmallVec<[(NodePtr, usize); 4]>),
+    Many(FxHashMap<NodePtr, SmallVec<[usize; 1]>>),
+}
+
+impl Targets {
+    /// Above this many targets, a visit's lookup hashes instead of scanning.
+    const SCAN_MAX: usize = 16;
+
+    fn new(targets: &[&Tensor]) -> Targets {
+        let nodes = targets
+            .iter()
+            .enumerate()
+            .filter_map(|(k, t)| t.node().map(|n| (Arc::as_ptr(n), k)));
+        if targets.len() <= Self::SCAN_MAX {
+            return Targets::Few(nodes.collect());
+        }
+        let mut map: FxHashMap<NodePtr, SmallVec<[usize; 1]>> = FxHashMap::default();
+        map.reserve(targets.len());
+        for (n, k) in nodes {
+            map.entry(n).or_default().push(k);
+        }
+        Targets::Many(map)
+    }
+
+    fn contains(&self, node: &Node) -> bool {
+        let node = node as NodePtr;
+        match self {
+            Targets::Few(list) => list.iter().any(|&(n, _)| n == node),
+            Targets::Many(map) => map.contains_key(&node),
+        }
+    }
+
+    /// Calls `f` with each position `node` fills.
+    fn each_index(&self, node: &Node, mut f: impl FnMut(usize)) {
+        let node = node as NodePtr;
+        match self {
+            Targets::Few(list) => list
+                .iter()
+                .filter(|&&(n, _)| n == node)
+                .for_each(|&(_, k)| f(k)),
+            Targets::Many(map) => map.get(&node).into_iter().flatten().for_each(|&k| f(k)),
+        }
+    }
+
+    /// The depth of the shallowest target (none when there are none).
+    fn min_depth(&self) -> Option<u64> {
+        // SAFETY (each `*n`): see `NodePtr`.
+        match self {
+            Targets::Few(list) => list.iter().map(|&(n, _)| unsafe { &*n }.depth).min(),
+            Targets::Many(map) => map.keys().map(|&n| unsafe { &*n }.depth).min(),
+        }
+    }
+}
+
 /// Backward passes (and graph walks) running now, on any thread.
 static PASSES_RUNNING: AtomicUsize = AtomicUsize::new(0);
 static NEXT_PASS: AtomicU64 = AtomicU64::new(1);
@@ -220,10 +280,12 @@ impl Frontier {
         let alone = running.alone;
         Frontier {
             _running: running,
-            order: BinaryHeap::new(),
+            // Room for a frontier of a few nodes (most graphs' is narrow),
+            // so that a small pass does not grow each vector step by step.
+            order: BinaryHeap::with_capacity(FRONTIER_ROOM),
             arrivals: 0,
-            grads: Vec::new(),
-            free: Vec::new(),
+            grads: Vec::with_capacity(FRONTIER_ROOM),
+            free: Vec::with_capacity(FRONTIER_ROOM),
             exclusive: alone.then(|| NEXT_PASS.fetch_add(1, Ordering::Relaxed)),
             slot_of: FxHashMap::default(),
         }
@@ -300,15 +362,7 @@ pub(crate) fn run(
     }
     let mut frontier = Frontier::new();
     // With targets, only the branches leading to one are visited.
-    let mut target_of: FxHashMap<NodePtr, SmallVec<[usize; 1]>> = FxHashMap::default();
-    if let Some(ts) = targets {
-        target_of.reserve(ts.len());
-        for (k, t) in ts.iter().enumerate() {
-            if let Some(n) = t.node() {
-                target_of.entry(Arc::as_ptr(n)).or_default().push(k);
-            }
-        }
-    }
+    let target_of = Targets::new(targets.unwrap_or(&[]));
     let pruning = (targets.is_some() && prune).then(|| {
         let mut pruning = Pruning::new(frontier.exclusive.is_some());
         pruning.search(&root_nodes, &target_of);
@@ -330,11 +384,7 @@ pub(crate) fn run(
         // SAFETY: see `NodePtr`.
         let node: &Node = unsafe { &*node };
         stats.nodes_reached += 1;
-        if let Some(ks) = target_of.get(&(node as NodePtr)) {
-            for &k in ks {
-                results[k] = Some(g.clone().into_tensor());
-            }
-        }
+        target_of.each_index(node, |k| results[k] = Some(g.clone().into_tensor()));
         match &node.kind {
             NodeKind::Leaf { .. } => {
                 // A leaf whose handles are all gone has no one to read its gradient.
@@ -408,6 +458,8 @@ fn seed(t: &Tensor, g: &Option<Tensor>) -> Result<Tensor> {
             ),
         }),
         Some(g) => Ok(g.clone()),
+        // A 0-d one is held in place: no buffer to allocate.
+        None if t.ndim() == 0 => Ok(Tensor::number(1.0, t.dtype(), None)),
         None if t.numel() == 1 => Ok(t.ones_like()),
         None => Err(Error::Backward {
             msg: format!(

@@ -16,10 +16,10 @@ use std::mem::MaybeUninit;
 /// `fill` must write every slot of the chunk it is given.
 pub(crate) unsafe fn fill<U, F>(n: usize, threaded: bool, per_task: usize, fill: F) -> Vec<U>
 where
-    U: Send,
+    U: Send + Copy,
     F: Fn(&mut [MaybeUninit<U>], usize) + Sync,
 {
-    let mut out = Vec::with_capacity(n);
+    let mut out = crate::memory::vec_with_capacity(n);
     let spare = &mut out.spare_capacity_mut()[..n];
     if threaded {
         spare
@@ -61,7 +61,7 @@ fn zip_into<T: Copy, U>(out: &mut [MaybeUninit<U>], a: &[T], b: &[T], f: &impl F
 pub(crate) fn map<T, U, F>(src: &[T], layout: &Layout, f: F) -> Vec<U>
 where
     T: Copy + Send + Sync,
-    U: Send,
+    U: Send + Copy,
     F: Fn(T) -> U + Sync,
 {
     match layout.contiguous_range() {
@@ -85,7 +85,7 @@ where
         }
         None => {
             let [l] = coalesce([layout]);
-            let mut out = Vec::with_capacity(l.numel());
+            let mut out = crate::memory::vec_with_capacity(l.numel());
             for_each_run(&l, |start, len, stride| {
                 out.extend((0..len).map(|j| f(src[start + j * stride])));
             });
@@ -97,10 +97,14 @@ where
 /// A copy of a view into a fresh row-major buffer.
 pub(crate) fn materialize<T: Copy + Send + Sync>(src: &[T], layout: &Layout) -> Vec<T> {
     match layout.contiguous_range() {
-        Some(r) => src[r].to_vec(),
+        Some(r) => {
+            let mut out = crate::memory::vec_with_capacity(r.len());
+            out.extend_from_slice(&src[r]);
+            out
+        }
         None => {
             let [l] = coalesce([layout]);
-            let mut out = Vec::with_capacity(l.numel());
+            let mut out = crate::memory::vec_with_capacity(l.numel());
             for_each_run(&l, |start, len, stride| {
                 if stride == 1 {
                     out.extend_from_slice(&src[start..start + len]);
@@ -117,7 +121,7 @@ pub(crate) fn materialize<T: Copy + Send + Sync>(src: &[T], layout: &Layout) -> 
 pub(crate) fn zip<T, U, F>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: F) -> Vec<U>
 where
     T: Copy + Send + Sync,
-    U: Send,
+    U: Send + Copy,
     F: Fn(T, T) -> U + Sync,
 {
     debug_assert_eq!(la.shape, lb.shape);
@@ -172,7 +176,7 @@ where
 fn zip_rows<T, U, F>(a: &[T], la: &Layout, b: &[T], lb: &Layout, f: F) -> Vec<U>
 where
     T: Copy + Send + Sync,
-    U: Send,
+    U: Send + Copy,
     F: Fn(T, T) -> U + Sync,
 {
     let [la, lb] = coalesce([la, lb]);

@@ -73,7 +73,7 @@ pub(crate) fn batched_matmul<T: crate::Element>(
         return vec![T::zero(); len];
     }
     // Written in full below, so not zeroed first (a pass over the output).
-    let mut out: Vec<T> = Vec::with_capacity(len);
+    let mut out: Vec<T> = crate::memory::vec_with_capacity(len);
     let (a_rs, a_cs) = (la.strides[nd - 2], la.strides[nd - 1]);
     let (b_rs, b_cs) = (lb.strides[nd - 2], lb.strides[nd - 1]);
     let spare = &mut out.spare_capacity_mut()[..len];

@@ -72,7 +72,7 @@ where
     T: Copy + Send + Sync,
     F: Fn(T, T) -> T + Sync,
 {
-    let mut out = vec![init; src.len() / group];
+    let mut out = crate::memory::filled_vec(src.len() / group, init);
     let columns = |(acc, block): (&mut [T], &[T]), first: usize| {
         wide(
             #[inline(always)]

@@ -11,7 +11,7 @@ use super::{bind, panicking, same_dtype, Prim};
 use crate::dtype::{DType, Element, Int, Scalar};
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::{accumulate, zip};
-use crate::layout::{broadcast_shapes, Layout};
+use crate::layout::{broadcast_shapes, Dims, Layout};
 use crate::storage::{with_dtype, with_int, with_scalar, StorageElement};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
@@ -329,12 +329,35 @@ pub(crate) fn broadcast_pair(op: &'static str, a: &Tensor, b: &Tensor) -> Result
         }
         return Ok((a.layout().clone(), b.layout().clone()));
     }
+    if a.ndim() == 0 || b.ndim() == 0 {
+        return scalar_against(op, a, b);
+    }
     let shape = broadcast_shape(op, a.shape(), b.shape())?;
     crate::limits::check_alloc(op, &shape, a.dtype())?;
     Ok((
         a.layout().broadcast_to(&shape).unwrap(),
         b.layout().broadcast_to(&shape).unwrap(),
     ))
+}
+
+/// [`broadcast_pair`] when one operand is 0-d (a gradient scaling a
+/// tensor, a constant): the other's shape, with every stride of the 0-d
+/// side zero, without the general shape arithmetic.
+fn scalar_against(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(Layout, Layout)> {
+    let (scalar, other) = if a.ndim() == 0 { (a, b) } else { (b, a) };
+    if other.layout().contiguous_range().is_none() {
+        crate::limits::check_alloc(op, other.shape(), other.dtype())?;
+    }
+    let spread = Layout {
+        shape: Dims::from_slice(other.shape()),
+        strides: smallvec![0; other.ndim()],
+        offset: scalar.layout().offset,
+    };
+    Ok(if a.ndim() == 0 {
+        (spread, b.layout().clone())
+    } else {
+        (a.layout().clone(), spread)
+    })
 }
 
 /// The kernel of a binary op (its dtype rule has admitted the operands).
