@@ -42,6 +42,7 @@
 
 use crate::error::{Error, Result};
 use crate::interp::Interpreter;
+use crate::layout::Layout;
 use crate::ops::Prim;
 use crate::storage::FloatElement;
 use crate::tensor::{Tensor, TensorImpl};
@@ -55,8 +56,76 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub(crate) struct Dual {
     pub level: u32,
-    pub primal: Tensor,
-    pub tangent: Tensor,
+    parts: Parts,
+}
+
+#[derive(Clone)]
+enum Parts {
+    Tensors {
+        primal: Tensor,
+        tangent: Tensor,
+    },
+    /// What an op on numbers makes (see `DualInterpreter::on_numbers`): a
+    /// 0-d float value that carries nothing else (no node, no other level),
+    /// held in the handle's own buffer, and its tangent as a number (in
+    /// `f64`, exact for `f32`). One handle per op instead of three; the
+    /// tensors are made when something asks for them.
+    Number {
+        tangent: f64,
+    },
+}
+
+impl Dual {
+    pub(crate) fn new(level: u32, primal: Tensor, tangent: Tensor) -> Dual {
+        Dual {
+            level,
+            parts: Parts::Tensors { primal, tangent },
+        }
+    }
+
+    /// The tensor without this level: `of` is the handle carrying `self`.
+    pub(crate) fn primal(&self, of: &Tensor) -> Tensor {
+        match &self.parts {
+            Parts::Tensors { primal, .. } => primal.clone(),
+            Parts::Number { .. } => {
+                Tensor::from_parts(of.storage().clone(), Layout::scalar(), None)
+            }
+        }
+    }
+
+    /// The tangent at this level: `of` is the handle carrying `self`.
+    pub(crate) fn tangent(&self, of: &Tensor) -> Tensor {
+        match &self.parts {
+            Parts::Tensors { tangent, .. } => tangent.clone(),
+            Parts::Number { tangent } => Tensor::number(*tangent, of.dtype(), None),
+        }
+    }
+
+    /// The primal when it is a tensor of its own (a number's has no lower
+    /// level to carry).
+    fn lower(&self) -> Option<&Tensor> {
+        match &self.parts {
+            Parts::Tensors { primal, .. } => Some(primal),
+            Parts::Number { .. } => None,
+        }
+    }
+
+    /// The same, with a primal that gives up ownership of a leaf's gradient
+    /// slot (see [`Tensor::for_saving`]).
+    pub(crate) fn for_saving(&self) -> Dual {
+        match &self.parts {
+            Parts::Tensors { primal, tangent } => {
+                Dual::new(self.level, primal.for_saving(), tangent.clone())
+            }
+            Parts::Number { .. } => self.clone(),
+        }
+    }
+
+    /// The same, as tensors (for a handle that is about to carry more than
+    /// a number: a node). `of` is the handle carrying `self`.
+    pub(crate) fn as_tensors(&self, of: &Tensor) -> Dual {
+        Dual::new(self.level, self.primal(of), self.tangent(of))
+    }
 }
 
 /// One open level as an interpreter: it claims the ops on tensors carrying
@@ -68,7 +137,7 @@ struct DualInterpreter {
 
 impl Interpreter for DualInterpreter {
     fn claims(&self, inputs: &[&Tensor]) -> bool {
-        inputs.iter().any(|t| tangent_at(t, self.level).is_some())
+        inputs.iter().any(|t| carries(t, self.level))
     }
 
     fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
@@ -77,10 +146,8 @@ impl Interpreter for DualInterpreter {
         }
         let stripped: SmallVec<[Tensor; 3]> = inputs.iter().map(|t| strip(t, self.level)).collect();
         let refs: SmallVec<[&Tensor; 3]> = stripped.iter().collect();
-        let tangents: SmallVec<[Option<Tensor>; 3]> = inputs
-            .iter()
-            .map(|t| tangent_at(t, self.level).cloned())
-            .collect();
+        let tangents: SmallVec<[Option<Tensor>; 3]> =
+            inputs.iter().map(|t| tangent_at(t, self.level)).collect();
         if let Some(joint) = prim.value_and_tangent(&stripped, &tangents) {
             let (value, tangent) = joint?;
             return Ok(wrap(value, self.level, tangent));
@@ -119,8 +186,20 @@ impl DualInterpreter {
         let (value, tangent) = prim.jvp_numbers(args, tangents)?;
         #[cfg(test)]
         RAN_ON_NUMBERS.with(|c| c.set(c.get() + 1));
-        let (value, tangent) = (Tensor::from_element(value), Tensor::from_element(tangent));
-        Some(wrap(value, self.level, tangent))
+        let out = Tensor(Arc::new(TensorImpl {
+            storage: T::small(&[value]),
+            layout: Layout::scalar(),
+            node: None,
+            grad_slot: None,
+            batch: None,
+            dual: Some(Dual {
+                level: self.level,
+                parts: Parts::Number {
+                    tangent: tangent.f64(),
+                },
+            }),
+        }));
+        Some(out)
     }
 
     /// The number of a 0-d `t` of element type `T` and its tangent at this
@@ -131,8 +210,16 @@ impl DualInterpreter {
         };
         match &t.0.dual {
             None if plain(t) => Some((t.element::<T>(), None)),
-            Some(d) if d.level == self.level && plain(&d.primal) && plain(&d.tangent) => {
-                Some((d.primal.element::<T>(), Some(d.tangent.element::<T>())))
+            Some(d) if d.level != self.level => None,
+            Some(Dual {
+                parts: Parts::Number { tangent },
+                ..
+            }) if t.dtype() == T::DTYPE => Some((t.element::<T>(), Some(T::from_f64(*tangent)))),
+            Some(Dual {
+                parts: Parts::Tensors { primal, tangent },
+                ..
+            }) if plain(primal) && plain(tangent) => {
+                Some((primal.element::<T>(), Some(tangent.element::<T>())))
             }
             _ => None,
         }
@@ -206,7 +293,7 @@ impl DualLevel {
     /// assert!(level.unpack(&Tensor::scalar(5.0f64)).1.is_none()); // does not depend on x
     /// ```
     pub fn unpack(&self, t: &Tensor) -> (Tensor, Option<Tensor>) {
-        (strip(t, self.level), tangent_at(t, self.level).cloned())
+        (strip(t, self.level), tangent_at(t, self.level))
     }
 }
 
@@ -224,39 +311,50 @@ fn wrap(primal: Tensor, level: u32, tangent: Tensor) -> Tensor {
         node: primal.node().cloned(),
         grad_slot: primal.0.grad_slot.clone(),
         batch: None,
-        dual: Some(Dual {
-            level,
-            primal: primal.clone(),
-            tangent,
-        }),
+        dual: Some(Dual::new(level, primal.clone(), tangent)),
     }));
     crate::interp::same_value(&primal, &out);
     out
 }
 
 /// The tangent `t` carries at `level`, if any.
-pub(crate) fn tangent_at(t: &Tensor, level: u32) -> Option<&Tensor> {
+pub(crate) fn tangent_at(t: &Tensor, level: u32) -> Option<Tensor> {
     let mut cur = t;
     while let Some(d) = &cur.0.dual {
         if d.level == level {
-            return Some(&d.tangent);
+            return Some(d.tangent(cur));
         }
-        cur = &d.primal;
+        cur = d.lower()?;
     }
     None
+}
+
+/// Whether `t` carries a tangent at `level` (without making it).
+fn carries(t: &Tensor, level: u32) -> bool {
+    let mut cur = t;
+    while let Some(d) = &cur.0.dual {
+        if d.level == level {
+            return true;
+        }
+        match d.lower() {
+            Some(lower) => cur = lower,
+            None => return false,
+        }
+    }
+    false
 }
 
 /// `t` without its tangent at `level` (cheap when `level` is its highest).
 pub(crate) fn strip(t: &Tensor, level: u32) -> Tensor {
     match &t.0.dual {
         None => t.clone(),
-        Some(d) if d.level == level => d.primal.clone(),
-        Some(d) => {
-            if tangent_at(&d.primal, level).is_none() {
-                return t.clone();
+        Some(d) if d.level == level => d.primal(t),
+        Some(d) => match d.lower() {
+            Some(lower) if carries(lower, level) => {
+                wrap(strip(lower, level), d.level, d.tangent(t))
             }
-            wrap(strip(&d.primal, level), d.level, d.tangent.clone())
-        }
+            _ => t.clone(),
+        },
     }
 }
 
@@ -267,7 +365,10 @@ pub(crate) fn has_tangent(t: &Tensor) -> bool {
         if is_active(d.level) {
             return true;
         }
-        cur = &d.primal;
+        match d.lower() {
+            Some(lower) => cur = lower,
+            None => return false,
+        }
     }
     false
 }
@@ -276,7 +377,7 @@ pub(crate) fn has_tangent(t: &Tensor) -> bool {
 /// same tangent).
 pub(crate) fn map_primal(t: &Tensor, f: impl FnOnce(&Tensor) -> Tensor) -> Tensor {
     let d = t.0.dual.as_ref().expect("a dual tensor");
-    wrap(f(&d.primal), d.level, d.tangent.clone())
+    wrap(f(&d.primal(t)), d.level, d.tangent(t))
 }
 
 #[cfg(test)]
@@ -313,5 +414,51 @@ mod tests {
         let inner = DualLevel::new();
         assert_eq!(ran_on_numbers(|| drop(xd.sin())), 0);
         drop(inner);
+    }
+
+    /// A value made on numbers (one handle holding the value and the
+    /// tangent as a number) reads the same as one made by the tensor rules
+    /// wherever it goes next: unpacked, under a second level, inside
+    /// derivatives of either mode over the other.
+    #[test]
+    fn values_made_on_numbers_read_as_tensor_duals() {
+        let (x0, sx, cx) = (0.5f64, 0.5f64.sin(), 0.5f64.cos());
+        let level = DualLevel::new();
+        let x = level
+            .make_dual(&Tensor::scalar(x0), &Tensor::scalar(1.0f64))
+            .unwrap();
+        let y = x.sin() * &x; // on numbers: y = x sin x, y' = sin x + x cos x
+        let (dy, y_value) = (sx + x0 * cx, sx * x0);
+        assert!(matches!(
+            y.0.dual.as_ref().map(|d| &d.parts),
+            Some(Parts::Number { .. })
+        ));
+        let (v, t) = level.unpack(&y);
+        assert_eq!((v.item(), t.unwrap().item()), (y_value, dy));
+        assert!(!v.has_layer());
+
+        // Under a second level: the tensor rules, both tangents carried.
+        let inner = DualLevel::new();
+        let z = inner.make_dual(&y, &Tensor::scalar(2.0f64)).unwrap();
+        let w = &z * &z;
+        let (w_outer, w_inner) = inner.unpack(&w);
+        assert_eq!(w_inner.unwrap().item(), 2.0 * y_value * 2.0);
+        drop(inner);
+        let (w_value, w_dot) = level.unpack(&w_outer);
+        assert_eq!(w_value.item(), y_value * y_value);
+        assert!((w_dot.unwrap().item() - 2.0 * y_value * dy).abs() < 1e-15);
+
+        drop(level);
+
+        // Forward over reverse and reverse over forward on 0-d values:
+        // (x sin x)'' = 2 cos x − x sin x.
+        let f = |t: &Tensor| t.sin() * t;
+        let second = 2.0 * cx - x0 * sx;
+        let at = Tensor::scalar(x0);
+        let one = Tensor::scalar(1.0f64);
+        let fwd_rev = crate::func::jvp(|t| crate::func::grad(f, t).unwrap(), &at, &one).unwrap();
+        let rev_fwd = crate::func::grad(|t| crate::func::jvp(f, t, &one).unwrap().1, &at).unwrap();
+        assert!((fwd_rev.1.item() - second).abs() < 1e-14);
+        assert!((rev_fwd.item() - second).abs() < 1e-14);
     }
 }

@@ -107,7 +107,7 @@ impl Tensor {
             storage: self.0.storage.clone(),
             layout: self.0.layout.clone(),
             node: Some(node),
-            dual: self.0.dual.clone(),
+            dual: self.0.dual.as_ref().map(|d| d.as_tensors(&self)),
             grad_slot: None,
             batch: self.0.batch.clone(),
         }));
@@ -177,11 +177,7 @@ impl Tensor {
             storage: self.0.storage.clone(),
             layout: self.0.layout.clone(),
             node: self.0.node.clone(),
-            dual: self.0.dual.as_ref().map(|d| crate::forward::Dual {
-                level: d.level,
-                primal: d.primal.for_saving(),
-                tangent: d.tangent.clone(),
-            }),
+            dual: self.0.dual.as_ref().map(|d| d.for_saving()),
             grad_slot: None,
             batch: self.0.batch.clone(),
         }));
