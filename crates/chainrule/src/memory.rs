@@ -20,8 +20,9 @@ use std::cell::RefCell;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Below this, the allocator's own size classes are as fast as a cache.
-pub(crate) const MIN_BYTES: usize = 64 << 10;
+/// The smallest buffer the cache keeps, in bytes: below it the allocator's
+/// own size classes are as fast as a cache.
+pub const MIN_BYTES: usize = 64 << 10;
 
 /// At most this many bytes wait in one thread's cache, unless
 /// [`set_cache_limit`] changes it.
