@@ -13,6 +13,12 @@
 //! freed for real), and [`empty_cache`] hands everything back.
 //! Buffers are only ever reused whole, by a tensor whose kernel writes every
 //! element, so no value of an earlier tensor can be read through one.
+//!
+//! Written here rather than taken from a crate: `vecpool` hands back any
+//! buffer at least as large as asked and keeps no byte limit, and
+//! `zeropool` pools byte buffers in power-of-two classes (up to twice the
+//! memory for a typed buffer); a step reuses exact sizes, so exact keys
+//! waste nothing.
 
 use rustc_hash::FxHashMap;
 use std::alloc::Layout;
