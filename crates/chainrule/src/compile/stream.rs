@@ -14,6 +14,7 @@
 //! rest of the graph (the loss `Σ r²`, say) reads them as it would have.
 
 use crate::graph::{GOp, Graph, NodeId};
+use crate::kernels::matmul::{dot, madd};
 use crate::ops::{BinaryOp, Prim, UnaryOp};
 use crate::storage::{with_dtype, FloatElement, StorageElement};
 use crate::Tensor;
@@ -202,35 +203,6 @@ impl<T: crate::Element> Pass<'_, T> {
             axpy::<T, FMA>(cols[self.r][i], row, q);
         }
     }
-}
-
-/// Independent partial sums: enough for the vector units to overlap.
-const LANES: usize = 16;
-
-#[inline(always)]
-fn madd<T: crate::Element, const FMA: bool>(a: T, b: T, acc: T) -> T {
-    if FMA {
-        a.mul_add(b, acc)
-    } else {
-        acc + a * b
-    }
-}
-
-#[inline(always)]
-fn dot<T: crate::Element, const FMA: bool>(a: &[T], b: &[T]) -> T {
-    let mut acc = [T::zero(); LANES];
-    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
-    let tail: T = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .fold(T::zero(), |s, (&x, &y)| madd::<T, FMA>(x, y, s));
-    for (xa, xb) in ca.zip(cb) {
-        for l in 0..LANES {
-            acc[l] = madd::<T, FMA>(xa[l], xb[l], acc[l]);
-        }
-    }
-    acc.iter().fold(tail, |s, &v| s + v)
 }
 
 #[inline(always)]

@@ -250,6 +250,39 @@ unsafe fn gemm_block<T: crate::Element>(
     }
 }
 
+/// Independent partial sums of [`dot`]: enough for the vector units to
+/// overlap (one sum would make each addition wait for the last).
+const DOT_LANES: usize = 16;
+
+/// `a·b + acc`, fused (one rounding) when `FMA`.
+#[inline(always)]
+pub(crate) fn madd<T: crate::Element, const FMA: bool>(a: T, b: T, acc: T) -> T {
+    if FMA {
+        a.mul_add(b, acc)
+    } else {
+        acc + a * b
+    }
+}
+
+/// `<a, b>` of two slices of one length, in [`DOT_LANES`] running sums:
+/// the one dot product of the eager matmul and the compiled streams.
+#[inline(always)]
+pub(crate) fn dot<T: crate::Element, const FMA: bool>(a: &[T], b: &[T]) -> T {
+    let mut acc = [T::zero(); DOT_LANES];
+    let (ca, cb) = (a.chunks_exact(DOT_LANES), b.chunks_exact(DOT_LANES));
+    let tail: T = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .fold(T::zero(), |s, (&x, &y)| madd::<T, FMA>(x, y, s));
+    for (xa, xb) in ca.zip(cb) {
+        for l in 0..DOT_LANES {
+            acc[l] = madd::<T, FMA>(xa[l], xb[l], acc[l]);
+        }
+    }
+    acc.iter().fold(tail, |s, &v| s + v)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

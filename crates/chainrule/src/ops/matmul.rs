@@ -44,38 +44,11 @@ pub(crate) fn dot_value(a: &Tensor, b: &Tensor) -> f64 {
         let (x, y) = (a.buffer::<T>(), b.buffer::<T>());
         let (lx, ly) = (a.layout(), b.layout());
         let v: T = match (lx.contiguous_range(), ly.contiguous_range()) {
-            (Some(rx), Some(ry)) => contiguous_dot(&x[rx], &y[ry]),
+            (Some(rx), Some(ry)) => crate::kernels::matmul::dot::<T, false>(&x[rx], &y[ry]),
             _ => lx.offsets().zip(ly.offsets()).map(|(i, j)| x[i] * y[j]).sum(),
         };
         crate::dtype::Element::f64(v)
     })
-}
-
-/// `<x, y>` in eight running sums, added pairwise at the end: one sum
-/// would make each addition wait for the last (a chain as long as the
-/// vectors), eight are independent and vectorize.
-fn contiguous_dot<T: crate::Element>(x: &[T], y: &[T]) -> T {
-    const LANES: usize = 8;
-    let mut acc = [T::zero(); LANES];
-    let (xs, ys) = (x.chunks_exact(LANES), y.chunks_exact(LANES));
-    let tail: T = xs
-        .remainder()
-        .iter()
-        .zip(ys.remainder())
-        .map(|(&p, &q)| p * q)
-        .sum();
-    for (cx, cy) in xs.zip(ys) {
-        for k in 0..LANES {
-            acc[k] = acc[k] + cx[k] * cy[k];
-        }
-    }
-    let quads = [
-        acc[0] + acc[4],
-        acc[1] + acc[5],
-        acc[2] + acc[6],
-        acc[3] + acc[7],
-    ];
-    (quads[0] + quads[2]) + (quads[1] + quads[3]) + tail
 }
 
 fn matmul(a: &Tensor, b: &Tensor) -> Result<Tensor> {
