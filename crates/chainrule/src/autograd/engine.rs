@@ -458,8 +458,6 @@ fn seed(t: &Tensor, g: &Option<Tensor>) -> Result<Tensor> {
             ),
         }),
         Some(g) => Ok(g.clone()),
-        // A 0-d one is held in place: no buffer to allocate.
-        None if t.ndim() == 0 => Ok(Tensor::number(1.0, t.dtype(), None)),
         None if t.numel() == 1 => Ok(t.ones_like()),
         None => Err(Error::Backward {
             msg: format!(
