@@ -308,7 +308,7 @@ fn wrap(primal: Tensor, level: u32, tangent: Tensor) -> Tensor {
     let out = Tensor(Arc::new(TensorImpl {
         storage: primal.storage().clone(),
         layout: primal.layout().clone(),
-        node: primal.node().cloned(),
+        node: primal.link().cloned(),
         grad_slot: primal.0.grad_slot.clone(),
         batch: None,
         dual: Some(Dual::new(level, primal.clone(), tangent)),

@@ -30,7 +30,8 @@ pub struct Tensor(pub(crate) Arc<TensorImpl>);
 pub(crate) struct TensorImpl {
     pub storage: Storage,
     pub layout: Layout,
-    pub node: Option<Arc<Node>>,
+    /// Where this value sits in the reverse-mode graph, if it is tracked.
+    pub node: Option<node::Link>,
     /// Forward mode: this tensor's tangent at one level, and the tensor without
     /// it (see [`crate::forward`]).
     pub dual: Option<crate::forward::Dual>,
@@ -45,14 +46,14 @@ pub(crate) struct TensorImpl {
 
 impl Drop for TensorImpl {
     fn drop(&mut self) {
-        if let Some(n) = self.node.take() {
-            node::release(n);
+        if let Some(link) = self.node.take() {
+            node::release(link.node);
         }
     }
 }
 
 impl Tensor {
-    pub(crate) fn from_parts(storage: Storage, layout: Layout, node: Option<Arc<Node>>) -> Tensor {
+    pub(crate) fn from_parts(storage: Storage, layout: Layout, node: Option<node::Link>) -> Tensor {
         Tensor(Arc::new(TensorImpl {
             storage,
             layout,
@@ -69,7 +70,7 @@ impl Tensor {
         Tensor(Arc::new(TensorImpl {
             storage,
             layout,
-            node: Some(node),
+            node: Some(node::Link::of(node)),
             dual: None,
             grad_slot: Some(slot),
             batch: None,
@@ -87,7 +88,7 @@ impl Tensor {
         let leaf = Tensor(Arc::new(TensorImpl {
             storage: self.0.storage.clone(),
             layout: self.0.layout.clone(),
-            node: Some(node),
+            node: Some(node::Link::of(node)),
             dual: None,
             grad_slot: Some(slot),
             batch: self.0.batch.clone(),
@@ -96,9 +97,9 @@ impl Tensor {
         leaf
     }
 
-    /// This tensor with `node` as its reverse-mode node (in place when no
-    /// one else holds the handle).
-    pub(crate) fn with_node(mut self, node: Arc<Node>) -> Tensor {
+    /// This tensor with `node` as its place in the reverse-mode graph (in
+    /// place when no one else holds the handle).
+    pub(crate) fn with_node(mut self, node: node::Link) -> Tensor {
         if let Some(inner) = node::sole_mut(&mut self.0) {
             inner.node = Some(node);
             return self;
@@ -115,9 +116,9 @@ impl Tensor {
         out
     }
 
-    /// A new handle on this value whose node is `node` (below the tangents
-    /// it carries, which then share it).
-    pub(crate) fn relabeled(&self, node: Arc<Node>) -> Tensor {
+    /// A new handle on this value whose place in the graph is `node` (below
+    /// the tangents it carries, which then share it).
+    pub(crate) fn relabeled(&self, node: node::Link) -> Tensor {
         if self.0.dual.is_some() {
             return crate::forward::map_primal(self, |p| p.relabeled(node));
         }
@@ -197,8 +198,8 @@ impl Tensor {
     }
 
     /// A 0-d tensor of `dtype` holding `v` (exact for a value read from
-    /// that dtype), with `node` as its node.
-    pub(crate) fn number(v: f64, dtype: DType, node: Option<Arc<Node>>) -> Tensor {
+    /// that dtype), with `node` as its place in the graph.
+    pub(crate) fn number(v: f64, dtype: DType, node: Option<node::Link>) -> Tensor {
         Tensor::from_parts(Storage::number(v, dtype), Layout::scalar(), node)
     }
 
@@ -223,6 +224,11 @@ impl Tensor {
     }
 
     pub(crate) fn node(&self) -> Option<&Arc<Node>> {
+        self.0.node.as_ref().map(|l| &l.node)
+    }
+
+    /// Where this value sits in the reverse-mode graph, if it is tracked.
+    pub(crate) fn link(&self) -> Option<&node::Link> {
         self.0.node.as_ref()
     }
 
@@ -951,7 +957,7 @@ impl Tensor {
     /// assert_eq!(Tensor::from_vec(vec![1.0f64], &[1]).op_name(), None);
     /// ```
     pub fn op_name(&self) -> Option<&'static str> {
-        self.node().map(|n| n.name())
+        self.link().map(|l| l.node.name(l.at))
     }
 }
 

@@ -1,8 +1,11 @@
 //! The backward pass: one visit per node, in reverse topological order, with
 //! an explicit stack (no recursion), so graphs of millions of nodes are fine.
 
+mod sweep;
+
 use super::lane::{self, Grad};
-use super::node::{Node, NodeKind, OpNode};
+use super::node::{Link, Node, NodeKind, OpNode};
+use super::segment::Entry;
 use super::GradModeGuard;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -40,11 +43,23 @@ pub struct BackwardStats {
     pub rules_on_numbers: usize,
 }
 
-fn edges_of(n: &Node) -> &[Option<Arc<Node>>] {
+/// The `pos`-th input of a node: `Some(None)` for one that carries no
+/// gradient (a pruned edge; a segment's op entry), `None` past the last.
+/// A segment's inputs are its imports.
+fn child(n: &Node, pos: usize) -> Option<Option<&Node>> {
     match &n.kind {
-        NodeKind::Op(op) => &op.edges,
-        NodeKind::Leaf { .. } => &[],
+        NodeKind::Op(op) => op.edges.get(pos).map(|e| e.as_ref().map(|l| &*l.node)),
+        NodeKind::Segment(seg) => (pos < seg.len()).then(|| match seg.entry(pos as u32) {
+            Entry::Import { link, .. } => Some(&*link.node),
+            Entry::Op { .. } => None,
+        }),
+        NodeKind::Leaf { .. } => None,
     }
+}
+
+/// The nodes `n` reads (see [`child`]).
+fn children(n: &Node) -> impl Iterator<Item = &Node> {
+    (0..).map_while(move |pos| child(n, pos)).flatten()
 }
 
 /// A node borrowed for the length of a pass: everything reachable stays
@@ -126,23 +141,22 @@ impl Pruning {
         // Post-order, with an explicit stack: a node is decided after its inputs.
         let mut stack: Vec<(&Node, usize)> = Vec::new();
         for root in roots {
-            if root.depth < floor || !self.first_sight(root) {
+            if root.depth() < floor || !self.first_sight(root) {
                 continue;
             }
             stack.push((root, 0));
             while let Some((node, pos)) = stack.last_mut() {
-                if let Some(edge) = edges_of(node).get(*pos) {
+                if let Some(edge) = child(node, *pos) {
                     *pos += 1;
-                    if let Some(child) = edge.as_deref() {
-                        if child.depth >= floor && self.first_sight(child) {
+                    if let Some(child) = edge {
+                        if child.depth() >= floor && self.first_sight(child) {
                             stack.push((child, 0));
                         }
                     }
                     continue;
                 }
                 let (node, _) = stack.pop().unwrap();
-                let leads = targets.contains(node)
-                    || edges_of(node).iter().flatten().any(|c| self.useful(c));
+                let leads = targets.contains(node) || children(node).any(|c| self.useful(c));
                 if leads {
                     self.set_useful(node);
                 }
@@ -158,11 +172,23 @@ fn accumulate(slot: &mut Option<Tensor>, g: Tensor) {
     });
 }
 
-fn accumulate_grad(slot: &mut Option<Grad>, g: Grad) {
-    *slot = Some(match slot.take() {
-        None => g,
-        Some(existing) => existing.add(g),
-    });
+/// The gradients waiting at a node: its own, or, for a segment, those of
+/// its values (summed by its sweep).
+enum Pending {
+    Grad(Grad),
+    Seeds(SmallVec<[(u32, Grad); 2]>),
+}
+
+impl Pending {
+    fn add(self, at: u32, g: Grad) -> Pending {
+        match self {
+            Pending::Grad(existing) => Pending::Grad(existing.add(g)),
+            Pending::Seeds(mut seeds) => {
+                seeds.push((at, g));
+                Pending::Seeds(seeds)
+            }
+        }
+    }
 }
 
 /// The nodes given a gradient and not yet visited, deepest first: a node
@@ -179,7 +205,7 @@ struct Frontier {
     /// (depth, arrival, node, slot): deepest, then earliest reached, first.
     order: BinaryHeap<(u64, Reverse<u64>, usize, u32)>,
     arrivals: u64,
-    grads: Vec<Option<Grad>>,
+    grads: Vec<Option<Pending>>,
     free: Vec<u32>,
     /// This pass's number when it alone may mark nodes.
     exclusive: Option<u64>,
@@ -190,12 +216,16 @@ struct Frontier {
 /// The frontier's initial capacity (see [`Frontier::new`]).
 const FRONTIER_ROOM: usize = 8;
 
-/// The nodes whose gradients a pass returns, each with the positions in
-/// the caller's list it fills: a short list scanned in place for the few
-/// targets a call names (no hashing per visited node), a table for many.
+/// The values whose gradients a pass returns (a node, and the entry for a
+/// segment's value), each with the positions in the caller's list it
+/// fills: a short list scanned in place for the few targets a call names
+/// (no hashing per visited node), a table for many.
 enum Targets {
-    Few(SmallVec<[(NodePtr, usize); 4]>),
-    Many(FxHashMap<NodePtr, SmallVec<[usize; 1]>>),
+    Few(SmallVec<[(NodePtr, u32, usize); 4]>),
+    Many {
+        at: FxHashMap<(NodePtr, u32), SmallVec<[usize; 1]>>,
+        nodes: FxHashSet<NodePtr>,
+    },
 }
 
 impl Targets {
@@ -203,38 +233,61 @@ impl Targets {
     const SCAN_MAX: usize = 16;
 
     fn new(targets: &[&Tensor]) -> Targets {
-        let nodes = targets
+        let links = targets
             .iter()
             .enumerate()
-            .filter_map(|(k, t)| t.node().map(|n| (Arc::as_ptr(n), k)));
+            .filter_map(|(k, t)| t.link().map(|l| (Arc::as_ptr(&l.node), l.at, k)));
         if targets.len() <= Self::SCAN_MAX {
-            return Targets::Few(nodes.collect());
+            return Targets::Few(links.collect());
         }
-        let mut map: FxHashMap<NodePtr, SmallVec<[usize; 1]>> = FxHashMap::default();
-        map.reserve(targets.len());
-        for (n, k) in nodes {
-            map.entry(n).or_default().push(k);
+        let mut at: FxHashMap<(NodePtr, u32), SmallVec<[usize; 1]>> = FxHashMap::default();
+        at.reserve(targets.len());
+        for (n, i, k) in links {
+            at.entry((n, i)).or_default().push(k);
         }
-        Targets::Many(map)
+        let nodes = at.keys().map(|&(n, _)| n).collect();
+        Targets::Many { at, nodes }
     }
 
+    /// Whether a target is `node` or one of its values.
     fn contains(&self, node: &Node) -> bool {
         let node = node as NodePtr;
         match self {
-            Targets::Few(list) => list.iter().any(|&(n, _)| n == node),
-            Targets::Many(map) => map.contains_key(&node),
+            Targets::Few(list) => list.iter().any(|&(n, _, _)| n == node),
+            Targets::Many { nodes, .. } => nodes.contains(&node),
         }
     }
 
-    /// Calls `f` with each position `node` fills.
-    fn each_index(&self, node: &Node, mut f: impl FnMut(usize)) {
+    /// Calls `f` with each position the value at `at` of `node` fills.
+    fn each_index(&self, node: &Node, at: u32, mut f: impl FnMut(usize)) {
         let node = node as NodePtr;
         match self {
             Targets::Few(list) => list
                 .iter()
+                .filter(|&&(n, i, _)| n == node && i == at)
+                .for_each(|&(_, _, k)| f(k)),
+            Targets::Many { at: map, .. } => map
+                .get(&(node, at))
+                .into_iter()
+                .flatten()
+                .for_each(|&k| f(k)),
+        }
+    }
+
+    /// The entries of `node` that are targets (for a segment's sweep).
+    fn entries_of(&self, node: &Node) -> SmallVec<[u32; 4]> {
+        let node = node as NodePtr;
+        match self {
+            Targets::Few(list) => list
+                .iter()
+                .filter(|&&(n, _, _)| n == node)
+                .map(|&(_, i, _)| i)
+                .collect(),
+            Targets::Many { at, .. } => at
+                .keys()
                 .filter(|&&(n, _)| n == node)
-                .for_each(|&(_, k)| f(k)),
-            Targets::Many(map) => map.get(&node).into_iter().flatten().for_each(|&k| f(k)),
+                .map(|&(_, i)| i)
+                .collect(),
         }
     }
 
@@ -242,8 +295,8 @@ impl Targets {
     fn min_depth(&self) -> Option<u64> {
         // SAFETY (each `*n`): see `NodePtr`.
         match self {
-            Targets::Few(list) => list.iter().map(|&(n, _)| unsafe { &*n }.depth).min(),
-            Targets::Many(map) => map.keys().map(|&n| unsafe { &*n }.depth).min(),
+            Targets::Few(list) => list.iter().map(|&(n, _, _)| unsafe { &*n }.depth()).min(),
+            Targets::Many { nodes, .. } => nodes.iter().map(|&n| unsafe { &*n }.depth()).min(),
         }
     }
 }
@@ -298,18 +351,27 @@ impl Frontier {
         }
     }
 
-    fn give(&mut self, node: &Node, g: Grad) {
+    /// Gives the value at `link` the gradient `g` (summed with any it has).
+    fn give(&mut self, link: &Link, g: Grad) {
+        let node: &Node = &link.node;
         if let Some(slot) = self.slot(node) {
-            accumulate_grad(&mut self.grads[slot as usize], g);
+            let pending = self.grads[slot as usize]
+                .take()
+                .expect("a queued slot holds");
+            self.grads[slot as usize] = Some(pending.add(link.at, g));
             return;
         }
+        let pending = match node.kind {
+            NodeKind::Segment(_) => Pending::Seeds(smallvec::smallvec![(link.at, g)]),
+            _ => Pending::Grad(g),
+        };
         let slot = match self.free.pop() {
             Some(slot) => {
-                self.grads[slot as usize] = Some(g);
+                self.grads[slot as usize] = Some(pending);
                 slot
             }
             None => {
-                self.grads.push(Some(g));
+                self.grads.push(Some(pending));
                 (self.grads.len() - 1) as u32
             }
         };
@@ -322,10 +384,10 @@ impl Frontier {
         self.arrivals += 1;
         let arrival = Reverse(self.arrivals);
         self.order
-            .push((node.depth, arrival, node as NodePtr as usize, slot));
+            .push((node.depth(), arrival, node as NodePtr as usize, slot));
     }
 
-    fn next(&mut self) -> Option<(NodePtr, Grad)> {
+    fn next(&mut self) -> Option<(NodePtr, Pending)> {
         let (_, _, ptr, slot) = self.order.pop()?;
         let node = ptr as NodePtr;
         match self.exclusive {
@@ -353,46 +415,100 @@ pub(crate) fn run(
     retain_graph: bool,
     create_graph: bool,
 ) -> Result<(BackwardStats, Vec<Tensor>)> {
-    let retain_graph = retain_graph || create_graph;
-    let mut root_nodes = Vec::with_capacity(roots.len());
+    let mut root_links = Vec::with_capacity(roots.len());
     let mut seeds = Vec::with_capacity(roots.len());
     for (t, g) in roots {
-        root_nodes.push(t.node().ok_or_else(not_differentiable)?.clone());
+        let link = t.link().ok_or_else(not_differentiable)?;
+        // A segment being swept takes no deeper import (see `Segment::seal`).
+        link.node.sealed_depth();
+        root_links.push(link.clone());
         seeds.push(seed(t, g)?);
     }
-    let mut frontier = Frontier::new();
+    let frontier = Frontier::new();
     // With targets, only the branches leading to one are visited.
     let target_of = Targets::new(targets.unwrap_or(&[]));
     let pruning = (targets.is_some() && prune).then(|| {
+        let roots: Vec<Arc<Node>> = root_links.iter().map(|l| l.node.clone()).collect();
         let mut pruning = Pruning::new(frontier.exclusive.is_some());
-        pruning.search(&root_nodes, &target_of);
+        pruning.search(&roots, &target_of);
         pruning
     });
-    let wanted = |n: &Node| pruning.as_ref().is_none_or(|p| p.useful(n));
-
-    for (node, seed) in root_nodes.iter().zip(seeds) {
-        if wanted(node) {
-            frontier.give(node, Grad::Tensor(seed));
+    let mut pass = Pass {
+        frontier,
+        targets: &target_of,
+        pruning,
+        results: targets.map(|t| vec![None; t.len()]),
+        stats: BackwardStats::default(),
+        retain_graph: retain_graph || create_graph,
+        create_graph,
+        // Rules on 0-d values run on numbers where nothing could tell (see `lane`).
+        lane: !create_graph && !crate::interp::levels_open(),
+    };
+    for (link, seed) in root_links.iter().zip(seeds) {
+        if pass.wanted(&link.node) {
+            pass.frontier.give(link, Grad::Tensor(seed));
         }
     }
-    let mut results: Vec<Option<Tensor>> = vec![None; targets.map_or(0, |t| t.len())];
     let _mode = GradModeGuard::new(create_graph);
-    // Rules on 0-d values run on numbers where nothing could tell (see `lane`).
-    let lane = !create_graph && !crate::interp::levels_open();
-    let mut stats = BackwardStats::default();
-    while let Some((node, g)) = frontier.next() {
+    while let Some((node, pending)) = pass.frontier.next() {
         // SAFETY: see `NodePtr`.
         let node: &Node = unsafe { &*node };
-        stats.nodes_reached += 1;
-        target_of.each_index(node, |k| results[k] = Some(g.clone().into_tensor()));
+        match (pending, &node.kind) {
+            (Pending::Seeds(seeds), NodeKind::Segment(seg)) => pass.sweep(node, seg, seeds)?,
+            (Pending::Grad(g), _) => pass.visit(node, g)?,
+            (Pending::Seeds(_), _) => unreachable!("seeds wait only at segments"),
+        }
+    }
+    let results = match (targets, pass.results) {
+        (Some(ts), Some(results)) => results
+            .into_iter()
+            .zip(ts)
+            .map(|(r, t)| r.unwrap_or_else(|| t.zeros_like()))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Ok((pass.stats, results))
+}
+
+/// One backward pass under way.
+struct Pass<'a> {
+    frontier: Frontier,
+    targets: &'a Targets,
+    pruning: Option<Pruning>,
+    /// With targets: the gradients found so far (no `.grad` is touched).
+    results: Option<Vec<Option<Tensor>>>,
+    stats: BackwardStats,
+    retain_graph: bool,
+    create_graph: bool,
+    lane: bool,
+}
+
+impl Pass<'_> {
+    fn wanted(&self, n: &Node) -> bool {
+        self.pruning.as_ref().is_none_or(|p| p.useful(n))
+    }
+
+    /// Records `g` as the gradient of each target that is the value at
+    /// `at` of `node`.
+    fn found(&mut self, node: &Node, at: u32, g: impl Fn() -> Tensor) {
+        if let Some(results) = &mut self.results {
+            self.targets
+                .each_index(node, at, |k| results[k] = Some(g()));
+        }
+    }
+
+    /// Visits a leaf or an op's node with its complete gradient `g`.
+    fn visit(&mut self, node: &Node, g: Grad) -> Result<()> {
+        self.stats.nodes_reached += 1;
+        self.found(node, 0, || g.clone().into_tensor());
         match &node.kind {
             NodeKind::Leaf { .. } => {
                 // A leaf whose handles are all gone has no one to read its gradient.
-                let slot = node.grad_slot().filter(|_| targets.is_none());
+                let slot = node.grad_slot().filter(|_| self.results.is_none());
                 if let Some(slot) = slot {
                     let mut slot = slot.lock().unwrap();
                     let g = g.into_tensor();
-                    let g = if create_graph { g } else { g.detach() };
+                    let g = if self.create_graph { g } else { g.detach() };
                     accumulate(&mut slot, g);
                 }
             }
@@ -400,40 +516,35 @@ pub(crate) fn run(
                 let needs: SmallVec<[bool; 4]> = op
                     .edges
                     .iter()
-                    .map(|e| e.as_deref().is_some_and(wanted))
+                    .map(|e| e.as_ref().is_some_and(|l| self.wanted(&l.node)))
                     .collect();
                 if !needs.contains(&true) {
-                    continue;
+                    return Ok(());
                 }
-                stats.rules_run += 1;
-                let on_numbers = lane.then(|| lane::rule(op, &g, &needs, retain_graph));
+                self.stats.rules_run += 1;
+                let on_numbers = self
+                    .lane
+                    .then(|| lane::rule(op, &g, &needs, self.retain_graph));
                 let input_grads = match on_numbers.flatten() {
                     Some(grads) => {
-                        stats.rules_on_numbers += 1;
+                        self.stats.rules_on_numbers += 1;
                         grads?
                     }
-                    None => run_rule(node, op, &g.into_tensor(), &needs, retain_graph)?
+                    None => run_rule(node, op, &g.into_tensor(), &needs, self.retain_graph)?
                         .into_iter()
                         .map(|gi| gi.map(Grad::Tensor))
                         .collect(),
                 };
                 for ((edge, gi), need) in op.edges.iter().zip(input_grads).zip(&needs) {
                     if let (Some(child), Some(gi), true) = (edge, gi, need) {
-                        frontier.give(child, gi);
+                        self.frontier.give(child, gi);
                     }
                 }
             }
+            NodeKind::Segment(_) => unreachable!("a segment is swept"),
         }
+        Ok(())
     }
-    let results = match targets {
-        Some(ts) => results
-            .into_iter()
-            .zip(ts)
-            .map(|(r, t)| r.unwrap_or_else(|| t.zeros_like()))
-            .collect(),
-        None => Vec::new(),
-    };
-    Ok((stats, results))
 }
 
 fn not_differentiable() -> Error {
@@ -499,10 +610,10 @@ fn run_rule(
                     let ptr = node as *const Node;
                     // SAFETY: every node lives in an `Arc` (see `attach_node`) that is
                     // alive here; this takes one more reference to it.
-                    unsafe {
+                    Link::of(unsafe {
                         Arc::increment_strong_count(ptr);
                         Arc::from_raw(ptr)
-                    }
+                    })
                 }),
             )
         });
@@ -549,22 +660,24 @@ pub(crate) fn depends_on_other_leaves(root: &Tensor, inputs: &[Tensor]) -> bool 
     };
     let running = Running::start();
     let mut seen = Pruning::new(running.alone);
+    // The walk stops at the inputs (at a segment's value it goes on, into
+    // all of the segment: it then may answer yes where it could say no).
     for input in inputs.iter().filter_map(Tensor::node) {
-        seen.first_sight(input); // the walk stops at the inputs
+        if !matches!(input.kind, NodeKind::Segment(_)) {
+            seen.first_sight(input);
+        }
     }
     let mut stack: Vec<&Node> = vec![root];
     while let Some(node) = stack.pop() {
         if !seen.first_sight(node) {
             continue;
         }
-        match &node.kind {
-            NodeKind::Leaf { .. } => {
-                if node.grad_slot().is_some() {
-                    return true;
-                }
+        if let NodeKind::Leaf { .. } = node.kind {
+            if node.grad_slot().is_some() {
+                return true;
             }
-            NodeKind::Op(op) => stack.extend(op.edges.iter().flatten().map(|e| &**e)),
         }
+        stack.extend(children(node));
     }
     false
 }

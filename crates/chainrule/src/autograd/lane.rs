@@ -55,6 +55,20 @@ fn number<T: StorageElement>(t: &Tensor) -> Option<T> {
     (t.ndim() == 0 && t.dtype() == T::DTYPE && !t.has_layer()).then(|| t.element::<T>())
 }
 
+/// The number of a gradient on numbers, or of a plain 0-d float tensor
+/// (`f64`, exact for `f32`).
+pub(crate) fn number_of(g: &Grad) -> Option<f64> {
+    match g {
+        Grad::F32(v) => Some(*v as f64),
+        Grad::F64(v) => Some(*v),
+        Grad::Tensor(t) => match t.dtype() {
+            DType::F32 => number::<f32>(t).map(f64::from),
+            DType::F64 => number::<f64>(t),
+            _ => None,
+        },
+    }
+}
+
 impl Grad {
     pub fn into_tensor(self) -> Tensor {
         match self {

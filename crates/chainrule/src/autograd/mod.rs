@@ -13,6 +13,7 @@
 pub(crate) mod engine;
 mod lane;
 pub(crate) mod node;
+mod segment;
 
 pub use engine::{grad, grad_with, grad_with_stats, BackwardOptions, BackwardStats};
 
@@ -22,9 +23,9 @@ use crate::interp::Interpreter;
 use crate::ops::Prim;
 use crate::storage::with_dtype;
 use crate::tensor::Tensor;
-use node::{Node, NodeKind, OpNode, Saved};
+use node::{Link, Node, NodeKind, OpNode, Saved};
 use smallvec::SmallVec;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 
 /// Whether ops on this thread are recorded for backward.
 pub fn is_grad_enabled() -> bool {
@@ -43,7 +44,7 @@ pub(crate) static TAPE: Tape = Tape;
 pub(crate) fn tape_level(inputs: &[&Tensor], ceiling: u32) -> Option<u32> {
     inputs
         .iter()
-        .filter_map(|t| node::under(t.node(), ceiling).map(|n| n.level))
+        .filter_map(|t| node::under(t.link(), ceiling).map(|l| l.node.level))
         .max()
 }
 
@@ -91,24 +92,31 @@ impl Tape {
 pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
     let kind = NodeKind::Op(OpNode {
         prim: Prim::identity(),
-        edges: smallvec::smallvec![x.node().cloned()],
+        edges: smallvec::smallvec![x.link().cloned()],
         saved: Mutex::new(Some(Saved::Tensors {
             inputs: smallvec::smallvec![x.for_saving()],
             output: None,
         })),
     });
-    let node = Node::new(kind, crate::interp::fresh_id(), x.node().cloned());
-    x.relabeled(node)
+    let node = Node::new(kind, crate::interp::fresh_id(), x.link().cloned());
+    x.relabeled(Link::of(node))
 }
 
 fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32, alone: bool) -> Tensor {
-    // Each input's node at this level or below (a higher one, of a gradient
-    // taken further in, is not this op's concern).
-    let edges: SmallVec<[Option<Arc<Node>>; 2]> = inputs
-        .iter()
-        .map(|t| node::under(t.node(), level + 1).cloned())
-        .collect();
-    let saved = match alone.then(|| saved_numbers(&prim, inputs, &out)).flatten() {
+    // Each input's place at this level or below (a higher one, of a
+    // gradient taken further in, is not this op's concern).
+    let links = |j: usize| node::under(inputs[j].link(), level + 1);
+    let numbers = alone.then(|| saved_numbers(&prim, inputs, &out)).flatten();
+    if let Some(Saved::Numbers { dtype, values }) = numbers {
+        if dtype.is_float() && out.link().is_none() {
+            // On a segment: no node of its own (see `segment`).
+            let second = if inputs.len() > 1 { links(1) } else { None };
+            let link = segment::record(prim, dtype, [links(0), second], values, level);
+            return out.with_node(link);
+        }
+    }
+    let edges: SmallVec<[Option<Link>; 2]> = (0..inputs.len()).map(|j| links(j).cloned()).collect();
+    let saved = match numbers {
         Some(numbers) => numbers,
         None => Saved::Tensors {
             inputs: inputs.iter().map(|t| t.for_saving()).collect(),
@@ -123,8 +131,8 @@ fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32, alone: b
         saved: Mutex::new(Some(saved)),
     });
     // `below`: what was recorded below this level for the same value.
-    let node = Node::new(kind, level, out.node().cloned());
-    out.with_node(node)
+    let node = Node::new(kind, level, out.link().cloned());
+    out.with_node(Link::of(node))
 }
 
 /// What an elementwise op on plain 0-d values saves: numbers (see

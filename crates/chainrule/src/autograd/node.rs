@@ -6,6 +6,7 @@
 //! that need no gradient carry no node, so nothing is recorded for them — the
 //! first half of the note's pruning.
 
+pub(crate) use super::segment::Segment;
 use crate::layout::Layout;
 use crate::ops::Prim;
 use crate::storage::Storage;
@@ -26,7 +27,9 @@ pub(crate) struct Node {
     /// backward visits nodes in decreasing `depth`. Computed from the inputs
     /// alone, unlike a global creation counter: no shared atomic per op, and
     /// still an order for graphs built on several threads.
-    pub depth: u64,
+    /// A segment's depth changes as it records (see [`Segment::depth`]):
+    /// read it through [`Node::depth`].
+    depth: u64,
     /// Where a backward pass keeps this node's gradient (see `engine::Frontier`).
     pub mark: Mark,
     /// The last note of a backward pass's search for the branches that
@@ -41,7 +44,27 @@ pub(crate) struct Node {
     /// The node of the same value at the next lower level, if any: a value
     /// carries one node per tape level it is tracked at, highest first (a
     /// gradient inside a gradient, across a forward-mode level).
-    pub below: Option<Arc<Node>>,
+    pub below: Option<Link>,
+}
+
+/// Where a value sits in the reverse-mode graph: its node, and, for a value
+/// recorded in a [`Segment`], its entry there (`at`; 0 for any other node).
+#[derive(Clone)]
+pub(crate) struct Link {
+    pub node: Arc<Node>,
+    pub at: u32,
+}
+
+impl Link {
+    /// The value a node stands for on its own (not a segment's entry).
+    pub fn of(node: Arc<Node>) -> Link {
+        Link { node, at: 0 }
+    }
+
+    /// Whether `self` and `other` are the same value of the graph.
+    pub fn same(&self, other: &Link) -> bool {
+        Arc::ptr_eq(&self.node, &other.node) && self.at == other.at
+    }
 }
 
 /// A backward pass's note on a node: the pass, and the slot where the
@@ -91,13 +114,13 @@ impl Reach {
     }
 }
 
-/// `node`, or the first node below it of a level under `ceiling`.
-pub(crate) fn under(mut node: Option<&Arc<Node>>, ceiling: u32) -> Option<&Arc<Node>> {
-    while let Some(n) = node {
-        if n.level < ceiling {
-            return Some(n);
+/// `link`, or the first one below it of a level under `ceiling`.
+pub(crate) fn under(mut link: Option<&Link>, ceiling: u32) -> Option<&Link> {
+    while let Some(l) = link {
+        if l.node.level < ceiling {
+            return Some(l);
         }
-        node = n.below.as_ref();
+        link = l.node.below.as_ref();
     }
     None
 }
@@ -111,12 +134,16 @@ pub(crate) enum NodeKind {
     Leaf { grad: Weak<GradSlot> },
     /// The result of an op on tensors that need gradients.
     Op(OpNode),
+    /// Many values at once: elementwise ops on 0-d values, recorded one
+    /// after another on one thread (see [`Segment`]).
+    Segment(Segment),
 }
 
 pub(crate) struct OpNode {
     pub prim: Prim,
-    /// One per input: its node when it needs a gradient, else `None` (pruned).
-    pub edges: SmallVec<[Option<Arc<Node>>; 2]>,
+    /// One per input: its place in the graph when it needs a gradient, else
+    /// `None` (pruned).
+    pub edges: SmallVec<[Option<Link>; 2]>,
     /// What the VJP rule reads; `None` once backward freed it.
     pub saved: Mutex<Option<Saved>>,
 }
@@ -140,7 +167,7 @@ pub(crate) enum Saved {
 
 impl Saved {
     /// The saved inputs as tensors, each with its edge's node.
-    pub fn inputs(&self, edges: &[Option<Arc<Node>>]) -> SmallVec<[Tensor; 2]> {
+    pub fn inputs(&self, edges: &[Option<Link>]) -> SmallVec<[Tensor; 2]> {
         match self {
             Saved::Tensors { inputs, .. } => inputs.clone(),
             Saved::Numbers { dtype, values } => edges
@@ -174,10 +201,15 @@ impl Node {
 
     /// A node deeper than each of its inputs, with no backward pass's notes
     /// on it yet.
-    pub fn new(kind: NodeKind, level: u32, below: Option<Arc<Node>>) -> Arc<Node> {
+    pub fn new(kind: NodeKind, level: u32, below: Option<Link>) -> Arc<Node> {
         let depth = match &kind {
-            NodeKind::Op(op) => op.edges.iter().flatten().map(|e| e.depth + 1).max(),
-            NodeKind::Leaf { .. } => None,
+            NodeKind::Op(op) => op
+                .edges
+                .iter()
+                .flatten()
+                .map(|e| e.node.sealed_depth() + 1)
+                .max(),
+            NodeKind::Leaf { .. } | NodeKind::Segment(_) => None,
         };
         Arc::new(Node {
             kind,
@@ -189,18 +221,39 @@ impl Node {
         })
     }
 
+    /// The node's depth: every consumer of a node is deeper than it.
+    #[inline]
+    pub fn depth(&self) -> u64 {
+        match &self.kind {
+            NodeKind::Segment(seg) => seg.depth(),
+            _ => self.depth,
+        }
+    }
+
+    /// The depth, for a consumer being made: a segment's is fixed from now
+    /// on (see [`Segment::seal`]).
+    #[inline]
+    pub fn sealed_depth(&self) -> u64 {
+        match &self.kind {
+            NodeKind::Segment(seg) => seg.seal(),
+            _ => self.depth,
+        }
+    }
+
     /// The gradient slot of a leaf whose handles are still alive.
     pub fn grad_slot(&self) -> Option<Arc<GradSlot>> {
         match &self.kind {
             NodeKind::Leaf { grad } => grad.upgrade(),
-            NodeKind::Op(_) => None,
+            NodeKind::Op(_) | NodeKind::Segment(_) => None,
         }
     }
 
-    pub fn name(&self) -> &'static str {
+    /// The name of the op that made the value at `at` of this node.
+    pub fn name(&self, at: u32) -> &'static str {
         match &self.kind {
             NodeKind::Leaf { .. } => "leaf",
             NodeKind::Op(op) => op.prim.name(),
+            NodeKind::Segment(seg) => seg.name(at),
         }
     }
 }
@@ -261,16 +314,20 @@ pub(crate) fn release(mut node: Arc<Node>) {
 impl Drop for Node {
     fn drop(&mut self) {
         if let Some(below) = self.below.take() {
-            release(below);
+            release(below.node);
         }
-        if let NodeKind::Op(op) = &mut self.kind {
-            for edge in op.edges.drain(..).flatten() {
-                release(edge);
+        match &mut self.kind {
+            NodeKind::Op(op) => {
+                for edge in op.edges.drain(..).flatten() {
+                    release(edge.node);
+                }
+                // Saved tensors hold nodes too; dropping them goes through
+                // TensorImpl's Drop, which calls `release`.
+                let saved = op.saved.get_mut().map(|s| s.take()).unwrap_or(None);
+                drop(saved);
             }
-            // Saved tensors hold nodes too; dropping them goes through
-            // TensorImpl's Drop, which calls `release`.
-            let saved = op.saved.get_mut().map(|s| s.take()).unwrap_or(None);
-            drop(saved);
+            NodeKind::Segment(seg) => seg.clear(),
+            NodeKind::Leaf { .. } => {}
         }
     }
 }

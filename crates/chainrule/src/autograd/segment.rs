@@ -1,0 +1,302 @@
+//! Segments: the tape of scalar ops.
+//!
+//! An elementwise op on plain 0-d values, recorded with no level open (the
+//! ops of a long chain of scalar arithmetic, the command's expressions, the
+//! last few ops of a loss), does not get a node of its own. It is written
+//! as an [`Entry`] at the end of its thread's current segment: the op, its
+//! inputs' positions in the segment, and the numbers its VJP rule reads. The
+//! value's handle links to the segment and its position ([`Link`]). A value
+//! from outside the segment (a leaf, a tensor op's result, another
+//! segment's value) that such an op reads is first written as an
+//! [`Entry::Import`] of it.
+//!
+//! Backward then visits the segment once: one sweep down its entries,
+//! with the adjoints in a dense array indexed by position, instead of one
+//! visit per node through the frontier; and nothing is allocated per op,
+//! freed per op, or ordered by a heap. A value recorded here sees only
+//! values recorded before it, so a position's adjoint is complete when the
+//! sweep reaches it.
+//!
+//! Only the segment's thread writes to it, and only past its length, which
+//! it publishes after each write: entries below the length never change
+//! (but for their `freed` flags, which are atomic), so any thread may read
+//! them, and the handles stay `Send + Sync`. A segment is full at a fixed
+//! capacity; the thread then starts another, whose first entries import the
+//! values it needs from the full one. The thread's current segment, once
+//! no one else holds it, is cleared and written again from the start: a
+//! training loop reuses the same memory on every step.
+
+use super::lane::Grad;
+use super::node::{release, sole_mut, Link, Node, NodeKind};
+use crate::ops::Prim;
+use crate::DType;
+use std::cell::{RefCell, UnsafeCell};
+use std::mem::MaybeUninit;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// An input position for an operand that carries no gradient (a constant).
+pub(crate) const NO_INPUT: u32 = u32::MAX;
+
+/// A thread's first segment holds this many entries; each next one twice
+/// its predecessor's, up to [`MAX_ENTRIES`].
+const MIN_ENTRIES: usize = 256;
+/// 32 K entries (about 3 MiB): large enough that a chain of millions of
+/// ops crosses few segments, small enough to be cleared and reused whole.
+const MAX_ENTRIES: usize = 1 << 15;
+/// The most entries one op writes: two imports and the op.
+const ROOM_PER_OP: usize = 3;
+
+pub(crate) enum Entry {
+    /// An elementwise op on 0-d values: its inputs' positions ([`NO_INPUT`]
+    /// for a constant), and the inputs' and output's numbers (in `f64`,
+    /// exact for `f32`; the output's only when the rule reads it).
+    Op {
+        prim: Prim,
+        dtype: DType,
+        inputs: [u32; 2],
+        values: [f64; 3],
+        /// Set by a backward pass that did not retain the graph.
+        freed: AtomicBool,
+    },
+    /// A value from outside the segment.
+    Import { link: Link, dtype: DType },
+}
+
+impl Entry {
+    /// The number of inputs of an op entry (its rule reads them all).
+    pub fn arity(prim: &Prim) -> usize {
+        prim.arity().unwrap_or(1)
+    }
+}
+
+pub(crate) struct Segment {
+    entries: Box<[UnsafeCell<MaybeUninit<Entry>>]>,
+    /// How many entries are written (published with `Release`).
+    len: AtomicU32,
+    /// The depth (see [`Node::depth`]), and [`SEALED`].
+    state: AtomicU64,
+}
+
+/// Set in `state` once a consumer outside the segment has read its depth:
+/// from then on the depth is fixed, and a deeper import starts a new
+/// segment instead of deepening this one.
+const SEALED: u64 = 1 << 63;
+
+// SAFETY: entries below `len` are written once, before `len` is published
+// past them, and read-only afterwards (their atomics aside); only the
+// owning thread writes, and only at `len` (see `push`).
+unsafe impl Sync for Segment {}
+
+// A panic midway through a write leaves the entry unpublished (past the
+// length), so an observer after the unwind sees the segment as it was;
+// Tensor handles stay unwind-safe, as before segments.
+impl std::panic::RefUnwindSafe for Segment {}
+
+impl Segment {
+    fn with_capacity(capacity: usize) -> Segment {
+        let entries = (0..capacity)
+            .map(|_| UnsafeCell::new(MaybeUninit::uninit()))
+            .collect();
+        Segment {
+            entries,
+            len: AtomicU32::new(0),
+            state: AtomicU64::new(0),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.len.load(Ordering::Acquire) as usize
+    }
+
+    fn capacity(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// The entry at `at`, which is below the length.
+    #[inline]
+    pub fn entry(&self, at: u32) -> &Entry {
+        assert!((at as usize) < self.len(), "a segment's entry past its end");
+        // SAFETY: written and published (see the `Sync` impl).
+        unsafe { (*self.entries[at as usize].get()).assume_init_ref() }
+    }
+
+    /// Writes `e` at the end. Only the thread whose current segment this is
+    /// calls it (see [`record`]), with room left.
+    fn push(&self, e: Entry) -> u32 {
+        let at = self.len.load(Ordering::Relaxed);
+        // SAFETY: past `len`, so no reader looks here yet; one writer.
+        unsafe { (*self.entries[at as usize].get()).write(e) };
+        self.len.store(at + 1, Ordering::Release);
+        at
+    }
+
+    pub fn depth(&self) -> u64 {
+        self.state.load(Ordering::Acquire) & !SEALED
+    }
+
+    /// Fixes the depth (for a consumer outside the segment) and returns it.
+    pub fn seal(&self) -> u64 {
+        self.state.fetch_or(SEALED, Ordering::AcqRel) & !SEALED
+    }
+
+    /// Makes the segment at least `depth` deep, unless it is sealed
+    /// shallower (then `false`).
+    fn deepen(&self, depth: u64) -> bool {
+        let mut state = self.state.load(Ordering::Acquire);
+        loop {
+            if state & !SEALED >= depth {
+                return true;
+            }
+            if state & SEALED != 0 {
+                return false;
+            }
+            match self
+                .state
+                .compare_exchange(state, depth, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => return true,
+                Err(now) => state = now,
+            }
+        }
+    }
+
+    /// The name of the op that made the value at `at`.
+    pub fn name(&self, at: u32) -> &'static str {
+        match self.entry(at) {
+            Entry::Op { prim, .. } => prim.name(),
+            Entry::Import { link, .. } => link.node.name(link.at),
+        }
+    }
+
+    /// Drops every entry (their imports without recursion) and starts over.
+    pub fn clear(&mut self) {
+        let len = std::mem::replace(self.len.get_mut(), 0) as usize;
+        for cell in &mut self.entries[..len] {
+            // SAFETY: below the old length, so written; read out once.
+            let entry = unsafe { cell.get_mut().assume_init_read() };
+            if let Entry::Import { link, .. } = entry {
+                release(link.node);
+            }
+        }
+        *self.state.get_mut() = 0;
+    }
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}
+
+thread_local! {
+    /// The segment this thread records into (a node of kind `Segment`).
+    static CURRENT: RefCell<Option<Arc<Node>>> = const { RefCell::new(None) };
+}
+
+/// Records an elementwise op on 0-d values of one float dtype at `level`,
+/// with no level open: `links` are its inputs' places in the graph (`None`:
+/// a constant), `values` the numbers its rule reads. Returns the output's
+/// place.
+pub(crate) fn record(
+    prim: Prim,
+    dtype: DType,
+    links: [Option<&Link>; 2],
+    values: [f64; 3],
+    level: u32,
+) -> Link {
+    CURRENT.with(|current| {
+        let mut current = current.borrow_mut();
+        let node = current_with_room(&mut current, level, &links);
+        let NodeKind::Segment(seg) = &node.kind else {
+            unreachable!("a thread's current segment is a segment node")
+        };
+        let mut inputs = [NO_INPUT; 2];
+        for j in 0..Entry::arity(&prim) {
+            inputs[j] = match links[j] {
+                None => NO_INPUT,
+                Some(l) if Arc::ptr_eq(&l.node, node) => l.at,
+                // `u * u` of an imported `u`: one import.
+                Some(l) if j == 1 && links[0].is_some_and(|l0| l0.same(l)) => inputs[0],
+                Some(l) => seg.push(Entry::Import {
+                    link: l.clone(),
+                    dtype,
+                }),
+            };
+        }
+        let at = seg.push(Entry::Op {
+            prim,
+            dtype,
+            inputs,
+            values,
+            freed: AtomicBool::new(false),
+        });
+        Link {
+            node: node.clone(),
+            at,
+        }
+    })
+}
+
+/// The thread's current segment, made ready for one more op at `level`
+/// reading `links`: cleared if no one else holds it, replaced by a new one
+/// if it is full, of another level, or sealed shallower than an import.
+fn current_with_room<'a>(
+    current: &'a mut Option<Arc<Node>>,
+    level: u32,
+    links: &[Option<&Link>; 2],
+) -> &'a Arc<Node> {
+    if let Some(node) = current.as_mut() {
+        if let Some(sole) = sole_mut(node) {
+            sole.level = level;
+            if let NodeKind::Segment(seg) = &mut sole.kind {
+                seg.clear();
+            }
+        }
+    }
+    let fits = current.as_ref().is_some_and(|node| {
+        let NodeKind::Segment(seg) = &node.kind else {
+            return false;
+        };
+        node.level == level
+            && seg.len() + ROOM_PER_OP <= seg.capacity()
+            && imports_fit(seg, node, links)
+    });
+    if !fits {
+        let capacity = current
+            .as_ref()
+            .map_or(MIN_ENTRIES, |node| match &node.kind {
+                NodeKind::Segment(seg) => (seg.capacity() * 2).min(MAX_ENTRIES),
+                _ => MIN_ENTRIES,
+            });
+        let seg = Segment::with_capacity(capacity);
+        let fresh = Node::new(NodeKind::Segment(seg), level, None);
+        if let NodeKind::Segment(seg) = &fresh.kind {
+            let ok = imports_fit(seg, &fresh, links);
+            debug_assert!(ok, "a fresh segment takes any import");
+        }
+        // The old segment lives on in its values and in the fresh one's imports.
+        if let Some(old) = current.replace(fresh) {
+            release(old);
+        }
+    }
+    current.as_ref().expect("set above")
+}
+
+/// Deepens `seg` below every input from outside it; `false` if one is too
+/// deep for it (it is sealed).
+fn imports_fit(seg: &Segment, node: &Arc<Node>, links: &[Option<&Link>; 2]) -> bool {
+    links
+        .iter()
+        .flatten()
+        .filter(|l| !Arc::ptr_eq(&l.node, node))
+        .all(|l| seg.deepen(l.node.sealed_depth() + 1))
+}
+
+/// A gradient as a number of `dtype` (held in `f64`, exact for `f32`).
+pub(crate) fn number_grad(v: f64, dtype: DType) -> Grad {
+    match dtype {
+        DType::F32 => Grad::F32(v as f32),
+        _ => Grad::F64(v),
+    }
+}
