@@ -130,7 +130,7 @@ pub(crate) fn bind(prim: Prim, inputs: &[&Tensor]) -> Result<Tensor> {
     match route {
         Route::Kernel(false) => prim.forward(inputs),
         Route::Kernel(true) => kernel(&prim, inputs),
-        Route::Tape(level, alone) => crate::autograd::TAPE.record(prim, inputs, level, alone),
+        Route::Tape(level, alone) => crate::autograd::TAPE.record(&prim, inputs, level, alone),
         Route::Level(level) => level.process(&prim, inputs),
     }
 }

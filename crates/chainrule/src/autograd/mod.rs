@@ -20,7 +20,7 @@ pub use engine::{grad, grad_with, grad_with_stats, BackwardOptions, BackwardStat
 use crate::dtype::Element;
 use crate::error::Result;
 use crate::interp::Interpreter;
-use crate::ops::Prim;
+use crate::ops::{NumberOp, Prim};
 use crate::storage::with_dtype;
 use crate::tensor::Tensor;
 use node::{Link, Node, NodeKind, OpNode, Saved};
@@ -55,7 +55,7 @@ impl Interpreter for Tape {
 
     fn process(&self, prim: &Prim, inputs: &[&Tensor]) -> Result<Tensor> {
         match crate::interp::tape_level(inputs) {
-            Some(level) => self.record(prim.clone(), inputs, level, !crate::interp::levels_open()),
+            Some(level) => self.record(prim, inputs, level, !crate::interp::levels_open()),
             None => crate::interp::below_tape(prim, inputs),
         }
     }
@@ -66,7 +66,7 @@ impl Tape {
     /// open, so the kernel computes the value directly).
     pub(crate) fn record(
         &self,
-        prim: Prim,
+        prim: &Prim,
         inputs: &[&Tensor],
         level: u32,
         alone: bool,
@@ -76,12 +76,17 @@ impl Tape {
         } else {
             // Below, the op is computed from values this level's nodes do
             // not concern (the levels under it unwrap them).
-            crate::interp::below_tape_level(level, &prim, inputs)?
+            crate::interp::below_tape_level(level, prim, inputs)?
         };
         if !prim.differentiable() {
             return Ok(out);
         }
-        Ok(attach_node(prim, inputs, out, level, alone))
+        if let Some(op) = prim.number_op().filter(|_| alone) {
+            if let Some(link) = on_segment(op, inputs, &out, level) {
+                return Ok(out.with_node(link));
+            }
+        }
+        Ok(attach_node(prim.clone(), inputs, out, level, alone))
     }
 }
 
@@ -102,22 +107,40 @@ pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
     x.relabeled(Link::of(node))
 }
 
-fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32, alone: bool) -> Tensor {
-    // Each input's place at this level or below (a higher one, of a
-    // gradient taken further in, is not this op's concern).
-    let links = |j: usize| node::under(inputs[j].link(), level + 1);
-    let numbers = alone.then(|| saved_numbers(&prim, inputs, &out)).flatten();
-    if let Some(Saved::Numbers { dtype, values }) = numbers {
-        if dtype.is_float() && out.link().is_none() {
-            // On a segment: no node of its own (see `segment`).
-            let second = if inputs.len() > 1 { links(1) } else { None };
-            let link = segment::record(prim, dtype, [links(0), second], values, level);
-            return out.with_node(link);
-        }
+/// Records an elementwise op on plain 0-d float values with no level open
+/// on this thread's segment (see [`segment`]): no node of its own. `None`
+/// for any other op.
+fn on_segment(op: NumberOp, inputs: &[&Tensor], out: &Tensor, level: u32) -> Option<Link> {
+    let dtype = out.dtype();
+    if !dtype.is_float() || out.link().is_some() {
+        return None;
     }
-    let edges: SmallVec<[Option<Link>; 2]> = (0..inputs.len()).map(|j| links(j).cloned()).collect();
+    let values = numbers_of(op.saves_output(), inputs, out)?;
+    let link = |j: usize| inputs.get(j).and_then(|t| node::under(t.link(), level + 1));
+    Some(segment::record(
+        op,
+        dtype,
+        [link(0), link(1)],
+        values,
+        level,
+    ))
+}
+
+fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32, alone: bool) -> Tensor {
+    // Each input's node at this level or below (a higher one, of a gradient
+    // taken further in, is not this op's concern).
+    let edges: SmallVec<[Option<Link>; 2]> = inputs
+        .iter()
+        .map(|t| node::under(t.link(), level + 1).cloned())
+        .collect();
+    let numbers = (alone && prim.on_numbers())
+        .then(|| numbers_of(prim.saves_output(), inputs, &out))
+        .flatten();
     let saved = match numbers {
-        Some(numbers) => numbers,
+        Some(values) => Saved::Numbers {
+            dtype: out.dtype(),
+            values,
+        },
         None => Saved::Tensors {
             inputs: inputs.iter().map(|t| t.for_saving()).collect(),
             output: prim
@@ -135,13 +158,12 @@ fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32, alone: b
     out.with_node(Link::of(node))
 }
 
-/// What an elementwise op on plain 0-d values saves: numbers (see
-/// [`Saved::Numbers`]); `None` for any other op. Only with no level open,
-/// so every input's node is the edge it is rebuilt with.
-fn saved_numbers(prim: &Prim, inputs: &[&Tensor], out: &Tensor) -> Option<Saved> {
-    if !prim.on_numbers() {
-        return None;
-    }
+/// What an elementwise op on plain 0-d values saves (see
+/// [`Saved::Numbers`]): the inputs' numbers, and the output's when its rule
+/// reads it (`saves_output`); `None` unless every input is a plain 0-d
+/// value of the output's dtype. Only with no level open, so every input's
+/// node is the edge it is rebuilt with.
+fn numbers_of(saves_output: bool, inputs: &[&Tensor], out: &Tensor) -> Option<[f64; 3]> {
     let dtype = out.dtype();
     let mut values = [0.0; 3];
     for (v, t) in values.iter_mut().zip(inputs) {
@@ -150,10 +172,10 @@ fn saved_numbers(prim: &Prim, inputs: &[&Tensor], out: &Tensor) -> Option<Saved>
         }
         *v = with_dtype!(dtype, T => t.element::<T>().f64());
     }
-    if prim.saves_output() {
+    if saves_output {
         values[2] = with_dtype!(dtype, T => out.element::<T>().f64());
     }
-    Some(Saved::Numbers { dtype, values })
+    Some(values)
 }
 
 /// Restores the previous grad mode of this thread when dropped.

@@ -28,7 +28,7 @@
 
 use super::lane::Grad;
 use super::node::{release, sole_mut, Link, Node, NodeKind};
-use crate::ops::Prim;
+use crate::ops::NumberOp;
 use crate::DType;
 use std::cell::{RefCell, UnsafeCell};
 use std::mem::MaybeUninit;
@@ -52,7 +52,7 @@ pub(crate) enum Entry {
     /// for a constant), and the inputs' and output's numbers (in `f64`,
     /// exact for `f32`; the output's only when the rule reads it).
     Op {
-        prim: Prim,
+        op: NumberOp,
         dtype: DType,
         inputs: [u32; 2],
         values: [f64; 3],
@@ -61,13 +61,6 @@ pub(crate) enum Entry {
     },
     /// A value from outside the segment.
     Import { link: Link, dtype: DType },
-}
-
-impl Entry {
-    /// The number of inputs of an op entry (its rule reads them all).
-    pub fn arity(prim: &Prim) -> usize {
-        prim.arity().unwrap_or(1)
-    }
 }
 
 pub(crate) struct Segment {
@@ -111,6 +104,12 @@ impl Segment {
 
     fn capacity(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Whether one more op fits (with its imports).
+    #[inline]
+    fn has_room(&self) -> bool {
+        self.len.load(Ordering::Relaxed) as usize + ROOM_PER_OP <= self.capacity()
     }
 
     /// The entry at `at`, which is below the length.
@@ -164,7 +163,7 @@ impl Segment {
     /// The name of the op that made the value at `at`.
     pub fn name(&self, at: u32) -> &'static str {
         match self.entry(at) {
-            Entry::Op { prim, .. } => prim.name(),
+            Entry::Op { op, .. } => op.name(),
             Entry::Import { link, .. } => link.node.name(link.at),
         }
     }
@@ -199,7 +198,7 @@ thread_local! {
 /// a constant), `values` the numbers its rule reads. Returns the output's
 /// place.
 pub(crate) fn record(
-    prim: Prim,
+    op: NumberOp,
     dtype: DType,
     links: [Option<&Link>; 2],
     values: [f64; 3],
@@ -207,12 +206,21 @@ pub(crate) fn record(
 ) -> Link {
     CURRENT.with(|current| {
         let mut current = current.borrow_mut();
-        let node = current_with_room(&mut current, level, &links);
-        let NodeKind::Segment(seg) = &node.kind else {
-            unreachable!("a thread's current segment is a segment node")
+        // Nearly always: the inputs are the current segment's own values
+        // (or constants), and it has room.
+        let fast = current.as_ref().filter(|node| {
+            node.level == level
+                && links.iter().flatten().all(|l| Arc::ptr_eq(&l.node, node))
+                && Arc::strong_count(node) > 1
+                && segment_of(node).has_room()
+        });
+        let node = match fast {
+            Some(node) => node,
+            None => current_with_room(&mut current, level, &links),
         };
+        let seg = segment_of(node);
         let mut inputs = [NO_INPUT; 2];
-        for j in 0..Entry::arity(&prim) {
+        for j in 0..op.arity() {
             inputs[j] = match links[j] {
                 None => NO_INPUT,
                 Some(l) if Arc::ptr_eq(&l.node, node) => l.at,
@@ -225,7 +233,7 @@ pub(crate) fn record(
             };
         }
         let at = seg.push(Entry::Op {
-            prim,
+            op,
             dtype,
             inputs,
             values,
@@ -236,6 +244,15 @@ pub(crate) fn record(
             at,
         }
     })
+}
+
+/// The segment of a thread's current segment node.
+#[inline]
+fn segment_of(node: &Node) -> &Segment {
+    match &node.kind {
+        NodeKind::Segment(seg) => seg,
+        _ => unreachable!("a thread's current segment is a segment node"),
+    }
 }
 
 /// The thread's current segment, made ready for one more op at `level`
@@ -255,12 +272,8 @@ fn current_with_room<'a>(
         }
     }
     let fits = current.as_ref().is_some_and(|node| {
-        let NodeKind::Segment(seg) = &node.kind else {
-            return false;
-        };
-        node.level == level
-            && seg.len() + ROOM_PER_OP <= seg.capacity()
-            && imports_fit(seg, node, links)
+        let seg = segment_of(node);
+        node.level == level && seg.has_room() && imports_fit(seg, node, links)
     });
     if !fits {
         let capacity = current
@@ -271,10 +284,8 @@ fn current_with_room<'a>(
             });
         let seg = Segment::with_capacity(capacity);
         let fresh = Node::new(NodeKind::Segment(seg), level, None);
-        if let NodeKind::Segment(seg) = &fresh.kind {
-            let ok = imports_fit(seg, &fresh, links);
-            debug_assert!(ok, "a fresh segment takes any import");
-        }
+        let ok = imports_fit(segment_of(&fresh), &fresh, links);
+        debug_assert!(ok, "a fresh segment takes any import");
         // The old segment lives on in its values and in the fresh one's imports.
         if let Some(old) = current.replace(fresh) {
             release(old);

@@ -212,6 +212,61 @@ fn prefixed(size: usize, shape: &[usize]) -> Vec<usize> {
     std::iter::once(size).chain(shape.iter().copied()).collect()
 }
 
+/// A primitive whose rules run on numbers (see [`Prim::on_numbers`]),
+/// small and `Copy`: what a mode keeps per op when it records many of them
+/// (the reverse mode's segments).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum NumberOp {
+    Unary(UnaryOp),
+    Binary(BinaryOp),
+}
+
+impl NumberOp {
+    pub fn prim(self) -> Prim {
+        match self {
+            NumberOp::Unary(op) => Prim::Unary(op),
+            NumberOp::Binary(op) => Prim::Binary(op),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NumberOp::Unary(op) => op.name(),
+            NumberOp::Binary(op) => op.name(),
+        }
+    }
+
+    /// How many inputs it takes (its rules read them all).
+    pub fn arity(self) -> usize {
+        match self {
+            NumberOp::Unary(_) => 1,
+            NumberOp::Binary(_) => 2,
+        }
+    }
+
+    /// Whether its rule reads the output.
+    pub fn saves_output(self) -> bool {
+        match self {
+            NumberOp::Unary(op) => op.saves_output(),
+            NumberOp::Binary(op) => op.saves_output(),
+        }
+    }
+
+    /// The VJP on numbers: the adjoints of the inputs `args` (the second
+    /// unused for a unary op) given the output's `g`, and `y` the output
+    /// when saved. The tensor rules' arithmetic, so the same bits.
+    #[inline(always)]
+    pub fn vjp_numbers<T: Element>(self, args: [T; 2], y: Option<T>, g: T) -> [T; 2] {
+        match self {
+            NumberOp::Unary(op) => [op.vjp_element(args[0], y, g), T::zero()],
+            NumberOp::Binary(op) => {
+                let (ga, gb) = op.vjp_element(args[0], args[1], y, g);
+                [ga, gb]
+            }
+        }
+    }
+}
+
 impl Prim {
     pub fn name(&self) -> &'static str {
         match self {
@@ -679,25 +734,24 @@ impl Prim {
         }
     }
 
-    /// The VJP on numbers: the adjoints of the inputs `args` (the second
-    /// unused for a unary op) given the output's `g`, and `y` the output
-    /// when saved. The tensor rules' arithmetic, so the same bits.
+    /// The op as a [`NumberOp`], when its rules run on numbers.
+    #[inline]
+    pub(crate) fn number_op(&self) -> Option<NumberOp> {
+        match self {
+            Prim::Unary(op) if op.differentiable() => Some(NumberOp::Unary(*op)),
+            Prim::Binary(op) => Some(NumberOp::Binary(*op)),
+            _ => None,
+        }
+    }
+
+    /// The VJP on numbers (see [`NumberOp::vjp_numbers`]).
     pub(crate) fn vjp_numbers<T: Element>(
         &self,
         args: [T; 2],
         y: Option<T>,
         g: T,
     ) -> Option<[T; 2]> {
-        match self {
-            Prim::Unary(op) if op.differentiable() => {
-                Some([op.vjp_element(args[0], y, g), T::zero()])
-            }
-            Prim::Binary(op) => {
-                let (ga, gb) = op.vjp_element(args[0], args[1], y, g);
-                Some([ga, gb])
-            }
-            _ => None,
-        }
+        Some(self.number_op()?.vjp_numbers(args, y, g))
     }
 
     /// The value and its tangent on numbers, given the inputs `args` and

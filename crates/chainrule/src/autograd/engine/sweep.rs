@@ -9,6 +9,7 @@ use crate::autograd::lane::{self, Grad};
 use crate::autograd::node::{Link, Node};
 use crate::autograd::segment::{number_grad, Entry, Segment, NO_INPUT};
 use crate::error::{Error, Result};
+use crate::ops::NumberOp;
 use crate::storage::FloatElement;
 use crate::tensor::Tensor;
 use crate::DType;
@@ -48,7 +49,7 @@ impl Pass<'_> {
         for at in 0..=top {
             let leads = match seg.entry(at) {
                 Entry::Import { link, .. } => pruning.useful(&link.node),
-                Entry::Op { prim, inputs, .. } => inputs[..Entry::arity(prim)]
+                Entry::Op { op, inputs, .. } => inputs[..op.arity()]
                     .iter()
                     .any(|&i| i != NO_INPUT && useful[i as usize]),
             };
@@ -96,7 +97,7 @@ impl Pass<'_> {
                     }
                 }
                 Entry::Op {
-                    prim,
+                    op,
                     dtype,
                     inputs,
                     values,
@@ -104,16 +105,16 @@ impl Pass<'_> {
                 } => {
                     self.found(node, at, || number_grad(g, *dtype).into_tensor());
                     self.stats.nodes_reached += 1;
-                    let needs = Self::needs(Entry::arity(prim), inputs, useful);
+                    let needs = Self::needs(op.arity(), inputs, useful);
                     if needs == [false, false] {
                         continue;
                     }
                     self.stats.rules_run += 1;
                     self.stats.rules_on_numbers += 1;
-                    self.take_saved(prim.name(), freed)?;
+                    self.take_saved(*op, freed)?;
                     let grads = match dtype {
-                        DType::F32 => rule_on::<f32>(prim, values, g),
-                        _ => rule_on::<f64>(prim, values, g),
+                        DType::F32 => rule_on::<f32>(*op, values, g),
+                        _ => rule_on::<f64>(*op, values, g),
                     };
                     for j in 0..2 {
                         if needs[j] {
@@ -160,7 +161,7 @@ impl Pass<'_> {
                 continue;
             };
             self.found(node, at, || g.clone());
-            let (prim, dtype, inputs, values, freed) = match seg.entry(at) {
+            let (op, dtype, inputs, values, freed) = match seg.entry(at) {
                 Entry::Import { link, .. } => {
                     if self.wanted(&link.node) {
                         self.frontier.give(link, Grad::Tensor(g));
@@ -168,21 +169,21 @@ impl Pass<'_> {
                     continue;
                 }
                 Entry::Op {
-                    prim,
+                    op,
                     dtype,
                     inputs,
                     values,
                     freed,
-                } => (prim, *dtype, inputs, values, freed),
+                } => (*op, *dtype, inputs, values, freed),
             };
             self.stats.nodes_reached += 1;
-            let arity = Entry::arity(prim);
+            let arity = op.arity();
             let needs = Self::needs(arity, inputs, useful);
             if needs == [false, false] {
                 continue;
             }
             self.stats.rules_run += 1;
-            self.take_saved(prim.name(), freed)?;
+            self.take_saved(op, freed)?;
             let args: SmallVec<[Tensor; 2]> = (0..arity)
                 .map(|j| {
                     let place = (inputs[j] != NO_INPUT).then(|| link(inputs[j]));
@@ -191,9 +192,9 @@ impl Pass<'_> {
                 .collect();
             // As for a node's rule: with a level open the rule recomputes
             // the output, so that it carries what the levels attach.
-            let output = (prim.saves_output() && !levels_open)
+            let output = (op.saves_output() && !levels_open)
                 .then(|| Tensor::number(values[2], dtype, recording.then(|| link(at))));
-            let grads = prim.vjp(&args, output.as_ref(), &g, &needs[..arity])?;
+            let grads = op.prim().vjp(&args, output.as_ref(), &g, &needs[..arity])?;
             for (j, gj) in grads.into_iter().enumerate() {
                 if let (true, Some(gj)) = (needs[j], gj) {
                     accumulate(&mut adjoint[inputs[j] as usize], gj);
@@ -205,9 +206,9 @@ impl Pass<'_> {
 
     /// Marks an entry's saved numbers as used, unless the graph is
     /// retained; an error if an earlier pass used them.
-    fn take_saved(&self, op: &'static str, freed: &AtomicBool) -> Result<()> {
+    fn take_saved(&self, op: NumberOp, freed: &AtomicBool) -> Result<()> {
         if freed.load(Ordering::Relaxed) {
-            return Err(Error::GraphFreed { op });
+            return Err(Error::GraphFreed { op: op.name() });
         }
         if !self.retain_graph {
             freed.store(true, Ordering::Relaxed);
@@ -238,11 +239,8 @@ fn add_number(adjoint: &mut f64, reached: &mut bool, g: f64, dtype: DType) {
 
 /// An op entry's rule on numbers of type `T`: its inputs' adjoints.
 #[inline]
-fn rule_on<T: FloatElement>(prim: &crate::ops::Prim, values: &[f64; 3], g: f64) -> [f64; 2] {
+fn rule_on<T: FloatElement>(op: NumberOp, values: &[f64; 3], g: f64) -> [f64; 2] {
     let [x, b, y] = values.map(T::of);
-    let y = prim.saves_output().then_some(y);
-    let grads = prim
-        .vjp_numbers([x, b], y, T::of(g))
-        .expect("a segment records only ops with rules on numbers");
-    grads.map(|v| v.f64())
+    let y = op.saves_output().then_some(y);
+    op.vjp_numbers([x, b], y, T::of(g)).map(|v| v.f64())
 }
