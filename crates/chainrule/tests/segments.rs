@@ -1,0 +1,205 @@
+//! Elementwise ops on 0-d values are recorded on per-thread segments rather
+//! than as a node each. Everything a node supports must still hold for them:
+//! mixing with tensor ops both ways, values used from other threads,
+//! gradients with respect to a value inside a segment, gradients of
+//! gradients, freed and retained graphs, and a segment reused by the next
+//! step while values of the last one are still alive.
+
+use chainrule::autograd::{self, no_grad};
+use chainrule::{BackwardOptions, DType, Error, Tensor};
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-12 * b.abs().max(1.0)
+}
+
+/// `u ↦ sin(u)·½ + u·½`, the `chain` workload's step, and its derivative.
+fn step(u: &Tensor) -> Tensor {
+    u.sin() * 0.5 + u * 0.5
+}
+fn step_derivative(u: f64) -> f64 {
+    (u.cos() + 1.0) * 0.5
+}
+
+#[test]
+fn scalar_ops_name_their_op() {
+    let x = Tensor::scalar(0.5f64).requires_grad();
+    assert_eq!((&x * 2.0).op_name(), Some("mul_scalar"));
+    assert_eq!(x.sin().op_name(), Some("sin"));
+    assert_eq!((&x + &x.exp()).op_name(), Some("add"));
+    assert!(!(&x * 2.0).is_leaf());
+}
+
+#[test]
+fn a_value_through_a_tensor_op_and_back_gets_both_paths() {
+    // a is on a segment; stack and sum read it as a tensor op; d reads the
+    // sum (deeper than the segment, which that op sealed) and a again.
+    let x = Tensor::scalar(0.7f64).requires_grad();
+    let a = x.sin(); // a = sin x
+    let b = Tensor::stack(&[&a, &(&a * 3.0)], 0); // [a, 3a]
+    let c = b.sum(); // 4a
+    let d = &c * &a; // 4a²
+    let e = &d + &x; // 4a² + x
+    e.backward().unwrap();
+    let v = 0.7f64;
+    let expected = 8.0 * v.sin() * v.cos() + 1.0;
+    assert!(close(x.grad().unwrap().item(), expected));
+    assert!(close(e.item(), 4.0 * v.sin().powi(2) + v));
+}
+
+#[test]
+fn a_gradient_with_respect_to_a_value_inside_a_segment() {
+    let x = Tensor::scalar(0.3f64).requires_grad();
+    let u = step(&x);
+    let mid = step(&u);
+    let z = step(&step(&mid)) * 2.0;
+    let m = mid.item();
+    let m1 = m.sin() * 0.5 + m * 0.5;
+    let expected = 2.0 * step_derivative(m1) * step_derivative(m);
+    let g = autograd::grad(&[&z], &[&mid, &x]).unwrap();
+    assert!(close(g[0].item(), expected), "{} vs {expected}", g[0].item());
+    let dx = expected * step_derivative(u.item()) * step_derivative(0.3);
+    assert!(close(g[1].item(), dx), "{} vs {dx}", g[1].item());
+    // A value that z does not depend on gets zeros.
+    let other = &x * 5.0;
+    let g = autograd::grad(&[&z], &[&other]).unwrap();
+    assert_eq!(g[0].item(), 0.0);
+}
+
+#[test]
+fn pruning_inside_a_segment_runs_only_the_rules_that_lead_to_a_target() {
+    let x = Tensor::scalar(1.5f64).requires_grad();
+    let y = Tensor::scalar(-0.5f64).requires_grad();
+    let branch_x = x.exp() * 2.0; // exp, mul_scalar
+    let branch_y = y.sin().cos(); // sin, cos: leads only to y
+    let z = &branch_x * &branch_y; // mul
+    let (g, stats) = autograd::grad_with_stats(&[&z], &[&x], &Default::default()).unwrap();
+    let expected = 2.0 * 1.5f64.exp() * (-0.5f64).sin().cos();
+    assert!(close(g[0].item(), expected));
+    assert_eq!(stats.rules_run, 3, "mul, mul_scalar, exp");
+    assert_eq!(stats.rules_on_numbers, 3);
+}
+
+#[test]
+fn values_from_another_thread_are_imported() {
+    let x = Tensor::scalar(0.2f64).requires_grad();
+    let mut u = x.clone();
+    for _ in 0..1000 {
+        u = step(&u);
+    }
+    // Another thread goes on from u on its own segment and runs backward.
+    let (value, grad) = std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut v = u.clone();
+            for _ in 0..1000 {
+                v = step(&v);
+            }
+            let z = &v * &u;
+            let g = autograd::grad(&[&z], &[&x]).unwrap();
+            (z.item(), g[0].item())
+        })
+        .join()
+        .unwrap()
+    });
+    // The same on this thread, in closed form.
+    let (mut val, mut d) = (0.2f64, 1.0f64);
+    for _ in 0..1000 {
+        d *= step_derivative(val);
+        val = val.sin() * 0.5 + val * 0.5;
+    }
+    let (u_val, du) = (val, d);
+    let (mut v_val, mut dv) = (u_val, du);
+    for _ in 0..1000 {
+        dv *= step_derivative(v_val);
+        v_val = v_val.sin() * 0.5 + v_val * 0.5;
+    }
+    assert!(close(value, v_val * u_val));
+    assert!(close(grad, dv * u_val + v_val * du), "{grad}");
+}
+
+#[test]
+fn gradients_of_gradients_through_a_segment() {
+    // f(x) = x³·sin x; f' and f'' in closed form.
+    let x = Tensor::scalar(0.9f64).requires_grad();
+    let f = &x * &x * &x * x.sin();
+    let create = BackwardOptions {
+        create_graph: true,
+        ..Default::default()
+    };
+    let d1 = autograd::grad_with(&[&f], &[&x], &create).unwrap().remove(0);
+    let d2 = autograd::grad_with(&[&d1], &[&x], &create).unwrap().remove(0);
+    let d3 = autograd::grad(&[&d2], &[&x]).unwrap().remove(0);
+    let v = 0.9f64;
+    let (s, c) = (v.sin(), v.cos());
+    assert!(close(d1.item(), 3.0 * v * v * s + v.powi(3) * c));
+    assert!(close(
+        d2.item(),
+        6.0 * v * s + 6.0 * v * v * c - v.powi(3) * s
+    ));
+    let third = 6.0 * s + 18.0 * v * c - 9.0 * v * v * s - v.powi(3) * c;
+    assert!(close(d3.item(), third), "{} vs {third}", d3.item());
+}
+
+#[test]
+fn a_second_backward_through_a_used_segment_is_an_error_unless_retained() {
+    let x = Tensor::scalar(2.0f64).requires_grad();
+    let y = x.exp() * 3.0;
+    let keep = BackwardOptions {
+        retain_graph: true,
+        ..Default::default()
+    };
+    y.backward_with(&keep).unwrap();
+    y.backward().unwrap();
+    assert!(close(x.grad().unwrap().item(), 2.0 * 3.0 * 2f64.exp()));
+    let err = y.backward().unwrap_err();
+    assert!(matches!(err, Error::GraphFreed { .. }), "{err}");
+    // A value recorded after the freed ones, reading none of them, is fine.
+    let z = x.sin();
+    x.zero_grad();
+    z.backward().unwrap();
+    assert!(close(x.grad().unwrap().item(), 2f64.cos()));
+}
+
+#[test]
+fn values_of_an_earlier_step_survive_the_segment_being_reused() {
+    let x = Tensor::scalar(0.4f64).requires_grad();
+    let kept = &x * 3.0 + 1.0;
+    for _ in 0..20 {
+        let mut u = x.clone();
+        for _ in 0..100 {
+            u = step(&u);
+        }
+        x.zero_grad();
+        u.backward().unwrap();
+        assert!(x.grad().unwrap().item() > 0.0);
+    }
+    x.zero_grad();
+    kept.backward().unwrap();
+    assert_eq!(x.grad().unwrap().item(), 3.0);
+    assert_eq!(kept.item(), 0.4f64 * 3.0 + 1.0);
+}
+
+#[test]
+fn f32_values_sum_their_gradients_in_f32() {
+    let x = Tensor::scalar(0.1f32).requires_grad();
+    let mut z = Tensor::scalar(0.0f32);
+    for k in 0..50 {
+        z = z + &x * (k as f64 * 0.37);
+    }
+    z.backward().unwrap();
+    let g = x.grad().unwrap();
+    assert_eq!(g.dtype(), DType::F32);
+    // The same sum, one f32 addition after another in reverse order of use.
+    let mut expected = 0.0f32;
+    for k in (0..50).rev() {
+        expected += (k as f64 * 0.37) as f32;
+    }
+    assert_eq!(g.item() as f32, expected);
+}
+
+#[test]
+fn nothing_is_recorded_without_grad() {
+    let x = Tensor::scalar(1.0f64).requires_grad();
+    let y = no_grad(|| x.sin() * 2.0);
+    assert!(!y.needs_grad());
+    assert_eq!(y.op_name(), None);
+}
