@@ -56,7 +56,11 @@ fn a_gradient_with_respect_to_a_value_inside_a_segment() {
     let m1 = m.sin() * 0.5 + m * 0.5;
     let expected = 2.0 * step_derivative(m1) * step_derivative(m);
     let g = autograd::grad(&[&z], &[&mid, &x]).unwrap();
-    assert!(close(g[0].item(), expected), "{} vs {expected}", g[0].item());
+    assert!(
+        close(g[0].item(), expected),
+        "{} vs {expected}",
+        g[0].item()
+    );
     let dx = expected * step_derivative(u.item()) * step_derivative(0.3);
     assert!(close(g[1].item(), dx), "{} vs {dx}", g[1].item());
     // A value that z does not depend on gets zeros.
@@ -125,8 +129,12 @@ fn gradients_of_gradients_through_a_segment() {
         create_graph: true,
         ..Default::default()
     };
-    let d1 = autograd::grad_with(&[&f], &[&x], &create).unwrap().remove(0);
-    let d2 = autograd::grad_with(&[&d1], &[&x], &create).unwrap().remove(0);
+    let d1 = autograd::grad_with(&[&f], &[&x], &create)
+        .unwrap()
+        .remove(0);
+    let d2 = autograd::grad_with(&[&d1], &[&x], &create)
+        .unwrap()
+        .remove(0);
     let d3 = autograd::grad(&[&d2], &[&x]).unwrap().remove(0);
     let v = 0.9f64;
     let (s, c) = (v.sin(), v.cos());
@@ -183,7 +191,8 @@ fn f32_values_sum_their_gradients_in_f32() {
     let x = Tensor::scalar(0.1f32).requires_grad();
     let mut z = Tensor::scalar(0.0f32);
     for k in 0..50 {
-        z = z + &x * (k as f64 * 0.37);
+        let term = &x * (k as f64 * 0.37);
+        z = &z + &term;
     }
     z.backward().unwrap();
     let g = x.grad().unwrap();

@@ -51,7 +51,7 @@ fn child(n: &Node, pos: usize) -> Option<Option<&Node>> {
         NodeKind::Op(op) => op.edges.get(pos).map(|e| e.as_ref().map(|l| &*l.node)),
         NodeKind::Segment(seg) => (pos < seg.len()).then(|| match seg.entry(pos as u32) {
             Entry::Import { link, .. } => Some(&*link.node),
-            Entry::Op { .. } => None,
+            Entry::Op(_) => None,
         }),
         NodeKind::Leaf { .. } => None,
     }

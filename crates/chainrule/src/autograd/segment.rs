@@ -48,19 +48,25 @@ const MAX_ENTRIES: usize = 1 << 15;
 const ROOM_PER_OP: usize = 3;
 
 pub(crate) enum Entry {
-    /// An elementwise op on 0-d values: its inputs' positions ([`NO_INPUT`]
-    /// for a constant), and the inputs' and output's numbers (in `f64`,
-    /// exact for `f32`; the output's only when the rule reads it).
-    Op {
-        op: NumberOp,
-        dtype: DType,
-        inputs: [u32; 2],
-        values: [f64; 3],
-        /// Set by a backward pass that did not retain the graph.
-        freed: AtomicBool,
-    },
+    /// An elementwise op on 0-d values.
+    Op(OpEntry),
     /// A value from outside the segment.
     Import { link: Link, dtype: DType },
+}
+
+/// An op entry: its inputs' positions ([`NO_INPUT`] for a constant), and
+/// the inputs' and output's numbers (in `f64`, exact for `f32`; the
+/// output's only when the rule reads it).
+// `Segment::clear` drops imports alone.
+const _: () = assert!(!std::mem::needs_drop::<OpEntry>());
+
+pub(crate) struct OpEntry {
+    pub op: NumberOp,
+    pub dtype: DType,
+    pub inputs: [u32; 2],
+    pub values: [f64; 3],
+    /// Set by a backward pass that did not retain the graph.
+    pub freed: AtomicBool,
 }
 
 pub(crate) struct Segment {
@@ -69,6 +75,10 @@ pub(crate) struct Segment {
     len: AtomicU32,
     /// The depth (see [`Node::depth`]), and [`SEALED`].
     state: AtomicU64,
+    /// The positions of the imports, the only entries that need dropping:
+    /// clearing a segment reads these, not every entry. Written only by
+    /// the owning thread (in `push`), read only through `&mut self`.
+    imports: UnsafeCell<Vec<u32>>,
 }
 
 /// Set in `state` once a consumer outside the segment has read its depth:
@@ -78,7 +88,8 @@ const SEALED: u64 = 1 << 63;
 
 // SAFETY: entries below `len` are written once, before `len` is published
 // past them, and read-only afterwards (their atomics aside); only the
-// owning thread writes, and only at `len` (see `push`).
+// owning thread writes, and only at `len` (see `push`); `imports` is
+// touched only by that thread and by `clear` (see the field).
 unsafe impl Sync for Segment {}
 
 // A panic midway through a write leaves the entry unpublished (past the
@@ -95,6 +106,7 @@ impl Segment {
             entries,
             len: AtomicU32::new(0),
             state: AtomicU64::new(0),
+            imports: UnsafeCell::new(Vec::new()),
         }
     }
 
@@ -124,6 +136,11 @@ impl Segment {
     /// calls it (see [`record`]), with room left.
     fn push(&self, e: Entry) -> u32 {
         let at = self.len.load(Ordering::Relaxed);
+        if let Entry::Import { .. } = e {
+            // SAFETY: only this thread writes the list, and no `&mut self`
+            // (the only reader) exists while `&self` does.
+            unsafe { (*self.imports.get()).push(at) };
+        }
         // SAFETY: past `len`, so no reader looks here yet; one writer.
         unsafe { (*self.entries[at as usize].get()).write(e) };
         self.len.store(at + 1, Ordering::Release);
@@ -163,17 +180,19 @@ impl Segment {
     /// The name of the op that made the value at `at`.
     pub fn name(&self, at: u32) -> &'static str {
         match self.entry(at) {
-            Entry::Op { op, .. } => op.name(),
+            Entry::Op(e) => e.op.name(),
             Entry::Import { link, .. } => link.node.name(link.at),
         }
     }
 
     /// Drops every entry (their imports without recursion) and starts over.
     pub fn clear(&mut self) {
-        let len = std::mem::replace(self.len.get_mut(), 0) as usize;
-        for cell in &mut self.entries[..len] {
-            // SAFETY: below the old length, so written; read out once.
-            let entry = unsafe { cell.get_mut().assume_init_read() };
+        *self.len.get_mut() = 0;
+        // Op entries own nothing (their op is `Copy`): only imports drop.
+        for at in self.imports.get_mut().drain(..) {
+            // SAFETY: an import's position is below the old length, so it
+            // was written; each is read out once.
+            let entry = unsafe { self.entries[at as usize].get_mut().assume_init_read() };
             if let Entry::Import { link, .. } = entry {
                 release(link.node);
             }
@@ -232,13 +251,13 @@ pub(crate) fn record(
                 }),
             };
         }
-        let at = seg.push(Entry::Op {
+        let at = seg.push(Entry::Op(OpEntry {
             op,
             dtype,
             inputs,
             values,
             freed: AtomicBool::new(false),
-        });
+        }));
         Link {
             node: node.clone(),
             at,

@@ -7,14 +7,13 @@
 use super::{accumulate, Pass};
 use crate::autograd::lane::{self, Grad};
 use crate::autograd::node::{Link, Node};
-use crate::autograd::segment::{number_grad, Entry, Segment, NO_INPUT};
+use crate::autograd::segment::{number_grad, Entry, OpEntry, Segment, NO_INPUT};
 use crate::error::{Error, Result};
-use crate::ops::NumberOp;
 use crate::storage::FloatElement;
 use crate::tensor::Tensor;
 use crate::DType;
 use smallvec::SmallVec;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 type Seeds = SmallVec<[(u32, Grad); 2]>;
@@ -49,7 +48,7 @@ impl Pass<'_> {
         for at in 0..=top {
             let leads = match seg.entry(at) {
                 Entry::Import { link, .. } => pruning.useful(&link.node),
-                Entry::Op { op, inputs, .. } => inputs[..op.arity()]
+                Entry::Op(e) => e.inputs[..e.op.arity()]
                     .iter()
                     .any(|&i| i != NO_INPUT && useful[i as usize]),
             };
@@ -96,30 +95,24 @@ impl Pass<'_> {
                         self.frontier.give(link, number_grad(g, *dtype));
                     }
                 }
-                Entry::Op {
-                    op,
-                    dtype,
-                    inputs,
-                    values,
-                    freed,
-                } => {
-                    self.found(node, at, || number_grad(g, *dtype).into_tensor());
+                Entry::Op(e) => {
+                    self.found(node, at, || number_grad(g, e.dtype).into_tensor());
                     self.stats.nodes_reached += 1;
-                    let needs = Self::needs(op.arity(), inputs, useful);
+                    let needs = Self::needs(e.op.arity(), &e.inputs, useful);
                     if needs == [false, false] {
                         continue;
                     }
                     self.stats.rules_run += 1;
                     self.stats.rules_on_numbers += 1;
-                    self.take_saved(*op, freed)?;
-                    let grads = match dtype {
-                        DType::F32 => rule_on::<f32>(*op, values, g),
-                        _ => rule_on::<f64>(*op, values, g),
+                    self.take_saved(e)?;
+                    let grads = match e.dtype {
+                        DType::F32 => rule_on::<f32>(e, g),
+                        _ => rule_on::<f64>(e, g),
                     };
                     for j in 0..2 {
                         if needs[j] {
-                            let k = inputs[j] as usize;
-                            add_number(&mut adjoint[k], &mut reached[k], grads[j], *dtype);
+                            let k = e.inputs[j] as usize;
+                            add_number(&mut adjoint[k], &mut reached[k], grads[j], e.dtype);
                         }
                     }
                 }
@@ -161,43 +154,39 @@ impl Pass<'_> {
                 continue;
             };
             self.found(node, at, || g.clone());
-            let (op, dtype, inputs, values, freed) = match seg.entry(at) {
+            let e = match seg.entry(at) {
                 Entry::Import { link, .. } => {
                     if self.wanted(&link.node) {
                         self.frontier.give(link, Grad::Tensor(g));
                     }
                     continue;
                 }
-                Entry::Op {
-                    op,
-                    dtype,
-                    inputs,
-                    values,
-                    freed,
-                } => (*op, *dtype, inputs, values, freed),
+                Entry::Op(e) => e,
             };
             self.stats.nodes_reached += 1;
-            let arity = op.arity();
-            let needs = Self::needs(arity, inputs, useful);
+            let arity = e.op.arity();
+            let needs = Self::needs(arity, &e.inputs, useful);
             if needs == [false, false] {
                 continue;
             }
             self.stats.rules_run += 1;
-            self.take_saved(op, freed)?;
+            self.take_saved(e)?;
             let args: SmallVec<[Tensor; 2]> = (0..arity)
                 .map(|j| {
-                    let place = (inputs[j] != NO_INPUT).then(|| link(inputs[j]));
-                    Tensor::number(values[j], dtype, place)
+                    let place = (e.inputs[j] != NO_INPUT).then(|| link(e.inputs[j]));
+                    Tensor::number(e.values[j], e.dtype, place)
                 })
                 .collect();
             // As for a node's rule: with a level open the rule recomputes
             // the output, so that it carries what the levels attach.
-            let output = (op.saves_output() && !levels_open)
-                .then(|| Tensor::number(values[2], dtype, recording.then(|| link(at))));
-            let grads = op.prim().vjp(&args, output.as_ref(), &g, &needs[..arity])?;
+            let output = (e.op.saves_output() && !levels_open)
+                .then(|| Tensor::number(e.values[2], e.dtype, recording.then(|| link(at))));
+            let grads =
+                e.op.prim()
+                    .vjp(&args, output.as_ref(), &g, &needs[..arity])?;
             for (j, gj) in grads.into_iter().enumerate() {
                 if let (true, Some(gj)) = (needs[j], gj) {
-                    accumulate(&mut adjoint[inputs[j] as usize], gj);
+                    accumulate(&mut adjoint[e.inputs[j] as usize], gj);
                 }
             }
         }
@@ -206,12 +195,12 @@ impl Pass<'_> {
 
     /// Marks an entry's saved numbers as used, unless the graph is
     /// retained; an error if an earlier pass used them.
-    fn take_saved(&self, op: NumberOp, freed: &AtomicBool) -> Result<()> {
-        if freed.load(Ordering::Relaxed) {
-            return Err(Error::GraphFreed { op: op.name() });
+    fn take_saved(&self, e: &OpEntry) -> Result<()> {
+        if e.freed.load(Ordering::Relaxed) {
+            return Err(Error::GraphFreed { op: e.op.name() });
         }
         if !self.retain_graph {
-            freed.store(true, Ordering::Relaxed);
+            e.freed.store(true, Ordering::Relaxed);
         }
         Ok(())
     }
@@ -220,7 +209,7 @@ impl Pass<'_> {
 /// The element type of the value at `at`.
 fn dtype_at(seg: &Segment, at: u32) -> DType {
     match seg.entry(at) {
-        Entry::Op { dtype, .. } | Entry::Import { dtype, .. } => *dtype,
+        Entry::Op(OpEntry { dtype, .. }) | Entry::Import { dtype, .. } => *dtype,
     }
 }
 
@@ -239,8 +228,8 @@ fn add_number(adjoint: &mut f64, reached: &mut bool, g: f64, dtype: DType) {
 
 /// An op entry's rule on numbers of type `T`: its inputs' adjoints.
 #[inline]
-fn rule_on<T: FloatElement>(op: NumberOp, values: &[f64; 3], g: f64) -> [f64; 2] {
-    let [x, b, y] = values.map(T::of);
-    let y = op.saves_output().then_some(y);
-    op.vjp_numbers([x, b], y, T::of(g)).map(|v| v.f64())
+fn rule_on<T: FloatElement>(e: &OpEntry, g: f64) -> [f64; 2] {
+    let [x, b, y] = e.values.map(T::of);
+    let y = e.op.saves_output().then_some(y);
+    e.op.vjp_numbers([x, b], y, T::of(g)).map(|v| v.f64())
 }
