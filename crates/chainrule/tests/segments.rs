@@ -212,3 +212,36 @@ fn nothing_is_recorded_without_grad() {
     assert!(!y.needs_grad());
     assert_eq!(y.op_name(), None);
 }
+
+/// A thread's current segment outlives the thread's values: it is dropped
+/// with the thread's locals, before or after the queue that frees long
+/// graphs without recursion (the order is the platform's; both orders of
+/// first use are tried here, and `node::tests` runs the queue-less path
+/// itself). What it imports must be freed without recursion either way:
+/// a long graph would overflow the thread's stack.
+#[test]
+fn a_thread_ending_with_a_long_graph_on_its_segment_does_not_overflow() {
+    for segment_first in [true, false] {
+        std::thread::spawn(move || {
+            let x = Tensor::from_vec(vec![0.5f64], &[1]).requires_grad();
+            let a = if segment_first {
+                Some(Tensor::scalar(0.5f64).requires_grad() * 2.0)
+            } else {
+                None
+            };
+            let mut v = x.clone();
+            for _ in 0..100_000 {
+                v = v.sin(); // one node each: not 0-d
+            }
+            let s = v.sum(); // 0-d: the segment imports it
+            let t = match &a {
+                Some(a) => &s * a,
+                None => &s * 2.0,
+            };
+            drop((v, s, t, a));
+            // The thread's segment now holds the only reference to the chain.
+        })
+        .join()
+        .unwrap();
+    }
+}

@@ -15,7 +15,7 @@ use crate::DType;
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 
 /// Where `backward` accumulates a leaf's gradient.
 pub(crate) type GradSlot = Mutex<Option<Tensor>>;
@@ -270,8 +270,14 @@ impl Node {
 
 thread_local! {
     static DROP_QUEUE: RefCell<Vec<Arc<Node>>> = const { RefCell::new(Vec::new()) };
+    // No destructor: readable even while the thread's locals are destroyed.
     static DRAINING: Cell<bool> = const { Cell::new(false) };
 }
+
+/// The queue of threads whose own queue is gone: a thread's locals are
+/// destroyed one by one when it ends, and one of them (its current
+/// segment) may release a long graph after the queue went.
+static ORPHANS: Mutex<Vec<Arc<Node>>> = Mutex::new(Vec::new());
 
 /// `a`'s value for writing when `a` is its only handle: `Arc::get_mut`
 /// without the atomic read-modify-write it spends on guarding against
@@ -294,15 +300,39 @@ pub(crate) fn release(mut node: Arc<Node>) {
         return; // other references remain: dropping ours frees nothing
     }
     // We hold the only reference, so no other thread can free it meanwhile.
-    let queued = DROP_QUEUE.try_with(|q| q.borrow_mut().push(node));
-    if queued.is_err() {
-        return; // thread teardown: the node was dropped in place
+    let mut node = Some(node);
+    if DROP_QUEUE
+        .try_with(|q| q.borrow_mut().extend(node.take()))
+        .is_err()
+    {
+        return release_orphan(node.take().expect("not queued"));
     }
     if DRAINING.with(|d| d.replace(true)) {
         return; // an outer release on this thread is draining the queue
     }
     loop {
         let next = DROP_QUEUE.with(|q| q.borrow_mut().pop());
+        match next {
+            Some(n) => drop(n), // its Drop below queues its children
+            None => break,
+        }
+    }
+    DRAINING.with(|d| d.set(false));
+}
+
+/// [`release`] on a thread whose queue is gone (it is ending): the same
+/// loop, through [`ORPHANS`].
+fn release_orphan(node: Arc<Node>) {
+    let orphans = || ORPHANS.lock().unwrap_or_else(PoisonError::into_inner);
+    orphans().push(node);
+    if DRAINING.with(|d| d.replace(true)) {
+        return; // an outer release on this thread is draining
+    }
+    loop {
+        // Children go to the thread's queue while it is still there.
+        let next = orphans()
+            .pop()
+            .or_else(|| DROP_QUEUE.try_with(|q| q.borrow_mut().pop()).ok().flatten());
         match next {
             Some(n) => drop(n), // its Drop below queues its children
             None => break,
@@ -329,5 +359,28 @@ impl Drop for Node {
             NodeKind::Segment(seg) => seg.clear(),
             NodeKind::Leaf { .. } => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// On a thread whose locals are being destroyed (no queue any more), a
+    /// long graph is still freed by a loop, not by recursion.
+    #[test]
+    fn a_long_graph_released_without_the_thread_queue_does_not_recurse() {
+        let x = Tensor::from_vec(vec![0.5f64], &[1]).requires_grad();
+        let mut v = x.clone();
+        for _ in 0..100_000 {
+            v = v.sin(); // a node each (not 0-d)
+        }
+        let node = v.node().cloned().expect("tracked");
+        drop(v);
+        // What `release` does once `DROP_QUEUE` is gone.
+        release_orphan(node);
+        assert!(ORPHANS.lock().unwrap().is_empty());
+        assert!(DROP_QUEUE.with(|q| q.borrow().is_empty()));
+        assert!(!DRAINING.with(Cell::get));
     }
 }
