@@ -79,6 +79,8 @@ pub(crate) struct Segment {
     /// clearing a segment reads these, not every entry. Written only by
     /// the owning thread (in `push`), read only through `&mut self`.
     imports: UnsafeCell<Vec<u32>>,
+    /// See [`Segment::mark_swept`].
+    swept: AtomicBool,
 }
 
 /// Set in `state` once a consumer outside the segment has read its depth:
@@ -107,6 +109,7 @@ impl Segment {
             len: AtomicU32::new(0),
             state: AtomicU64::new(0),
             imports: UnsafeCell::new(Vec::new()),
+            swept: AtomicBool::new(false),
         }
     }
 
@@ -118,10 +121,19 @@ impl Segment {
         self.entries.len()
     }
 
-    /// Whether one more op fits (with its imports).
+    /// Whether one more op may be written: it fits (with its imports), and
+    /// no backward pass has swept the segment.
     #[inline]
-    fn has_room(&self) -> bool {
+    fn takes_more(&self) -> bool {
         self.len.load(Ordering::Relaxed) as usize + ROOM_PER_OP <= self.capacity()
+            && !self.swept.load(Ordering::Relaxed)
+    }
+
+    /// Notes that a backward pass swept the segment: the thread's next op
+    /// starts a new one, so that a value kept from this step (a logged
+    /// loss) keeps this step's graph alone, not the next steps' too.
+    pub fn mark_swept(&self) {
+        self.swept.store(true, Ordering::Relaxed);
     }
 
     /// The entry at `at`, which is below the length.
@@ -198,6 +210,7 @@ impl Segment {
             }
         }
         *self.state.get_mut() = 0;
+        *self.swept.get_mut() = false;
     }
 }
 
@@ -231,7 +244,7 @@ pub(crate) fn record(
             node.level == level
                 && links.iter().flatten().all(|l| Arc::ptr_eq(&l.node, node))
                 && Arc::strong_count(node) > 1
-                && segment_of(node).has_room()
+                && segment_of(node).takes_more()
         });
         let node = match fast {
             Some(node) => node,
@@ -292,15 +305,18 @@ fn current_with_room<'a>(
     }
     let fits = current.as_ref().is_some_and(|node| {
         let seg = segment_of(node);
-        node.level == level && seg.has_room() && imports_fit(seg, node, links)
+        node.level == level && seg.takes_more() && imports_fit(seg, node, links)
     });
     if !fits {
-        let capacity = current
-            .as_ref()
-            .map_or(MIN_ENTRIES, |node| match &node.kind {
-                NodeKind::Segment(seg) => (seg.capacity() * 2).min(MAX_ENTRIES),
-                _ => MIN_ENTRIES,
-            });
+        // Twice the last one's room when that filled up (a long chain), the
+        // same when it ended early (swept, of another level, sealed).
+        let capacity = current.as_ref().map_or(MIN_ENTRIES, |node| {
+            let seg = segment_of(node);
+            match seg.len() + ROOM_PER_OP > seg.capacity() {
+                true => (seg.capacity() * 2).min(MAX_ENTRIES),
+                false => seg.capacity(),
+            }
+        });
         let seg = Segment::with_capacity(capacity);
         let fresh = Node::new(NodeKind::Segment(seg), level, None);
         let ok = imports_fit(segment_of(&fresh), &fresh, links);
@@ -328,5 +344,33 @@ pub(crate) fn number_grad(v: f64, dtype: DType) -> Grad {
     match dtype {
         DType::F32 => Grad::F32(v as f32),
         _ => Grad::F64(v),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::Tensor;
+    use std::sync::Arc;
+
+    fn same_segment(a: &Tensor, b: &Tensor) -> bool {
+        Arc::ptr_eq(&a.link().unwrap().node, &b.link().unwrap().node)
+    }
+
+    #[test]
+    fn backward_ends_a_segment_and_a_segment_held_by_no_value_is_reused() {
+        let x = Tensor::scalar(1.0f64).requires_grad();
+        let first = x.sin() * 2.0;
+        let also_first = x.cos();
+        assert!(same_segment(&first, &also_first));
+        first.backward().unwrap();
+        // A loss kept for logging keeps its own step's graph, not the next.
+        let second = x.cos() * 3.0;
+        assert!(!same_segment(&first, &second));
+        // Once nothing holds it, the current segment is cleared and reused.
+        let node = Arc::as_ptr(&second.link().unwrap().node);
+        drop(second);
+        let third = x.exp();
+        assert_eq!(Arc::as_ptr(&third.link().unwrap().node), node);
+        assert_eq!(third.link().unwrap().at, 1, "entry 0 imports x");
     }
 }

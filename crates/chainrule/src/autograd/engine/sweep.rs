@@ -21,6 +21,7 @@ type Seeds = SmallVec<[(u32, Grad); 2]>;
 impl Pass<'_> {
     /// Visits `seg` (the segment of `node`) with the gradients of its values.
     pub(super) fn sweep(&mut self, node: &Node, seg: &Segment, seeds: Seeds) -> Result<()> {
+        seg.mark_swept();
         let top = seeds.iter().map(|&(at, _)| at).max().unwrap_or(0);
         let useful = self.useful_entries(node, seg, top);
         let numbers: Option<SmallVec<[(u32, f64); 2]>> = self
