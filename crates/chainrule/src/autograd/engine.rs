@@ -3,7 +3,7 @@
 
 mod sweep;
 
-use super::lane::{self, Grad};
+use super::lane::Grad;
 use super::node::{Link, Node, NodeKind, OpNode};
 use super::segment::Entry;
 use super::GradModeGuard;
@@ -522,22 +522,10 @@ impl Pass<'_> {
                     return Ok(());
                 }
                 self.stats.rules_run += 1;
-                let on_numbers = self
-                    .lane
-                    .then(|| lane::rule(op, &g, &needs, self.retain_graph));
-                let input_grads = match on_numbers.flatten() {
-                    Some(grads) => {
-                        self.stats.rules_on_numbers += 1;
-                        grads?
-                    }
-                    None => run_rule(node, op, &g.into_tensor(), &needs, self.retain_graph)?
-                        .into_iter()
-                        .map(|gi| gi.map(Grad::Tensor))
-                        .collect(),
-                };
+                let input_grads = run_rule(node, op, &g.into_tensor(), &needs, self.retain_graph)?;
                 for ((edge, gi), need) in op.edges.iter().zip(input_grads).zip(&needs) {
                     if let (Some(child), Some(gi), true) = (edge, gi, need) {
-                        self.frontier.give(child, gi);
+                        self.frontier.give(child, Grad::Tensor(gi));
                     }
                 }
             }
@@ -600,7 +588,9 @@ fn run_rule(
     // it with the forward's).
     let dual = crate::interp::levels_open();
     let output = saved
-        .output(op.prim.saves_output())
+        .output
+        .as_deref()
+        .cloned()
         .filter(|_| !dual)
         .map(|(storage, layout)| {
             Tensor::from_parts(
@@ -617,7 +607,7 @@ fn run_rule(
                 }),
             )
         });
-    let inputs = saved.inputs(&op.edges);
+    let inputs = saved.inputs.clone();
     let grads = op.prim.vjp(&inputs, output.as_ref(), g, needs)?;
     for (j, gi) in grads.iter().enumerate() {
         if let (true, Some(gi)) = (needs[j], gi) {

@@ -86,7 +86,7 @@ impl Tape {
                 return Ok(out.with_node(link));
             }
         }
-        Ok(attach_node(prim.clone(), inputs, out, level, alone))
+        Ok(attach_node(prim.clone(), inputs, out, level))
     }
 }
 
@@ -98,7 +98,7 @@ pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
     let kind = NodeKind::Op(OpNode {
         prim: Prim::identity(),
         edges: smallvec::smallvec![x.link().cloned()],
-        saved: Mutex::new(Some(Saved::Tensors {
+        saved: Mutex::new(Some(Saved {
             inputs: smallvec::smallvec![x.for_saving()],
             output: None,
         })),
@@ -126,27 +126,18 @@ fn on_segment(op: NumberOp, inputs: &[&Tensor], out: &Tensor, level: u32) -> Opt
     ))
 }
 
-fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32, alone: bool) -> Tensor {
+fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32) -> Tensor {
     // Each input's node at this level or below (a higher one, of a gradient
     // taken further in, is not this op's concern).
     let edges: SmallVec<[Option<Link>; 2]> = inputs
         .iter()
         .map(|t| node::under(t.link(), level + 1).cloned())
         .collect();
-    let numbers = (alone && prim.on_numbers())
-        .then(|| numbers_of(prim.saves_output(), inputs, &out))
-        .flatten();
-    let saved = match numbers {
-        Some(values) => Saved::Numbers {
-            dtype: out.dtype(),
-            values,
-        },
-        None => Saved::Tensors {
-            inputs: inputs.iter().map(|t| t.for_saving()).collect(),
-            output: prim
-                .saves_output()
-                .then(|| Box::new((out.storage().clone(), out.layout().clone()))),
-        },
+    let saved = Saved {
+        inputs: inputs.iter().map(|t| t.for_saving()).collect(),
+        output: prim
+            .saves_output()
+            .then(|| Box::new((out.storage().clone(), out.layout().clone()))),
     };
     let kind = NodeKind::Op(OpNode {
         prim,
@@ -158,11 +149,10 @@ fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32, alone: b
     out.with_node(Link::of(node))
 }
 
-/// What an elementwise op on plain 0-d values saves (see
-/// [`Saved::Numbers`]): the inputs' numbers, and the output's when its rule
-/// reads it (`saves_output`); `None` unless every input is a plain 0-d
-/// value of the output's dtype. Only with no level open, so every input's
-/// node is the edge it is rebuilt with.
+/// What an elementwise op on plain 0-d values saves on a segment: the
+/// inputs' numbers, and the output's when its rule reads it
+/// (`saves_output`); `None` unless every input is a plain 0-d value of the
+/// output's dtype.
 fn numbers_of(saves_output: bool, inputs: &[&Tensor], out: &Tensor) -> Option<[f64; 3]> {
     let dtype = out.dtype();
     let mut values = [0.0; 3];

@@ -11,7 +11,6 @@ use crate::layout::Layout;
 use crate::ops::Prim;
 use crate::storage::Storage;
 use crate::tensor::Tensor;
-use crate::DType;
 use smallvec::SmallVec;
 use std::cell::{Cell, RefCell};
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -148,45 +147,15 @@ pub(crate) struct OpNode {
     pub saved: Mutex<Option<Saved>>,
 }
 
-pub(crate) enum Saved {
-    /// The inputs, and the output's buffer when the rule reads it. The
-    /// output is stored without its node so that the node does not own
-    /// itself; the engine rebuilds the tensor with this node when it runs
-    /// the rule. Boxed: most rules read no output, and their nodes stay small.
-    Tensors {
-        inputs: SmallVec<[Tensor; 2]>,
-        output: Option<Box<(Storage, Layout)>>,
-    },
-    /// An elementwise op on plain 0-d values, recorded with no level open:
-    /// the inputs' numbers and the output's (in `f64`, exact for `f32`),
-    /// so the values' handles are not kept alive until backward. Backward
-    /// runs the rule on the numbers (see `engine`'s lane), or rebuilds the
-    /// tensors from them and the edges' nodes for a tensor rule.
-    Numbers { dtype: DType, values: [f64; 3] },
-}
-
-impl Saved {
-    /// The saved inputs as tensors, each with its edge's node.
-    pub fn inputs(&self, edges: &[Option<Link>]) -> SmallVec<[Tensor; 2]> {
-        match self {
-            Saved::Tensors { inputs, .. } => inputs.clone(),
-            Saved::Numbers { dtype, values } => edges
-                .iter()
-                .zip(values)
-                .map(|(edge, &v)| Tensor::number(v, *dtype, edge.clone()))
-                .collect(),
-        }
-    }
-
-    /// The saved output's buffer and layout, if the rule reads it.
-    pub fn output(&self, reads_output: bool) -> Option<(Storage, Layout)> {
-        match self {
-            Saved::Tensors { output, .. } => output.as_deref().cloned(),
-            Saved::Numbers { dtype, values } => {
-                reads_output.then(|| (Storage::number(values[2], *dtype), Layout::scalar()))
-            }
-        }
-    }
+/// What an op's VJP rule reads: the inputs, and the output's buffer when
+/// the rule reads it. The output is stored without its node so that the
+/// node does not own itself; the engine rebuilds the tensor with this node
+/// when it runs the rule. Boxed: most rules read no output, and their nodes
+/// stay small. (Elementwise ops on plain 0-d values save their numbers on
+/// a segment instead: see [`Segment`].)
+pub(crate) struct Saved {
+    pub inputs: SmallVec<[Tensor; 2]>,
+    pub output: Option<Box<(Storage, Layout)>>,
 }
 
 impl Node {

@@ -724,7 +724,7 @@ impl Prim {
     }
 
     /// Whether the op's rules also run on single numbers
-    /// ([`Prim::vjp_numbers`], [`Prim::jvp_numbers`]): the differentiable
+    /// ([`NumberOp::vjp_numbers`], [`Prim::jvp_numbers`]): the differentiable
     /// elementwise rows, which the modes run on 0-d values without tensors.
     pub(crate) fn on_numbers(&self) -> bool {
         match self {
@@ -742,16 +742,6 @@ impl Prim {
             Prim::Binary(op) => Some(NumberOp::Binary(*op)),
             _ => None,
         }
-    }
-
-    /// The VJP on numbers (see [`NumberOp::vjp_numbers`]).
-    pub(crate) fn vjp_numbers<T: Element>(
-        &self,
-        args: [T; 2],
-        y: Option<T>,
-        g: T,
-    ) -> Option<[T; 2]> {
-        Some(self.number_op()?.vjp_numbers(args, y, g))
     }
 
     /// The value and its tangent on numbers, given the inputs `args` and
