@@ -11,8 +11,10 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use rustc_hash::{FxHashMap, FxHashSet};
 use smallvec::SmallVec;
+use std::cell::Cell;
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -134,12 +136,12 @@ impl Pruning {
     /// Finds the nodes above `roots` that lead to a target. A node shallower
     /// than every target cannot lead to one (it would be deeper than the
     /// target it reaches), so the search stops there.
-    fn search(&mut self, roots: &[Arc<Node>], targets: &Targets) {
+    fn search<'n>(&mut self, roots: impl Iterator<Item = &'n Node>, targets: &Targets) {
         let Some(floor) = targets.min_depth() else {
             return;
         };
         // Post-order, with an explicit stack: a node is decided after its inputs.
-        let mut stack: Vec<(&Node, usize)> = Vec::new();
+        let mut stack: SmallVec<[(&Node, usize); 16]> = SmallVec::new();
         for root in roots {
             if root.depth() < floor || !self.first_sight(root) {
                 continue;
@@ -202,19 +204,78 @@ impl Pending {
 /// node's own mark when this pass is the only one running in the process
 /// (nearly always: no hashing), else through `slot_of`.
 struct Frontier {
-    /// (depth, arrival, node, slot): deepest, then earliest reached, first.
-    order: BinaryHeap<(u64, Reverse<u64>, usize, u32)>,
+    /// The heap, the slots and the sweeps' arrays, lent by the thread
+    /// (given back when the frontier is dropped).
+    s: ManuallyDrop<Box<Scratch>>,
     arrivals: u64,
-    grads: Vec<Option<Pending>>,
-    free: Vec<u32>,
     /// This pass's number when it alone may mark nodes.
     exclusive: Option<u64>,
     slot_of: FxHashMap<NodePtr, u32>,
     _running: Running,
 }
 
-/// The frontier's initial capacity (see [`Frontier::new`]).
+/// The initial capacity of a fresh scratch's frontier.
 const FRONTIER_ROOM: usize = 8;
+
+/// The vectors a pass works in, kept by its thread from one pass to the
+/// next: a small pass (a few nodes, a short segment), as a training step
+/// or `ex1` runs thousands of times, then allocates none of them.
+#[derive(Default)]
+struct Scratch {
+    /// (depth, arrival, node, slot): deepest, then earliest reached, first.
+    order: BinaryHeap<(u64, Reverse<u64>, usize, u32)>,
+    grads: Vec<Option<Pending>>,
+    free: Vec<u32>,
+    /// A segment's sweep: its values' adjoints, which of them have one,
+    /// and, under pruning, which lead to a requested gradient.
+    adjoint: Vec<f64>,
+    reached: Vec<bool>,
+    useful: Vec<bool>,
+}
+
+thread_local! {
+    /// The scratch of the thread's last pass (none while a pass is under
+    /// way: a pass a rule runs inside another gets its own).
+    static SCRATCH: Cell<Option<Box<Scratch>>> = const { Cell::new(None) };
+}
+
+impl Scratch {
+    /// Above this many elements a vector is not kept (a very wide pass
+    /// does not leave its memory with the thread).
+    const KEPT_MAX: usize = 1 << 16;
+
+    fn lend() -> Box<Scratch> {
+        let kept = SCRATCH.try_with(Cell::take).ok().flatten();
+        kept.unwrap_or_else(|| {
+            let mut fresh = Box::<Scratch>::default();
+            // Room for a frontier of a few nodes (most graphs' is narrow),
+            // so that a small pass does not grow each vector step by step.
+            fresh.order.reserve(FRONTIER_ROOM);
+            fresh.grads.reserve(FRONTIER_ROOM);
+            fresh.free.reserve(FRONTIER_ROOM);
+            fresh
+        })
+    }
+
+    fn give_back(mut self: Box<Scratch>) {
+        let too_large = [
+            self.order.capacity(),
+            self.grads.capacity(),
+            self.adjoint.capacity(),
+            self.useful.capacity(),
+        ]
+        .iter()
+        .any(|&c| c > Self::KEPT_MAX);
+        if too_large {
+            return;
+        }
+        // A pass that failed midway leaves gradients waiting: drop them.
+        self.order.clear();
+        self.grads.clear();
+        self.free.clear();
+        let _ = SCRATCH.try_with(|kept| kept.set(Some(self)));
+    }
+}
 
 /// The values whose gradients a pass returns (a node, and the entry for a
 /// segment's value), each with the positions in the caller's list it
@@ -333,12 +394,8 @@ impl Frontier {
         let alone = running.alone;
         Frontier {
             _running: running,
-            // Room for a frontier of a few nodes (most graphs' is narrow),
-            // so that a small pass does not grow each vector step by step.
-            order: BinaryHeap::with_capacity(FRONTIER_ROOM),
+            s: ManuallyDrop::new(Scratch::lend()),
             arrivals: 0,
-            grads: Vec::with_capacity(FRONTIER_ROOM),
-            free: Vec::with_capacity(FRONTIER_ROOM),
             exclusive: alone.then(|| NEXT_PASS.fetch_add(1, Ordering::Relaxed)),
             slot_of: FxHashMap::default(),
         }
@@ -355,24 +412,23 @@ impl Frontier {
     fn give(&mut self, link: &Link, g: Grad) {
         let node: &Node = &link.node;
         if let Some(slot) = self.slot(node) {
-            let pending = self.grads[slot as usize]
-                .take()
-                .expect("a queued slot holds");
-            self.grads[slot as usize] = Some(pending.add(link.at, g));
+            let waiting = &mut self.s.grads[slot as usize];
+            let pending = waiting.take().expect("a queued slot holds");
+            *waiting = Some(pending.add(link.at, g));
             return;
         }
         let pending = match node.kind {
             NodeKind::Segment(_) => Pending::Seeds(smallvec::smallvec![(link.at, g)]),
             _ => Pending::Grad(g),
         };
-        let slot = match self.free.pop() {
+        let slot = match self.s.free.pop() {
             Some(slot) => {
-                self.grads[slot as usize] = Some(pending);
+                self.s.grads[slot as usize] = Some(pending);
                 slot
             }
             None => {
-                self.grads.push(Some(pending));
-                (self.grads.len() - 1) as u32
+                self.s.grads.push(Some(pending));
+                (self.s.grads.len() - 1) as u32
             }
         };
         match self.exclusive {
@@ -383,12 +439,13 @@ impl Frontier {
         }
         self.arrivals += 1;
         let arrival = Reverse(self.arrivals);
-        self.order
+        self.s
+            .order
             .push((node.depth(), arrival, node as NodePtr as usize, slot));
     }
 
     fn next(&mut self) -> Option<(NodePtr, Pending)> {
-        let (_, _, ptr, slot) = self.order.pop()?;
+        let (_, _, ptr, slot) = self.s.order.pop()?;
         let node = ptr as NodePtr;
         match self.exclusive {
             // SAFETY: see `NodePtr`.
@@ -397,11 +454,18 @@ impl Frontier {
                 self.slot_of.remove(&node);
             }
         }
-        self.free.push(slot);
-        let g = self.grads[slot as usize]
+        self.s.free.push(slot);
+        let g = self.s.grads[slot as usize]
             .take()
             .expect("queued with its gradient");
         Some((node, g))
+    }
+}
+
+impl Drop for Frontier {
+    fn drop(&mut self) {
+        // SAFETY: `s` is not used again.
+        unsafe { ManuallyDrop::take(&mut self.s) }.give_back();
     }
 }
 
@@ -415,8 +479,8 @@ pub(crate) fn run(
     retain_graph: bool,
     create_graph: bool,
 ) -> Result<(BackwardStats, Vec<Tensor>)> {
-    let mut root_links = Vec::with_capacity(roots.len());
-    let mut seeds = Vec::with_capacity(roots.len());
+    let mut root_links: SmallVec<[Link; 1]> = SmallVec::with_capacity(roots.len());
+    let mut seeds: SmallVec<[Tensor; 1]> = SmallVec::with_capacity(roots.len());
     for (t, g) in roots {
         let link = t.link().ok_or_else(not_differentiable)?;
         // A segment being swept takes no deeper import (see `Segment::seal`).
@@ -428,16 +492,15 @@ pub(crate) fn run(
     // With targets, only the branches leading to one are visited.
     let target_of = Targets::new(targets.unwrap_or(&[]));
     let pruning = (targets.is_some() && prune).then(|| {
-        let roots: Vec<Arc<Node>> = root_links.iter().map(|l| l.node.clone()).collect();
         let mut pruning = Pruning::new(frontier.exclusive.is_some());
-        pruning.search(&roots, &target_of);
+        pruning.search(root_links.iter().map(|l| &*l.node), &target_of);
         pruning
     });
     let mut pass = Pass {
         frontier,
         targets: &target_of,
         pruning,
-        results: targets.map(|t| vec![None; t.len()]),
+        results: targets.map(|t| smallvec::smallvec![None; t.len()]),
         stats: BackwardStats::default(),
         retain_graph: retain_graph || create_graph,
         create_graph,
@@ -476,7 +539,7 @@ struct Pass<'a> {
     targets: &'a Targets,
     pruning: Option<Pruning>,
     /// With targets: the gradients found so far (no `.grad` is touched).
-    results: Option<Vec<Option<Tensor>>>,
+    results: Option<SmallVec<[Option<Tensor>; 4]>>,
     stats: BackwardStats,
     retain_graph: bool,
     create_graph: bool,
@@ -607,8 +670,8 @@ fn run_rule(
                 }),
             )
         });
-    let inputs = saved.inputs.clone();
-    let grads = op.prim.vjp(&inputs, output.as_ref(), g, needs)?;
+    let inputs = &saved.inputs;
+    let grads = op.prim.vjp(inputs, output.as_ref(), g, needs)?;
     for (j, gi) in grads.iter().enumerate() {
         if let (true, Some(gi)) = (needs[j], gi) {
             let input = &inputs[j];
@@ -705,7 +768,7 @@ pub fn grad_with_stats(
     inputs: &[&Tensor],
     opts: &BackwardOptions,
 ) -> Result<(Vec<Tensor>, BackwardStats)> {
-    let roots: Vec<(&Tensor, Option<Tensor>)> = outputs
+    let roots: SmallVec<[(&Tensor, Option<Tensor>); 1]> = outputs
         .iter()
         .map(|&o| {
             (

@@ -10,7 +10,7 @@ use super::value::{Partial, Value};
 use super::{bind, panicking, same_dtype, Prim};
 use crate::dtype::{DType, Element, Int, Scalar};
 use crate::error::{Error, Result};
-use crate::kernels::elementwise::{accumulate, zip};
+use crate::kernels::elementwise::{accumulate, map, zip};
 use crate::layout::{broadcast_shapes, Dims, Layout};
 use crate::storage::{with_dtype, with_int, with_scalar, StorageElement};
 use crate::tensor::Tensor;
@@ -47,6 +47,17 @@ macro_rules! binary_ops {
 
             fn forward<T: Element>(self, a: &[T], la: &Layout, b: &[T], lb: &Layout) -> Vec<T> {
                 match self { $(BinaryOp::$variant => zip(a, la, b, lb, |$a: T, $b: T| $forward)),* }
+            }
+
+            /// The op with one operand a single value `s` (on the left
+            /// when `left`) over a view of the other: a map, without the
+            /// broadcast layouts [`zip`] needs.
+            fn forward_scalar<T: Element>(self, s: T, left: bool, xs: &[T], lx: &Layout) -> Vec<T> {
+                match self { $(BinaryOp::$variant => if left {
+                    map(xs, lx, move |$b: T| { let $a: T = s; $forward })
+                } else {
+                    map(xs, lx, move |$a: T| { let $b: T = s; $forward })
+                }),* }
             }
 
             /// The op on one pair of elements (what compiled code calls for
@@ -360,12 +371,34 @@ fn scalar_against(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(Layout, L
     })
 }
 
+/// A float op of a 0-d operand with a contiguous one (a gradient scaling
+/// a vector, a constant added): a map over the contiguous one's elements.
+/// `None` for any other pair.
+fn scalar_against_run(a: &Tensor, b: &Tensor, op: BinaryOp, dtype: DType) -> Option<Tensor> {
+    let left = match (a.ndim(), b.ndim()) {
+        (0, n) if n > 0 => true,
+        (n, 0) if n > 0 => false,
+        _ => return None,
+    };
+    let (scalar, other) = if left { (a, b) } else { (b, a) };
+    if !matches!(dtype, DType::F32 | DType::F64) || other.layout().contiguous_range().is_none() {
+        return None;
+    }
+    Some(with_dtype!(dtype, T => Tensor::from_buffer(
+        op.forward_scalar(scalar.element::<T>(), left, other.buffer::<T>(), other.layout()),
+        other.shape(),
+    )))
+}
+
 /// The kernel of a binary op (its dtype rule has admitted the operands).
 pub(crate) fn forward(a: &Tensor, b: &Tensor, op: BinaryOp) -> Result<Tensor> {
     let dtype = same_dtype(op.name(), a, b)?;
     if a.ndim() == 0 && b.ndim() == 0 && dtype.is_float() {
         return Ok(with_dtype!(dtype, T => Tensor::from_element(
             op.apply(a.element::<T>(), b.element::<T>()))));
+    }
+    if let Some(out) = scalar_against_run(a, b, op, dtype) {
+        return Ok(out);
     }
     let (la, lb) = broadcast_pair(op.name(), a, b)?;
     let out = match dtype {

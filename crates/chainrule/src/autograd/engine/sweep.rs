@@ -33,19 +33,25 @@ impl Pass<'_> {
                     .collect()
             })
             .flatten();
-        match numbers {
+        let swept = match numbers {
             Some(numbers) => self.sweep_numbers(node, seg, top, &numbers, useful.as_deref()),
             None => self.sweep_tensors(node, seg, top, seeds, useful.as_deref()),
+        };
+        if let Some(useful) = useful {
+            self.frontier.s.useful = useful;
         }
+        swept
     }
 
     /// Under pruning, which entries up to `top` lead to a requested
     /// gradient (an import the search found useful, a target, or an op
     /// reading one of them).
-    fn useful_entries(&self, node: &Node, seg: &Segment, top: u32) -> Option<Vec<bool>> {
+    fn useful_entries(&mut self, node: &Node, seg: &Segment, top: u32) -> Option<Vec<bool>> {
         let pruning = self.pruning.as_ref()?;
         let targets = self.targets.entries_of(node);
-        let mut useful = Vec::with_capacity(top as usize + 1);
+        let mut useful = std::mem::take(&mut self.frontier.s.useful);
+        useful.clear();
+        useful.reserve(top as usize + 1);
         for at in 0..=top {
             let leads = match seg.entry(at) {
                 Entry::Import { link, .. } => pruning.useful(&link.node),
@@ -77,8 +83,13 @@ impl Pass<'_> {
         useful: Option<&[bool]>,
     ) -> Result<()> {
         let len = top as usize + 1;
-        let mut adjoint = vec![0.0f64; len];
-        let mut reached = vec![false; len];
+        // The thread's arrays (given back below; an error drops them).
+        let mut adjoint = std::mem::take(&mut self.frontier.s.adjoint);
+        let mut reached = std::mem::take(&mut self.frontier.s.reached);
+        adjoint.clear();
+        adjoint.resize(len, 0.0);
+        reached.clear();
+        reached.resize(len, false);
         for &(at, g) in seeds {
             let i = at as usize;
             add_number(&mut adjoint[i], &mut reached[i], g, dtype_at(seg, at));
@@ -119,6 +130,8 @@ impl Pass<'_> {
                 }
             }
         }
+        self.frontier.s.adjoint = adjoint;
+        self.frontier.s.reached = reached;
         Ok(())
     }
 
