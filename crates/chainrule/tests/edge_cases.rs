@@ -290,6 +290,57 @@ fn a_custom_vjp_of_the_wrong_shape_is_the_users_error() {
     assert!(func::jacrev(faulty("ok", "shape"), &t(&[1.0, 2.0])).is_err());
 }
 
+/// A pass that fails midway (its thread's scratch left with gradients
+/// waiting, a segment's sweep cut short) leaves the next pass on the
+/// thread exact.
+#[test]
+fn a_pass_after_a_failed_one_is_exact() {
+    for _ in 0..3 {
+        let x = t(&[1.0, 2.0]).requires_grad();
+        let y = faulty("ok", "shape")(&x).unwrap();
+        let z = (&y * &y).sin() + &y;
+        assert!(z.backward().is_err());
+        let a = Tensor::scalar(0.5f64).requires_grad();
+        let b = (&a * &a).sin() * 3.0 + &a;
+        let g = autograd::grad(&[&b], &[&a]).unwrap();
+        let want = 2.0 * 0.5 * (0.25f64).cos() * 3.0 + 1.0;
+        assert!((g[0].item() - want).abs() < 1e-15, "{}", g[0].item());
+    }
+}
+
+/// `x ↦ 3x` whose VJP runs a backward pass of its own (as a rule built
+/// on `autograd::grad` does) while the outer pass is under way.
+struct Nested;
+
+impl CustomOp for Nested {
+    fn name(&self) -> &'static str {
+        "nested"
+    }
+    fn forward(&self, x: &[Tensor]) -> Result<Tensor> {
+        Ok(&x[0] * 3.0)
+    }
+    fn jvp(&self, _x: &[Tensor], _y: &Tensor, t: &[Option<Tensor>]) -> Result<Tensor> {
+        Ok(t[0].as_ref().unwrap() * 3.0)
+    }
+    fn vjp(&self, _x: &[Tensor], _y: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        // Rules run with recording off; this one records its own graph.
+        let _recording = autograd::GradModeGuard::new(true);
+        let u = Tensor::scalar(1.0f64).requires_grad();
+        let three = autograd::grad(&[&((&u * 3.0).sin() / (3.0f64).cos())], &[&u])?;
+        Ok(vec![Some(g * &three[0])])
+    }
+}
+
+#[test]
+fn a_pass_inside_a_rule_does_not_disturb_the_outer_one() {
+    let x = Tensor::scalar(0.25f64).requires_grad();
+    let y = apply(Arc::new(Nested), &[&x]).unwrap();
+    let z = (&y * &y).exp();
+    let g = autograd::grad(&[&z], &[&x]).unwrap()[0].item();
+    let want = (0.75f64 * 0.75).exp() * 2.0 * 0.75 * 3.0;
+    assert!((g - want).abs() < 1e-12 * want, "{g} vs {want}");
+}
+
 #[test]
 fn a_custom_op_without_inputs_is_an_error() {
     let e = apply(

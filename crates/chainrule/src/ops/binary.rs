@@ -573,3 +573,36 @@ impl Tensor {
         self.gt(&Tensor::full(&[], c, self.dtype()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A 0-d operand against a contiguous one takes a map of its own
+    /// ([`scalar_against_run`]): it must agree bit for bit with the op on
+    /// each pair of 0-d values, on either side, in both float dtypes.
+    #[test]
+    fn a_scalar_against_a_run_is_the_op_on_each_pair() {
+        let xs = [-2.5, -0.75, 0.0, 0.5, 1.25, 3.0, 7.5];
+        for dtype in [DType::F32, DType::F64] {
+            let x = Tensor::from_vec(xs.to_vec(), &[7]).to_dtype(dtype);
+            let s = Tensor::scalar(1.5).to_dtype(dtype);
+            for &op in BinaryOp::ALL {
+                for left in [true, false] {
+                    let (a, b) = if left { (&s, &x) } else { (&x, &s) };
+                    let got = forward(a, b, op).unwrap().to_dtype(DType::F64);
+                    for (i, got) in got.to_vec::<f64>().into_iter().enumerate() {
+                        let xi = x.narrow(0, i, 1).reshape(&[]);
+                        let (a, b) = if left { (&s, &xi) } else { (&xi, &s) };
+                        let want = forward(a, b, op).unwrap().to_dtype(DType::F64).item();
+                        assert!(
+                            got.to_bits() == want.to_bits(),
+                            "{} {dtype:?} left={left} at {i}: {got} vs {want}",
+                            op.name()
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
