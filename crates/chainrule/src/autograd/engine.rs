@@ -500,7 +500,7 @@ pub(crate) fn run(
         frontier,
         targets: &target_of,
         pruning,
-        results: targets.map(|t| smallvec::smallvec![None; t.len()]),
+        results: targets.map(|t| vec![None; t.len()]),
         stats: BackwardStats::default(),
         retain_graph: retain_graph || create_graph,
         create_graph,
@@ -539,7 +539,7 @@ struct Pass<'a> {
     targets: &'a Targets,
     pruning: Option<Pruning>,
     /// With targets: the gradients found so far (no `.grad` is touched).
-    results: Option<SmallVec<[Option<Tensor>; 4]>>,
+    results: Option<Vec<Option<Tensor>>>,
     stats: BackwardStats,
     retain_graph: bool,
     create_graph: bool,
