@@ -6,7 +6,7 @@
 //! step while values of the last one are still alive.
 
 use chainrule::autograd::{self, no_grad};
-use chainrule::{BackwardOptions, DType, Error, Tensor};
+use chainrule::{BackwardOptions, DType, Error, Slice, Tensor};
 
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() <= 1e-12 * b.abs().max(1.0)
@@ -244,4 +244,111 @@ fn a_thread_ending_with_a_long_graph_on_its_segment_does_not_overflow() {
         .join()
         .unwrap();
     }
+}
+
+// An inner product of two vectors is recorded on the segment too (with its
+// operands saved in the entry): the `ex1` workload's `<x, w>`.
+
+fn vector(values: &[f64]) -> Tensor {
+    Tensor::from_vec(values.to_vec(), &[values.len()])
+}
+
+fn all_close(t: &Tensor, expected: &[f64]) -> bool {
+    let got = t.to_vec::<f64>();
+    got.len() == expected.len() && got.iter().zip(expected).all(|(&a, &b)| close(a, b))
+}
+
+#[test]
+fn a_dot_of_two_vectors_gets_both_gradients() {
+    let (xs, ws, y) = ([0.5, -1.0, 2.0], [1.5, 0.25, -0.75], 0.3);
+    let x = vector(&xs).requires_grad();
+    let w = vector(&ws).requires_grad();
+    let d = x.dot(&w);
+    assert_eq!(d.op_name(), Some("matmul"));
+    let z = (&d - &Tensor::scalar(y)).square();
+    let r: f64 = xs.iter().zip(&ws).map(|(a, b)| a * b).sum::<f64>() - y;
+    let (g, stats) = autograd::grad_with_stats(&[&z], &[&x, &w, &d], &Default::default()).unwrap();
+    assert!(all_close(&g[0], &ws.map(|v| 2.0 * r * v)));
+    assert!(all_close(&g[1], &xs.map(|v| 2.0 * r * v)));
+    assert!(close(g[2].item(), 2.0 * r), "the dot's own value is a target");
+    assert_eq!(stats.rules_run, 3, "square, sub, dot");
+    assert_eq!(stats.rules_on_numbers, 2, "the dot's rule makes vectors");
+    // A constant operand (no grad) gets no rule, and the dot reads itself.
+    let c = vector(&xs);
+    let (g, stats) =
+        autograd::grad_with_stats(&[&w.dot(&w).mul(&c.dot(&w))], &[&w], &Default::default())
+            .unwrap();
+    let (ww, cw): (f64, f64) = (ws.iter().map(|v| v * v).sum(), xs.iter().zip(&ws).map(|(a, b)| a * b).sum());
+    let expected: Vec<f64> = (0..3).map(|i| 2.0 * ws[i] * cw + ww * xs[i]).collect();
+    assert!(all_close(&g[0], &expected), "{:?}", g[0].to_vec::<f64>());
+    assert_eq!(stats.rules_run, 3, "mul and both dots");
+}
+
+#[test]
+fn a_dot_reads_strided_views_and_tensor_ops_results() {
+    // Every second element of a vector (stride 2) against relu(A v).
+    let m = vector(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).requires_grad();
+    let a = Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 1.0, -1.0, 3.0], &[3, 2]);
+    let v = vector(&[0.5, 1.0]).requires_grad();
+    let h = a.matmul(&v).relu(); // [0, 1.25, 2.5]
+    let z = m.slice(&[Slice::new(Some(1), None, 2)]).dot(&h);
+    let g = autograd::grad(&[&z], &[&m, &v]).unwrap();
+    assert!(all_close(&g[0], &[0.0, 0.0, 0.0, 1.25, 0.0, 2.5]));
+    // dz/dv = Aᵀ (col ⊙ relu'(A v)) with col = [2, 4, 6] and mask [0, 1, 1].
+    assert!(all_close(&g[1], &[0.5 * 4.0 - 6.0, 4.0 + 3.0 * 6.0]));
+}
+
+#[test]
+fn a_dot_gives_the_same_bits_on_numbers_and_on_tensors() {
+    // Without create_graph its rule runs on the gradient as a number; with
+    // it, as the tensor rule: the same arithmetic.
+    let x = Tensor::from_vec(vec![0.1f32, -0.7, 1.3, 2.9], &[4]).requires_grad();
+    let w = Tensor::from_vec(vec![1.7f32, 0.3, -0.9, 0.45], &[4]).requires_grad();
+    let z = || (x.dot(&w) * 1.1f32).tanh();
+    let plain = autograd::grad(&[&z()], &[&x, &w]).unwrap();
+    let create = BackwardOptions {
+        create_graph: true,
+        ..Default::default()
+    };
+    let recorded = autograd::grad_with(&[&z()], &[&x, &w], &create).unwrap();
+    for (p, r) in plain.iter().zip(&recorded) {
+        assert_eq!(p.dtype(), DType::F32);
+        assert_eq!(p.to_vec::<f32>(), r.to_vec::<f32>());
+    }
+}
+
+#[test]
+fn gradients_of_gradients_through_a_dot() {
+    // z = <x, w>²: dz/dw = 2 <x, w> x, and its derivative along u is
+    // 2 <x, u> x.
+    let (xs, ws, us) = ([0.5, -1.0, 2.0], [1.5, 0.25, -0.75], [1.0, 2.0, -1.0]);
+    let x = vector(&xs);
+    let w = vector(&ws).requires_grad();
+    let z = x.dot(&w).square();
+    let create = BackwardOptions {
+        create_graph: true,
+        ..Default::default()
+    };
+    let gw = autograd::grad_with(&[&z], &[&w], &create).unwrap().remove(0);
+    let xw: f64 = xs.iter().zip(&ws).map(|(a, b)| a * b).sum();
+    assert!(all_close(&gw, &xs.map(|v| 2.0 * xw * v)));
+    let hu = autograd::grad(&[&gw.dot(&vector(&us))], &[&w]).unwrap().remove(0);
+    let xu: f64 = xs.iter().zip(&us).map(|(a, b)| a * b).sum();
+    assert!(all_close(&hu, &xs.map(|v| 2.0 * xu * v)));
+}
+
+#[test]
+fn a_second_backward_through_a_used_dot_is_an_error_unless_retained() {
+    let x = vector(&[1.0, 2.0]);
+    let w = vector(&[3.0, -1.0]).requires_grad();
+    let z = x.dot(&w);
+    let keep = BackwardOptions {
+        retain_graph: true,
+        ..Default::default()
+    };
+    z.backward_with(&keep).unwrap();
+    z.backward().unwrap();
+    assert!(all_close(&w.grad().unwrap(), &[2.0, 4.0]));
+    let err = z.backward().unwrap_err();
+    assert!(matches!(err, Error::GraphFreed { op: "matmul" }), "{err}");
 }

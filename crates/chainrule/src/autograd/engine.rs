@@ -5,7 +5,7 @@ mod sweep;
 
 use super::lane::Grad;
 use super::node::{Link, Node, NodeKind, OpNode};
-use super::segment::Entry;
+use super::segment::{number_grad, Entry};
 use super::GradModeGuard;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -53,7 +53,7 @@ fn child(n: &Node, pos: usize) -> Option<Option<&Node>> {
         NodeKind::Op(op) => op.edges.get(pos).map(|e| e.as_ref().map(|l| &*l.node)),
         NodeKind::Segment(seg) => (pos < seg.len()).then(|| match seg.entry(pos as u32) {
             Entry::Import { link, .. } => Some(&*link.node),
-            Entry::Op(_) => None,
+            Entry::Op(_) | Entry::Dot(_) => None,
         }),
         NodeKind::Leaf { .. } => None,
     }
@@ -480,7 +480,7 @@ pub(crate) fn run(
     create_graph: bool,
 ) -> Result<(BackwardStats, Vec<Tensor>)> {
     let mut root_links: SmallVec<[Link; 1]> = SmallVec::with_capacity(roots.len());
-    let mut seeds: SmallVec<[Tensor; 1]> = SmallVec::with_capacity(roots.len());
+    let mut seeds: SmallVec<[Grad; 1]> = SmallVec::with_capacity(roots.len());
     for (t, g) in roots {
         let link = t.link().ok_or_else(not_differentiable)?;
         // A segment being swept takes no deeper import (see `Segment::seal`).
@@ -509,7 +509,7 @@ pub(crate) fn run(
     };
     for (link, seed) in root_links.iter().zip(seeds) {
         if pass.wanted(&link.node) {
-            pass.frontier.give(link, Grad::Tensor(seed));
+            pass.frontier.give(link, seed);
         }
     }
     let _mode = GradModeGuard::new(create_graph);
@@ -607,8 +607,9 @@ fn not_differentiable() -> Error {
 }
 
 /// The adjoint a root starts from: `g` (of its shape and dtype), or 1 for
-/// a single-element output.
-fn seed(t: &Tensor, g: &Option<Tensor>) -> Result<Tensor> {
+/// a single-element output (a number for a 0-d float one: a loss's seed
+/// makes no tensor).
+fn seed(t: &Tensor, g: &Option<Tensor>) -> Result<Grad> {
     match g {
         Some(g) if g.shape() != t.shape() || g.dtype() != t.dtype() => Err(Error::Backward {
             msg: format!(
@@ -619,8 +620,9 @@ fn seed(t: &Tensor, g: &Option<Tensor>) -> Result<Tensor> {
                 t.dtype()
             ),
         }),
-        Some(g) => Ok(g.clone()),
-        None if t.numel() == 1 => Ok(t.ones_like()),
+        Some(g) => Ok(Grad::Tensor(g.clone())),
+        None if t.ndim() == 0 && t.dtype().is_float() => Ok(number_grad(1.0, t.dtype())),
+        None if t.numel() == 1 => Ok(Grad::Tensor(t.ones_like())),
         None => Err(Error::Backward {
             msg: format!(
                 "an output of shape {:?} is not a scalar: pass its gradient (a vector-Jacobian product) with backward_with",

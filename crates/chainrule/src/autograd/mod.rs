@@ -20,11 +20,13 @@ pub use engine::{grad, grad_with, grad_with_stats, BackwardOptions, BackwardStat
 use crate::dtype::Element;
 use crate::error::Result;
 use crate::interp::Interpreter;
-use crate::ops::{NumberOp, Prim};
+use crate::ops::Prim;
 use crate::storage::with_dtype;
 use crate::tensor::Tensor;
 use node::{Link, Node, NodeKind, OpNode, Saved};
+use segment::{DotEntry, Entry, OpEntry};
 use smallvec::SmallVec;
+use std::sync::atomic::AtomicBool;
 use std::sync::Mutex;
 
 /// Whether ops on this thread are recorded for backward.
@@ -81,8 +83,8 @@ impl Tape {
         if !prim.differentiable() {
             return Ok(out);
         }
-        if let Some(op) = prim.number_op().filter(|_| alone) {
-            if let Some(link) = on_segment(op, inputs, &out, level) {
+        if alone {
+            if let Some(link) = on_segment(prim, inputs, &out, level) {
                 return Ok(out.with_node(link));
             }
         }
@@ -107,23 +109,40 @@ pub(crate) fn track_at_fresh_level(x: &Tensor) -> Tensor {
     x.relabeled(Link::of(node))
 }
 
-/// Records an elementwise op on plain 0-d float values with no level open
-/// on this thread's segment (see [`segment`]): no node of its own. `None`
-/// for any other op.
-fn on_segment(op: NumberOp, inputs: &[&Tensor], out: &Tensor, level: u32) -> Option<Link> {
+/// Records an elementwise op on plain 0-d float values, or an inner product
+/// of two plain float vectors, with no level open on this thread's segment
+/// (see [`segment`]): no node of its own. `None` for any other op.
+fn on_segment(prim: &Prim, inputs: &[&Tensor], out: &Tensor, level: u32) -> Option<Link> {
     let dtype = out.dtype();
     if !dtype.is_float() || out.link().is_some() {
         return None;
     }
-    let values = numbers_of(op.saves_output(), inputs, out)?;
     let link = |j: usize| inputs.get(j).and_then(|t| node::under(t.link(), level + 1));
-    Some(segment::record(
-        op,
-        dtype,
-        [link(0), link(1)],
-        values,
-        level,
-    ))
+    let links = [link(0), link(1)];
+    if let Some(op) = prim.number_op() {
+        let values = numbers_of(op.saves_output(), inputs, out)?;
+        return Some(segment::record(dtype, links, level, |inputs| {
+            Entry::Op(OpEntry {
+                op,
+                dtype,
+                inputs,
+                values,
+                freed: AtomicBool::new(false),
+            })
+        }));
+    }
+    let plain_vector = |t: &&Tensor| t.ndim() == 1 && !t.has_layer() && t.dtype() == dtype;
+    if !prim.is_vector_dot() || !inputs.iter().all(plain_vector) {
+        return None;
+    }
+    let operands = [0, 1].map(|j| (inputs[j].storage().clone(), inputs[j].layout().clone()));
+    Some(segment::record(dtype, links, level, |inputs| {
+        Entry::Dot(DotEntry {
+            dtype,
+            inputs,
+            operands: Mutex::new(Some(operands)),
+        })
+    }))
 }
 
 fn attach_node(prim: Prim, inputs: &[&Tensor], out: Tensor, level: u32) -> Tensor {

@@ -28,12 +28,15 @@
 
 use super::lane::Grad;
 use super::node::{release, sole_mut, Link, Node, NodeKind};
+use crate::error::{Error, Result};
 use crate::ops::NumberOp;
+use crate::layout::Layout;
+use crate::storage::Storage;
 use crate::DType;
 use std::cell::{RefCell, UnsafeCell};
 use std::mem::MaybeUninit;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// An input position for an operand that carries no gradient (a constant).
 pub(crate) const NO_INPUT: u32 = u32::MAX;
@@ -52,6 +55,8 @@ pub(crate) enum Entry {
     Op(OpEntry),
     /// A value from outside the segment.
     Import { link: Link, dtype: DType },
+    /// An inner product of two vectors.
+    Dot(DotEntry),
 }
 
 /// An op entry: its inputs' positions ([`NO_INPUT`] for a constant), and
@@ -69,16 +74,43 @@ pub(crate) struct OpEntry {
     pub freed: AtomicBool,
 }
 
+/// An inner product of two vectors: its inputs' positions (imports, or
+/// [`NO_INPUT`] for a constant) and their values, which its rule reads
+/// (`g` times the other one) and a backward pass that does not retain the
+/// graph takes. The values are buffers and views, with no place in the
+/// graph: dropping the entry never recurses into one.
+pub(crate) struct DotEntry {
+    pub dtype: DType,
+    pub inputs: [u32; 2],
+    pub operands: Mutex<Option<[(Storage, Layout); 2]>>,
+}
+
+impl DotEntry {
+    /// The operands, for a rule: taken unless the graph is retained; an
+    /// error if an earlier pass took them.
+    pub fn operands(&self, retain_graph: bool) -> Result<[(Storage, Layout); 2]> {
+        let mut slot = self.operands.lock().unwrap_or_else(|e| e.into_inner());
+        let freed = || Error::GraphFreed { op: DOT_NAME };
+        match retain_graph {
+            true => slot.clone().ok_or_else(freed),
+            false => slot.take().ok_or_else(freed),
+        }
+    }
+}
+
+/// A dot entry's op, as a node of it would be named.
+const DOT_NAME: &str = "matmul";
+
 pub(crate) struct Segment {
     entries: Box<[UnsafeCell<MaybeUninit<Entry>>]>,
     /// How many entries are written (published with `Release`).
     len: AtomicU32,
     /// The depth (see [`Node::depth`]), and [`SEALED`].
     state: AtomicU64,
-    /// The positions of the imports, the only entries that need dropping:
-    /// clearing a segment reads these, not every entry. Written only by
-    /// the owning thread (in `push`), read only through `&mut self`.
-    imports: UnsafeCell<Vec<u32>>,
+    /// The positions of the imports and dots, the only entries that need
+    /// dropping: clearing a segment reads these, not every entry. Written
+    /// only by the owning thread (in `push`), read only through `&mut self`.
+    owners: UnsafeCell<Vec<u32>>,
     /// See [`Segment::mark_swept`].
     swept: AtomicBool,
 }
@@ -108,7 +140,7 @@ impl Segment {
             entries,
             len: AtomicU32::new(0),
             state: AtomicU64::new(0),
-            imports: UnsafeCell::new(Vec::new()),
+            owners: UnsafeCell::new(Vec::new()),
             swept: AtomicBool::new(false),
         }
     }
@@ -148,10 +180,10 @@ impl Segment {
     /// calls it (see [`record`]), with room left.
     fn push(&self, e: Entry) -> u32 {
         let at = self.len.load(Ordering::Relaxed);
-        if let Entry::Import { .. } = e {
+        if !matches!(e, Entry::Op(_)) {
             // SAFETY: only this thread writes the list, and no `&mut self`
             // (the only reader) exists while `&self` does.
-            unsafe { (*self.imports.get()).push(at) };
+            unsafe { (*self.owners.get()).push(at) };
         }
         // SAFETY: past `len`, so no reader looks here yet; one writer.
         unsafe { (*self.entries[at as usize].get()).write(e) };
@@ -194,15 +226,17 @@ impl Segment {
         match self.entry(at) {
             Entry::Op(e) => e.op.name(),
             Entry::Import { link, .. } => link.node.name(link.at),
+            Entry::Dot(_) => DOT_NAME,
         }
     }
 
     /// Drops every entry (their imports without recursion) and starts over.
     pub fn clear(&mut self) {
         *self.len.get_mut() = 0;
-        // Op entries own nothing (their op is `Copy`): only imports drop.
-        for at in self.imports.get_mut().drain(..) {
-            // SAFETY: an import's position is below the old length, so it
+        // Op entries own nothing (their op is `Copy`): only imports and
+        // dots drop.
+        for at in self.owners.get_mut().drain(..) {
+            // SAFETY: an owner's position is below the old length, so it
             // was written; each is read out once.
             let entry = unsafe { self.entries[at as usize].get_mut().assume_init_read() };
             if let Entry::Import { link, .. } = entry {
@@ -225,16 +259,15 @@ thread_local! {
     static CURRENT: RefCell<Option<Arc<Node>>> = const { RefCell::new(None) };
 }
 
-/// Records an elementwise op on 0-d values of one float dtype at `level`,
-/// with no level open: `links` are its inputs' places in the graph (`None`:
-/// a constant), `values` the numbers its rule reads. Returns the output's
+/// Records an op of one float dtype at `level`, with no level open:
+/// `links` are its inputs' places in the graph (`None`: a constant), and
+/// `entry` makes its entry from their positions. Returns the output's
 /// place.
 pub(crate) fn record(
-    op: NumberOp,
     dtype: DType,
     links: [Option<&Link>; 2],
-    values: [f64; 3],
     level: u32,
+    entry: impl FnOnce([u32; 2]) -> Entry,
 ) -> Link {
     CURRENT.with(|current| {
         let mut current = current.borrow_mut();
@@ -252,7 +285,7 @@ pub(crate) fn record(
         };
         let seg = segment_of(node);
         let mut inputs = [NO_INPUT; 2];
-        for j in 0..op.arity() {
+        for j in 0..2 {
             inputs[j] = match links[j] {
                 None => NO_INPUT,
                 Some(l) if Arc::ptr_eq(&l.node, node) => l.at,
@@ -264,13 +297,7 @@ pub(crate) fn record(
                 }),
             };
         }
-        let at = seg.push(Entry::Op(OpEntry {
-            op,
-            dtype,
-            inputs,
-            values,
-            freed: AtomicBool::new(false),
-        }));
+        let at = seg.push(entry(inputs));
         Link {
             node: node.clone(),
             at,

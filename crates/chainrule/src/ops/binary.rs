@@ -371,6 +371,12 @@ fn scalar_against(op: &'static str, a: &Tensor, b: &Tensor) -> Result<(Layout, L
     })
 }
 
+/// `g * x` for each element `x` of the view `lx` of `xs`: the product of
+/// a 0-d `g` with a tensor, on numbers.
+pub(crate) fn scale<T: Element>(g: T, xs: &[T], lx: &Layout) -> Vec<T> {
+    BinaryOp::Mul.forward_scalar(g, true, xs, lx)
+}
+
 /// A float op of a 0-d operand with a contiguous one (a gradient scaling
 /// a vector, a constant added): a map over the contiguous one's elements.
 /// `None` for any other pair.

@@ -7,7 +7,8 @@ use super::{bind, panicking, same_dtype, Prim};
 use crate::error::{Error, Result};
 use crate::kernels::matmul::batched_matmul;
 use crate::layout::{broadcast_shapes, Layout};
-use crate::storage::with_dtype;
+use crate::dtype::{DType, Element};
+use crate::storage::{with_dtype, Storage, StorageElement};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
 
@@ -197,6 +198,17 @@ pub(crate) fn vjp(
     let ga = needs[0].then(|| sum_to(&g2.matmul(&mt(&b2)), a2.shape()).reshape(a.shape()));
     let gb = needs[1].then(|| sum_to(&mt(&a2).matmul(&g2), b2.shape()).reshape(b.shape()));
     smallvec![ga, gb]
+}
+
+/// A dot product's VJP for one operand, with `g` a number of `dtype`: the
+/// other operand (`(storage, layout)`) times `g`, with the tensor rule's
+/// arithmetic (`g * b`, `g * a` in [`vjp`]), so the same bits.
+pub(crate) fn dot_vjp_on_number(g: f64, dtype: DType, other: &(Storage, Layout)) -> Tensor {
+    let (storage, layout) = other;
+    with_dtype!(dtype, T => Tensor::from_buffer(
+        super::binary::scale(<T as Element>::of(g), T::slice(storage), layout),
+        &layout.shape,
+    ))
 }
 
 /// The JVP: `ȧ b + a ḃ`.

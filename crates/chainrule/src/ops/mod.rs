@@ -744,6 +744,14 @@ impl Prim {
         }
     }
 
+    /// Whether the op is a matrix product, which on two vectors is an inner
+    /// product: a segment records that with no node (see
+    /// `autograd::segment`), its rule [`matmul::dot_vjp_on_number`].
+    #[inline]
+    pub(crate) fn is_vector_dot(&self) -> bool {
+        matches!(self, Prim::Matmul)
+    }
+
     /// The value and its tangent on numbers, given the inputs `args` and
     /// their tangents (`None`: zero), with the tensor rules' arithmetic.
     pub(crate) fn jvp_numbers<T: Element>(

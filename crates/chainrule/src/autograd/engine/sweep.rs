@@ -7,9 +7,10 @@
 use super::{accumulate, Pass};
 use crate::autograd::lane::{self, Grad};
 use crate::autograd::node::{Link, Node};
-use crate::autograd::segment::{number_grad, Entry, OpEntry, Segment, NO_INPUT};
+use crate::autograd::segment::{number_grad, DotEntry, Entry, OpEntry, Segment, NO_INPUT};
 use crate::error::{Error, Result};
-use crate::storage::FloatElement;
+use crate::layout::Layout;
+use crate::storage::{FloatElement, Storage};
 use crate::tensor::Tensor;
 use crate::DType;
 use smallvec::SmallVec;
@@ -55,7 +56,7 @@ impl Pass<'_> {
         for at in 0..=top {
             let leads = match seg.entry(at) {
                 Entry::Import { link, .. } => pruning.useful(&link.node),
-                Entry::Op(e) => e.inputs[..e.op.arity()]
+                Entry::Op(OpEntry { inputs, .. }) | Entry::Dot(DotEntry { inputs, .. }) => inputs
                     .iter()
                     .any(|&i| i != NO_INPUT && useful[i as usize]),
             };
@@ -128,6 +129,13 @@ impl Pass<'_> {
                         }
                     }
                 }
+                Entry::Dot(d) => {
+                    self.found(node, at, || number_grad(g, d.dtype).into_tensor());
+                    self.dot_rule(seg, d, useful, |operands, j| {
+                        let other = &operands[1 - j];
+                        Some(crate::ops::matmul::dot_vjp_on_number(g, d.dtype, other))
+                    })?;
+                }
             }
         }
         self.frontier.s.adjoint = adjoint;
@@ -175,6 +183,15 @@ impl Pass<'_> {
                     }
                     continue;
                 }
+                Entry::Dot(d) => {
+                    self.dot_rule(seg, d, useful, |operands, j| {
+                        let args = operands_in_graph(seg, d, operands);
+                        let mut needs = [false; 2];
+                        needs[j] = true;
+                        crate::ops::matmul::vjp(&args[0], &args[1], &g, &needs)[j].take()
+                    })?;
+                    continue;
+                }
                 Entry::Op(e) => e,
             };
             self.stats.nodes_reached += 1;
@@ -220,10 +237,59 @@ impl Pass<'_> {
     }
 }
 
+impl Pass<'_> {
+    /// Runs a dot entry's rule: `rule(operands, j)` is the gradient of its
+    /// operand `j`, which goes to the frontier at the import it came from
+    /// (a vector's gradient has no place in the sweep's numbers).
+    fn dot_rule(
+        &mut self,
+        seg: &Segment,
+        d: &DotEntry,
+        useful: Option<&[bool]>,
+        rule: impl Fn(&[(Storage, Layout); 2], usize) -> Option<Tensor>,
+    ) -> Result<()> {
+        self.stats.nodes_reached += 1;
+        let needs = Self::needs(2, &d.inputs, useful);
+        if needs == [false, false] {
+            return Ok(());
+        }
+        self.stats.rules_run += 1;
+        let operands = d.operands(self.retain_graph)?;
+        for j in (0..2).filter(|&j| needs[j]) {
+            let Entry::Import { link, .. } = seg.entry(d.inputs[j]) else {
+                unreachable!("a dot's operands are imports");
+            };
+            if let Some(gj) = rule(&operands, j) {
+                self.frontier.give(link, Grad::Tensor(gj));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A dot entry's operands as the tensor rule reads them: each from an
+/// import in its place in the graph, so that what the rule records
+/// (under `create_graph`) differentiates back to it.
+fn operands_in_graph(seg: &Segment, d: &DotEntry, operands: &[(Storage, Layout); 2]) -> [Tensor; 2] {
+    std::array::from_fn(|j| {
+        let link = match d.inputs[j] {
+            NO_INPUT => None,
+            at => match seg.entry(at) {
+                Entry::Import { link, .. } => Some(link.clone()),
+                _ => unreachable!("a dot's operands are imports"),
+            },
+        };
+        let (storage, layout) = &operands[j];
+        Tensor::from_parts(storage.clone(), layout.clone(), link)
+    })
+}
+
 /// The element type of the value at `at`.
 fn dtype_at(seg: &Segment, at: u32) -> DType {
     match seg.entry(at) {
-        Entry::Op(OpEntry { dtype, .. }) | Entry::Import { dtype, .. } => *dtype,
+        Entry::Op(OpEntry { dtype, .. })
+        | Entry::Import { dtype, .. }
+        | Entry::Dot(DotEntry { dtype, .. }) => *dtype,
     }
 }
 
