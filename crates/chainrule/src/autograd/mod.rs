@@ -135,13 +135,8 @@ fn on_segment(prim: &Prim, inputs: &[&Tensor], out: &Tensor, level: u32) -> Opti
     if !prim.is_vector_dot() || !inputs.iter().all(plain_vector) {
         return None;
     }
-    let operands = [0, 1].map(|j| (inputs[j].storage().clone(), inputs[j].layout().clone()));
-    Some(segment::record(dtype, links, level, |inputs| {
-        Entry::Dot(DotEntry {
-            dtype,
-            inputs,
-            operands: Mutex::new(Some(operands)),
-        })
+    Some(segment::record(dtype, links, level, |at| {
+        Entry::Dot(DotEntry::new(dtype, at, inputs[0], inputs[1]))
     }))
 }
 

@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::ops::NumberOp;
 use crate::layout::Layout;
 use crate::storage::Storage;
+use crate::tensor::Tensor;
 use crate::DType;
 use std::cell::{RefCell, UnsafeCell};
 use std::mem::MaybeUninit;
@@ -77,24 +78,64 @@ pub(crate) struct OpEntry {
 /// An inner product of two vectors: its inputs' positions (imports, or
 /// [`NO_INPUT`] for a constant) and their values, which its rule reads
 /// (`g` times the other one) and a backward pass that does not retain the
-/// graph takes. The values are buffers and views, with no place in the
-/// graph: dropping the entry never recurses into one.
+/// graph frees. The values are buffers with no place in the graph:
+/// dropping the entry never recurses into one. (Boxed, so that an entry
+/// stays as small as an op's.)
 pub(crate) struct DotEntry {
     pub dtype: DType,
     pub inputs: [u32; 2],
-    pub operands: Mutex<Option<[(Storage, Layout); 2]>>,
+    operands: Mutex<Option<Box<DotOperands>>>,
+}
+
+/// A dot's operands: `len` elements each, the `j`-th read from `storage[j]`
+/// at `offset[j]`, `stride[j]` apart.
+pub(crate) struct DotOperands {
+    storage: [Storage; 2],
+    offset: [usize; 2],
+    stride: [usize; 2],
+    len: usize,
+}
+
+impl DotOperands {
+    /// The buffer and view of operand `j`.
+    pub fn get(&self, j: usize) -> (&Storage, Layout) {
+        let layout = Layout {
+            shape: smallvec::smallvec![self.len],
+            strides: smallvec::smallvec![self.stride[j]],
+            offset: self.offset[j],
+        };
+        (&self.storage[j], layout)
+    }
 }
 
 impl DotEntry {
-    /// The operands, for a rule: taken unless the graph is retained; an
-    /// error if an earlier pass took them.
-    pub fn operands(&self, retain_graph: bool) -> Result<[(Storage, Layout); 2]> {
-        let mut slot = self.operands.lock().unwrap_or_else(|e| e.into_inner());
-        let freed = || Error::GraphFreed { op: DOT_NAME };
-        match retain_graph {
-            true => slot.clone().ok_or_else(freed),
-            false => slot.take().ok_or_else(freed),
+    /// The entry of `<a, b>` (two vectors of `dtype` and one length) reading
+    /// the values at `inputs`.
+    pub fn new(dtype: DType, inputs: [u32; 2], a: &Tensor, b: &Tensor) -> DotEntry {
+        let (la, lb) = (a.layout(), b.layout());
+        let operands = DotOperands {
+            storage: [a.storage().clone(), b.storage().clone()],
+            offset: [la.offset, lb.offset],
+            stride: [la.strides[0], lb.strides[0]],
+            len: la.shape[0],
+        };
+        DotEntry {
+            dtype,
+            inputs,
+            operands: Mutex::new(Some(Box::new(operands))),
         }
+    }
+
+    /// `rule` on the operands, which are then freed unless the graph is
+    /// retained; an error if an earlier pass freed them.
+    pub fn with_operands<R>(&self, retain_graph: bool, rule: impl FnOnce(&DotOperands) -> R) -> Result<R> {
+        let mut slot = self.operands.lock().unwrap_or_else(|e| e.into_inner());
+        let operands = slot.as_deref().ok_or(Error::GraphFreed { op: DOT_NAME })?;
+        let out = rule(operands);
+        if !retain_graph {
+            *slot = None;
+        }
+        Ok(out)
     }
 }
 

@@ -201,10 +201,9 @@ pub(crate) fn vjp(
 }
 
 /// A dot product's VJP for one operand, with `g` a number of `dtype`: the
-/// other operand (`(storage, layout)`) times `g`, with the tensor rule's
+/// other operand (the view `layout` of `storage`) times `g`, with the tensor rule's
 /// arithmetic (`g * b`, `g * a` in [`vjp`]), so the same bits.
-pub(crate) fn dot_vjp_on_number(g: f64, dtype: DType, other: &(Storage, Layout)) -> Tensor {
-    let (storage, layout) = other;
+pub(crate) fn dot_vjp_on_number(g: f64, dtype: DType, storage: &Storage, layout: &Layout) -> Tensor {
     with_dtype!(dtype, T => Tensor::from_buffer(
         super::binary::scale(<T as Element>::of(g), T::slice(storage), layout),
         &layout.shape,

@@ -7,10 +7,11 @@
 use super::{accumulate, Pass};
 use crate::autograd::lane::{self, Grad};
 use crate::autograd::node::{Link, Node};
-use crate::autograd::segment::{number_grad, DotEntry, Entry, OpEntry, Segment, NO_INPUT};
+use crate::autograd::segment::{
+    number_grad, DotEntry, DotOperands, Entry, OpEntry, Segment, NO_INPUT,
+};
 use crate::error::{Error, Result};
-use crate::layout::Layout;
-use crate::storage::{FloatElement, Storage};
+use crate::storage::FloatElement;
 use crate::tensor::Tensor;
 use crate::DType;
 use smallvec::SmallVec;
@@ -132,8 +133,8 @@ impl Pass<'_> {
                 Entry::Dot(d) => {
                     self.found(node, at, || number_grad(g, d.dtype).into_tensor());
                     self.dot_rule(seg, d, useful, |operands, j| {
-                        let other = &operands[1 - j];
-                        Some(crate::ops::matmul::dot_vjp_on_number(g, d.dtype, other))
+                        let (storage, layout) = operands.get(1 - j);
+                        Some(crate::ops::matmul::dot_vjp_on_number(g, d.dtype, storage, &layout))
                     })?;
                 }
             }
@@ -246,7 +247,7 @@ impl Pass<'_> {
         seg: &Segment,
         d: &DotEntry,
         useful: Option<&[bool]>,
-        rule: impl Fn(&[(Storage, Layout); 2], usize) -> Option<Tensor>,
+        rule: impl Fn(&DotOperands, usize) -> Option<Tensor>,
     ) -> Result<()> {
         self.stats.nodes_reached += 1;
         let needs = Self::needs(2, &d.inputs, useful);
@@ -254,14 +255,15 @@ impl Pass<'_> {
             return Ok(());
         }
         self.stats.rules_run += 1;
-        let operands = d.operands(self.retain_graph)?;
-        for j in (0..2).filter(|&j| needs[j]) {
+        let grads: [Option<Tensor>; 2] = d.with_operands(self.retain_graph, |operands| {
+            std::array::from_fn(|j| needs[j].then(|| rule(operands, j)).flatten())
+        })?;
+        for (j, gj) in grads.into_iter().enumerate() {
+            let Some(gj) = gj else { continue };
             let Entry::Import { link, .. } = seg.entry(d.inputs[j]) else {
                 unreachable!("a dot's operands are imports");
             };
-            if let Some(gj) = rule(&operands, j) {
-                self.frontier.give(link, Grad::Tensor(gj));
-            }
+            self.frontier.give(link, Grad::Tensor(gj));
         }
         Ok(())
     }
@@ -270,7 +272,7 @@ impl Pass<'_> {
 /// A dot entry's operands as the tensor rule reads them: each from an
 /// import in its place in the graph, so that what the rule records
 /// (under `create_graph`) differentiates back to it.
-fn operands_in_graph(seg: &Segment, d: &DotEntry, operands: &[(Storage, Layout); 2]) -> [Tensor; 2] {
+fn operands_in_graph(seg: &Segment, d: &DotEntry, operands: &DotOperands) -> [Tensor; 2] {
     std::array::from_fn(|j| {
         let link = match d.inputs[j] {
             NO_INPUT => None,
@@ -279,8 +281,8 @@ fn operands_in_graph(seg: &Segment, d: &DotEntry, operands: &[(Storage, Layout);
                 _ => unreachable!("a dot's operands are imports"),
             },
         };
-        let (storage, layout) = &operands[j];
-        Tensor::from_parts(storage.clone(), layout.clone(), link)
+        let (storage, layout) = operands.get(j);
+        Tensor::from_parts(storage.clone(), layout, link)
     })
 }
 
