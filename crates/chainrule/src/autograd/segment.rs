@@ -63,8 +63,11 @@ pub(crate) enum Entry {
 /// An op entry: its inputs' positions ([`NO_INPUT`] for a constant), and
 /// the inputs' and output's numbers (in `f64`, exact for `f32`; the
 /// output's only when the rule reads it).
-// `Segment::clear` drops imports alone.
+// `Segment::clear` drops imports and dots alone.
 const _: () = assert!(!std::mem::needs_drop::<OpEntry>());
+// A segment of a long chain is mostly op entries: no other kind makes an
+// entry larger (a dot boxes its operands).
+const _: () = assert!(std::mem::size_of::<Entry>() == std::mem::size_of::<OpEntry>());
 
 pub(crate) struct OpEntry {
     pub op: NumberOp,
