@@ -21,6 +21,7 @@
 
 use chainrule::check::{gradcheck, GradcheckOptions};
 use chainrule::graph::{CompileOptions, Graph};
+use chainrule::nn::Activation;
 use chainrule::{
     autograd, control, func, linalg, BackwardOptions, ConvOptions, DType, Pool2d, Tensor,
 };
@@ -126,6 +127,13 @@ fn matvec(rng: &mut StdRng) -> Vec<Vec<usize>> {
     } else {
         vec![vec![k], vec![k, m]]
     }
+}
+
+/// `x (m, k)`, `W (k, n)`, `b (n,)`.
+fn affine_triple(rng: &mut StdRng) -> Vec<Vec<usize>> {
+    let mut shapes = matmul_2d(rng);
+    shapes.push(vec![shapes[1][1]]);
+    shapes
 }
 
 fn vectors(rng: &mut StdRng) -> Vec<Vec<usize>> {
@@ -600,6 +608,31 @@ fn table() -> Vec<Row> {
             shapes: vectors,
             domains: &[Any, Any],
             f: |x| x[0].dot(&x[1]),
+        },
+        Row {
+            name: "affine",
+            shapes: affine_triple,
+            domains: &[Any, Any, Any],
+            f: |x| x[0].affine(&x[1], &x[2], None),
+        },
+        Row {
+            // |x·W| ≤ 4·(0.2·2)² < 0.2 ≤ |b|: the kink at 0 stays away.
+            name: "affine_relu",
+            shapes: affine_triple,
+            domains: &[Any, Any, AwayFromZero],
+            f: |x| (&x[0] * 0.2).affine(&(&x[1] * 0.2), &x[2], Some(Activation::Relu)),
+        },
+        Row {
+            name: "affine_tanh",
+            shapes: affine_triple,
+            domains: &[Any, Any, Any],
+            f: |x| x[0].affine(&x[1], &x[2], Some(Activation::Tanh)),
+        },
+        Row {
+            name: "affine_sigmoid",
+            shapes: affine_triple,
+            domains: &[Any, Any, Any],
+            f: |x| x[0].affine(&x[1], &x[2], Some(Activation::Sigmoid)),
         },
         Row {
             name: "matmul_transposed",

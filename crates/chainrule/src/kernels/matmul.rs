@@ -28,11 +28,13 @@ struct Operand<T> {
 unsafe impl<T: Sync> Send for Operand<T> {}
 unsafe impl<T: Sync> Sync for Operand<T> {}
 
-/// The row-major destination of a product (`rs` elements between rows).
+/// The row-major destination of a product (`rs` elements between rows),
+/// which the product overwrites or, when `accumulate`, is added to.
 #[derive(Clone, Copy)]
 struct Dest<T> {
     ptr: *mut T,
     rs: usize,
+    accumulate: bool,
 }
 
 // SAFETY: threads write disjoint blocks of the destination (see
@@ -90,7 +92,13 @@ pub(crate) fn batched_matmul<T: crate::Element>(
             return;
         }
         let (a, b) = (&a[oa..], &b[ob..]);
-        gemm_into(dst, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, threaded);
+        let dst = Dest {
+            ptr: dst.as_mut_ptr() as *mut T,
+            rs: n,
+            accumulate: false,
+        };
+        // SAFETY: `dst` is the chunk's m·n elements.
+        unsafe { gemm_into(dst, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, threaded) };
     };
     let threads = rayon::current_num_threads();
     let offsets = ba.offsets().zip(bb.offsets());
@@ -116,12 +124,48 @@ pub(crate) fn batched_matmul<T: crate::Element>(
     out
 }
 
-/// `dst = a @ b` (`m×k` by `k×n`, row-major `dst`). When `threaded` and
-/// the product is large, the output is split into one block of whole rows
-/// (or, for a wide product, columns) per thread.
+/// `dst += a @ b` for a row-major `m×n` `dst` and the `m×k`, `k×n` views
+/// `la`, `lb` of `a`, `b`: a product written onto what is there (the rows
+/// of a bias, see `ops::affine`), on the calling thread's share of the
+/// pool as [`batched_matmul`] would run it.
+pub(crate) fn matmul_accumulate<T: crate::Element>(
+    dst: &mut [T],
+    a: &[T],
+    la: &Layout,
+    b: &[T],
+    lb: &Layout,
+) {
+    let (m, k, n) = (la.shape[0], la.shape[1], lb.shape[1]);
+    assert!(dst.len() == m * n && lb.shape[0] == k);
+    let (a_rs, a_cs, b_rs, b_cs) = (la.strides[0], la.strides[1], lb.strides[0], lb.strides[1]);
+    if m * n * k <= SMALL_PRODUCT {
+        for (i, row) in dst.chunks_exact_mut(n.max(1)).enumerate() {
+            for (j, d) in row.iter_mut().enumerate() {
+                let (ra, cb) = (la.offset + i * a_rs, lb.offset + j * b_cs);
+                *d = *d + (0..k).map(|p| a[ra + p * a_cs] * b[cb + p * b_rs]).sum::<T>();
+            }
+        }
+        return;
+    }
+    let dst = Dest {
+        ptr: dst.as_mut_ptr(),
+        rs: n,
+        accumulate: true,
+    };
+    let (a, b) = (&a[la.offset..], &b[lb.offset..]);
+    // SAFETY: `dst` holds the m·n elements asserted above.
+    unsafe { gemm_into(dst, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, true) };
+}
+
+/// `dst = a @ b` (`m×k` by `k×n`; `+=` when `dst.accumulate`). When
+/// `threaded` and the product is large, the output is split into one block
+/// of whole rows (or, for a wide product, columns) per thread.
+///
+/// # Safety
+/// `dst` has room for `m` rows of `n` elements at its row stride `n`.
 #[allow(clippy::too_many_arguments)]
-fn gemm_into<T: crate::Element>(
-    dst: &mut [MaybeUninit<T>],
+unsafe fn gemm_into<T: crate::Element>(
+    dst: Dest<T>,
     m: usize,
     n: usize,
     k: usize,
@@ -133,17 +177,12 @@ fn gemm_into<T: crate::Element>(
     b_cs: usize,
     threaded: bool,
 ) {
-    // Bounds the raw-pointer accesses below: the destination, and the last
-    // element each operand touches.
-    assert!(dst.len() >= m * n);
+    // Bounds the raw-pointer accesses below (the destination is the
+    // caller's): the last element each operand touches.
     if k > 0 {
         assert!((m - 1) * a_rs + (k - 1) * a_cs < a.len());
         assert!((k - 1) * b_rs + (n - 1) * b_cs < b.len());
     }
-    let dst = Dest {
-        ptr: dst.as_mut_ptr() as *mut T,
-        rs: n,
-    };
     let (a, b) = (
         Operand {
             ptr: a.as_ptr(),
@@ -158,7 +197,7 @@ fn gemm_into<T: crate::Element>(
     );
     let threads = rayon::current_num_threads();
     if !threaded || threads == 1 || m * n * k < PARALLEL_FLOPS {
-        // SAFETY: the asserts above bound every access.
+        // SAFETY: the asserts above and the caller's contract bound every access.
         return unsafe { gemm_block(dst, m, n, k, a, b) };
     }
     let by_rows = m >= n;
@@ -224,14 +263,14 @@ unsafe fn gemm_block<T: crate::Element>(
                     dst.ptr as *mut $t,
                     1,
                     dst.rs as isize,
-                    false,
+                    dst.accumulate,
                     a.ptr as *const $t,
                     a.cs as isize,
                     a.rs as isize,
                     b.ptr as *const $t,
                     b.cs as isize,
                     b.rs as isize,
-                    0.0,
+                    if dst.accumulate { 1.0 } else { 0.0 },
                     1.0,
                     false,
                     false,

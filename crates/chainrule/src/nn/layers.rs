@@ -3,6 +3,7 @@
 use super::init::Init;
 use super::{Module, Param, Parameters, Training};
 use crate::error::{Error, Result};
+use super::Activation;
 use crate::{DType, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -56,13 +57,16 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.try_matmul(&self.weight.value())?
-            .try_add(&self.bias.value())
+        x.try_affine(&self.weight.value(), &self.bias.value(), None)
+    }
+
+    fn forward_fused(&self, x: &Tensor, act: Activation) -> Option<Result<Tensor>> {
+        Some(x.try_affine(&self.weight.value(), &self.bias.value(), Some(act)))
     }
 }
 
 macro_rules! activation {
-    ($(#[$meta:meta])* $name:ident, $x:ident => $body:expr) => {
+    ($(#[$meta:meta])* $name:ident, act: $act:expr, $x:ident => $body:expr) => {
         $(#[$meta])*
         #[derive(Clone, Copy, Debug, Default)]
         pub struct $name;
@@ -70,6 +74,10 @@ macro_rules! activation {
         impl Module for $name {
             fn forward(&self, $x: &Tensor) -> Result<Tensor> {
                 Ok($body)
+            }
+
+            fn as_activation(&self) -> Option<Activation> {
+                Some($act)
             }
         }
 
@@ -91,7 +99,7 @@ activation!(
     /// assert_eq!(y.shape(), &[3]);
     /// assert_eq!(y.to_vec::<f64>(), [0.0, 0.0, 2.0]);
     /// ```
-    Relu, x => x.relu()
+    Relu, act: Activation::Relu, x => x.relu()
 );
 activation!(
     /// `tanh(x)`.
@@ -103,7 +111,7 @@ activation!(
     /// assert_eq!(y.shape(), &[2]);
     /// assert!((y.to_vec::<f64>()[1] - 1.0f64.tanh()).abs() < 1e-12);
     /// ```
-    Tanh, x => x.tanh()
+    Tanh, act: Activation::Tanh, x => x.tanh()
 );
 activation!(
     /// `1 / (1 + e^{-x})`.
@@ -116,7 +124,7 @@ activation!(
     /// assert!((y.to_vec::<f64>()[0] - 0.5).abs() < 1e-12);
     /// assert!((y.to_vec::<f64>()[1] - 1.0 / (1.0 + (-2.0f64).exp())).abs() < 1e-12);
     /// ```
-    Sigmoid, x => x.sigmoid()
+    Sigmoid, act: Activation::Sigmoid, x => x.sigmoid()
 );
 activation!(
     /// GELU, tanh form (Hendrycks & Gimpel; the form GPT-2 and BERT use):
@@ -130,7 +138,7 @@ activation!(
     /// assert_eq!(y.shape(), &[2]);
     /// assert!((y.to_vec::<f64>()[1] - at_one).abs() < 1e-12);
     /// ```
-    Gelu, x => x.gelu_tanh()
+    Gelu, act: Activation::Gelu, x => x.gelu_tanh()
 );
 
 /// Zeroes each element with probability `p` while training, scaling the rest
@@ -249,10 +257,21 @@ impl Sequential {
 }
 
 impl Module for Sequential {
+    /// The layers in turn; a layer followed by an activation it can fuse
+    /// (a [`Linear`] by a [`Relu`], [`Tanh`] or [`Sigmoid`]) runs with it
+    /// as one op (see [`Tensor::try_affine`]).
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = x.clone();
-        for (_, layer) in &self.layers {
-            h = layer.forward(&h)?;
+        let mut layers = self.layers.iter().map(|(_, l)| l).peekable();
+        while let Some(layer) = layers.next() {
+            let act = layers.peek().and_then(|next| next.as_activation());
+            h = match act.and_then(|act| layer.forward_fused(&h, act)) {
+                Some(fused) => {
+                    layers.next();
+                    fused?
+                }
+                None => layer.forward(&h)?,
+            };
         }
         Ok(h)
     }
@@ -280,19 +299,6 @@ impl Parameters for Sequential {
             layer.set_training(training);
         }
     }
-}
-
-/// The hidden activation of [`mlp`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    /// [`Relu`].
-    Relu,
-    /// [`Tanh`].
-    Tanh,
-    /// [`Sigmoid`].
-    Sigmoid,
-    /// [`Gelu`].
-    Gelu,
 }
 
 /// A multi-layer perceptron with layer widths `dims` (input first, output

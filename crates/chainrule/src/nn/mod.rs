@@ -39,7 +39,8 @@ pub use io::{
     load_into, load_state, load_tensors, parse_tensors, plan_state, save, save_tensors, state,
     StatePlan,
 };
-pub use layers::{mlp, Activation, Dropout, Gelu, Linear, Relu, Sequential, Sigmoid, Tanh};
+pub use crate::ops::affine::Activation;
+pub use layers::{mlp, Dropout, Gelu, Linear, Relu, Sequential, Sigmoid, Tanh};
 pub use loss::{accuracy, bce_with_logits_loss, cross_entropy_loss, mse_loss};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
 pub use recurrent::{Gates, Gru, GruCell, Lstm, LstmCell};
@@ -181,6 +182,20 @@ impl Param {
 pub trait Module: Parameters {
     /// The output for a batch `x` (errors name the op and the shapes).
     fn forward(&self, x: &Tensor) -> Result<Tensor>;
+
+    /// The activation this layer is, if it is one (see
+    /// [`Module::forward_fused`]).
+    fn as_activation(&self) -> Option<Activation> {
+        None
+    }
+
+    /// `act` of this layer's output, when the layer can run the two
+    /// together ([`Linear`]: [`Tensor::try_affine`], one op for the
+    /// activations whose derivative their output gives); `None` otherwise.
+    /// A [`Sequential`] runs a layer and the activation after it so.
+    fn forward_fused(&self, _x: &Tensor, _act: Activation) -> Option<Result<Tensor>> {
+        None
+    }
 }
 
 /// What a model holds besides its computation: trainable parameters,

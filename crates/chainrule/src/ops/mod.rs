@@ -12,6 +12,7 @@
 //! fused first-order kernels, used when [`quiet`] says nothing would see
 //! them), so that a rule is itself recorded, differentiated, batched again.
 
+pub(crate) mod affine;
 pub(crate) mod binary;
 pub(crate) mod composite;
 pub(crate) mod conv;
@@ -115,6 +116,10 @@ pub(crate) enum Prim {
         reverse: bool,
     },
     Matmul,
+    /// Inputs `x (m, k)`, `W (k, n)`, `b (n,)`: `act(x·W + b)` as one op,
+    /// for an activation whose derivative its output gives, or none (see
+    /// [`affine`]).
+    Affine(Option<affine::Activation>),
     /// Linear algebra on the last two axes (see [`linalg`]).
     Linalg(linalg::LinalgOp),
     Reshape(Dims),
@@ -282,6 +287,7 @@ impl Prim {
             Prim::Softmax { .. } => "softmax",
             Prim::LinearScan { .. } => "linear_scan",
             Prim::Matmul => "matmul",
+            Prim::Affine(act) => affine::op_name(*act),
             Prim::Linalg(op) => op.name(),
             Prim::Reshape(_) => "reshape",
             Prim::Permute(_) => "permute",
@@ -371,7 +377,7 @@ impl Prim {
             | Prim::Matmul
             | Prim::LinearScan { .. } => Some(2),
             p if p.takes_index() => Some(2),
-            Prim::Where => Some(3),
+            Prim::Where | Prim::Affine(_) => Some(3),
             Prim::Linalg(op) => Some(op.arity()),
             Prim::Concat { .. } | Prim::Custom(_) | Prim::Loop(_) => None,
             _ => Some(1),
@@ -400,9 +406,11 @@ impl Prim {
             Prim::Unary(op) => op.saves_output(),
             Prim::Binary(op) => op.saves_output(),
             Prim::Reduce { op, .. } => op.saves_output(),
-            Prim::Custom(_) | Prim::LinearScan { .. } | Prim::Linalg(_) | Prim::Softmax { .. } => {
-                true
-            }
+            Prim::Custom(_)
+            | Prim::LinearScan { .. }
+            | Prim::Linalg(_)
+            | Prim::Softmax { .. }
+            | Prim::Affine(_) => true,
             _ => false,
         }
     }
@@ -456,6 +464,7 @@ impl Prim {
             Prim::Arg { op, axis, keepdim } => reduce::arg_shape(*op, x, *axis, *keepdim)?,
             Prim::LinearScan { axis, .. } => scan::shape(x, args[1].0, *axis)?,
             Prim::Matmul => matmul::shape(x, args[1].0)?,
+            Prim::Affine(_) => affine::shape(x, args[1].0, args[2].0)?,
             Prim::Linalg(op) => {
                 let shapes: SmallVec<[&[usize]; 2]> = args.iter().map(|a| a.0).collect();
                 linalg::shape(*op, &shapes)?
@@ -548,6 +557,7 @@ impl Prim {
                 Err(Error::dtype("cumsum", x, "floats and integers"))
             }
             Prim::Matmul => Error::need_float("matmul", same("matmul", dtypes)?).map(|_| x),
+            Prim::Affine(_) => Error::need_float("affine", same("affine", dtypes)?).map(|_| x),
             Prim::LinearScan { .. } => {
                 Error::need_float("linear_scan", same("linear_scan", dtypes)?).map(|_| x)
             }
@@ -588,6 +598,7 @@ impl Prim {
             Prim::Softmax { axis } => normalize::softmax_forward(x, *axis),
             Prim::LinearScan { axis, reverse } => scan::forward(x, args[1], *axis, *reverse)?,
             Prim::Matmul => matmul::forward(x, args[1])?,
+            Prim::Affine(act) => affine::forward(x, args[1], args[2], *act)?,
             Prim::Linalg(op) => linalg::forward(*op, args)?,
             Prim::Reshape(s) => movement::reshape_forward(x, s),
             Prim::Permute(p) => x.view(x.layout().permute(p)),
@@ -634,6 +645,10 @@ impl Prim {
             Prim::Where => index::where_vjp(inputs, g, needs),
             Prim::Reduce { op, axes, keepdim } => one(op.vjp(x, output, g, axes, *keepdim)),
             Prim::Matmul => matmul::vjp(x, &inputs[1], g, needs),
+            Prim::Affine(act) => {
+                let y = self.saved_output(inputs, output)?;
+                affine::vjp(inputs, &y, g, *act, needs)
+            }
             Prim::LinearScan { axis, reverse } => {
                 let y = self.saved_output(inputs, output)?;
                 scan::vjp(x, &y, g, *axis, *reverse, needs)?
@@ -707,6 +722,7 @@ impl Prim {
             Prim::Unary(op) => op.jvp(x, output, tangents[0].as_ref().expect("one input")),
             Prim::Binary(op) => op.jvp(x, &inputs[1], output, &tangents[0], &tangents[1]),
             Prim::Matmul => matmul::jvp(x, &inputs[1], &tangents[0], &tangents[1]),
+            Prim::Affine(act) => affine::jvp(inputs, output, tangents, *act)?,
             Prim::LinearScan { axis, reverse } => scan::jvp(x, output, tangents, *axis, *reverse)?,
             Prim::Linalg(op) => linalg::jvp(*op, inputs, output, tangents)?,
             Prim::Where => index::where_jvp(inputs, output, tangents),
@@ -836,6 +852,7 @@ impl Prim {
                 &[x],
             ),
             Prim::Matmul => matmul::batch(x, args[0].batched, &args[1].value, args[1].batched),
+            Prim::Affine(act) => affine::batch(args, *act),
             Prim::LinearScan { axis, reverse } => scan::batch(args, size, *axis, *reverse),
             Prim::Linalg(op) => linalg::batch(*op, args, size),
             Prim::Reshape(s) => x.try_reshape(&prefixed(size, s)),
