@@ -122,7 +122,7 @@ fn sequential_names_and_mlp_shapes() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("matmul") && e.contains("[7, 63]") && e.contains("[64, 32]"),
+        e.contains("affine") && e.contains("[7, 63]") && e.contains("[64, 32]"),
         "{e}"
     );
 }
@@ -401,4 +401,64 @@ fn checkpointed_deep_mlp_gives_identical_gradients() {
         &x3,
     );
     assert_close(&h_seg.unwrap(), &h_plain.unwrap(), 1e-14);
+}
+
+/// A `Linear` followed by an activation runs as one affine op in a
+/// `Sequential`; its values and gradients are those of the layers run one
+/// by one.
+#[test]
+fn sequential_fuses_linear_and_activation_with_the_same_results() {
+    let x = Tensor::from_vec((0..12).map(|i| (i as f64 * 0.37).sin()).collect(), &[4, 3]);
+    for (act, fused_name) in [
+        (nn::Activation::Relu, Some("affine_relu")),
+        (nn::Activation::Tanh, Some("affine_tanh")),
+        (nn::Activation::Sigmoid, Some("affine_sigmoid")),
+        (nn::Activation::Gelu, None),
+    ] {
+        let model = nn::mlp(&[3, 5, 2], act, 7, DType::F64);
+        let layers = model.params();
+        let h = model.forward(&x).unwrap();
+        let first = nn::Sequential::new()
+            .add(nn::Linear::from_tensors(layers[0].value(), layers[1].value()));
+        let hidden = first.forward(&x).unwrap();
+        if let Some(name) = fused_name {
+            let fused = nn::Sequential::new()
+                .add(nn::Linear::from_tensors(layers[0].value().requires_grad(), layers[1].value()));
+            let fused = match act {
+                nn::Activation::Relu => fused.add(nn::Relu),
+                nn::Activation::Tanh => fused.add(nn::Tanh),
+                _ => fused.add(nn::Sigmoid),
+            };
+            assert_eq!(fused.forward(&x).unwrap().op_name(), Some(name));
+        }
+        // The same layers, each run on its own.
+        let activated = match act {
+            nn::Activation::Relu => hidden.relu(),
+            nn::Activation::Tanh => hidden.tanh(),
+            nn::Activation::Sigmoid => hidden.sigmoid(),
+            nn::Activation::Gelu => hidden.gelu_tanh(),
+        };
+        let by_layer = activated.matmul(&layers[2].value()) + &layers[3].value();
+        let (a, b) = (h.to_vec::<f64>(), by_layer.to_vec::<f64>());
+        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-12), "{act:?}: {a:?} vs {b:?}");
+        // Every parameter's gradient against central differences.
+        let params: Vec<Tensor> = layers.iter().map(|p| p.value()).collect();
+        let loss = |ps: &[Tensor]| {
+            x.affine(&ps[0], &ps[1], Some(act))
+                .affine(&ps[2], &ps[3], None)
+        };
+        gradcheck(loss, &params, GradcheckOptions::default()).unwrap();
+    }
+}
+
+#[test]
+fn an_affine_op_names_itself_and_both_shapes_in_errors() {
+    let x = Tensor::zeros(&[2, 3], DType::F64);
+    let w = Tensor::zeros(&[3, 4], DType::F64);
+    let e = x.try_affine(&w, &Tensor::zeros(&[3], DType::F64), None).unwrap_err().to_string();
+    assert!(e.contains("affine") && e.contains("[3, 4]") && e.contains("[3]"), "{e}");
+    let e = x.try_affine(&x, &Tensor::zeros(&[3], DType::F64), None).unwrap_err().to_string();
+    assert!(e.contains("contraction sizes differ (3 vs 2)"), "{e}");
+    let f32_bias = Tensor::zeros(&[4], DType::F32);
+    assert!(x.try_affine(&w, &f32_bias, Some(nn::Activation::Relu)).is_err());
 }

@@ -126,12 +126,16 @@ panicking! {
 
 /// The output shape `(m, n)` of `x (m, k) · w (k, n) + b (n,)`.
 pub(crate) fn shape(x: &[usize], w: &[usize], b: &[usize]) -> Result<Vec<usize>> {
-    let (op, detail) = ("affine", "needs x (m, k), weight (k, n) and bias (n,)");
-    if x.len() != 2 || w.len() != 2 || x[1] != w[0] {
+    let op = "affine";
+    if x.len() != 2 || w.len() != 2 {
+        return Err(Error::shapes_detail(op, x, w, "needs x (m, k) and weight (k, n)"));
+    }
+    if x[1] != w[0] {
+        let detail = format!("contraction sizes differ ({} vs {})", x[1], w[0]);
         return Err(Error::shapes_detail(op, x, w, detail));
     }
     if b != [w[1]] {
-        return Err(Error::shapes_detail(op, w, b, detail));
+        return Err(Error::shapes_detail(op, w, b, "needs weight (k, n) and bias (n,)"));
     }
     Ok(vec![x[0], w[1]])
 }
