@@ -149,9 +149,10 @@ pub(crate) fn forward(
     let shape = shape(x.shape(), w.shape(), b.shape())?;
     let act = act.map(Activation::unary);
     Ok(with_dtype!(x.dtype(), T => {
-        let bias: Vec<T> = {
-            let buf = b.buffer::<T>();
-            b.layout().offsets().map(|i| buf[i]).collect()
+        let buf = b.buffer::<T>();
+        let bias: std::borrow::Cow<[T]> = match b.layout().contiguous_range() {
+            Some(r) => std::borrow::Cow::Borrowed(&buf[r]),
+            None => b.layout().offsets().map(|i| buf[i]).collect(),
         };
         let mut out: Vec<T> = crate::memory::vec_with_capacity(shape[0] * shape[1]);
         for _ in 0..shape[0] {
@@ -159,7 +160,7 @@ pub(crate) fn forward(
         }
         matmul_accumulate(&mut out, x.buffer::<T>(), x.layout(), w.buffer::<T>(), w.layout());
         if let Some(op) = act {
-            out.iter_mut().for_each(|v| *v = op.apply(*v));
+            op.forward_in_place(&mut out);
         }
         Tensor::from_buffer(out, &shape)
     }))

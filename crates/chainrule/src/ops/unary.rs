@@ -63,6 +63,21 @@ macro_rules! unary_ops {
                 }
             }
 
+            /// The op on each element of `xs`, in place (an affine op's
+            /// activation, on the buffer its product wrote): per op, a loop
+            /// of its element function alone, at the CPU's vector width.
+            pub(crate) fn forward_in_place<T: Element>(self, xs: &mut [T]) {
+                match self {
+                    $(UnaryOp::$variant { $($param),* } => {
+                        $(let $param = $param.0;)*
+                        crate::kernels::wide(
+                            #[inline(always)]
+                            || xs.iter_mut().for_each(|v| { let $x: T = *v; *v = $forward }),
+                        )
+                    })*
+                }
+            }
+
             /// The op on one element (what compiled code calls for the ops
             /// it does not lower to instructions). Inlined: a caller that
             /// names the op gets its element function alone, which may
