@@ -418,12 +418,16 @@ fn sequential_fuses_linear_and_activation_with_the_same_results() {
         let model = nn::mlp(&[3, 5, 2], act, 7, DType::F64);
         let layers = model.params();
         let h = model.forward(&x).unwrap();
-        let first = nn::Sequential::new()
-            .add(nn::Linear::from_tensors(layers[0].value(), layers[1].value()));
+        let first = nn::Sequential::new().add(nn::Linear::from_tensors(
+            layers[0].value(),
+            layers[1].value(),
+        ));
         let hidden = first.forward(&x).unwrap();
         if let Some(name) = fused_name {
-            let fused = nn::Sequential::new()
-                .add(nn::Linear::from_tensors(layers[0].value().requires_grad(), layers[1].value()));
+            let fused = nn::Sequential::new().add(nn::Linear::from_tensors(
+                layers[0].value().requires_grad(),
+                layers[1].value(),
+            ));
             let fused = match act {
                 nn::Activation::Relu => fused.add(nn::Relu),
                 nn::Activation::Tanh => fused.add(nn::Tanh),
@@ -440,7 +444,10 @@ fn sequential_fuses_linear_and_activation_with_the_same_results() {
         };
         let by_layer = activated.matmul(&layers[2].value()) + &layers[3].value();
         let (a, b) = (h.to_vec::<f64>(), by_layer.to_vec::<f64>());
-        assert!(a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-12), "{act:?}: {a:?} vs {b:?}");
+        assert!(
+            a.iter().zip(&b).all(|(p, q)| (p - q).abs() < 1e-12),
+            "{act:?}: {a:?} vs {b:?}"
+        );
         // Every parameter's gradient against central differences.
         let params: Vec<Tensor> = layers.iter().map(|p| p.value()).collect();
         let loss = |ps: &[Tensor]| {
@@ -455,10 +462,21 @@ fn sequential_fuses_linear_and_activation_with_the_same_results() {
 fn an_affine_op_names_itself_and_both_shapes_in_errors() {
     let x = Tensor::zeros(&[2, 3], DType::F64);
     let w = Tensor::zeros(&[3, 4], DType::F64);
-    let e = x.try_affine(&w, &Tensor::zeros(&[3], DType::F64), None).unwrap_err().to_string();
-    assert!(e.contains("affine") && e.contains("[3, 4]") && e.contains("[3]"), "{e}");
-    let e = x.try_affine(&x, &Tensor::zeros(&[3], DType::F64), None).unwrap_err().to_string();
+    let e = x
+        .try_affine(&w, &Tensor::zeros(&[3], DType::F64), None)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("affine") && e.contains("[3, 4]") && e.contains("[3]"),
+        "{e}"
+    );
+    let e = x
+        .try_affine(&x, &Tensor::zeros(&[3], DType::F64), None)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("contraction sizes differ (3 vs 2)"), "{e}");
     let f32_bias = Tensor::zeros(&[4], DType::F32);
-    assert!(x.try_affine(&w, &f32_bias, Some(nn::Activation::Relu)).is_err());
+    assert!(x
+        .try_affine(&w, &f32_bias, Some(nn::Activation::Relu))
+        .is_err());
 }

@@ -270,7 +270,10 @@ fn a_dot_of_two_vectors_gets_both_gradients() {
     let (g, stats) = autograd::grad_with_stats(&[&z], &[&x, &w, &d], &Default::default()).unwrap();
     assert!(all_close(&g[0], &ws.map(|v| 2.0 * r * v)));
     assert!(all_close(&g[1], &xs.map(|v| 2.0 * r * v)));
-    assert!(close(g[2].item(), 2.0 * r), "the dot's own value is a target");
+    assert!(
+        close(g[2].item(), 2.0 * r),
+        "the dot's own value is a target"
+    );
     assert_eq!(stats.rules_run, 3, "square, sub, dot");
     assert_eq!(stats.rules_on_numbers, 2, "the dot's rule makes vectors");
     // A constant operand (no grad) gets no rule, and the dot reads itself.
@@ -278,7 +281,10 @@ fn a_dot_of_two_vectors_gets_both_gradients() {
     let (g, stats) =
         autograd::grad_with_stats(&[&w.dot(&w).mul(&c.dot(&w))], &[&w], &Default::default())
             .unwrap();
-    let (ww, cw): (f64, f64) = (ws.iter().map(|v| v * v).sum(), xs.iter().zip(&ws).map(|(a, b)| a * b).sum());
+    let (ww, cw): (f64, f64) = (
+        ws.iter().map(|v| v * v).sum(),
+        xs.iter().zip(&ws).map(|(a, b)| a * b).sum(),
+    );
     let expected: Vec<f64> = (0..3).map(|i| 2.0 * ws[i] * cw + ww * xs[i]).collect();
     assert!(all_close(&g[0], &expected), "{:?}", g[0].to_vec::<f64>());
     assert_eq!(stats.rules_run, 3, "mul and both dots");
@@ -329,10 +335,14 @@ fn gradients_of_gradients_through_a_dot() {
         create_graph: true,
         ..Default::default()
     };
-    let gw = autograd::grad_with(&[&z], &[&w], &create).unwrap().remove(0);
+    let gw = autograd::grad_with(&[&z], &[&w], &create)
+        .unwrap()
+        .remove(0);
     let xw: f64 = xs.iter().zip(&ws).map(|(a, b)| a * b).sum();
     assert!(all_close(&gw, &xs.map(|v| 2.0 * xw * v)));
-    let hu = autograd::grad(&[&gw.dot(&vector(&us))], &[&w]).unwrap().remove(0);
+    let hu = autograd::grad(&[&gw.dot(&vector(&us))], &[&w])
+        .unwrap()
+        .remove(0);
     let xu: f64 = xs.iter().zip(&us).map(|(a, b)| a * b).sum();
     assert!(all_close(&hu, &xs.map(|v| 2.0 * xu * v)));
 }

@@ -29,8 +29,8 @@
 use super::lane::Grad;
 use super::node::{release, sole_mut, Link, Node, NodeKind};
 use crate::error::{Error, Result};
-use crate::ops::NumberOp;
 use crate::layout::Layout;
+use crate::ops::NumberOp;
 use crate::storage::Storage;
 use crate::tensor::Tensor;
 use crate::DType;
@@ -131,7 +131,11 @@ impl DotEntry {
 
     /// `rule` on the operands, which are then freed unless the graph is
     /// retained; an error if an earlier pass freed them.
-    pub fn with_operands<R>(&self, retain_graph: bool, rule: impl FnOnce(&DotOperands) -> R) -> Result<R> {
+    pub fn with_operands<R>(
+        &self,
+        retain_graph: bool,
+        rule: impl FnOnce(&DotOperands) -> R,
+    ) -> Result<R> {
         let mut slot = self.operands.lock().unwrap_or_else(|e| e.into_inner());
         let operands = slot.as_deref().ok_or(Error::GraphFreed { op: DOT_NAME })?;
         let out = rule(operands);

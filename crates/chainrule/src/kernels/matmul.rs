@@ -142,7 +142,10 @@ pub(crate) fn matmul_accumulate<T: crate::Element>(
         for (i, row) in dst.chunks_exact_mut(n.max(1)).enumerate() {
             for (j, d) in row.iter_mut().enumerate() {
                 let (ra, cb) = (la.offset + i * a_rs, lb.offset + j * b_cs);
-                *d = *d + (0..k).map(|p| a[ra + p * a_cs] * b[cb + p * b_rs]).sum::<T>();
+                *d = *d
+                    + (0..k)
+                        .map(|p| a[ra + p * a_cs] * b[cb + p * b_rs])
+                        .sum::<T>();
             }
         }
         return;

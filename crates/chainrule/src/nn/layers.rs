@@ -1,9 +1,9 @@
 //! Layers: Linear, the activations, Dropout, Sequential and an MLP builder.
 
 use super::init::Init;
+use super::Activation;
 use super::{Module, Param, Parameters, Training};
 use crate::error::{Error, Result};
-use super::Activation;
 use crate::{DType, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};

@@ -31,6 +31,7 @@ mod loss;
 mod norm;
 mod recurrent;
 
+pub use crate::ops::affine::Activation;
 pub use attention::{AttentionMask, Embedding, MultiheadAttention, TransformerBlock};
 pub use chainrule_derive::Module;
 pub use checkpoint::{checkpoint, Checkpointed};
@@ -39,7 +40,6 @@ pub use io::{
     load_into, load_state, load_tensors, parse_tensors, plan_state, save, save_tensors, state,
     StatePlan,
 };
-pub use crate::ops::affine::Activation;
 pub use layers::{mlp, Dropout, Gelu, Linear, Relu, Sequential, Sigmoid, Tanh};
 pub use loss::{accuracy, bce_with_logits_loss, cross_entropy_loss, mse_loss};
 pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};

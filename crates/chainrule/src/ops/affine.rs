@@ -128,14 +128,24 @@ panicking! {
 pub(crate) fn shape(x: &[usize], w: &[usize], b: &[usize]) -> Result<Vec<usize>> {
     let op = "affine";
     if x.len() != 2 || w.len() != 2 {
-        return Err(Error::shapes_detail(op, x, w, "needs x (m, k) and weight (k, n)"));
+        return Err(Error::shapes_detail(
+            op,
+            x,
+            w,
+            "needs x (m, k) and weight (k, n)",
+        ));
     }
     if x[1] != w[0] {
         let detail = format!("contraction sizes differ ({} vs {})", x[1], w[0]);
         return Err(Error::shapes_detail(op, x, w, detail));
     }
     if b != [w[1]] {
-        return Err(Error::shapes_detail(op, w, b, "needs weight (k, n) and bias (n,)"));
+        return Err(Error::shapes_detail(
+            op,
+            w,
+            b,
+            "needs weight (k, n) and bias (n,)",
+        ));
     }
     Ok(vec![x[0], w[1]])
 }

@@ -4,10 +4,10 @@
 
 use super::movement::sum_to;
 use super::{bind, panicking, same_dtype, Prim};
+use crate::dtype::{DType, Element};
 use crate::error::{Error, Result};
 use crate::kernels::matmul::batched_matmul;
 use crate::layout::{broadcast_shapes, Layout};
-use crate::dtype::{DType, Element};
 use crate::storage::{with_dtype, Storage, StorageElement};
 use crate::tensor::Tensor;
 use smallvec::{smallvec, SmallVec};
@@ -203,7 +203,12 @@ pub(crate) fn vjp(
 /// A dot product's VJP for one operand, with `g` a number of `dtype`: the
 /// other operand (the view `layout` of `storage`) times `g`, with the tensor rule's
 /// arithmetic (`g * b`, `g * a` in [`vjp`]), so the same bits.
-pub(crate) fn dot_vjp_on_number(g: f64, dtype: DType, storage: &Storage, layout: &Layout) -> Tensor {
+pub(crate) fn dot_vjp_on_number(
+    g: f64,
+    dtype: DType,
+    storage: &Storage,
+    layout: &Layout,
+) -> Tensor {
     with_dtype!(dtype, T => Tensor::from_buffer(
         super::binary::scale(<T as Element>::of(g), T::slice(storage), layout),
         &layout.shape,

@@ -57,9 +57,9 @@ impl Pass<'_> {
         for at in 0..=top {
             let leads = match seg.entry(at) {
                 Entry::Import { link, .. } => pruning.useful(&link.node),
-                Entry::Op(OpEntry { inputs, .. }) | Entry::Dot(DotEntry { inputs, .. }) => inputs
-                    .iter()
-                    .any(|&i| i != NO_INPUT && useful[i as usize]),
+                Entry::Op(OpEntry { inputs, .. }) | Entry::Dot(DotEntry { inputs, .. }) => {
+                    inputs.iter().any(|&i| i != NO_INPUT && useful[i as usize])
+                }
             };
             useful.push(leads || targets.contains(&at));
         }
@@ -134,7 +134,9 @@ impl Pass<'_> {
                     self.found(node, at, || number_grad(g, d.dtype).into_tensor());
                     self.dot_rule(seg, d, useful, |operands, j| {
                         let (storage, layout) = operands.get(1 - j);
-                        Some(crate::ops::matmul::dot_vjp_on_number(g, d.dtype, storage, &layout))
+                        Some(crate::ops::matmul::dot_vjp_on_number(
+                            g, d.dtype, storage, &layout,
+                        ))
                     })?;
                 }
             }
