@@ -5,6 +5,7 @@
 
 use chainrule::custom::{apply, CustomOp};
 use chainrule::graph::{Dim, Graph, Placeholder, SymbolicGraph};
+use chainrule::nn::Activation;
 use chainrule::{autograd, func, DType, Error, Result, Tensor};
 use std::sync::Arc;
 
@@ -191,6 +192,9 @@ fn results_over_the_allocation_limit_are_errors() {
     assert!(e.contains("add") && e.contains("[1048576, 1048576]"), "{e}");
     let col = Tensor::zeros(&[1 << 20, 1], DType::F64);
     too_large(col.try_matmul(&col.t()));
+    let row_bias = Tensor::zeros(&[1 << 20], DType::F64);
+    let e = too_large(col.try_affine(&col.t(), &row_bias, Some(Activation::Relu)));
+    assert!(e.contains("affine"), "{e}");
     too_large(Tensor::try_concat(
         &[&big.narrow(0, 0, 1 << 19), &big.narrow(0, 0, 1 << 19)],
         0,

@@ -157,6 +157,7 @@ pub(crate) fn forward(
     act: Option<Activation>,
 ) -> Result<Tensor> {
     let shape = shape(x.shape(), w.shape(), b.shape())?;
+    crate::limits::check_alloc("affine", &shape, x.dtype())?;
     let act = act.map(Activation::unary);
     Ok(with_dtype!(x.dtype(), T => {
         let buf = b.buffer::<T>();
