@@ -345,3 +345,28 @@ fn symbolic_dimensions_specialize_per_size_and_check_feeds() {
         "{e}"
     );
 }
+
+#[test]
+fn a_trace_records_an_affine_layer_as_the_three_ops_it_compiles() {
+    // Eager code runs `affine` as one op; a trace sees matmul, add and relu,
+    // which its optimizer and compiler know.
+    let x = Tensor::from_vec(vec![1.0f64, -2.0, 0.5, 3.0], &[2, 2]);
+    let w = Tensor::from_vec(vec![0.5f64, -1.0, 2.0, 0.25], &[2, 2]);
+    let b = Tensor::from_vec(vec![0.1f64, -0.1], &[2]);
+    let eager = x.affine(&w, &b, Some(chainrule::nn::Activation::Relu));
+    let g = Graph::trace(&[("x", &x), ("w", &w), ("b", &b)], |t| {
+        Ok(vec![t[0].affine(
+            &t[1],
+            &t[2],
+            Some(chainrule::nn::Activation::Relu),
+        )])
+    })
+    .unwrap();
+    let text = g.to_string();
+    assert!(
+        text.contains("matmul") && text.contains("relu") && !text.contains("affine"),
+        "{text}"
+    );
+    let run = g.compile().run(&[("x", &x), ("w", &w), ("b", &b)]).unwrap();
+    assert_eq!(run[0].to_vec::<f64>(), eager.to_vec::<f64>());
+}

@@ -122,7 +122,7 @@ fn sequential_names_and_mlp_shapes() {
         .unwrap_err()
         .to_string();
     assert!(
-        e.contains("affine") && e.contains("[7, 63]") && e.contains("[64, 32]"),
+        e.contains("matmul") && e.contains("[7, 63]") && e.contains("[64, 32]"),
         "{e}"
     );
 }
@@ -459,22 +459,29 @@ fn sequential_fuses_linear_and_activation_with_the_same_results() {
 }
 
 #[test]
-fn an_affine_op_names_itself_and_both_shapes_in_errors() {
-    let x = Tensor::zeros(&[2, 3], DType::F64);
-    let w = Tensor::zeros(&[3, 4], DType::F64);
-    let e = x
-        .try_affine(&w, &Tensor::zeros(&[3], DType::F64), None)
-        .unwrap_err()
-        .to_string();
+fn affine_off_its_shapes_is_matmul_and_add_with_their_broadcasting_and_errors() {
+    let x = Tensor::from_vec((0..6).map(f64::from).collect(), &[2, 3]);
+    let w = Tensor::from_vec((0..12).map(|i| 0.5 - f64::from(i) * 0.1).collect(), &[3, 4])
+        .requires_grad();
+    let b = Tensor::from_vec(vec![0.1, -0.2, 0.3, -0.4], &[4]);
+    let fused = x.affine(&w, &b, Some(nn::Activation::Relu));
+    assert_eq!(fused.op_name(), Some("affine_relu"));
+    // A bias of one element broadcasts, as `+` does.
+    let one = Tensor::from_vec(vec![0.25], &[1]);
+    let y = x.affine(&w, &one, None);
+    assert_eq!(y.op_name(), Some("add"));
+    assert_eq!(y.to_vec::<f64>(), (x.matmul(&w) + 0.25).to_vec::<f64>());
+    let e = x.try_affine(&w, &Tensor::zeros(&[3], DType::F64), None);
+    let e = e.unwrap_err().to_string();
     assert!(
-        e.contains("affine") && e.contains("[3, 4]") && e.contains("[3]"),
+        e.contains("add") && e.contains("[2, 4]") && e.contains("[3]"),
         "{e}"
     );
-    let e = x
-        .try_affine(&x, &Tensor::zeros(&[3], DType::F64), None)
-        .unwrap_err()
-        .to_string();
-    assert!(e.contains("contraction sizes differ (3 vs 2)"), "{e}");
+    let e = x.try_affine(&x, &b, None).unwrap_err().to_string();
+    assert!(
+        e.contains("matmul") && e.contains("contraction sizes differ (3 vs 2)"),
+        "{e}"
+    );
     let f32_bias = Tensor::zeros(&[4], DType::F32);
     assert!(x
         .try_affine(&w, &f32_bias, Some(nn::Activation::Relu))

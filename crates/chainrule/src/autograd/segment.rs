@@ -83,7 +83,10 @@ pub(crate) struct OpEntry {
 /// (`g` times the other one) and a backward pass that does not retain the
 /// graph frees. The values are buffers with no place in the graph:
 /// dropping the entry never recurses into one. (Boxed, so that an entry
-/// stays as small as an op's.)
+/// stays as small as an op's.) As an import keeps the node it reads, the
+/// entry keeps its buffers while the segment lives: a dot never
+/// differentiated holds them until the thread's next recorded op clears
+/// the segment.
 pub(crate) struct DotEntry {
     pub dtype: DType,
     pub inputs: [u32; 2],

@@ -73,11 +73,13 @@ fn activate(z: Tensor, act: Option<Activation>) -> Result<Tensor> {
     }
 }
 
-/// `g ⊙ act'(z)` for the output `y = act(z)`.
-fn backward(act: Option<Activation>, y: &Tensor, g: &Tensor) -> Tensor {
-    match act {
-        None => g.clone(),
-        Some(act) => act.backward(y, g),
+/// `g ⊙ act'(z)` for the output `y = act(z)` (read only with an
+/// activation).
+fn backward(act: Option<Activation>, y: Option<&Tensor>, g: &Tensor) -> Tensor {
+    match (act, y) {
+        (None, _) => g.clone(),
+        (Some(act), Some(y)) => act.backward(y, g),
+        (Some(_), None) => unreachable!("an activation's op saves its output"),
     }
 }
 
@@ -86,8 +88,8 @@ impl Tensor {
     /// [`nn::Linear`](crate::nn::Linear) and the activation after it. For a
     /// matrix `self` `(m, k)`, a weight `(k, n)` and a bias `(n,)` it is one
     /// op (see `ops/affine.rs`), the activation included but for GELU,
-    /// which follows as its own; for other shapes, `matmul` and `+`
-    /// broadcasting, then the activation.
+    /// which follows as its own; otherwise (other shapes, a bias that
+    /// broadcasts, a graph being traced) `matmul`, `+` and the activation.
     ///
     /// ```
     /// use chainrule::nn::Activation;
@@ -98,7 +100,7 @@ impl Tensor {
     /// let y = x.try_affine(&w, &b, Some(Activation::Relu)).unwrap();
     /// assert_eq!(y.to_vec::<f64>(), [3.5, 0.0]);
     /// assert_eq!(y.op_name(), None); // no input requires grad
-    /// assert!(x.try_affine(&w, &x, None).is_err());
+    /// assert!(x.try_affine(&x, &b, None).is_err()); // (1, 2)·(1, 2)
     /// ```
     pub fn try_affine(
         &self,
@@ -110,13 +112,29 @@ impl Tensor {
             Some(a) if !a.fuses() => (None, act),
             _ => (act, None),
         };
-        let z = if self.ndim() == 2 && weight.ndim() == 2 && bias.ndim() == 1 {
+        let z = if fuses(self, weight, bias) {
             bind(Prim::Affine(fused), &[self, weight, bias])?
         } else {
             activate(self.try_matmul(weight)?.try_add(bias)?, fused)?
         };
         activate(z, after)
     }
+}
+
+/// Whether `act(x·W + b)` runs as one op: for a matrix `x` `(m, k)`, a
+/// weight `(k, n)` and a bias `(n,)` of one dtype, outside a graph trace
+/// (which records the three ops its optimizer and compiler know, and
+/// fuses them its own way). Otherwise the three ops run, with their
+/// broadcasting and their errors.
+fn fuses(x: &Tensor, w: &Tensor, b: &Tensor) -> bool {
+    let (xs, ws) = (x.shape(), w.shape());
+    xs.len() == 2
+        && ws.len() == 2
+        && xs[1] == ws[0]
+        && b.shape() == [ws[1]]
+        && w.dtype() == x.dtype()
+        && b.dtype() == x.dtype()
+        && !crate::interp::watched()
 }
 
 panicking! {
@@ -177,10 +195,11 @@ pub(crate) fn forward(
     }))
 }
 
-/// `x`, `w`, `b`'s gradients from the output `y` and its gradient `g`.
+/// `x`, `w`, `b`'s gradients from the output `y` (with an activation) and
+/// its gradient `g`.
 pub(crate) fn vjp(
     inputs: &[Tensor],
-    y: &Tensor,
+    y: Option<&Tensor>,
     g: &Tensor,
     act: Option<Activation>,
     needs: &[bool],
@@ -214,7 +233,7 @@ pub(crate) fn jvp(
         .expect("a JVP runs only when some input has a tangent");
     // A bias's tangent alone is a row: the output's tangent has every row.
     let dz = dz.try_broadcast_to(y.shape())?;
-    Ok(backward(act, y, &dz))
+    Ok(backward(act, Some(y), &dz))
 }
 
 /// The batching rule: the op's three parts on the batched values (a

@@ -406,11 +406,11 @@ impl Prim {
             Prim::Unary(op) => op.saves_output(),
             Prim::Binary(op) => op.saves_output(),
             Prim::Reduce { op, .. } => op.saves_output(),
-            Prim::Custom(_)
-            | Prim::LinearScan { .. }
-            | Prim::Linalg(_)
-            | Prim::Softmax { .. }
-            | Prim::Affine(_) => true,
+            Prim::Custom(_) | Prim::LinearScan { .. } | Prim::Linalg(_) | Prim::Softmax { .. } => {
+                true
+            }
+            // The activation's derivative, from the output (see `affine`).
+            Prim::Affine(act) => act.is_some(),
             _ => false,
         }
     }
@@ -646,8 +646,8 @@ impl Prim {
             Prim::Reduce { op, axes, keepdim } => one(op.vjp(x, output, g, axes, *keepdim)),
             Prim::Matmul => matmul::vjp(x, &inputs[1], g, needs),
             Prim::Affine(act) => {
-                let y = self.saved_output(inputs, output)?;
-                affine::vjp(inputs, &y, g, *act, needs)
+                let y = act.map(|_| self.saved_output(inputs, output)).transpose()?;
+                affine::vjp(inputs, y.as_ref(), g, *act, needs)
             }
             Prim::LinearScan { axis, reverse } => {
                 let y = self.saved_output(inputs, output)?;
