@@ -132,7 +132,7 @@ fn on_segment(prim: &Prim, inputs: &[&Tensor], out: &Tensor, level: u32) -> Opti
         }));
     }
     let plain_vector = |t: &&Tensor| t.ndim() == 1 && !t.has_layer() && t.dtype() == dtype;
-    if !prim.is_vector_dot() || !inputs.iter().all(plain_vector) {
+    if !prim.is_matmul() || !inputs.iter().all(plain_vector) {
         return None;
     }
     Some(segment::record(dtype, links, level, |at| {

@@ -86,7 +86,7 @@ pub(crate) fn batched_matmul<T: crate::Element>(
             for (i, row) in dst.chunks_exact_mut(n).enumerate() {
                 for (j, d) in row.iter_mut().enumerate() {
                     let (ra, cb) = (oa + i * a_rs, ob + j * b_cs);
-                    d.write((0..k).map(|p| a[ra + p * a_cs] * b[cb + p * b_rs]).sum());
+                    d.write(entry_by_loop(a, (ra, a_cs), b, (cb, b_rs), k));
                 }
             }
             return;
@@ -142,10 +142,7 @@ pub(crate) fn matmul_accumulate<T: crate::Element>(
         for (i, row) in dst.chunks_exact_mut(n.max(1)).enumerate() {
             for (j, d) in row.iter_mut().enumerate() {
                 let (ra, cb) = (la.offset + i * a_rs, lb.offset + j * b_cs);
-                *d = *d
-                    + (0..k)
-                        .map(|p| a[ra + p * a_cs] * b[cb + p * b_rs])
-                        .sum::<T>();
+                *d = *d + entry_by_loop(a, (ra, a_cs), b, (cb, b_rs), k);
             }
         }
         return;
@@ -158,6 +155,20 @@ pub(crate) fn matmul_accumulate<T: crate::Element>(
     let (a, b) = (&a[la.offset..], &b[lb.offset..]);
     // SAFETY: `dst` holds the m·n elements asserted above.
     unsafe { gemm_into(dst, m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, true) };
+}
+
+/// One entry of a tiny product as a plain loop (cheaper than the GEMM's
+/// dispatch and packing): `k` products of `a` from its row's start, `a_cs`
+/// apart, with `b` from its column's start, `b_rs` apart.
+#[inline]
+fn entry_by_loop<T: crate::Element>(
+    a: &[T],
+    (ra, a_cs): (usize, usize),
+    b: &[T],
+    (cb, b_rs): (usize, usize),
+    k: usize,
+) -> T {
+    (0..k).map(|p| a[ra + p * a_cs] * b[cb + p * b_rs]).sum()
 }
 
 /// `dst = a @ b` (`m×k` by `k×n`; `+=` when `dst.accumulate`). When

@@ -127,11 +127,7 @@ impl Tensor {
 /// fuses them its own way). Otherwise the three ops run, with their
 /// broadcasting and their errors.
 fn fuses(x: &Tensor, w: &Tensor, b: &Tensor) -> bool {
-    let (xs, ws) = (x.shape(), w.shape());
-    xs.len() == 2
-        && ws.len() == 2
-        && xs[1] == ws[0]
-        && b.shape() == [ws[1]]
+    shape(x.shape(), w.shape(), b.shape()).is_ok()
         && w.dtype() == x.dtype()
         && b.dtype() == x.dtype()
         && !crate::interp::watched()

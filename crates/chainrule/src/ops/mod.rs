@@ -764,7 +764,7 @@ impl Prim {
     /// product: a segment records that with no node (see
     /// `autograd::segment`), its rule [`matmul::dot_vjp_on_number`].
     #[inline]
-    pub(crate) fn is_vector_dot(&self) -> bool {
+    pub(crate) fn is_matmul(&self) -> bool {
         matches!(self, Prim::Matmul)
     }
 

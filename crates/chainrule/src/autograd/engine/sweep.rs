@@ -132,11 +132,13 @@ impl Pass<'_> {
                 }
                 Entry::Dot(d) => {
                     self.found(node, at, || number_grad(g, d.dtype).into_tensor());
-                    self.dot_rule(seg, d, useful, |operands, j| {
-                        let (storage, layout) = operands.get(1 - j);
-                        Some(crate::ops::matmul::dot_vjp_on_number(
-                            g, d.dtype, storage, &layout,
-                        ))
+                    self.dot_rule(seg, d, useful, |operands, needs| {
+                        std::array::from_fn(|j| {
+                            let (storage, layout) = operands.get(1 - j);
+                            needs[j].then(|| {
+                                crate::ops::matmul::dot_vjp_on_number(g, d.dtype, storage, &layout)
+                            })
+                        })
                     })?;
                 }
             }
@@ -187,11 +189,10 @@ impl Pass<'_> {
                     continue;
                 }
                 Entry::Dot(d) => {
-                    self.dot_rule(seg, d, useful, |operands, j| {
-                        let args = operands_in_graph(seg, d, operands);
-                        let mut needs = [false; 2];
-                        needs[j] = true;
-                        crate::ops::matmul::vjp(&args[0], &args[1], &g, &needs)[j].take()
+                    self.dot_rule(seg, d, useful, |operands, needs| {
+                        let [a, b] = operands_in_graph(seg, d, operands);
+                        let mut grads = crate::ops::matmul::vjp(&a, &b, &g, &needs).into_iter();
+                        std::array::from_fn(|_| grads.next().flatten())
                     })?;
                     continue;
                 }
@@ -241,15 +242,16 @@ impl Pass<'_> {
 }
 
 impl Pass<'_> {
-    /// Runs a dot entry's rule: `rule(operands, j)` is the gradient of its
-    /// operand `j`, which goes to the frontier at the import it came from
-    /// (a vector's gradient has no place in the sweep's numbers).
+    /// Runs a dot entry's rule: `rule(operands, needs)` is the gradient of
+    /// each operand that needs one, which goes to the frontier at the
+    /// import it came from (a vector's gradient has no place in the
+    /// sweep's numbers).
     fn dot_rule(
         &mut self,
         seg: &Segment,
         d: &DotEntry,
         useful: Option<&[bool]>,
-        rule: impl Fn(&DotOperands, usize) -> Option<Tensor>,
+        rule: impl FnOnce(&DotOperands, [bool; 2]) -> [Option<Tensor>; 2],
     ) -> Result<()> {
         self.stats.nodes_reached += 1;
         let needs = Self::needs(2, &d.inputs, useful);
@@ -257,9 +259,7 @@ impl Pass<'_> {
             return Ok(());
         }
         self.stats.rules_run += 1;
-        let grads: [Option<Tensor>; 2] = d.with_operands(self.retain_graph, |operands| {
-            std::array::from_fn(|j| needs[j].then(|| rule(operands, j)).flatten())
-        })?;
+        let grads = d.with_operands(self.retain_graph, |operands| rule(operands, needs))?;
         for (j, gj) in grads.into_iter().enumerate() {
             let Some(gj) = gj else { continue };
             let Entry::Import { link, .. } = seg.entry(d.inputs[j]) else {
