@@ -164,6 +164,9 @@ pub(crate) fn shape(x: &[usize], w: &[usize], b: &[usize]) -> Result<Vec<usize>>
     Ok(vec![x[0], w[1]])
 }
 
+// Kept out of `Prim::forward` (its GEMM dwarfs a call): inlined there, its
+// body made the per-op path of every other op measurably slower.
+#[inline(never)]
 pub(crate) fn forward(
     x: &Tensor,
     w: &Tensor,
