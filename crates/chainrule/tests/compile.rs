@@ -353,3 +353,88 @@ fn kernels_that_differ_only_in_their_buffers_share_one_function() {
     assert_eq!((r.kernels, r.kernel_functions), (24, 1), "{r:?}");
     assert_native_equals_interpreted(&exe, &feeds);
 }
+
+#[test]
+fn a_shift_by_concatenation_is_read_in_place() {
+    // The right-hand side of `ode`: x ⊙ (1, y₀ … y_{n−2}), twice, as RK4 has it.
+    let (x, y) = (t(&[37], 1), t(&[37], 2));
+    let feeds = [("x", &x), ("y", &y)];
+    let exe = compiled(&feeds, |t| {
+        let one = Tensor::ones(&[1], DType::F64);
+        let f = |y: &Tensor| &t[0] * &Tensor::concat(&[&one, &y.narrow(0, 0, 36)], 0);
+        let k1 = f(&t[1]);
+        vec![f(&(&t[1] + &k1 * 0.5)) + k1]
+    });
+    let r = exe.report().expect("compiled");
+    assert_eq!((r.fused_pieces, r.interpreted_nodes), (2, 0), "{r:?}");
+    assert_native_equals_interpreted(&exe, &feeds);
+}
+
+#[test]
+fn a_padding_splits_the_loop_in_three_and_a_fold_across_it_runs_apart() {
+    let (a, b) = (t(&[3, 4], 1), t(&[3, 9], 2));
+    let feeds = [("a", &a), ("b", &b)];
+    let exe = compiled(&feeds, |t| {
+        let padded = t[0].try_pad(1, 2, 9).unwrap();
+        vec![(&padded * &t[1]).exp().sum_axes(&[1], false)]
+    });
+    let r = exe.report().expect("compiled");
+    // The sum folds across the split: it is a loop of its own, after the
+    // three parts (zeros, `a`, zeros) of the elementwise loop.
+    assert_eq!(
+        (r.fused_pieces, r.interpreted_nodes, r.kernels),
+        (1, 0, 4),
+        "{r:?}"
+    );
+    assert_native_equals_interpreted(&exe, &feeds);
+    let exe = compiled(&feeds, |t| {
+        let padded = t[0].try_pad(1, 2, 9).unwrap();
+        vec![(&padded * &t[1]).exp().sum_axes(&[0], false)]
+    });
+    let r = exe.report().expect("compiled");
+    // A fold along the other axis stays in the three parts' loops.
+    assert_eq!(
+        (r.fused_pieces, r.interpreted_nodes, r.kernels),
+        (1, 0, 3),
+        "{r:?}"
+    );
+    assert_native_equals_interpreted(&exe, &feeds);
+}
+
+#[test]
+fn pieces_read_elsewhere_than_by_a_kernel_of_their_shape_are_built() {
+    let (a, b, w) = (t(&[2, 3], 1), t(&[2, 5], 2), t(&[8, 4], 3));
+    let feeds = [("a", &a), ("b", &b), ("w", &w)];
+    let exe = compiled(&feeds, |t| {
+        let c = Tensor::concat(&[&t[0], &t[1]], 1); // (2, 8)
+        let d = Tensor::concat(&[&c, &t[0].try_pad(1, 0, 8).unwrap()], 0); // (4, 8)
+                                                                           // `c` in a kernel, in a concatenation and in a product; `d` broadcast.
+        vec![
+            c.sin() + c.matmul(&t[2]).sum(),
+            (&d.unsqueeze(0) + &c.unsqueeze(1)).sum(),
+        ]
+    });
+    assert_native_equals_interpreted(&exe, &feeds);
+}
+
+#[test]
+fn a_compiled_gradient_through_shifts_equals_the_eager_one() {
+    let x = t(&[50], 4);
+    let solve = |x: &Tensor| {
+        let one = Tensor::ones(&[1], DType::F64);
+        let f = |y: &Tensor| x * &Tensor::concat(&[&one, &y.narrow(0, 0, 49)], 0);
+        let mut y = x.zeros_like();
+        for _ in 0..3 {
+            let k1 = f(&y);
+            let k2 = f(&(&y + &k1 * 0.1));
+            y = &y + &((k1 + k2) * 0.1);
+        }
+        y.narrow(0, 40, 10).sum()
+    };
+    let eager = chainrule::func::grad(solve, &x).unwrap();
+    let jitted = chainrule::func::jit(|x: &[Tensor]| chainrule::func::grad(solve, &x[0]));
+    let compiled = jitted.call(std::slice::from_ref(&x)).unwrap();
+    for (a, b) in compiled.to_vec::<f64>().iter().zip(eager.to_vec::<f64>()) {
+        assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+}

@@ -668,6 +668,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.widen(v)
             }
             Instr::Load(o) => self.load(o, offsets[o], dtype),
+            Instr::Const(c) => self.constant(c, dtype),
             Instr::Unary(op, a) => {
                 let a = self.arg(a);
                 self.unary(op, a, dtype)

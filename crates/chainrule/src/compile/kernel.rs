@@ -21,6 +21,8 @@ pub(crate) struct Operand {
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Instr {
     Load(usize),
+    /// A constant (the zeros around a padded block).
+    Const(f64),
     Unary(UnaryOp, usize),
     Binary(BinaryOp, usize, usize),
     Compare(CompareOp, usize, usize),
@@ -116,6 +118,7 @@ impl Kernel {
         for (instr, _) in &self.instrs {
             let v = match *instr {
                 Instr::Load(o) => self.operands[o].strides.iter().all(|&s| s == 0),
+                Instr::Const(_) => true,
                 Instr::Unary(_, a) | Instr::Cast(_, a) => inv[a],
                 Instr::Binary(_, a, b) | Instr::Compare(_, a, b) => inv[a] && inv[b],
                 Instr::Where(c, a, b) => inv[c] && inv[a] && inv[b],

@@ -39,6 +39,9 @@ pub struct CompileReport {
     pub interpreted_nodes: usize,
     /// Nodes that are views (no work).
     pub views: usize,
+    /// Concatenations and paddings read in place by the kernels that use
+    /// them (their loops split at the pieces' bounds): never built.
+    pub fused_pieces: usize,
     /// Loops compiled to native loops (their body's values in registers),
     /// and loops whose body is interpreted step by step.
     pub native_loops: usize,
@@ -88,6 +91,7 @@ impl Program {
             fused_nodes: count(|p| matches!(p, Place::InKernel(_) | Place::Arena)),
             interpreted_nodes: count(|p| matches!(p, Place::Interpreted)),
             views: count(|p| matches!(p, Place::View { .. })),
+            fused_pieces: count(|p| matches!(p, Place::Pieces { .. })),
             native_loops: loops.iter().filter(|&&n| n).count(),
             interpreted_loops: loops.iter().filter(|&&n| !n).count(),
             streams: plan.streams.len(),
@@ -211,7 +215,9 @@ impl Program {
                 let s = &arena[self.slot[i].expect("arena nodes have slots")];
                 Tensor::from_parts(s.clone(), Layout::contiguous(shape), None)
             }
-            Place::InKernel(_) => unreachable!("the planner stores what leaves a kernel"),
+            Place::InKernel(_) | Place::Pieces { .. } => {
+                unreachable!("the planner stores what leaves a kernel")
+            }
             _ => memory[i].clone().expect("computed before it is read"),
         }
     }

@@ -10,7 +10,12 @@
 //! - A movement op (permute, narrow, broadcast, reshape of a contiguous
 //!   value) is a view: kernels read through it with strides, nothing is
 //!   copied.
-//! - Anything else (matmul, padding, gathers, custom ops…) runs through the
+//! - A concatenation or a zero padding whose readers are all kernels of its
+//!   shape is not built: each reading kernel splits its loop at the pieces'
+//!   bounds, and each part of the loop reads its piece in place (or the
+//!   constant zero), as XLA fuses them into their consumers. Any other
+//!   reader has it built by the interpreter.
+//! - Anything else (matmul, gathers, custom ops…) runs through the
 //!   interpreter. A value it reads is stored by its kernel, which is then
 //!   closed: it runs before the interpreted node.
 //!
@@ -44,6 +49,20 @@ pub(crate) enum Place {
     Interpreted,
     /// A strided view of another node's memory.
     View { of: NodeId, layout: Layout },
+    /// A concatenation or padding along `axis` that only kernels read, each
+    /// part of their loop from one piece.
+    Pieces { axis: usize, pieces: Vec<Piece> },
+}
+
+/// One piece of a [`Place::Pieces`] value: elements `start .. start + len`
+/// along its axis, read from memory or zeros.
+#[derive(Clone, Debug)]
+pub(crate) struct Piece {
+    pub start: usize,
+    pub len: usize,
+    /// The memory it is read from and how it lies there (the piece's shape);
+    /// `None`: zeros.
+    pub source: Option<(NodeId, Layout)>,
 }
 
 /// One step of a compiled graph.
@@ -78,6 +97,12 @@ struct Group {
     /// Whether its position among the steps is still open (nothing outside
     /// has read its memory yet).
     open: bool,
+    /// The axis along which its loop is split to read [`Place::Pieces`]
+    /// values, and where.
+    split: Option<(usize, Vec<usize>)>,
+    /// The axes its reductions fold (a loop split along one would restart
+    /// the fold).
+    reduced: Vec<usize>,
 }
 
 struct Partition<'g> {
@@ -98,6 +123,8 @@ enum Kind {
     Elementwise,
     Reduction,
     View,
+    /// Concatenation and padding: [`Place::Pieces`] when it can be.
+    Pieces,
     Interpreted,
 }
 
@@ -125,6 +152,7 @@ fn kind(g: &Graph, id: NodeId) -> Kind {
         | Prim::Narrow { .. }
         | Prim::StopGradient
         | Prim::Reshape(_) => Kind::View,
+        Prim::Concat { .. } | Prim::Pad { .. } => Kind::Pieces,
         _ => Kind::Interpreted,
     }
 }
@@ -140,9 +168,17 @@ impl<'g> Partition<'g> {
     /// Gives `id` memory (a kernel that computes it stores it) and fixes the
     /// position of that kernel: it runs before whatever reads the memory.
     fn materialize(&mut self, id: NodeId) {
-        if let Some(k) = self.group_of(id) {
-            self.stored[id.0 as usize] = true;
-            self.close(k);
+        match self.place[id.0 as usize] {
+            Place::InKernel(k) => {
+                self.stored[id.0 as usize] = true;
+                self.close(k);
+            }
+            Place::Pieces { .. } => {
+                // Built where it is first needed: its pieces are in memory.
+                self.place[id.0 as usize] = Place::Interpreted;
+                self.order.push(Err(id));
+            }
+            _ => {}
         }
     }
 
@@ -182,13 +218,14 @@ impl<'g> Partition<'g> {
             }
             (GOp::Constant(_), _) => self.place[i] = Place::Constant,
             (_, Kind::View) => self.view(id),
+            (_, Kind::Pieces) if self.fuse => self.pieces(id),
             (_, Kind::Elementwise) => self.join(id, &node.shape.clone()),
             (_, Kind::Reduction) => {
                 let shape = self.g.node(node.inputs[0]).shape.clone();
                 self.join(id, &shape);
                 self.stored[i] = true;
             }
-            (_, Kind::Interpreted) => {
+            (_, Kind::Interpreted | Kind::Pieces) => {
                 for &j in &node.inputs {
                     self.materialize(j);
                 }
@@ -196,6 +233,91 @@ impl<'g> Partition<'g> {
                 self.order.push(Err(id));
             }
         }
+    }
+
+    /// Places a concatenation or padding as [`Place::Pieces`], its pieces in
+    /// memory.
+    fn pieces(&mut self, id: NodeId) {
+        let node = self.g.node(id);
+        let length = |j: NodeId, axis: usize| self.g.node(j).shape[axis];
+        let (axis, parts): (usize, Vec<(usize, Option<NodeId>)>) = match &node.op {
+            GOp::Prim(Prim::Concat { axis }) => (
+                *axis,
+                node.inputs
+                    .iter()
+                    .map(|&j| (length(j, *axis), Some(j)))
+                    .collect(),
+            ),
+            GOp::Prim(Prim::Pad { axis, start, size }) => {
+                let len = length(node.inputs[0], *axis);
+                let after = size - start - len;
+                (
+                    *axis,
+                    vec![(*start, None), (len, Some(node.inputs[0])), (after, None)],
+                )
+            }
+            _ => unreachable!("only concatenations and paddings are pieces"),
+        };
+        let mut pieces = Vec::with_capacity(parts.len());
+        let mut start = 0;
+        for (len, source) in parts {
+            if len > 0 {
+                let source = source.map(|j| {
+                    self.materialize(j);
+                    self.memory(j)
+                });
+                pieces.push(Piece { start, len, source });
+            }
+            start += len;
+        }
+        self.place[id.0 as usize] = Place::Pieces { axis, pieces };
+    }
+
+    /// Whether a kernel over `shape` could read `j` as pieces: its shape,
+    /// and a split along `j`'s axis that neither kernel's folds cross.
+    fn readable_in_pieces(
+        &self,
+        j: NodeId,
+        shape: &[usize],
+        group: Option<usize>,
+        folds: &[usize],
+    ) -> bool {
+        let Place::Pieces { axis, .. } = &self.place[j.0 as usize] else {
+            return false;
+        };
+        let fits = |g: &Group| {
+            g.split.as_ref().is_none_or(|(a, _)| a == axis) && !g.reduced.contains(axis)
+        };
+        self.g.node(j).shape == shape
+            && !folds.contains(axis)
+            && group.is_none_or(|k| fits(&self.groups[k]))
+    }
+
+    /// Splits kernel `k`'s loop at the bounds of `j`'s pieces.
+    fn split_at_pieces(&mut self, k: usize, j: NodeId) {
+        let Place::Pieces { axis, pieces } = &self.place[j.0 as usize] else {
+            unreachable!("checked by readable_in_pieces")
+        };
+        let (axis, starts) = (*axis, pieces.iter().map(|p| p.start));
+        let split = self.groups[k]
+            .split
+            .get_or_insert_with(|| (axis, Vec::new()));
+        split.1.extend(starts);
+    }
+
+    /// Whether open kernels `a` and `b` can be one loop: their splits agree.
+    fn mergeable(&self, a: usize, b: usize) -> bool {
+        let (a, b) = (&self.groups[a], &self.groups[b]);
+        let crosses = |x: &Group, y: &Group| {
+            x.split
+                .as_ref()
+                .is_some_and(|(axis, _)| y.reduced.contains(axis))
+        };
+        let axes_agree = match (&a.split, &b.split) {
+            (Some((x, _)), Some((y, _))) => x == y,
+            _ => true,
+        };
+        axes_agree && !crosses(a, b) && !crosses(b, a)
     }
 
     fn view(&mut self, id: NodeId) {
@@ -222,9 +344,10 @@ impl<'g> Partition<'g> {
 
     /// Puts `id` in a kernel over `shape`: the open one that computes an
     /// input of the same shape, else a new one. Inputs it cannot read in
-    /// registers get memory.
+    /// registers (or in pieces) get memory.
     fn join(&mut self, id: NodeId, shape: &[usize]) {
         let node = self.g.node(id);
+        let folds = folded_axes(self.g, id);
         let in_registers = |p: &Self, j: NodeId| {
             p.group_of(j).is_some_and(|k| {
                 p.fuse
@@ -232,6 +355,10 @@ impl<'g> Partition<'g> {
                     && p.groups[k].shape == shape
                     && p.g.node(j).shape == shape
                     && !matches!(kind(p.g, j), Kind::Reduction)
+                    && p.groups[k]
+                        .split
+                        .as_ref()
+                        .is_none_or(|(a, _)| !folds.contains(a))
             })
         };
         let mut target: Option<usize> = None;
@@ -241,14 +368,16 @@ impl<'g> Partition<'g> {
                 .is_some_and(|k| self.groups[k].members.len() >= MAX_KERNEL_NODES);
             if in_registers(self, j) && !full {
                 let k = self.group_of(j).expect("in a kernel");
-                target = Some(match target {
-                    Some(t) if t != k => self.merge(t, k),
-                    _ => k,
-                });
+                target = match target {
+                    Some(t) if t != k && self.mergeable(t, k) => Some(self.merge(t, k)),
+                    Some(t) => Some(t), // k's value is stored below
+                    None => Some(k),
+                };
             }
         }
         for &j in &node.inputs {
-            if self.group_of(j) != target || !in_registers(self, j) {
+            let pieces = matches!(self.place[j.0 as usize], Place::Pieces { .. });
+            if !pieces && (self.group_of(j) != target || !in_registers(self, j)) {
                 self.materialize(j);
             }
         }
@@ -256,6 +385,16 @@ impl<'g> Partition<'g> {
             // Storing an input closed the kernel: read everything from memory.
             target = None;
             for &j in &node.inputs {
+                if !matches!(self.place[j.0 as usize], Place::Pieces { .. }) {
+                    self.materialize(j);
+                }
+            }
+        }
+        // Values in pieces: read in place where the kernel's loop can split
+        // at their bounds, built by the interpreter otherwise.
+        for &j in &node.inputs {
+            let pieces = matches!(self.place[j.0 as usize], Place::Pieces { .. });
+            if pieces && !self.readable_in_pieces(j, shape, target, &folds) {
                 self.materialize(j);
             }
         }
@@ -264,9 +403,17 @@ impl<'g> Partition<'g> {
                 shape: shape.to_vec(),
                 members: Vec::new(),
                 open: true,
+                split: None,
+                reduced: Vec::new(),
             });
             self.groups.len() - 1
         });
+        for &j in &node.inputs {
+            if matches!(self.place[j.0 as usize], Place::Pieces { .. }) {
+                self.split_at_pieces(k, j);
+            }
+        }
+        self.groups[k].reduced.extend(folds);
         self.groups[k].members.push(id);
         self.place[id.0 as usize] = Place::InKernel(k);
         if !self.fuse {
@@ -288,8 +435,26 @@ impl<'g> Partition<'g> {
             self.place[m.0 as usize] = Place::InKernel(into);
         }
         self.groups[into].members.extend(moved);
+        let reduced = std::mem::take(&mut self.groups[from].reduced);
+        self.groups[into].reduced.extend(reduced);
+        if let Some((axis, bounds)) = self.groups[from].split.take() {
+            let split = self.groups[into]
+                .split
+                .get_or_insert_with(|| (axis, Vec::new()));
+            split.1.extend(bounds);
+        }
         self.groups[from].open = false; // empty: emits nothing
         into
+    }
+}
+
+/// The axes of its kernel's loop that node `id` folds: a reduction's axes,
+/// a dot product's one; none for an elementwise op.
+fn folded_axes(g: &Graph, id: NodeId) -> Vec<usize> {
+    match &g.node(id).op {
+        GOp::Prim(Prim::Reduce { axes, .. }) => axes.to_vec(),
+        GOp::Prim(Prim::Matmul) => vec![0],
+        _ => Vec::new(),
     }
 }
 
@@ -332,12 +497,14 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
         match *s {
             Ok(k) if p.groups[k].members.is_empty() => {}
             Ok(k) => {
-                let (kernel, operands) = lower(&p, &p.groups[k]);
-                steps.push(Step::Kernel {
-                    kernel: kernels.len(),
-                    operands,
-                });
-                kernels.push(kernel);
+                for segment in segments(&p.groups[k]) {
+                    let (kernel, operands) = lower(&p, &p.groups[k], segment);
+                    steps.push(Step::Kernel {
+                        kernel: kernels.len(),
+                        operands,
+                    });
+                    kernels.push(kernel);
+                }
             }
             Err(id) => steps.push(match p.streamed[id.0 as usize] {
                 Some(k) => Step::Stream(k),
@@ -356,10 +523,39 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
     }
 }
 
-/// The kernel of a group, and the node whose memory each operand is.
-fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
+/// The parts of a group's loop: the whole, or the stretches between the
+/// bounds of the pieces it reads, as (axis, start, length).
+fn segments(group: &Group) -> Vec<Option<(usize, usize, usize)>> {
+    let Some((axis, bounds)) = &group.split else {
+        return vec![None];
+    };
+    let n = group.shape[*axis];
+    let mut cuts: Vec<usize> = bounds.iter().copied().chain([0, n]).collect();
+    cuts.sort_unstable();
+    cuts.dedup();
+    cuts.windows(2)
+        .map(|w| Some((*axis, w[0], w[1] - w[0])))
+        .collect()
+}
+
+/// The kernel of a group over one segment of its loop (all of it for
+/// `None`), and the node whose memory each operand is.
+fn lower(
+    p: &Partition,
+    group: &Group,
+    segment: Option<(usize, usize, usize)>,
+) -> (Kernel, Vec<NodeId>) {
     let g = p.g;
-    let mut k = Kernel::new(&group.shape);
+    // Every layout over the group's shape, restricted to the segment.
+    let part = |l: Layout| match segment {
+        Some((axis, start, len)) => l.narrow(axis, start, len),
+        None => l,
+    };
+    let mut shape = group.shape.clone();
+    if let Some((axis, _, len)) = segment {
+        shape[axis] = len;
+    }
+    let mut k = Kernel::new(&shape);
     let mut operands: Vec<NodeId> = Vec::new();
     // Sparse: a dense vector per kernel would cost the graph's length each.
     let mut value: rustc_hash::FxHashMap<NodeId, usize> = Default::default();
@@ -377,10 +573,31 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
                 Some(&v) => v,
                 _ => {
                     // Loaded once per kernel, however many members read it.
-                    let (of, l) = p.memory(j);
-                    let l = l.broadcast_to(&group.shape).expect("shapes were checked");
-                    let o = operand(&mut k, of, &l, g.node(j).dtype);
-                    let v = k.push(Instr::Load(o), g.node(j).dtype);
+                    let dtype = g.node(j).dtype;
+                    let v = match &p.place[j.0 as usize] {
+                        Place::Pieces { pieces, .. } => {
+                            let (_, start, len) = segment.expect("pieces split the loop");
+                            let piece = pieces
+                                .iter()
+                                .find(|q| q.start <= start && start < q.start + q.len)
+                                .expect("the pieces cover the axis");
+                            match &piece.source {
+                                Some((of, l)) => {
+                                    let axis = segment.expect("split").0;
+                                    let l = l.narrow(axis, start - piece.start, len);
+                                    let o = operand(&mut k, *of, &l, dtype);
+                                    k.push(Instr::Load(o), dtype)
+                                }
+                                None => k.push(Instr::Const(0.0), dtype),
+                            }
+                        }
+                        _ => {
+                            let (of, l) = p.memory(j);
+                            let l = l.broadcast_to(&group.shape).expect("shapes were checked");
+                            let o = operand(&mut k, of, &part(l), dtype);
+                            k.push(Instr::Load(o), dtype)
+                        }
+                    };
                     value.insert(j, v);
                     v
                 }
@@ -400,7 +617,7 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
             Prim::Contiguous => args[0],
             Prim::Reduce { op, axes, .. } => {
                 let l = reduced_layout(&group.shape, axes);
-                let o = operand(&mut k, m, &l, dt);
+                let o = operand(&mut k, m, &part(l), dt);
                 k.push(
                     Instr::Reduce {
                         op: *op,
@@ -414,7 +631,7 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
             Prim::Matmul => {
                 let product = k.push(Instr::Binary(BinaryOp::Mul, args[0], args[1]), dt);
                 let l = reduced_layout(&group.shape, &[0]);
-                let o = operand(&mut k, m, &l, dt);
+                let o = operand(&mut k, m, &part(l), dt);
                 let sum = ReduceOp::Sum;
                 k.push(
                     Instr::Reduce {
@@ -431,7 +648,7 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
         value.insert(m, v);
         if p.stored[m.0 as usize] {
             let l = Layout::contiguous(&node.shape);
-            let o = operand(&mut k, m, &l, dt);
+            let o = operand(&mut k, m, &part(l), dt);
             k.push(
                 Instr::Store {
                     operand: o,

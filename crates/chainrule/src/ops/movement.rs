@@ -48,10 +48,26 @@ pub(crate) fn pad_forward(x: &Tensor, axis: usize, start: usize, size: usize) ->
     let mut shape: Vec<usize> = x.shape().to_vec();
     shape[axis] = size;
     let numel = crate::limits::check_alloc("pad", &shape, x.dtype())?;
+    let leading = shape[..axis].iter().all(|&d| d == 1);
+    let inner: usize = shape[axis + 1..].iter().product();
     Ok(with_scalar!(x.dtype(), T => {
-        let mut buf = vec![T::default(); numel];
-        let dst = Layout::contiguous(&shape).narrow(axis, start, x.shape()[axis]);
-        crate::layout::copy_view(&mut buf, &dst, x.buffer::<T>(), x.layout());
+        // Along a leading axis the result is zeros, `x`, zeros: written in
+        // order into a cached buffer, never zeroed twice.
+        let buf = match (leading, x.layout().contiguous_range()) {
+            (true, Some(r)) => {
+                let mut buf = crate::memory::vec_with_capacity(numel);
+                buf.resize(start * inner, T::default());
+                buf.extend_from_slice(&x.buffer::<T>()[r]);
+                buf.resize(numel, T::default());
+                buf
+            }
+            _ => {
+                let mut buf = crate::memory::filled_vec(numel, T::default());
+                let dst = Layout::contiguous(&shape).narrow(axis, start, x.shape()[axis]);
+                crate::layout::copy_view(&mut buf, &dst, x.buffer::<T>(), x.layout());
+                buf
+            }
+        };
         Tensor::from_buffer(buf, &shape)
     }))
 }
@@ -65,27 +81,37 @@ pub(crate) fn concat_forward(tensors: &[&Tensor], axis: usize) -> Result<Tensor>
         .try_fold(0usize, |n, t| n.checked_add(t.shape()[axis]))
         .ok_or_else(|| Error::invalid("concat", "the total length overflows"))?;
     let numel = crate::limits::check_alloc("concat", &shape, first.dtype())?;
+    // Along a leading axis a contiguous piece is one run of the result.
+    let leading = shape[..axis].iter().all(|&d| d == 1);
+    let runs: Option<Vec<_>> = tensors
+        .iter()
+        .map(|t| t.layout().contiguous_range().filter(|_| leading))
+        .collect();
     Ok(with_scalar!(first.dtype(), T => {
-        let mut buf = vec![T::default(); numel];
-        let full = Layout::contiguous(&shape);
-        // Along a leading axis a contiguous piece is one run of the result:
-        // one copy, without a view's bookkeeping (which dominates when the
-        // pieces are many single elements, as an unbinding VJP makes).
-        let leading = shape[..axis].iter().all(|&d| d == 1);
-        let inner: usize = shape[axis + 1..].iter().product();
-        let mut start = 0;
-        for t in tensors {
-            let len = t.shape()[axis];
-            match (leading, t.layout().contiguous_range()) {
-                (true, Some(r)) => buf[start * inner..(start + len) * inner]
-                    .copy_from_slice(&t.buffer::<T>()[r]),
-                _ => {
+        let buf = match runs {
+            // Each piece appended in order (one copy, no zeroing, none of
+            // a view's bookkeeping, which dominates when the pieces are
+            // many single elements, as an unbinding VJP makes).
+            Some(runs) => {
+                let mut buf = crate::memory::vec_with_capacity(numel);
+                for (t, r) in tensors.iter().zip(runs) {
+                    buf.extend_from_slice(&t.buffer::<T>()[r]);
+                }
+                buf
+            }
+            None => {
+                let mut buf = crate::memory::filled_vec(numel, T::default());
+                let full = Layout::contiguous(&shape);
+                let mut start = 0;
+                for t in tensors {
+                    let len = t.shape()[axis];
                     let dst = full.narrow(axis, start, len);
                     crate::layout::copy_view(&mut buf, &dst, t.buffer::<T>(), t.layout());
+                    start += len;
                 }
+                buf
             }
-            start += len;
-        }
+        };
         Tensor::from_buffer(buf, &shape)
     }))
 }
