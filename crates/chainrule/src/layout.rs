@@ -257,6 +257,23 @@ pub(crate) fn copy_view<T: Copy>(dst: &mut [T], dl: &Layout, src: &[T], sl: &Lay
         return;
     }
     let (len, ds, ss) = (d.shape[n - 1], d.strides[n - 1], s.strides[n - 1]);
+    if n == 2 {
+        // Rows of a matrix (a column block of a concatenation): plain index
+        // arithmetic, where the offsets iterator's per-row cost would
+        // dominate runs of a few elements.
+        let (rows, dr, sr) = (d.shape[0], d.strides[0], s.strides[0]);
+        for r in 0..rows {
+            let (a, b) = (d.offset + r * dr, s.offset + r * sr);
+            if ds == 1 && ss == 1 && len >= 16 {
+                dst[a..a + len].copy_from_slice(&src[b..b + len]);
+            } else {
+                for k in 0..len {
+                    dst[a + k * ds] = src[b + k * ss];
+                }
+            }
+        }
+        return;
+    }
     let outer = |l: &Layout| Layout {
         shape: l.shape[..n - 1].into(),
         strides: l.strides[..n - 1].into(),
@@ -357,6 +374,42 @@ mod tests {
         let l = Layout::contiguous(&[2, 3]).permute(&[1, 0]);
         assert_eq!(l.offsets().collect::<Vec<_>>(), vec![0, 3, 1, 4, 2, 5]);
         assert!(l.contiguous_range().is_none());
+    }
+
+    #[test]
+    fn copy_view_fills_column_blocks_rows_and_transposes() {
+        // Each case: destination view of a 5×20 buffer, source view of a
+        // 20×5 one; every element must land where the offsets say.
+        let dst_full = Layout::contiguous(&[5, 20]);
+        let src_full = Layout::contiguous(&[20, 5]);
+        let cases = [
+            (
+                dst_full.narrow(1, 3, 2),
+                src_full.permute(&[1, 0]).narrow(1, 7, 2),
+            ),
+            (
+                dst_full.narrow(1, 0, 18),
+                src_full.permute(&[1, 0]).narrow(1, 1, 18),
+            ),
+            (
+                dst_full.narrow(0, 1, 3).narrow(1, 2, 17),
+                src_full.permute(&[1, 0]).narrow(0, 2, 3).narrow(1, 0, 17),
+            ),
+            (
+                Layout::contiguous(&[2, 5, 20]).narrow(2, 4, 3),
+                Layout::contiguous(&[2, 5, 3]),
+            ),
+        ];
+        for (dl, sl) in cases {
+            let src: Vec<f64> = (0..200).map(f64::from).collect();
+            let mut dst = vec![-1.0; 200];
+            copy_view(&mut dst, &dl, &src, &sl);
+            let mut expected = vec![-1.0; 200];
+            for (a, b) in offsets(&dl).into_iter().zip(offsets(&sl)) {
+                expected[a] = src[b];
+            }
+            assert_eq!(dst, expected, "{dl:?} from {sl:?}");
+        }
     }
 
     /// Every element's offset, in row-major order of the layout's shape.
