@@ -257,21 +257,21 @@ pub(crate) fn copy_view<T: Copy>(dst: &mut [T], dl: &Layout, src: &[T], sl: &Lay
         return;
     }
     let (len, ds, ss) = (d.shape[n - 1], d.strides[n - 1], s.strides[n - 1]);
+    let mut run = |a: usize, b: usize| {
+        if ds == 1 && ss == 1 && len >= 16 {
+            dst[a..a + len].copy_from_slice(&src[b..b + len]);
+        } else {
+            for k in 0..len {
+                dst[a + k * ds] = src[b + k * ss];
+            }
+        }
+    };
     if n == 2 {
         // Rows of a matrix (a column block of a concatenation): plain index
         // arithmetic, where the offsets iterator's per-row cost would
         // dominate runs of a few elements.
-        let (rows, dr, sr) = (d.shape[0], d.strides[0], s.strides[0]);
-        for r in 0..rows {
-            let (a, b) = (d.offset + r * dr, s.offset + r * sr);
-            if ds == 1 && ss == 1 && len >= 16 {
-                dst[a..a + len].copy_from_slice(&src[b..b + len]);
-            } else {
-                for k in 0..len {
-                    dst[a + k * ds] = src[b + k * ss];
-                }
-            }
-        }
+        let (dr, sr) = (d.strides[0], s.strides[0]);
+        (0..d.shape[0]).for_each(|r| run(d.offset + r * dr, s.offset + r * sr));
         return;
     }
     let outer = |l: &Layout| Layout {
@@ -280,13 +280,7 @@ pub(crate) fn copy_view<T: Copy>(dst: &mut [T], dl: &Layout, src: &[T], sl: &Lay
         offset: l.offset,
     };
     for (a, b) in outer(&d).offsets().zip(outer(&s).offsets()) {
-        if ds == 1 && ss == 1 {
-            dst[a..a + len].copy_from_slice(&src[b..b + len]);
-        } else {
-            for k in 0..len {
-                dst[a + k * ds] = src[b + k * ss];
-            }
-        }
+        run(a, b);
     }
 }
 

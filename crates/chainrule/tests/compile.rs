@@ -438,3 +438,22 @@ fn a_compiled_gradient_through_shifts_equals_the_eager_one() {
         assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
     }
 }
+
+#[test]
+fn pieces_along_two_axes_in_one_loop_split_it_along_one() {
+    let (a, b, c) = (t(&[1, 4], 1), t(&[2, 4], 2), t(&[3, 2], 3));
+    let feeds = [("a", &a), ("b", &b), ("c", &c)];
+    let exe = compiled(&feeds, |t| {
+        let rows = Tensor::concat(&[&t[0], &t[1]], 0); // (3, 4), pieces along 0
+        let columns = t[2].try_pad(1, 1, 4).unwrap(); // (3, 4), pieces along 1
+        vec![(&rows * &columns).sin()]
+    });
+    let r = exe.report().expect("compiled");
+    // The loop splits along the first one's axis; the padding is built.
+    assert_eq!(
+        (r.fused_pieces, r.interpreted_nodes, r.kernels),
+        (1, 1, 2),
+        "{r:?}"
+    );
+    assert_native_equals_interpreted(&exe, &feeds);
+}

@@ -273,30 +273,28 @@ impl<'g> Partition<'g> {
         self.place[id.0 as usize] = Place::Pieces { axis, pieces };
     }
 
-    /// Whether a kernel over `shape` could read `j` as pieces: its shape,
-    /// and a split along `j`'s axis that neither kernel's folds cross.
-    fn readable_in_pieces(
-        &self,
-        j: NodeId,
-        shape: &[usize],
-        group: Option<usize>,
-        folds: &[usize],
-    ) -> bool {
+    fn in_pieces(&self, j: NodeId) -> bool {
+        matches!(self.place[j.0 as usize], Place::Pieces { .. })
+    }
+
+    /// Whether kernel `k` (over `shape`, about to take a node that folds
+    /// `folds`) can read `j` in pieces: `j` has its shape, and a split along
+    /// `j`'s axis agrees with the kernel's split and crosses no fold.
+    fn splits_at_pieces(&self, j: NodeId, shape: &[usize], k: usize, folds: &[usize]) -> bool {
         let Place::Pieces { axis, .. } = &self.place[j.0 as usize] else {
             return false;
         };
-        let fits = |g: &Group| {
-            g.split.as_ref().is_none_or(|(a, _)| a == axis) && !g.reduced.contains(axis)
-        };
+        let group = &self.groups[k];
         self.g.node(j).shape == shape
             && !folds.contains(axis)
-            && group.is_none_or(|k| fits(&self.groups[k]))
+            && !group.reduced.contains(axis)
+            && group.split.as_ref().is_none_or(|(a, _)| a == axis)
     }
 
     /// Splits kernel `k`'s loop at the bounds of `j`'s pieces.
     fn split_at_pieces(&mut self, k: usize, j: NodeId) {
         let Place::Pieces { axis, pieces } = &self.place[j.0 as usize] else {
-            unreachable!("checked by readable_in_pieces")
+            unreachable!("checked by splits_at_pieces")
         };
         let (axis, starts) = (*axis, pieces.iter().map(|p| p.start));
         let split = self.groups[k]
@@ -376,8 +374,7 @@ impl<'g> Partition<'g> {
             }
         }
         for &j in &node.inputs {
-            let pieces = matches!(self.place[j.0 as usize], Place::Pieces { .. });
-            if !pieces && (self.group_of(j) != target || !in_registers(self, j)) {
+            if !self.in_pieces(j) && (self.group_of(j) != target || !in_registers(self, j)) {
                 self.materialize(j);
             }
         }
@@ -385,17 +382,9 @@ impl<'g> Partition<'g> {
             // Storing an input closed the kernel: read everything from memory.
             target = None;
             for &j in &node.inputs {
-                if !matches!(self.place[j.0 as usize], Place::Pieces { .. }) {
+                if !self.in_pieces(j) {
                     self.materialize(j);
                 }
-            }
-        }
-        // Values in pieces: read in place where the kernel's loop can split
-        // at their bounds, built by the interpreter otherwise.
-        for &j in &node.inputs {
-            let pieces = matches!(self.place[j.0 as usize], Place::Pieces { .. });
-            if pieces && !self.readable_in_pieces(j, shape, target, &folds) {
-                self.materialize(j);
             }
         }
         let k = target.unwrap_or_else(|| {
@@ -408,9 +397,16 @@ impl<'g> Partition<'g> {
             });
             self.groups.len() - 1
         });
+        // Values in pieces: read in place where the loop can split at their
+        // bounds (one after the other: the first fixes the split's axis),
+        // built by the interpreter otherwise.
         for &j in &node.inputs {
-            if matches!(self.place[j.0 as usize], Place::Pieces { .. }) {
-                self.split_at_pieces(k, j);
+            if self.in_pieces(j) {
+                if self.splits_at_pieces(j, shape, k, &folds) {
+                    self.split_at_pieces(k, j);
+                } else {
+                    self.materialize(j);
+                }
             }
         }
         self.groups[k].reduced.extend(folds);
@@ -576,14 +572,13 @@ fn lower(
                     let dtype = g.node(j).dtype;
                     let v = match &p.place[j.0 as usize] {
                         Place::Pieces { pieces, .. } => {
-                            let (_, start, len) = segment.expect("pieces split the loop");
+                            let (axis, start, len) = segment.expect("pieces split the loop");
                             let piece = pieces
                                 .iter()
                                 .find(|q| q.start <= start && start < q.start + q.len)
                                 .expect("the pieces cover the axis");
                             match &piece.source {
                                 Some((of, l)) => {
-                                    let axis = segment.expect("split").0;
                                     let l = l.narrow(axis, start - piece.start, len);
                                     let o = operand(&mut k, *of, &l, dtype);
                                     k.push(Instr::Load(o), dtype)

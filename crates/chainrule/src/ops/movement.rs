@@ -83,34 +83,32 @@ pub(crate) fn concat_forward(tensors: &[&Tensor], axis: usize) -> Result<Tensor>
     let numel = crate::limits::check_alloc("concat", &shape, first.dtype())?;
     // Along a leading axis a contiguous piece is one run of the result.
     let leading = shape[..axis].iter().all(|&d| d == 1);
-    let runs: Option<Vec<_>> = tensors
-        .iter()
-        .map(|t| t.layout().contiguous_range().filter(|_| leading))
-        .collect();
+    let appended = leading
+        && tensors
+            .iter()
+            .all(|t| t.layout().contiguous_range().is_some());
     Ok(with_scalar!(first.dtype(), T => {
-        let buf = match runs {
+        let buf = if appended {
             // Each piece appended in order (one copy, no zeroing, none of
             // a view's bookkeeping, which dominates when the pieces are
             // many single elements, as an unbinding VJP makes).
-            Some(runs) => {
-                let mut buf = crate::memory::vec_with_capacity(numel);
-                for (t, r) in tensors.iter().zip(runs) {
-                    buf.extend_from_slice(&t.buffer::<T>()[r]);
-                }
-                buf
+            let mut buf = crate::memory::vec_with_capacity(numel);
+            for t in tensors {
+                let run = t.layout().contiguous_range().expect("checked contiguous");
+                buf.extend_from_slice(&t.buffer::<T>()[run]);
             }
-            None => {
-                let mut buf = crate::memory::filled_vec(numel, T::default());
-                let full = Layout::contiguous(&shape);
-                let mut start = 0;
-                for t in tensors {
-                    let len = t.shape()[axis];
-                    let dst = full.narrow(axis, start, len);
-                    crate::layout::copy_view(&mut buf, &dst, t.buffer::<T>(), t.layout());
-                    start += len;
-                }
-                buf
+            buf
+        } else {
+            let mut buf = crate::memory::filled_vec(numel, T::default());
+            let full = Layout::contiguous(&shape);
+            let mut start = 0;
+            for t in tensors {
+                let len = t.shape()[axis];
+                let dst = full.narrow(axis, start, len);
+                crate::layout::copy_view(&mut buf, &dst, t.buffer::<T>(), t.layout());
+                start += len;
             }
+            buf
         };
         Tensor::from_buffer(buf, &shape)
     }))
