@@ -165,8 +165,8 @@ pub fn jacobian(input: &BaInput) -> Result<SparseJacobian> {
     sparse_jacobian(input, &blocks)
 }
 
-/// Every observation's 2×15 block of the reprojection Jacobian, (p, 30):
-/// row i holds `∂r_i,x/∂g_i` then `∂r_i,y/∂g_i`. Observations are
+/// Every observation's 2×15 block of the reprojection Jacobian, (2, p, 15):
+/// `[0, i]` holds `∂r_i,x/∂g_i` and `[1, i]` holds `∂r_i,y/∂g_i`. Observations are
 /// independent, so the gradient of `Σ_i r_i,x` with respect to the gathered
 /// parameters holds every row `∂r_i,x/∂g_i` at once: two reverse sweeps
 /// (x rows, y rows) give all the blocks. Written to be compiled whole
@@ -179,7 +179,10 @@ pub fn reprojection_blocks(g: &Tensor, features: &Tensor) -> Result<Tensor> {
         Tensor::from_vec(u.collect::<Vec<f64>>(), &[p, 2])
     };
     let (x_rows, y_rows) = (pullback.call(&seed(0))?, pullback.call(&seed(1))?);
-    Tensor::try_concat(&[&x_rows, &y_rows], 1)
+    // Stacked on a new leading axis, each sweep's rows stay one contiguous
+    // run: the compiled graph writes them in place rather than interleaving
+    // them row by row.
+    Tensor::try_stack(&[&x_rows, &y_rows], 0)
 }
 
 /// The Jacobian in ADBench's compressed sparse rows from the reprojection
@@ -188,18 +191,18 @@ pub fn sparse_jacobian(input: &BaInput, blocks: &Tensor) -> Result<SparseJacobia
     let p = input.obs.len();
     let (n, m) = (input.cams.shape()[0], input.points.shape()[0]);
     let blocks = blocks.to_vec::<f64>();
-    let mut row_ptr = vec![0];
+    let (x_rows, y_rows) = blocks.split_at(p * 15);
+    let mut row_ptr = Vec::with_capacity(3 * p + 1);
+    row_ptr.push(0);
     let mut col_idx = Vec::with_capacity(p * 31);
     let mut values = Vec::with_capacity(p * 31);
     for (i, &(c, pt)) in input.obs.iter().enumerate() {
-        let cols: Vec<usize> = (0..11)
-            .map(|j| c * 11 + j)
-            .chain((0..3).map(|j| 11 * n + pt * 3 + j))
-            .chain(std::iter::once(11 * n + 3 * m + i))
-            .collect();
-        for r in 0..2 {
-            col_idx.extend(&cols);
-            values.extend(&blocks[(i * 2 + r) * 15..(i * 2 + r + 1) * 15]);
+        let (camera, point, weight) = (c * 11, 11 * n + pt * 3, 11 * n + 3 * m + i);
+        for rows in [x_rows, y_rows] {
+            col_idx.extend(camera..camera + 11);
+            col_idx.extend(point..point + 3);
+            col_idx.push(weight);
+            values.extend_from_slice(&rows[i * 15..(i + 1) * 15]);
             row_ptr.push(col_idx.len());
         }
     }

@@ -12,6 +12,7 @@ pub mod functions;
 pub mod fuzzing;
 pub mod inputs;
 pub mod models;
+pub mod parallel;
 pub mod plot;
 pub mod svg;
 pub mod symbolic;

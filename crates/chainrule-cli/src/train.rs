@@ -4,6 +4,7 @@
 //! optionally a final JSON line.
 
 use crate::models::{self, DigitsCnn, TinyGpt};
+use crate::parallel::{DataParallel, World};
 use crate::plot::{self, Panel, Series};
 use crate::CliError;
 use chainrule::data::{self, Dataset, Part, Targets};
@@ -108,6 +109,12 @@ pub struct TrainArgs {
     /// Transformer: generated training sums.
     #[arg(long, default_value_t = 50_000)]
     examples: usize,
+    /// Split each batch into this many slices and sum their gradients
+    /// (gradient accumulation), in the order and with the weights that
+    /// `mpirun -np N` ranks sum theirs: a single process that reproduces
+    /// an N-rank run (bit for bit with 2 ranks).
+    #[arg(long, default_value_t = 1)]
+    micro_batches: usize,
     /// Seed of the data split, initialization and shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -291,6 +298,9 @@ fn setup(args: &TrainArgs) -> Result<Setup, CliError> {
         schedule: args.schedule.unwrap_or(schedule),
         clip_grad_norm: args.clip_grad_norm.or(clip),
     };
+    if args.micro_batches == 0 {
+        return Err(CliError::Input("--micro-batches must be at least 1".into()));
+    }
     if s.epochs == 0 || s.batch_size == 0 {
         return Err(CliError::Input(
             "--epochs and --batch-size must be at least 1".into(),
@@ -496,18 +506,43 @@ fn resume(
     Ok((epoch, history))
 }
 
-/// One pass over the training set: its mean loss and its example count.
+/// This rank's part of a data-parallel run (`mpirun -np N`).
+struct Ranks<'w> {
+    world: &'w World,
+    gradients: DataParallel<'w>,
+}
+
+/// `batch` cut into `n` nearly equal slices, as `Dataset::shard_batches`
+/// cuts a global batch among `n` ranks.
+fn micro_batches(batch: &Dataset, n: usize) -> Vec<Dataset> {
+    if n <= 1 {
+        return vec![batch.clone()];
+    }
+    let cut = |r: usize| batch.len() * r / n;
+    (0..n)
+        .map(|r| batch.subset(&(cut(r)..cut(r + 1)).collect::<Vec<_>>()))
+        .collect()
+}
+
+/// One pass over the training set: its mean loss and its example count
+/// (over every rank).
 fn train_epoch(
     s: &Setup,
     args: &TrainArgs,
     opt: &mut dyn Optimizer,
     rate: &mut Rate,
     epoch: usize,
+    mut ranks: Option<&mut Ranks>,
 ) -> Result<(f64, usize), CliError> {
-    let batches = s
-        .train
-        .batches(s.batch_size, Some(args.seed.wrapping_add(epoch as u64)));
-    let bar = ProgressBar::new(batches.len() as u64);
+    let seed = Some(args.seed.wrapping_add(epoch as u64));
+    let mut batches = match &ranks {
+        Some(r) => s.train.shard_batches(s.batch_size, seed, r.world.rank(), r.world.size()),
+        None => s.train.batches(s.batch_size, seed),
+    };
+    let bar = match ranks.as_ref().is_none_or(|r| r.world.rank() == 0) {
+        true => ProgressBar::new(batches.len() as u64),
+        false => ProgressBar::hidden(),
+    };
     bar.set_style(
         ProgressStyle::with_template(
             "epoch {prefix} [{bar:30}] {pos}/{len} loss {msg} ({per_sec}, eta {eta})",
@@ -517,19 +552,47 @@ fn train_epoch(
     );
     bar.set_prefix(format!("{}/{}", epoch + 1, s.epochs));
     let (mut sum, mut seen) = (0.0, 0usize);
-    for (step, batch) in batches.enumerate() {
-        let loss = loss_of(s.model.as_ref(), &batch)?;
-        let value = loss.item();
-        if !value.is_finite() {
-            bar.abandon();
-            return Err(CliError::Input(format!(
-                "training diverged: the loss is {value} at epoch {}, step {} (try a smaller --lr); nothing more was saved",
-                epoch + 1,
-                step + 1
-            )));
-        }
+    for step in 0.. {
+        let global = batches.global_len();
+        let Some(batch) = batches.next() else { break };
         opt.zero_grad();
-        loss.backward()?;
+        // This process's slices of the global batch: its own under
+        // `mpirun`, else `--micro-batches` of them, each weighted by its
+        // share of the batch's mean loss.
+        let parts = match ranks.is_some() {
+            true => vec![batch],
+            false => micro_batches(&batch, args.micro_batches),
+        };
+        for part in &parts {
+            let value = match (&mut ranks, part.is_empty()) {
+                (Some(r), true) => {
+                    r.gradients.backward_without_loss()?;
+                    0.0
+                }
+                (_, true) => 0.0,
+                (ranks, false) => {
+                    let loss = loss_of(s.model.as_ref(), part)?;
+                    let value = loss.item();
+                    if !value.is_finite() {
+                        bar.abandon();
+                        return Err(CliError::Input(format!(
+                            "training diverged: the loss is {value} at epoch {}, step {} (try a smaller --lr); nothing more was saved",
+                            epoch + 1,
+                            step + 1
+                        )));
+                    }
+                    let share = part.len() as f64 / global as f64;
+                    match ranks {
+                        Some(r) => r.gradients.backward(&loss, share)?,
+                        None if parts.len() == 1 => loss.backward()?,
+                        None => (&loss * share).backward()?,
+                    }
+                    value
+                }
+            };
+            sum += value * part.len() as f64;
+            seen += part.len();
+        }
         if let Some(max_norm) = s.clip_grad_norm {
             optim::clip_grad_norm(&s.model.params(), max_norm)?;
         }
@@ -537,12 +600,15 @@ fn train_epoch(
         if let Rate::PerStep(sched) = rate {
             sched.step(opt);
         }
-        sum += value * batch.len() as f64;
-        seen += batch.len();
-        bar.set_message(format!("{:.4}", sum / seen as f64));
+        bar.set_message(format!("{:.4}", sum / seen.max(1) as f64));
         bar.inc(1);
     }
     bar.finish_and_clear();
+    if let Some(r) = ranks {
+        let mut totals = [sum, seen as f64];
+        r.world.all_reduce_sum(&mut totals)?;
+        (sum, seen) = (totals[0], totals[1] as usize);
+    }
     Ok((sum / seen.max(1) as f64, seen))
 }
 
@@ -550,6 +616,13 @@ fn train_epoch(
 /// by epoch (from the `--resume` checkpoint if given), then reports.
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let args = &args;
+    let world = crate::parallel::world()?;
+    let root = world.as_ref().is_none_or(|w| w.rank() == 0);
+    if world.is_some() && args.micro_batches > 1 {
+        return Err(CliError::Input(
+            "--micro-batches reproduces several ranks in one process: give it without mpirun".into(),
+        ));
+    }
     let s = setup(args)?;
     if let Some(path) = &args.load {
         load_weights(s.model.as_ref(), path)?;
@@ -572,14 +645,28 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         Task::Cnn => "cnn",
         Task::Transformer => "transformer",
     };
-    let say = |line: String| say(args, line);
+    // Every rank starts from rank 0's weights, checked identical.
+    let mut ranks = match &world {
+        Some(world) => Some(Ranks {
+            world,
+            gradients: DataParallel::new(world, s.model.as_ref())?,
+        }),
+        None => None,
+    };
+    // Only rank 0 prints, plots and saves.
+    let say = |line: String| {
+        if root {
+            say(args, line)
+        }
+    };
     say(format!(
-        "training {task}: {} parameters, {} training / {} test examples, {} epochs, batch {}, {:?} lr {}{}",
+        "training {task}: {} parameters, {} training / {} test examples, {} epochs, batch {}{}, {:?} lr {}{}",
         s.model.num_params(),
         s.train.len(),
         s.test.len(),
         s.epochs,
         s.batch_size,
+        world.as_ref().map_or(String::new(), |w| format!(" over {} ranks", w.size())),
         s.optimizer,
         s.lr,
         if first_epoch > 0 { format!(", resuming after epoch {first_epoch}") } else { String::new() }
@@ -592,8 +679,12 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             Rate::PerStep(sched) => sched.apply(opt.as_mut()),
         }
         let epoch_start = Instant::now();
-        let (train_loss, seen) = train_epoch(&s, args, opt.as_mut(), &mut rate, epoch)?;
-        let (test_loss, test_accuracy) = evaluate(s.model.as_ref(), &s.test)?;
+        let (train_loss, seen) =
+            train_epoch(&s, args, opt.as_mut(), &mut rate, epoch, ranks.as_mut())?;
+        let (test_loss, test_accuracy) = match root {
+            true => evaluate(s.model.as_ref(), &s.test)?,
+            false => (f64::NAN, None),
+        };
         let rate_per_s = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
         say(format!(
             "epoch {:>3}/{}  train loss {train_loss:.6}  test loss {test_loss:.6}{}  ({rate_per_s:.0} examples/s)",
@@ -606,12 +697,15 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             test_loss,
             test_accuracy,
         });
-        if let Some(path) = &args.save {
+        if let Some(path) = args.save.as_ref().filter(|_| root) {
             let extra = extras(epoch + 1, &rate, &history);
             optim::save_checkpoint(path, s.model.as_ref(), opt.as_ref(), &extra)?;
         }
     }
     let seconds = started.elapsed().as_secs_f64();
+    if !root {
+        return Ok(());
+    }
     if let Some(path) = &args.save {
         say(format!("saved the checkpoint to {}", path.display()));
     }

@@ -90,6 +90,38 @@ impl Dataset {
             order,
             batch_size: batch_size.max(1),
             next: 0,
+            shard: (0, 1),
+        }
+    }
+
+    /// This process's part of [`Dataset::batches`] in data-parallel
+    /// training over `ranks` processes (PyTorch's `DistributedSampler`):
+    /// every rank draws the same seeded order and cuts the same global
+    /// batches of `batch_size`, and rank `rank` takes the `rank`-th of
+    /// `ranks` nearly equal slices of each. Together the ranks see exactly
+    /// the batches one process would; a slice is empty when a global batch
+    /// has fewer examples than there are ranks.
+    ///
+    /// ```
+    /// use chainrule::{data::{Dataset, Targets}, Tensor};
+    /// let column = |v: Vec<f64>| Tensor::from_vec(v, &[5, 1]);
+    /// let x = column(vec![0.0, 1.0, 2.0, 3.0, 4.0]);
+    /// let ds = Dataset::new(x, Targets::Values(column(vec![0.0; 5]))).unwrap();
+    /// let whole: Vec<usize> = ds.batches(4, Some(7)).map(|b| b.len()).collect();
+    /// let ours: Vec<usize> = ds.shard_batches(4, Some(7), 1, 2).map(|b| b.len()).collect();
+    /// assert_eq!((whole, ours), (vec![4, 1], vec![2, 1])); // rank 0 gets [2, 0]
+    /// ```
+    pub fn shard_batches(
+        &self,
+        batch_size: usize,
+        shuffle_seed: Option<u64>,
+        rank: usize,
+        ranks: usize,
+    ) -> Batches<'_> {
+        let ranks = ranks.max(1);
+        Batches {
+            shard: (rank.min(ranks - 1), ranks),
+            ..self.batches(batch_size, shuffle_seed)
         }
     }
 }
@@ -121,6 +153,17 @@ pub struct Batches<'a> {
     order: Vec<usize>,
     batch_size: usize,
     next: usize,
+    /// (rank, ranks): the slice of each global batch this process takes.
+    shard: (usize, usize),
+}
+
+impl Batches<'_> {
+    /// The size of the global batch the next item is cut from (0 at the
+    /// end): with [`Dataset::shard_batches`], a rank's share of the batch's
+    /// mean loss is its slice's length over this.
+    pub fn global_len(&self) -> usize {
+        (self.order.len() - self.next).min(self.batch_size)
+    }
 }
 
 impl Iterator for Batches<'_> {
@@ -131,7 +174,9 @@ impl Iterator for Batches<'_> {
             return None;
         }
         let end = (self.next + self.batch_size).min(self.order.len());
-        let batch = self.data.subset(&self.order[self.next..end]);
+        let (rank, ranks) = self.shard;
+        let cut = |r: usize| self.next + (end - self.next) * r / ranks;
+        let batch = self.data.subset(&self.order[cut(rank)..cut(rank + 1)]);
         self.next = end;
         Some(batch)
     }

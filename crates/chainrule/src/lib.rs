@@ -135,6 +135,8 @@ pub mod control;
 mod convert;
 pub mod data;
 mod display;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 mod dtype;
 pub mod error;
 pub mod files;

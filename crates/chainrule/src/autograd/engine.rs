@@ -1,6 +1,7 @@
 //! The backward pass: one visit per node, in reverse topological order, with
 //! an explicit stack (no recursion), so graphs of millions of nodes are fine.
 
+mod ready;
 mod sweep;
 
 use super::lane::Grad;
@@ -445,20 +446,38 @@ impl Frontier {
     }
 
     fn next(&mut self) -> Option<(NodePtr, Pending)> {
-        let (_, _, ptr, slot) = self.s.order.pop()?;
-        let node = ptr as NodePtr;
-        match self.exclusive {
-            // SAFETY: see `NodePtr`.
-            Some(_) => unsafe { &*node }.mark.clear(),
-            None => {
-                self.slot_of.remove(&node);
+        loop {
+            let (_, _, ptr, slot) = self.s.order.pop()?;
+            let node = ptr as NodePtr;
+            match self.exclusive {
+                // SAFETY: see `NodePtr`.
+                Some(_) => unsafe { &*node }.mark.clear(),
+                None => {
+                    self.slot_of.remove(&node);
+                }
+            }
+            self.s.free.push(slot);
+            // A leaf visited early (see `ready`) leaves its entry behind.
+            if let Some(g) = self.s.grads[slot as usize].take() {
+                return Some((node, g));
             }
         }
-        self.s.free.push(slot);
-        let g = self.s.grads[slot as usize]
-            .take()
-            .expect("queued with its gradient");
-        Some((node, g))
+    }
+
+    /// The depth of the deepest node waiting, if any.
+    fn deepest(&self) -> Option<u64> {
+        self.s.order.peek().map(|&(depth, ..)| depth)
+    }
+
+    /// Takes the gradient waiting at a leaf out of the frontier (its entry
+    /// stays, empty, until `next` passes it).
+    fn take(&mut self, leaf: NodePtr) -> Option<Grad> {
+        // SAFETY: see `NodePtr`.
+        let slot = self.slot(unsafe { &*leaf })?;
+        match self.s.grads[slot as usize].take()? {
+            Pending::Grad(g) => Some(g),
+            Pending::Seeds(_) => unreachable!("seeds wait only at segments"),
+        }
     }
 }
 
@@ -478,6 +497,7 @@ pub(crate) fn run(
     prune: bool,
     retain_graph: bool,
     create_graph: bool,
+    watch: Option<(&[Tensor], &mut dyn FnMut(usize))>,
 ) -> Result<(BackwardStats, Vec<Tensor>)> {
     let mut root_links: SmallVec<[Link; 1]> = SmallVec::with_capacity(roots.len());
     let mut seeds: SmallVec<[Grad; 1]> = SmallVec::with_capacity(roots.len());
@@ -512,8 +532,21 @@ pub(crate) fn run(
             pass.frontier.give(link, seed);
         }
     }
+    let mut watch = match watch {
+        Some((leaves, on_ready)) => {
+            let roots: SmallVec<[&Node; 1]> = root_links.iter().map(|l| &*l.node).collect();
+            Some(ready::Watch::new(&roots, leaves, on_ready)?)
+        }
+        None => None,
+    };
     let _mode = GradModeGuard::new(create_graph);
-    while let Some((node, pending)) = pass.frontier.next() {
+    loop {
+        if let Some(watch) = &mut watch {
+            watch.release(&mut pass)?;
+        }
+        let Some((node, pending)) = pass.frontier.next() else {
+            break;
+        };
         // SAFETY: see `NodePtr`.
         let node: &Node = unsafe { &*node };
         match (pending, &node.kind) {
@@ -789,6 +822,7 @@ pub fn grad_with_stats(
         true,
         opts.retain_graph,
         opts.create_graph,
+        None,
     )?;
     Ok((grads, stats))
 }
@@ -810,6 +844,7 @@ pub(crate) fn grad_without_search(
         false,
         opts.retain_graph,
         opts.create_graph,
+        None,
     )?;
     Ok(grads)
 }
@@ -848,7 +883,31 @@ impl Tensor {
             true,
             opts.retain_graph,
             opts.create_graph,
+            None,
         )?
         .0)
+    }
+
+    /// [`Tensor::backward`], calling `ready(i)` once for each leaf
+    /// `watched[i]` as soon as its `.grad` is final for this pass, while
+    /// the pass goes on through the rest of the graph (PyTorch's
+    /// post-accumulate-grad hooks). A leaf is final once every node that
+    /// reads it has been visited; one the output does not read is reported
+    /// at the start (its `.grad` is left as it was). Data-parallel training
+    /// (`distributed`) starts reducing a layer's gradients here.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let w1 = Tensor::from_vec(vec![2.0f64], &[1]).requires_grad();
+    /// let w2 = Tensor::from_vec(vec![3.0f64], &[1]).requires_grad();
+    /// let loss = ((&w1 * 5.0).exp() * &w2).sum(); // w2 is read last, so final first
+    /// let mut order = Vec::new();
+    /// loss.backward_watching(&[w1.clone(), w2.clone()], &mut |i| order.push(i)).unwrap();
+    /// assert_eq!(order, [1, 0]);
+    /// assert!(w1.grad().is_some() && w2.grad().is_some());
+    /// ```
+    pub fn backward_watching(&self, watched: &[Tensor], ready: &mut dyn FnMut(usize)) -> Result<()> {
+        run(&[(self, None)], None, true, false, false, Some((watched, ready)))?;
+        Ok(())
     }
 }
