@@ -64,6 +64,10 @@ mod single {
         pub fn size(&self) -> usize {
             match *self {}
         }
+        /// How long to wait for the others.
+        pub fn set_timeout(&mut self, _: std::time::Duration) {
+            match *self {}
+        }
         /// Sums across ranks.
         pub fn all_reduce_sum(&self, _: &mut [f64]) -> chainrule::Result<()> {
             match *self {}

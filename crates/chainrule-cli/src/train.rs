@@ -115,6 +115,10 @@ pub struct TrainArgs {
     /// an N-rank run (bit for bit with 2 ranks).
     #[arg(long, default_value_t = 1)]
     micro_batches: usize,
+    /// Under mpirun: how long a rank waits for the others in each exchange
+    /// before it says so and ends the job.
+    #[arg(long, default_value_t = 60.0)]
+    timeout: f64,
     /// Seed of the data split, initialization and shuffling.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -524,6 +528,107 @@ fn micro_batches(batch: &Dataset, n: usize) -> Vec<Dataset> {
         .collect()
 }
 
+/// The mean of `values` summed first to last in their dtype (f32 as f32),
+/// as an all-reduce of two ranks sums and `DataParallel` divides.
+fn mean_in_order<'a>(values: impl Iterator<Item = &'a Tensor>) -> Tensor {
+    let values: Vec<&Tensor> = values.collect();
+    let (n, first) = (values.len(), values[0]);
+    let mean = match first.dtype() {
+        DType::F32 => {
+            let mut acc = first.to_vec::<f32>();
+            for v in &values[1..] {
+                acc.iter_mut()
+                    .zip(v.to_vec::<f32>())
+                    .for_each(|(a, x)| *a += x);
+            }
+            Tensor::from_vec(acc.iter().map(|a| a / n as f32).collect(), first.shape())
+        }
+        _ => {
+            let mut acc = first.to_vec::<f64>();
+            for v in &values[1..] {
+                acc.iter_mut()
+                    .zip(v.to_vec::<f64>())
+                    .for_each(|(a, x)| *a += x);
+            }
+            Tensor::from_vec(acc.iter().map(|a| a / n as f64).collect(), first.shape())
+        }
+    };
+    mean.to_dtype(first.dtype())
+}
+
+/// This rank's gradients for its slice `batch` of a global batch of
+/// `global` examples, summed across ranks into `.grad`: its loss's sum
+/// and its example count.
+fn rank_gradients(
+    s: &Setup,
+    batch: &Dataset,
+    global: usize,
+    r: &mut Ranks,
+) -> Result<(f64, usize), CliError> {
+    if batch.is_empty() {
+        r.gradients.backward_without_loss()?;
+        return Ok((0.0, 0));
+    }
+    let loss = loss_of(s.model.as_ref(), batch)?;
+    let value = loss.item();
+    match value.is_finite() {
+        // This rank's share of the global batch's mean loss.
+        true => r
+            .gradients
+            .backward(&loss, batch.len() as f64 / global as f64)?,
+        // Still takes part in the step, so that the other ranks see this
+        // one end (and the job with it) rather than wait for it.
+        false => r.gradients.backward_without_loss()?,
+    }
+    Ok((value * batch.len() as f64, batch.len()))
+}
+
+/// The gradients of `batch`'s mean loss into `.grad`; with `micro > 1`,
+/// summed over that many slices in order, as that many ranks sum theirs
+/// (running statistics too: each slice starts from the step's, which then
+/// become the slices' mean). The loss's sum and the example count.
+fn accumulated_gradients(
+    s: &Setup,
+    batch: &Dataset,
+    micro: usize,
+) -> Result<(f64, usize), CliError> {
+    if micro <= 1 {
+        let loss = loss_of(s.model.as_ref(), batch)?;
+        let value = loss.item();
+        if value.is_finite() {
+            loss.backward()?;
+        }
+        return Ok((value * batch.len() as f64, batch.len()));
+    }
+    let buffers: Vec<nn::Buffer> = s
+        .model
+        .named_buffers()
+        .into_iter()
+        .map(|(_, b)| b)
+        .collect();
+    let start: Vec<Tensor> = buffers.iter().map(nn::Buffer::value).collect();
+    let mut ends: Vec<Vec<Tensor>> = Vec::with_capacity(micro);
+    let mut sum = 0.0;
+    for part in micro_batches(batch, micro) {
+        for (b, v) in buffers.iter().zip(&start) {
+            b.set(v)?;
+        }
+        if !part.is_empty() {
+            let loss = loss_of(s.model.as_ref(), &part)?;
+            let value = loss.item();
+            sum += value * part.len() as f64;
+            if value.is_finite() {
+                (&loss * (part.len() as f64 / batch.len() as f64)).backward()?;
+            }
+        }
+        ends.push(buffers.iter().map(nn::Buffer::value).collect());
+    }
+    for (k, b) in buffers.iter().enumerate() {
+        b.set(&mean_in_order(ends.iter().map(|e| &e[k])))?;
+    }
+    Ok((sum, batch.len()))
+}
+
 /// One pass over the training set: its mean loss and its example count
 /// (over every rank).
 fn train_epoch(
@@ -536,7 +641,9 @@ fn train_epoch(
 ) -> Result<(f64, usize), CliError> {
     let seed = Some(args.seed.wrapping_add(epoch as u64));
     let mut batches = match &ranks {
-        Some(r) => s.train.shard_batches(s.batch_size, seed, r.world.rank(), r.world.size()),
+        Some(r) => s
+            .train
+            .shard_batches(s.batch_size, seed, r.world.rank(), r.world.size()),
         None => s.train.batches(s.batch_size, seed),
     };
     let bar = match ranks.as_ref().is_none_or(|r| r.world.rank() == 0) {
@@ -556,43 +663,20 @@ fn train_epoch(
         let global = batches.global_len();
         let Some(batch) = batches.next() else { break };
         opt.zero_grad();
-        // This process's slices of the global batch: its own under
-        // `mpirun`, else `--micro-batches` of them, each weighted by its
-        // share of the batch's mean loss.
-        let parts = match ranks.is_some() {
-            true => vec![batch],
-            false => micro_batches(&batch, args.micro_batches),
+        let (loss_sum, examples) = match &mut ranks {
+            Some(r) => rank_gradients(s, &batch, global, r)?,
+            None => accumulated_gradients(s, &batch, args.micro_batches)?,
         };
-        for part in &parts {
-            let value = match (&mut ranks, part.is_empty()) {
-                (Some(r), true) => {
-                    r.gradients.backward_without_loss()?;
-                    0.0
-                }
-                (_, true) => 0.0,
-                (ranks, false) => {
-                    let loss = loss_of(s.model.as_ref(), part)?;
-                    let value = loss.item();
-                    if !value.is_finite() {
-                        bar.abandon();
-                        return Err(CliError::Input(format!(
-                            "training diverged: the loss is {value} at epoch {}, step {} (try a smaller --lr); nothing more was saved",
-                            epoch + 1,
-                            step + 1
-                        )));
-                    }
-                    let share = part.len() as f64 / global as f64;
-                    match ranks {
-                        Some(r) => r.gradients.backward(&loss, share)?,
-                        None if parts.len() == 1 => loss.backward()?,
-                        None => (&loss * share).backward()?,
-                    }
-                    value
-                }
-            };
-            sum += value * part.len() as f64;
-            seen += part.len();
+        if !loss_sum.is_finite() {
+            bar.abandon();
+            return Err(CliError::Input(format!(
+                "training diverged: the loss is {loss_sum} at epoch {}, step {} (try a smaller --lr); nothing more was saved",
+                epoch + 1,
+                step + 1
+            )));
         }
+        sum += loss_sum;
+        seen += examples;
         if let Some(max_norm) = s.clip_grad_norm {
             optim::clip_grad_norm(&s.model.params(), max_norm)?;
         }
@@ -616,11 +700,20 @@ fn train_epoch(
 /// by epoch (from the `--resume` checkpoint if given), then reports.
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
     let args = &args;
-    let world = crate::parallel::world()?;
+    let mut world = crate::parallel::world()?;
+    if let Some(w) = &mut world {
+        if !(args.timeout.is_finite() && args.timeout > 0.0) {
+            return Err(CliError::Input(
+                "--timeout must be a positive number of seconds".into(),
+            ));
+        }
+        w.set_timeout(std::time::Duration::from_secs_f64(args.timeout));
+    }
     let root = world.as_ref().is_none_or(|w| w.rank() == 0);
     if world.is_some() && args.micro_batches > 1 {
         return Err(CliError::Input(
-            "--micro-batches reproduces several ranks in one process: give it without mpirun".into(),
+            "--micro-batches reproduces several ranks in one process: give it without mpirun"
+                .into(),
         ));
     }
     let s = setup(args)?;

@@ -33,7 +33,7 @@
 //! ```
 
 use crate::error::{Error, Result};
-use crate::nn::{Param, Parameters};
+use crate::nn::{Buffer, Param, Parameters};
 use crate::{DType, Tensor};
 use mpi::collective::SystemOperation;
 use mpi::request::{LocalScope, Request};
@@ -113,7 +113,9 @@ impl World {
     fn all_reduce(&self, values: &mut [f64], op: SystemOperation) -> Result<()> {
         let send = values.to_vec();
         mpi::request::scope(|scope| {
-            let request = self.comm.immediate_all_reduce_into(scope, &send[..], values, op);
+            let request = self
+                .comm
+                .immediate_all_reduce_into(scope, &send[..], values, op);
             self.finish("all-reduce", vec![FlatRequest::F64(request)])
         })
     }
@@ -149,17 +151,21 @@ impl World {
     pub fn broadcast_params(&self, params: &[(String, Param)]) -> Result<()> {
         self.check_same(params, structure_hash(params), "the model's structure")?;
         for (_, p) in params {
-            let value = p.value();
-            let mut flat = value.to_vec::<f64>();
-            mpi::request::scope(|scope| {
-                let root = self.comm.process_at_rank(0);
-                let request = root.immediate_broadcast_into(scope, &mut flat[..]);
-                self.finish("broadcast of the parameters", vec![FlatRequest::F64(request)])
-            })?;
-            let received = Tensor::from_vec(flat, value.shape()).to_dtype(value.dtype());
-            p.set(&received)?;
+            p.set(&self.broadcast(&p.value())?)?;
         }
         Ok(())
+    }
+
+    /// Rank 0's `value` (of the same shape and dtype on every rank).
+    fn broadcast(&self, value: &Tensor) -> Result<Tensor> {
+        // f32 and the integer dtypes of buffers go through f64 exactly.
+        let mut flat = value.to_vec::<f64>();
+        mpi::request::scope(|scope| {
+            let root = self.comm.process_at_rank(0);
+            let request = root.immediate_broadcast_into(scope, &mut flat[..]);
+            self.finish("broadcast of the model", vec![FlatRequest::F64(request)])
+        })?;
+        Ok(Tensor::from_vec(flat, value.shape()).to_dtype(value.dtype()))
     }
 
     /// An error on every rank unless all ranks' `params` hold the same
@@ -188,7 +194,7 @@ impl World {
             return Err(failure(
                 "distributed",
                 format!(
-                    "rank {} of {}: {what} differ across ranks ({} parameters here): \
+                    "rank {} of {}: the ranks disagree on {what} ({} parameters here): \
                      every rank must build the same model",
                     self.rank(),
                     self.size(),
@@ -198,6 +204,12 @@ impl World {
         }
         Ok(())
     }
+}
+
+fn hash_of(value: &impl Hash) -> u64 {
+    let mut h = std::hash::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
 }
 
 /// The names, shapes and dtypes of `params`, hashed.
@@ -225,6 +237,8 @@ struct Bucket {
 pub struct DataParallel<'w> {
     world: &'w World,
     params: Vec<Param>,
+    /// Running statistics (BatchNorm's): averaged across ranks each step.
+    buffers: Vec<Buffer>,
     buckets: Vec<Bucket>,
     /// For each parameter, its bucket.
     bucket_of: Vec<usize>,
@@ -235,8 +249,15 @@ impl<'w> DataParallel<'w> {
     /// 0's values and checks them identical, and plans the buckets.
     pub fn new(world: &'w World, model: &dyn Parameters) -> Result<DataParallel<'w>> {
         let named = model.named_params();
+        let buffers: Vec<Buffer> = model.named_buffers().into_iter().map(|(_, b)| b).collect();
+        let shapes = buffers.iter().map(|b| b.value().shape().to_vec());
+        let buffer_hash = shapes.fold(0u64, |h, s| h.rotate_left(5) ^ hash_of(&s));
+        world.check_same(&named, buffer_hash, "the model's buffers")?;
         world.broadcast_params(&named)?;
         world.check_identical(&named)?;
+        for b in &buffers {
+            b.set(&world.broadcast(&b.value())?)?;
+        }
         // Frozen parameters get no gradient (and keep rank 0's values).
         let params: Vec<Param> = named
             .into_iter()
@@ -247,6 +268,7 @@ impl<'w> DataParallel<'w> {
         Ok(DataParallel {
             world,
             params,
+            buffers,
             buckets,
             bucket_of,
         })
@@ -269,7 +291,8 @@ impl<'w> DataParallel<'w> {
         }
         let scaled = loss * weight;
         let values: Vec<Tensor> = self.params.iter().map(Param::value).collect();
-        self.exchange(|ready| scaled.backward_watching(&values, ready))
+        self.exchange(|ready| scaled.backward_watching(&values, ready))?;
+        self.average_buffers()
     }
 
     /// Takes part in a step without a loss of its own (this rank's slice
@@ -282,7 +305,38 @@ impl<'w> DataParallel<'w> {
         self.exchange(|ready| {
             (0..n).for_each(ready);
             Ok(())
-        })
+        })?;
+        self.average_buffers()
+    }
+
+    /// Replaces every buffer by its mean over the ranks (in its dtype: the
+    /// sum, then divided by the number of ranks), so that running
+    /// statistics gathered from each rank's slice agree everywhere.
+    fn average_buffers(&self) -> Result<()> {
+        let n = self.world.size();
+        for b in &self.buffers {
+            let value = b.value();
+            let mut sums = match value.dtype() {
+                DType::F32 => Flat::F32(value.to_vec::<f32>()),
+                _ => Flat::F64(value.to_vec::<f64>()),
+            };
+            let send = sums.clone();
+            mpi::request::scope(|scope| {
+                let request = FlatRequest::start(&self.world.comm, scope, &send, &mut sums);
+                self.world
+                    .finish("all-reduce of the buffers", vec![request])
+            })?;
+            let mean = match sums {
+                Flat::F32(v) => {
+                    Tensor::from_vec(v.iter().map(|x| x / n as f32).collect(), value.shape())
+                }
+                Flat::F64(v) => {
+                    Tensor::from_vec(v.iter().map(|x| x / n as f64).collect(), value.shape())
+                }
+            };
+            b.set(&mean.to_dtype(value.dtype()))?;
+        }
+        Ok(())
     }
 
     /// Runs `pass`, which reports each parameter whose gradient is final;
@@ -383,11 +437,22 @@ impl<'a, 's> FlatRequest<'a, 's> {
 fn gather(params: &[Param], members: &[usize]) -> Flat {
     let grad = |k: usize| {
         let p = &params[k];
-        p.grad().unwrap_or_else(|| Tensor::zeros(&p.shape(), p.dtype()))
+        p.grad()
+            .unwrap_or_else(|| Tensor::zeros(&p.shape(), p.dtype()))
     };
     match params[members[0]].dtype() {
-        DType::F32 => Flat::F32(members.iter().flat_map(|&k| grad(k).to_vec::<f32>()).collect()),
-        _ => Flat::F64(members.iter().flat_map(|&k| grad(k).to_vec::<f64>()).collect()),
+        DType::F32 => Flat::F32(
+            members
+                .iter()
+                .flat_map(|&k| grad(k).to_vec::<f32>())
+                .collect(),
+        ),
+        _ => Flat::F64(
+            members
+                .iter()
+                .flat_map(|&k| grad(k).to_vec::<f64>())
+                .collect(),
+        ),
     }
 }
 

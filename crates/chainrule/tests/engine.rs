@@ -367,3 +367,89 @@ fn pruning_search_visits_each_node_of_a_diamond_ladder_once() {
     // The 64 additions and the root: the `unused` branch is pruned.
     assert_eq!(stats.rules_run, 65);
 }
+
+/// `backward_watching` on a three-layer MLP: each weight is reported once,
+/// its `.grad` final when reported, the last layer's first; the gradients
+/// equal plain `backward`'s bit for bit.
+#[test]
+fn backward_watching_reports_each_leaf_once_final_last_layer_first() {
+    use chainrule::nn::{self, Module, Parameters};
+    let model = nn::mlp(&[5, 7, 6, 3], nn::Activation::Tanh, 3, DType::F64);
+    let x = Tensor::rand_normal(&[4, 5], 0.0, 1.0, 9, DType::F64);
+    let params: Vec<Tensor> = model.params().iter().map(|p| p.value()).collect();
+    let loss = || model.forward(&x).unwrap().square().sum();
+    loss().backward().unwrap();
+    let plain: Vec<Vec<f64>> = params.iter().map(|p| p.grad().unwrap().to_vec()).collect();
+    params.iter().for_each(Tensor::zero_grad);
+
+    let mut reported: Vec<(usize, Vec<f64>)> = Vec::new();
+    loss()
+        .backward_watching(&params, &mut |i| {
+            reported.push((i, params[i].grad().unwrap().to_vec()))
+        })
+        .unwrap();
+    let order: Vec<usize> = reported.iter().map(|(i, _)| *i).collect();
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(
+        sorted,
+        (0..params.len()).collect::<Vec<_>>(),
+        "each once: {order:?}"
+    );
+    // The last layer's weight and bias (4, 5) come before the first's (0, 1).
+    let at = |i: usize| order.iter().position(|&k| k == i).unwrap();
+    assert!(at(4).max(at(5)) < at(0).min(at(1)), "order {order:?}");
+    for (i, g) in &reported {
+        assert_eq!(g, &plain[*i], "parameter {i}: final when reported");
+        assert_eq!(params[*i].grad().unwrap().to_vec::<f64>(), plain[*i]);
+    }
+}
+
+#[test]
+fn backward_watching_reports_unread_leaves_and_refuses_non_leaves() {
+    let a = Tensor::from_vec(vec![1.0f64, 2.0], &[2]).requires_grad();
+    let unused = Tensor::from_vec(vec![3.0f64], &[1]).requires_grad();
+    let loss = (&a * &a).sum();
+    let mut order = Vec::new();
+    loss.backward_watching(&[a.clone(), unused.clone()], &mut |i| order.push(i))
+        .unwrap();
+    assert_eq!(order, [1, 0], "the unread leaf is final at once");
+    assert!(unused.grad().is_none());
+    assert_eq!(a.grad().unwrap().to_vec::<f64>(), [2.0, 4.0]);
+
+    let b = Tensor::from_vec(vec![1.0f64], &[1]).requires_grad();
+    let inner = &b * 2.0;
+    let loss = (&inner * &inner).sum();
+    let err = loss
+        .backward_watching(&[inner.clone()], &mut |_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("not a leaf"), "{err}");
+    let twice = (&b * 3.0).sum();
+    let err = twice
+        .backward_watching(&[b.clone(), b.clone()], &mut |_| ())
+        .unwrap_err();
+    assert!(err.to_string().contains("twice"), "{err}");
+}
+
+/// A leaf read at several depths (a weight shared by two layers) is final
+/// only after its shallowest reader.
+#[test]
+fn backward_watching_waits_for_a_shared_leaf_s_last_reader() {
+    let w = Tensor::from_vec(vec![0.5f64, -1.5], &[2]).requires_grad();
+    let v = Tensor::from_vec(vec![2.0f64, 1.0], &[2]).requires_grad();
+    let x = Tensor::from_vec(vec![1.0f64, 3.0], &[2]);
+    let loss = || (((&x * &w).tanh() * &v).tanh() * &w).sum();
+    loss().backward().unwrap();
+    let plain = w.grad().unwrap().to_vec::<f64>();
+    w.zero_grad();
+    v.zero_grad();
+    let mut at_report = Vec::new();
+    loss()
+        .backward_watching(&[w.clone(), v.clone()], &mut |i| {
+            if i == 0 {
+                at_report = w.grad().unwrap().to_vec::<f64>();
+            }
+        })
+        .unwrap();
+    assert_eq!(at_report, plain);
+}

@@ -487,3 +487,42 @@ fn affine_off_its_shapes_is_matmul_and_add_with_their_broadcasting_and_errors() 
         .try_affine(&w, &f32_bias, Some(nn::Activation::Relu))
         .is_err());
 }
+
+/// The ranks' shards of each step, taken in rank order, are exactly the
+/// batch one process draws with the same seed, for 1 to 5 ranks, with
+/// empty shards when a batch has fewer examples than ranks.
+#[test]
+fn shard_batches_partition_every_global_batch_in_rank_order() {
+    let n = 11;
+    let labels = Tensor::from_vec((0..n as i64).collect::<Vec<_>>(), &[n]);
+    let ds = Dataset::new(Tensor::zeros(&[n, 2], DType::F64), Targets::Labels(labels)).unwrap();
+    let ids = |b: &Dataset| match &b.y {
+        Targets::Labels(l) => l.to_vec::<i64>(),
+        Targets::Values(_) | Targets::Sequences(_) => unreachable!(),
+    };
+    for ranks in 1..=5 {
+        let whole: Vec<Vec<i64>> = ds.batches(4, Some(3)).map(|b| ids(&b)).collect();
+        let shards: Vec<Vec<Vec<i64>>> = (0..ranks)
+            .map(|r| {
+                ds.shard_batches(4, Some(3), r, ranks)
+                    .map(|b| ids(&b))
+                    .collect()
+            })
+            .collect();
+        for (step, batch) in whole.iter().enumerate() {
+            let joined: Vec<i64> = (0..ranks).flat_map(|r| shards[r][step].clone()).collect();
+            assert_eq!(&joined, batch, "{ranks} ranks, step {step}");
+            let sizes: Vec<usize> = (0..ranks).map(|r| shards[r][step].len()).collect();
+            let (lo, hi) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+            assert!(hi - lo <= 1, "nearly equal shards: {sizes:?}");
+        }
+        assert!(shards.iter().all(|s| s.len() == whole.len()));
+    }
+    let mut it = ds.shard_batches(4, None, 1, 2);
+    assert_eq!(it.global_len(), 4);
+    assert_eq!(ids(&it.next().unwrap()), [2, 3]);
+    it.next();
+    assert_eq!(it.global_len(), 3); // the last global batch: 11 = 4 + 4 + 3
+    assert_eq!(ids(&it.next().unwrap()), [9, 10]);
+    assert_eq!(it.global_len(), 0);
+}

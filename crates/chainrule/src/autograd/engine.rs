@@ -906,8 +906,19 @@ impl Tensor {
     /// assert_eq!(order, [1, 0]);
     /// assert!(w1.grad().is_some() && w2.grad().is_some());
     /// ```
-    pub fn backward_watching(&self, watched: &[Tensor], ready: &mut dyn FnMut(usize)) -> Result<()> {
-        run(&[(self, None)], None, true, false, false, Some((watched, ready)))?;
+    pub fn backward_watching(
+        &self,
+        watched: &[Tensor],
+        ready: &mut dyn FnMut(usize),
+    ) -> Result<()> {
+        run(
+            &[(self, None)],
+            None,
+            true,
+            false,
+            false,
+            Some((watched, ready)),
+        )?;
         Ok(())
     }
 }

@@ -40,7 +40,9 @@ impl<'a> Watch<'a> {
             if !fresh {
                 return Err(Error::invalid(
                     "backward_watching",
-                    format!("watched tensor {k} is not a leaf that requires grad, or is watched twice"),
+                    format!(
+                        "watched tensor {k} is not a leaf that requires grad, or is watched twice"
+                    ),
                 ));
             }
         }
