@@ -281,3 +281,47 @@ fn bad_input_is_a_clear_error_and_leaves_no_file() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// `--micro-batches 2` sums two slices' gradients: the same training to
+/// rounding (the sums are split differently), with its own errors.
+#[test]
+fn micro_batches_train_the_same_model_to_rounding() {
+    let dir = scratch("micro");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["train", "mlp", "--epochs", "2", "--json"];
+        args.extend(extra);
+        let out = chainrule(&args, &dir);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        last_json(&out)["test_loss"].as_f64().unwrap()
+    };
+    let (whole, sliced) = (run(&[]), run(&["--micro-batches", "2"]));
+    assert!(
+        (whole - sliced).abs() <= 1e-5 * whole,
+        "{whole} vs {sliced}"
+    );
+    let out = chainrule(&["train", "mlp", "--micro-batches", "0"], &dir);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--micro-batches must be at least 1"));
+}
+
+/// Started as several MPI ranks by a build without the `mpi` feature, the
+/// command refuses rather than train N separate copies.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn several_ranks_without_the_mpi_feature_is_an_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_chainrule"))
+        .args(["train", "linreg"])
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("built without the `mpi` feature"),
+        "{stderr}"
+    );
+}

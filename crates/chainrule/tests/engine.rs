@@ -421,7 +421,7 @@ fn backward_watching_reports_unread_leaves_and_refuses_non_leaves() {
     let inner = &b * 2.0;
     let loss = (&inner * &inner).sum();
     let err = loss
-        .backward_watching(&[inner.clone()], &mut |_| ())
+        .backward_watching(std::slice::from_ref(&inner), &mut |_| ())
         .unwrap_err();
     assert!(err.to_string().contains("not a leaf"), "{err}");
     let twice = (&b * 3.0).sum();

@@ -497,7 +497,7 @@ pub(crate) fn run(
     prune: bool,
     retain_graph: bool,
     create_graph: bool,
-    watch: Option<(&[Tensor], &mut dyn FnMut(usize))>,
+    watch: Option<ready::Watched>,
 ) -> Result<(BackwardStats, Vec<Tensor>)> {
     let mut root_links: SmallVec<[Link; 1]> = SmallVec::with_capacity(roots.len());
     let mut seeds: SmallVec<[Grad; 1]> = SmallVec::with_capacity(roots.len());
@@ -533,7 +533,7 @@ pub(crate) fn run(
         }
     }
     let mut watch = match watch {
-        Some((leaves, on_ready)) => {
+        Some(ready::Watched { leaves, on_ready }) => {
             let roots: SmallVec<[&Node; 1]> = root_links.iter().map(|l| &*l.node).collect();
             Some(ready::Watch::new(&roots, leaves, on_ready)?)
         }
@@ -911,14 +911,11 @@ impl Tensor {
         watched: &[Tensor],
         ready: &mut dyn FnMut(usize),
     ) -> Result<()> {
-        run(
-            &[(self, None)],
-            None,
-            true,
-            false,
-            false,
-            Some((watched, ready)),
-        )?;
+        let watch = ready::Watched {
+            leaves: watched,
+            on_ready: ready,
+        };
+        run(&[(self, None)], None, true, false, false, Some(watch))?;
         Ok(())
     }
 }

@@ -15,6 +15,12 @@ use crate::error::{Error, Result};
 use crate::tensor::Tensor;
 use rustc_hash::{FxHashMap, FxHashSet};
 
+/// The leaves a caller watches, and whom to tell when each is final.
+pub(crate) struct Watched<'a> {
+    pub(crate) leaves: &'a [Tensor],
+    pub(crate) on_ready: &'a mut dyn FnMut(usize),
+}
+
 /// The watched leaves not yet final, and whom to tell.
 pub(crate) struct Watch<'a> {
     /// (depth of the shallowest node reading the leaf, the leaf, its index
