@@ -83,6 +83,10 @@ mod single {
         pub fn backward(&mut self, _: &Tensor, _: f64) -> chainrule::Result<()> {
             match *self.0 {}
         }
+        /// Time spent waiting for the sums.
+        pub fn waiting(&self) -> std::time::Duration {
+            match *self.0 {}
+        }
         /// Zeros into the sum.
         pub fn backward_without_loss(&mut self) -> chainrule::Result<()> {
             match *self.0 {}

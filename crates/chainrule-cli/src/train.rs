@@ -772,15 +772,25 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
             Rate::PerStep(sched) => sched.apply(opt.as_mut()),
         }
         let epoch_start = Instant::now();
+        let waited_before = ranks.as_ref().map(|r| r.gradients.waiting());
         let (train_loss, seen) =
             train_epoch(&s, args, opt.as_mut(), &mut rate, epoch, ranks.as_mut())?;
         let (test_loss, test_accuracy) = match root {
             true => evaluate(s.model.as_ref(), &s.test)?,
             false => (f64::NAN, None),
         };
-        let rate_per_s = seen as f64 / epoch_start.elapsed().as_secs_f64().max(1e-9);
+        let epoch_seconds = epoch_start.elapsed().as_secs_f64().max(1e-9);
+        let rate_per_s = seen as f64 / epoch_seconds;
+        // The share of the epoch this rank spent waiting for the sums.
+        let waiting = match (&ranks, waited_before) {
+            (Some(r), Some(before)) => {
+                let share = (r.gradients.waiting() - before).as_secs_f64() / epoch_seconds;
+                format!(", {:.1}% waiting for the other ranks", 100.0 * share)
+            }
+            _ => String::new(),
+        };
         say(format!(
-            "epoch {:>3}/{}  train loss {train_loss:.6}  test loss {test_loss:.6}{}  ({rate_per_s:.0} examples/s)",
+            "epoch {:>3}/{}  train loss {train_loss:.6}  test loss {test_loss:.6}{}  ({rate_per_s:.0} examples/s{waiting})",
             epoch + 1,
             s.epochs,
             test_accuracy.map_or(String::new(), |a| format!("  test accuracy {:.2}%", 100.0 * a)),

@@ -228,8 +228,6 @@ struct Bucket {
     /// finishes them (the reverse of the model's order).
     members: Vec<usize>,
     dtype: DType,
-    /// Gradients not yet final in this backward pass.
-    waiting: usize,
 }
 
 /// Data-parallel gradients for a model (PyTorch's
@@ -242,6 +240,10 @@ pub struct DataParallel<'w> {
     buckets: Vec<Bucket>,
     /// For each parameter, its bucket.
     bucket_of: Vec<usize>,
+    /// Each bucket's gradients and their sums, kept from step to step.
+    flats: Vec<(Flat, Flat)>,
+    /// Time spent after backward waiting for the gradients' sums.
+    waiting: Duration,
 }
 
 impl<'w> DataParallel<'w> {
@@ -265,13 +267,29 @@ impl<'w> DataParallel<'w> {
             .filter(|p| !p.is_frozen())
             .collect();
         let (buckets, bucket_of) = plan_buckets(&params, BUCKET_BYTES);
+        let flats = buckets
+            .iter()
+            .map(|b| {
+                let len = b.members.iter().map(|&k| params[k].numel()).sum();
+                (Flat::zeros(b.dtype, len), Flat::zeros(b.dtype, len))
+            })
+            .collect();
         Ok(DataParallel {
             world,
             params,
             buffers,
             buckets,
             bucket_of,
+            flats,
+            waiting: Duration::ZERO,
         })
+    }
+
+    /// The time spent so far waiting for the gradients' sums once
+    /// backward was done: the part of communication that computation did
+    /// not hide.
+    pub fn waiting(&self) -> Duration {
+        self.waiting
     }
 
     /// The number of buckets the gradients travel in.
@@ -343,39 +361,45 @@ impl<'w> DataParallel<'w> {
     /// each bucket is all-reduced once all of its gradients are, in bucket
     /// order; then waits for all and stores the sums.
     fn exchange(&mut self, pass: impl FnOnce(&mut dyn FnMut(usize)) -> Result<()>) -> Result<()> {
-        for b in &mut self.buckets {
-            b.waiting = b.members.len();
-        }
         let (world, params, bucket_of) = (self.world, &self.params, &self.bucket_of);
-        let buckets = &mut self.buckets;
-        // The buffers outlive the scope, as MPI writes into them until the
-        // requests complete.
-        let mut sends: Vec<Flat> = vec![Flat::F64(Vec::new()); buckets.len()];
-        let mut recvs: Vec<Flat> = vec![Flat::F64(Vec::new()); buckets.len()];
+        let buckets = &self.buckets;
+        let mut left: Vec<usize> = buckets.iter().map(|b| b.members.len()).collect();
+        let waiting = &mut self.waiting;
+        // The buffers (kept from step to step) outlive the scope, as MPI
+        // writes into them until the requests complete.
+        let flats = &mut self.flats;
         mpi::request::scope(|scope| {
             let mut started: Vec<FlatRequest> = Vec::with_capacity(buckets.len());
-            let mut slots = sends.iter_mut().zip(recvs.iter_mut());
+            let mut slots = flats.iter_mut();
             let mut next = 0;
             let mut on_ready = |k: usize| {
-                buckets[bucket_of[k]].waiting -= 1;
+                left[bucket_of[k]] -= 1;
                 // Buckets start in one order on every rank, whatever order
                 // their gradients finish in here.
-                while next < buckets.len() && buckets[next].waiting == 0 {
+                while next < buckets.len() && left[next] == 0 {
                     let (send, recv) = slots.next().expect("one pair per bucket");
-                    *send = gather(params, &buckets[next].members);
-                    *recv = send.zeros_like();
+                    gather(params, &buckets[next].members, send);
                     started.push(FlatRequest::start(&world.comm, scope, send, recv));
                     next += 1;
                 }
+                // MPI moves a non-blocking collective along only inside
+                // its calls (no progress thread): a test per gradient
+                // keeps the started buckets going while backward runs.
+                started = std::mem::take(&mut started)
+                    .into_iter()
+                    .filter_map(FlatRequest::test)
+                    .collect();
             };
             let passed = pass(&mut on_ready);
             // Wait even after an error: the buffers may not go while MPI
             // still writes into them.
+            let since = Instant::now();
             let waited = world.finish("all-reduce of the gradients", started);
+            *waiting += since.elapsed();
             passed.and(waited)
         })?;
-        for (bucket, recv) in self.buckets.iter().zip(&recvs) {
-            scatter(&self.params, &bucket.members, recv)?;
+        for (bucket, (_, sums)) in self.buckets.iter().zip(&self.flats) {
+            scatter(&self.params, &bucket.members, sums)?;
         }
         Ok(())
     }
@@ -390,10 +414,10 @@ enum Flat {
 }
 
 impl Flat {
-    fn zeros_like(&self) -> Flat {
-        match self {
-            Flat::F32(v) => Flat::F32(vec![0.0; v.len()]),
-            Flat::F64(v) => Flat::F64(vec![0.0; v.len()]),
+    fn zeros(dtype: DType, len: usize) -> Flat {
+        match dtype {
+            DType::F32 => Flat::F32(vec![0.0; len]),
+            _ => Flat::F64(vec![0.0; len]),
         }
     }
 }
@@ -432,27 +456,31 @@ impl<'a, 's> FlatRequest<'a, 's> {
     }
 }
 
-/// The gradients of `members` (zeros for one backward did not reach),
-/// one after the other.
-fn gather(params: &[Param], members: &[usize]) -> Flat {
-    let grad = |k: usize| {
+/// Writes the gradients of `members` (zeros for one backward did not
+/// reach) one after the other into `flat`.
+fn gather(params: &[Param], members: &[usize], flat: &mut Flat) {
+    let mut start = 0;
+    for &k in members {
         let p = &params[k];
-        p.grad()
-            .unwrap_or_else(|| Tensor::zeros(&p.shape(), p.dtype()))
-    };
-    match params[members[0]].dtype() {
-        DType::F32 => Flat::F32(
-            members
-                .iter()
-                .flat_map(|&k| grad(k).to_vec::<f32>())
-                .collect(),
-        ),
-        _ => Flat::F64(
-            members
-                .iter()
-                .flat_map(|&k| grad(k).to_vec::<f64>())
-                .collect(),
-        ),
+        let range = start..start + p.numel();
+        start = range.end;
+        let grad = p.grad();
+        match flat {
+            Flat::F32(v) => copy_into(grad.as_ref(), &mut v[range]),
+            Flat::F64(v) => copy_into(grad.as_ref(), &mut v[range]),
+        }
+    }
+}
+
+/// `grad`'s elements (zeros for none) into `out`, straight from its buffer
+/// when it holds them in order.
+fn copy_into<T: crate::storage::StorageElement>(grad: Option<&Tensor>, out: &mut [T]) {
+    match grad {
+        None => out.fill(T::default()),
+        Some(g) => match g.layout().contiguous_range() {
+            Some(run) if g.dtype() == T::DTYPE => out.copy_from_slice(&g.buffer::<T>()[run]),
+            _ => out.copy_from_slice(&g.to_vec::<T>()),
+        },
     }
 }
 
@@ -464,8 +492,8 @@ fn scatter(params: &[Param], members: &[usize], sums: &Flat) -> Result<()> {
         let range = start..start + p.numel();
         start = range.end;
         let g = match sums {
-            Flat::F32(v) => Tensor::from_vec(v[range].to_vec(), &p.shape()),
-            Flat::F64(v) => Tensor::from_vec(v[range].to_vec(), &p.shape()).to_dtype(p.dtype()),
+            Flat::F32(v) => Tensor::from_slice(&v[range], &p.shape()),
+            Flat::F64(v) => Tensor::from_slice(&v[range], &p.shape()).to_dtype(p.dtype()),
         };
         p.set_grad(Some(g))?;
     }
@@ -488,7 +516,6 @@ fn plan_buckets(params: &[Param], bytes: usize) -> (Vec<Bucket>, Vec<usize>) {
             buckets.push(Bucket {
                 members: Vec::new(),
                 dtype: v.dtype(),
-                waiting: 0,
             });
             filled = 0;
         }
