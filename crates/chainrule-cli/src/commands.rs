@@ -703,6 +703,7 @@ fn compare(
             .map(|o| (o, t.elapsed().as_secs_f64() * 1e3))
             .map_err(|e| match e {
                 CliError::Input(s) | CliError::Internal(s) => s,
+                CliError::Reported(code) => format!("failed with exit code {code}"),
             });
         rows.push((m, r));
     }

@@ -25,6 +25,27 @@ pub enum CliError {
     Input(String),
     /// A bug: exit code 1.
     Internal(String),
+    /// Already printed (by an MPI rank before it left the job): exit with
+    /// this code.
+    Reported(u8),
+}
+
+impl CliError {
+    /// Prints the error as the command reports it (nothing for
+    /// `Reported`) and returns its exit code.
+    pub fn report(&self) -> u8 {
+        match self {
+            CliError::Input(msg) => {
+                eprintln!("chainrule: error: {msg}");
+                2
+            }
+            CliError::Internal(msg) => {
+                eprintln!("chainrule: internal error: {msg}");
+                1
+            }
+            CliError::Reported(code) => *code,
+        }
+    }
 }
 
 impl From<chainrule::Error> for CliError {

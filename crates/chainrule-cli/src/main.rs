@@ -79,14 +79,7 @@ fn main() -> ExitCode {
     };
     match outcome {
         Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(CliError::Input(msg))) => {
-            eprintln!("chainrule: error: {msg}");
-            ExitCode::from(2)
-        }
-        Ok(Err(CliError::Internal(msg))) => {
-            eprintln!("chainrule: internal error: {msg}");
-            ExitCode::from(1)
-        }
+        Ok(Err(e)) => ExitCode::from(e.report()),
         Err(payload) => {
             let msg = payload
                 .downcast_ref::<String>()

@@ -532,28 +532,25 @@ fn micro_batches(batch: &Dataset, n: usize) -> Vec<Dataset> {
 /// as an all-reduce of two ranks sums and `DataParallel` divides.
 fn mean_in_order<'a>(values: impl Iterator<Item = &'a Tensor>) -> Tensor {
     let values: Vec<&Tensor> = values.collect();
-    let (n, first) = (values.len(), values[0]);
-    let mean = match first.dtype() {
-        DType::F32 => {
-            let mut acc = first.to_vec::<f32>();
-            for v in &values[1..] {
-                acc.iter_mut()
-                    .zip(v.to_vec::<f32>())
-                    .for_each(|(a, x)| *a += x);
-            }
-            Tensor::from_vec(acc.iter().map(|a| a / n as f32).collect(), first.shape())
-        }
-        _ => {
-            let mut acc = first.to_vec::<f64>();
-            for v in &values[1..] {
-                acc.iter_mut()
-                    .zip(v.to_vec::<f64>())
-                    .for_each(|(a, x)| *a += x);
-            }
-            Tensor::from_vec(acc.iter().map(|a| a / n as f64).collect(), first.shape())
-        }
+    let mean = match values[0].dtype() {
+        DType::F32 => mean_as::<f32>(&values),
+        _ => mean_as::<f64>(&values),
     };
-    mean.to_dtype(first.dtype())
+    mean.to_dtype(values[0].dtype())
+}
+
+fn mean_as<T>(values: &[&Tensor]) -> Tensor
+where
+    T: chainrule::Scalar + std::ops::AddAssign + std::ops::Div<Output = T>,
+{
+    let mut acc = values[0].to_vec::<T>();
+    for v in &values[1..] {
+        acc.iter_mut()
+            .zip(v.to_vec::<T>())
+            .for_each(|(a, x)| *a += x);
+    }
+    let n = T::from_f64(values.len() as f64);
+    Tensor::from_vec(acc.into_iter().map(|a| a / n).collect(), values[0].shape())
 }
 
 /// This rank's gradients for its slice `batch` of a global batch of
@@ -699,7 +696,6 @@ fn train_epoch(
 /// Runs `chainrule train`: builds the task's model and data, trains it epoch
 /// by epoch (from the `--resume` checkpoint if given), then reports.
 pub fn run(args: TrainArgs) -> Result<(), CliError> {
-    let args = &args;
     let mut world = crate::parallel::world()?;
     if let Some(w) = &mut world {
         if !(args.timeout.is_finite() && args.timeout > 0.0) {
@@ -709,7 +705,20 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         }
         w.set_timeout(std::time::Duration::from_secs_f64(args.timeout));
     }
-    let root = world.as_ref().is_none_or(|w| w.rank() == 0);
+    match (train(&args, world.as_ref()), &world) {
+        // Each rank says why before the first to exit ends the job.
+        (Err(e), Some(w)) => {
+            let code = e.report();
+            w.wait_for_others_to_fail(std::time::Duration::from_secs(5));
+            Err(CliError::Reported(code))
+        }
+        (result, _) => result,
+    }
+}
+
+/// The training of [`run`], on this process alone or as a rank of `world`.
+fn train(args: &TrainArgs, world: Option<&World>) -> Result<(), CliError> {
+    let root = world.is_none_or(|w| w.rank() == 0);
     if world.is_some() && args.micro_batches > 1 {
         return Err(CliError::Input(
             "--micro-batches reproduces several ranks in one process: give it without mpirun"
@@ -739,7 +748,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         Task::Transformer => "transformer",
     };
     // Every rank starts from rank 0's weights, checked identical.
-    let mut ranks = match &world {
+    let mut ranks = match world {
         Some(world) => Some(Ranks {
             world,
             gradients: DataParallel::new(world, s.model.as_ref())?,
@@ -759,7 +768,7 @@ pub fn run(args: TrainArgs) -> Result<(), CliError> {
         s.test.len(),
         s.epochs,
         s.batch_size,
-        world.as_ref().map_or(String::new(), |w| format!(" over {} ranks", w.size())),
+        world.map_or(String::new(), |w| format!(" over {} ranks", w.size())),
         s.optimizer,
         s.lr,
         if first_epoch > 0 { format!(", resuming after epoch {first_epoch}") } else { String::new() }

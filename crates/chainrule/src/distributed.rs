@@ -36,7 +36,7 @@ use crate::error::{Error, Result};
 use crate::nn::{Buffer, Param, Parameters};
 use crate::{DType, Tensor};
 use mpi::collective::SystemOperation;
-use mpi::request::{LocalScope, Request};
+use mpi::request::{LocalScope, Request, StaticScope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use std::hash::{Hash, Hasher};
@@ -57,6 +57,9 @@ pub const TIMEOUT_EXIT_CODE: i32 = 75;
 /// without `mpirun`, a process is a job of one rank).
 pub struct World {
     comm: SimpleCommunicator,
+    /// A second communicator for [`World::wait_for_others_to_fail`], so
+    /// that its handshake never matches a collective of the training.
+    failures: SimpleCommunicator,
     timeout: Duration,
     // Dropped last: finalizes MPI.
     _universe: mpi::environment::Universe,
@@ -71,8 +74,10 @@ impl World {
     pub fn init() -> Result<World> {
         let universe = mpi::initialize()
             .ok_or_else(|| failure("World::init", "MPI is already initialized in this process"))?;
+        let comm = universe.world();
         Ok(World {
-            comm: universe.world(),
+            failures: comm.duplicate(),
+            comm,
             timeout: DEFAULT_TIMEOUT,
             _universe: universe,
         })
@@ -103,6 +108,33 @@ impl World {
     /// none of them waits for it.
     pub fn abort(&self, code: i32) -> ! {
         self.comm.abort(code)
+    }
+
+    /// After an error: waits at most `grace` for the other ranks to get
+    /// here too, as ranks that failed the same check do, so that each has
+    /// printed its error before `mpirun` ends the job at the first rank's
+    /// exit. A rank that failed alone waits out `grace`.
+    pub fn wait_for_others_to_fail(&self, grace: Duration) {
+        // The handshake may never complete: its buffers are leaked (16
+        // bytes, once, on the way out) so that MPI may write them later.
+        let send: &'static [f64] = Box::leak(Box::new([0.0]));
+        let recv: &'static mut [f64] = Box::leak(Box::new([0.0]));
+        let sum = SystemOperation::sum();
+        let mut request = self
+            .failures
+            .immediate_all_reduce_into(StaticScope, send, recv, sum);
+        let deadline = Instant::now() + grace;
+        loop {
+            request = match request.test() {
+                Ok(_) => return,
+                Err(pending) => pending,
+            };
+            if Instant::now() > deadline {
+                std::mem::forget(request);
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Sums `values` across ranks in place (every rank gets the sums).
