@@ -20,6 +20,11 @@ pub struct DigitsCnn {
 }
 
 impl DigitsCnn {
+    /// The batch-normalization layers, first to last.
+    pub fn batch_norms(&self) -> [&nn::BatchNorm; 3] {
+        [&self.bn1, &self.bn2, &self.bn3]
+    }
+
     /// `width` channels in the first layer, twice that after.
     pub fn new(width: usize, seed: u64) -> Result<DigitsCnn> {
         let same = ConvOptions::default().padding([1, 1]);

@@ -72,6 +72,10 @@ mod single {
         pub fn wait_for_others_to_fail(&self, _: std::time::Duration) {
             match *self {}
         }
+        /// BatchNorm over the global batch.
+        pub fn sync_batch_norm(&self, _: &[&chainrule::nn::BatchNorm]) {
+            match *self {}
+        }
         /// Sums across ranks.
         pub fn all_reduce_sum(&self, _: &mut [f64]) -> chainrule::Result<()> {
             match *self {}

@@ -115,6 +115,11 @@ pub struct TrainArgs {
     /// an N-rank run (bit for bit with 2 ranks).
     #[arg(long, default_value_t = 1)]
     micro_batches: usize,
+    /// cnn under mpirun: BatchNorm normalizes by the statistics of the
+    /// whole global batch, every rank's slice together (PyTorch's
+    /// SyncBatchNorm), rather than by each rank's slice alone.
+    #[arg(long)]
+    sync_batch_norm: bool,
     /// Under mpirun: how long a rank waits for the others in each exchange
     /// before it says so and ends the job.
     #[arg(long, default_value_t = 60.0)]
@@ -184,7 +189,10 @@ fn check_size(what: &str, values: Option<usize>) -> Result<(), CliError> {
     }
 }
 
-fn model_and_data(args: &TrainArgs) -> Result<(Box<dyn Module>, Dataset, Dataset), CliError> {
+fn model_and_data(
+    args: &TrainArgs,
+    world: Option<&World>,
+) -> Result<(Box<dyn Module>, Dataset, Dataset), CliError> {
     let hidden = args.hidden.unwrap_or(match args.task {
         Task::Cnn => 16,
         Task::Transformer => 64,
@@ -235,7 +243,11 @@ fn model_and_data(args: &TrainArgs) -> Result<(Box<dyn Module>, Dataset, Dataset
                 hidden.checked_mul(hidden).and_then(|n| n.checked_mul(36)),
             )?;
             let (train, test) = digits()?;
-            (Box::new(DigitsCnn::new(hidden, args.seed)?), train, test)
+            let model = DigitsCnn::new(hidden, args.seed)?;
+            if let (Some(world), true) = (world, args.sync_batch_norm) {
+                world.sync_batch_norm(&model.batch_norms());
+            }
+            (Box::new(model), train, test)
         }
         Task::Transformer => {
             if args.layers == 0 || args.heads == 0 || !hidden.is_multiple_of(args.heads) {
@@ -288,8 +300,13 @@ fn model_and_data(args: &TrainArgs) -> Result<(Box<dyn Module>, Dataset, Dataset
     })
 }
 
-fn setup(args: &TrainArgs) -> Result<Setup, CliError> {
-    let (model, train, test) = model_and_data(args)?;
+fn setup(args: &TrainArgs, world: Option<&World>) -> Result<Setup, CliError> {
+    if args.sync_batch_norm && args.task != Task::Cnn {
+        return Err(CliError::Input(
+            "--sync-batch-norm: only cnn has BatchNorm layers".into(),
+        ));
+    }
+    let (model, train, test) = model_and_data(args, world)?;
     let (epochs, lr, batch, optimizer, schedule, clip) = defaults(args.task);
     let s = Setup {
         model,
@@ -725,7 +742,19 @@ fn train(args: &TrainArgs, world: Option<&World>) -> Result<(), CliError> {
                 .into(),
         ));
     }
-    let s = setup(args)?;
+    let s = setup(args, world)?;
+    if let (Some(w), true) = (world, args.sync_batch_norm) {
+        // Every rank runs each BatchNorm at every step: no slice may be empty.
+        let last = s.train.len() % s.batch_size;
+        if s.batch_size < w.size() || (last > 0 && last < w.size()) {
+            return Err(CliError::Input(format!(
+                "--sync-batch-norm over {} ranks: every global batch needs at least one example per rank (--batch-size {}, {} training examples)",
+                w.size(),
+                s.batch_size,
+                s.train.len()
+            )));
+        }
+    }
     if let Some(path) = &args.load {
         load_weights(s.model.as_ref(), path)?;
     }

@@ -273,3 +273,61 @@ fn a_rank_that_dies_ends_the_job() {
         started.elapsed()
     );
 }
+
+/// `--sync-batch-norm`: BatchNorm normalizes by every rank's slice
+/// together, so two ranks train the CNN one process trains on whole
+/// batches (to rounding: the sums are split differently), where each
+/// rank's own statistics do not. With SGD: Adam would blow up the rounding
+/// noise of the convolutions' biases, whose true gradient BatchNorm makes
+/// zero, into full steps.
+#[test]
+fn sync_batch_norm_matches_one_process_on_the_global_batch() {
+    let dir = scratch("syncbn");
+    let cnn = |extra: &[&str], file: &str| -> Vec<String> {
+        let base = [
+            "train",
+            "cnn",
+            "--epochs",
+            "1",
+            "--hidden",
+            "4",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.05",
+            "--schedule",
+            "constant",
+            "--save",
+            file,
+        ];
+        base.iter().chain(extra).map(|s| s.to_string()).collect()
+    };
+    ok(&single(&strs(&cnn(&[], "one.st")), &dir));
+    let synced = cnn(&["--sync-batch-norm"], "synced.st");
+    ok(&mpirun(
+        &[&strs(&synced), &strs(&synced)],
+        &dir,
+        Duration::from_secs(300),
+    ));
+    let local = cnn(&[], "local.st");
+    ok(&mpirun(
+        &[&strs(&local), &strs(&local)],
+        &dir,
+        Duration::from_secs(300),
+    ));
+    let with_sync = weights_differ(&dir.join("synced.st"), &dir.join("one.st"));
+    let without = weights_differ(&dir.join("local.st"), &dir.join("one.st"));
+    assert!(with_sync <= 1e-6, "synchronized: differ by {with_sync}");
+    assert!(without > 100.0 * with_sync, "{without} against {with_sync}");
+
+    // A rank with no example of a batch could not take part: refused.
+    let tiny = cnn(&["--sync-batch-norm", "--batch-size", "1"], "x.st");
+    let out = mpirun(
+        &[&strs(&tiny), &strs(&tiny)],
+        &dir,
+        Duration::from_secs(120),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("at least one example per rank"), "{stderr}");
+}

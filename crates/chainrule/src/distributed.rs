@@ -13,6 +13,8 @@
 //!   all-reduced (non-blocking) as soon as backward has finished its
 //!   gradients ([`Tensor::backward_watching`]), so communication overlaps
 //!   the rest of backward; buckets start in one fixed order on every rank;
+//! - [`World::sync_batch_norm`] makes BatchNorm layers normalize by the
+//!   whole global batch (PyTorch's `SyncBatchNorm`);
 //! - every wait has a deadline ([`World::set_timeout`]): past it, a rank
 //!   says which operation it waited for and ends the job, never a hang (a
 //!   rank that dies ends the job through `mpirun` at once). Nothing needs
@@ -32,14 +34,16 @@
 //! # Ok(()) }
 //! ```
 
+use crate::custom::CustomOp;
 use crate::error::{Error, Result};
-use crate::nn::{Buffer, Param, Parameters};
+use crate::nn::{BatchNorm, BatchStatistics, Buffer, Param, Parameters};
 use crate::{DType, Tensor};
 use mpi::collective::SystemOperation;
 use mpi::request::{LocalScope, Request, StaticScope};
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::*;
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The target size of one gradient bucket (PyTorch's default is 25 MiB;
@@ -49,6 +53,111 @@ pub const BUCKET_BYTES: usize = 1 << 20;
 /// How long a collective waits for the other ranks unless
 /// [`World::set_timeout`] says otherwise.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Waits for `requests` on `comm` (see [`World::finish`]).
+fn finish_on(
+    comm: &SimpleCommunicator,
+    timeout: Duration,
+    op: &str,
+    mut requests: Vec<FlatRequest>,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        requests = requests.into_iter().filter_map(FlatRequest::test).collect();
+        if requests.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            eprintln!(
+                "chainrule: rank {} of {}: the {op} did not complete within {timeout:?}: another \
+                 rank died, hangs, or runs a different program; ending the job",
+                comm.rank(),
+                comm.size(),
+            );
+            comm.abort(TIMEOUT_EXIT_CODE);
+        }
+        std::thread::yield_now();
+    }
+}
+
+/// `t` summed over the ranks, in its dtype for f32 and f64 (others
+/// through f64), waiting at most `timeout`.
+fn all_reduce_tensor(t: &Tensor, timeout: Duration, op: &str) -> Result<Tensor> {
+    let send = match t.dtype() {
+        DType::F32 => Flat::F32(t.to_vec::<f32>()),
+        _ => Flat::F64(t.to_vec::<f64>()),
+    };
+    let mut sums = match &send {
+        Flat::F32(v) => Flat::F32(vec![0.0; v.len()]),
+        Flat::F64(v) => Flat::F64(vec![0.0; v.len()]),
+    };
+    let comm = SimpleCommunicator::world();
+    mpi::request::scope(|scope| {
+        let request = FlatRequest::start(&comm, scope, &send, &mut sums);
+        finish_on(&comm, timeout, op, vec![request])
+    })?;
+    Ok(match sums {
+        Flat::F32(v) => Tensor::from_vec(v, t.shape()),
+        Flat::F64(v) => Tensor::from_vec(v, t.shape()).to_dtype(t.dtype()),
+    })
+}
+
+/// The sum of a tensor over the ranks as a differentiable op: every rank's
+/// output reads every rank's input, so its adjoint (and tangent) is the
+/// sum of the ranks' adjoints (tangents).
+struct AllReduceSum {
+    timeout: Duration,
+}
+
+impl AllReduceSum {
+    fn apply(&self, x: &Tensor) -> Result<Tensor> {
+        let op = Arc::new(AllReduceSum {
+            timeout: self.timeout,
+        });
+        crate::custom::apply(op, &[x])
+    }
+}
+
+impl CustomOp for AllReduceSum {
+    fn name(&self) -> &'static str {
+        "all_reduce_sum"
+    }
+
+    fn forward(&self, x: &[Tensor]) -> Result<Tensor> {
+        all_reduce_tensor(&x[0], self.timeout, "all-reduce of a batch's statistics")
+    }
+
+    fn jvp(&self, _: &[Tensor], _: &Tensor, t: &[Option<Tensor>]) -> Result<Tensor> {
+        self.apply(t[0].as_ref().expect("one input, with a tangent"))
+    }
+
+    fn vjp(&self, _: &[Tensor], _: &Tensor, g: &Tensor) -> Result<Vec<Option<Tensor>>> {
+        Ok(vec![Some(self.apply(g)?)])
+    }
+}
+
+/// A batch's statistics over every rank's slice (see
+/// [`World::sync_batch_norm`]): the count, then the mean, then the mean
+/// squared deviation from it, each summed over the ranks.
+struct GlobalBatchStatistics {
+    timeout: Duration,
+}
+
+impl BatchStatistics for GlobalBatchStatistics {
+    fn statistics(&self, x: &Tensor) -> Result<(Tensor, Tensor, usize)> {
+        let c = x.shape()[1];
+        let axes: Vec<usize> = (0..x.ndim()).filter(|&a| a != 1).collect();
+        let local = Tensor::from_vec(vec![(x.numel() / c.max(1)) as f64], &[1]);
+        let count = all_reduce_tensor(&local, self.timeout, "all-reduce of a batch's size")?.item();
+        let sum = AllReduceSum {
+            timeout: self.timeout,
+        };
+        let mean = sum.apply(&x.try_sum_axes(&axes, true)?)? / count;
+        let squares = x.try_sub(&mean)?.square().try_sum_axes(&axes, false)?;
+        let var = sum.apply(&squares)? / count;
+        Ok((mean.try_reshape(&[c])?, var, count as usize))
+    }
+}
 
 /// The exit code of a job ended by a collective's timeout.
 pub const TIMEOUT_EXIT_CODE: i32 = 75;
@@ -157,24 +266,21 @@ impl World {
     /// [`TIMEOUT_EXIT_CODE`]): MPI may still write into the requests'
     /// buffers, so they can be neither freed nor returned from (PyTorch's
     /// watchdog also ends the process on a collective's timeout).
-    fn finish(&self, op: &str, mut requests: Vec<FlatRequest>) -> Result<()> {
-        let deadline = Instant::now() + self.timeout;
-        loop {
-            requests = requests.into_iter().filter_map(FlatRequest::test).collect();
-            if requests.is_empty() {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                eprintln!(
-                    "chainrule: rank {} of {}: the {op} did not complete within {:?}: another \
-                     rank died, hangs, or runs a different program; ending the job",
-                    self.rank(),
-                    self.size(),
-                    self.timeout
-                );
-                self.abort(TIMEOUT_EXIT_CODE);
-            }
-            std::thread::yield_now();
+    fn finish(&self, op: &str, requests: Vec<FlatRequest>) -> Result<()> {
+        finish_on(&self.comm, self.timeout, op, requests)
+    }
+
+    /// Makes every [`BatchNorm`] of `layers` normalize by the statistics
+    /// of the whole global batch, every rank's slice together, in training
+    /// (PyTorch's `SyncBatchNorm`): two all-reduces per layer in forward,
+    /// two in backward. Every rank must then run each layer on every step
+    /// with at least one example.
+    pub fn sync_batch_norm(&self, layers: &[&BatchNorm]) {
+        let statistics: Arc<dyn BatchStatistics> = Arc::new(GlobalBatchStatistics {
+            timeout: self.timeout,
+        });
+        for layer in layers {
+            layer.set_statistics(Some(statistics.clone()));
         }
     }
 

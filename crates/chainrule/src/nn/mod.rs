@@ -42,7 +42,7 @@ pub use io::{
 };
 pub use layers::{mlp, Dropout, Gelu, Linear, Relu, Sequential, Sigmoid, Tanh};
 pub use loss::{accuracy, bce_with_logits_loss, cross_entropy_loss, mse_loss};
-pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, LayerNorm};
+pub use norm::{BatchNorm, BatchNorm1d, BatchNorm2d, BatchStatistics, LayerNorm};
 pub use recurrent::{Gates, Gru, GruCell, Lstm, LstmCell};
 
 use crate::error::{Error, Result};

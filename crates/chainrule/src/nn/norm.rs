@@ -5,6 +5,19 @@ use super::{Buffer, Module, Param, Training};
 use crate::autograd::no_grad;
 use crate::error::{Error, Result};
 use crate::{DType, Tensor};
+use std::sync::{Arc, RwLock};
+
+/// Where a [`BatchNorm`] in training takes its batch's statistics from
+/// when not from its own input alone: `distributed::World::sync_batch_norm`
+/// gives statistics over every rank's batch (PyTorch's `SyncBatchNorm`).
+pub trait BatchStatistics:
+    Send + Sync + std::panic::RefUnwindSafe + std::panic::UnwindSafe
+{
+    /// The mean and biased variance of `x` over every axis but 1, each
+    /// `(C,)` and differentiable in `x`, and how many values per channel
+    /// they cover.
+    fn statistics(&self, x: &Tensor) -> Result<(Tensor, Tensor, usize)>;
+}
 
 /// Batch normalization over the channel axis 1 of `(N, C)`, `(N, C, L)`
 /// (`BatchNorm1d`) or `(N, C, H, W)` (`BatchNorm2d`).
@@ -44,6 +57,9 @@ pub struct BatchNorm {
     /// The input ranks this layer accepts (2 and 3, or 4).
     #[module(skip)]
     ranks: &'static [usize],
+    /// Statistics over more than this input (see [`BatchNorm::set_statistics`]).
+    #[module(skip)]
+    statistics: RwLock<Option<Arc<dyn BatchStatistics>>>,
 }
 
 /// [`BatchNorm`] over `(N, C)` or `(N, C, L)`, made by [`BatchNorm::new_1d`].
@@ -62,7 +78,14 @@ impl BatchNorm {
             momentum: 0.1,
             eps: 1e-5,
             ranks,
+            statistics: RwLock::new(None),
         }
+    }
+
+    /// Takes training statistics from `statistics` (`None`: from the input
+    /// alone, the default).
+    pub fn set_statistics(&self, statistics: Option<Arc<dyn BatchStatistics>>) {
+        *self.statistics.write().unwrap() = statistics;
     }
 
     /// `BatchNorm1d(channels)`: inputs `(N, C)` or `(N, C, L)`; weight
@@ -123,7 +146,14 @@ impl Module for BatchNorm {
                     ),
                 ));
             }
-            let (mean, var) = crate::ops::normalize::batch_statistics(x)?;
+            let shared = self.statistics.read().unwrap().clone();
+            let (mean, var, count) = match shared {
+                Some(s) => s.statistics(x)?,
+                None => {
+                    let (mean, var) = crate::ops::normalize::batch_statistics(x)?;
+                    (mean, var, count)
+                }
+            };
             self.update_running(&mean, &var, count)?;
             (mean, var)
         } else {
