@@ -533,15 +533,11 @@ struct Ranks<'w> {
     gradients: DataParallel<'w>,
 }
 
-/// `batch` cut into `n` nearly equal slices, as `Dataset::shard_batches`
-/// cuts a global batch among `n` ranks.
+/// `batch` cut into `n` slices, the ones `Dataset::shard_batches` gives
+/// `n` ranks of a global batch.
 fn micro_batches(batch: &Dataset, n: usize) -> Vec<Dataset> {
-    if n <= 1 {
-        return vec![batch.clone()];
-    }
-    let cut = |r: usize| batch.len() * r / n;
     (0..n)
-        .map(|r| batch.subset(&(cut(r)..cut(r + 1)).collect::<Vec<_>>()))
+        .filter_map(|r| batch.shard_batches(batch.len(), None, r, n).next())
         .collect()
 }
 

@@ -80,26 +80,21 @@ fn finish_on(
     }
 }
 
-/// `t` summed over the ranks, in its dtype for f32 and f64 (others
-/// through f64), waiting at most `timeout`.
-fn all_reduce_tensor(t: &Tensor, timeout: Duration, op: &str) -> Result<Tensor> {
-    let send = match t.dtype() {
-        DType::F32 => Flat::F32(t.to_vec::<f32>()),
-        _ => Flat::F64(t.to_vec::<f64>()),
-    };
-    let mut sums = match &send {
-        Flat::F32(v) => Flat::F32(vec![0.0; v.len()]),
-        Flat::F64(v) => Flat::F64(vec![0.0; v.len()]),
-    };
+/// `send` summed over the ranks, waiting at most `timeout`.
+fn all_reduce_flat(send: &Flat, timeout: Duration, op: &str) -> Result<Flat> {
+    let mut sums = Flat::zeros(send.dtype(), send.len());
     let comm = SimpleCommunicator::world();
     mpi::request::scope(|scope| {
-        let request = FlatRequest::start(&comm, scope, &send, &mut sums);
+        let request = FlatRequest::start(&comm, scope, send, &mut sums);
         finish_on(&comm, timeout, op, vec![request])
     })?;
-    Ok(match sums {
-        Flat::F32(v) => Tensor::from_vec(v, t.shape()),
-        Flat::F64(v) => Tensor::from_vec(v, t.shape()).to_dtype(t.dtype()),
-    })
+    Ok(sums)
+}
+
+/// `t` summed over the ranks (see [`Flat`] for the dtype it is summed in).
+fn all_reduce_tensor(t: &Tensor, timeout: Duration, op: &str) -> Result<Tensor> {
+    let sums = all_reduce_flat(&Flat::of(t), timeout, op)?;
+    Ok(sums.into_tensor(t.shape(), t.dtype()))
 }
 
 /// The sum of a tensor over the ranks as a differentiable op: every rank's
@@ -174,15 +169,12 @@ pub struct World {
     _universe: mpi::environment::Universe,
 }
 
-fn failure(op: &'static str, msg: impl Into<String>) -> Error {
-    Error::invalid(op, msg)
-}
-
 impl World {
     /// Sets up MPI; an error if it already was in this process.
     pub fn init() -> Result<World> {
-        let universe = mpi::initialize()
-            .ok_or_else(|| failure("World::init", "MPI is already initialized in this process"))?;
+        let universe = mpi::initialize().ok_or_else(|| {
+            Error::invalid("World::init", "MPI is already initialized in this process")
+        })?;
         let comm = universe.world();
         Ok(World {
             failures: comm.duplicate(),
@@ -329,7 +321,7 @@ impl World {
         self.all_reduce(&mut maxima, SystemOperation::max())?;
         let agree = (0..2).all(|i| maxima[i] as u64 == 0xffff_ffff - maxima[i + 2] as u64);
         if !agree {
-            return Err(failure(
+            return Err(Error::invalid(
                 "distributed",
                 format!(
                     "rank {} of {}: the ranks disagree on {what} ({} parameters here): \
@@ -390,9 +382,8 @@ impl<'w> DataParallel<'w> {
     pub fn new(world: &'w World, model: &dyn Parameters) -> Result<DataParallel<'w>> {
         let named = model.named_params();
         let buffers: Vec<Buffer> = model.named_buffers().into_iter().map(|(_, b)| b).collect();
-        let shapes = buffers.iter().map(|b| b.value().shape().to_vec());
-        let buffer_hash = shapes.fold(0u64, |h, s| h.rotate_left(5) ^ hash_of(&s));
-        world.check_same(&named, buffer_hash, "the model's buffers")?;
+        let shapes: Vec<Vec<usize>> = buffers.iter().map(|b| b.value().shape().to_vec()).collect();
+        world.check_same(&named, hash_of(&shapes), "the model's buffers")?;
         world.broadcast_params(&named)?;
         world.check_identical(&named)?;
         for b in &buffers {
@@ -472,25 +463,16 @@ impl<'w> DataParallel<'w> {
         let n = self.world.size();
         for b in &self.buffers {
             let value = b.value();
-            let mut sums = match value.dtype() {
-                DType::F32 => Flat::F32(value.to_vec::<f32>()),
-                _ => Flat::F64(value.to_vec::<f64>()),
-            };
-            let send = sums.clone();
-            mpi::request::scope(|scope| {
-                let request = FlatRequest::start(&self.world.comm, scope, &send, &mut sums);
-                self.world
-                    .finish("all-reduce of the buffers", vec![request])
-            })?;
+            let sums = all_reduce_flat(
+                &Flat::of(&value),
+                self.world.timeout,
+                "all-reduce of the buffers",
+            )?;
             let mean = match sums {
-                Flat::F32(v) => {
-                    Tensor::from_vec(v.iter().map(|x| x / n as f32).collect(), value.shape())
-                }
-                Flat::F64(v) => {
-                    Tensor::from_vec(v.iter().map(|x| x / n as f64).collect(), value.shape())
-                }
+                Flat::F32(v) => Flat::F32(v.into_iter().map(|x| x / n as f32).collect()),
+                Flat::F64(v) => Flat::F64(v.into_iter().map(|x| x / n as f64).collect()),
             };
-            b.set(&mean.to_dtype(value.dtype()))?;
+            b.set(&mean.into_tensor(value.shape(), value.dtype()))?;
         }
         Ok(())
     }
@@ -556,6 +538,37 @@ impl Flat {
         match dtype {
             DType::F32 => Flat::F32(vec![0.0; len]),
             _ => Flat::F64(vec![0.0; len]),
+        }
+    }
+
+    /// `t`'s elements, row-major.
+    fn of(t: &Tensor) -> Flat {
+        match t.dtype() {
+            DType::F32 => Flat::F32(t.to_vec::<f32>()),
+            _ => Flat::F64(t.to_vec::<f64>()),
+        }
+    }
+
+    /// The dtype it holds its elements in.
+    fn dtype(&self) -> DType {
+        match self {
+            Flat::F32(_) => DType::F32,
+            Flat::F64(_) => DType::F64,
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Flat::F32(v) => v.len(),
+            Flat::F64(v) => v.len(),
+        }
+    }
+
+    /// A tensor of `shape` and `dtype` holding these elements.
+    fn into_tensor(self, shape: &[usize], dtype: DType) -> Tensor {
+        match self {
+            Flat::F32(v) => Tensor::from_vec(v, shape).to_dtype(dtype),
+            Flat::F64(v) => Tensor::from_vec(v, shape).to_dtype(dtype),
         }
     }
 }
