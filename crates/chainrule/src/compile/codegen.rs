@@ -6,7 +6,7 @@
 //! [`BinaryOp::apply`]), so every row compiles and means what the
 //! interpreter means by it.
 
-use super::kernel::{Instr, Kernel};
+use super::kernel::{Instr, Kernel, Part};
 use crate::error::{Error, Result};
 use crate::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use crate::DType;
@@ -346,6 +346,11 @@ struct Emitter<'a, 'b> {
     simd: Option<Type>,
     /// Whether the vector body is being written.
     in_vector: bool,
+    /// The segment of a split loop being written.
+    segment: usize,
+    /// Per instruction whose value later iterations read: its values at the
+    /// last elements done, the latest first.
+    history: Vec<Vec<Variable>>,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -369,6 +374,28 @@ impl<'a, 'b> Emitter<'a, 'b> {
             accs: vec![None; k.instrs.len()],
             simd: simd_type(k),
             in_vector: false,
+            segment: 0,
+            history: vec![Vec::new(); k.instrs.len()],
+        }
+    }
+
+    /// Declares the registers that carry values across iterations, zero
+    /// until the loop fills them.
+    fn declare_history(&mut self) {
+        for (instr, _) in &self.k.instrs {
+            let Instr::Piece(parts) = instr else { continue };
+            for part in parts {
+                if let Part::Carry { value, shift } = *part {
+                    let depth = shift.unsigned_abs();
+                    let dtype = self.k.instrs[value].1;
+                    while self.history[value].len() < depth {
+                        let var = self.b.declare_var(float(dtype));
+                        let zero = float_constant(self.b.ins(), 0.0, dtype);
+                        self.b.def_var(var, zero);
+                        self.history[value].push(var);
+                    }
+                }
+            }
         }
     }
 
@@ -405,6 +432,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
             }
         }
+        self.declare_history();
         let offsets: Vec<Value> = self.zero_offsets();
         for i in 0..self.k.instrs.len() {
             if self.invariant[i] {
@@ -482,27 +510,26 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
             }
         }
+        let split = self.k.split.clone().filter(|s| s.axis == level);
         if level == rank {
             self.body(&offsets);
-        } else {
-            let n = self.k.dims[level] as i64;
-            let lanes = self.simd.map_or(1, |t| t.lane_count() as i64);
-            let mut start = 0;
-            if level + 1 == rank && lanes > 1 && n >= lanes {
-                // The innermost axis, a vector of lanes at a time, then the rest.
-                start = n / lanes * lanes;
-                self.in_vector = true;
-                self.for_loop(0, n / lanes, |e, index| {
-                    let first = e.b.ins().imul_imm_s(index, lanes);
-                    let inner = e.advance(&offsets, level, first);
-                    e.level(level + 1, inner);
-                });
-                self.in_vector = false;
+        } else if let Some(split) = split {
+            // Each segment in turn, reading its own pieces.
+            let n = self.k.dims[level];
+            let ends = split.starts.iter().skip(1).copied().chain([n]);
+            let mut segments: Vec<(usize, usize)> =
+                split.starts.iter().copied().zip(ends).collect();
+            let order: Vec<usize> = match split.descending {
+                true => (0..segments.len()).rev().collect(),
+                false => (0..segments.len()).collect(),
+            };
+            for s in order {
+                self.segment = s;
+                let (from, to) = std::mem::take(&mut segments[s]);
+                self.stretch(level, &offsets, from as i64, to as i64, split.descending);
             }
-            self.for_loop(start, n, |e, index| {
-                let inner = e.advance(&offsets, level, index);
-                e.level(level + 1, inner);
-            });
+        } else {
+            self.stretch(level, &offsets, 0, self.k.dims[level] as i64, false);
         }
         for i in 0..self.k.instrs.len() {
             if let (Some(acc), Instr::Reduce { op, operand, .. }) = (
@@ -526,6 +553,44 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
                 self.store(operand, offsets[operand], value);
             }
+        }
+    }
+
+    /// Elements `from..to` of axis `level` (from the last when
+    /// `descending`); the innermost axis a vector of lanes at a time, and
+    /// the rest one by one.
+    fn stretch(&mut self, level: usize, offsets: &[Value], from: i64, to: i64, descending: bool) {
+        let lanes = self.simd.map_or(1, |t| t.lane_count() as i64);
+        let innermost = level + 1 == self.k.dims.len();
+        let chunks = if innermost && lanes > 1 {
+            (to - from) / lanes
+        } else {
+            0
+        };
+        let rest = from + chunks * lanes;
+        let vectors = |e: &mut Self, index: Value| {
+            let first = e.b.ins().imul_imm_s(index, lanes);
+            let first = e.b.ins().iadd_imm_s(first, from);
+            let inner = e.advance(offsets, level, first);
+            e.in_vector = true;
+            e.level(level + 1, inner);
+            e.in_vector = false;
+        };
+        let ones = |e: &mut Self, index: Value| {
+            let inner = e.advance(offsets, level, index);
+            e.level(level + 1, inner);
+        };
+        match (descending, chunks > 0) {
+            (false, true) => {
+                self.for_loop(0, chunks, vectors);
+                self.for_loop(rest, to, ones);
+            }
+            (true, true) => {
+                self.for_loop_down(rest, to, ones);
+                self.for_loop_down(0, chunks, vectors);
+            }
+            (false, false) => self.for_loop(from, to, ones),
+            (true, false) => self.for_loop_down(from, to, ones),
         }
     }
 
@@ -572,6 +637,32 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.switch_to_block(block);
         body(self, index);
         let next = self.b.ins().iadd_imm_s(index, 1);
+        self.b.def_var(var, next);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(exit);
+    }
+
+    /// `for index in (start..end).rev() { body }`.
+    fn for_loop_down(&mut self, start: i64, end: i64, body: impl FnOnce(&mut Self, Value)) {
+        let (header, block, exit) = (
+            self.b.create_block(),
+            self.b.create_block(),
+            self.b.create_block(),
+        );
+        let var = self.b.declare_var(types::I64);
+        let last = self.b.ins().iconst(types::I64, end - 1);
+        self.b.def_var(var, last);
+        self.b.ins().jump(header, &[]);
+        self.b.switch_to_block(header);
+        let index = self.b.use_var(var);
+        let more = self
+            .b
+            .ins()
+            .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, index, start);
+        self.b.ins().brif(more, block, &[], exit, &[]);
+        self.b.switch_to_block(block);
+        body(self, index);
+        let next = self.b.ins().iadd_imm_s(index, -1);
         self.b.def_var(var, next);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(exit);
@@ -642,6 +733,72 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 }
             }
         }
+        for i in 0..self.k.instrs.len() {
+            if !self.history[i].is_empty() {
+                self.remember(i);
+            }
+        }
+    }
+
+    /// The lanes of the element block being written, in the order the loop
+    /// goes through them (one element outside the vector body).
+    fn lanes_in_order(&mut self, x: Value) -> Vec<Value> {
+        if !self.in_vector {
+            return vec![x];
+        }
+        let n = self.simd.expect("a vector body").lane_count() as u8;
+        let lanes: Vec<Value> = (0..n).map(|l| self.b.ins().extractlane(x, l)).collect();
+        match self.k.split.as_ref().is_some_and(|s| s.descending) {
+            true => lanes.into_iter().rev().collect(),
+            false => lanes,
+        }
+    }
+
+    /// Shifts instruction `i`'s history by the elements just done.
+    fn remember(&mut self, i: usize) {
+        let x = self.arg(i);
+        let done = self.lanes_in_order(x); // oldest first
+        let vars = self.history[i].clone(); // latest first
+        let old: Vec<Value> = vars.iter().map(|&v| self.b.use_var(v)).collect();
+        let newest_first = done.iter().rev().chain(old.iter());
+        for (&var, &value) in vars.iter().zip(newest_first) {
+            self.b.def_var(var, value);
+        }
+    }
+
+    /// Instruction `value`'s result `shift` elements back along the split
+    /// axis (forward when negative): from this block's own earlier lanes or
+    /// from the history of the blocks before it.
+    fn carried(&mut self, value: usize, shift: isize) -> Value {
+        let depth = shift.unsigned_abs();
+        let history: Vec<Value> = self.history[value]
+            .clone()
+            .iter()
+            .map(|&v| self.b.use_var(v))
+            .collect();
+        if !self.in_vector {
+            return history[depth - 1];
+        }
+        let x = self.arg(value);
+        let done = self.lanes_in_order(x);
+        let n = done.len();
+        // In loop order, lane p reads the element `depth` before it.
+        let read: Vec<Value> = (0..n)
+            .map(|p| match p.checked_sub(depth) {
+                Some(q) => done[q],
+                None => history[depth - p - 1],
+            })
+            .collect();
+        let lanes: Vec<Value> = match self.k.split.as_ref().is_some_and(|s| s.descending) {
+            true => read.into_iter().rev().collect(),
+            false => read,
+        };
+        let t = self.simd.expect("a vector body");
+        let mut v = self.b.ins().splat(t, lanes[0]);
+        for (l, &x) in lanes.iter().enumerate().skip(1) {
+            v = self.b.ins().insertlane(v, x, l as u8);
+        }
+        v
     }
 
     /// Instruction `i`'s value where it is used now: in the vector body a
@@ -660,15 +817,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn instr(&mut self, i: usize, offsets: &[Value]) -> Option<Value> {
         let (instr, dtype) = self.k.instrs[i].clone();
         Some(match instr {
-            Instr::Load(o) if self.in_vector && self.k.operands[o].strides.last() == Some(&0) => {
-                // Broadcast along the innermost axis: one element for all lanes.
-                self.in_vector = false;
-                let v = self.load(o, offsets[o], dtype);
-                self.in_vector = true;
-                self.widen(v)
-            }
-            Instr::Load(o) => self.load(o, offsets[o], dtype),
-            Instr::Const(c) => self.constant(c, dtype),
+            Instr::Load(o) => self.load_operand(o, offsets, dtype),
+            Instr::Piece(parts) => match parts[self.segment] {
+                Part::Load(o) => self.load_operand(o, offsets, dtype),
+                Part::Const(c) => self.constant(c, dtype),
+                Part::Carry { value, shift } => self.carried(value, shift),
+            },
             Instr::Unary(op, a) => {
                 let a = self.arg(a);
                 self.unary(op, a, dtype)
@@ -712,6 +866,18 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 return None;
             }
         })
+    }
+
+    /// Operand `o` where the loop is.
+    fn load_operand(&mut self, o: usize, offsets: &[Value], dtype: DType) -> Value {
+        if self.in_vector && self.k.operands[o].strides.last() == Some(&0) {
+            // Broadcast along the innermost axis: one element for all lanes.
+            self.in_vector = false;
+            let v = self.load(o, offsets[o], dtype);
+            self.in_vector = true;
+            return self.widen(v);
+        }
+        self.load(o, offsets[o], dtype)
     }
 
     fn combine(&mut self, op: ReduceOp, acc: Value, x: Value, dtype: DType) -> Value {

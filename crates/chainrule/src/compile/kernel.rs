@@ -9,20 +9,46 @@ use crate::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use crate::DType;
 
 /// One buffer the kernel touches, as it walks the iteration space: element
-/// `offset + Σ iₐ·strides[a]` of the buffer at its pointer-table slot.
+/// `offset + Σ iₐ·strides[a]` of the buffer at its pointer-table slot. The
+/// offset is negative for a piece that starts past the loop's start: it is
+/// only read within its piece.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Operand {
     pub dtype: DType,
-    pub offset: usize,
+    pub offset: isize,
     pub strides: Vec<isize>,
+}
+
+/// A loop cut along `axis` into segments that start at `starts` (the first
+/// at 0), each reading its own piece of every [`Instr::Piece`]; walked from
+/// the last element to the first when `descending` (values carried from
+/// later elements).
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) struct Split {
+    pub axis: usize,
+    pub starts: Vec<usize>,
+    pub descending: bool,
+}
+
+/// What one segment of a split loop reads for an [`Instr::Piece`].
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Part {
+    /// Operand `o`, walked over the whole loop (read within the segment).
+    Load(usize),
+    /// A constant (the zeros around a padded block).
+    Const(f64),
+    /// Instruction `value`'s result `shift` elements earlier along the split
+    /// axis (later, when negative): computed by an earlier iteration of this
+    /// loop and kept in registers.
+    Carry { value: usize, shift: isize },
 }
 
 /// One instruction; arguments are indices of earlier instructions.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) enum Instr {
     Load(usize),
-    /// A constant (the zeros around a padded block).
-    Const(f64),
+    /// A concatenation or padding: per segment of the split loop, its part.
+    Piece(Vec<Part>),
     Unary(UnaryOp, usize),
     Binary(BinaryOp, usize, usize),
     Compare(CompareOp, usize, usize),
@@ -47,6 +73,7 @@ pub(crate) struct Kernel {
     pub dims: Vec<usize>,
     pub operands: Vec<Operand>,
     pub instrs: Vec<(Instr, DType)>,
+    pub split: Option<Split>,
 }
 
 impl Kernel {
@@ -61,10 +88,17 @@ impl Kernel {
     /// iteration shape); returns its slot.
     pub fn operand(&mut self, layout: &Layout, dtype: DType) -> usize {
         debug_assert_eq!(layout.shape.as_slice(), self.dims.as_slice());
+        self.operand_at(&layout.strides, layout.offset as isize, dtype)
+    }
+
+    /// An operand walked with `strides` from `offset` at the loop's start
+    /// (which may lie before the buffer: see [`Operand`]).
+    pub fn operand_at(&mut self, strides: &[usize], offset: isize, dtype: DType) -> usize {
+        debug_assert_eq!(strides.len(), self.dims.len());
         self.operands.push(Operand {
             dtype,
-            offset: layout.offset,
-            strides: layout.strides.iter().map(|&s| s as isize).collect(),
+            offset,
+            strides: strides.iter().map(|&s| s as isize).collect(),
         });
         self.operands.len() - 1
     }
@@ -76,19 +110,24 @@ impl Kernel {
 
     /// Drops axes of length 1 and merges neighbouring axes that every
     /// operand walks as one (a row-major pair): a same-shape elementwise
-    /// chain becomes one flat loop.
+    /// chain becomes one flat loop. A split loop's axis stays an axis of
+    /// its own.
     pub fn collapse(&mut self) {
+        let split = self.split.as_ref().map(|s| s.axis);
         let keep: Vec<usize> = (0..self.dims.len())
-            .filter(|&a| self.dims[a] != 1)
+            .filter(|&a| self.dims[a] != 1 || Some(a) == split)
             .collect();
         if self.dims.contains(&0) {
             return;
         }
         let mut dims: Vec<usize> = Vec::new();
         let mut strides: Vec<Vec<isize>> = vec![Vec::new(); self.operands.len()];
+        let mut after_split = false;
         for &a in &keep {
             let n = self.dims[a];
             let merges = !dims.is_empty()
+                && !after_split
+                && Some(a) != split
                 && self.operands.iter().zip(&strides).all(|(o, s)| {
                     *s.last().expect("one per kept axis") == o.strides[a] * n as isize
                 });
@@ -102,6 +141,10 @@ impl Kernel {
                 for (o, s) in self.operands.iter().zip(&mut strides) {
                     s.push(o.strides[a]);
                 }
+            }
+            after_split = Some(a) == split;
+            if let Some(s) = self.split.as_mut().filter(|_| after_split) {
+                s.axis = dims.len() - 1;
             }
         }
         self.dims = dims;
@@ -118,7 +161,7 @@ impl Kernel {
         for (instr, _) in &self.instrs {
             let v = match *instr {
                 Instr::Load(o) => self.operands[o].strides.iter().all(|&s| s == 0),
-                Instr::Const(_) => true,
+                Instr::Piece(_) => false,
                 Instr::Unary(_, a) | Instr::Cast(_, a) => inv[a],
                 Instr::Binary(_, a, b) | Instr::Compare(_, a, b) => inv[a] && inv[b],
                 Instr::Where(c, a, b) => inv[c] && inv[a] && inv[b],

@@ -23,7 +23,7 @@
 //! shape, by the interpreter, or returned) get a buffer; buffers share slots
 //! of one arena when their lifetimes do not overlap.
 
-use super::kernel::{Instr, Kernel};
+use super::kernel::{Instr, Kernel, Part, Split};
 use super::stream::{self, Stream};
 use crate::graph::{GOp, Graph, NodeId};
 use crate::layout::Layout;
@@ -63,6 +63,12 @@ pub(crate) struct Piece {
     /// The memory it is read from and how it lies there (the piece's shape);
     /// `None`: zeros.
     pub source: Option<(NodeId, Layout)>,
+    /// When the piece is a shifted stretch of a value still in a kernel's
+    /// registers (`ode`'s `concat(1, y[..n−1])`): that value and the shift
+    /// (element `i` of the piece is element `i − shift` of the value). A
+    /// reader in the same loop takes it from an earlier iteration; any other
+    /// reader has the value stored first.
+    pub carry: Option<(NodeId, isize)>,
 }
 
 /// One step of a compiled graph.
@@ -103,6 +109,9 @@ struct Group {
     /// The axes its reductions fold (a loop split along one would restart
     /// the fold).
     reduced: Vec<usize>,
+    /// Once it reads a value carried from other iterations: whether from
+    /// later ones (the loop then runs backwards).
+    descending: Option<bool>,
 }
 
 struct Partition<'g> {
@@ -174,11 +183,31 @@ impl<'g> Partition<'g> {
                 self.close(k);
             }
             Place::Pieces { .. } => {
-                // Built where it is first needed: its pieces are in memory.
+                // Built where it is first needed, from its pieces' memory.
+                self.store_carried(id);
                 self.place[id.0 as usize] = Place::Interpreted;
                 self.order.push(Err(id));
             }
+            Place::View { of, .. } => self.materialize(of),
             _ => {}
+        }
+    }
+
+    /// Stores the values that pieces of `j` would carry (`j` is read from
+    /// memory).
+    fn store_carried(&mut self, j: NodeId) {
+        for v in self.carried(j) {
+            self.materialize(v);
+        }
+    }
+
+    /// The values that pieces of `j` take from a kernel's registers.
+    fn carried(&self, j: NodeId) -> Vec<NodeId> {
+        match &self.place[j.0 as usize] {
+            Place::Pieces { pieces, .. } => {
+                pieces.iter().filter_map(|p| p.carry).map(|c| c.0).collect()
+            }
+            _ => Vec::new(),
         }
     }
 
@@ -262,15 +291,73 @@ impl<'g> Partition<'g> {
         let mut start = 0;
         for (len, source) in parts {
             if len > 0 {
+                let carry = source.and_then(|j| self.shifted(j, id, axis, start));
                 let source = source.map(|j| {
-                    self.materialize(j);
+                    if carry.is_none() {
+                        self.materialize(j);
+                    }
                     self.memory(j)
                 });
-                pieces.push(Piece { start, len, source });
+                pieces.push(Piece {
+                    start,
+                    len,
+                    source,
+                    carry,
+                });
             }
             start += len;
         }
         self.place[id.0 as usize] = Place::Pieces { axis, pieces };
+    }
+
+    /// Whether piece `j` of `whole` (at `start` along `axis`) is a shifted
+    /// stretch of a value in an open kernel's registers, and which: `j` is
+    /// a narrow, not yet stored, of a value of `whole`'s shape along `axis`,
+    /// the only axis longer than 1 (a carried value is one register, not a
+    /// row).
+    fn shifted(
+        &self,
+        j: NodeId,
+        whole: NodeId,
+        axis: usize,
+        start: usize,
+    ) -> Option<(NodeId, isize)> {
+        let node = self.g.node(j);
+        let GOp::Prim(Prim::Narrow {
+            axis: a,
+            start: from,
+            ..
+        }) = node.op
+        else {
+            return None;
+        };
+        let v = node.inputs[0];
+        let shape = &self.g.node(whole).shape;
+        let one_axis = shape.iter().enumerate().all(|(b, &d)| b == axis || d == 1);
+        let deferred = matches!(self.place[j.0 as usize], Place::View { of, .. } if of == v)
+            && self.group_of(v).is_some_and(|k| self.groups[k].open);
+        let shift = start as isize - from as isize;
+        (a == axis && one_axis && deferred && shift != 0 && &self.g.node(v).shape == shape)
+            .then_some((v, shift))
+    }
+
+    /// Whether kernel `k` can take the values `j`'s pieces carry from its
+    /// own registers: all from one direction, the kernel's if it has one.
+    fn carries_fit(&self, j: NodeId, k: usize) -> bool {
+        let Place::Pieces { pieces, .. } = &self.place[j.0 as usize] else {
+            return true;
+        };
+        let mut direction = self.groups[k].descending;
+        for &(v, shift) in pieces.iter().filter_map(|p| p.carry.as_ref()) {
+            if self.group_of(v) == Some(k) {
+                let backwards = shift < 0;
+                if direction.is_some_and(|d| d != backwards) {
+                    return false;
+                }
+                direction = Some(backwards);
+            }
+        }
+        true
     }
 
     fn in_pieces(&self, j: NodeId) -> bool {
@@ -301,6 +388,13 @@ impl<'g> Partition<'g> {
             .split
             .get_or_insert_with(|| (axis, Vec::new()));
         split.1.extend(starts);
+        for (v, shift) in pieces.iter().filter_map(|p| p.carry).collect::<Vec<_>>() {
+            if self.group_of(v) == Some(k) {
+                self.groups[k].descending = Some(shift < 0);
+            } else {
+                self.materialize(v);
+            }
+        }
     }
 
     /// Whether open kernels `a` and `b` can be one loop: their splits agree.
@@ -315,12 +409,24 @@ impl<'g> Partition<'g> {
             (Some((x, _)), Some((y, _))) => x == y,
             _ => true,
         };
-        axes_agree && !crosses(a, b) && !crosses(b, a)
+        let directions_agree = match (a.descending, b.descending) {
+            (Some(x), Some(y)) => x == y,
+            _ => true,
+        };
+        axes_agree && directions_agree && !crosses(a, b) && !crosses(b, a)
     }
 
     fn view(&mut self, id: NodeId) {
         let node = self.g.node(id);
         let x = node.inputs[0];
+        let in_open_kernel = self.group_of(x).is_some_and(|k| self.groups[k].open);
+        if let (GOp::Prim(Prim::Narrow { axis, start, len }), true) = (&node.op, in_open_kernel) {
+            // Stored only once read from memory: a piece may carry it in
+            // registers instead.
+            let layout = Layout::contiguous(&self.g.node(x).shape).narrow(*axis, *start, *len);
+            self.place[id.0 as usize] = Place::View { of: x, layout };
+            return;
+        }
         self.materialize(x);
         let (of, l) = self.memory(x);
         let layout = match &node.op {
@@ -361,11 +467,12 @@ impl<'g> Partition<'g> {
         };
         let mut target: Option<usize> = None;
         for &j in &node.inputs {
-            let full = self
-                .group_of(j)
-                .is_some_and(|k| self.groups[k].members.len() >= MAX_KERNEL_NODES);
-            if in_registers(self, j) && !full {
-                let k = self.group_of(j).expect("in a kernel");
+            let full = |k: usize| self.groups[k].members.len() >= MAX_KERNEL_NODES;
+            let k = match self.group_of(j) {
+                Some(k) if in_registers(self, j) && !full(k) => Some(k),
+                _ => self.carrying_group(j, shape, &folds).filter(|&k| !full(k)),
+            };
+            if let Some(k) = k {
                 target = match target {
                     Some(t) if t != k && self.mergeable(t, k) => Some(self.merge(t, k)),
                     Some(t) => Some(t), // k's value is stored below
@@ -387,33 +494,65 @@ impl<'g> Partition<'g> {
                 }
             }
         }
-        let k = target.unwrap_or_else(|| {
-            self.groups.push(Group {
-                shape: shape.to_vec(),
-                members: Vec::new(),
-                open: true,
-                split: None,
-                reduced: Vec::new(),
-            });
-            self.groups.len() - 1
-        });
-        // Values in pieces: read in place where the loop can split at their
-        // bounds (one after the other: the first fixes the split's axis),
-        // built by the interpreter otherwise.
-        for &j in &node.inputs {
-            if self.in_pieces(j) {
-                if self.splits_at_pieces(j, shape, k, &folds) {
-                    self.split_at_pieces(k, j);
-                } else {
+        let mut k = target.unwrap_or_else(|| self.new_group(shape));
+        self.take_pieces(id, k, &folds);
+        if !self.groups[k].open {
+            // Building a piece from memory stored a value of this kernel:
+            // a new kernel, reading everything from memory.
+            for &j in &node.inputs {
+                if !self.in_pieces(j) {
                     self.materialize(j);
                 }
             }
+            k = self.new_group(shape);
+            self.take_pieces(id, k, &folds);
         }
         self.groups[k].reduced.extend(folds);
         self.groups[k].members.push(id);
         self.place[id.0 as usize] = Place::InKernel(k);
         if !self.fuse {
             self.close(k);
+        }
+    }
+
+    fn new_group(&mut self, shape: &[usize]) -> usize {
+        self.groups.push(Group {
+            shape: shape.to_vec(),
+            members: Vec::new(),
+            open: true,
+            split: None,
+            reduced: Vec::new(),
+            descending: None,
+        });
+        self.groups.len() - 1
+    }
+
+    /// The open kernel whose registers pieces of `j` can be carried from to
+    /// a reader over `shape` folding `folds`, if any.
+    fn carrying_group(&self, j: NodeId, shape: &[usize], folds: &[usize]) -> Option<usize> {
+        let k = self.carried(j).into_iter().find_map(|v| self.group_of(v))?;
+        let fits = self.fuse
+            && self.groups[k].open
+            && self.groups[k].shape == shape
+            && self.splits_at_pieces(j, shape, k, folds)
+            && self.carries_fit(j, k);
+        fits.then_some(k)
+    }
+
+    /// Node `id`'s inputs in pieces, for kernel `k`: read in place where
+    /// the loop can split at their bounds (one after the other: the first
+    /// fixes the split's axis) and take what they carry, built by the
+    /// interpreter otherwise.
+    fn take_pieces(&mut self, id: NodeId, k: usize, folds: &[usize]) {
+        let shape = self.groups[k].shape.clone();
+        for j in self.g.node(id).inputs.clone() {
+            if self.in_pieces(j) {
+                if self.splits_at_pieces(j, &shape, k, folds) && self.carries_fit(j, k) {
+                    self.split_at_pieces(k, j);
+                } else {
+                    self.materialize(j);
+                }
+            }
         }
     }
 
@@ -439,6 +578,9 @@ impl<'g> Partition<'g> {
                 .get_or_insert_with(|| (axis, Vec::new()));
             split.1.extend(bounds);
         }
+        self.groups[into].descending = self.groups[into]
+            .descending
+            .or(self.groups[from].descending);
         self.groups[from].open = false; // empty: emits nothing
         into
     }
@@ -493,14 +635,12 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
         match *s {
             Ok(k) if p.groups[k].members.is_empty() => {}
             Ok(k) => {
-                for segment in segments(&p.groups[k]) {
-                    let (kernel, operands) = lower(&p, &p.groups[k], segment);
-                    steps.push(Step::Kernel {
-                        kernel: kernels.len(),
-                        operands,
-                    });
-                    kernels.push(kernel);
-                }
+                let (kernel, operands) = lower(&p, &p.groups[k]);
+                steps.push(Step::Kernel {
+                    kernel: kernels.len(),
+                    operands,
+                });
+                kernels.push(kernel);
             }
             Err(id) => steps.push(match p.streamed[id.0 as usize] {
                 Some(k) => Step::Stream(k),
@@ -519,49 +659,36 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
     }
 }
 
-/// The parts of a group's loop: the whole, or the stretches between the
-/// bounds of the pieces it reads, as (axis, start, length).
-fn segments(group: &Group) -> Vec<Option<(usize, usize, usize)>> {
-    let Some((axis, bounds)) = &group.split else {
-        return vec![None];
-    };
-    let n = group.shape[*axis];
-    let mut cuts: Vec<usize> = bounds.iter().copied().chain([0, n]).collect();
-    cuts.sort_unstable();
-    cuts.dedup();
-    cuts.windows(2)
-        .map(|w| Some((*axis, w[0], w[1] - w[0])))
-        .collect()
+/// A group's loop cut at the bounds of the pieces it reads.
+fn split(group: &Group) -> Option<Split> {
+    let (axis, bounds) = group.split.as_ref()?;
+    let mut starts: Vec<usize> = bounds.iter().copied().chain([0]).collect();
+    starts.retain(|&b| b < group.shape[*axis]);
+    starts.sort_unstable();
+    starts.dedup();
+    Some(Split {
+        axis: *axis,
+        starts,
+        descending: group.descending == Some(true),
+    })
 }
 
-/// The kernel of a group over one segment of its loop (all of it for
-/// `None`), and the node whose memory each operand is.
-fn lower(
-    p: &Partition,
-    group: &Group,
-    segment: Option<(usize, usize, usize)>,
-) -> (Kernel, Vec<NodeId>) {
+/// The kernel of a group, and the node whose memory each operand is.
+fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
     let g = p.g;
-    // Every layout over the group's shape, restricted to the segment.
-    let part = |l: Layout| match segment {
-        Some((axis, start, len)) => l.narrow(axis, start, len),
-        None => l,
-    };
-    let mut shape = group.shape.clone();
-    if let Some((axis, _, len)) = segment {
-        shape[axis] = len;
-    }
+    let shape = group.shape.clone();
     let mut k = Kernel::new(&shape);
+    k.split = split(group);
     let mut operands: Vec<NodeId> = Vec::new();
     // Sparse: a dense vector per kernel would cost the graph's length each.
     let mut value: rustc_hash::FxHashMap<NodeId, usize> = Default::default();
-    let mut operand = |k: &mut Kernel, of: NodeId, layout: &Layout, dtype: DType| {
+    let operand = |k: &mut Kernel, operands: &mut Vec<NodeId>, of, layout: &Layout, dtype| {
         operands.push(of);
         k.operand(layout, dtype)
     };
     let mut members = group.members.clone();
     members.sort(); // graph order: every member after its inputs
-    for m in members {
+    for &m in &members {
         let node = g.node(m);
         let mut args = Vec::new();
         for &j in &node.inputs {
@@ -572,24 +699,19 @@ fn lower(
                     let dtype = g.node(j).dtype;
                     let v = match &p.place[j.0 as usize] {
                         Place::Pieces { pieces, .. } => {
-                            let (axis, start, len) = segment.expect("pieces split the loop");
-                            let piece = pieces
-                                .iter()
-                                .find(|q| q.start <= start && start < q.start + q.len)
-                                .expect("the pieces cover the axis");
-                            match &piece.source {
-                                Some((of, l)) => {
-                                    let l = l.narrow(axis, start - piece.start, len);
-                                    let o = operand(&mut k, *of, &l, dtype);
-                                    k.push(Instr::Load(o), dtype)
-                                }
-                                None => k.push(Instr::Const(0.0), dtype),
-                            }
+                            let carried = |v: &NodeId| {
+                                members
+                                    .binary_search(v)
+                                    .ok()
+                                    .and_then(|_| value.get(v).copied())
+                            };
+                            let parts = parts(&mut k, &mut operands, pieces, carried, dtype);
+                            k.push(Instr::Piece(parts), dtype)
                         }
                         _ => {
                             let (of, l) = p.memory(j);
                             let l = l.broadcast_to(&group.shape).expect("shapes were checked");
-                            let o = operand(&mut k, of, &part(l), dtype);
+                            let o = operand(&mut k, &mut operands, of, &l, dtype);
                             k.push(Instr::Load(o), dtype)
                         }
                     };
@@ -612,7 +734,7 @@ fn lower(
             Prim::Contiguous => args[0],
             Prim::Reduce { op, axes, .. } => {
                 let l = reduced_layout(&group.shape, axes);
-                let o = operand(&mut k, m, &part(l), dt);
+                let o = operand(&mut k, &mut operands, m, &l, dt);
                 k.push(
                     Instr::Reduce {
                         op: *op,
@@ -626,7 +748,7 @@ fn lower(
             Prim::Matmul => {
                 let product = k.push(Instr::Binary(BinaryOp::Mul, args[0], args[1]), dt);
                 let l = reduced_layout(&group.shape, &[0]);
-                let o = operand(&mut k, m, &part(l), dt);
+                let o = operand(&mut k, &mut operands, m, &l, dt);
                 let sum = ReduceOp::Sum;
                 k.push(
                     Instr::Reduce {
@@ -643,7 +765,7 @@ fn lower(
         value.insert(m, v);
         if p.stored[m.0 as usize] {
             let l = Layout::contiguous(&node.shape);
-            let o = operand(&mut k, m, &part(l), dt);
+            let o = operand(&mut k, &mut operands, m, &l, dt);
             k.push(
                 Instr::Store {
                     operand: o,
@@ -655,6 +777,44 @@ fn lower(
     }
     k.collapse();
     (k, operands)
+}
+
+/// What each segment of `k`'s split loop reads of a value in `pieces`:
+/// its piece in place, zeros, or the value a piece carries from another
+/// iteration (`carried`: its instruction, when this loop computes it).
+fn parts(
+    k: &mut Kernel,
+    operands: &mut Vec<NodeId>,
+    pieces: &[Piece],
+    carried: impl Fn(&NodeId) -> Option<usize>,
+    dtype: DType,
+) -> Vec<Part> {
+    let split = k.split.clone().expect("pieces split the loop");
+    let piece_at = |start: usize| {
+        pieces
+            .iter()
+            .find(|q| q.start <= start && start < q.start + q.len)
+            .expect("the pieces cover the axis")
+    };
+    let mut parts = Vec::with_capacity(split.starts.len());
+    for &start in &split.starts {
+        let piece = piece_at(start);
+        let carry = piece
+            .carry
+            .and_then(|(v, shift)| Some((carried(&v)?, shift)));
+        parts.push(match (carry, &piece.source) {
+            (Some((value, shift)), _) => Part::Carry { value, shift },
+            (None, Some((of, l))) => {
+                // Walked from the loop's start: the piece's first element
+                // sits at its start along the axis.
+                let back = piece.start as isize * l.strides[split.axis] as isize;
+                operands.push(*of);
+                Part::Load(k.operand_at(&l.strides, l.offset as isize - back, dtype))
+            }
+            (None, None) => Part::Const(0.0),
+        });
+    }
+    parts
 }
 
 /// The layout, over the input's shape, of a reduction's row-major output:
