@@ -34,6 +34,11 @@ use crate::DType;
 /// of this size, which bounds the code generator's time per function.
 const MAX_KERNEL_NODES: usize = 512;
 
+/// The longest chain of instructions a loop that carries values between its
+/// iterations takes: about one step of `ode`'s RK4 (see
+/// [`Partition::too_deep`]; 13 measured best of 4–52 there).
+const MAX_CARRIED_CHAIN: usize = 13;
+
 /// Where a node's value is while a compiled graph runs.
 #[derive(Clone, Debug)]
 pub(crate) enum Place {
@@ -125,6 +130,9 @@ struct Partition<'g> {
     streams: Vec<Stream>,
     /// Per node: the stream that computes it.
     streamed: Vec<Option<usize>>,
+    /// Per node in a kernel: the longest chain of its kernel's instructions
+    /// that ends at it (values carried from other iterations included).
+    depth: Vec<usize>,
 }
 
 /// How the pass treats a node.
@@ -467,7 +475,8 @@ impl<'g> Partition<'g> {
         };
         let mut target: Option<usize> = None;
         for &j in &node.inputs {
-            let full = |k: usize| self.groups[k].members.len() >= MAX_KERNEL_NODES;
+            let full =
+                |k: usize| self.groups[k].members.len() >= MAX_KERNEL_NODES || self.too_deep(id, k);
             let k = match self.group_of(j) {
                 Some(k) if in_registers(self, j) && !full(k) => Some(k),
                 _ => self.carrying_group(j, shape, &folds).filter(|&k| !full(k)),
@@ -508,11 +517,43 @@ impl<'g> Partition<'g> {
             self.take_pieces(id, k, &folds);
         }
         self.groups[k].reduced.extend(folds);
+        self.depth[id.0 as usize] = self.depth_in(id, k);
         self.groups[k].members.push(id);
         self.place[id.0 as usize] = Place::InKernel(k);
         if !self.fuse {
             self.close(k);
         }
+    }
+
+    /// The depth node `id` would have in kernel `k`.
+    fn depth_in(&self, id: NodeId, k: usize) -> usize {
+        let inputs = &self.g.node(id).inputs;
+        let carried = inputs.iter().flat_map(|&j| self.carried(j));
+        let deepest = inputs
+            .iter()
+            .copied()
+            .chain(carried)
+            .filter(|&j| self.group_of(j) == Some(k))
+            .map(|j| self.depth[j.0 as usize])
+            .max();
+        1 + deepest.unwrap_or(0)
+    }
+
+    /// Whether node `id` would make kernel `k`'s chain too long for a loop
+    /// whose iterations depend on each other. Within one element the chain
+    /// is serial; the processor overlaps the next elements only if an
+    /// iteration's body fits its reorder window. An integration fused across
+    /// all its steps runs at the latency of its whole chain (3× slower on
+    /// `ode` than a loop per stage); a step or two per loop overlap.
+    fn too_deep(&self, id: NodeId, k: usize) -> bool {
+        let carries = self.groups[k].descending.is_some()
+            || self
+                .g
+                .node(id)
+                .inputs
+                .iter()
+                .any(|&j| self.carried(j).iter().any(|&v| self.group_of(v) == Some(k)));
+        carries && self.depth_in(id, k) > MAX_CARRIED_CHAIN
     }
 
     fn new_group(&mut self, shape: &[usize]) -> usize {
@@ -614,6 +655,7 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
         fuse,
         streams,
         streamed,
+        depth: vec![0; n],
     };
     for i in 0..n {
         p.node(NodeId(i as u32));
