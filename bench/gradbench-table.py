@@ -1,6 +1,7 @@
 """Tables of GradBench runs, one per eval: for each input, chainrule's
 primal and derivative times (median of the `evaluate` timings), the
-derivative/primal ratio, and each other tool's derivative time over ours.
+derivative/primal ratio, and each other tool's derivative time and primal
+time over ours.
 
     python3 bench/gradbench-table.py RUNS_DIR
 
@@ -50,6 +51,7 @@ def main(root):
         print(f"\n#### {eval_}" + ("" if ok else " (an answer was invalid)") + "\n")
         head = ["input", "primal", "derivative", "derivative / primal"]
         head += [f"{p} derivative / ours" + ("" if tools[p][1] else " (invalid)") for p in peers]
+        head += [f"{p} primal / ours" for p in peers]
         print("| " + " | ".join(head) + " |")
         print("|" + "---|" * len(head))
         inputs = []
@@ -60,10 +62,14 @@ def main(root):
             prim = next((v for (d, f), v in ours.items() if d == desc and f in PRIMAL), None)
             der = next((v for (d, f), v in ours.items() if d == desc and f not in PRIMAL), None)
             row = [desc, ms(prim), ms(der), f"{der / prim:.2f}" if prim and der else "–"]
-            for p in peers:
-                theirs = tools[p][0]
-                pd = next((v for (d, f), v in theirs.items() if d == desc and f not in PRIMAL), None)
-                row.append(f"{pd / der:.2f}×" if pd and der else "–")
+            for primal, ours_t in [(False, der), (True, prim)]:
+                for p in peers:
+                    theirs = tools[p][0]
+                    pt = next(
+                        (v for (d, f), v in theirs.items() if d == desc and (f in PRIMAL) == primal),
+                        None,
+                    )
+                    row.append(f"{pt / ours_t:.2f}×" if pt and ours_t else "–")
             print("| " + " | ".join(row) + " |")
 
 

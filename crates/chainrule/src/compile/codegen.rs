@@ -349,8 +349,10 @@ struct Emitter<'a, 'b> {
     /// The segment of a split loop being written.
     segment: usize,
     /// Per instruction whose value later iterations read: its values at the
-    /// last elements done, the latest first.
+    /// last elements done, the latest first; in the vector loop, the same
+    /// as whole vectors (the latest block first, each in lane order).
     history: Vec<Vec<Variable>>,
+    vector_history: Vec<Vec<Variable>>,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -376,6 +378,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             in_vector: false,
             segment: 0,
             history: vec![Vec::new(); k.instrs.len()],
+            vector_history: vec![Vec::new(); k.instrs.len()],
         }
     }
 
@@ -393,6 +396,13 @@ impl<'a, 'b> Emitter<'a, 'b> {
                         let zero = float_constant(self.b.ins(), 0.0, dtype);
                         self.b.def_var(var, zero);
                         self.history[value].push(var);
+                    }
+                    if let Some(t) = self.simd {
+                        let blocks = depth.div_ceil(t.lane_count() as usize);
+                        while self.vector_history[value].len() < blocks {
+                            let var = self.b.declare_var(t);
+                            self.vector_history[value].push(var);
+                        }
                     }
                 }
             }
@@ -582,12 +592,16 @@ impl<'a, 'b> Emitter<'a, 'b> {
         };
         match (descending, chunks > 0) {
             (false, true) => {
+                self.history_to_vectors(descending);
                 self.for_loop(0, chunks, vectors);
+                self.history_to_scalars(descending);
                 self.for_loop(rest, to, ones);
             }
             (true, true) => {
                 self.for_loop_down(rest, to, ones);
+                self.history_to_vectors(descending);
                 self.for_loop_down(0, chunks, vectors);
+                self.history_to_scalars(descending);
             }
             (false, false) => self.for_loop(from, to, ones),
             (true, false) => self.for_loop_down(from, to, ones),
@@ -740,65 +754,104 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
-    /// The lanes of the element block being written, in the order the loop
-    /// goes through them (one element outside the vector body).
-    fn lanes_in_order(&mut self, x: Value) -> Vec<Value> {
-        if !self.in_vector {
-            return vec![x];
-        }
-        let n = self.simd.expect("a vector body").lane_count() as u8;
-        let lanes: Vec<Value> = (0..n).map(|l| self.b.ins().extractlane(x, l)).collect();
-        match self.k.split.as_ref().is_some_and(|s| s.descending) {
-            true => lanes.into_iter().rev().collect(),
-            false => lanes,
-        }
-    }
-
-    /// Shifts instruction `i`'s history by the elements just done.
+    /// Shifts instruction `i`'s history by the element (or in the vector
+    /// body the block) just done.
     fn remember(&mut self, i: usize) {
         let x = self.arg(i);
-        let done = self.lanes_in_order(x); // oldest first
-        let vars = self.history[i].clone(); // latest first
+        let vars = match self.in_vector {
+            true => self.vector_history[i].clone(),
+            false => self.history[i].clone(),
+        }; // latest first
         let old: Vec<Value> = vars.iter().map(|&v| self.b.use_var(v)).collect();
-        let newest_first = done.iter().rev().chain(old.iter());
-        for (&var, &value) in vars.iter().zip(newest_first) {
+        for (&var, &value) in vars.iter().zip(std::iter::once(&x).chain(&old)) {
             self.b.def_var(var, value);
         }
     }
 
+    /// Where lane `lane` of history block `block` is among the elements
+    /// done, counted back from the latest (1) in loop order.
+    fn back(&self, block: usize, lane: usize, descending: bool) -> usize {
+        let lanes = self.simd.expect("a vector loop").lane_count() as usize;
+        match descending {
+            true => block * lanes + lane + 1,
+            false => (block + 1) * lanes - lane,
+        }
+    }
+
+    /// Before a vector loop: the history as whole vectors.
+    fn history_to_vectors(&mut self, descending: bool) {
+        let t = self.simd.expect("a vector loop");
+        for i in 0..self.history.len() {
+            for (block, var) in self.vector_history[i].clone().into_iter().enumerate() {
+                let mut v = None;
+                for lane in 0..t.lane_count() as usize {
+                    let back = self.back(block, lane, descending);
+                    let x = match self.history[i].get(back - 1) {
+                        Some(&h) => self.b.use_var(h),
+                        // Deeper than any shift reads: never used.
+                        None => float_constant(self.b.ins(), 0.0, self.k.instrs[i].1),
+                    };
+                    v = Some(match v {
+                        None => self.b.ins().splat(t, x),
+                        Some(v) => self.b.ins().insertlane(v, x, lane as u8),
+                    });
+                }
+                self.b.def_var(var, v.expect("a vector has lanes"));
+            }
+        }
+    }
+
+    /// After a vector loop: the history element by element.
+    fn history_to_scalars(&mut self, descending: bool) {
+        let lanes = self.simd.expect("a vector loop").lane_count() as usize;
+        for i in 0..self.history.len() {
+            for (d, var) in self.history[i].clone().into_iter().enumerate() {
+                let block = d / lanes;
+                let lane = (0..lanes)
+                    .find(|&l| self.back(block, l, descending) == d + 1)
+                    .expect("each element done is in one lane");
+                let v = self.b.use_var(self.vector_history[i][block]);
+                let x = self.b.ins().extractlane(v, lane as u8);
+                self.b.def_var(var, x);
+            }
+        }
+    }
+
     /// Instruction `value`'s result `shift` elements back along the split
-    /// axis (forward when negative): from this block's own earlier lanes or
-    /// from the history of the blocks before it.
+    /// axis (forward when negative): in the vector body, a window across
+    /// this block and the history's blocks (one `palignr`).
     fn carried(&mut self, value: usize, shift: isize) -> Value {
         let depth = shift.unsigned_abs();
-        let history: Vec<Value> = self.history[value]
-            .clone()
-            .iter()
-            .map(|&v| self.b.use_var(v))
-            .collect();
         if !self.in_vector {
-            return history[depth - 1];
+            return self.b.use_var(self.history[value][depth - 1]);
         }
-        let x = self.arg(value);
-        let done = self.lanes_in_order(x);
-        let n = done.len();
-        // In loop order, lane p reads the element `depth` before it.
-        let read: Vec<Value> = (0..n)
-            .map(|p| match p.checked_sub(depth) {
-                Some(q) => done[q],
-                None => history[depth - p - 1],
-            })
-            .collect();
-        let lanes: Vec<Value> = match self.k.split.as_ref().is_some_and(|s| s.descending) {
-            true => read.into_iter().rev().collect(),
-            false => read,
-        };
         let t = self.simd.expect("a vector body");
-        let mut v = self.b.ins().splat(t, lanes[0]);
-        for (l, &x) in lanes.iter().enumerate().skip(1) {
-            v = self.b.ins().insertlane(v, x, l as u8);
+        let lanes = t.lane_count() as usize;
+        let (q, r) = (depth / lanes, depth % lanes);
+        let block = |e: &mut Self, b: usize| e.b.use_var(e.vector_history[value][b]);
+        if r == 0 {
+            return block(self, q - 1);
         }
-        v
+        let near = match q {
+            0 => self.arg(value),
+            _ => block(self, q - 1),
+        };
+        let far = block(self, q);
+        // Lanes `start..start + lanes` of the two blocks side by side.
+        let (low, high, start) = match shift < 0 {
+            true => (near, far, r),
+            false => (far, near, lanes - r),
+        };
+        let width = t.lane_bits() as usize / 8;
+        let mask: Vec<u8> = (0..16).map(|b| (start * width + b) as u8).collect();
+        let mask = self.b.func.dfg.immediates.push(mask.into());
+        let le = MemFlagsData::new().with_endianness(Endianness::Little);
+        let (low, high) = (
+            self.b.ins().bitcast(types::I8X16, le, low),
+            self.b.ins().bitcast(types::I8X16, le, high),
+        );
+        let window = self.b.ins().shuffle(low, high, mask);
+        self.b.ins().bitcast(t, le, window)
     }
 
     /// Instruction `i`'s value where it is used now: in the vector body a
