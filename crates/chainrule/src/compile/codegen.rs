@@ -524,18 +524,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
         if level == rank {
             self.body(&offsets);
         } else if let Some(split) = split {
-            // Each segment in turn, reading its own pieces.
+            // Each segment in turn (the last first when descending),
+            // reading its own pieces.
             let n = self.k.dims[level];
             let ends = split.starts.iter().skip(1).copied().chain([n]);
-            let mut segments: Vec<(usize, usize)> =
-                split.starts.iter().copied().zip(ends).collect();
-            let order: Vec<usize> = match split.descending {
-                true => (0..segments.len()).rev().collect(),
-                false => (0..segments.len()).collect(),
-            };
-            for s in order {
+            let mut segments: Vec<(usize, (usize, usize))> =
+                split.starts.iter().copied().zip(ends).enumerate().collect();
+            if split.descending {
+                segments.reverse();
+            }
+            for (s, (from, to)) in segments {
                 self.segment = s;
-                let (from, to) = std::mem::take(&mut segments[s]);
                 self.stretch(level, &offsets, from as i64, to as i64, split.descending);
             }
         } else {

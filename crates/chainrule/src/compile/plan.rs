@@ -14,7 +14,13 @@
 //!   shape is not built: each reading kernel splits its loop at the pieces'
 //!   bounds, and each part of the loop reads its piece in place (or the
 //!   constant zero), as XLA fuses them into their consumers. Any other
-//!   reader has it built by the interpreter.
+//!   reader has it built by the interpreter. A piece that is a shifted
+//!   stretch of a value the reading loop itself computes (`ode`'s
+//!   `concat(1, z[..n−1])` with `z` the stage before) is not stored: the
+//!   loop carries it from earlier iterations (backwards for a shift the
+//!   other way), which fuses a whole integration step into one loop. So
+//!   a narrow of a value still in a kernel stays a view of its registers
+//!   until something reads it from memory.
 //! - Anything else (matmul, gathers, custom ops…) runs through the
 //!   interpreter. A value it reads is stored by its kernel, which is then
 //!   closed: it runs before the interpreted node.
@@ -133,6 +139,9 @@ struct Partition<'g> {
     /// Per node in a kernel: the longest chain of its kernel's instructions
     /// that ends at it (values carried from other iterations included).
     depth: Vec<usize>,
+    /// Per node: the last node that computes from it, through views and
+    /// pieces (`usize::MAX` for outputs).
+    last_read: Vec<usize>,
 }
 
 /// How the pass treats a node.
@@ -544,7 +553,9 @@ impl<'g> Partition<'g> {
     /// is serial; the processor overlaps the next elements only if an
     /// iteration's body fits its reorder window. An integration fused across
     /// all its steps runs at the latency of its whole chain (3× slower on
-    /// `ode` than a loop per stage); a step or two per loop overlap.
+    /// `ode` than a loop per stage); a step per loop overlaps. Past half
+    /// that depth, the loop also ends where one value alone leaves it (a
+    /// step's end), so that the next loops start at steps too.
     fn too_deep(&self, id: NodeId, k: usize) -> bool {
         let carries = self.groups[k].descending.is_some()
             || self
@@ -553,7 +564,19 @@ impl<'g> Partition<'g> {
                 .inputs
                 .iter()
                 .any(|&j| self.carried(j).iter().any(|&v| self.group_of(v) == Some(k)));
-        carries && self.depth_in(id, k) > MAX_CARRIED_CHAIN
+        let depth = self.depth_in(id, k);
+        carries
+            && (depth > MAX_CARRIED_CHAIN
+                || (depth > MAX_CARRIED_CHAIN / 2 && self.leaving(k, id) <= 1))
+    }
+
+    /// How many values of kernel `k` nodes from `id` on read: what a new
+    /// kernel starting at `id` would read from memory.
+    fn leaving(&self, k: usize, id: NodeId) -> usize {
+        let members = self.groups[k].members.iter();
+        members
+            .filter(|m| self.last_read[m.0 as usize] >= id.0 as usize)
+            .count()
     }
 
     fn new_group(&mut self, shape: &[usize]) -> usize {
@@ -627,6 +650,24 @@ impl<'g> Partition<'g> {
     }
 }
 
+/// Per node, the last node that computes from its value: views and pieces
+/// only pass it on to their own readers.
+fn last_reads(g: &Graph) -> Vec<usize> {
+    let mut last = vec![0; g.nodes.len()];
+    for &o in &g.outputs {
+        last[o.0 as usize] = usize::MAX;
+    }
+    for r in (0..g.nodes.len()).rev() {
+        let passes_on = matches!(kind(g, NodeId(r as u32)), Kind::View | Kind::Pieces)
+            && matches!(g.nodes[r].op, GOp::Prim(_));
+        let read_at = if passes_on { last[r] } else { r };
+        for j in &g.nodes[r].inputs {
+            last[j.0 as usize] = last[j.0 as usize].max(read_at);
+        }
+    }
+    last
+}
+
 /// The axes of its kernel's loop that node `id` folds: a reduction's axes,
 /// a dot product's one; none for an elementwise op.
 fn folded_axes(g: &Graph, id: NodeId) -> Vec<usize> {
@@ -656,6 +697,7 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
         streams,
         streamed,
         depth: vec![0; n],
+        last_read: last_reads(g),
     };
     for i in 0..n {
         p.node(NodeId(i as u32));
