@@ -579,3 +579,23 @@ fn a_compiled_gradient_through_many_shifted_steps_is_a_few_loops() {
         assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
     }
 }
+
+/// A fold along the axis a value is carried on cannot share the carrying
+/// loop (it would restart at each piece): it runs as a loop of its own, and
+/// the values agree.
+#[test]
+fn a_fold_across_a_carried_shift_runs_apart_and_agrees() {
+    for dtype in [DType::F64, DType::F32] {
+        let x = Tensor::rand_uniform(&[13], -1.0, 1.0, 7, dtype);
+        let feeds = [("x", &x)];
+        let exe = compiled(&feeds, |t| {
+            let z = (&t[0] * 0.5).exp();
+            let one = Tensor::ones(&[1], dtype);
+            let shifted = Tensor::concat(&[&one, &z.narrow(0, 0, 12)], 0);
+            vec![(&t[0] * &shifted).sum(), &z * &shifted]
+        });
+        let r = exe.report().expect("compiled");
+        assert_eq!((r.interpreted_nodes, r.fused_pieces), (0, 1), "{r:?}");
+        assert_close_to_interpreted(&exe, &feeds, 1e-6);
+    }
+}

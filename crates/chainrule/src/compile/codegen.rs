@@ -589,21 +589,18 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let inner = e.advance(offsets, level, index);
             e.level(level + 1, inner);
         };
-        match (descending, chunks > 0) {
-            (false, true) => {
-                self.history_to_vectors(descending);
-                self.for_loop(0, chunks, vectors);
-                self.history_to_scalars(descending);
-                self.for_loop(rest, to, ones);
-            }
-            (true, true) => {
-                self.for_loop_down(rest, to, ones);
-                self.history_to_vectors(descending);
-                self.for_loop_down(0, chunks, vectors);
-                self.history_to_scalars(descending);
-            }
-            (false, false) => self.for_loop(from, to, ones),
-            (true, false) => self.for_loop_down(from, to, ones),
+        if chunks == 0 {
+            return self.walk(from, to, descending, ones);
+        }
+        // Vectors from `from`, then the rest: backwards, the rest first.
+        if descending {
+            self.walk(rest, to, true, ones);
+        }
+        self.history_to_vectors(descending);
+        self.walk(0, chunks, descending, vectors);
+        self.history_to_scalars(descending);
+        if !descending {
+            self.walk(rest, to, false, ones);
         }
     }
 
@@ -634,48 +631,38 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     /// `for index in start..end { body }`.
     fn for_loop(&mut self, start: i64, end: i64, body: impl FnOnce(&mut Self, Value)) {
+        self.walk(start, end, false, body)
+    }
+
+    /// `for index in start..end { body }`, from the last index down when
+    /// `descending`.
+    fn walk(
+        &mut self,
+        start: i64,
+        end: i64,
+        descending: bool,
+        body: impl FnOnce(&mut Self, Value),
+    ) {
+        let (first, more_if, bound, step) = match descending {
+            true => (end - 1, IntCC::SignedGreaterThanOrEqual, start, -1),
+            false => (start, IntCC::SignedLessThan, end, 1),
+        };
         let (header, block, exit) = (
             self.b.create_block(),
             self.b.create_block(),
             self.b.create_block(),
         );
         let var = self.b.declare_var(types::I64);
-        let first = self.b.ins().iconst(types::I64, start);
+        let first = self.b.ins().iconst(types::I64, first);
         self.b.def_var(var, first);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(header);
         let index = self.b.use_var(var);
-        let more = self.b.ins().icmp_imm_s(IntCC::SignedLessThan, index, end);
+        let more = self.b.ins().icmp_imm_s(more_if, index, bound);
         self.b.ins().brif(more, block, &[], exit, &[]);
         self.b.switch_to_block(block);
         body(self, index);
-        let next = self.b.ins().iadd_imm_s(index, 1);
-        self.b.def_var(var, next);
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(exit);
-    }
-
-    /// `for index in (start..end).rev() { body }`.
-    fn for_loop_down(&mut self, start: i64, end: i64, body: impl FnOnce(&mut Self, Value)) {
-        let (header, block, exit) = (
-            self.b.create_block(),
-            self.b.create_block(),
-            self.b.create_block(),
-        );
-        let var = self.b.declare_var(types::I64);
-        let last = self.b.ins().iconst(types::I64, end - 1);
-        self.b.def_var(var, last);
-        self.b.ins().jump(header, &[]);
-        self.b.switch_to_block(header);
-        let index = self.b.use_var(var);
-        let more = self
-            .b
-            .ins()
-            .icmp_imm_s(IntCC::SignedGreaterThanOrEqual, index, start);
-        self.b.ins().brif(more, block, &[], exit, &[]);
-        self.b.switch_to_block(block);
-        body(self, index);
-        let next = self.b.ins().iadd_imm_s(index, -1);
+        let next = self.b.ins().iadd_imm_s(index, step);
         self.b.def_var(var, next);
         self.b.ins().jump(header, &[]);
         self.b.switch_to_block(exit);

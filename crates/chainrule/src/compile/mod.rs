@@ -68,7 +68,7 @@ pub(crate) struct Program {
     slot: Vec<Option<usize>>,
     slots: Vec<(DType, usize)>,
     /// The slots' buffers, reused by each run that finds them unshared.
-    arena: Mutex<Vec<Storage>>,
+    arena: Mutex<Arena>,
     pub report: CompileReport,
 }
 
@@ -108,7 +108,7 @@ impl Program {
             streams: plan.streams,
             slot: plan.slot,
             slots: plan.slots,
-            arena: Mutex::new(Vec::new()),
+            arena: Mutex::new(Arena::default()),
             report,
         })
     }
@@ -116,14 +116,15 @@ impl Program {
     /// Runs on `feeds` (one per graph input, in order, checked by the
     /// caller), returning the graph's outputs.
     pub fn run(&self, g: &Graph, feeds: &[&Tensor]) -> Result<Vec<Tensor>> {
-        let mut own = Vec::new();
+        let mut own = Arena::default();
         let mut guard = self.arena.try_lock();
         // Busy (another thread runs this program): a private arena.
-        let arena: &mut Vec<Storage> = match guard.as_deref_mut() {
+        let arena = match guard.as_deref_mut() {
             Ok(a) => a,
             Err(_) => &mut own,
         };
         self.prepare(arena)?;
+        let arena = &mut arena.live;
         let n = g.nodes.len();
         let mut memory: Vec<Option<Tensor>> = vec![None; n];
         let mut ptr: Vec<*mut u8> = vec![std::ptr::null_mut(); n];
@@ -182,21 +183,31 @@ impl Program {
             .collect())
     }
 
-    /// Makes every arena slot exist, of its size, and unshared (a slot a
-    /// caller still holds from an earlier run is replaced).
-    fn prepare(&self, arena: &mut Vec<Storage>) -> Result<()> {
-        if arena.len() != self.slots.len() {
-            arena.clear();
+    /// Makes every arena slot exist, of its size, and unshared. A slot a
+    /// caller still holds from the last run (its result) is swapped with the
+    /// one returned by the run before, if the caller has let go of that:
+    /// a loop that keeps the last result allocates nothing, where a fresh
+    /// buffer would cost its pages' first-touch faults on every call.
+    fn prepare(&self, arena: &mut Arena) -> Result<()> {
+        let Arena { live, returned } = arena;
+        if live.len() != self.slots.len() {
+            live.clear();
+            returned.clear();
         }
+        returned.resize(self.slots.len(), None);
         for (k, &(dtype, len)) in self.slots.iter().enumerate() {
             let fresh = || -> Result<Storage> {
                 crate::limits::check_alloc("compiled graph", &[len], dtype)?;
                 Ok(Storage::zeroed_heap(dtype, len))
             };
-            if k == arena.len() {
-                arena.push(fresh()?);
-            } else if !arena[k].is_unshared() {
-                arena[k] = fresh()?;
+            if k == live.len() {
+                live.push(fresh()?);
+            } else if !live[k].is_unshared() {
+                let spare = match returned[k].take() {
+                    Some(s) if s.is_unshared() => s,
+                    _ => fresh()?,
+                };
+                returned[k] = Some(std::mem::replace(&mut live[k], spare));
             }
         }
         Ok(())
@@ -225,6 +236,14 @@ impl Program {
     }
 }
 
+/// The buffers of a program's arena slots, and per slot the buffer a
+/// caller held when it was last replaced.
+#[derive(Default)]
+struct Arena {
+    live: Vec<Storage>,
+    returned: Vec<Option<Storage>>,
+}
+
 /// The first element of a slot, for writing; the caller has made it unshared.
 fn writable(s: &mut Storage) -> *mut u8 {
     s.heap_ptr_mut()
@@ -245,5 +264,36 @@ fn owned(t: Tensor) -> Tensor {
         crate::ops::movement::copy_of(&t)
     } else {
         t
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::Graph;
+    use crate::{DType, Tensor};
+
+    /// A loop that keeps its last result alternates between two buffers for
+    /// it, and never writes into the one its caller holds.
+    #[test]
+    fn a_loop_keeping_its_last_result_alternates_two_buffers() {
+        let x = Tensor::rand_uniform(&[1000], -1.0, 1.0, 1, DType::F64);
+        let feeds = [("x", &x)];
+        let exe = Graph::trace(&feeds, |t| Ok(vec![(&t[0] * 2.0).exp()]))
+            .unwrap()
+            .compile();
+        let address = |t: &Tensor| super::readable(t) as usize;
+        let mut last = exe.run(&feeds).unwrap().remove(0);
+        let expected = last.to_vec::<f64>();
+        let mut seen = vec![address(&last)];
+        for _ in 0..4 {
+            let next = exe.run(&feeds).unwrap().remove(0);
+            assert_ne!(address(&next), address(&last));
+            assert_eq!(last.to_vec::<f64>(), expected);
+            last = next;
+            seen.push(address(&last));
+        }
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), 2, "{seen:?}");
     }
 }
