@@ -5,7 +5,9 @@
 //! and carrying values between iterations for a shifted piece of its own),
 //! and [`Program::run`] runs the kernels and, node by node, the
 //! ops no kernel takes (matmul through the GEMM, gathers, custom ops…), all
-//! in buffers of one arena allocated once and reused by every run. A
+//! in buffers of one arena allocated once and reused by every run (a
+//! result the caller still holds is swapped for the one it returned before).
+//! A
 //! product `Xᵀ f(X w)` over a matrix too large for the cache is one pass
 //! over it ([`stream`]). Loops
 //! ([`crate::control`]) with small bodies become native loops of their own
