@@ -14,14 +14,7 @@ fn compiled(feeds: &[(&str, &Tensor)], f: impl FnOnce(&[Tensor]) -> Vec<Tensor>)
 }
 
 fn assert_native_equals_interpreted(exe: &Executable, feeds: &[(&str, &Tensor)]) {
-    let native = exe.run(feeds).unwrap();
-    let interpreted = exe.run_interpreted(feeds).unwrap();
-    for (a, b) in native.iter().zip(&interpreted) {
-        assert_eq!(a.shape(), b.shape());
-        for (x, y) in a.to_vec::<f64>().iter().zip(b.to_vec::<f64>()) {
-            assert!((x - y).abs() <= 1e-12 * (1.0 + y.abs()), "{x} vs {y}");
-        }
-    }
+    assert_close_to_interpreted(exe, feeds, 1e-12);
 }
 
 #[test]
