@@ -8,9 +8,19 @@
 //! [`MIN_BYTES`] waits in its thread's cache, keyed by its exact size and
 //! alignment, until the next request of that size takes it back.
 //!
+//! The cache keeps only what will be asked for: a freed block is kept when
+//! a request of its size and alignment went through [`vec_with_capacity`]
+//! before and has not yet been matched by a kept block. A kernel that
+//! builds its output another way (a `collect`) frees it straight back to
+//! the allocator, which reuses it; kept, it would wait for a request that
+//! never comes, and every step would map fresh pages.
+//!
 //! The cache is bounded ([`DEFAULT_LIMIT`] bytes per thread unless
-//! [`set_cache_limit`] says otherwise; a buffer that would go over it is
-//! freed for real), and [`empty_cache`] hands everything back.
+//! [`set_cache_limit`] says otherwise). When a freed block would go over,
+//! the blocks freed longest ago go back to the allocator first, so a
+//! program whose sizes change (a new batch size, a new input) keeps
+//! reusing the sizes of its current step. [`empty_cache`] hands everything
+//! back.
 //! Buffers are only ever reused whole, by a tensor whose kernel writes every
 //! element, so no value of an earlier tensor can be read through one.
 //!
@@ -23,6 +33,7 @@
 use rustc_hash::FxHashMap;
 use std::alloc::Layout;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -37,44 +48,103 @@ pub const DEFAULT_LIMIT: usize = 256 << 20;
 /// The limit of every thread's cache (see [`set_cache_limit`]).
 static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_LIMIT);
 
+/// At most this many sizes are remembered; past it, the sizes with no
+/// block waiting are forgotten.
+const MAX_SIZES: usize = 1024;
+
+/// A block's size and alignment: blocks are reused only for exactly these.
+type Key = (usize, usize);
+
+/// The blocks of one size, and how many more it may keep.
+#[derive(Default)]
+struct Size {
+    /// Free blocks, oldest first, with the stamp of when each was kept.
+    blocks: Vec<(u64, NonNull<u8>)>,
+    /// Requests of this size not yet matched by a kept block: each request
+    /// adds one, each kept block takes one. A loop that asks for `r`
+    /// blocks of a size per step keeps at most `r` of them, however many
+    /// more of that size other kernels make and free.
+    credit: usize,
+}
+
 #[derive(Default)]
 struct Cache {
-    /// Free blocks by (bytes, alignment).
-    free: FxHashMap<(usize, usize), Vec<NonNull<u8>>>,
+    sizes: FxHashMap<Key, Size>,
+    /// Every kept block's size by its stamp: the oldest is evicted first.
+    by_age: BTreeMap<u64, Key>,
+    next_stamp: u64,
     bytes: usize,
 }
 
 impl Cache {
+    /// The newest kept block of `layout`, if any; either way the request
+    /// earns its size the credit to keep one block more.
     fn take(&mut self, layout: Layout) -> Option<NonNull<u8>> {
-        let block = self.free.get_mut(&(layout.size(), layout.align()))?.pop()?;
+        let key = (layout.size(), layout.align());
+        if !self.sizes.contains_key(&key) && self.sizes.len() >= MAX_SIZES {
+            self.sizes.retain(|_, size| !size.blocks.is_empty());
+        }
+        let size = self.sizes.entry(key).or_default();
+        size.credit = size.credit.saturating_add(1);
+        let (stamp, block) = size.blocks.pop()?;
+        self.by_age.remove(&stamp);
         self.bytes -= layout.size();
         Some(block)
     }
 
-    /// Keeps `block` (of `layout`) unless that would exceed the cap.
+    /// Keeps `block` (of `layout`) if its size has credit, evicting the
+    /// oldest blocks to stay within the limit.
     fn keep(&mut self, block: NonNull<u8>, layout: Layout) -> bool {
-        if self.bytes + layout.size() > LIMIT.load(Ordering::Relaxed) {
+        let key = (layout.size(), layout.align());
+        let limit = LIMIT.load(Ordering::Relaxed);
+        let has_credit = self.sizes.get(&key).is_some_and(|size| size.credit > 0);
+        if layout.size() > limit || !has_credit {
             return false;
         }
+        while self.bytes + layout.size() > limit {
+            self.evict_oldest();
+        }
         self.bytes += layout.size();
-        self.free
-            .entry((layout.size(), layout.align()))
-            .or_default()
-            .push(block);
+        let stamp = self.next_stamp;
+        self.next_stamp += 1;
+        self.by_age.insert(stamp, key);
+        let size = self.sizes.get_mut(&key).expect("checked above");
+        size.credit -= 1;
+        size.blocks.push((stamp, block));
         true
     }
 
+    /// Frees the block kept longest ago (the first of its size's list:
+    /// lists grow in stamp order and are taken from the end).
+    fn evict_oldest(&mut self) {
+        let Some((stamp, key)) = self.by_age.pop_first() else {
+            return;
+        };
+        let size = self.sizes.get_mut(&key).expect("a kept block's size");
+        let (first, block) = size.blocks.remove(0);
+        debug_assert_eq!(first, stamp);
+        self.bytes -= key.0;
+        free_block(block, key);
+    }
+
     fn release_all(&mut self) {
-        for ((size, align), blocks) in self.free.drain() {
-            let layout = Layout::from_size_align(size, align).expect("kept with this layout");
-            for block in blocks {
-                // SAFETY: each block was allocated by the global allocator
-                // with this layout (a `Vec`'s buffer), and is owned by nobody.
-                unsafe { std::alloc::dealloc(block.as_ptr(), layout) };
+        // The sizes stay asked for: only the memory goes back.
+        for (&key, size) in self.sizes.iter_mut() {
+            for (_, block) in size.blocks.drain(..) {
+                free_block(block, key);
             }
         }
+        self.by_age.clear();
         self.bytes = 0;
     }
+}
+
+/// Hands a cached block back to the global allocator.
+fn free_block(block: NonNull<u8>, (size, align): Key) {
+    let layout = Layout::from_size_align(size, align).expect("kept with this layout");
+    // SAFETY: each block was allocated by the global allocator with this
+    // layout (a `Vec`'s buffer), and is owned by nobody.
+    unsafe { std::alloc::dealloc(block.as_ptr(), layout) };
 }
 
 impl Drop for Cache {
@@ -202,15 +272,66 @@ mod tests {
     }
 
     #[test]
-    fn small_buffers_are_left_to_the_allocator_and_the_cache_is_bounded() {
+    fn small_buffers_and_blocks_nobody_asked_for_are_left_to_the_allocator() {
         empty_cache();
+        let _: Vec<f64> = vec_with_capacity(16);
         recycle(Vec::<f64>::with_capacity(16));
         assert_eq!(cached_bytes(), 0);
-        let big = DEFAULT_LIMIT / 2 + 1;
-        recycle(Vec::<u8>::with_capacity(big));
-        recycle(Vec::<u8>::with_capacity(big)); // would exceed the cap: freed
-        assert_eq!(cached_bytes(), big);
+        // 80 KiB of i64, as an argmin's `collect` makes: no request of this
+        // size came through the cache, so nothing would take it back.
+        recycle(Vec::<i64>::with_capacity(10_007));
+        assert_eq!(cached_bytes(), 0);
+        // One request earns one kept block of its size, not two.
+        let asked: Vec<i64> = vec_with_capacity(10_007);
+        recycle(asked);
+        assert_eq!(cached_bytes(), 8 * 10_007);
+        recycle(Vec::<i64>::with_capacity(10_007));
+        assert_eq!(cached_bytes(), 8 * 10_007);
         empty_cache();
         assert_eq!(cached_bytes(), 0);
+    }
+
+    #[test]
+    fn a_full_cache_evicts_the_blocks_freed_longest_ago() {
+        empty_cache();
+        // Capacity only: these blocks are never touched, so never mapped.
+        let big = DEFAULT_LIMIT / 3 + 1;
+        let first: Vec<u8> = vec_with_capacity(big);
+        let second: Vec<u8> = vec_with_capacity(big);
+        let third: Vec<u8> = vec_with_capacity(big);
+        let (second_ptr, third_ptr) = (second.as_ptr(), third.as_ptr());
+        recycle(first);
+        recycle(second);
+        recycle(third); // three would exceed the cap: the first goes
+        assert_eq!(cached_bytes(), 2 * big);
+        let newest: Vec<u8> = vec_with_capacity(big);
+        let older: Vec<u8> = vec_with_capacity(big);
+        assert_eq!((newest.as_ptr(), older.as_ptr()), (third_ptr, second_ptr));
+        assert_eq!(cached_bytes(), 0);
+        // A block larger than the whole cache is never kept.
+        drop((newest, older));
+        let huge: Vec<u8> = vec_with_capacity(DEFAULT_LIMIT + 1);
+        recycle(huge);
+        assert_eq!(cached_bytes(), 0);
+    }
+
+    #[test]
+    fn a_step_that_frees_more_of_a_size_than_it_asks_for_keeps_the_cache_flat() {
+        empty_cache();
+        let x = crate::Tensor::ones(&[10_000, 10], crate::DType::F64);
+        let step = || {
+            // 80 KB of indices, made by a `collect`, and a (10000,) sum
+            // of the same 80 KB asked for through the cache.
+            let nearest = x.argmin(1, false);
+            let sums = x.sum_axes(&[1], false);
+            drop((nearest, sums));
+        };
+        step();
+        let after_one = cached_bytes();
+        for _ in 0..100 {
+            step();
+        }
+        assert_eq!(cached_bytes(), after_one);
+        empty_cache();
     }
 }
