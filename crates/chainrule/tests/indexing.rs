@@ -43,6 +43,26 @@ fn scatters_write_and_sum_at_their_indices() {
 }
 
 #[test]
+fn index_add_along_a_middle_axis_sums_whole_rows_of_every_block() {
+    // (2, 4, 3) rows scattered into (2, 3, 3) along axis 1: outer 2, inner 3.
+    let (idx, size) = ([2usize, 0, 2, 1], 3);
+    let src: Vec<f64> = (0..24).map(|i| i as f64 * 0.5 - 3.0).collect();
+    let zeros = Tensor::zeros(&[2, size, 3], DType::F64);
+    let got = zeros
+        .index_add(1, &idx, &f64s(&src, &[2, 4, 3]))
+        .to_vec::<f64>();
+    let mut want = vec![0.0; 2 * size * 3];
+    for o in 0..2 {
+        for (j, &t) in idx.iter().enumerate() {
+            for i in 0..3 {
+                want[(o * size + t) * 3 + i] += src[(o * 4 + j) * 3 + i];
+            }
+        }
+    }
+    assert_eq!(got, want);
+}
+
+#[test]
 fn bad_indices_are_errors_naming_the_op() {
     let x = f64s(&[1., 2., 3.], &[3]);
     let err = x.try_index_select(0, &[3]).unwrap_err().to_string();

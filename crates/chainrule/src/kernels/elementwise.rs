@@ -192,20 +192,32 @@ where
         o
     };
     let (oa, ob) = (outer(&la), outer(&lb));
-    let starts: Vec<(usize, usize)> = oa.offsets().zip(ob.offsets()).collect();
     let n = la.numel();
     if inner == 0 {
         return Vec::new();
     }
-    // SAFETY: `starts` has `n / inner` rows, so the rows of a chunk cover
-    // it, and each arm writes its whole row.
+    // Each row's start in `a` and `b`: by arithmetic over one outer axis
+    // (a matrix plus a row), else by walking the outer offsets once.
+    let walked: Vec<(usize, usize)> = match oa.shape.len() {
+        1 => Vec::new(),
+        _ => oa.offsets().zip(ob.offsets()).collect(),
+    };
+    let start_of = |row: usize| match oa.shape.len() {
+        1 => (
+            oa.offset + row * oa.strides[0],
+            ob.offset + row * ob.strides[0],
+        ),
+        _ => walked[row],
+    };
+    // SAFETY: there are `n / inner` rows, so the rows of a chunk cover it,
+    // and each arm writes its whole row.
     unsafe {
         fill(n, parallel(n), task_len(n, inner), |out, at| {
-            let starts = &starts[at / inner..];
+            let starts = (at / inner..).map(start_of);
             wide(
                 #[inline(always)]
                 || {
-                    for (row, &(pa, pb)) in out.chunks_exact_mut(inner).zip(starts) {
+                    for (row, (pa, pb)) in out.chunks_exact_mut(inner).zip(starts) {
                         match (sa, sb) {
                             (1, 1) => zip_into(row, &a[pa..pa + inner], &b[pb..pb + inner], &f),
                             (1, 0) => map_into(row, &a[pa..pa + inner], &|x| f(x, b[pb])),

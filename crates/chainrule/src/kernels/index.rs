@@ -1,7 +1,7 @@
 //! Indexing kernels on row-major buffers viewed as `(outer, axis, inner)`.
 
 use super::elementwise::fill;
-use super::{parallel, task_len};
+use super::{parallel, task_len, wide};
 use rayon::prelude::*;
 
 /// `out[o, j, i] = src[o, idx[j], i]`.
@@ -73,15 +73,21 @@ pub(crate) fn index_add<T: crate::Element>(
         }
         return out;
     }
-    for o in 0..outer {
-        for (j, &t) in idx.iter().enumerate() {
-            let from = (o * idx.len() + j) * inner;
-            let to = (o * size + t) * inner;
-            for i in 0..inner {
-                out[to + i] = out[to + i] + src[from + i];
+    // Whole rows of `inner` at a time, as slices: the adds vectorize
+    // (a kmeans gradient scatters n rows of d into k).
+    let rows = src.chunks_exact(inner.max(1));
+    let row_indices = (0..outer).flat_map(|o| idx.iter().map(move |&t| o * size + t));
+    wide(
+        #[inline(always)]
+        || {
+            for (row, to) in rows.zip(row_indices) {
+                let to = &mut out[to * inner..(to + 1) * inner];
+                for (t, &v) in to.iter_mut().zip(row) {
+                    *t = *t + v;
+                }
             }
-        }
-    }
+        },
+    );
     out
 }
 
