@@ -452,6 +452,34 @@ fn pieces_along_two_axes_in_one_loop_split_it_along_one() {
 }
 
 /// Native and interpreted runs agree to `tol`, in any float dtype.
+/// A body that is one long chain (Horner's rule, 40 steps) runs four
+/// vector blocks side by side; every length exercises the interleaved
+/// loop, the plain vector loop after it and the scalar rest, with values
+/// stored, summed whole and summed along the rows, in f64 and f32.
+#[test]
+fn a_long_chain_runs_interleaved_blocks_at_every_length() {
+    for dtype in [DType::F64, DType::F32] {
+        for n in (1..=19).chain([31, 32, 33, 64, 67]) {
+            let x = Tensor::rand_uniform(&[3, n], -1.0, 1.0, n as u64, dtype);
+            let c = Tensor::rand_uniform(&[41], -1.0, 1.0, 7, dtype);
+            let feeds = [("x", &x), ("c", &c)];
+            let exe = compiled(&feeds, |t| {
+                let (x, c) = (&t[0], &t[1]);
+                let mut p = c.narrow(0, 40, 1);
+                for j in (0..40).rev() {
+                    p = p * x + c.narrow(0, j, 1);
+                }
+                let rows = p.sum_axes(&[1], false);
+                vec![p.tanh(), (&p - x).square().sum(), rows]
+            });
+            let r = exe.report().expect("compiled");
+            assert_eq!(r.interpreted_nodes, 0, "{r:?}");
+            let tol = if dtype == DType::F64 { 1e-12 } else { 1e-4 };
+            assert_close_to_interpreted(&exe, &feeds, tol);
+        }
+    }
+}
+
 fn assert_close_to_interpreted(exe: &Executable, feeds: &[(&str, &Tensor)], tol: f64) {
     let native = exe.run(feeds).unwrap();
     let interpreted = exe.run_interpreted(feeds).unwrap();

@@ -25,8 +25,9 @@ pub(crate) type KernelFn = unsafe extern "C" fn(*const *mut u8);
 
 /// The machine code of a set of kernels, freed when dropped. The ops that
 /// calls reach are kept here, at stable addresses, as the code points at them.
+#[derive(Default)]
 pub(crate) struct Code {
-    module: Option<JITModule>,
+    modules: Vec<JITModule>,
     pub entries: Vec<KernelFn>,
     /// The distinct functions behind `entries`.
     pub functions: usize,
@@ -48,9 +49,19 @@ unsafe impl Sync for Code {}
 impl std::panic::UnwindSafe for Code {}
 impl std::panic::RefUnwindSafe for Code {}
 
+impl Code {
+    /// Takes over `other`'s modules and the ops its code calls (its
+    /// entries stay valid while `self` lives).
+    fn absorb(&mut self, mut other: Code) {
+        self.modules.append(&mut other.modules);
+        self._unary.append(&mut other._unary);
+        self._binary.append(&mut other._binary);
+    }
+}
+
 impl Drop for Code {
     fn drop(&mut self) {
-        if let Some(m) = self.module.take() {
+        for m in self.modules.drain(..) {
             // SAFETY: every entry point dies with `self`.
             unsafe { m.free_memory() }
         }
@@ -204,16 +215,36 @@ pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
             })
         })
         .collect();
-    let mut code = build(distinct.len(), |n, a| {
-        Emitter::new(distinct[n], a.b, a.ptr, a.calls, a.code).emit();
-        if std::env::var_os("CHAINRULE_DUMP_KERNELS").is_some() {
-            // For whoever tunes the code generator: each kernel's IR.
-            eprintln!("kernel{n}: {:?}\n{}", distinct[n], a.b.func.display());
+    // Long interleaved chains are compiled without Cranelift's optimizer:
+    // it would schedule each block's chain whole, one after the other, and
+    // undo the interleaving (3× slower on llsq's Horner loop).
+    let (ordered, optimized): (Vec<usize>, Vec<usize>) =
+        (0..distinct.len()).partition(|&n| keeps_order(distinct[n]));
+    let mut code = Code::default();
+    let mut entry_of = vec![None; distinct.len()];
+    for (set, opt_level) in [(optimized, "speed"), (ordered, "none")] {
+        if set.is_empty() {
+            continue;
         }
-        Ok(())
-    })?;
+        let part = build(set.len(), opt_level, |j, a| {
+            let kernel = distinct[set[j]];
+            Emitter::new(kernel, a.b, a.ptr, a.calls, a.code).emit();
+            if std::env::var_os("CHAINRULE_DUMP_KERNELS").is_some() {
+                // For whoever tunes the code generator: each kernel's IR.
+                eprintln!("kernel{}: {kernel:?}\n{}", set[j], a.b.func.display());
+            }
+            Ok(())
+        })?;
+        for (&n, &entry) in set.iter().zip(&part.entries) {
+            entry_of[n] = Some(entry);
+        }
+        code.absorb(part);
+    }
     code.functions = distinct.len();
-    code.entries = function.iter().map(|&f| code.entries[f]).collect();
+    code.entries = function
+        .iter()
+        .map(|&f| entry_of[f].expect("every kernel compiled"))
+        .collect();
     Ok(code)
 }
 
@@ -222,10 +253,11 @@ pub(crate) fn compile(kernels: &[Kernel]) -> Result<Code> {
 /// the builder's to create).
 pub(crate) fn build(
     count: usize,
+    opt_level: &str,
     mut write: impl FnMut(usize, &mut Arith) -> Result<()>,
 ) -> Result<Code> {
     let mut flags = settings::builder();
-    flags.set("opt_level", "speed").map_err(err)?;
+    flags.set("opt_level", opt_level).map_err(err)?;
     flags.set("is_pic", "false").map_err(err)?;
     flags.set("use_colocated_libcalls", "false").map_err(err)?;
     let isa = cranelift_native::builder()
@@ -269,7 +301,7 @@ pub(crate) fn build(
         );
     }
     let mut code = Code {
-        module: None,
+        modules: Vec::new(),
         entries: Vec::new(),
         functions: count,
         _unary: Vec::new(),
@@ -300,7 +332,13 @@ pub(crate) fn build(
             b.seal_all_blocks();
             b.finalize(frontend);
         }
+        // `CHAINRULE_DUMP_KERNELS=asm`: each function's machine code too.
+        let asm = std::env::var_os("CHAINRULE_DUMP_KERNELS").is_some_and(|v| v == "asm");
+        ctx.set_disasm(asm);
         module.define_function(id, &mut ctx).map_err(err)?;
+        if let Some(vcode) = ctx.compiled_code().and_then(|c| c.vcode.as_ref()) {
+            eprintln!("=== kernel{n}\n{vcode}");
+        }
         module.clear_context(&mut ctx);
         ids.push(id);
     }
@@ -313,9 +351,20 @@ pub(crate) fn build(
             unsafe { std::mem::transmute::<*const u8, KernelFn>(p) }
         })
         .collect();
-    code.module = Some(module);
+    code.modules.push(module);
     Ok(code)
 }
+
+/// How many vector blocks an interleaved innermost loop runs at a time.
+const INTERLEAVE: usize = 4;
+
+/// The shortest body chain whose interleaving is kept from Cranelift's
+/// optimizer. A shorter one leaves room in the CPU's reorder window for
+/// the next iterations, which then overlap by themselves (a kmeans step's
+/// few operations per element): it is optimized, and its unrolled loop
+/// saves only the loop's own instructions (4% fewer on kmeans' direction).
+/// Unoptimized code for it costs more than it gains (8% more there).
+const MIN_ORDERED_CHAIN: usize = 32;
 
 /// A reduction's accumulators: a scalar, and a vector one for the lanes of
 /// a vectorized innermost loop; and the loop level whose entry starts them
@@ -353,6 +402,9 @@ struct Emitter<'a, 'b> {
     /// as whole vectors (the latest block first, each in lane order).
     history: Vec<Vec<Variable>>,
     vector_history: Vec<Vec<Variable>>,
+    /// In an interleaved body, each invariant splat across the lanes once
+    /// for all its blocks (unoptimized code would repeat it per use).
+    splats: Option<Vec<Option<Value>>>,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -379,6 +431,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             segment: 0,
             history: vec![Vec::new(); k.instrs.len()],
             vector_history: vec![Vec::new(); k.instrs.len()],
+            splats: None,
         }
     }
 
@@ -597,11 +650,61 @@ impl<'a, 'b> Emitter<'a, 'b> {
             self.walk(rest, to, true, ones);
         }
         self.history_to_vectors(descending);
-        self.walk(0, chunks, descending, vectors);
+        let unroll = match self.interleavable(level) {
+            true => INTERLEAVE as i64,
+            false => 1,
+        };
+        let groups = chunks / unroll;
+        if groups > 0 && unroll > 1 {
+            self.walk(0, groups, false, |e, group| {
+                e.interleaved(level, offsets, from, group)
+            });
+        }
+        let done = if unroll > 1 { groups * unroll } else { 0 };
+        self.walk(done, chunks, descending, vectors);
         self.history_to_scalars(descending);
         if !descending {
             self.walk(rest, to, false, ones);
         }
+    }
+
+    /// Whether the vector loop over axis `level` runs [`INTERLEAVE`]
+    /// blocks at a time: the innermost loop of a kernel that [`interleaves`].
+    fn interleavable(&self, level: usize) -> bool {
+        level + 1 == self.k.dims.len() && interleaves(self.k)
+    }
+
+    /// [`INTERLEAVE`] consecutive vector blocks of the innermost loop, from
+    /// block `group · INTERLEAVE`: each instruction for every block before
+    /// the next instruction, so that the blocks' chains are independent
+    /// work side by side (one block's chain alone is a serial wait on
+    /// each operation's latency). A reduction folds the blocks in order,
+    /// as the plain loop does, so results are the same bits.
+    fn interleaved(&mut self, level: usize, offsets: &[Value], from: i64, group: Value) {
+        let lanes = self.simd.expect("a vector loop").lane_count() as i64;
+        let first = self.b.ins().imul_imm_s(group, INTERLEAVE as i64 * lanes);
+        let first = self.b.ins().iadd_imm_s(first, from);
+        let block_offsets: Vec<Vec<Value>> = (0..INTERLEAVE as i64)
+            .map(|u| {
+                let index = self.b.ins().iadd_imm_s(first, u * lanes);
+                self.advance(offsets, level, index)
+            })
+            .collect();
+        let mut blocks = vec![vec![None; self.k.instrs.len()]; INTERLEAVE];
+        self.in_vector = true;
+        self.splats = Some(vec![None; self.k.instrs.len()]);
+        let varying: Vec<usize> = (0..self.k.instrs.len())
+            .filter(|&i| !self.invariant[i])
+            .collect();
+        for i in varying {
+            for (block, at) in blocks.iter_mut().zip(&block_offsets) {
+                std::mem::swap(&mut self.vectors, block);
+                self.vectors[i] = self.instr(i, at);
+                std::mem::swap(&mut self.vectors, block);
+            }
+        }
+        self.splats = None;
+        self.in_vector = false;
     }
 
     /// Each operand's offset at `index` along axis `level`.
@@ -845,8 +948,15 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn arg(&mut self, i: usize) -> Value {
         if self.in_vector {
             if self.invariant[i] {
+                if let Some(Some(v)) = self.splats.as_ref().map(|s| s[i]) {
+                    return v;
+                }
                 let v = self.values[i].expect("invariants come first");
-                return self.widen(v);
+                let v = self.widen(v);
+                if let Some(splats) = self.splats.as_mut() {
+                    splats[i] = Some(v);
+                }
+                return v;
             }
             return self.vectors[i].expect("instructions come after their arguments");
         }
@@ -1098,6 +1208,34 @@ impl Arith<'_, '_> {
             }
         }
     }
+}
+
+/// Whether a kernel's interleaved loop must keep the order it is written
+/// in: its body is a chain long enough that one block fills the CPU's
+/// reorder window (see [`MIN_ORDERED_CHAIN`]).
+fn keeps_order(k: &Kernel) -> bool {
+    interleaves(k) && k.chain_depth() >= MIN_ORDERED_CHAIN
+}
+
+/// Whether a kernel's innermost vector loop runs [`INTERLEAVE`] blocks at
+/// a time: it has a vector loop, walks it forwards, carries no value
+/// between iterations (each block would wait for the last) and has no
+/// reduction that starts afresh per element (each would need its own
+/// accumulators).
+fn interleaves(k: &Kernel) -> bool {
+    let Some(innermost) = k.dims.len().checked_sub(1) else {
+        return false;
+    };
+    let carries = k.instrs.iter().any(|(i, _)| match i {
+        Instr::Piece(parts) => parts.iter().any(|p| matches!(p, Part::Carry { .. })),
+        _ => false,
+    });
+    let per_element = k.instrs.iter().any(|(i, _)| match i {
+        Instr::Reduce { operand, .. } => k.operands[*operand].strides[innermost] != 0,
+        _ => false,
+    });
+    let descending = k.split.as_ref().is_some_and(|s| s.descending);
+    simd_type(k).is_some() && !carries && !per_element && !descending
 }
 
 /// The vector type of a kernel's innermost loop: 128 bits of its one dtype,

@@ -171,6 +171,25 @@ impl Kernel {
         }
         inv
     }
+
+    /// The longest chain of dependent instructions in one iteration's
+    /// body (invariant ones computed before the loops do not count).
+    pub fn chain_depth(&self) -> usize {
+        let invariant = self.invariant();
+        let mut depth: Vec<usize> = Vec::with_capacity(self.instrs.len());
+        for (i, (instr, _)) in self.instrs.iter().enumerate() {
+            let args: &[usize] = match instr {
+                Instr::Unary(_, a) | Instr::Cast(_, a) => &[*a],
+                Instr::Binary(_, a, b) | Instr::Compare(_, a, b) => &[*a, *b],
+                Instr::Where(c, a, b) => &[*c, *a, *b],
+                Instr::Store { value, .. } | Instr::Reduce { value, .. } => &[*value],
+                Instr::Load(_) | Instr::Piece(_) => &[],
+            };
+            let deepest = args.iter().map(|&a| depth[a]).max().unwrap_or(0);
+            depth.push(if invariant[i] { 0 } else { deepest + 1 });
+        }
+        depth.into_iter().max().unwrap_or(0)
+    }
 }
 
 #[cfg(test)]
@@ -194,5 +213,33 @@ mod tests {
         k.collapse();
         assert_eq!(k.dims, [4, 5]);
         assert_eq!(k.operands[1].strides, [0, 1]);
+    }
+
+    #[test]
+    fn chain_depth_counts_the_longest_dependent_path_past_invariants() {
+        let mut k = Kernel::new(&[8]);
+        let x = k.operand(&Layout::contiguous(&[8]), DType::F64);
+        let c = k.operand(
+            &Layout::contiguous(&[1]).broadcast_to(&[8]).unwrap(),
+            DType::F64,
+        );
+        let (lx, lc) = (
+            k.push(Instr::Load(x), DType::F64),
+            k.push(Instr::Load(c), DType::F64),
+        );
+        let twice_c = k.push(Instr::Binary(BinaryOp::Add, lc, lc), DType::F64); // invariant
+        let mut p = k.push(Instr::Binary(BinaryOp::Mul, lx, twice_c), DType::F64);
+        for _ in 0..3 {
+            p = k.push(Instr::Binary(BinaryOp::Add, p, lx), DType::F64);
+        }
+        k.push(
+            Instr::Store {
+                operand: x,
+                value: p,
+            },
+            DType::F64,
+        );
+        // The load of x, the mul, three adds, the store.
+        assert_eq!(k.chain_depth(), 6);
     }
 }

@@ -45,7 +45,7 @@ impl Recurrence {
     /// Compiles `l`, or says why its body stays interpreted.
     pub fn new(l: &Loop) -> Result<Recurrence> {
         check_body(&l.body)?;
-        let code = build(1, |_, a| {
+        let code = build(1, "speed", |_, a| {
             Writer::new(l, a).write();
             if std::env::var_os("CHAINRULE_DUMP_KERNELS").is_some() {
                 eprintln!("{}:\n{}", l.describe(), a.b.func.display());
