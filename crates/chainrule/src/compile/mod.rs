@@ -2,7 +2,8 @@
 //! chains of elementwise ops and the reductions that end them into kernels,
 //! the code generator ([`codegen`], Cranelift) turns each kernel into one
 //! loop nest (split where it reads a concatenation or padding in pieces,
-//! and carrying values between iterations for a shifted piece of its own),
+//! carrying values between iterations for a shifted piece of its own, and
+//! otherwise running four vector blocks of the innermost loop side by side),
 //! and [`Program::run`] runs the kernels and, node by node, the
 //! ops no kernel takes (matmul through the GEMM, gathers, custom ops…), all
 //! in buffers of one arena allocated once and reused by every run (a
