@@ -405,6 +405,10 @@ struct Emitter<'a, 'b> {
     /// In an interleaved body, each invariant splat across the lanes once
     /// for all its blocks (unoptimized code would repeat it per use).
     splats: Option<Vec<Option<Value>>>,
+    /// In an interleaved body, each block's vector values (the one being
+    /// written swapped out into `vectors`), and which block that is.
+    group: Vec<Vec<Option<Value>>>,
+    block: usize,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -432,6 +436,8 @@ impl<'a, 'b> Emitter<'a, 'b> {
             history: vec![Vec::new(); k.instrs.len()],
             vector_history: vec![Vec::new(); k.instrs.len()],
             splats: None,
+            group: Vec::new(),
+            block: 0,
         }
     }
 
@@ -690,21 +696,57 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 self.advance(offsets, level, index)
             })
             .collect();
-        let mut blocks = vec![vec![None; self.k.instrs.len()]; INTERLEAVE];
+        self.group = vec![vec![None; self.k.instrs.len()]; INTERLEAVE];
         self.in_vector = true;
         self.splats = Some(vec![None; self.k.instrs.len()]);
         let varying: Vec<usize> = (0..self.k.instrs.len())
             .filter(|&i| !self.invariant[i])
             .collect();
         for i in varying {
-            for (block, at) in blocks.iter_mut().zip(&block_offsets) {
-                std::mem::swap(&mut self.vectors, block);
+            for (block, at) in block_offsets.iter().enumerate() {
+                self.block = block;
+                std::mem::swap(&mut self.vectors, &mut self.group[block]);
                 self.vectors[i] = self.instr(i, at);
-                std::mem::swap(&mut self.vectors, block);
+                std::mem::swap(&mut self.vectors, &mut self.group[block]);
             }
         }
+        self.remember_group();
+        self.group.clear();
         self.splats = None;
         self.in_vector = false;
+    }
+
+    /// After an interleaved group: each carried value's history shifted by
+    /// the group's blocks (the last of them now the latest).
+    fn remember_group(&mut self) {
+        for i in 0..self.k.instrs.len() {
+            let vars = self.vector_history[i].clone(); // latest first
+            if vars.is_empty() {
+                continue;
+            }
+            let old: Vec<Value> = vars.iter().map(|&v| self.b.use_var(v)).collect();
+            let done = self
+                .group
+                .iter()
+                .rev()
+                .map(|block| block[i].expect("computed"));
+            for (&var, value) in vars.iter().zip(done.chain(old)) {
+                self.b.def_var(var, value);
+            }
+        }
+    }
+
+    /// Instruction `value`'s vector `back` blocks before the one being
+    /// written (0: the one just before): in an interleaved group an earlier
+    /// block of the group, else the history.
+    fn earlier_block(&mut self, value: usize, back: usize) -> Value {
+        match self.group.is_empty() || back >= self.block {
+            true => {
+                let behind = if self.group.is_empty() { 0 } else { self.block };
+                self.b.use_var(self.vector_history[value][back - behind])
+            }
+            false => self.group[self.block - 1 - back][value].expect("computed before"),
+        }
     }
 
     /// Each operand's offset at `index` along axis `level`.
@@ -917,7 +959,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let t = self.simd.expect("a vector body");
         let lanes = t.lane_count() as usize;
         let (q, r) = (depth / lanes, depth % lanes);
-        let block = |e: &mut Self, b: usize| e.b.use_var(e.vector_history[value][b]);
+        let block = |e: &mut Self, b: usize| e.earlier_block(value, b);
         if r == 0 {
             return block(self, q - 1);
         }
@@ -1218,24 +1260,21 @@ fn keeps_order(k: &Kernel) -> bool {
 }
 
 /// Whether a kernel's innermost vector loop runs [`INTERLEAVE`] blocks at
-/// a time: it has a vector loop, walks it forwards, carries no value
-/// between iterations (each block would wait for the last) and has no
-/// reduction that starts afresh per element (each would need its own
-/// accumulators).
+/// a time: it has a vector loop, walks it forwards and has no reduction
+/// that starts afresh per element (each would need its own accumulators).
+/// A value carried between iterations is read from the group's earlier
+/// blocks: it is always computed before the piece that reads it (an
+/// instruction's arguments come before it), so for every block first.
 fn interleaves(k: &Kernel) -> bool {
     let Some(innermost) = k.dims.len().checked_sub(1) else {
         return false;
     };
-    let carries = k.instrs.iter().any(|(i, _)| match i {
-        Instr::Piece(parts) => parts.iter().any(|p| matches!(p, Part::Carry { .. })),
-        _ => false,
-    });
     let per_element = k.instrs.iter().any(|(i, _)| match i {
         Instr::Reduce { operand, .. } => k.operands[*operand].strides[innermost] != 0,
         _ => false,
     });
     let descending = k.split.as_ref().is_some_and(|s| s.descending);
-    simd_type(k).is_some() && !carries && !per_element && !descending
+    simd_type(k).is_some() && !per_element && !descending
 }
 
 /// The vector type of a kernel's innermost loop: 128 bits of its one dtype,
