@@ -9,7 +9,7 @@
 //! alignment, until the next request of that size takes it back.
 //!
 //! The cache keeps only what will be asked for: a freed block is kept when
-//! a request of its size and alignment went through [`vec_with_capacity`]
+//! a request of its size and alignment went through the cache
 //! before and has not yet been matched by a kept block. A kernel that
 //! builds its output another way (a `collect`) frees it straight back to
 //! the allocator, which reuses it; kept, it would wait for a request that
