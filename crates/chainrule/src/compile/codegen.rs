@@ -402,11 +402,13 @@ struct Emitter<'a, 'b> {
     /// as whole vectors (the latest block first, each in lane order).
     history: Vec<Vec<Variable>>,
     vector_history: Vec<Vec<Variable>>,
-    /// In an interleaved body, each invariant splat across the lanes once
-    /// for all its blocks (unoptimized code would repeat it per use).
-    splats: Option<Vec<Option<Value>>>,
+    /// In the vector body being written, each invariant splat across the
+    /// lanes (once for all its uses and blocks: unoptimized code would
+    /// repeat it per use).
+    splats: Vec<Option<Value>>,
     /// In an interleaved body, each block's vector values (the one being
-    /// written swapped out into `vectors`), and which block that is.
+    /// written swapped out into `vectors`), and which block that is (0
+    /// elsewhere).
     group: Vec<Vec<Option<Value>>>,
     block: usize,
 }
@@ -435,7 +437,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             segment: 0,
             history: vec![Vec::new(); k.instrs.len()],
             vector_history: vec![Vec::new(); k.instrs.len()],
-            splats: None,
+            splats: Vec::new(),
             group: Vec::new(),
             block: 0,
         }
@@ -640,9 +642,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             let first = e.b.ins().imul_imm_s(index, lanes);
             let first = e.b.ins().iadd_imm_s(first, from);
             let inner = e.advance(offsets, level, first);
-            e.in_vector = true;
-            e.level(level + 1, inner);
-            e.in_vector = false;
+            e.in_vector_body(|e| e.level(level + 1, inner));
         };
         let ones = |e: &mut Self, index: Value| {
             let inner = e.advance(offsets, level, index);
@@ -697,55 +697,55 @@ impl<'a, 'b> Emitter<'a, 'b> {
             })
             .collect();
         self.group = vec![vec![None; self.k.instrs.len()]; INTERLEAVE];
-        self.in_vector = true;
-        self.splats = Some(vec![None; self.k.instrs.len()]);
         let varying: Vec<usize> = (0..self.k.instrs.len())
             .filter(|&i| !self.invariant[i])
             .collect();
-        for i in varying {
-            for (block, at) in block_offsets.iter().enumerate() {
-                self.block = block;
-                std::mem::swap(&mut self.vectors, &mut self.group[block]);
-                self.vectors[i] = self.instr(i, at);
-                std::mem::swap(&mut self.vectors, &mut self.group[block]);
+        self.in_vector_body(|e| {
+            for &i in &varying {
+                for (block, at) in block_offsets.iter().enumerate() {
+                    e.with_block(block, |e| e.vectors[i] = e.instr(i, at));
+                }
             }
-        }
-        self.remember_group();
+            // The history moves on by each block in turn, as the plain loop's.
+            for block in 0..INTERLEAVE {
+                e.with_block(block, |e| {
+                    for i in 0..e.k.instrs.len() {
+                        if !e.history[i].is_empty() {
+                            e.remember(i);
+                        }
+                    }
+                });
+            }
+        });
         self.group.clear();
-        self.splats = None;
-        self.in_vector = false;
     }
 
-    /// After an interleaved group: each carried value's history shifted by
-    /// the group's blocks (the last of them now the latest).
-    fn remember_group(&mut self) {
-        for i in 0..self.k.instrs.len() {
-            let vars = self.vector_history[i].clone(); // latest first
-            if vars.is_empty() {
-                continue;
-            }
-            let old: Vec<Value> = vars.iter().map(|&v| self.b.use_var(v)).collect();
-            let done = self
-                .group
-                .iter()
-                .rev()
-                .map(|block| block[i].expect("computed"));
-            for (&var, value) in vars.iter().zip(done.chain(old)) {
-                self.b.def_var(var, value);
-            }
-        }
+    /// `f` with block `block` of the interleaved group as the current one
+    /// (its values in `vectors`).
+    fn with_block(&mut self, block: usize, f: impl FnOnce(&mut Self)) {
+        self.block = block;
+        std::mem::swap(&mut self.vectors, &mut self.group[block]);
+        f(self);
+        std::mem::swap(&mut self.vectors, &mut self.group[block]);
+        self.block = 0;
+    }
+
+    /// `f` writing a vector body (one block of code): each invariant is
+    /// splat across the lanes at most once in it.
+    fn in_vector_body(&mut self, f: impl FnOnce(&mut Self)) {
+        self.in_vector = true;
+        self.splats = vec![None; self.k.instrs.len()];
+        f(self);
+        self.in_vector = false;
     }
 
     /// Instruction `value`'s vector `back` blocks before the one being
     /// written (0: the one just before): in an interleaved group an earlier
     /// block of the group, else the history.
     fn earlier_block(&mut self, value: usize, back: usize) -> Value {
-        match self.group.is_empty() || back >= self.block {
-            true => {
-                let behind = if self.group.is_empty() { 0 } else { self.block };
-                self.b.use_var(self.vector_history[value][back - behind])
-            }
-            false => self.group[self.block - 1 - back][value].expect("computed before"),
+        match back.checked_sub(self.block) {
+            Some(h) => self.b.use_var(self.vector_history[value][h]),
+            None => self.group[self.block - 1 - back][value].expect("computed before"),
         }
     }
 
@@ -990,14 +990,12 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn arg(&mut self, i: usize) -> Value {
         if self.in_vector {
             if self.invariant[i] {
-                if let Some(Some(v)) = self.splats.as_ref().map(|s| s[i]) {
+                if let Some(v) = self.splats[i] {
                     return v;
                 }
                 let v = self.values[i].expect("invariants come first");
                 let v = self.widen(v);
-                if let Some(splats) = self.splats.as_mut() {
-                    splats[i] = Some(v);
-                }
+                self.splats[i] = Some(v);
                 return v;
             }
             return self.vectors[i].expect("instructions come after their arguments");
