@@ -3,7 +3,7 @@
 //! earlier runs returned.
 
 use chainrule::graph::{CompileOptions, Executable, Graph};
-use chainrule::{DType, Tensor};
+use chainrule::{func, DType, Tensor};
 
 fn t(shape: &[usize], seed: u64) -> Tensor {
     Tensor::rand_uniform(shape, -1.0, 1.0, seed, DType::F64)
@@ -410,6 +410,70 @@ fn pieces_read_elsewhere_than_by_a_kernel_of_their_shape_are_built() {
     assert_native_equals_interpreted(&exe, &feeds);
 }
 
+/// Pieces that kernels store are written straight into their part of the
+/// concatenation, never copied: also where a piece is an output or read
+/// again, and a run's result survives the next run. Pieces that are not
+/// one stretch of it (columns of a matrix) are joined by the interpreter.
+#[test]
+fn stored_pieces_are_written_into_their_concatenation() {
+    let x = t(&[5, 40], 1);
+    let feeds = [("x", &x)];
+    let exe = compiled(&feeds, |t| {
+        let rows: Vec<Tensor> = (0..5)
+            .map(|k| t[0].narrow(0, k, 1).sin() * (k as f64 + 1.0))
+            .collect();
+        let joined = Tensor::concat(&rows.iter().collect::<Vec<_>>(), 0);
+        vec![joined, rows[2].clone(), rows[3].exp().sum()]
+    });
+    let r = exe.report().expect("compiled");
+    assert_eq!((r.concats_in_place, r.interpreted_nodes), (1, 0), "{r:?}");
+    let first = exe.run(&feeds).unwrap();
+    let kept = first[0].to_vec::<f64>();
+    assert_native_equals_interpreted(&exe, &feeds);
+    assert_native_equals_interpreted(&exe, &[("x", &t(&[5, 40], 2))]);
+    assert_eq!(first[0].to_vec::<f64>(), kept);
+
+    let exe = compiled(&feeds, |t| {
+        let columns: Vec<Tensor> = (0..4).map(|k| t[0].narrow(1, 10 * k, 10).cos()).collect();
+        vec![Tensor::concat(&columns.iter().collect::<Vec<_>>(), 1)]
+    });
+    let r = exe.report().expect("compiled");
+    assert_eq!((r.concats_in_place, r.interpreted_nodes), (0, 1), "{r:?}");
+    assert_native_equals_interpreted(&exe, &feeds);
+}
+
+/// A gradient through many narrows of one input (a polynomial by Horner's
+/// rule, as `llsq`) joins its per-coefficient sums in place, and equals the
+/// eager gradient.
+#[test]
+fn a_gradient_through_many_narrows_writes_its_sums_in_place() {
+    let (x, p) = (t(&[24], 1), t(&[37], 2));
+    let horner = |x: &Tensor, p: &Tensor| {
+        let m = x.shape()[0];
+        let mut y = x.narrow(0, m - 1, 1);
+        for j in (0..m - 1).rev() {
+            y = y * p + x.narrow(0, j, 1);
+        }
+        (p.sin() - y).square().sum()
+    };
+    let feeds = [("x", &x), ("p", &p)];
+    // Optimized: the pass that merges the narrows' disjoint paddings into
+    // one concatenation of the sums.
+    let exe = Graph::trace(&feeds, |t| {
+        func::grad(|x| horner(x, &t[1]), &t[0]).map(|g| vec![g])
+    })
+    .unwrap()
+    .optimize()
+    .compile();
+    let r = exe.report().expect("compiled");
+    assert_eq!((r.concats_in_place, r.interpreted_nodes), (1, 0), "{r:?}");
+    let eager = func::grad(|x| horner(x, &p), &x).unwrap().to_vec::<f64>();
+    let native = exe.run(&feeds).unwrap()[0].to_vec::<f64>();
+    for (a, b) in native.iter().zip(&eager) {
+        assert!((a - b).abs() <= 1e-10 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+}
+
 #[test]
 fn a_compiled_gradient_through_shifts_equals_the_eager_one() {
     let x = t(&[50], 4);
@@ -424,7 +488,7 @@ fn a_compiled_gradient_through_shifts_equals_the_eager_one() {
         }
         y.narrow(0, 40, 10).sum()
     };
-    let eager = chainrule::func::grad(solve, &x).unwrap();
+    let eager = func::grad(solve, &x).unwrap();
     let jitted = chainrule::func::jit(|x: &[Tensor]| chainrule::func::grad(solve, &x[0]));
     let compiled = jitted.call(std::slice::from_ref(&x)).unwrap();
     for (a, b) in compiled.to_vec::<f64>().iter().zip(eager.to_vec::<f64>()) {
@@ -580,7 +644,7 @@ fn a_compiled_gradient_through_many_shifted_steps_is_a_few_loops() {
         }
         y.narrow(0, 63, 1).sum()
     };
-    let eager = chainrule::func::grad(solve, &x).unwrap();
+    let eager = func::grad(solve, &x).unwrap();
     let graph = Graph::trace(&[("x", &x)], |t| {
         Ok(vec![chainrule::func::grad(solve, &t[0])?])
     })

@@ -47,6 +47,9 @@ pub struct CompileReport {
     /// Concatenations and paddings read in place by the kernels that use
     /// them (their loops split at the pieces' bounds): never built.
     pub fused_pieces: usize,
+    /// Concatenations whose pieces the kernels that compute them write
+    /// straight into place: never copied.
+    pub concats_in_place: usize,
     /// Loops compiled to native loops (their body's values in registers),
     /// and loops whose body is interpreted step by step.
     pub native_loops: usize,
@@ -70,6 +73,9 @@ pub(crate) struct Program {
     streams: Vec<stream::Stream>,
     slot: Vec<Option<usize>>,
     slots: Vec<(DType, usize)>,
+    /// The nodes whose memory each run binds before the steps (inputs,
+    /// constants, arena slots, then pieces written into those slots).
+    bound: Vec<usize>,
     /// The slots' buffers, reused by each run that finds them unshared.
     arena: Mutex<Arena>,
     pub report: CompileReport,
@@ -93,10 +99,13 @@ impl Program {
         let report = CompileReport {
             kernels: plan.kernels.len(),
             kernel_functions: code.functions,
-            fused_nodes: count(|p| matches!(p, Place::InKernel(_) | Place::Arena)),
+            fused_nodes: count(|p| {
+                matches!(p, Place::InKernel(_) | Place::Arena | Place::Within { .. })
+            }) - plan.in_place,
             interpreted_nodes: count(|p| matches!(p, Place::Interpreted)),
             views: count(|p| matches!(p, Place::View { .. })),
             fused_pieces: count(|p| matches!(p, Place::Pieces { .. })),
+            concats_in_place: plan.in_place,
             native_loops: loops.iter().filter(|&&n| n).count(),
             interpreted_loops: loops.iter().filter(|&&n| !n).count(),
             streams: plan.streams.len(),
@@ -104,8 +113,20 @@ impl Program {
             arena_bytes: plan.slots.iter().map(|(d, n)| d.size() * n).sum(),
             compile_ms: start.elapsed().as_secs_f64() * 1e3,
         };
+        let mut bound: Vec<usize> = (0..plan.place.len())
+            .filter(|&i| {
+                let p = &plan.place[i];
+                matches!(
+                    p,
+                    Place::Fed(_) | Place::Constant | Place::Arena | Place::Within { .. }
+                )
+            })
+            .collect();
+        // A piece's address is its concatenation's, bound first.
+        bound.sort_by_key(|&i| matches!(plan.place[i], Place::Within { .. }));
         Ok(Program {
             code,
+            bound,
             place: plan.place,
             steps: plan.steps,
             streams: plan.streams,
@@ -131,8 +152,8 @@ impl Program {
         let n = g.nodes.len();
         let mut memory: Vec<Option<Tensor>> = vec![None; n];
         let mut ptr: Vec<*mut u8> = vec![std::ptr::null_mut(); n];
-        for (i, place) in self.place.iter().enumerate() {
-            let t = match place {
+        for &i in &self.bound {
+            let t = match &self.place[i] {
                 Place::Fed(k) => feeds[*k].contiguous(),
                 Place::Constant => match &g.nodes[i].op {
                     GOp::Constant(t) => t.contiguous(),
@@ -143,7 +164,13 @@ impl Program {
                     ptr[i] = writable(s);
                     continue;
                 }
-                _ => continue,
+                Place::Within { of, offset } => {
+                    let bytes = offset * g.nodes[i].dtype.size();
+                    // SAFETY: the piece lies inside its concatenation's slot.
+                    ptr[i] = unsafe { ptr[of.0 as usize].add(bytes) };
+                    continue;
+                }
+                _ => unreachable!("only these places are bound"),
             };
             ptr[i] = readable(&t);
             memory[i] = Some(t);
@@ -230,6 +257,12 @@ impl Program {
             Place::Arena => {
                 let s = &arena[self.slot[i].expect("arena nodes have slots")];
                 Tensor::from_parts(s.clone(), Layout::contiguous(shape), None)
+            }
+            Place::Within { of, offset } => {
+                let s = &arena[self.slot[of.0 as usize].expect("arena nodes have slots")];
+                let mut l = Layout::contiguous(shape);
+                l.offset = *offset;
+                Tensor::from_parts(s.clone(), l, None)
             }
             Place::InKernel(_) | Place::Pieces { .. } => {
                 unreachable!("the planner stores what leaves a kernel")

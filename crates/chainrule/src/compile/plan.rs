@@ -56,6 +56,9 @@ pub(crate) enum Place {
     Constant,
     /// Written by a kernel into an arena slot.
     Arena,
+    /// Written by a kernel straight into its part of concatenation `of`'s
+    /// slot, `offset` elements in (see [`write_in_place`]).
+    Within { of: NodeId, offset: usize },
     /// Computed by the interpreter.
     Interpreted,
     /// A strided view of another node's memory.
@@ -105,6 +108,8 @@ pub(crate) struct Plan {
     pub slot: Vec<Option<usize>>,
     /// Each arena slot's dtype and length in elements.
     pub slots: Vec<(DType, usize)>,
+    /// Concatenations whose pieces kernels write in place.
+    pub in_place: usize,
 }
 
 /// A kernel while the pass collects its members.
@@ -713,6 +718,7 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
             p.place[i] = Place::Arena;
         }
     }
+    let in_place = write_in_place(g, &mut p.place, &mut p.order);
     let mut kernels = Vec::new();
     let mut steps = Vec::new();
     for s in &p.order {
@@ -740,7 +746,48 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
         streams: p.streams,
         slot,
         slots,
+        in_place,
     }
+}
+
+/// Has the kernels that store every piece of a concatenation write each
+/// straight into its part of the concatenation's slot, where the
+/// interpreter would copy them there: `llsq`'s gradient joins 128 sums.
+/// Only where each piece is one stretch of that slot (every axis before the
+/// joined one has length 1), and stored once by a kernel (not an input, not
+/// itself a joined concatenation, not a piece twice). Returns how many.
+fn write_in_place(g: &Graph, place: &mut [Place], order: &mut Vec<Result<usize, NodeId>>) -> usize {
+    let mut joined = 0;
+    for (c, node) in g.nodes.iter().enumerate() {
+        let GOp::Prim(Prim::Concat { axis }) = node.op else {
+            continue;
+        };
+        let stored = |j: &NodeId| {
+            matches!(place[j.0 as usize], Place::Arena)
+                && !matches!(g.node(*j).op, GOp::Prim(Prim::Concat { .. }))
+        };
+        let mut distinct = node.inputs.clone();
+        distinct.sort_unstable();
+        distinct.dedup();
+        if !matches!(place[c], Place::Interpreted)
+            || node.shape[..axis].iter().any(|&d| d != 1)
+            || distinct.len() != node.inputs.len()
+            || !node.inputs.iter().all(stored)
+        {
+            continue;
+        }
+        let row: usize = node.shape[axis + 1..].iter().product();
+        let of = NodeId(c as u32);
+        let mut offset = 0;
+        for &j in &node.inputs {
+            place[j.0 as usize] = Place::Within { of, offset };
+            offset += g.node(j).shape[axis] * row;
+        }
+        place[c] = Place::Arena;
+        order.retain(|s| *s != Err(of));
+        joined += 1;
+    }
+    joined
 }
 
 /// A group's loop cut at the bounds of the pieces it reads.
@@ -926,14 +973,17 @@ fn arena(
 ) -> (Vec<Option<usize>>, Vec<(DType, usize)>) {
     let n = g.nodes.len();
     let base = |j: NodeId| match &place[j.0 as usize] {
-        Place::View { of, .. } => *of,
+        Place::View { of, .. } | Place::Within { of, .. } => *of,
         _ => j,
     };
     let mut last_use = vec![0usize; n];
     let mut born = vec![usize::MAX; n];
     for (s, step) in steps.iter().enumerate() {
         let (reads, writes): (Vec<NodeId>, Vec<NodeId>) = match step {
-            Step::Kernel { operands, .. } => (operands.clone(), operands.clone()),
+            Step::Kernel { operands, .. } => {
+                let bases: Vec<NodeId> = operands.iter().map(|&j| base(j)).collect();
+                (bases.clone(), bases)
+            }
             Step::Interpret(id) => (
                 g.node(*id).inputs.iter().map(|&j| base(j)).collect(),
                 vec![],
