@@ -76,6 +76,11 @@ pub(crate) struct Program {
     /// The nodes whose memory each run binds before the steps (inputs,
     /// constants, arena slots, then pieces written into those slots).
     bound: Vec<usize>,
+    /// Per node with memory of its own (not in a kernel's registers, not a
+    /// view): its number in a run's tables, which are then short where
+    /// most nodes are fused (`u32::MAX`: none).
+    index: Vec<u32>,
+    values: usize,
     /// The slots' buffers, reused by each run that finds them unshared.
     arena: Mutex<Arena>,
     pub report: CompileReport,
@@ -124,9 +129,22 @@ impl Program {
             .collect();
         // A piece's address is its concatenation's, bound first.
         bound.sort_by_key(|&i| matches!(plan.place[i], Place::Within { .. }));
+        let mut index = vec![u32::MAX; plan.place.len()];
+        let mut values = 0;
+        for (i, p) in plan.place.iter().enumerate() {
+            if !matches!(
+                p,
+                Place::InKernel(_) | Place::Pieces { .. } | Place::View { .. }
+            ) {
+                index[i] = values;
+                values += 1;
+            }
+        }
         Ok(Program {
             code,
             bound,
+            index,
+            values: values as usize,
             place: plan.place,
             steps: plan.steps,
             streams: plan.streams,
@@ -149,10 +167,13 @@ impl Program {
         };
         self.prepare(arena)?;
         let arena = &mut arena.live;
-        let n = g.nodes.len();
-        let mut memory: Vec<Option<Tensor>> = vec![None; n];
-        let mut ptr: Vec<*mut u8> = vec![std::ptr::null_mut(); n];
+        // Per node with memory of its own (numbered by `index`): its value
+        // when not in the arena, and its first element.
+        let mut memory: Vec<Option<Tensor>> = vec![None; self.values];
+        let mut ptr: Vec<*mut u8> = vec![std::ptr::null_mut(); self.values];
+        let at = |j: NodeId| self.index[j.0 as usize] as usize;
         for &i in &self.bound {
+            let v = self.index[i] as usize;
             let t = match &self.place[i] {
                 Place::Fed(k) => feeds[*k].contiguous(),
                 Place::Constant => match &g.nodes[i].op {
@@ -161,25 +182,25 @@ impl Program {
                 },
                 Place::Arena => {
                     let s = &mut arena[self.slot[i].expect("arena nodes have slots")];
-                    ptr[i] = writable(s);
+                    ptr[v] = writable(s);
                     continue;
                 }
                 Place::Within { of, offset } => {
                     let bytes = offset * g.nodes[i].dtype.size();
                     // SAFETY: the piece lies inside its concatenation's slot.
-                    ptr[i] = unsafe { ptr[of.0 as usize].add(bytes) };
+                    ptr[v] = unsafe { ptr[at(*of)].add(bytes) };
                     continue;
                 }
                 _ => unreachable!("only these places are bound"),
             };
-            ptr[i] = readable(&t);
-            memory[i] = Some(t);
+            ptr[v] = readable(&t);
+            memory[v] = Some(t);
         }
         for step in &self.steps {
             match step {
                 Step::Kernel { kernel, operands } => {
                     let table: SmallVec<[*mut u8; 16]> =
-                        operands.iter().map(|j| ptr[j.0 as usize]).collect();
+                        operands.iter().map(|&j| ptr[at(j)]).collect();
                     // SAFETY: every pointer is the start of a live buffer of
                     // the kernel's operand, large enough for the offsets the
                     // planner laid out; only arena buffers are written, and
@@ -195,14 +216,14 @@ impl Program {
                         .collect();
                     let refs: SmallVec<[&Tensor; 3]> = args.iter().collect();
                     let out = owned(apply(node, &refs)?);
-                    ptr[id.0 as usize] = readable(&out);
-                    memory[id.0 as usize] = Some(out);
+                    ptr[at(*id)] = readable(&out);
+                    memory[at(*id)] = Some(out);
                 }
                 Step::Stream(k) => {
                     let values = self.streams[*k].run(g, |j| self.tensor(g, j, &memory, arena));
                     for (j, t) in values {
-                        ptr[j.0 as usize] = readable(&t);
-                        memory[j.0 as usize] = Some(t);
+                        ptr[at(j)] = readable(&t);
+                        memory[at(j)] = Some(t);
                     }
                 }
             }
@@ -267,7 +288,9 @@ impl Program {
             Place::InKernel(_) | Place::Pieces { .. } => {
                 unreachable!("the planner stores what leaves a kernel")
             }
-            _ => memory[i].clone().expect("computed before it is read"),
+            _ => memory[self.index[i] as usize]
+                .clone()
+                .expect("computed before it is read"),
         }
     }
 }
