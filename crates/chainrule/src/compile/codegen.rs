@@ -475,12 +475,15 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.append_block_params_for_function_params(entry);
         self.b.switch_to_block(entry);
         let table = self.b.block_params(entry)[0];
-        for o in 0..self.k.operands.len() {
-            let at = (o * self.ptr.bytes() as usize) as i32;
-            let flags = MemFlagsData::trusted();
-            let p = self.b.ins().load(self.ptr, flags, table, at);
-            self.bases.push(p);
-        }
+        let buffers = self.k.operands.iter().map(|o| o.buffer + 1).max();
+        let pointers: Vec<Value> = (0..buffers.unwrap_or(0))
+            .map(|entry| {
+                let at = (entry * self.ptr.bytes() as usize) as i32;
+                let flags = MemFlagsData::trusted();
+                self.b.ins().load(self.ptr, flags, table, at)
+            })
+            .collect();
+        self.bases = self.k.operands.iter().map(|o| pointers[o.buffer]).collect();
         let rank = self.k.dims.len();
         for (i, (instr, dtype)) in self.k.instrs.iter().enumerate() {
             if let Instr::Reduce { operand, .. } = *instr {

@@ -8,12 +8,14 @@ use crate::layout::Layout;
 use crate::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use crate::DType;
 
-/// One buffer the kernel touches, as it walks the iteration space: element
-/// `offset + Σ iₐ·strides[a]` of the buffer at its pointer-table slot. The
-/// offset is negative for a piece that starts past the loop's start: it is
-/// only read within its piece.
+/// One walk of a buffer the kernel touches, over the iteration space:
+/// element `offset + Σ iₐ·strides[a]` of the buffer at pointer-table entry
+/// `buffer` (operands in one buffer share the entry: `llsq`'s 128 narrows
+/// of one vector are one pointer). The offset is negative for a piece that
+/// starts past the loop's start: it is only read within its piece.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Operand {
+    pub buffer: usize,
     pub dtype: DType,
     pub offset: isize,
     pub strides: Vec<isize>,
@@ -85,17 +87,24 @@ impl Kernel {
     }
 
     /// Adds an operand walked with `layout` (already broadcast to the
-    /// iteration shape); returns its slot.
-    pub fn operand(&mut self, layout: &Layout, dtype: DType) -> usize {
+    /// iteration shape) in pointer-table entry `buffer`; returns its index.
+    pub fn operand(&mut self, buffer: usize, layout: &Layout, dtype: DType) -> usize {
         debug_assert_eq!(layout.shape.as_slice(), self.dims.as_slice());
-        self.operand_at(&layout.strides, layout.offset as isize, dtype)
+        self.operand_at(buffer, &layout.strides, layout.offset as isize, dtype)
     }
 
     /// An operand walked with `strides` from `offset` at the loop's start
     /// (which may lie before the buffer: see [`Operand`]).
-    pub fn operand_at(&mut self, strides: &[usize], offset: isize, dtype: DType) -> usize {
+    pub fn operand_at(
+        &mut self,
+        buffer: usize,
+        strides: &[usize],
+        offset: isize,
+        dtype: DType,
+    ) -> usize {
         debug_assert_eq!(strides.len(), self.dims.len());
         self.operands.push(Operand {
+            buffer,
             dtype,
             offset,
             strides: strides.iter().map(|&s| s as isize).collect(),
@@ -199,14 +208,15 @@ mod tests {
     #[test]
     fn collapse_merges_row_major_axes_and_keeps_broadcast_ones() {
         let mut k = Kernel::new(&[4, 1, 5]);
-        k.operand(&Layout::contiguous(&[4, 1, 5]), DType::F32);
+        k.operand(0, &Layout::contiguous(&[4, 1, 5]), DType::F32);
         k.collapse();
         assert_eq!(k.dims, [20]);
         assert_eq!(k.operands[0].strides, [1]);
 
         let mut k = Kernel::new(&[4, 5]);
-        k.operand(&Layout::contiguous(&[4, 5]), DType::F32);
+        k.operand(0, &Layout::contiguous(&[4, 5]), DType::F32);
         k.operand(
+            1,
             &Layout::contiguous(&[5]).broadcast_to(&[4, 5]).unwrap(),
             DType::F32,
         );
@@ -218,8 +228,9 @@ mod tests {
     #[test]
     fn chain_depth_counts_the_longest_dependent_path_past_invariants() {
         let mut k = Kernel::new(&[8]);
-        let x = k.operand(&Layout::contiguous(&[8]), DType::F64);
+        let x = k.operand(0, &Layout::contiguous(&[8]), DType::F64);
         let c = k.operand(
+            1,
             &Layout::contiguous(&[1]).broadcast_to(&[8]).unwrap(),
             DType::F64,
         );

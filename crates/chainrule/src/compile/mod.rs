@@ -7,7 +7,8 @@
 //! and [`Program::run`] runs the kernels and, node by node, the
 //! ops no kernel takes (matmul through the GEMM, gathers, custom ops…), all
 //! in buffers of one arena allocated once and reused by every run (a
-//! result the caller still holds is swapped for the one it returned before).
+//! result the caller still holds is swapped for the one it returned before;
+//! kernels write the pieces of a concatenation straight into its buffer).
 //! A
 //! product `Xᵀ f(X w)` over a matrix too large for the cache is one pass
 //! over it ([`stream`]). Loops

@@ -88,7 +88,7 @@ pub(crate) struct Piece {
 /// One step of a compiled graph.
 #[derive(Clone, Debug)]
 pub(crate) enum Step {
-    /// Kernel `kernel`, its operands in the memory of these nodes.
+    /// Kernel `kernel`, its pointer table the memory of these nodes.
     Kernel {
         kernel: usize,
         operands: Vec<NodeId>,
@@ -244,6 +244,11 @@ impl<'g> Partition<'g> {
     fn memory(&self, id: NodeId) -> (NodeId, Layout) {
         match &self.place[id.0 as usize] {
             Place::View { of, layout } => (*of, layout.clone()),
+            Place::Within { of, offset } => {
+                let mut l = Layout::contiguous(&self.g.node(id).shape);
+                l.offset = *offset;
+                (*of, l)
+            }
             _ => (id, Layout::contiguous(&self.g.node(id).shape)),
         }
     }
@@ -810,12 +815,11 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
     let shape = group.shape.clone();
     let mut k = Kernel::new(&shape);
     k.split = split(group);
-    let mut operands: Vec<NodeId> = Vec::new();
+    let mut operands = Buffers::default();
     // Sparse: a dense vector per kernel would cost the graph's length each.
     let mut value: rustc_hash::FxHashMap<NodeId, usize> = Default::default();
-    let operand = |k: &mut Kernel, operands: &mut Vec<NodeId>, of, layout: &Layout, dtype| {
-        operands.push(of);
-        k.operand(layout, dtype)
+    let operand = |k: &mut Kernel, operands: &mut Buffers, of, layout: &Layout, dtype| {
+        k.operand(operands.of(of), layout, dtype)
     };
     let mut members = group.members.clone();
     members.sort(); // graph order: every member after its inputs
@@ -864,8 +868,10 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
             Prim::Cast(to) => k.push(Instr::Cast(*to, args[0]), dt),
             Prim::Contiguous => args[0],
             Prim::Reduce { op, axes, .. } => {
-                let l = reduced_layout(&group.shape, axes);
-                let o = operand(&mut k, &mut operands, m, &l, dt);
+                let (of, at) = p.memory(m);
+                let mut l = reduced_layout(&group.shape, axes);
+                l.offset += at.offset;
+                let o = operand(&mut k, &mut operands, of, &l, dt);
                 k.push(
                     Instr::Reduce {
                         op: *op,
@@ -878,8 +884,10 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
             }
             Prim::Matmul => {
                 let product = k.push(Instr::Binary(BinaryOp::Mul, args[0], args[1]), dt);
-                let l = reduced_layout(&group.shape, &[0]);
-                let o = operand(&mut k, &mut operands, m, &l, dt);
+                let (of, at) = p.memory(m);
+                let mut l = reduced_layout(&group.shape, &[0]);
+                l.offset += at.offset;
+                let o = operand(&mut k, &mut operands, of, &l, dt);
                 let sum = ReduceOp::Sum;
                 k.push(
                     Instr::Reduce {
@@ -895,8 +903,8 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
         };
         value.insert(m, v);
         if p.stored[m.0 as usize] {
-            let l = Layout::contiguous(&node.shape);
-            let o = operand(&mut k, &mut operands, m, &l, dt);
+            let (of, l) = p.memory(m);
+            let o = operand(&mut k, &mut operands, of, &l, dt);
             k.push(
                 Instr::Store {
                     operand: o,
@@ -907,7 +915,25 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
         }
     }
     k.collapse();
-    (k, operands)
+    (k, operands.nodes)
+}
+
+/// The distinct memory a kernel walks, in its pointer table's order: one
+/// entry per node, however many operands walk it.
+#[derive(Default)]
+struct Buffers {
+    nodes: Vec<NodeId>,
+    entry: rustc_hash::FxHashMap<NodeId, usize>,
+}
+
+impl Buffers {
+    /// The pointer-table entry of `node`'s memory.
+    fn of(&mut self, node: NodeId) -> usize {
+        *self.entry.entry(node).or_insert_with(|| {
+            self.nodes.push(node);
+            self.nodes.len() - 1
+        })
+    }
 }
 
 /// What each segment of `k`'s split loop reads of a value in `pieces`:
@@ -915,7 +941,7 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
 /// iteration (`carried`: its instruction, when this loop computes it).
 fn parts(
     k: &mut Kernel,
-    operands: &mut Vec<NodeId>,
+    operands: &mut Buffers,
     pieces: &[Piece],
     carried: impl Fn(&NodeId) -> Option<usize>,
     dtype: DType,
@@ -939,8 +965,8 @@ fn parts(
                 // Walked from the loop's start: the piece's first element
                 // sits at its start along the axis.
                 let back = piece.start as isize * l.strides[split.axis] as isize;
-                operands.push(*of);
-                Part::Load(k.operand_at(&l.strides, l.offset as isize - back, dtype))
+                let buffer = operands.of(*of);
+                Part::Load(k.operand_at(buffer, &l.strides, l.offset as isize - back, dtype))
             }
             (None, None) => Part::Const(0.0),
         });
