@@ -12,7 +12,8 @@ use crate::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use crate::DType;
 use cranelift_codegen::ir::condcodes::{FloatCC, IntCC};
 use cranelift_codegen::ir::{
-    types, AbiParam, Endianness, FuncRef, InstBuilder, MemFlagsData, Type, Value,
+    types, AbiParam, Endianness, FuncRef, InstBuilder, MemFlagsData, StackSlotData, StackSlotKind,
+    Type, Value,
 };
 use cranelift_codegen::settings::{self, Configurable};
 use cranelift_frontend::{FunctionBuilder, FunctionBuilderContext, Variable};
@@ -129,10 +130,13 @@ const CALLS: [(&str, usize); 4] = [
 
 /// Element functions for the common transcendental rows, called directly
 /// (each its row's `apply`, monomorphic: no op to look up per element),
-/// and on x86-64 their vector forms (one call per 128-bit vector, which
-/// the row's element function may vectorize: `tanh` in f32 does).
+/// and on x86-64 their vector forms: one call per 128-bit vector, and one
+/// per interleaved group's [`INTERLEAVE`] vectors (`$f32b`, `$f64b`, in
+/// memory), which runs the row's vectorizable loop at the CPU's widest
+/// registers, as the eager kernels do.
 macro_rules! direct_unary {
-    ($($variant:ident => $f32:ident, $f64:ident, $f32x4:ident, $f64x2:ident;)*) => {
+    ($($variant:ident => $f32:ident, $f64:ident, $f32x4:ident, $f64x2:ident,
+       $f32b:ident, $f64b:ident;)*) => {
         $(
             extern "C" fn $f32(x: f32) -> f32 {
                 UnaryOp::$variant {}.apply(x)
@@ -149,6 +153,18 @@ macro_rules! direct_unary {
             #[allow(improper_ctypes_definitions)] // see `lanes`
             extern "C" fn $f64x2(x: lanes::F64x2) -> lanes::F64x2 {
                 lanes::map::<_, f64, 2>(x, |v| UnaryOp::$variant {}.apply(v))
+            }
+            #[cfg(target_arch = "x86_64")]
+            extern "C" fn $f32b(p: *mut f32) {
+                // SAFETY: the kernel passes its slot of INTERLEAVE vectors.
+                let lanes = unsafe { std::slice::from_raw_parts_mut(p, 4 * INTERLEAVE) };
+                lanes::apply_all(lanes, |v| UnaryOp::$variant {}.apply(v));
+            }
+            #[cfg(target_arch = "x86_64")]
+            extern "C" fn $f64b(p: *mut f64) {
+                // SAFETY: the kernel passes its slot of INTERLEAVE vectors.
+                let lanes = unsafe { std::slice::from_raw_parts_mut(p, 2 * INTERLEAVE) };
+                lanes::apply_all(lanes, |v| UnaryOp::$variant {}.apply(v));
             }
         )*
         /// The ops called directly, in the order of [`direct_calls`].
@@ -168,6 +184,17 @@ macro_rules! direct_unary {
             )*]);
             calls
         }
+
+        /// Each direct op's functions over an interleaved group (x86-64).
+        fn block_calls() -> Vec<(&'static str, *const u8)> {
+            #[cfg(target_arch = "x86_64")]
+            return vec![$(
+                (stringify!($f32b), $f32b as *const u8),
+                (stringify!($f64b), $f64b as *const u8),
+            )*];
+            #[cfg(not(target_arch = "x86_64"))]
+            Vec::new()
+        }
     };
 }
 
@@ -178,6 +205,14 @@ macro_rules! direct_unary {
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     pub(super) use std::arch::x86_64::{__m128 as F32x4, __m128d as F64x2};
+
+    /// `f` on every element, vectorized at the CPU's widest registers.
+    pub(super) fn apply_all<T: Copy>(lanes: &mut [T], f: impl Fn(T) -> T) {
+        crate::kernels::wide(
+            #[inline(always)]
+            || lanes.iter_mut().for_each(|v| *v = f(*v)),
+        )
+    }
 
     /// `f` on each lane.
     #[inline(always)]
@@ -192,12 +227,13 @@ mod lanes {
 }
 
 direct_unary! {
-    Sin => cr_sin_f32, cr_sin_f64, cr_sin_f32x4, cr_sin_f64x2;
-    Cos => cr_cos_f32, cr_cos_f64, cr_cos_f32x4, cr_cos_f64x2;
-    Exp => cr_exp_f32, cr_exp_f64, cr_exp_f32x4, cr_exp_f64x2;
-    Log => cr_log_f32, cr_log_f64, cr_log_f32x4, cr_log_f64x2;
-    Tanh => cr_tanh_f32, cr_tanh_f64, cr_tanh_f32x4, cr_tanh_f64x2;
-    Sigmoid => cr_sigmoid_f32, cr_sigmoid_f64, cr_sigmoid_f32x4, cr_sigmoid_f64x2;
+    Sin => cr_sin_f32, cr_sin_f64, cr_sin_f32x4, cr_sin_f64x2, cr_sin_f32b, cr_sin_f64b;
+    Cos => cr_cos_f32, cr_cos_f64, cr_cos_f32x4, cr_cos_f64x2, cr_cos_f32b, cr_cos_f64b;
+    Exp => cr_exp_f32, cr_exp_f64, cr_exp_f32x4, cr_exp_f64x2, cr_exp_f32b, cr_exp_f64b;
+    Log => cr_log_f32, cr_log_f64, cr_log_f32x4, cr_log_f64x2, cr_log_f32b, cr_log_f64b;
+    Tanh => cr_tanh_f32, cr_tanh_f64, cr_tanh_f32x4, cr_tanh_f64x2, cr_tanh_f32b, cr_tanh_f64b;
+    Sigmoid => cr_sigmoid_f32, cr_sigmoid_f64, cr_sigmoid_f32x4, cr_sigmoid_f64x2,
+        cr_sigmoid_f32b, cr_sigmoid_f64b;
 }
 
 /// Compiles `kernels` into one module. Kernels that differ only in the
@@ -273,6 +309,10 @@ pub(crate) fn build(
     for (name, f, _) in &direct {
         jb.symbol(*name, *f);
     }
+    let blocks = block_calls();
+    for (name, f) in &blocks {
+        jb.symbol(*name, *f);
+    }
     let mut module = JITModule::new(jb);
     let ptr = module.target_config().pointer_type();
     let mut calls = Vec::new();
@@ -294,6 +334,15 @@ pub(crate) fn build(
         let mut sig = module.make_signature();
         sig.params.push(AbiParam::new(*t));
         sig.returns.push(AbiParam::new(*t));
+        calls.push(
+            module
+                .declare_function(name, Linkage::Import, &sig)
+                .map_err(err)?,
+        );
+    }
+    for (name, _) in &blocks {
+        let mut sig = module.make_signature();
+        sig.params.push(AbiParam::new(ptr));
         calls.push(
             module
                 .declare_function(name, Linkage::Import, &sig)
@@ -705,6 +754,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
             .collect();
         self.in_vector_body(|e| {
             for &i in &varying {
+                if let Some(f) = e.block_call(i) {
+                    e.unary_over_blocks(i, f);
+                    continue;
+                }
                 for (block, at) in block_offsets.iter().enumerate() {
                     e.with_block(block, |e| e.vectors[i] = e.instr(i, at));
                 }
@@ -721,6 +774,52 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
         });
         self.group.clear();
+    }
+
+    /// The function that applies instruction `i` to a whole interleaved
+    /// group, where there is one: a direct unary op on x86-64.
+    fn block_call(&self, i: usize) -> Option<FuncRef> {
+        let (Instr::Unary(op, _), dtype) = self.k.instrs[i] else {
+            return None;
+        };
+        let k = DIRECT.iter().position(|d| *d == op)?;
+        let first = CALLS.len() + 4 * DIRECT.len();
+        let at = first + 2 * k + (dtype == DType::F64) as usize;
+        self.calls.get(at).copied()
+    }
+
+    /// Unary instruction `i` for every block of the group in one call of
+    /// `f` on their vectors in a stack slot: a call per vector would spill
+    /// the group's live vectors around each (every vector register is the
+    /// caller's to save), and runs the element function 2 or 4 lanes wide.
+    fn unary_over_blocks(&mut self, i: usize, f: FuncRef) {
+        let Instr::Unary(_, a) = self.k.instrs[i].0 else {
+            unreachable!("a unary instruction")
+        };
+        let mut args = Vec::with_capacity(INTERLEAVE);
+        for block in 0..INTERLEAVE {
+            self.with_block(block, |e| args.push(e.arg(a)));
+        }
+        let t = self.b.func.dfg.value_type(args[0]);
+        let bytes = t.bytes();
+        let data = StackSlotData::new(StackSlotKind::ExplicitSlot, bytes * INTERLEAVE as u32, 4);
+        let slot = self.b.create_sized_stack_slot(data);
+        for (block, &v) in args.iter().enumerate() {
+            let ptr = self.ptr;
+            self.b
+                .ins()
+                .stack_store(ptr, v, slot, (block as u32 * bytes) as i32);
+        }
+        let at = self.b.ins().stack_addr(self.ptr, slot, 0);
+        self.b.ins().call(f, &[at]);
+        for block in 0..INTERLEAVE {
+            let ptr = self.ptr;
+            let v = self
+                .b
+                .ins()
+                .stack_load(ptr, t, slot, (block as u32 * bytes) as i32);
+            self.group[block][i] = Some(v);
+        }
     }
 
     /// `f` with block `block` of the interleaved group as the current one
