@@ -236,6 +236,24 @@ direct_unary! {
         cr_sigmoid_f32b, cr_sigmoid_f64b;
 }
 
+/// The forms of a direct op's function: on one element, on one 128-bit
+/// vector, on an interleaved group's vectors in memory.
+#[derive(Clone, Copy)]
+enum Form {
+    Element,
+    Vector,
+    Group,
+}
+
+/// Where `op`'s function of `form` in `dtype` sits among the declared calls
+/// ([`build`]): after [`CALLS`], each form's functions op by op, f32 then
+/// f64. `None` for an op without direct functions.
+fn direct_call(op: UnaryOp, dtype: DType, form: Form) -> Option<usize> {
+    let k = DIRECT.iter().position(|d| *d == op)?;
+    let f64 = (dtype == DType::F64) as usize;
+    Some(CALLS.len() + 2 * (form as usize * DIRECT.len() + k) + f64)
+}
+
 /// Compiles `kernels` into one module. Kernels that differ only in the
 /// buffers they are given (the row-by-row pullbacks of a Jacobian: hundreds
 /// of one shape) are one function: code generation takes time per function.
@@ -782,10 +800,10 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let (Instr::Unary(op, _), dtype) = self.k.instrs[i] else {
             return None;
         };
-        let k = DIRECT.iter().position(|d| *d == op)?;
-        let first = CALLS.len() + 4 * DIRECT.len();
-        let at = first + 2 * k + (dtype == DType::F64) as usize;
-        self.calls.get(at).copied()
+        // Absent from the table where there are no group forms.
+        self.calls
+            .get(direct_call(op, dtype, Form::Group)?)
+            .copied()
     }
 
     /// Unary instruction `i` for every block of the group in one call of
@@ -804,20 +822,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
         let bytes = t.bytes();
         let data = StackSlotData::new(StackSlotKind::ExplicitSlot, bytes * INTERLEAVE as u32, 4);
         let slot = self.b.create_sized_stack_slot(data);
+        let (ptr, offset) = (self.ptr, |block: usize| (block as u32 * bytes) as i32);
         for (block, &v) in args.iter().enumerate() {
-            let ptr = self.ptr;
-            self.b
-                .ins()
-                .stack_store(ptr, v, slot, (block as u32 * bytes) as i32);
+            self.b.ins().stack_store(ptr, v, slot, offset(block));
         }
-        let at = self.b.ins().stack_addr(self.ptr, slot, 0);
+        let at = self.b.ins().stack_addr(ptr, slot, 0);
         self.b.ins().call(f, &[at]);
         for block in 0..INTERLEAVE {
-            let ptr = self.ptr;
-            let v = self
-                .b
-                .ins()
-                .stack_load(ptr, t, slot, (block as u32 * bytes) as i32);
+            let v = self.b.ins().stack_load(ptr, t, slot, offset(block));
             self.group[block][i] = Some(v);
         }
     }
@@ -1311,16 +1323,15 @@ impl Arith<'_, '_> {
                 self.select(pos, one, low)
             }
             _ if DIRECT.contains(&op) => {
-                let k = DIRECT.iter().position(|d| *d == op).expect("contained");
-                let at = CALLS.len() + 2 * k + (dtype == DType::F64) as usize;
                 let vector = self.b.func.dfg.value_type(x).is_vector();
                 if vector && cfg!(target_arch = "x86_64") {
                     // The vector form, one call for every lane.
-                    let f = self.calls[at + 2 * DIRECT.len()];
+                    let f = self.calls[direct_call(op, dtype, Form::Vector).expect("direct")];
                     let call = self.b.ins().call(f, &[x]);
                     return self.b.inst_results(call)[0];
                 }
-                self.call(self.calls[at], None, &[x])
+                let f = self.calls[direct_call(op, dtype, Form::Element).expect("direct")];
+                self.call(f, None, &[x])
             }
             _ => {
                 self.code._unary.push(Box::new(op));

@@ -81,6 +81,7 @@ pub(crate) struct Program {
     /// view): its number in a run's tables, which are then short where
     /// most nodes are fused (`u32::MAX`: none).
     index: Vec<u32>,
+    /// How many nodes `index` numbers: the length of a run's tables.
     values: usize,
     /// The slots' buffers, reused by each run that finds them unshared.
     arena: Mutex<Arena>,
@@ -121,9 +122,8 @@ impl Program {
         };
         let mut bound: Vec<usize> = (0..plan.place.len())
             .filter(|&i| {
-                let p = &plan.place[i];
                 matches!(
-                    p,
+                    plan.place[i],
                     Place::Fed(_) | Place::Constant | Place::Arena | Place::Within { .. }
                 )
             })

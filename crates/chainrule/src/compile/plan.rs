@@ -867,36 +867,21 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
             Prim::Where => k.push(Instr::Where(args[0], args[1], args[2]), dt),
             Prim::Cast(to) => k.push(Instr::Cast(*to, args[0]), dt),
             Prim::Contiguous => args[0],
-            Prim::Reduce { op, axes, .. } => {
+            Prim::Reduce { .. } | Prim::Matmul => {
+                // A dot product is a sum of products over its first axis.
+                let (op, axes, value) = match prim {
+                    Prim::Reduce { op, axes, .. } => (*op, &axes[..], args[0]),
+                    _ => {
+                        let product = Instr::Binary(BinaryOp::Mul, args[0], args[1]);
+                        (ReduceOp::Sum, &[0][..], k.push(product, dt))
+                    }
+                };
+                // Folded into its memory, stride 0 along the folded axes.
                 let (of, at) = p.memory(m);
                 let mut l = reduced_layout(&group.shape, axes);
                 l.offset += at.offset;
-                let o = operand(&mut k, &mut operands, of, &l, dt);
-                k.push(
-                    Instr::Reduce {
-                        op: *op,
-                        operand: o,
-                        value: args[0],
-                    },
-                    dt,
-                );
-                continue;
-            }
-            Prim::Matmul => {
-                let product = k.push(Instr::Binary(BinaryOp::Mul, args[0], args[1]), dt);
-                let (of, at) = p.memory(m);
-                let mut l = reduced_layout(&group.shape, &[0]);
-                l.offset += at.offset;
-                let o = operand(&mut k, &mut operands, of, &l, dt);
-                let sum = ReduceOp::Sum;
-                k.push(
-                    Instr::Reduce {
-                        op: sum,
-                        operand: o,
-                        value: product,
-                    },
-                    dt,
-                );
+                let operand = operand(&mut k, &mut operands, of, &l, dt);
+                k.push(Instr::Reduce { op, operand, value }, dt);
                 continue;
             }
             _ => unreachable!("only elementwise ops and reductions join kernels"),
