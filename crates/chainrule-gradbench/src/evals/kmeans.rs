@@ -21,9 +21,16 @@ use serde_json::Value;
 /// `‖C_j − P_i‖² − ‖P_i‖²`, and `‖P_i‖²` is the same along a row, so each
 /// row has the minimum and the argmin of the squared distances, with two
 /// passes over the n×k matrix fewer.
+///
+/// One matrix product, `[P, 1] · [−2C, ‖C‖²]ᵀ`: the column of ones folds
+/// the `‖C_j‖²` into the product, where adding it after is one more pass
+/// over the n×k matrix (k=1000, n=10000: 80 MB read and written, a third
+/// of the cost's time).
 fn shifted_distances(points: &Tensor, centroids: &Tensor) -> Tensor {
-    let cc = centroids.square().sum_axes(&[1], false).unsqueeze(0); // (1, k)
-    points.matmul(&(centroids * -2.0).t()) + cc
+    let ones = Tensor::ones(&[points.shape()[0], 1], points.dtype());
+    let cc = centroids.square().sum_axes(&[1], true); // (k, 1)
+    let augmented_centroids = Tensor::concat(&[&(centroids * -2.0), &cc], 1);
+    Tensor::concat(&[points, &ones], 1).matmul(&augmented_centroids.t())
 }
 
 fn cost(points: &Tensor, centroids: &Tensor) -> Tensor {
