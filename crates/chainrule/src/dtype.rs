@@ -180,8 +180,8 @@ pub trait Element: Scalar + Float + Sum + Debug + Default + Send + Sync + 'stati
     fn f64(self) -> f64;
     /// The error function (`num_traits::Float` has none).
     fn erf(self) -> Self;
-    /// `tanh`, written so that loops over it vectorize where that keeps
-    /// its accuracy (f32: see `kernels::elementwise::tanh_f32`).
+    /// `tanh`, written so that loops over it vectorize (see
+    /// `kernels::elementwise::tanh_f32` and `tanh_f64`).
     fn tanh_vectorizable(self) -> Self;
     /// `eˣ`, likewise (f32: see `kernels::elementwise::exp_f32`).
     fn exp_vectorizable(self) -> Self;
@@ -225,7 +225,7 @@ impl Element for f64 {
     }
     #[inline(always)]
     fn tanh_vectorizable(self) -> Self {
-        self.tanh()
+        crate::kernels::elementwise::tanh_f64(self)
     }
     #[inline(always)]
     fn exp_vectorizable(self) -> Self {
