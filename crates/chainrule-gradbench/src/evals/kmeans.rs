@@ -26,9 +26,9 @@ use serde_json::Value;
 /// are several times more centroids than coordinates: the column of ones
 /// folds the `‖C_j‖²` into the product, and copying `[P, 1]` costs less
 /// than adding `‖C_j‖²` over the n×k matrix after (with k=10, d=8 the copy
-/// and the product's odd inner length cost 30% more than the add). And each block is about 4 MB
-/// ([`BLOCK_ENTRIES`]), so that what the product writes is read back by
-/// its consumer while still in cache; the whole matrix is a round trip
+/// and the product's odd inner length cost 30% more than the add). And
+/// each block is about 4 MB ([`BLOCK_ENTRIES`]), so that what the product
+/// writes is read back by its consumer while still in cache; the whole matrix is a round trip
 /// through memory (80 MB at k=1000, n=10000). Cost at k=1000, n=10000,
 /// d=8: 16–17 ms with a separate add over the whole matrix, 10.2 ms in
 /// one product, 6.9 ms by blocks.
@@ -71,11 +71,11 @@ fn cost(points: &Tensor, centroids: &Tensor) -> Tensor {
 
 /// Each point's nearest centroid, (n,).
 fn nearest(points: &Tensor, centroids: &Tensor) -> Tensor {
-    let blocks: Vec<Tensor> = blocks_of_shifted_distances(points, centroids)
+    let mut blocks: Vec<Tensor> = blocks_of_shifted_distances(points, centroids)
         .map(|block| block.argmin(1, false))
         .collect();
     match blocks.len() {
-        1 => blocks[0].clone(),
+        1 => blocks.pop().expect("one block"),
         _ => Tensor::concat(&blocks.iter().collect::<Vec<_>>(), 0),
     }
 }

@@ -131,9 +131,9 @@ const CALLS: [(&str, usize); 4] = [
 /// Element functions for the common transcendental rows, called directly
 /// (each its row's `apply`, monomorphic: no op to look up per element),
 /// and on x86-64 their vector forms: one call per 128-bit vector, and one
-/// per interleaved group's vectors (`$f32b`, `$f64b`: the lanes in
-/// memory and their count), which runs the row's vectorizable loop at the CPU's widest
-/// registers, as the eager kernels do.
+/// per interleaved group's vectors (`$f32b`, `$f64b`: the lanes in memory
+/// and their count), which runs the row's vectorizable loop at the CPU's
+/// widest registers, as the eager kernels do.
 macro_rules! direct_unary {
     ($($variant:ident => $f32:ident, $f64:ident, $f32x4:ident, $f64x2:ident,
        $f32b:ident, $f64b:ident;)*) => {
@@ -333,40 +333,30 @@ pub(crate) fn build(
     }
     let mut module = JITModule::new(jb);
     let ptr = module.target_config().pointer_type();
+    // Every called function, declared as an import of its signature, in the
+    // order `direct_call` numbers them.
     let mut calls = Vec::new();
+    let mut import = |name: &str, params: &[Type], returns: &[Type]| -> Result<()> {
+        let mut sig = module.make_signature();
+        sig.params.extend(params.iter().map(|&t| AbiParam::new(t)));
+        sig.returns
+            .extend(returns.iter().map(|&t| AbiParam::new(t)));
+        let id = module.declare_function(name, Linkage::Import, &sig);
+        calls.push(id.map_err(err)?);
+        Ok(())
+    };
     for (k, (name, arity)) in CALLS.iter().enumerate() {
         let t = if k % 2 == 0 { types::F32 } else { types::F64 };
-        let mut sig = module.make_signature();
-        sig.params.push(AbiParam::new(ptr));
-        for _ in 0..*arity {
-            sig.params.push(AbiParam::new(t));
-        }
-        sig.returns.push(AbiParam::new(t));
-        calls.push(
-            module
-                .declare_function(name, Linkage::Import, &sig)
-                .map_err(err)?,
-        );
+        // The op's pointer, then its operands.
+        let params: Vec<Type> = std::iter::once(ptr).chain(vec![t; *arity]).collect();
+        import(name, &params, &[t])?;
     }
     for (name, _, t) in &direct {
-        let mut sig = module.make_signature();
-        sig.params.push(AbiParam::new(*t));
-        sig.returns.push(AbiParam::new(*t));
-        calls.push(
-            module
-                .declare_function(name, Linkage::Import, &sig)
-                .map_err(err)?,
-        );
+        import(name, &[*t], &[*t])?;
     }
     for (name, _) in &blocks {
-        let mut sig = module.make_signature();
-        sig.params.push(AbiParam::new(ptr));
-        sig.params.push(AbiParam::new(ptr));
-        calls.push(
-            module
-                .declare_function(name, Linkage::Import, &sig)
-                .map_err(err)?,
-        );
+        // The group's lanes in memory, and how many.
+        import(name, &[ptr, ptr], &[])?;
     }
     let mut code = Code {
         modules: Vec::new(),
@@ -1391,8 +1381,9 @@ fn keeps_order(k: &Kernel) -> bool {
 }
 
 /// Whether a kernel's innermost vector loop runs [`INTERLEAVE`] (or
-/// [`INTERLEAVE_CALLING`]) blocks at a time: it has a vector loop, walks it forwards and has no reduction
-/// that starts afresh per element (each would need its own accumulators).
+/// [`INTERLEAVE_CALLING`]) blocks at a time: it has a vector loop, walks it
+/// forwards and has no reduction that starts afresh per element (each
+/// would need its own accumulators).
 /// A value carried between iterations is read from the group's earlier
 /// blocks: it is always computed before the piece that reads it (an
 /// instruction's arguments come before it), so for every block first.

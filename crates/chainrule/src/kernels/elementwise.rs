@@ -430,8 +430,6 @@ pub(crate) fn sign<T: crate::Element>(x: T) -> T {
 /// `expf` does (`tests::exp_f32_is_within_an_ulp`).
 #[inline(always)]
 pub(crate) fn exp_f32(x: f32) -> f32 {
-    // 1.5 · 2^52: adding it rounds to an integer, held in the low bits.
-    const ROUND: f64 = 6755399441055744.0;
     // Past these, e^x is ∞ or rounds to 0 in f32; inside, 2^k is a
     // normal f64 (−150 ≤ k ≤ 129).
     let y = (x as f64).clamp(-104.0, 89.0);
@@ -463,28 +461,39 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
 /// underflowing to 0 where it does (`tests::exp_f64_is_within_two_ulps`).
 #[inline(always)]
 pub(crate) fn exp_f64(x: f64) -> f64 {
-    // 1.5 · 2^52: adding it rounds to an integer, held in the low bits.
-    const ROUND: f64 = 6755399441055744.0;
-    // ln 2 = LN2_HIGH + LN2_LOW (fdlibm's split), LN2_HIGH with 32 low
-    // zero bits: k·LN2_HIGH is exact for |k| < 2^21.
-    const LN2_HIGH: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.693147180369…
-    const LN2_LOW: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // 1.908214929…e-10
-
     // Past these e^x is ∞ or rounds to 0; inside, |k| ≤ 1077.
-    let y = x.clamp(-746.0, 710.0);
-    let k = (y * std::f64::consts::LOG2_E + ROUND) - ROUND;
-    let r = (y - k * LN2_HIGH) - k * LN2_LOW;
+    let (k, r) = ln2_reduced(x.clamp(-746.0, 710.0));
     let series = 1.0 + (r + r * r * exp_tail(r));
-    // 2^k = 2^a · 2^b, each a normal f64 (|a|, |b| ≤ 539), from the low
-    // bits of a + ROUND (two's complement) biased into the exponent.
+    // 2^k = 2^a · 2^b, each a normal f64 (|a|, |b| ≤ 539).
     let a = (k * 0.5).floor();
-    let two_to = |n: f64| f64::from_bits(((n + ROUND).to_bits() << 52).wrapping_add(1023 << 52));
     let e = series * two_to(a) * two_to(k - a);
     if x.is_nan() {
         x
     } else {
         e
     }
+}
+
+/// 1.5 · 2^52: adding it to a float rounds it to an integer, held in the
+/// low bits.
+const ROUND: f64 = 6755399441055744.0;
+
+/// `(k, r)` with `y = k·ln 2 + r`, `k` an integer and `|r| ≤ ln2/2` to
+/// full precision: ln 2 is taken in two parts (fdlibm's split), the first
+/// with 32 low zero bits so that `k·LN2_HIGH` is exact for `|k| < 2^21`.
+#[inline(always)]
+fn ln2_reduced(y: f64) -> (f64, f64) {
+    const LN2_HIGH: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000); // 0.693147180369…
+    const LN2_LOW: f64 = f64::from_bits(0x3dea_39ef_3579_3c76); // 1.908214929…e-10
+    let k = (y * std::f64::consts::LOG2_E + ROUND) - ROUND;
+    (k, (y - k * LN2_HIGH) - k * LN2_LOW)
+}
+
+/// `2^n` for an integer `n` with `2^n` a normal f64, from the low bits of
+/// `n + ROUND` (two's complement) biased into the exponent.
+#[inline(always)]
+fn two_to(n: f64) -> f64 {
+    f64::from_bits(((n + ROUND).to_bits() << 52).wrapping_add(1023 << 52))
 }
 
 /// `Σ_{i=2}^{13} rⁱ⁻² / i!`, the series of `eʳ` past `1 + r` over `r²`, by
@@ -524,8 +533,6 @@ fn exp_tail(r: f64) -> f64 {
 /// ulp of the correctly rounded value (`tests::tanh_f32_is_within_an_ulp`).
 #[inline(always)]
 pub(crate) fn tanh_f32(x: f32) -> f32 {
-    // 1.5 · 2^52: adding it rounds to an integer, held in the low bits.
-    const ROUND: f64 = 6755399441055744.0;
     // tanh(9.5) is 1 in f32.
     let y = 2.0 * (x.abs() as f64).min(9.5);
     let shifted = y * std::f64::consts::LOG2_E + ROUND;
@@ -551,23 +558,17 @@ pub(crate) fn tanh_f32(x: f32) -> f32 {
 /// `tanh` of an `f64` without a branch, so that loops over it vectorize
 /// (glibc's `tanh` branches and calls `expm1`: a quarter of an LSTM's
 /// time here). `tanh |x| = e / (e + 2)` with `e = expm1(2|x|)`, which is
-/// `(2^k − 1) + 2^k · (r + r²·tail(r))` from [`exp_f64`]'s reduction: with
+/// `(2^k − 1) + 2^k · (r + r²·tail(r))` from [`exp_f64`]'s reduction
+/// ([`ln2_reduced`], [`exp_tail`]): with
 /// `k = 0` it is the series alone, so there is no cancellation near 0.
 /// Within 3 ulps of glibc's `tanh` (`tests::tanh_f64_is_within_three_ulps`):
 /// the worst are near |x| = 0.2 and 0.5, where `2^k − 1` and the series
 /// part of `e` cancel one bit and two more roundings follow.
 #[inline(always)]
 pub(crate) fn tanh_f64(x: f64) -> f64 {
-    // 1.5 · 2^52: adding it rounds to an integer, held in the low bits.
-    const ROUND: f64 = 6755399441055744.0;
-    const LN2_HIGH: f64 = f64::from_bits(0x3fe6_2e42_fee0_0000);
-    const LN2_LOW: f64 = f64::from_bits(0x3dea_39ef_3579_3c76);
     // tanh(22) is 1 in f64; inside, 0 ≤ k ≤ 64.
-    let y = 2.0 * x.abs().min(22.0);
-    let shifted = y * std::f64::consts::LOG2_E + ROUND;
-    let k = shifted - ROUND;
-    let r = (y - k * LN2_HIGH) - k * LN2_LOW;
-    let scale = f64::from_bits((shifted.to_bits() << 52).wrapping_add(1023 << 52));
+    let (k, r) = ln2_reduced(2.0 * x.abs().min(22.0));
+    let scale = two_to(k);
     let expm1 = scale * (r + r * r * exp_tail(r)) + (scale - 1.0);
     let t = (expm1 / (expm1 + 2.0)).copysign(x);
     if x.is_nan() {
