@@ -186,6 +186,9 @@ fn entry_by_loop<T: crate::Element>(
 /// A product's operand: its buffer, and its row and column strides.
 type Strided<'a, T> = (&'a [T], usize, usize);
 
+/// One tiny product into its chunk: `(dst, a, b, m, k, n)`.
+type TinyProduct<T> = fn(&mut [MaybeUninit<T>], Strided<T>, Strided<T>, usize, usize, usize);
+
 /// `dst = a @ b` for a batch of tiny `m×k` by `k×n` products, one per
 /// `m·n` chunk of `dst`, at the `(a, b)` offsets `at`. For `k` ≤ 4 (3×3
 /// and 4×4 transforms) `k` is a constant of the loop, which unrolls: the
@@ -199,7 +202,7 @@ fn tiny_products<T: crate::Element>(
     b: Strided<T>,
     (m, k, n): (usize, usize, usize),
 ) {
-    let each = |product: fn(&mut [MaybeUninit<T>], Strided<T>, Strided<T>, usize, usize, usize)| {
+    let each = |product: TinyProduct<T>| {
         for (d, (oa, ob)) in dst.chunks_exact_mut(chunk).zip(at) {
             product(d, (&a.0[oa..], a.1, a.2), (&b.0[ob..], b.1, b.2), m, k, n);
         }
