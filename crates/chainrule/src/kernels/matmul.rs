@@ -186,8 +186,8 @@ fn entry_by_loop<T: crate::Element>(
 /// A product's operand: its buffer, and its row and column strides.
 type Strided<'a, T> = (&'a [T], usize, usize);
 
-/// One tiny product into its chunk: `(dst, a, b, m, k, n)`.
-type TinyProduct<T> = fn(&mut [MaybeUninit<T>], Strided<T>, Strided<T>, usize, usize, usize);
+/// One tiny product into its chunk of the output: `(dst, a, b)`.
+type TinyProduct<'f, T> = dyn Fn(&mut [MaybeUninit<T>], Strided<T>, Strided<T>) + 'f;
 
 /// `dst = a @ b` for a batch of tiny `m×k` by `k×n` products, one per
 /// `m·n` chunk of `dst`, at the `(a, b)` offsets `at`. For `k` ≤ 4 (3×3
@@ -202,17 +202,17 @@ fn tiny_products<T: crate::Element>(
     b: Strided<T>,
     (m, k, n): (usize, usize, usize),
 ) {
-    let each = |product: TinyProduct<T>| {
+    let each = |product: &TinyProduct<T>| {
         for (d, (oa, ob)) in dst.chunks_exact_mut(chunk).zip(at) {
-            product(d, (&a.0[oa..], a.1, a.2), (&b.0[ob..], b.1, b.2), m, k, n);
+            product(d, (&a.0[oa..], a.1, a.2), (&b.0[ob..], b.1, b.2));
         }
     };
     match k {
-        1 => each(tiny_product::<T, 1>),
-        2 => each(tiny_product::<T, 2>),
-        3 => each(tiny_product::<T, 3>),
-        4 => each(tiny_product::<T, 4>),
-        _ => each(|d, (a, a_rs, a_cs), (b, b_rs, b_cs), _, k, n| {
+        1 => each(&|d, a, b| tiny_product::<T, 1>(d, a, b, m, n)),
+        2 => each(&|d, a, b| tiny_product::<T, 2>(d, a, b, m, n)),
+        3 => each(&|d, a, b| tiny_product::<T, 3>(d, a, b, m, n)),
+        4 => each(&|d, a, b| tiny_product::<T, 4>(d, a, b, m, n)),
+        _ => each(&|d, (a, a_rs, a_cs), (b, b_rs, b_cs)| {
             for (i, row) in d.chunks_exact_mut(n).enumerate() {
                 for (j, d) in row.iter_mut().enumerate() {
                     d.write(entry_by_loop(a, (i * a_rs, a_cs), b, (j * b_cs, b_rs), k));
@@ -231,7 +231,6 @@ fn tiny_product<T: crate::Element, const K: usize>(
     (a, a_rs, a_cs): Strided<T>,
     (b, b_rs, b_cs): Strided<T>,
     m: usize,
-    _k: usize,
     n: usize,
 ) {
     for (i, out) in dst.chunks_exact_mut(n).take(m).enumerate() {
