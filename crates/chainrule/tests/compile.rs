@@ -364,6 +364,77 @@ fn a_shift_by_concatenation_is_read_in_place() {
 }
 
 #[test]
+fn an_index_select_that_only_kernels_read_is_gathered_where_it_lies() {
+    // Along the vector loop's axis (lane by lane) and along the first, with
+    // repeats; by a constant index and a fed one; broadcast against another
+    // operand and from a permuted view; long enough for interleaved blocks.
+    for dtype in [DType::F64, DType::F32] {
+        let x = Tensor::rand_uniform(&[3, 4, 301], -1.0, 1.0, 1, dtype);
+        let u = Tensor::rand_uniform(&[257], -1.0, 1.0, 2, dtype);
+        let picks: Vec<i64> = (0..257).map(|i| (i * 37 + i / 5) % 301).collect();
+        let fed = Tensor::from_vec(picks.clone(), &[257]);
+        let feeds = [("x", &x), ("u", &u), ("i", &fed)];
+        let exe = compiled(&feeds, |t| {
+            let constant: Vec<usize> = picks.iter().rev().map(|&i| i as usize).collect();
+            let a = t[0].index_select(2, &constant); // (3, 4, 257)
+            let b = t[0].index_select(2, &t[2]);
+            let c = t[0].permute(&[2, 1, 0]).index_select(0, &t[2]); // (257, 4, 3)
+            vec![
+                (&a * &t[1] + b.exp()).sum_axes(&[1], false),
+                (c * 2.0).sin(),
+            ]
+        });
+        let r = exe.report().expect("compiled");
+        assert_eq!((r.fused_gathers, r.interpreted_nodes), (3, 0), "{r:?}");
+        let tol = if dtype == DType::F32 { 1e-6 } else { 1e-12 };
+        assert_close_to_interpreted(&exe, &feeds, tol);
+    }
+}
+
+#[test]
+fn a_gathered_index_out_of_range_is_an_error_and_other_readers_get_it_built() {
+    let x = t(&[5, 6], 1);
+    let good = Tensor::from_vec(vec![5i64, 0, 2], &[3]);
+    let feeds = [("x", &x), ("i", &good)];
+    let exe = compiled(&feeds, |t| vec![t[0].index_select(1, &t[1]).exp()]);
+    assert_eq!(exe.report().expect("compiled").fused_gathers, 1);
+    assert_native_equals_interpreted(&exe, &feeds);
+    let bad = Tensor::from_vec(vec![0i64, 6, 2], &[3]);
+    let e = exe.run(&[("x", &x), ("i", &bad)]).unwrap_err().to_string();
+    assert!(e.contains("index_select") && e.contains("index 6"), "{e}");
+    let negative = Tensor::from_vec(vec![0i64, -1, 2], &[3]);
+    assert!(exe.run(&[("x", &x), ("i", &negative)]).is_err());
+    // Read by a product too: built once, by the interpreter, for both.
+    let exe = compiled(&feeds, |t| {
+        let picked = t[0].index_select(1, &t[1]);
+        vec![picked.t().matmul(&picked) + picked.sum()]
+    });
+    let r = exe.report().expect("compiled");
+    assert_eq!(r.fused_gathers, 0, "{r:?}");
+    assert_native_equals_interpreted(&exe, &feeds);
+}
+
+#[test]
+fn a_gather_and_its_tangents_fuse_under_jit() {
+    // kmeans' assigned cost: its gradient and the gradient's JVP (the
+    // Hessian's diagonal) gather the centroids by each point's assignment.
+    let (points, centroids) = (t(&[40, 3], 1), t(&[5, 3], 2));
+    let nearest = Tensor::from_vec((0..40).map(|i| (i * 7 % 5) as i64).collect(), &[40]);
+    let cost = |c: &Tensor, x: &[Tensor]| (c.index_select(0, &x[2]) - &x[1]).square().sum();
+    let direction = |x: &[Tensor]| {
+        let gradient = |c: &Tensor| func::grad(|c: &Tensor| cost(c, x), c);
+        let (j, h) = func::jvp(gradient, &x[0], &x[0].ones_like()).unwrap();
+        j / h
+    };
+    let xs = [centroids, points, nearest];
+    let compiled = func::jit(direction).call(&xs).unwrap();
+    let eager = direction(&xs);
+    for (a, b) in compiled.to_vec::<f64>().iter().zip(eager.to_vec::<f64>()) {
+        assert!((a - b).abs() <= 1e-12 * (1.0 + b.abs()), "{a} vs {b}");
+    }
+}
+
+#[test]
 fn a_padding_splits_the_loop_in_three_and_a_fold_across_it_runs_apart() {
     let (a, b) = (t(&[3, 4], 1), t(&[3, 9], 2));
     let feeds = [("a", &a), ("b", &b)];

@@ -6,7 +6,7 @@
 //! [`BinaryOp::apply`]), so every row compiles and means what the
 //! interpreter means by it.
 
-use super::kernel::{Instr, Kernel, Part};
+use super::kernel::{Gather, Instr, Kernel, Operand, Part};
 use crate::error::{Error, Result};
 use crate::ops::{BinaryOp, CompareOp, ReduceOp, UnaryOp};
 use crate::DType;
@@ -1183,14 +1183,64 @@ impl<'a, 'b> Emitter<'a, 'b> {
 
     /// Operand `o` where the loop is.
     fn load_operand(&mut self, o: usize, offsets: &[Value], dtype: DType) -> Value {
-        if self.in_vector && self.k.operands[o].strides.last() == Some(&0) {
+        let operand = &self.k.operands[o];
+        let walks_lanes = |o: &Operand| o.strides.last() != Some(&0);
+        let lanes_differ = walks_lanes(operand)
+            || operand
+                .gather
+                .is_some_and(|g| walks_lanes(&self.k.operands[g.by]));
+        if self.in_vector && !lanes_differ {
             // Broadcast along the innermost axis: one element for all lanes.
             self.in_vector = false;
-            let v = self.load(o, offsets[o], dtype);
+            let v = self.load_operand(o, offsets, dtype);
             self.in_vector = true;
             return self.widen(v);
         }
-        self.load(o, offsets[o], dtype)
+        match operand.gather {
+            Some(g) => self.load_gathered(o, g, offsets, dtype),
+            None => self.load(o, offsets[o], dtype),
+        }
+    }
+
+    /// A gathered operand's element, or in the vector body one per lane,
+    /// each at the index its lane reads.
+    fn load_gathered(&mut self, o: usize, g: Gather, offsets: &[Value], dtype: DType) -> Value {
+        let inner = |o: &Operand| *o.strides.last().unwrap_or(&0) as i64;
+        let (step_o, step_by) = (inner(&self.k.operands[o]), inner(&self.k.operands[g.by]));
+        let element = |e: &mut Self, lane: i64| {
+            let at = e.b.ins().iadd_imm_s(offsets[g.by], lane * step_by);
+            let at = e.address(g.by, at);
+            // Read-only (no kernel writes an index or a gathered input), so
+            // loads of one index by several operands merge.
+            let flags = MemFlagsData::trusted().with_readonly();
+            let index = e.b.ins().load(types::I64, flags, at, 0);
+            let moved = e.b.ins().imul_imm_s(index, g.step as i64);
+            let off = e.b.ins().iadd(offsets[o], moved);
+            let off = e.b.ins().iadd_imm_s(off, lane * step_o);
+            let at = e.address(o, off);
+            e.b.ins().load(float(dtype), flags, at, 0)
+        };
+        match (self.in_vector, self.simd) {
+            (true, Some(_)) if step_by == 0 && step_o == 1 => {
+                // One index for all lanes (a gathered row): one vector load.
+                let at = self.address(g.by, offsets[g.by]);
+                let flags = MemFlagsData::trusted().with_readonly();
+                let index = self.b.ins().load(types::I64, flags, at, 0);
+                let moved = self.b.ins().imul_imm_s(index, g.step as i64);
+                let off = self.b.ins().iadd(offsets[o], moved);
+                self.load(o, off, dtype)
+            }
+            (true, Some(t)) => {
+                let first = element(self, 0);
+                let mut v = self.b.ins().scalar_to_vector(t, first);
+                for lane in 1..t.lane_count() {
+                    let x = element(self, lane as i64);
+                    v = self.b.ins().insertlane(v, x, lane as u8);
+                }
+                v
+            }
+            _ => element(self, 0),
+        }
     }
 
     fn combine(&mut self, op: ReduceOp, acc: Value, x: Value, dtype: DType) -> Value {
@@ -1396,7 +1446,14 @@ fn interleaves(k: &Kernel) -> bool {
         _ => false,
     });
     let descending = k.split.as_ref().is_some_and(|s| s.descending);
-    simd_type(k).is_some() && !per_element && !descending
+    // Lanes gathered one by one are independent loads already, and a
+    // group of blocks of them runs out of registers (a gathered row is one
+    // vector load, as any operand's).
+    let lane_gathers = k.operands.iter().any(|o| {
+        o.gather
+            .is_some_and(|g| k.operands[g.by].strides[innermost] != 0)
+    });
+    simd_type(k).is_some() && !per_element && !descending && !lane_gathers
 }
 
 /// The vector type of a kernel's innermost loop: 128 bits of its one dtype,
@@ -1408,7 +1465,7 @@ fn simd_type(k: &Kernel) -> Option<Type> {
         .instrs
         .iter()
         .all(|(i, d)| *d == dtype && !matches!(i, Instr::Cast(..)))
-        && k.operands.iter().all(|o| o.dtype == dtype);
+        && (0..k.operands.len()).all(|o| k.operands[o].dtype == dtype || k.is_index(o));
     let unit = k
         .operands
         .iter()

@@ -19,6 +19,18 @@ pub(crate) struct Operand {
     pub dtype: DType,
     pub offset: isize,
     pub strides: Vec<isize>,
+    /// A gathered operand (a fused `index_select`): element
+    /// `offset + Σ iₐ·strides[a] + index·step`, with `index` the `i64` that
+    /// operand `by` holds where the loop is. `by` walks the gathered axis
+    /// (stride 0 here); its values were checked to be in range.
+    pub gather: Option<Gather>,
+}
+
+/// How a gathered [`Operand`] is indexed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct Gather {
+    pub by: usize,
+    pub step: isize,
 }
 
 /// A loop cut along `axis` into segments that start at `starts` (the first
@@ -108,8 +120,24 @@ impl Kernel {
             dtype,
             offset,
             strides: strides.iter().map(|&s| s as isize).collect(),
+            gather: None,
         });
         self.operands.len() - 1
+    }
+
+    /// Whether operand `o` only indexes gathered operands (it is never
+    /// loaded as a value).
+    pub fn is_index(&self, o: usize) -> bool {
+        self.operands
+            .iter()
+            .any(|p| p.gather.is_some_and(|g| g.by == o))
+    }
+
+    /// Whether operand `o` is the same element on every iteration.
+    fn fixed(&self, o: usize) -> bool {
+        let walks = |o: &Operand| o.strides.iter().any(|&s| s != 0);
+        let operand = &self.operands[o];
+        !walks(operand) && operand.gather.is_none_or(|g| !walks(&self.operands[g.by]))
     }
 
     pub fn push(&mut self, instr: Instr, dtype: DType) -> usize {
@@ -120,7 +148,8 @@ impl Kernel {
     /// Drops axes of length 1 and merges neighbouring axes that every
     /// operand walks as one (a row-major pair): a same-shape elementwise
     /// chain becomes one flat loop. A split loop's axis stays an axis of
-    /// its own.
+    /// its own, and so does a gathered one (its index operand walks it
+    /// alone).
     pub fn collapse(&mut self) {
         let split = self.split.as_ref().map(|s| s.axis);
         let keep: Vec<usize> = (0..self.dims.len())
@@ -169,7 +198,7 @@ impl Kernel {
         let mut inv = Vec::with_capacity(self.instrs.len());
         for (instr, _) in &self.instrs {
             let v = match *instr {
-                Instr::Load(o) => self.operands[o].strides.iter().all(|&s| s == 0),
+                Instr::Load(o) => self.fixed(o),
                 Instr::Piece(_) => false,
                 Instr::Unary(_, a) | Instr::Cast(_, a) => inv[a],
                 Instr::Binary(_, a, b) | Instr::Compare(_, a, b) => inv[a] && inv[b],

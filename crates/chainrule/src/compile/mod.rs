@@ -48,6 +48,9 @@ pub struct CompileReport {
     /// Concatenations and paddings read in place by the kernels that use
     /// them (their loops split at the pieces' bounds): never built.
     pub fused_pieces: usize,
+    /// `index_select`s read in place by the kernels that use them (each
+    /// loads the elements it selects): never built.
+    pub fused_gathers: usize,
     /// Concatenations whose pieces the kernels that compute them write
     /// straight into place: never copied.
     pub concats_in_place: usize,
@@ -112,6 +115,7 @@ impl Program {
             interpreted_nodes: count(|p| matches!(p, Place::Interpreted)),
             views: count(|p| matches!(p, Place::View { .. })),
             fused_pieces: count(|p| matches!(p, Place::Pieces { .. })),
+            fused_gathers: count(|p| matches!(p, Place::Gathered { .. })),
             concats_in_place: plan.in_place,
             native_loops: loops.iter().filter(|&&n| n).count(),
             interpreted_loops: loops.iter().filter(|&&n| !n).count(),
@@ -135,7 +139,10 @@ impl Program {
         for (i, p) in plan.place.iter().enumerate() {
             if !matches!(
                 p,
-                Place::InKernel(_) | Place::Pieces { .. } | Place::View { .. }
+                Place::InKernel(_)
+                    | Place::Pieces { .. }
+                    | Place::View { .. }
+                    | Place::Gathered { .. }
             ) {
                 index[i] = values;
                 values += 1;
@@ -196,9 +203,21 @@ impl Program {
             ptr[v] = readable(&t);
             memory[v] = Some(t);
         }
+        // The run-time indices that kernels gather by, once checked.
+        let mut checked: SmallVec<[(NodeId, usize); 4]> = SmallVec::new();
         for step in &self.steps {
             match step {
-                Step::Kernel { kernel, operands } => {
+                Step::Kernel {
+                    kernel,
+                    operands,
+                    checks,
+                } => {
+                    for &(index, len) in checks {
+                        if !checked.contains(&(index, len)) {
+                            in_range(&self.tensor(g, index, &memory, arena), len)?;
+                            checked.push((index, len));
+                        }
+                    }
                     let table: SmallVec<[*mut u8; 16]> =
                         operands.iter().map(|&j| ptr[at(j)]).collect();
                     // SAFETY: every pointer is the start of a live buffer of
@@ -283,7 +302,7 @@ impl Program {
                 l.offset = s.offset + offset;
                 Tensor::from_parts(s.storage.clone(), l, None)
             }
-            Place::InKernel(_) | Place::Pieces { .. } => {
+            Place::InKernel(_) | Place::Pieces { .. } | Place::Gathered { .. } => {
                 unreachable!("the planner stores what leaves a kernel")
             }
             _ => memory[self.index[i] as usize]
@@ -346,6 +365,21 @@ impl Slot {
             .expect("arena slots are unshared heap buffers");
         // SAFETY: the buffer has `offset` elements before the value's.
         unsafe { start.add(self.offset * self.storage.dtype().size()) }
+    }
+}
+
+/// Whether every entry of the `i64` index `t` is a position on an axis of
+/// length `len`, as the interpreter's `index_select` checks: a kernel
+/// that gathers by it loads from memory at each.
+fn in_range(t: &Tensor, len: usize) -> Result<()> {
+    let t = t.contiguous();
+    let outside = |&&i: &&i64| usize::try_from(i).map_or(true, |i| i >= len);
+    match t.buffer::<i64>()[..t.numel()].iter().find(outside) {
+        None => Ok(()),
+        Some(i) => Err(crate::Error::invalid(
+            "index_select",
+            format!("index {i} is out of range for an axis of length {len}"),
+        )),
     }
 }
 

@@ -21,7 +21,12 @@
 //!   other way), which fuses a whole integration step into one loop. So
 //!   a narrow of a value still in a kernel stays a view of its registers
 //!   until something reads it from memory.
-//! - Anything else (matmul, gathers, custom ops…) runs through the
+//! - An `index_select` of floats whose readers are all kernels is not
+//!   built either: each reading kernel loads the selected elements where
+//!   they are (a gathered operand, indexed by the index's memory), as XLA
+//!   fuses a gather into its consumer. Any other reader has it built by the
+//!   interpreter.
+//! - Anything else (matmul, other gathers, custom ops…) runs through the
 //!   interpreter. A value it reads is stored by its kernel, which is then
 //!   closed: it runs before the interpreted node.
 //!
@@ -29,10 +34,10 @@
 //! shape, by the interpreter, or returned) get a buffer; buffers share slots
 //! of one arena when their lifetimes do not overlap.
 
-use super::kernel::{Instr, Kernel, Part, Split};
+use super::kernel::{Gather, Instr, Kernel, Part, Split};
 use super::stream::{self, Stream};
 use crate::graph::{GOp, Graph, NodeId};
-use crate::layout::Layout;
+use crate::layout::{Dims, Layout};
 use crate::ops::{BinaryOp, Prim, ReduceOp};
 use crate::DType;
 
@@ -66,6 +71,15 @@ pub(crate) enum Place {
     /// A concatenation or padding along `axis` that only kernels read, each
     /// part of their loop from one piece.
     Pieces { axis: usize, pieces: Vec<Piece> },
+    /// An `index_select` along `axis` that only kernels read: they load
+    /// from `of`'s memory (laid out as `layout`, the selected value's
+    /// input) at the positions in `index`'s memory.
+    Gathered {
+        of: NodeId,
+        layout: Layout,
+        index: NodeId,
+        axis: usize,
+    },
 }
 
 /// One piece of a [`Place::Pieces`] value: elements `start .. start + len`
@@ -92,6 +106,9 @@ pub(crate) enum Step {
     Kernel {
         kernel: usize,
         operands: Vec<NodeId>,
+        /// Indices computed at run time that the kernel gathers by, each
+        /// with the length of the axis it indexes: checked before it runs.
+        checks: Vec<(NodeId, usize)>,
     },
     Interpret(NodeId),
     /// Stream `k` of the plan (one pass over a large matrix).
@@ -156,6 +173,8 @@ enum Kind {
     View,
     /// Concatenation and padding: [`Place::Pieces`] when it can be.
     Pieces,
+    /// `index_select`: [`Place::Gathered`] when it can be.
+    Gather,
     Interpreted,
 }
 
@@ -165,6 +184,9 @@ fn kind(g: &Graph, id: NodeId) -> Kind {
         return Kind::View; // inputs and constants: memory of their own
     };
     let input = |k: usize| g.node(node.inputs[k]);
+    if matches!(p, Prim::IndexSelect { .. }) && node.dtype.is_float() {
+        return Kind::Gather;
+    }
     // Kernels hold floats; integer and bool values go through memory.
     if !node.dtype.is_float() || node.inputs.iter().any(|&i| !g.node(i).dtype.is_float()) {
         return Kind::Interpreted;
@@ -211,6 +233,11 @@ impl<'g> Partition<'g> {
                 self.order.push(Err(id));
             }
             Place::View { of, .. } => self.materialize(of),
+            Place::Gathered { .. } => {
+                // Built where it is first needed; its input is in memory.
+                self.place[id.0 as usize] = Place::Interpreted;
+                self.order.push(Err(id));
+            }
             _ => {}
         }
     }
@@ -275,13 +302,14 @@ impl<'g> Partition<'g> {
             (GOp::Constant(_), _) => self.place[i] = Place::Constant,
             (_, Kind::View) => self.view(id),
             (_, Kind::Pieces) if self.fuse => self.pieces(id),
+            (_, Kind::Gather) if self.fuse && self.gatherable(id) => self.gather(id),
             (_, Kind::Elementwise) => self.join(id, &node.shape.clone()),
             (_, Kind::Reduction) => {
                 let shape = self.g.node(node.inputs[0]).shape.clone();
                 self.join(id, &shape);
                 self.stored[i] = true;
             }
-            (_, Kind::Interpreted | Kind::Pieces) => {
+            (_, Kind::Interpreted | Kind::Pieces | Kind::Gather) => {
                 for &j in &node.inputs {
                     self.materialize(j);
                 }
@@ -335,6 +363,55 @@ impl<'g> Partition<'g> {
             start += len;
         }
         self.place[id.0 as usize] = Place::Pieces { axis, pieces };
+    }
+
+    /// Whether `index_select` node `id` can be read in place: its index has
+    /// memory of its own, and a constant one is in range (one computed at
+    /// run time is checked before each kernel that gathers by it).
+    fn gatherable(&self, id: NodeId) -> bool {
+        let node = self.g.node(id);
+        let GOp::Prim(Prim::IndexSelect { axis }) = node.op else {
+            return false;
+        };
+        let (src, index) = (node.inputs[0], node.inputs[1]);
+        let len = self.g.node(src).shape[axis];
+        let in_range = match &self.g.node(index).op {
+            GOp::Constant(t) => t
+                .to_vec::<i64>()
+                .iter()
+                .all(|&i| usize::try_from(i).is_ok_and(|i| i < len)),
+            _ => true,
+        };
+        let own_memory = matches!(
+            self.place[index.0 as usize],
+            Place::Fed(_) | Place::Constant | Place::Interpreted
+        );
+        in_range && own_memory && self.g.node(index).dtype == DType::I64
+    }
+
+    /// Places an `index_select` as [`Place::Gathered`], its input in memory.
+    fn gather(&mut self, id: NodeId) {
+        let node = self.g.node(id);
+        let GOp::Prim(Prim::IndexSelect { axis }) = node.op else {
+            unreachable!("only index_select gathers")
+        };
+        let (src, index) = (node.inputs[0], node.inputs[1]);
+        self.materialize(src);
+        let (of, layout) = self.memory(src);
+        self.place[id.0 as usize] = Place::Gathered {
+            of,
+            layout,
+            index,
+            axis,
+        };
+    }
+
+    /// Whether kernels read `j` in place without its being built.
+    fn read_in_place(&self, j: NodeId) -> bool {
+        matches!(
+            self.place[j.0 as usize],
+            Place::Pieces { .. } | Place::Gathered { .. }
+        )
     }
 
     /// Whether piece `j` of `whole` (at `start` along `axis`) is a shifted
@@ -509,7 +586,7 @@ impl<'g> Partition<'g> {
             }
         }
         for &j in &node.inputs {
-            if !self.in_pieces(j) && (self.group_of(j) != target || !in_registers(self, j)) {
+            if !self.read_in_place(j) && (self.group_of(j) != target || !in_registers(self, j)) {
                 self.materialize(j);
             }
         }
@@ -517,7 +594,7 @@ impl<'g> Partition<'g> {
             // Storing an input closed the kernel: read everything from memory.
             target = None;
             for &j in &node.inputs {
-                if !self.in_pieces(j) {
+                if !self.read_in_place(j) {
                     self.materialize(j);
                 }
             }
@@ -528,7 +605,7 @@ impl<'g> Partition<'g> {
             // Building a piece from memory stored a value of this kernel:
             // a new kernel, reading everything from memory.
             for &j in &node.inputs {
-                if !self.in_pieces(j) {
+                if !self.read_in_place(j) {
                     self.materialize(j);
                 }
             }
@@ -668,8 +745,10 @@ fn last_reads(g: &Graph) -> Vec<usize> {
         last[o.0 as usize] = usize::MAX;
     }
     for r in (0..g.nodes.len()).rev() {
-        let passes_on = matches!(kind(g, NodeId(r as u32)), Kind::View | Kind::Pieces)
-            && matches!(g.nodes[r].op, GOp::Prim(_));
+        let passes_on = matches!(
+            kind(g, NodeId(r as u32)),
+            Kind::View | Kind::Pieces | Kind::Gather
+        ) && matches!(g.nodes[r].op, GOp::Prim(_));
         let read_at = if passes_on { last[r] } else { r };
         for j in &g.nodes[r].inputs {
             last[j.0 as usize] = last[j.0 as usize].max(read_at);
@@ -730,10 +809,11 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
         match *s {
             Ok(k) if p.groups[k].members.is_empty() => {}
             Ok(k) => {
-                let (kernel, operands) = lower(&p, &p.groups[k]);
+                let (kernel, operands, checks) = lower(&p, &p.groups[k]);
                 steps.push(Step::Kernel {
                     kernel: kernels.len(),
                     operands,
+                    checks,
                 });
                 kernels.push(kernel);
             }
@@ -809,13 +889,15 @@ fn split(group: &Group) -> Option<Split> {
     })
 }
 
-/// The kernel of a group, and the node whose memory each operand is.
-fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
+/// The kernel of a group, the node whose memory each operand is, and the
+/// run-time indices it gathers by (with their axes' lengths).
+fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>, Vec<(NodeId, usize)>) {
     let g = p.g;
     let shape = group.shape.clone();
     let mut k = Kernel::new(&shape);
     k.split = split(group);
     let mut operands = Buffers::default();
+    let mut checks = Vec::new();
     // Sparse: a dense vector per kernel would cost the graph's length each.
     let mut value: rustc_hash::FxHashMap<NodeId, usize> = Default::default();
     let operand = |k: &mut Kernel, operands: &mut Buffers, of, layout: &Layout, dtype| {
@@ -842,6 +924,27 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
                             };
                             let parts = parts(&mut k, &mut operands, pieces, carried, dtype);
                             k.push(Instr::Piece(parts), dtype)
+                        }
+                        Place::Gathered {
+                            of,
+                            layout,
+                            index,
+                            axis,
+                        } => {
+                            let shape = &g.node(j).shape;
+                            let o = gathered(
+                                &mut k,
+                                &mut operands,
+                                (*of, layout),
+                                *index,
+                                *axis,
+                                shape,
+                                dtype,
+                            );
+                            if !matches!(g.node(*index).op, GOp::Constant(_)) {
+                                checks.push((*index, layout.shape[*axis]));
+                            }
+                            k.push(Instr::Load(o), dtype)
                         }
                         _ => {
                             let (of, l) = p.memory(j);
@@ -900,7 +1003,51 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>) {
         }
     }
     k.collapse();
-    (k, operands.nodes)
+    checks.sort();
+    checks.dedup();
+    (k, operands.nodes, checks)
+}
+
+/// The operand of kernel `k` that reads `shape` selected along `axis` from
+/// `src` (its memory and layout) at the positions in `index`'s memory.
+fn gathered(
+    k: &mut Kernel,
+    operands: &mut Buffers,
+    (src, layout): (NodeId, &Layout),
+    index: NodeId,
+    axis: usize,
+    shape: &[usize],
+    dtype: DType,
+) -> usize {
+    let over_shape = |strides: Dims, offset: usize| {
+        let l = Layout {
+            shape: shape.iter().copied().collect(),
+            strides,
+            offset,
+        };
+        l.broadcast_to(&k.dims).expect("shapes were checked")
+    };
+    let mut strides = layout.strides.clone();
+    strides[axis] = 0;
+    let walk = over_shape(strides, layout.offset);
+    let mut strides: Dims = smallvec::smallvec![0; shape.len()];
+    strides[axis] = 1;
+    let by = over_shape(strides, 0);
+    let by = k.operand(operands.of(index), &by, DType::I64);
+    // One walk of an index however many operands gather by it.
+    let by = k.operands[..by]
+        .iter()
+        .position(|o| *o == k.operands[by])
+        .map_or(by, |earlier| {
+            k.operands.pop();
+            earlier
+        });
+    let o = k.operand(operands.of(src), &walk, dtype);
+    k.operands[o].gather = Some(Gather {
+        by,
+        step: layout.strides[axis] as isize,
+    });
+    o
 }
 
 /// The distinct memory a kernel walks, in its pointer table's order: one
