@@ -415,6 +415,30 @@ fn a_gathered_index_out_of_range_is_an_error_and_other_readers_get_it_built() {
 }
 
 #[test]
+fn a_gather_built_for_a_later_reader_is_still_read_in_place_by_earlier_loops() {
+    let (x, w) = (t(&[4, 6], 1), t(&[3, 3], 2));
+    let i = Tensor::from_vec(vec![5i64, 0, 2], &[3]);
+    let feeds = [("x", &x), ("w", &w), ("i", &i)];
+    let exe = compiled(&feeds, |t| {
+        let picked = t[0].index_select(1, &t[2]); // (4, 3)
+        let early = (&picked * 2.0).exp(); // a loop that reads it in place…
+        let closed = early.matmul(&t[1]); // …and runs before this product
+        let late = picked.matmul(&t[1]); // which has it built, after that loop
+        vec![closed + late]
+    });
+    assert_native_equals_interpreted(&exe, &feeds);
+    // Read across a larger loop, a gather is built once, not gathered on
+    // each pass of the loop.
+    let exe = compiled(&feeds, |t| {
+        let picked = t[0].index_select(1, &t[2]);
+        vec![(&picked + &Tensor::ones(&[2, 4, 3], DType::F64)).exp()]
+    });
+    let r = exe.report().expect("compiled");
+    assert_eq!((r.fused_gathers, r.interpreted_nodes), (0, 1), "{r:?}");
+    assert_native_equals_interpreted(&exe, &feeds);
+}
+
+#[test]
 fn a_gather_and_its_tangents_fuse_under_jit() {
     // kmeans' assigned cost: its gradient and the gradient's JVP (the
     // Hessian's diagonal) gather the centroids by each point's assignment.

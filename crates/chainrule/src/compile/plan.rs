@@ -71,15 +71,19 @@ pub(crate) enum Place {
     /// A concatenation or padding along `axis` that only kernels read, each
     /// part of their loop from one piece.
     Pieces { axis: usize, pieces: Vec<Piece> },
-    /// An `index_select` along `axis` that only kernels read: they load
-    /// from `of`'s memory (laid out as `layout`, the selected value's
-    /// input) at the positions in `index`'s memory.
-    Gathered {
-        of: NodeId,
-        layout: Layout,
-        index: NodeId,
-        axis: usize,
-    },
+    /// An `index_select` that only kernels read, each by a [`Gathering`].
+    Gathered,
+}
+
+/// How kernels read an `index_select` along `axis` in place: from `of`'s
+/// memory (laid out as `layout`, the selected value's input) at the
+/// positions in `index`'s memory.
+#[derive(Clone, Debug)]
+struct Gathering {
+    of: NodeId,
+    layout: Layout,
+    index: NodeId,
+    axis: usize,
 }
 
 /// One piece of a [`Place::Pieces`] value: elements `start .. start + len`
@@ -164,6 +168,10 @@ struct Partition<'g> {
     /// Per node: the last node that computes from it, through views and
     /// pieces (`usize::MAX` for outputs).
     last_read: Vec<usize>,
+    /// The `index_select`s kernels read in place. A kernel of the same
+    /// shape reads one so even once it is also built for another reader:
+    /// the building may come after that kernel runs.
+    gathers: rustc_hash::FxHashMap<NodeId, Gathering>,
 }
 
 /// How the pass treats a node.
@@ -233,7 +241,7 @@ impl<'g> Partition<'g> {
                 self.order.push(Err(id));
             }
             Place::View { of, .. } => self.materialize(of),
-            Place::Gathered { .. } => {
+            Place::Gathered => {
                 // Built where it is first needed; its input is in memory.
                 self.place[id.0 as usize] = Place::Interpreted;
                 self.order.push(Err(id));
@@ -398,19 +406,21 @@ impl<'g> Partition<'g> {
         let (src, index) = (node.inputs[0], node.inputs[1]);
         self.materialize(src);
         let (of, layout) = self.memory(src);
-        self.place[id.0 as usize] = Place::Gathered {
+        let gathering = Gathering {
             of,
             layout,
             index,
             axis,
         };
+        self.gathers.insert(id, gathering);
+        self.place[id.0 as usize] = Place::Gathered;
     }
 
     /// Whether kernels read `j` in place without its being built.
     fn read_in_place(&self, j: NodeId) -> bool {
         matches!(
             self.place[j.0 as usize],
-            Place::Pieces { .. } | Place::Gathered { .. }
+            Place::Pieces { .. } | Place::Gathered
         )
     }
 
@@ -569,6 +579,14 @@ impl<'g> Partition<'g> {
                         .is_none_or(|(a, _)| !folds.contains(a))
             })
         };
+        for &j in &node.inputs {
+            // Broadcast across the loop, a gather would load each element
+            // again on every pass: built once, it is read as a row.
+            if matches!(self.place[j.0 as usize], Place::Gathered) && self.g.node(j).shape != shape
+            {
+                self.materialize(j);
+            }
+        }
         let mut target: Option<usize> = None;
         for &j in &node.inputs {
             let full =
@@ -787,6 +805,7 @@ pub(crate) fn plan(g: &Graph, fuse: bool) -> Plan {
         streamed,
         depth: vec![0; n],
         last_read: last_reads(g),
+        gathers: Default::default(),
     };
     for i in 0..n {
         p.node(NodeId(i as u32));
@@ -914,8 +933,25 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>, Vec<(NodeId, usi
                 _ => {
                     // Loaded once per kernel, however many members read it.
                     let dtype = g.node(j).dtype;
-                    let v = match &p.place[j.0 as usize] {
-                        Place::Pieces { pieces, .. } => {
+                    // A gather of the loop's shape is read in place even
+                    // when it is also built (see `Partition::gathers`).
+                    let gathering = p.gathers.get(&j).filter(|_| g.node(j).shape == shape);
+                    let v = match (&p.place[j.0 as usize], gathering) {
+                        (_, Some(gathering)) => {
+                            let o =
+                                gathered(&mut k, &mut operands, gathering, &g.node(j).shape, dtype);
+                            let Gathering {
+                                index,
+                                layout,
+                                axis,
+                                ..
+                            } = gathering;
+                            if !matches!(g.node(*index).op, GOp::Constant(_)) {
+                                checks.push((*index, layout.shape[*axis]));
+                            }
+                            k.push(Instr::Load(o), dtype)
+                        }
+                        (Place::Pieces { pieces, .. }, None) => {
                             let carried = |v: &NodeId| {
                                 members
                                     .binary_search(v)
@@ -924,27 +960,6 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>, Vec<(NodeId, usi
                             };
                             let parts = parts(&mut k, &mut operands, pieces, carried, dtype);
                             k.push(Instr::Piece(parts), dtype)
-                        }
-                        Place::Gathered {
-                            of,
-                            layout,
-                            index,
-                            axis,
-                        } => {
-                            let shape = &g.node(j).shape;
-                            let o = gathered(
-                                &mut k,
-                                &mut operands,
-                                (*of, layout),
-                                *index,
-                                *axis,
-                                shape,
-                                dtype,
-                            );
-                            if !matches!(g.node(*index).op, GOp::Constant(_)) {
-                                checks.push((*index, layout.shape[*axis]));
-                            }
-                            k.push(Instr::Load(o), dtype)
                         }
                         _ => {
                             let (of, l) = p.memory(j);
@@ -1008,17 +1023,21 @@ fn lower(p: &Partition, group: &Group) -> (Kernel, Vec<NodeId>, Vec<(NodeId, usi
     (k, operands.nodes, checks)
 }
 
-/// The operand of kernel `k` that reads `shape` selected along `axis` from
-/// `src` (its memory and layout) at the positions in `index`'s memory.
+/// The operand of kernel `k` that reads a gather of `shape` in place.
 fn gathered(
     k: &mut Kernel,
     operands: &mut Buffers,
-    (src, layout): (NodeId, &Layout),
-    index: NodeId,
-    axis: usize,
+    gathering: &Gathering,
     shape: &[usize],
     dtype: DType,
 ) -> usize {
+    let Gathering {
+        of: src,
+        layout,
+        index,
+        axis,
+    } = gathering;
+    let (src, index, axis) = (*src, *index, *axis);
     let over_shape = |strides: Dims, offset: usize| {
         let l = Layout {
             shape: shape.iter().copied().collect(),
