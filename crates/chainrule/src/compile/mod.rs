@@ -115,7 +115,7 @@ impl Program {
             interpreted_nodes: count(|p| matches!(p, Place::Interpreted)),
             views: count(|p| matches!(p, Place::View { .. })),
             fused_pieces: count(|p| matches!(p, Place::Pieces { .. })),
-            fused_gathers: count(|p| matches!(p, Place::Gathered { .. })),
+            fused_gathers: count(|p| matches!(p, Place::Gathered)),
             concats_in_place: plan.in_place,
             native_loops: loops.iter().filter(|&&n| n).count(),
             interpreted_loops: loops.iter().filter(|&&n| !n).count(),
@@ -139,10 +139,7 @@ impl Program {
         for (i, p) in plan.place.iter().enumerate() {
             if !matches!(
                 p,
-                Place::InKernel(_)
-                    | Place::Pieces { .. }
-                    | Place::View { .. }
-                    | Place::Gathered { .. }
+                Place::InKernel(_) | Place::Pieces { .. } | Place::View { .. } | Place::Gathered
             ) {
                 index[i] = values;
                 values += 1;
@@ -302,7 +299,7 @@ impl Program {
                 l.offset = s.offset + offset;
                 Tensor::from_parts(s.storage.clone(), l, None)
             }
-            Place::InKernel(_) | Place::Pieces { .. } | Place::Gathered { .. } => {
+            Place::InKernel(_) | Place::Pieces { .. } | Place::Gathered => {
                 unreachable!("the planner stores what leaves a kernel")
             }
             _ => memory[self.index[i] as usize]
