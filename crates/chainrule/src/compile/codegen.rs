@@ -1207,27 +1207,27 @@ impl<'a, 'b> Emitter<'a, 'b> {
     fn load_gathered(&mut self, o: usize, g: Gather, offsets: &[Value], dtype: DType) -> Value {
         let inner = |o: &Operand| *o.strides.last().unwrap_or(&0) as i64;
         let (step_o, step_by) = (inner(&self.k.operands[o]), inner(&self.k.operands[g.by]));
-        let element = |e: &mut Self, lane: i64| {
+        // Read-only (no kernel writes an index or a gathered input), so
+        // loads of one index by several operands merge.
+        let flags = MemFlagsData::trusted().with_readonly();
+        // The element offset that lane `lane` reads, by its index.
+        let offset = |e: &mut Self, lane: i64| {
             let at = e.b.ins().iadd_imm_s(offsets[g.by], lane * step_by);
             let at = e.address(g.by, at);
-            // Read-only (no kernel writes an index or a gathered input), so
-            // loads of one index by several operands merge.
-            let flags = MemFlagsData::trusted().with_readonly();
             let index = e.b.ins().load(types::I64, flags, at, 0);
             let moved = e.b.ins().imul_imm_s(index, g.step as i64);
             let off = e.b.ins().iadd(offsets[o], moved);
-            let off = e.b.ins().iadd_imm_s(off, lane * step_o);
+            e.b.ins().iadd_imm_s(off, lane * step_o)
+        };
+        let element = |e: &mut Self, lane: i64| {
+            let off = offset(e, lane);
             let at = e.address(o, off);
             e.b.ins().load(float(dtype), flags, at, 0)
         };
         match (self.in_vector, self.simd) {
             (true, Some(_)) if step_by == 0 && step_o == 1 => {
                 // One index for all lanes (a gathered row): one vector load.
-                let at = self.address(g.by, offsets[g.by]);
-                let flags = MemFlagsData::trusted().with_readonly();
-                let index = self.b.ins().load(types::I64, flags, at, 0);
-                let moved = self.b.ins().imul_imm_s(index, g.step as i64);
-                let off = self.b.ins().iadd(offsets[o], moved);
+                let off = offset(self, 0);
                 self.load(o, off, dtype)
             }
             (true, Some(t)) => {

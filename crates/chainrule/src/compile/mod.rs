@@ -211,7 +211,8 @@ impl Program {
                 } => {
                     for &(index, len) in checks {
                         if !checked.contains(&(index, len)) {
-                            in_range(&self.tensor(g, index, &memory, arena), len)?;
+                            let values = self.tensor(g, index, &memory, arena);
+                            crate::ops::index::check_positions("index_select", &values, len)?;
                             checked.push((index, len));
                         }
                     }
@@ -362,21 +363,6 @@ impl Slot {
             .expect("arena slots are unshared heap buffers");
         // SAFETY: the buffer has `offset` elements before the value's.
         unsafe { start.add(self.offset * self.storage.dtype().size()) }
-    }
-}
-
-/// Whether every entry of the `i64` index `t` is a position on an axis of
-/// length `len`, as the interpreter's `index_select` checks: a kernel
-/// that gathers by it loads from memory at each.
-fn in_range(t: &Tensor, len: usize) -> Result<()> {
-    let t = t.contiguous();
-    let outside = |&&i: &&i64| usize::try_from(i).map_or(true, |i| i >= len);
-    match t.buffer::<i64>()[..t.numel()].iter().find(outside) {
-        None => Ok(()),
-        Some(i) => Err(crate::Error::invalid(
-            "index_select",
-            format!("index {i} is out of range for an axis of length {len}"),
-        )),
     }
 }
 

@@ -384,10 +384,7 @@ impl<'g> Partition<'g> {
         let (src, index) = (node.inputs[0], node.inputs[1]);
         let len = self.g.node(src).shape[axis];
         let in_range = match &self.g.node(index).op {
-            GOp::Constant(t) => t
-                .to_vec::<i64>()
-                .iter()
-                .all(|&i| usize::try_from(i).is_ok_and(|i| i < len)),
+            GOp::Constant(t) => crate::ops::index::check_positions("index_select", t, len).is_ok(),
             _ => true,
         };
         let own_memory = matches!(

@@ -149,38 +149,31 @@ where
     let mut out = Vec::with_capacity(dense.len() / len);
     let mut groups = dense.chunks_exact(ARG_ROWS * len);
     for group in &mut groups {
-        out.extend(arg_reduce_rows(group, len, &better).map(|b| b as i64));
+        out.extend(arg_reduce_rows::<T, F, ARG_ROWS>(group, len, &better).map(|b| b as i64));
     }
-    out.extend(groups.remainder().chunks_exact(len).map(|run| {
-        // The best value stays in a register, not re-read each step.
-        let (mut best, mut best_value) = (0, run[0]);
-        for (i, &x) in run.iter().enumerate().skip(1) {
-            if better(x, best_value) {
-                (best, best_value) = (i, x);
-            }
-        }
-        best as i64
-    }));
+    for run in groups.remainder().chunks_exact(len) {
+        out.push(arg_reduce_rows::<T, F, 1>(run, len, &better)[0] as i64);
+    }
     out
 }
 
 /// How many runs [`arg_reduce`] takes side by side.
 const ARG_ROWS: usize = 8;
 
-/// The best index of each of `ARG_ROWS` runs of `len` in `group`, found
-/// side by side without a branch: one run's chain of comparisons waits on
-/// each comparison before (and a branch on it mispredicts about twice a
-/// run of random values), eight independent chains do not.
+/// The best index of each of the `R` runs of `len` in `group`, found side
+/// by side without a branch: one run's chain of comparisons waits on each
+/// comparison before (and a branch on it mispredicts about twice a run of
+/// random values), eight independent chains do not.
 #[inline(always)]
-fn arg_reduce_rows<T: Copy, F: Fn(T, T) -> bool>(
+fn arg_reduce_rows<T: Copy, F: Fn(T, T) -> bool, const R: usize>(
     group: &[T],
     len: usize,
     better: &F,
-) -> [usize; ARG_ROWS] {
-    let mut best = [0; ARG_ROWS];
-    let mut value: [T; ARG_ROWS] = std::array::from_fn(|r| group[r * len]);
+) -> [usize; R] {
+    let mut best = [0; R];
+    let mut value: [T; R] = std::array::from_fn(|r| group[r * len]);
     for i in 1..len {
-        for r in 0..ARG_ROWS {
+        for r in 0..R {
             let x = group[r * len + i];
             let take = better(x, value[r]);
             best[r] = if take { i } else { best[r] };

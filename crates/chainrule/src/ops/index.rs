@@ -127,18 +127,28 @@ fn same_but(a: &[usize], b: &[usize], axis: usize) -> bool {
 /// or the error naming `op` (indices are checked when the op runs, so fed
 /// ones are too).
 fn positions(op: &'static str, index: &Tensor, len: usize) -> Result<Vec<usize>> {
+    check_positions(op, index, len)?;
     let index = index.contiguous();
     // A contiguous view's buffer may run past it.
-    index.buffer::<i64>()[..index.numel()]
+    Ok(index.buffer::<i64>()[..index.numel()]
         .iter()
-        .map(|&i| match usize::try_from(i) {
-            Ok(p) if p < len => Ok(p),
-            _ => Err(Error::invalid(
-                op,
-                format!("index {i} is out of range for an axis of length {len}"),
-            )),
-        })
-        .collect()
+        .map(|&i| i as usize)
+        .collect())
+}
+
+/// Whether every entry of the `i64` index is a position along an axis of
+/// length `len`; the error names `op` and the first entry that is not (a
+/// compiled loop that gathers by a fed index checks it so).
+pub(crate) fn check_positions(op: &'static str, index: &Tensor, len: usize) -> Result<()> {
+    let index = index.contiguous();
+    let outside = |&&i: &&i64| usize::try_from(i).map_or(true, |p| p >= len);
+    match index.buffer::<i64>()[..index.numel()].iter().find(outside) {
+        None => Ok(()),
+        Some(i) => Err(Error::invalid(
+            op,
+            format!("index {i} is out of range for an axis of length {len}"),
+        )),
+    }
 }
 
 /// The kernels of the four indexing primitives.
