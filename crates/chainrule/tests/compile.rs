@@ -391,6 +391,35 @@ fn an_index_select_that_only_kernels_read_is_gathered_where_it_lies() {
     }
 }
 
+/// A constant that lies broadcast (stride 0, from an offset into its
+/// buffer, as a tangent seed expanded over a batch does) is read where it
+/// lies: by kernels through its strides, by a product as it is.
+#[test]
+fn a_broadcast_constant_is_read_where_it_lies() {
+    for dtype in [DType::F64, DType::F32] {
+        let x = Tensor::rand_uniform(&[3, 257], -1.0, 1.0, 1, dtype);
+        let base = Tensor::rand_uniform(&[5], -1.0, 1.0, 2, dtype);
+        let column = base.narrow(0, 1, 3).unsqueeze(1).broadcast_to(&[3, 257]);
+        let row = base.narrow(0, 2, 1).broadcast_to(&[257]);
+        let feeds = [("x", &x)];
+        let exe = compiled(&feeds, |t| {
+            vec![
+                (&t[0] * &column).exp() + column.sin() * &row,
+                column.matmul(&t[0].t()),
+            ]
+        });
+        let tol = if dtype == DType::F32 { 1e-6 } else { 1e-12 };
+        assert_close_to_interpreted(&exe, &feeds, tol);
+        let eager = (&x * &column).exp() + column.sin() * &row;
+        let native = exe.run(&feeds).unwrap();
+        let (a, b) = (native[0].to_vec::<f64>(), eager.to_vec::<f64>());
+        assert!(a
+            .iter()
+            .zip(&b)
+            .all(|(a, b)| (a - b).abs() <= tol * (1.0 + b.abs())));
+    }
+}
+
 #[test]
 fn a_gathered_index_out_of_range_is_an_error_and_other_readers_get_it_built() {
     let x = t(&[5, 6], 1);

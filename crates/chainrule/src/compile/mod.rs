@@ -96,6 +96,9 @@ impl Program {
     pub fn new(g: &Graph, fuse: bool) -> Result<Program> {
         let start = Instant::now();
         let plan = plan::plan(g, fuse);
+        if std::env::var_os("CHAINRULE_DUMP_KERNELS").is_some() {
+            dump_steps(g, &plan);
+        }
         let code = codegen::compile(&plan.kernels)?;
         let loops: Vec<bool> = g
             .nodes
@@ -182,6 +185,9 @@ impl Program {
             let t = match &self.place[i] {
                 Place::Fed(k) => feeds[*k].contiguous(),
                 Place::Constant => match &g.nodes[i].op {
+                    GOp::Constant(t) if plan::broadcast_constant(g, NodeId(i as u32)).is_some() => {
+                        t.clone()
+                    }
                     GOp::Constant(t) => t.contiguous(),
                     _ => unreachable!("constant nodes hold constants"),
                 },
@@ -383,6 +389,26 @@ fn owned(t: Tensor) -> Tensor {
     }
 }
 
+/// `CHAINRULE_DUMP_KERNELS`: the program's steps in order, for whoever
+/// tunes the planner (which nodes the interpreter runs, at what shapes).
+fn dump_steps(g: &Graph, plan: &plan::Plan) {
+    for (k, step) in plan.steps.iter().enumerate() {
+        match step {
+            Step::Kernel { kernel, .. } => {
+                let dims = &plan.kernels[*kernel].dims;
+                eprintln!("step {k}: kernel {kernel} over {dims:?}")
+            }
+            Step::Interpret(id) => {
+                let node = g.node(*id);
+                let shapes: Vec<&[usize]> =
+                    node.inputs.iter().map(|&j| &g.node(j).shape[..]).collect();
+                let (op, shape) = (node.op.name(), &node.shape);
+                eprintln!("step {k}: interpret {op} {shapes:?} -> {shape:?}");
+            }
+            Step::Stream(s) => eprintln!("step {k}: stream {s}"),
+        }
+    }
+}
 #[cfg(test)]
 mod tests {
     use super::{Slot, PAGE};

@@ -86,6 +86,28 @@ struct Gathering {
     axis: usize,
 }
 
+/// How `id` lies in its memory (from the element a run binds) if it is a
+/// constant laid out broadcast, with a stride 0 (as a tangent seed expanded
+/// over a batch is): kernels read it where it lies, where making it
+/// contiguous would write out every copy on each run, for a kernel to read
+/// them all back.
+pub(crate) fn broadcast_constant(g: &Graph, id: NodeId) -> Option<Layout> {
+    let GOp::Constant(t) = &g.node(id).op else {
+        return None;
+    };
+    let l = t.layout();
+    let broadcast = l
+        .shape
+        .iter()
+        .zip(&l.strides)
+        .any(|(&n, &s)| n > 1 && s == 0);
+    broadcast.then(|| {
+        let mut l = l.clone();
+        l.offset = 0;
+        l
+    })
+}
+
 /// One piece of a [`Place::Pieces`] value: elements `start .. start + len`
 /// along its axis, read from memory or zeros.
 #[derive(Clone, Debug)]
@@ -279,6 +301,9 @@ impl<'g> Partition<'g> {
     fn memory(&self, id: NodeId) -> (NodeId, Layout) {
         match &self.place[id.0 as usize] {
             Place::View { of, layout } => (*of, layout.clone()),
+            Place::Constant if broadcast_constant(self.g, id).is_some() => {
+                (id, broadcast_constant(self.g, id).expect("checked"))
+            }
             Place::Within { of, offset } => {
                 let mut l = Layout::contiguous(&self.g.node(id).shape);
                 l.offset = *offset;

@@ -585,6 +585,9 @@ impl Prim {
         if !(d.is_float() && args[1..].iter().all(|t| t.dtype() == d)) || self.takes_index() {
             self.out_dtype(&args.iter().map(|t| t.dtype()).collect::<Vec<_>>())?;
         }
+        if let Some(y) = self.sunk(args) {
+            return y;
+        }
         Ok(match self {
             Prim::Unary(op) => unary::forward(x, *op),
             Prim::Binary(op) => binary::forward(x, args[1], *op)?,
@@ -619,6 +622,60 @@ impl Prim {
             Prim::Custom(f) => custom::forward(f, args)?,
             Prim::Loop(l) => l.0.forward(args)?,
         })
+    }
+
+    /// An elementwise op whose inputs all repeat along some axes of its
+    /// output (stride 0: expanded, or broadcast by the op) computed once
+    /// along them, its result repeated the same way. A batch of tangents
+    /// seeded through an expanded basis (ht's shift of every point's
+    /// barycentric coordinates) then stays the size of its seed, where the
+    /// op would write out every copy (and a compiled graph that folds it to
+    /// a constant read them all back).
+    fn sunk(&self, args: &[&Tensor]) -> Option<Result<Tensor>> {
+        let elementwise = matches!(
+            self,
+            Prim::Unary(_)
+                | Prim::Binary(_)
+                | Prim::Compare(_)
+                | Prim::Mask(_)
+                | Prim::Where
+                | Prim::Cast(_)
+        );
+        // An axis repeated in every input is expanded in at least one.
+        let expanded = |t: &&Tensor| {
+            let l = t.layout();
+            l.shape
+                .iter()
+                .zip(&l.strides)
+                .any(|(&n, &s)| n > 1 && s == 0)
+        };
+        if !elementwise || !args.iter().any(expanded) {
+            return None;
+        }
+        let mut shape = Dims::from_slice(args[0].shape());
+        for t in &args[1..] {
+            shape = crate::layout::broadcast_shapes(&shape, t.shape())?;
+        }
+        let layouts: Option<SmallVec<[crate::layout::Layout; 3]>> = args
+            .iter()
+            .map(|t| t.layout().broadcast_to(&shape))
+            .collect();
+        let layouts = layouts?;
+        let repeated = |a: &usize| shape[*a] > 1 && layouts.iter().all(|l| l.strides[*a] == 0);
+        let axes: SmallVec<[usize; 4]> = (0..shape.len()).filter(repeated).collect();
+        if axes.is_empty() {
+            return None;
+        }
+        let once: SmallVec<[Tensor; 3]> = args
+            .iter()
+            .zip(layouts)
+            .map(|(t, l)| t.view(axes.iter().fold(l, |l, &a| l.narrow(a, 0, 1))))
+            .collect();
+        let once: SmallVec<[&Tensor; 3]> = once.iter().collect();
+        Some(self.forward(&once).map(|y| {
+            let repeated = y.layout().broadcast_to(&shape);
+            y.view(repeated.expect("a length-1 axis broadcasts"))
+        }))
     }
 
     /// The adjoint of each input whose `needs` is set, given the output's
@@ -935,3 +992,51 @@ macro_rules! panicking {
     };
 }
 pub(crate) use panicking;
+
+#[cfg(test)]
+mod tests {
+    use crate::{DType, Tensor};
+
+    /// Elementwise ops on inputs that all repeat along some axes compute
+    /// one copy and repeat it ([`super::Prim::sunk`]): bit for bit the op on
+    /// dense copies, in a buffer of the distinct elements only. Where one
+    /// input does not repeat, the whole result is computed.
+    #[test]
+    fn ops_on_inputs_that_repeat_compute_one_copy() {
+        let shape = [4, 5, 3];
+        let x = Tensor::rand_uniform(&[4, 1, 3], -1.0, 1.0, 1, DType::F64).broadcast_to(&shape);
+        let y = Tensor::rand_uniform(&[1, 1, 3], -1.0, 1.0, 2, DType::F64).broadcast_to(&shape);
+        let z = Tensor::rand_uniform(&shape, -1.0, 1.0, 3, DType::F64);
+        let s = Tensor::scalar(0.25f64);
+        let dense = |t: &Tensor| t.contiguous();
+        let cases: [(&str, Tensor, Tensor, usize); 7] = [
+            ("exp", x.exp(), dense(&x).exp(), 12),
+            ("x·y", &x * &y, &dense(&x) * &dense(&y), 12),
+            ("x + s", &x + &s, &dense(&x) + &s, 12),
+            ("y − s", &y - &s, &dense(&y) - &s, 3),
+            (
+                "x > y",
+                x.gt(&y).to_dtype(DType::F64),
+                dense(&x).gt(&y).to_dtype(DType::F64),
+                12,
+            ),
+            (
+                "where",
+                Tensor::where_(&x.gt(&y), &y, &s),
+                Tensor::where_(&dense(&x).gt(&y), &dense(&y), &s),
+                12,
+            ),
+            ("x·z", &x * &z, &dense(&x) * &z, 60),
+        ];
+        for (what, got, want, distinct) in cases {
+            assert_eq!(got.shape(), shape, "{what}");
+            let (got_v, want_v) = (got.to_vec::<f64>(), want.to_vec::<f64>());
+            let same = got_v
+                .iter()
+                .zip(&want_v)
+                .all(|(a, b)| a.to_bits() == b.to_bits());
+            assert!(same, "{what}: {got_v:?} against {want_v:?}");
+            assert_eq!(got.buffer::<f64>().len(), distinct, "{what}");
+        }
+    }
+}
