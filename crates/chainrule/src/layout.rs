@@ -135,6 +135,15 @@ impl Layout {
         }
     }
 
+    /// Whether an axis of more than one element has stride 0: the view
+    /// repeats elements of its buffer (expanded, broadcast).
+    pub fn repeats(&self) -> bool {
+        self.shape
+            .iter()
+            .zip(&self.strides)
+            .any(|(&n, &s)| n > 1 && s == 0)
+    }
+
     pub fn narrow(&self, axis: usize, start: usize, len: usize) -> Layout {
         let mut l = self.clone();
         l.offset += start * self.strides[axis];

@@ -185,9 +185,7 @@ impl Program {
             let t = match &self.place[i] {
                 Place::Fed(k) => feeds[*k].contiguous(),
                 Place::Constant => match &g.nodes[i].op {
-                    GOp::Constant(t) if plan::broadcast_constant(g, NodeId(i as u32)).is_some() => {
-                        t.clone()
-                    }
+                    GOp::Constant(t) if plan::read_as_laid_out(t) => t.clone(),
                     GOp::Constant(t) => t.contiguous(),
                     _ => unreachable!("constant nodes hold constants"),
                 },
@@ -409,6 +407,7 @@ fn dump_steps(g: &Graph, plan: &plan::Plan) {
         }
     }
 }
+
 #[cfg(test)]
 mod tests {
     use super::{Slot, PAGE};

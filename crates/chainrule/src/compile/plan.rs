@@ -39,7 +39,7 @@ use super::stream::{self, Stream};
 use crate::graph::{GOp, Graph, NodeId};
 use crate::layout::{Dims, Layout};
 use crate::ops::{BinaryOp, Prim, ReduceOp};
-use crate::DType;
+use crate::{DType, Tensor};
 
 /// The most nodes one kernel takes: a longer chain is split into kernels
 /// of this size, which bounds the code generator's time per function.
@@ -86,26 +86,12 @@ struct Gathering {
     axis: usize,
 }
 
-/// How `id` lies in its memory (from the element a run binds) if it is a
-/// constant laid out broadcast, with a stride 0 (as a tangent seed expanded
-/// over a batch is): kernels read it where it lies, where making it
-/// contiguous would write out every copy on each run, for a kernel to read
-/// them all back.
-pub(crate) fn broadcast_constant(g: &Graph, id: NodeId) -> Option<Layout> {
-    let GOp::Constant(t) = &g.node(id).op else {
-        return None;
-    };
-    let l = t.layout();
-    let broadcast = l
-        .shape
-        .iter()
-        .zip(&l.strides)
-        .any(|(&n, &s)| n > 1 && s == 0);
-    broadcast.then(|| {
-        let mut l = l.clone();
-        l.offset = 0;
-        l
-    })
+/// Whether constant `t` is read where it lies, through its strides: when
+/// it repeats elements of its buffer (a stride 0, as a tangent seed
+/// expanded over a batch does), where making it contiguous would write out
+/// every copy on each run, for a kernel to read them all back.
+pub(crate) fn read_as_laid_out(t: &Tensor) -> bool {
+    t.layout().repeats()
 }
 
 /// One piece of a [`Place::Pieces`] value: elements `start .. start + len`
@@ -301,9 +287,15 @@ impl<'g> Partition<'g> {
     fn memory(&self, id: NodeId) -> (NodeId, Layout) {
         match &self.place[id.0 as usize] {
             Place::View { of, layout } => (*of, layout.clone()),
-            Place::Constant if broadcast_constant(self.g, id).is_some() => {
-                (id, broadcast_constant(self.g, id).expect("checked"))
-            }
+            Place::Constant => match &self.g.node(id).op {
+                GOp::Constant(t) if read_as_laid_out(t) => {
+                    // Offsets from the element the run binds.
+                    let mut l = t.layout().clone();
+                    l.offset = 0;
+                    (id, l)
+                }
+                _ => (id, Layout::contiguous(&self.g.node(id).shape)),
+            },
             Place::Within { of, offset } => {
                 let mut l = Layout::contiguous(&self.g.node(id).shape);
                 l.offset = *offset;

@@ -642,14 +642,7 @@ impl Prim {
                 | Prim::Cast(_)
         );
         // An axis repeated in every input is expanded in at least one.
-        let expanded = |t: &&Tensor| {
-            let l = t.layout();
-            l.shape
-                .iter()
-                .zip(&l.strides)
-                .any(|(&n, &s)| n > 1 && s == 0)
-        };
-        if !elementwise || !args.iter().any(expanded) {
+        if !elementwise || !args.iter().any(|t| t.layout().repeats()) {
             return None;
         }
         let mut shape = Dims::from_slice(args[0].shape());
