@@ -402,6 +402,14 @@ mod tests {
                 Layout::contiguous(&[2, 5, 20]).narrow(2, 4, 3),
                 Layout::contiguous(&[2, 5, 3]),
             ),
+            (
+                Layout::contiguous(&[2, 2, 5, 10]).narrow(3, 1, 3),
+                Layout::contiguous(&[5, 2, 2, 3]).permute(&[1, 2, 0, 3]),
+            ),
+            (
+                Layout::contiguous(&[200]).narrow(0, 5, 7),
+                Layout::contiguous(&[200]).narrow(0, 50, 7),
+            ),
         ];
         for (dl, sl) in cases {
             let src: Vec<f64> = (0..200).map(f64::from).collect();
