@@ -315,9 +315,14 @@ pub(crate) fn for_each_run(l: &Layout, mut f: impl FnMut(usize, usize, usize)) {
 
 pub(crate) struct StridedOffsets<'a> {
     layout: &'a Layout,
+    /// The position along each axis but the innermost.
     index: Dims,
     next: usize,
     remaining: usize,
+    /// Steps left along the innermost axis before the walk carries into
+    /// the outer ones, and its stride: most steps are one addition.
+    inner_left: usize,
+    inner_stride: usize,
 }
 
 impl<'a> StridedOffsets<'a> {
@@ -327,7 +332,35 @@ impl<'a> StridedOffsets<'a> {
             index: SmallVec::from_elem(0, layout.shape.len()),
             next: layout.offset,
             remaining: layout.numel(),
+            inner_left: layout.shape.last().map_or(0, |&n| n.saturating_sub(1)),
+            inner_stride: layout.strides.last().copied().unwrap_or(0),
         }
+    }
+
+    /// Moves `next` from the end of an innermost run to the start of the
+    /// next one.
+    #[cold]
+    fn carry(&mut self) {
+        let (shape, strides) = (&self.layout.shape, &self.layout.strides);
+        let Some(last) = shape.len().checked_sub(1) else {
+            return;
+        };
+        self.next -= self.inner_left_full() * strides[last];
+        for i in (0..last).rev() {
+            self.index[i] += 1;
+            if self.index[i] < shape[i] {
+                self.next += strides[i];
+                break;
+            }
+            self.next -= (shape[i] - 1) * strides[i];
+            self.index[i] = 0;
+        }
+        self.inner_left = self.inner_left_full();
+    }
+
+    /// The steps along the innermost axis of a whole run.
+    fn inner_left_full(&self) -> usize {
+        self.layout.shape.last().map_or(0, |&n| n - 1)
     }
 }
 
@@ -341,15 +374,11 @@ impl Iterator for StridedOffsets<'_> {
         }
         self.remaining -= 1;
         let current = self.next;
-        let (shape, strides) = (&self.layout.shape, &self.layout.strides);
-        for i in (0..shape.len()).rev() {
-            self.index[i] += 1;
-            if self.index[i] < shape[i] {
-                self.next += strides[i];
-                break;
-            }
-            self.next -= (shape[i] - 1) * strides[i];
-            self.index[i] = 0;
+        if self.inner_left > 0 {
+            self.inner_left -= 1;
+            self.next += self.inner_stride;
+        } else if self.remaining > 0 {
+            self.carry();
         }
         Some(current)
     }
@@ -436,6 +465,30 @@ mod tests {
                 off
             })
             .collect()
+    }
+
+    /// The offsets iterator walks every element in row-major order: 0-d,
+    /// permuted, expanded, narrowed, with axes of one and of none.
+    #[test]
+    fn offsets_walk_every_element_in_order() {
+        let layouts = [
+            Layout::contiguous(&[]),
+            Layout::contiguous(&[7]).narrow(0, 2, 4),
+            Layout::contiguous(&[2, 3, 4]).permute(&[2, 0, 1]),
+            Layout::contiguous(&[3, 1])
+                .broadcast_to(&[2, 3, 5])
+                .unwrap(),
+            Layout::contiguous(&[4, 1, 6])
+                .narrow(2, 1, 4)
+                .narrow(0, 1, 2),
+            Layout::contiguous(&[2, 0, 3]),
+            Layout::contiguous(&[1, 1]),
+        ];
+        for l in layouts {
+            let walked: Vec<usize> = l.offsets().collect();
+            assert_eq!(walked, offsets(&l), "{l:?}");
+            assert_eq!(l.offsets().len(), l.numel(), "{l:?}");
+        }
     }
 
     #[test]

@@ -202,6 +202,17 @@ fn tiny_products<T: crate::Element>(
     b: Strided<T>,
     (m, k, n): (usize, usize, usize),
 ) {
+    // Rows of `b` in place (3×3 and 4×4 transforms): a row of the output
+    // is a fixed-length sum of them, which vectorizes.
+    if b.2 == 1 {
+        match (k, n) {
+            (3, 3) => return rows_products::<T, 3, 3>(dst, chunk, at, a, b, m),
+            (4, 4) => return rows_products::<T, 4, 4>(dst, chunk, at, a, b, m),
+            (3, 4) => return rows_products::<T, 3, 4>(dst, chunk, at, a, b, m),
+            (4, 3) => return rows_products::<T, 4, 3>(dst, chunk, at, a, b, m),
+            _ => {}
+        }
+    }
     let each = |product: &TinyProduct<T>| {
         for (d, (oa, ob)) in dst.chunks_exact_mut(chunk).zip(at) {
             product(d, (&a.0[oa..], a.1, a.2), (&b.0[ob..], b.1, b.2));
@@ -242,6 +253,52 @@ fn tiny_product<T: crate::Element, const K: usize>(
                 sum = sum + row[p] * b[column + p * b_rs];
             }
             d.write(sum);
+        }
+    }
+}
+
+/// [`tiny_products`] of `K` columns of `a` by `b` with its `N`-element rows
+/// in place, at the CPU's widest registers.
+fn rows_products<T: crate::Element, const K: usize, const N: usize>(
+    dst: &mut [MaybeUninit<T>],
+    chunk: usize,
+    at: impl IntoIterator<Item = (usize, usize)>,
+    a: Strided<T>,
+    b: Strided<T>,
+    m: usize,
+) {
+    crate::kernels::wide(
+        #[inline(always)]
+        || {
+            for (d, (oa, ob)) in dst.chunks_exact_mut(chunk).zip(at) {
+                let (a, b) = ((&a.0[oa..], a.1, a.2), (&b.0[ob..], b.1, b.2));
+                rows_product::<T, K, N>(d, a, b, m);
+            }
+        },
+    )
+}
+
+/// One tiny product of [`tiny_products`] whose `b` has its `N`-element rows
+/// in place: each output row is `Σ_p a[i,p]·b[p,:]`, summed in the order
+/// [`entry_by_loop`] sums each entry, over fixed-length rows.
+#[inline(always)]
+fn rows_product<T: crate::Element, const K: usize, const N: usize>(
+    dst: &mut [MaybeUninit<T>],
+    (a, a_rs, a_cs): Strided<T>,
+    (b, b_rs, _): Strided<T>,
+    m: usize,
+) {
+    let b_row = |p: usize| -> [T; N] { std::array::from_fn(|j| b[p * b_rs + j]) };
+    let rows: [[T; N]; K] = std::array::from_fn(b_row);
+    for (i, out) in dst.chunks_exact_mut(N).take(m).enumerate() {
+        let coefficient = |p: usize| a[i * a_rs + p * a_cs];
+        let mut sum = rows[0].map(|x| coefficient(0) * x);
+        for (p, row) in rows.iter().enumerate().skip(1) {
+            let c = coefficient(p);
+            sum = std::array::from_fn(|j| sum[j] + c * row[j]);
+        }
+        for (d, s) in out.iter_mut().zip(sum) {
+            d.write(s);
         }
     }
 }
@@ -454,6 +511,8 @@ mod tests {
             (3, 3, 3),
             (4, 4, 4),
             (4, 3, 3),
+            (4, 3, 4),
+            (3, 4, 3),
             (1, 2, 4),
             (3, 1, 2),
             (2, 5, 3),
@@ -466,6 +525,9 @@ mod tests {
             let lb = Layout::contiguous(&[3, n, k]).permute(&[0, 2, 1]);
             let lb = lb.broadcast_to(&[2, 3, k, n]).unwrap();
             let out = batched_matmul(&a, &la, &b, &lb);
+            // And b stored (3, k, n), its rows in place.
+            let rows = Layout::contiguous(&[3, k, n]).broadcast_to(&[2, 3, k, n]);
+            let out_rows = batched_matmul(&a, &la, &b, &rows.unwrap());
             for (q, chunk) in out.chunks(m * n).enumerate() {
                 let (oa, ob) = (q * m * k, (q % 3) * n * k);
                 for (i, j) in (0..m).flat_map(|i| (0..n).map(move |j| (i, j))) {
@@ -475,6 +537,13 @@ mod tests {
                         chunk[i * n + j],
                         want,
                         "{m}×{k}×{n}, product {q}, ({i}, {j})"
+                    );
+                    let term = |p: usize| a[oa + i * k + p] * b[ob + p * n + j];
+                    let want = (1..k).fold(term(0), |sum, p| sum + term(p));
+                    let got = out_rows[q * m * n + i * n + j];
+                    assert_eq!(
+                        got, want,
+                        "rows in place: {m}×{k}×{n}, product {q}, ({i}, {j})"
                     );
                 }
             }
