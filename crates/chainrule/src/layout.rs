@@ -329,7 +329,7 @@ impl<'a> StridedOffsets<'a> {
     fn new(layout: &'a Layout) -> Self {
         StridedOffsets {
             layout,
-            index: SmallVec::from_elem(0, layout.shape.len()),
+            index: SmallVec::from_elem(0, layout.shape.len().saturating_sub(1)),
             next: layout.offset,
             remaining: layout.numel(),
             inner_left: layout.shape.last().map_or(0, |&n| n.saturating_sub(1)),
@@ -345,7 +345,8 @@ impl<'a> StridedOffsets<'a> {
         let Some(last) = shape.len().checked_sub(1) else {
             return;
         };
-        self.next -= self.inner_left_full() * strides[last];
+        let run = shape[last] - 1;
+        self.next -= run * strides[last];
         for i in (0..last).rev() {
             self.index[i] += 1;
             if self.index[i] < shape[i] {
@@ -355,12 +356,7 @@ impl<'a> StridedOffsets<'a> {
             self.next -= (shape[i] - 1) * strides[i];
             self.index[i] = 0;
         }
-        self.inner_left = self.inner_left_full();
-    }
-
-    /// The steps along the innermost axis of a whole run.
-    fn inner_left_full(&self) -> usize {
-        self.layout.shape.last().map_or(0, |&n| n - 1)
+        self.inner_left = run;
     }
 }
 

@@ -370,3 +370,21 @@ fn a_trace_records_an_affine_layer_as_the_three_ops_it_compiles() {
     let run = g.compile().run(&[("x", &x), ("w", &w), ("b", &b)]).unwrap();
     assert_eq!(run[0].to_vec::<f64>(), eager.to_vec::<f64>());
 }
+
+/// An elementwise op on an expanded input returns one copy, expanded, so
+/// the optimizer keeps a `contiguous` after it: the value asked for
+/// contiguous is contiguous, interpreted and compiled.
+#[test]
+fn contiguous_after_an_op_on_an_expanded_input_is_kept() {
+    let x = t64(&[3, 1], 4);
+    let g = Graph::trace(&[("x", &x)], |t| {
+        Ok(vec![t[0].broadcast_to(&[3, 5]).exp().contiguous()])
+    })
+    .unwrap();
+    let exe = g.optimize().compile();
+    for out in [exe.run_interpreted(&[("x", &x)]), exe.run(&[("x", &x)])] {
+        let out = out.unwrap();
+        assert!(out[0].is_contiguous());
+        assert_close(&out[0], &x.broadcast_to(&[3, 5]).contiguous().exp(), 0.0);
+    }
+}

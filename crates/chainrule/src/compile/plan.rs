@@ -208,12 +208,8 @@ fn kind(g: &Graph, id: NodeId) -> Kind {
         return Kind::Interpreted;
     }
     match p {
-        Prim::Unary(_)
-        | Prim::Binary(_)
-        | Prim::Mask(_)
-        | Prim::Where
-        | Prim::Cast(_)
-        | Prim::Contiguous => Kind::Elementwise,
+        _ if p.maps_elements() => Kind::Elementwise,
+        Prim::Contiguous => Kind::Elementwise,
         Prim::Reduce { .. } => Kind::Reduction,
         Prim::Matmul if input(0).shape.len() == 1 && input(1).shape.len() == 1 => Kind::Reduction,
         Prim::Permute(_)

@@ -407,16 +407,11 @@ fn simplify_node(out: &mut Graph, node: &Node, inputs: &[NodeId]) -> Option<Node
             ))
         }
         Prim::Contiguous => {
-            // The results of computing ops are fresh row-major buffers.
+            // These ops' results are fresh row-major buffers (an elementwise
+            // op's may repeat its inputs' expanded axes: `Prim::sunk`).
             let fresh = matches!(
                 prim_of(out, inputs[0]),
-                Some(
-                    Prim::Unary(_)
-                        | Prim::Binary(_)
-                        | Prim::Matmul
-                        | Prim::Reduce { .. }
-                        | Prim::Contiguous
-                )
+                Some(Prim::Matmul | Prim::Reduce { .. } | Prim::Contiguous)
             );
             fresh.then_some(inputs[0])
         }

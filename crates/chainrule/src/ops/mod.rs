@@ -624,6 +624,20 @@ impl Prim {
         })
     }
 
+    /// Whether each output element is a function of the inputs' elements
+    /// at its position (after broadcasting) alone.
+    pub(crate) fn maps_elements(&self) -> bool {
+        matches!(
+            self,
+            Prim::Unary(_)
+                | Prim::Binary(_)
+                | Prim::Compare(_)
+                | Prim::Mask(_)
+                | Prim::Where
+                | Prim::Cast(_)
+        )
+    }
+
     /// An elementwise op whose inputs all repeat along some axes of its
     /// output (stride 0: expanded, or broadcast by the op) computed once
     /// along them, its result repeated the same way. A batch of tangents
@@ -632,17 +646,8 @@ impl Prim {
     /// op would write out every copy (and a compiled graph that folds it to
     /// a constant read them all back).
     fn sunk(&self, args: &[&Tensor]) -> Option<Result<Tensor>> {
-        let elementwise = matches!(
-            self,
-            Prim::Unary(_)
-                | Prim::Binary(_)
-                | Prim::Compare(_)
-                | Prim::Mask(_)
-                | Prim::Where
-                | Prim::Cast(_)
-        );
         // An axis repeated in every input is expanded in at least one.
-        if !elementwise || !args.iter().any(|t| t.layout().repeats()) {
+        if !self.maps_elements() || !args.iter().any(|t| t.layout().repeats()) {
             return None;
         }
         let mut shape = Dims::from_slice(args[0].shape());
