@@ -175,6 +175,58 @@ fn vector_loops_and_their_remainders_agree_in_both_dtypes() {
     }
 }
 
+/// Reductions along the vector axis fold each interleaved block into its
+/// own accumulators: every length (no whole group, groups and a remainder
+/// of vectors and of lanes), a reduction per row and over everything
+/// (accumulators kept across rows), in kernels of 4 blocks and in ones
+/// that call a transcendental (16); a NaN in any block wins the max.
+#[test]
+fn reductions_over_interleaved_blocks_agree_with_the_interpreter() {
+    for dtype in [DType::F32, DType::F64] {
+        for n in [3, 9, 16, 37, 64, 129, 1000] {
+            let x = Tensor::rand_uniform(&[3, n], -2.0, 2.0, n as u64, dtype);
+            let feeds = [("x", &x)];
+            let exe = compiled(&feeds, |t| {
+                let (x, e) = (&t[0], t[0].exp());
+                vec![
+                    x.sum(),
+                    x.max(),
+                    x.min_axes(&[1], false),
+                    e.sum_axes(&[1], false),
+                    e.max(),
+                    (-&e).min(),
+                ]
+            });
+            let native = exe.run(&feeds).unwrap();
+            let interpreted = exe.run_interpreted(&feeds).unwrap();
+            let tol = if dtype == DType::F32 { 1e-5 } else { 1e-12 };
+            for (k, (a, b)) in native.iter().zip(&interpreted).enumerate() {
+                let (a, b) = (a.to_vec::<f64>(), b.to_vec::<f64>());
+                if k % 3 == 0 {
+                    for (x, y) in a.iter().zip(&b) {
+                        assert!(
+                            (x - y).abs() <= tol * y.abs(),
+                            "{dtype:?} n={n}: {x} vs {y}"
+                        );
+                    }
+                } else {
+                    assert_eq!(a, b, "{dtype:?} n={n}: output {k}");
+                }
+            }
+        }
+    }
+    let mut values: Vec<f64> = (0..200).map(|i| (i as f64 * 0.37).sin()).collect();
+    for at in [0, 5, 17, 60, 199] {
+        values[at] = f64::NAN;
+        let x = Tensor::from_vec(values.clone(), &[200]);
+        let exe = compiled(&[("x", &x)], |t| vec![t[0].max(), t[0].exp().max()]);
+        for y in exe.run(&[("x", &x)]).unwrap() {
+            assert!(y.item().is_nan(), "a NaN at {at}");
+        }
+        values[at] = 0.5;
+    }
+}
+
 mod jit {
     use super::t;
     use chainrule::{func, Tensor};

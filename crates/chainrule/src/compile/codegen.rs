@@ -425,6 +425,11 @@ const INTERLEAVE: usize = 4;
 /// 4 blocks).
 const INTERLEAVE_CALLING: usize = 16;
 
+/// How many vector accumulators a max or min over an interleaved loop
+/// keeps: 4 cover the compare-and-select's latency, and more would take
+/// registers from the blocks' own values.
+const BLOCK_ACCUMULATORS: usize = 4;
+
 /// The shortest body chain whose interleaving is kept from Cranelift's
 /// optimizer. A shorter one leaves room in the CPU's reorder window for
 /// the next iterations, which then overlap by themselves (a kmeans step's
@@ -440,6 +445,12 @@ const MIN_ORDERED_CHAIN: usize = 32;
 struct Acc {
     scalar: Variable,
     vector: Option<Variable>,
+    /// A max or min in an interleaved loop: [`BLOCK_ACCUMULATORS`] vector
+    /// accumulators that the group's blocks take in turn, so that the
+    /// folds are independent chains (one accumulator makes them a serial
+    /// wait on the compare-and-select's latency). A sum keeps one, so that
+    /// its order, and its bits, are those of the plain vector loop.
+    per_block: Option<[Variable; BLOCK_ACCUMULATORS]>,
     level: usize,
 }
 
@@ -570,9 +581,17 @@ impl<'a, 'b> Emitter<'a, 'b> {
                     .unwrap_or(rank);
                 let scalar = self.b.declare_var(float(*dtype));
                 let vector = self.simd.map(|t| self.b.declare_var(t));
+                let order_free = matches!(instr, Instr::Reduce { op, .. } if *op != ReduceOp::Sum);
+                let per_block = match self.simd {
+                    Some(t) if order_free && interleaves(self.k) => {
+                        Some(std::array::from_fn(|_| self.b.declare_var(t)))
+                    }
+                    _ => None,
+                };
                 self.accs[i] = Some(Acc {
                     scalar,
                     vector,
+                    per_block,
                     level,
                 });
                 if (0..level).any(|l| strides[l] == 0) {
@@ -627,12 +646,42 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// Whether reduction `i`'s vector accumulator is in use: its loop level
-    /// is above the innermost one, or the vector body is being written.
+    /// is above the innermost one, or the vector body is being written (in
+    /// an interleaved group, the block's own).
     fn acc_var(&self, i: usize) -> Variable {
         let acc = self.accs[i].expect("declared at entry");
-        match acc.vector {
-            Some(v) if self.in_vector => v,
+        match (acc.vector, acc.per_block) {
+            (Some(_), Some(blocks)) if self.in_vector && !self.group.is_empty() => {
+                blocks[self.block % BLOCK_ACCUMULATORS]
+            }
+            (Some(v), _) if self.in_vector => v,
             _ => acc.scalar,
+        }
+    }
+
+    /// A reduction's vector accumulator `v` with its blocks' folded in:
+    /// the blocks pairwise, then into `v` (the vectors past the groups).
+    fn fold_blocks(&mut self, op: ReduceOp, acc: &Acc, v: Variable, dtype: DType) -> Value {
+        let mut lanes: Vec<Value> = acc
+            .per_block
+            .iter()
+            .flatten()
+            .map(|&var| self.b.use_var(var))
+            .collect();
+        while lanes.len() > 1 {
+            lanes = lanes
+                .chunks(2)
+                .map(|pair| match *pair {
+                    [a, b] => self.combine(op, a, b, dtype),
+                    [a] => a,
+                    _ => unreachable!("chunks of two"),
+                })
+                .collect();
+        }
+        let rest = self.b.use_var(v);
+        match lanes.first() {
+            Some(&blocks) => self.combine(op, blocks, rest, dtype),
+            None => rest,
         }
     }
 
@@ -656,6 +705,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 if let (Some(v), Some(t)) = (acc.vector, self.simd) {
                     let splat = self.b.ins().splat(t, c);
                     self.b.def_var(v, splat);
+                    for &var in acc.per_block.iter().flatten() {
+                        self.b.def_var(var, splat);
+                    }
                 }
             }
         }
@@ -689,7 +741,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 let mut value = self.b.use_var(var);
                 if level < rank {
                     if let Some(v) = acc.vector {
-                        let lanes = self.b.use_var(v);
+                        let lanes = self.fold_blocks(op, &acc, v, dtype);
                         let folded = self.fold_lanes(op, lanes, dtype);
                         value = self.combine(op, value, folded, dtype);
                     }
@@ -762,8 +814,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// block `group · self.blocks`: each instruction for every block before
     /// the next instruction, so that the blocks' chains are independent
     /// work side by side (one block's chain alone is a serial wait on
-    /// each operation's latency). A reduction folds the blocks in order,
-    /// as the plain loop does, so results are the same bits.
+    /// each operation's latency). A sum folds the blocks in order, as the
+    /// plain loop does, so results are the same bits; a max or min folds
+    /// them into separate accumulators (see [`Acc::per_block`]).
     fn interleaved(&mut self, level: usize, offsets: &[Value], from: i64, group: Value) {
         let lanes = self.simd.expect("a vector loop").lane_count() as i64;
         let first = self.b.ins().imul_imm_s(group, self.blocks as i64 * lanes);
