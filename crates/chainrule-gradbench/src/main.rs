@@ -34,7 +34,30 @@ fn no_transparent_huge_pages() {
     }
 }
 
+/// mimalloc hands freed memory back to the kernel 10 ms later, so every
+/// call of a large eval faults its buffers in afresh: ba11's Jacobian
+/// (about 700 MB of buffers a call) spent most of its time zeroing fresh
+/// pages. With `MIMALLOC_PURGE_DELAY=-1` freed pages stay mapped for the
+/// next call, as glibc's allocator keeps them once a size recurs (the
+/// allocator the C++ and Python tools run on). mimalloc reads its options
+/// when the process loads, so the tool runs itself again with the setting
+/// (an explicit one is kept); if that fails it goes on as it is.
+fn keep_freed_pages() {
+    #[cfg(unix)]
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        use std::os::unix::process::CommandExt;
+        if let Ok(exe) = std::env::current_exe() {
+            let failed = std::process::Command::new(exe)
+                .args(std::env::args_os().skip(1))
+                .env("MIMALLOC_PURGE_DELAY", "-1")
+                .exec();
+            eprintln!("chainrule-gradbench: cannot rerun with freed pages kept: {failed}");
+        }
+    }
+}
+
 fn main() {
+    keep_freed_pages();
     no_transparent_huge_pages();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (mut multithreaded, mut options) = (false, protocol::Options::default());
