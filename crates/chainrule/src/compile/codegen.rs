@@ -645,9 +645,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
-    /// Whether reduction `i`'s vector accumulator is in use: its loop level
-    /// is above the innermost one, or the vector body is being written (in
-    /// an interleaved group, the block's own).
+    /// The variable reduction `i` folds into here: in an interleaved group
+    /// the block's own (a max or min), in a vector body the vector one,
+    /// else the scalar.
     fn acc_var(&self, i: usize) -> Variable {
         let acc = self.accs[i].expect("declared at entry");
         match (acc.vector, acc.per_block) {
@@ -659,7 +659,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
-    /// A reduction's vector accumulator `v` with its blocks' folded in:
+    /// A reduction's vector accumulator `v` with its blocks folded in:
     /// the blocks pairwise, then into `v` (the vectors past the groups).
     fn fold_blocks(&mut self, op: ReduceOp, acc: &Acc, v: Variable, dtype: DType) -> Value {
         let mut lanes: Vec<Value> = acc
