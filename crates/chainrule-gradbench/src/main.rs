@@ -37,9 +37,9 @@ fn no_transparent_huge_pages() {
 /// mimalloc hands freed memory back to the kernel 10 ms later, so every
 /// call of a large eval faults its buffers in afresh: ba11's Jacobian
 /// (its CSR arrays alone are 337 MB a call) spent most of its time
-/// zeroing fresh pages. With `MIMALLOC_PURGE_DELAY=-1` freed pages stay mapped for the
-/// next call, as glibc's allocator keeps them once a size recurs (the
-/// allocator the C++ and Python tools run on). mimalloc reads its options
+/// zeroing fresh pages. With `MIMALLOC_PURGE_DELAY=-1` freed pages stay
+/// mapped for the next call, as glibc's allocator keeps them once a size
+/// recurs (the allocator the C++ and Python tools run on). mimalloc reads its options
 /// when the process loads, so the tool runs itself again with the setting
 /// (an explicit one is kept); if that fails it goes on as it is.
 fn keep_freed_pages() {

@@ -650,39 +650,23 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// else the scalar.
     fn acc_var(&self, i: usize) -> Variable {
         let acc = self.accs[i].expect("declared at entry");
-        match (acc.vector, acc.per_block) {
-            (Some(_), Some(blocks)) if self.in_vector && !self.group.is_empty() => {
+        match (acc.per_block, acc.vector) {
+            (Some(blocks), _) if self.in_vector && !self.group.is_empty() => {
                 blocks[self.block % BLOCK_ACCUMULATORS]
             }
-            (Some(v), _) if self.in_vector => v,
+            (_, Some(v)) if self.in_vector => v,
             _ => acc.scalar,
         }
     }
 
-    /// A reduction's vector accumulator `v` with its blocks folded in:
-    /// the blocks pairwise, then into `v` (the vectors past the groups).
+    /// A reduction's vector accumulator `v` with its blocks' accumulators
+    /// folded in (once per entry of its level: a short chain is enough).
     fn fold_blocks(&mut self, op: ReduceOp, acc: &Acc, v: Variable, dtype: DType) -> Value {
-        let mut lanes: Vec<Value> = acc
-            .per_block
-            .iter()
-            .flatten()
-            .map(|&var| self.b.use_var(var))
-            .collect();
-        while lanes.len() > 1 {
-            lanes = lanes
-                .chunks(2)
-                .map(|pair| match *pair {
-                    [a, b] => self.combine(op, a, b, dtype),
-                    [a] => a,
-                    _ => unreachable!("chunks of two"),
-                })
-                .collect();
-        }
         let rest = self.b.use_var(v);
-        match lanes.first() {
-            Some(&blocks) => self.combine(op, blocks, rest, dtype),
-            None => rest,
-        }
+        acc.per_block.iter().flatten().fold(rest, |folded, &var| {
+            let block = self.b.use_var(var);
+            self.combine(op, folded, block, dtype)
+        })
     }
 
     /// The loop over axis `level` (or the body, past the last axis), with
