@@ -491,6 +491,10 @@ struct Emitter<'a, 'b> {
     block: usize,
     /// How many blocks an interleaved group has.
     blocks: usize,
+    /// Per operand, the bytes from the address the loops carry to its
+    /// element (its start offset): the loads' and stores' immediate
+    /// field, which x86-64 adds in the load itself.
+    disp: Vec<i32>,
 }
 
 impl<'a, 'b> Emitter<'a, 'b> {
@@ -521,6 +525,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             group: Vec::new(),
             block: 0,
             blocks: INTERLEAVE,
+            disp: Vec::new(),
         };
         let calling = (0..k.instrs.len()).any(|i| !e.invariant[i] && e.block_call(i).is_some());
         if calling {
@@ -601,23 +606,54 @@ impl<'a, 'b> Emitter<'a, 'b> {
             }
         }
         self.declare_history();
-        let offsets: Vec<Value> = self.zero_offsets();
+        let at: Vec<Value> = self.start_addresses();
         for i in 0..self.k.instrs.len() {
             if self.invariant[i] {
-                let v = self.instr(i, &offsets);
+                let v = self.instr(i, &at);
                 self.values[i] = v;
             }
         }
-        self.level(0, offsets);
+        self.level(0, at);
         self.b.ins().return_(&[]);
     }
 
-    fn zero_offsets(&mut self) -> Vec<Value> {
-        let starts: Vec<i64> = self.k.operands.iter().map(|o| o.offset as i64).collect();
-        starts
-            .into_iter()
-            .map(|off| self.b.ins().iconst(types::I64, off))
+    /// Each operand's address where the loops start, less its
+    /// displacement (see [`Emitter::disp`]). The loops carry addresses, not
+    /// element offsets: a load in the innermost loop is then one address
+    /// plus the scaled index, which x86-64 folds into the load itself, and
+    /// an operand holds one register, not a base and an offset.
+    fn start_addresses(&mut self) -> Vec<Value> {
+        (0..self.k.operands.len())
+            .map(|o| {
+                let bytes = self.k.operands[o].offset as i64 * self.size(o);
+                match i32::try_from(bytes) {
+                    Ok(disp) => {
+                        self.disp.push(disp);
+                        self.bases[o]
+                    }
+                    Err(_) => {
+                        self.disp.push(0);
+                        self.b.ins().iadd_imm_s(self.bases[o], bytes)
+                    }
+                }
+            })
             .collect()
+    }
+
+    /// The bytes of one element of operand `o`.
+    fn size(&self, o: usize) -> i64 {
+        self.k.operands[o].dtype.size() as i64
+    }
+
+    /// `index · bytes`, a shift where `bytes` is a power of two (the
+    /// address modes' scales).
+    fn scaled(&mut self, index: Value, bytes: i64) -> Value {
+        match bytes {
+            b if b > 0 && (b as u64).is_power_of_two() => {
+                self.b.ins().ishl_imm_s(index, b.trailing_zeros() as i64)
+            }
+            b => self.b.ins().imul_imm_s(index, b),
+        }
     }
 
     fn reduce_init(&self, i: usize) -> f64 {
@@ -670,7 +706,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
     }
 
     /// The loop over axis `level` (or the body, past the last axis), with
-    /// each operand's offset so far.
+    /// each operand's address so far.
     fn level(&mut self, level: usize, offsets: Vec<Value>) {
         let rank = self.k.dims.len();
         for i in 0..self.k.instrs.len() {
@@ -910,15 +946,14 @@ impl<'a, 'b> Emitter<'a, 'b> {
         }
     }
 
-    /// Each operand's offset at `index` along axis `level`.
-    fn advance(&mut self, offsets: &[Value], level: usize, index: Value) -> Vec<Value> {
-        (0..offsets.len())
+    /// Each operand's address at `index` along axis `level`.
+    fn advance(&mut self, at: &[Value], level: usize, index: Value) -> Vec<Value> {
+        (0..at.len())
             .map(|o| match self.k.operands[o].strides[level] {
-                0 => offsets[o],
-                1 => self.b.ins().iadd(offsets[o], index),
+                0 => at[o],
                 s => {
-                    let step = self.b.ins().imul_imm_s(index, s as i64);
-                    self.b.ins().iadd(offsets[o], step)
+                    let step = self.scaled(index, s as i64 * self.size(o));
+                    self.b.ins().iadd(at[o], step)
                 }
             })
             .collect()
@@ -986,45 +1021,47 @@ impl<'a, 'b> Emitter<'a, 'b> {
             .filter(|(_, &s)| s != 0)
             .map(|(d, _)| d)
             .product();
-        let start = o.offset as i64;
+        let first = o.offset as i64 * self.size(operand);
+        let start = self.b.ins().iadd_imm_s(self.bases[operand], first);
         let v = self.constant(value, dtype);
         self.for_loop(0, n as i64, |e, index| {
-            let off = e.b.ins().iadd_imm_s(index, start);
-            e.store(operand, off, v);
+            let bytes = e.scaled(index, e.size(operand));
+            let at = e.b.ins().iadd(start, bytes);
+            e.store_at(at, 0, v);
         });
     }
 
-    fn address(&mut self, operand: usize, offset: Value) -> Value {
-        let size = self.k.operands[operand].dtype.size() as i64;
-        let bytes = self.b.ins().imul_imm_s(offset, size);
-        self.b.ins().iadd(self.bases[operand], bytes)
-    }
-
-    /// One element, or in the vector body a vector of consecutive ones.
-    fn load(&mut self, operand: usize, offset: Value, dtype: DType) -> Value {
-        let at = self.address(operand, offset);
+    /// Operand `o`'s element at address `at`, or in the vector body a
+    /// vector of consecutive ones.
+    fn load(&mut self, o: usize, at: Value, dtype: DType) -> Value {
+        let disp = self.disp[o];
         match (self.in_vector, self.simd) {
             // Not `trusted`: that promises alignment, which a vector at an
             // arbitrary element offset lacks.
             (true, Some(t)) => self
                 .b
                 .ins()
-                .load(t, MemFlagsData::new().with_notrap(), at, 0),
+                .load(t, MemFlagsData::new().with_notrap(), at, disp),
             _ => self
                 .b
                 .ins()
-                .load(float(dtype), MemFlagsData::trusted(), at, 0),
+                .load(float(dtype), MemFlagsData::trusted(), at, disp),
         }
     }
 
-    fn store(&mut self, operand: usize, offset: Value, value: Value) {
-        let at = self.address(operand, offset);
+    /// `value` into operand `o` at address `at`.
+    fn store(&mut self, o: usize, at: Value, value: Value) {
+        let disp = self.disp[o];
+        self.store_at(at, disp, value);
+    }
+
+    fn store_at(&mut self, at: Value, disp: i32, value: Value) {
         let flags = if self.in_vector {
             MemFlagsData::new().with_notrap()
         } else {
             MemFlagsData::trusted()
         };
-        self.b.ins().store(flags, value, at, 0);
+        self.b.ins().store(flags, value, at, disp);
     }
 
     /// The innermost body: every instruction that is not invariant.
@@ -1247,25 +1284,26 @@ impl<'a, 'b> Emitter<'a, 'b> {
         // Read-only (no kernel writes an index or a gathered input), so
         // loads of one index by several operands merge.
         let flags = MemFlagsData::trusted().with_readonly();
-        // The element offset that lane `lane` reads, by its index.
-        let offset = |e: &mut Self, lane: i64| {
-            let at = e.b.ins().iadd_imm_s(offsets[g.by], lane * step_by);
-            let at = e.address(g.by, at);
-            let index = e.b.ins().load(types::I64, flags, at, 0);
-            let moved = e.b.ins().imul_imm_s(index, g.step as i64);
-            let off = e.b.ins().iadd(offsets[o], moved);
-            e.b.ins().iadd_imm_s(off, lane * step_o)
+        let (size_o, size_by) = (self.size(o), self.size(g.by));
+        let (disp_o, disp_by) = (self.disp[o], self.disp[g.by]);
+        // The address that lane `lane` reads (less operand `o`'s
+        // displacement), by its index.
+        let address = |e: &mut Self, lane: i64| {
+            let disp = disp_by + (lane * step_by * size_by) as i32;
+            let index = e.b.ins().load(types::I64, flags, offsets[g.by], disp);
+            let moved = e.scaled(index, g.step as i64 * size_o);
+            e.b.ins().iadd(offsets[o], moved)
         };
         let element = |e: &mut Self, lane: i64| {
-            let off = offset(e, lane);
-            let at = e.address(o, off);
-            e.b.ins().load(float(dtype), flags, at, 0)
+            let at = address(e, lane);
+            let disp = disp_o + (lane * step_o * size_o) as i32;
+            e.b.ins().load(float(dtype), flags, at, disp)
         };
         match (self.in_vector, self.simd) {
             (true, Some(_)) if step_by == 0 && step_o == 1 => {
                 // One index for all lanes (a gathered row): one vector load.
-                let off = offset(self, 0);
-                self.load(o, off, dtype)
+                let at = address(self, 0);
+                self.load(o, at, dtype)
             }
             (true, Some(t)) => {
                 let first = element(self, 0);
