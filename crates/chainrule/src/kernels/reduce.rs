@@ -103,19 +103,26 @@ where
     out
 }
 
-/// One contiguous run folded with eight independent accumulators (so the
-/// loop vectorizes), then combined. Deterministic: the order depends only on
-/// the run's length.
+/// How many independent accumulators [`fold_run`] keeps: four vectors of
+/// AVX-512's eight `f64` lanes (eight of AVX2's four), so that the folds
+/// are side-by-side chains. With eight, one vector, the loop waited on
+/// each add's or compare-and-select's latency in turn.
+const RUN_ACCUMULATORS: usize = 32;
+
+/// One contiguous run folded with [`RUN_ACCUMULATORS`] independent
+/// accumulators (so the loop vectorizes), then combined. Deterministic: the
+/// order depends only on the run's length.
 #[inline(always)]
 pub(crate) fn fold_run<T: Copy, F: Fn(T, T) -> T>(run: &[T], init: T, fold: &F) -> T {
-    if run.len() < 32 {
+    const N: usize = RUN_ACCUMULATORS;
+    if run.len() < 2 * N {
         return run.iter().fold(init, |acc, &x| fold(acc, x));
     }
-    let mut acc = [init; 8];
-    let chunks = run.chunks_exact(8);
+    let mut acc = [init; N];
+    let chunks = run.chunks_exact(N);
     let rest = chunks.remainder();
     for c in chunks {
-        for k in 0..8 {
+        for k in 0..N {
             acc[k] = fold(acc[k], c[k]);
         }
     }
