@@ -103,38 +103,19 @@ where
     out
 }
 
-/// A run at least this long folds into [`LONG_RUN_ACCUMULATORS`]
-/// accumulators, a shorter one into eight (one AVX-512 vector). 32 made
-/// kmeans' cost, a min over 100 clusters per point, 35% slower: folding
-/// the accumulators together then costs more than the loop saves.
-const LONG_RUN: usize = 1024;
-
-/// Four vectors of AVX-512's eight `f64` lanes (eight of AVX2's four), so
-/// that a long run's folds are side-by-side chains. With one vector, the
-/// loop waited on each add's or compare-and-select's latency in turn (the
-/// max of log-sum-exp's 160,000 elements: 9% of its time).
-const LONG_RUN_ACCUMULATORS: usize = 32;
-
-/// One contiguous run folded with independent accumulators (so the loop
-/// vectorizes), then combined. Deterministic: the order depends only on
+/// One contiguous run folded with eight independent accumulators (so the
+/// loop vectorizes), then combined. Deterministic: the order depends only on
 /// the run's length.
 #[inline(always)]
 pub(crate) fn fold_run<T: Copy, F: Fn(T, T) -> T>(run: &[T], init: T, fold: &F) -> T {
-    match run.len() {
-        n if n < 32 => run.iter().fold(init, |acc, &x| fold(acc, x)),
-        n if n < LONG_RUN => fold_lanes::<T, F, 8>(run, init, fold),
-        _ => fold_lanes::<T, F, LONG_RUN_ACCUMULATORS>(run, init, fold),
+    if run.len() < 32 {
+        return run.iter().fold(init, |acc, &x| fold(acc, x));
     }
-}
-
-/// `run` folded into `N` accumulators, then those in order, then the rest.
-#[inline(always)]
-fn fold_lanes<T: Copy, F: Fn(T, T) -> T, const N: usize>(run: &[T], init: T, fold: &F) -> T {
-    let mut acc = [init; N];
-    let chunks = run.chunks_exact(N);
+    let mut acc = [init; 8];
+    let chunks = run.chunks_exact(8);
     let rest = chunks.remainder();
     for c in chunks {
-        for k in 0..N {
+        for k in 0..8 {
             acc[k] = fold(acc[k], c[k]);
         }
     }
