@@ -39,9 +39,10 @@ fn no_transparent_huge_pages() {
 /// (its CSR arrays alone are 337 MB a call) spent most of its time
 /// zeroing fresh pages. With `MIMALLOC_PURGE_DELAY=-1` freed pages stay
 /// mapped for the next call, as glibc's allocator keeps them once a size
-/// recurs (the allocator the C++ and Python tools run on). mimalloc reads its options
-/// when the process loads, so the tool runs itself again with the setting
-/// (an explicit one is kept); if that fails it goes on as it is.
+/// recurs (the allocator the C++ and Python tools run on). mimalloc reads
+/// its options when the process loads, so the tool runs itself again with
+/// the setting (an explicit one is kept); if that fails it goes on as it
+/// is.
 fn keep_freed_pages() {
     #[cfg(unix)]
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {

@@ -575,6 +575,7 @@ impl<'a, 'b> Emitter<'a, 'b> {
             })
             .collect();
         self.bases = self.k.operands.iter().map(|o| pointers[o.buffer]).collect();
+        let at: Vec<Value> = self.start_addresses();
         let rank = self.k.dims.len();
         for (i, (instr, dtype)) in self.k.instrs.iter().enumerate() {
             if let Instr::Reduce { operand, .. } = *instr {
@@ -601,12 +602,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
                 });
                 if (0..level).any(|l| strides[l] == 0) {
                     // Outputs are folded into across iterations of outer loops.
-                    self.fill(operand, *dtype, self.reduce_init(i));
+                    self.fill(operand, at[operand], *dtype, self.reduce_init(i));
                 }
             }
         }
         self.declare_history();
-        let at: Vec<Value> = self.start_addresses();
         for i in 0..self.k.instrs.len() {
             if self.invariant[i] {
                 let v = self.instr(i, &at);
@@ -1009,9 +1009,9 @@ impl<'a, 'b> Emitter<'a, 'b> {
         self.b.switch_to_block(exit);
     }
 
-    /// `operand[0..numel] = value`, numel the product of the axes the
-    /// operand walks (its output elements).
-    fn fill(&mut self, operand: usize, dtype: DType, value: f64) {
+    /// `operand[0..numel] = value` from its start address `start`, numel
+    /// the product of the axes the operand walks (its output elements).
+    fn fill(&mut self, operand: usize, start: Value, dtype: DType, value: f64) {
         let o = &self.k.operands[operand];
         let n: usize = self
             .k
@@ -1021,13 +1021,11 @@ impl<'a, 'b> Emitter<'a, 'b> {
             .filter(|(_, &s)| s != 0)
             .map(|(d, _)| d)
             .product();
-        let first = o.offset as i64 * self.size(operand);
-        let start = self.b.ins().iadd_imm_s(self.bases[operand], first);
         let v = self.constant(value, dtype);
         self.for_loop(0, n as i64, |e, index| {
             let bytes = e.scaled(index, e.size(operand));
             let at = e.b.ins().iadd(start, bytes);
-            e.store_at(at, 0, v);
+            e.store(operand, at, v);
         });
     }
 
@@ -1052,10 +1050,6 @@ impl<'a, 'b> Emitter<'a, 'b> {
     /// `value` into operand `o` at address `at`.
     fn store(&mut self, o: usize, at: Value, value: Value) {
         let disp = self.disp[o];
-        self.store_at(at, disp, value);
-    }
-
-    fn store_at(&mut self, at: Value, disp: i32, value: Value) {
         let flags = if self.in_vector {
             MemFlagsData::new().with_notrap()
         } else {
