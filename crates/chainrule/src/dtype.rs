@@ -185,6 +185,14 @@ pub trait Element: Scalar + Float + Sum + Debug + Default + Send + Sync + 'stati
     fn tanh_vectorizable(self) -> Self;
     /// `eˣ`, likewise (f32: see `kernels::elementwise::exp_f32`).
     fn exp_vectorizable(self) -> Self;
+    /// `exp_vectorizable` on each of a block, the same bits (f64: see
+    /// `kernels::elementwise::exp_f64_block`).
+    #[inline(always)]
+    fn exp_block(
+        xs: [Self; crate::kernels::elementwise::BLOCK],
+    ) -> [Self; crate::kernels::elementwise::BLOCK] {
+        xs.map(Self::exp_vectorizable)
+    }
 }
 
 impl Element for f32 {
@@ -230,5 +238,11 @@ impl Element for f64 {
     #[inline(always)]
     fn exp_vectorizable(self) -> Self {
         crate::kernels::elementwise::exp_f64(self)
+    }
+    #[inline(always)]
+    fn exp_block(
+        xs: [Self; crate::kernels::elementwise::BLOCK],
+    ) -> [Self; crate::kernels::elementwise::BLOCK] {
+        crate::kernels::elementwise::exp_f64_block(xs)
     }
 }

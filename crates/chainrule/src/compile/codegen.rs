@@ -158,13 +158,13 @@ macro_rules! direct_unary {
             extern "C" fn $f32b(p: *mut f32, n: usize) {
                 // SAFETY: the kernel passes its slot of its group's n lanes.
                 let lanes = unsafe { std::slice::from_raw_parts_mut(p, n) };
-                lanes::apply_all(lanes, |v| UnaryOp::$variant {}.apply(v));
+                UnaryOp::$variant {}.forward_in_place(lanes);
             }
             #[cfg(target_arch = "x86_64")]
             extern "C" fn $f64b(p: *mut f64, n: usize) {
                 // SAFETY: the kernel passes its slot of its group's n lanes.
                 let lanes = unsafe { std::slice::from_raw_parts_mut(p, n) };
-                lanes::apply_all(lanes, |v| UnaryOp::$variant {}.apply(v));
+                UnaryOp::$variant {}.forward_in_place(lanes);
             }
         )*
         /// The ops called directly, in the order of [`direct_calls`].
@@ -205,14 +205,6 @@ macro_rules! direct_unary {
 #[cfg(target_arch = "x86_64")]
 mod lanes {
     pub(super) use std::arch::x86_64::{__m128 as F32x4, __m128d as F64x2};
-
-    /// `f` on every element, vectorized at the CPU's widest registers.
-    pub(super) fn apply_all<T: Copy>(lanes: &mut [T], f: impl Fn(T) -> T) {
-        crate::kernels::wide(
-            #[inline(always)]
-            || lanes.iter_mut().for_each(|v| *v = f(*v)),
-        )
-    }
 
     /// `f` on each lane.
     #[inline(always)]

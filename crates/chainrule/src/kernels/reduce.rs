@@ -9,7 +9,15 @@ use rayon::prelude::*;
 /// Returns the kept-axes values in row-major order (the keepdim layout and the
 /// squeezed layout have the same order). Each output folds its group in the
 /// same order whatever the threads, so the result never depends on them.
-pub(crate) fn reduce<T, F>(src: &[T], layout: &Layout, axes: &[usize], init: T, fold: F) -> Vec<T>
+/// A contiguous run folds into `N` accumulators ([`ORDERED`] or
+/// [`ANY_ORDER`], see [`fold_run`]).
+pub(crate) fn reduce<T, F, const N: usize>(
+    src: &[T],
+    layout: &Layout,
+    axes: &[usize],
+    init: T,
+    fold: F,
+) -> Vec<T>
 where
     T: Copy + Send + Sync,
     F: Fn(T, T) -> T + Sync,
@@ -56,7 +64,7 @@ where
                     #[inline(always)]
                     || {
                         for (o, run) in out.iter_mut().zip(runs.chunks_exact(group)) {
-                            o.write(fold_run(run, init, &fold));
+                            o.write(fold_run::<T, F, N>(run, init, &fold));
                         }
                     },
                 )
@@ -103,19 +111,39 @@ where
     out
 }
 
-/// One contiguous run folded with eight independent accumulators (so the
-/// loop vectorizes), then combined. Deterministic: the order depends only on
-/// the run's length.
+/// Accumulators for a fold whose result depends on its order (a float
+/// sum): one vector of AVX-512's eight `f64` lanes. More would change the
+/// rounding of every sum, and a test of synchronized BatchNorm against one
+/// process moved past its tolerance when they did.
+pub(crate) const ORDERED: usize = 8;
+
+/// Accumulators for a fold whose value is the same in any order (a max or
+/// min up to a zero's sign, integer sums, `and`, `or`): four vectors, so
+/// that four chains run side by side where one waited on each
+/// compare-and-select's latency in turn (log-sum-exp's max pass).
+pub(crate) const ANY_ORDER: usize = 32;
+
+/// One contiguous run folded with `N` independent accumulators (so the loop
+/// vectorizes), then combined. Deterministic: the order depends only on the
+/// run's length. Runs too short to fill each accumulator twice fold into
+/// eight, and under 32 elements one by one.
 #[inline(always)]
-pub(crate) fn fold_run<T: Copy, F: Fn(T, T) -> T>(run: &[T], init: T, fold: &F) -> T {
+pub(crate) fn fold_run<T: Copy, F: Fn(T, T) -> T, const N: usize>(
+    run: &[T],
+    init: T,
+    fold: &F,
+) -> T {
+    if N > ORDERED && run.len() < 2 * N {
+        return fold_run::<T, F, ORDERED>(run, init, fold);
+    }
     if run.len() < 32 {
         return run.iter().fold(init, |acc, &x| fold(acc, x));
     }
-    let mut acc = [init; 8];
-    let chunks = run.chunks_exact(8);
+    let mut acc = [init; N];
+    let chunks = run.chunks_exact(N);
     let rest = chunks.remainder();
     for c in chunks {
-        for k in 0..8 {
+        for k in 0..N {
             acc[k] = fold(acc[k], c[k]);
         }
     }
@@ -271,7 +299,7 @@ mod tests {
             .collect();
         let layout = Layout::contiguous(&shape);
         for axes in [&[0][..], &[1], &[2], &[0, 1], &[1, 2], &[0, 2], &[0, 1, 2]] {
-            let sum = || reduce(&src, &layout, axes, 0.0f32, |a, b| a + b);
+            let sum = || reduce::<_, _, ORDERED>(&src, &layout, axes, 0.0f32, |a, b| a + b);
             let alone = in_pool(1, sum);
             for threads in [2, 3] {
                 assert!(
@@ -279,7 +307,7 @@ mod tests {
                     "axes {axes:?}, {threads} threads"
                 );
             }
-            let wide = reduce(
+            let wide = reduce::<_, _, ORDERED>(
                 &src.iter().map(|&x| x as f64).collect::<Vec<_>>(),
                 &layout,
                 axes,

@@ -5,7 +5,7 @@
 use crate::dtype::Element;
 use crate::error::{Error, Result};
 use crate::kernels::elementwise::fill;
-use crate::kernels::reduce::fold_run;
+use crate::kernels::reduce::{fold_run, ANY_ORDER, ORDERED};
 use crate::kernels::{parallel, task_len, wide};
 use crate::layout::Layout;
 use crate::storage::with_dtype;
@@ -183,12 +183,12 @@ pub(crate) fn softmax_forward(x: &Tensor, axis: usize) -> Tensor {
         let (lanes, layout, back) = lanes_last::<T>(x, axis);
         let rows = lane_map(&[&lanes], x.shape()[axis], #[inline(always)] |out, [row]| {
             let max = |m: T, v: T| if v > m || v.is_nan() { v } else { m };
-            let m = fold_run(row, T::neg_infinity(), &max);
+            let m = fold_run::<_, _, ANY_ORDER>(row, T::neg_infinity(), &max);
             let shift = if m.is_finite() { m } else { T::zero() };
             for (o, &v) in out.iter_mut().zip(row) {
                 *o = (v - shift).exp_vectorizable();
             }
-            let sum = fold_run(out, T::zero(), &|a, b| a + b);
+            let sum = fold_run::<_, _, ORDERED>(out, T::zero(), &|a, b| a + b);
             for o in out.iter_mut() {
                 *o /= sum;
             }
@@ -209,7 +209,7 @@ pub(crate) fn softmax_vjp(y: &Tensor, g: &Tensor, axis: usize) -> Result<Tensor>
                 for ((o, &a), &b) in out.iter_mut().zip(y).zip(g) {
                     *o = a * b;
                 }
-                let dot = fold_run(out, T::zero(), &|a, b| a + b);
+                let dot = fold_run::<_, _, ORDERED>(out, T::zero(), &|a, b| a + b);
                 for ((o, &a), &b) in out.iter_mut().zip(y).zip(g) {
                     *o = a * (b - dot);
                 }

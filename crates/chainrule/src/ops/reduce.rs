@@ -6,7 +6,7 @@ use super::{bind, panicking, Prim};
 use crate::axis::{Axes, Axis};
 use crate::dtype::{DType, Int};
 use crate::error::{Error, Result};
-use crate::kernels::reduce::{arg_reduce, cumulate, reduce};
+use crate::kernels::reduce::{arg_reduce, cumulate, reduce, ANY_ORDER, ORDERED};
 use crate::layout::{check_axis, Dims};
 use crate::storage::{with_dtype, with_int, with_scalar, FloatElement, StorageElement};
 use crate::tensor::Tensor;
@@ -49,9 +49,9 @@ impl ReduceOp {
     fn kernel_int<T: Int + StorageElement>(self, x: &Tensor, axes: &[usize]) -> Vec<T> {
         let (src, l) = (x.buffer::<T>(), x.layout());
         match self {
-            ReduceOp::Sum => reduce(src, l, axes, T::ZERO, T::wrapping_add),
-            ReduceOp::Max => reduce(src, l, axes, T::MIN, Ord::max),
-            ReduceOp::Min => reduce(src, l, axes, T::MAX, Ord::min),
+            ReduceOp::Sum => reduce::<_, _, ANY_ORDER>(src, l, axes, T::ZERO, T::wrapping_add),
+            ReduceOp::Max => reduce::<_, _, ANY_ORDER>(src, l, axes, T::MIN, Ord::max),
+            ReduceOp::Min => reduce::<_, _, ANY_ORDER>(src, l, axes, T::MAX, Ord::min),
         }
     }
 
@@ -60,24 +60,24 @@ impl ReduceOp {
     fn kernel_bool(self, x: &Tensor, axes: &[usize]) -> Vec<bool> {
         let (src, l) = (x.buffer::<bool>(), x.layout());
         match self {
-            ReduceOp::Max => reduce(src, l, axes, false, |a, b| a | b),
-            _ => reduce(src, l, axes, true, |a, b| a & b),
+            ReduceOp::Max => reduce::<_, _, ANY_ORDER>(src, l, axes, false, |a, b| a | b),
+            _ => reduce::<_, _, ANY_ORDER>(src, l, axes, true, |a, b| a & b),
         }
     }
 
     fn kernel<T: FloatElement>(self, x: &Tensor, axes: &[usize]) -> Vec<T> {
         let (src, l) = (x.buffer::<T>(), x.layout());
         match self {
-            ReduceOp::Sum => reduce(src, l, axes, T::zero(), |a, b| a + b),
+            ReduceOp::Sum => reduce::<_, _, ORDERED>(src, l, axes, T::zero(), |a, b| a + b),
             // NaN propagates, as in NumPy.
-            ReduceOp::Max => reduce(src, l, axes, T::neg_infinity(), |a, b| {
+            ReduceOp::Max => reduce::<_, _, ANY_ORDER>(src, l, axes, T::neg_infinity(), |a, b| {
                 if a >= b || a.is_nan() {
                     a
                 } else {
                     b
                 }
             }),
-            ReduceOp::Min => reduce(src, l, axes, T::infinity(), |a, b| {
+            ReduceOp::Min => reduce::<_, _, ANY_ORDER>(src, l, axes, T::infinity(), |a, b| {
                 if a <= b || a.is_nan() {
                     a
                 } else {

@@ -9,7 +9,7 @@ use super::value::{Partial, Value};
 use super::{bind, Param, Prim};
 use crate::dtype::Element;
 use crate::error::Result;
-use crate::kernels::elementwise::{map, zip};
+use crate::kernels::elementwise::{map, map_blocks, update_blocks, zip, BLOCK};
 use crate::layout::Layout;
 use crate::storage::with_dtype;
 use crate::tensor::Tensor;
@@ -24,16 +24,52 @@ enum Reads {
     Nothing,
 }
 
+/// An op's loop over the elements of a view (`map`) or of a slice in
+/// place (`update`): of its element function, or by blocks where its row
+/// gives a block form.
+macro_rules! over_elements {
+    (map $src:expr, $l:expr, |$x:ident: $t:ty| $f:expr) => {
+        map($src, $l, |$x: $t| $f)
+    };
+    (map $src:expr, $l:expr, |$x:ident: $t:ty| $f:expr, |$xs:ident| $block:expr) => {
+        map_blocks(
+            $src,
+            $l,
+            #[inline(always)]
+            |$xs: [$t; BLOCK]| $block,
+            #[inline(always)]
+            |$x: $t| $f,
+        )
+    };
+    (update $slice:expr, |$x:ident: $t:ty| $f:expr) => {
+        $slice.iter_mut().for_each(|v| {
+            let $x: $t = *v;
+            *v = $f
+        })
+    };
+    (update $slice:expr, |$x:ident: $t:ty| $f:expr, |$xs:ident| $block:expr) => {
+        update_blocks(
+            $slice,
+            #[inline(always)]
+            |$xs: [$t; BLOCK]| $block,
+            #[inline(always)]
+            |$x: $t| $f,
+        )
+    };
+}
+
 /// Declares the unary ops. A row:
 /// `Variant { params } => "name", fn method / try_method, f: |x| forward, reads: |v| ∂f/∂x;`
 /// where `reads` is `Input` or `Output` (what `v` is) or `Nothing`, and the
-/// parameters are `f64`s bound by name in both expressions.
+/// parameters are `f64`s bound by name in both expressions. At its end, a
+/// row may give `, block: |xs| ...`, the same function on a block of
+/// [`BLOCK`] elements, for ops with a faster form on whole vectors.
 macro_rules! unary_ops {
     ($(
         $(#[$doc:meta])*
         $variant:ident { $($param:ident),* } => $name:literal, fn $method:ident / $try_method:ident,
         f: |$x:ident| $forward:expr,
-        $reads:ident: |$v:ident| $partial:expr;
+        $reads:ident: |$v:ident| $partial:expr $(, block: |$xs:ident| $block:expr)?;
     )*) => {
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
         pub(crate) enum UnaryOp {
@@ -58,7 +94,7 @@ macro_rules! unary_ops {
                 match self {
                     $(UnaryOp::$variant { $($param),* } => {
                         $(let $param = $param.0;)*
-                        map(src, l, |$x: T| $forward)
+                        over_elements!(map src, l, |$x: T| $forward $(, |$xs| $block)?)
                     })*
                 }
             }
@@ -72,7 +108,7 @@ macro_rules! unary_ops {
                         $(let $param = $param.0;)*
                         crate::kernels::wide(
                             #[inline(always)]
-                            || xs.iter_mut().for_each(|v| { let $x: T = *v; *v = $forward }),
+                            || over_elements!(update xs, |$x: T| $forward $(, |$xs| $block)?),
                         )
                     })*
                 }
@@ -196,7 +232,8 @@ macro_rules! unary_ops {
 unary_ops! {
     /// `-x`. Also `-&x`.
     Neg {} => "neg", fn neg / try_neg, f: |x| -x, Input: |x| Const(-1.0);
-    Exp {} => "exp", fn exp / try_exp, f: |x| x.exp_vectorizable(), Output: |y| Of(y);
+    Exp {} => "exp", fn exp / try_exp, f: |x| x.exp_vectorizable(), Output: |y| Of(y),
+        block: |xs| Element::exp_block(xs);
     /// Natural logarithm.
     Log {} => "log", fn log / try_log, f: |x| x.ln(), Input: |x| Of(x.recip());
     Sin {} => "sin", fn sin / try_sin, f: |x| x.sin(), Input: |x| Of(x.cos());
