@@ -185,17 +185,28 @@ pub trait Element: Scalar + Float + Sum + Debug + Default + Send + Sync + 'stati
     fn tanh_vectorizable(self) -> Self;
     /// `eˣ`, likewise (f32: see `kernels::elementwise::exp_f32`).
     fn exp_vectorizable(self) -> Self;
+    /// Whether the block forms (`exp_block`) run faster than a loop of the
+    /// element functions: for f64 (a quarter faster), not for f32 (25%
+    /// slower in blocks of eight, the same in blocks of sixteen, which made
+    /// f64's log-sum-exp 16% slower).
+    const FASTER_IN_BLOCKS: bool;
     /// `exp_vectorizable` on each of a block, the same bits (f64: see
     /// `kernels::elementwise::exp_f64_block`).
     #[inline(always)]
     fn exp_block(
         xs: [Self; crate::kernels::elementwise::BLOCK],
     ) -> [Self; crate::kernels::elementwise::BLOCK] {
-        xs.map(Self::exp_vectorizable)
+        // A plain loop: `array::map` does not vectorize here.
+        let mut ys = xs;
+        for y in &mut ys {
+            *y = y.exp_vectorizable();
+        }
+        ys
     }
 }
 
 impl Element for f32 {
+    const FASTER_IN_BLOCKS: bool = false;
     #[inline(always)]
     fn of(v: f64) -> Self {
         v as f32
@@ -219,6 +230,7 @@ impl Element for f32 {
 }
 
 impl Element for f64 {
+    const FASTER_IN_BLOCKS: bool = true;
     #[inline(always)]
     fn of(v: f64) -> Self {
         v

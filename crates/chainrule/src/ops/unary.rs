@@ -26,20 +26,24 @@ enum Reads {
 
 /// An op's loop over the elements of a view (`map`) or of a slice in
 /// place (`update`): of its element function, or by blocks where its row
-/// gives a block form.
+/// gives a block form and the dtype runs faster in blocks.
 macro_rules! over_elements {
     (map $src:expr, $l:expr, |$x:ident: $t:ty| $f:expr) => {
         map($src, $l, |$x: $t| $f)
     };
     (map $src:expr, $l:expr, |$x:ident: $t:ty| $f:expr, |$xs:ident| $block:expr) => {
-        map_blocks(
-            $src,
-            $l,
-            #[inline(always)]
-            |$xs: [$t; BLOCK]| $block,
-            #[inline(always)]
-            |$x: $t| $f,
-        )
+        if <$t as Element>::FASTER_IN_BLOCKS {
+            map_blocks(
+                $src,
+                $l,
+                #[inline(always)]
+                |$xs: [$t; BLOCK]| $block,
+                #[inline(always)]
+                |$x: $t| $f,
+            )
+        } else {
+            over_elements!(map $src, $l, |$x: $t| $f)
+        }
     };
     (update $slice:expr, |$x:ident: $t:ty| $f:expr) => {
         $slice.iter_mut().for_each(|v| {
@@ -48,13 +52,17 @@ macro_rules! over_elements {
         })
     };
     (update $slice:expr, |$x:ident: $t:ty| $f:expr, |$xs:ident| $block:expr) => {
-        update_blocks(
-            $slice,
-            #[inline(always)]
-            |$xs: [$t; BLOCK]| $block,
-            #[inline(always)]
-            |$x: $t| $f,
-        )
+        if <$t as Element>::FASTER_IN_BLOCKS {
+            update_blocks(
+                $slice,
+                #[inline(always)]
+                |$xs: [$t; BLOCK]| $block,
+                #[inline(always)]
+                |$x: $t| $f,
+            )
+        } else {
+            over_elements!(update $slice, |$x: $t| $f)
+        }
     };
 }
 
