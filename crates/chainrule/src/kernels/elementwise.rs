@@ -851,6 +851,36 @@ mod tests {
         assert_eq!(t.exp().to_vec::<f64>(), want);
     }
 
+    /// The same in place (`forward_in_place`, which compiled kernels'
+    /// group calls run) on 0 to 40 elements, and split across two threads
+    /// on a vector with a rest, some lanes outside the normal range.
+    #[test]
+    fn exp_by_blocks_in_place_and_on_threads() {
+        let exp = crate::ops::UnaryOp::Exp {};
+        for n in 0..=40 {
+            let x: Vec<f64> = (0..n).map(|i| i as f64 * 37.0 - 740.0).collect();
+            let mut y = x.clone();
+            exp.forward_in_place(&mut y);
+            assert!(
+                y.iter()
+                    .zip(&x)
+                    .all(|(y, &x)| y.to_bits() == exp_f64(x).to_bits()),
+                "n={n}"
+            );
+        }
+        let n = crate::kernels::PARALLEL_MIN + 13;
+        let x: Vec<f64> = (0..n).map(|i| (i % 2001) as f64 * 0.75 - 750.0).collect();
+        let y = in_pool(2, || {
+            crate::Tensor::from_vec(x.clone(), &[n])
+                .exp()
+                .to_vec::<f64>()
+        });
+        assert!(y
+            .iter()
+            .zip(&x)
+            .all(|(y, &x)| y.to_bits() == exp_f64(x).to_bits()));
+    }
+
     #[test]
     fn tanh_f64_is_within_three_ulps() {
         let ulps = |a: f64, b: f64| (a.to_bits() as i64 - b.to_bits() as i64).abs();
