@@ -181,17 +181,18 @@ pub trait Element: Scalar + Float + Sum + Debug + Default + Send + Sync + 'stati
     /// The error function (`num_traits::Float` has none).
     fn erf(self) -> Self;
     /// `tanh`, written so that loops over it vectorize (see
-    /// `kernels::elementwise::tanh_f32` and `tanh_f64`).
+    /// `kernels::transcendental::tanh_f32` and `tanh_f64`).
     fn tanh_vectorizable(self) -> Self;
-    /// `eˣ`, likewise (f32: see `kernels::elementwise::exp_f32`).
+    /// `eˣ`, likewise (f32: see `kernels::transcendental::exp_f32`).
     fn exp_vectorizable(self) -> Self;
-    /// Whether the block forms (`exp_block`) run faster than a loop of the
-    /// element functions: for f64 (a quarter faster), not for f32 (25%
-    /// slower in blocks of eight, the same in blocks of sixteen, which made
-    /// f64's log-sum-exp 16% slower).
-    const FASTER_IN_BLOCKS: bool;
+    /// Whether the op table's block forms (so far `exp_block`) run faster
+    /// than a loop of the element function: f64's do, f32's do not
+    /// (measured in BENCHMARKS, thirteenth GradBench pass).
+    #[doc(hidden)]
+    const FASTER_IN_BLOCKS: bool = false;
     /// `exp_vectorizable` on each of a block, the same bits (f64: see
-    /// `kernels::elementwise::exp_f64_block`).
+    /// `kernels::transcendental::exp_f64_block`).
+    #[doc(hidden)]
     #[inline(always)]
     fn exp_block(
         xs: [Self; crate::kernels::elementwise::BLOCK],
@@ -206,7 +207,6 @@ pub trait Element: Scalar + Float + Sum + Debug + Default + Send + Sync + 'stati
 }
 
 impl Element for f32 {
-    const FASTER_IN_BLOCKS: bool = false;
     #[inline(always)]
     fn of(v: f64) -> Self {
         v as f32
@@ -221,11 +221,11 @@ impl Element for f32 {
     }
     #[inline(always)]
     fn tanh_vectorizable(self) -> Self {
-        crate::kernels::elementwise::tanh_f32(self)
+        crate::kernels::transcendental::tanh_f32(self)
     }
     #[inline(always)]
     fn exp_vectorizable(self) -> Self {
-        crate::kernels::elementwise::exp_f32(self)
+        crate::kernels::transcendental::exp_f32(self)
     }
 }
 
@@ -245,16 +245,16 @@ impl Element for f64 {
     }
     #[inline(always)]
     fn tanh_vectorizable(self) -> Self {
-        crate::kernels::elementwise::tanh_f64(self)
+        crate::kernels::transcendental::tanh_f64(self)
     }
     #[inline(always)]
     fn exp_vectorizable(self) -> Self {
-        crate::kernels::elementwise::exp_f64(self)
+        crate::kernels::transcendental::exp_f64(self)
     }
     #[inline(always)]
     fn exp_block(
         xs: [Self; crate::kernels::elementwise::BLOCK],
     ) -> [Self; crate::kernels::elementwise::BLOCK] {
-        crate::kernels::elementwise::exp_f64_block(xs)
+        crate::kernels::transcendental::exp_f64_block(xs)
     }
 }

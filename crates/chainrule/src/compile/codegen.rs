@@ -132,7 +132,7 @@ const CALLS: [(&str, usize); 4] = [
 /// (each its row's `apply`, monomorphic: no op to look up per element),
 /// and on x86-64 their vector forms: one call per 128-bit vector, and one
 /// per interleaved group's vectors (`$f32b`, `$f64b`: the lanes in memory
-/// and their count), which runs the row's vectorizable loop at the CPU's
+/// and their count), which runs the row's `forward_in_place` at the CPU's
 /// widest registers, as the eager kernels do.
 macro_rules! direct_unary {
     ($($variant:ident => $f32:ident, $f64:ident, $f32x4:ident, $f64x2:ident,

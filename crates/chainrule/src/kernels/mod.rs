@@ -6,6 +6,7 @@ pub(crate) mod index;
 pub(crate) mod linalg;
 pub(crate) mod matmul;
 pub(crate) mod reduce;
+pub(crate) mod transcendental;
 
 /// Below this many elements an elementwise kernel stays on the calling thread:
 /// waking the pool costs more than the work. Measured on this project's

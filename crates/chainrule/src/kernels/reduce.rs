@@ -112,20 +112,19 @@ where
 }
 
 /// Accumulators for a fold whose result depends on its order (a float
-/// sum): one vector of AVX-512's eight `f64` lanes. More would change the
-/// rounding of every sum, and a test of synchronized BatchNorm against one
-/// process moved past its tolerance when they did.
+/// sum): one vector of AVX-512's eight `f64` lanes. Their number fixes
+/// every sum's rounding, so it stays.
 pub(crate) const ORDERED: usize = 8;
 
-/// Accumulators for a fold whose value is the same in any order (a max or
-/// min up to a zero's sign, integer sums, `and`, `or`) over a run of
-/// [`LONG_RUN`] or more: four vectors, so that four chains run side by side
-/// where one waited on each compare-and-select's latency in turn
-/// (log-sum-exp's max pass, 7% of its primal at n=160000).
+/// Accumulators for a fold whose value is the same in any order (integer
+/// sums, `and`, `or`; a float max or min up to the sign of a zero and
+/// which NaN) over a run of [`LONG_RUN`] or more: four vectors, so that
+/// four chains of compare-and-select run side by side, not one.
 pub(crate) const ANY_ORDER: usize = 32;
 
-/// Shorter runs fold into eight even when the fold allows more: kmeans'
-/// min over 1,000 clusters per point was 5% slower with 32.
+/// The shortest run that folds into more than [`ORDERED`] accumulators:
+/// below it, folding the extra accumulators together costs more than the
+/// side-by-side chains save (BENCHMARKS, thirteenth GradBench pass).
 const LONG_RUN: usize = 1024;
 
 /// One contiguous run folded with `N` independent accumulators (so the loop
@@ -288,6 +287,37 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Max and min over long runs (32 accumulators) and short ones (8):
+    /// the value of a fold in order, and NaN when a run holds one.
+    #[test]
+    fn max_and_min_in_any_order_match_the_fold_in_order() {
+        let max = |a: f64, b: f64| if a >= b || a.is_nan() { a } else { b };
+        let min = |a: f64, b: f64| if a <= b || a.is_nan() { a } else { b };
+        let mut seed = 11usize;
+        for len in [31, 32, 100, 1023, 1024, 1025, 1100, 5000] {
+            let mut run: Vec<f64> = (0..len)
+                .map(|_| {
+                    seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
+                    (seed >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+                })
+                .collect();
+            for (init, fold) in [
+                (f64::NEG_INFINITY, &max as &dyn Fn(f64, f64) -> f64),
+                (f64::INFINITY, &min),
+            ] {
+                let want = run.iter().fold(init, |a, &x| fold(a, x));
+                assert_eq!(
+                    fold_run::<_, _, ANY_ORDER>(&run, init, &fold),
+                    want,
+                    "{len}"
+                );
+            }
+            run[len / 3] = f64::NAN;
+            assert!(fold_run::<_, _, ANY_ORDER>(&run, f64::NEG_INFINITY, &max).is_nan());
+            assert!(fold_run::<_, _, ANY_ORDER>(&run, f64::INFINITY, &min).is_nan());
         }
     }
 

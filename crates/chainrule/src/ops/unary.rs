@@ -108,8 +108,9 @@ macro_rules! unary_ops {
             }
 
             /// The op on each element of `xs`, in place (an affine op's
-            /// activation, on the buffer its product wrote): per op, a loop
-            /// of its element function alone, at the CPU's vector width.
+            /// activation, on the buffer its product wrote; a compiled
+            /// kernel's group of lanes): per op, a loop of its element
+            /// function (or its block form) alone, at the CPU's vector width.
             pub(crate) fn forward_in_place<T: Element>(self, xs: &mut [T]) {
                 match self {
                     $(UnaryOp::$variant { $($param),* } => {
