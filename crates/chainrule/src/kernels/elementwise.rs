@@ -97,18 +97,17 @@ where
 /// Elements per block of [`map_blocks`]: one AVX-512 vector of `f64`.
 pub(crate) const BLOCK: usize = 8;
 
-/// [`map`] for an element function `one` with a faster form `block` on
-/// [`BLOCK`] elements at a time (the same values): a contiguous view runs
-/// `block` on each whole block and `one` on the rest; a strided view is
-/// [`map`] of `one`.
-pub(crate) fn map_blocks<T, U, B, F>(src: &[T], layout: &Layout, block: B, one: F) -> Vec<U>
+/// [`map`] for an element function `one` with a form `block` on [`BLOCK`]
+/// elements at a time (the same values): where the dtype runs faster in
+/// blocks (`Element::FASTER_IN_BLOCKS`), a contiguous view runs `block` on
+/// each whole block and `one` on the rest; otherwise [`map`] of `one`.
+pub(crate) fn map_blocks<T, B, F>(src: &[T], layout: &Layout, block: B, one: F) -> Vec<T>
 where
-    T: Copy + Send + Sync,
-    U: Send + Copy,
-    B: Fn([T; BLOCK]) -> [U; BLOCK] + Sync,
-    F: Fn(T) -> U + Sync,
+    T: crate::Element,
+    B: Fn([T; BLOCK]) -> [T; BLOCK] + Sync,
+    F: Fn(T) -> T + Sync,
 {
-    let Some(r) = layout.contiguous_range() else {
+    let Some(r) = layout.contiguous_range().filter(|_| T::FASTER_IN_BLOCKS) else {
         return map(src, layout, one);
     };
     let s = &src[r];
@@ -150,14 +149,19 @@ fn blocks_into<T: Copy, U>(
     map_into(outs.into_remainder(), &src[whole..], one);
 }
 
-/// `x = f(x)` for each element of `xs`, by whole blocks through `block`,
-/// the rest through `one` (inlined: callers wrap it in [`wide`]).
+/// `x = f(x)` for each element of `xs`: by whole blocks through `block`
+/// and the rest through `one` where the dtype runs faster in blocks, else
+/// all through `one` (inlined: callers wrap it in [`wide`]).
 #[inline(always)]
-pub(crate) fn update_blocks<T: Copy>(
+pub(crate) fn update_blocks<T: crate::Element>(
     xs: &mut [T],
     block: impl Fn([T; BLOCK]) -> [T; BLOCK],
     one: impl Fn(T) -> T,
 ) {
+    if !T::FASTER_IN_BLOCKS {
+        xs.iter_mut().for_each(|x| *x = one(*x));
+        return;
+    }
     let mut blocks = xs.chunks_exact_mut(BLOCK);
     for x in &mut blocks {
         let y = block(x[..].try_into().expect("a whole block"));

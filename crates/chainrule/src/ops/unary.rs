@@ -26,24 +26,21 @@ enum Reads {
 
 /// An op's loop over the elements of a view (`map`) or of a slice in
 /// place (`update`): of its element function, or by blocks where its row
-/// gives a block form and the dtype runs faster in blocks.
+/// gives a block form (`map_blocks` and `update_blocks` use it where the
+/// dtype runs faster in blocks).
 macro_rules! over_elements {
     (map $src:expr, $l:expr, |$x:ident: $t:ty| $f:expr) => {
         map($src, $l, |$x: $t| $f)
     };
     (map $src:expr, $l:expr, |$x:ident: $t:ty| $f:expr, |$xs:ident| $block:expr) => {
-        if <$t as Element>::FASTER_IN_BLOCKS {
-            map_blocks(
-                $src,
-                $l,
-                #[inline(always)]
-                |$xs: [$t; BLOCK]| $block,
-                #[inline(always)]
-                |$x: $t| $f,
-            )
-        } else {
-            over_elements!(map $src, $l, |$x: $t| $f)
-        }
+        map_blocks(
+            $src,
+            $l,
+            #[inline(always)]
+            |$xs: [$t; BLOCK]| $block,
+            #[inline(always)]
+            |$x: $t| $f,
+        )
     };
     (update $slice:expr, |$x:ident: $t:ty| $f:expr) => {
         $slice.iter_mut().for_each(|v| {
@@ -52,17 +49,13 @@ macro_rules! over_elements {
         })
     };
     (update $slice:expr, |$x:ident: $t:ty| $f:expr, |$xs:ident| $block:expr) => {
-        if <$t as Element>::FASTER_IN_BLOCKS {
-            update_blocks(
-                $slice,
-                #[inline(always)]
-                |$xs: [$t; BLOCK]| $block,
-                #[inline(always)]
-                |$x: $t| $f,
-            )
-        } else {
-            over_elements!(update $slice, |$x: $t| $f)
-        }
+        update_blocks(
+            $slice,
+            #[inline(always)]
+            |$xs: [$t; BLOCK]| $block,
+            #[inline(always)]
+            |$x: $t| $f,
+        )
     };
 }
 
