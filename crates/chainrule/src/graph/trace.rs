@@ -26,9 +26,12 @@ pub(crate) struct Tracer {
     pub graph: Graph,
     /// Node of each traced handle (by the address of its `TensorImpl`).
     ids: FxHashMap<*const TensorImpl, NodeId>,
-    /// Keeps every traced handle alive, so that no address is reused while
-    /// the trace is open.
-    alive: Vec<Tensor>,
+    /// A weak reference to every traced handle: it keeps the handle's
+    /// address reserved, so that no new tensor reuses it while the trace is
+    /// open, but not its value, which is freed as soon as the traced
+    /// function drops it (a strong reference held every intermediate of
+    /// the run at once).
+    alive: Vec<std::sync::Weak<TensorImpl>>,
     /// Its frame on the interpreter stack.
     frame: u32,
     /// Lifting mode: the captured tensors, one input each (see the module note).
@@ -138,7 +141,7 @@ impl Tracer {
 
     fn bind(&mut self, t: &Tensor, id: NodeId) {
         self.ids.insert(key(t), id);
-        self.alive.push(t.clone());
+        self.alive.push(Arc::downgrade(&t.0));
     }
 
     /// The node of a tensor the trace has seen (placeholders, outputs).
@@ -202,4 +205,33 @@ pub(crate) fn output(t: &Tensor) -> Option<NodeId> {
     let mut id = None;
     with_tracer(|tr, outer| id = Some(tr.node_of(t, known_outside(outer, t))));
     id
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::graph::Graph;
+    use crate::Tensor;
+    use std::cell::Cell;
+    use std::sync::Arc;
+
+    /// An intermediate the traced function drops is freed at once, as in an
+    /// eager run: the trace remembers its address, not its value.
+    #[test]
+    fn a_dropped_intermediate_is_freed_while_the_trace_is_open() {
+        let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0], &[3]);
+        let freed = Cell::new(false);
+        let graph = Graph::trace(&[("x", &x)], |xs| {
+            let y = xs[0].exp();
+            let z = &y * 2.0;
+            let value = Arc::downgrade(&y.0);
+            drop(y);
+            freed.set(value.upgrade().is_none());
+            Ok(vec![z.sum()])
+        })
+        .unwrap();
+        assert!(freed.get(), "the trace kept the dropped intermediate alive");
+        let out = graph.compile().run(&[("x", &x)]).unwrap();
+        let want: f64 = [1.0f64, 2.0, 3.0].iter().map(|v| 2.0 * v.exp()).sum();
+        assert!((out[0].item() - want).abs() < 1e-12);
+    }
 }
