@@ -182,8 +182,9 @@ impl Graph {
     /// recording every op it runs. The examples fix each input's shape and
     /// dtype; `f`'s results become the graph's outputs.
     ///
-    /// `f` runs on the examples' values, and the trace keeps none of its
-    /// own: an intermediate `f` drops is freed at once, as in an eager run.
+    /// `f` runs on the examples' values, but the trace keeps none of its
+    /// intermediate values (only the constants the graph needs): what `f`
+    /// drops is freed at once, as in an eager run.
     /// Control flow in `f` that depends on values (reading `item()`) is
     /// frozen at the examples' values, as in `torch.jit.trace`. A shape
     /// mismatch fails the build with the op's message and the line of `f`
