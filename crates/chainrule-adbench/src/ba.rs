@@ -165,12 +165,13 @@ pub fn jacobian(input: &BaInput) -> Result<SparseJacobian> {
     sparse_jacobian(input, &blocks)
 }
 
-/// Every observation's 2×15 block of the reprojection Jacobian, (2, p, 15):
-/// `[0, i]` holds `∂r_i,x/∂g_i` and `[1, i]` holds `∂r_i,y/∂g_i`. Observations are
-/// independent, so the gradient of `Σ_i r_i,x` with respect to the gathered
-/// parameters holds every row `∂r_i,x/∂g_i` at once: two reverse sweeps
-/// (x rows, y rows) give all the blocks. Written to be compiled whole
-/// (`func::jit`): the forward pass is shared by both sweeps.
+/// Every observation's 2×15 block of the reprojection Jacobian, (p, 2, 15):
+/// `[i, 0]` holds `∂r_i,x/∂g_i` and `[i, 1]` holds `∂r_i,y/∂g_i`, the order of
+/// ADBench's rows. Observations are independent, so the gradient of
+/// `Σ_i r_i,x` with respect to the gathered parameters holds every row
+/// `∂r_i,x/∂g_i` at once: two reverse sweeps (x rows, y rows) give all the
+/// blocks. Written to be compiled whole (`func::jit`): the forward pass is
+/// shared by both sweeps.
 pub fn reprojection_blocks(g: &Tensor, features: &Tensor) -> Result<Tensor> {
     let p = g.shape()[0];
     let (_, pullback) = func::vjp(|g: &Tensor| reprojection(g, features), g)?;
@@ -179,10 +180,7 @@ pub fn reprojection_blocks(g: &Tensor, features: &Tensor) -> Result<Tensor> {
         Tensor::from_vec(u.collect::<Vec<f64>>(), &[p, 2])
     };
     let (x_rows, y_rows) = (pullback.call(&seed(0))?, pullback.call(&seed(1))?);
-    // Stacked on a new leading axis, each sweep's rows stay one contiguous
-    // run: the compiled graph writes them in place rather than interleaving
-    // them row by row.
-    Tensor::try_stack(&[&x_rows, &y_rows], 0)
+    Tensor::try_stack(&[&x_rows, &y_rows], 1)
 }
 
 /// The Jacobian in ADBench's compressed sparse rows from the reprojection
@@ -190,19 +188,26 @@ pub fn reprojection_blocks(g: &Tensor, features: &Tensor) -> Result<Tensor> {
 pub fn sparse_jacobian(input: &BaInput, blocks: &Tensor) -> Result<SparseJacobian> {
     let p = input.obs.len();
     let (n, m) = (input.cams.shape()[0], input.points.shape()[0]);
-    let blocks = blocks.to_vec::<f64>();
-    let (x_rows, y_rows) = blocks.split_at(p * 15);
+    let blocks = blocks.try_reshape(&[p * 30])?; // an error for other lengths
+    let copy;
+    let blocks = match blocks.as_slice::<f64>() {
+        Some(b) => b,
+        None => {
+            copy = blocks.to_vec::<f64>();
+            &copy
+        }
+    };
     let mut row_ptr = Vec::with_capacity(3 * p + 1);
     row_ptr.push(0);
     let mut col_idx = Vec::with_capacity(p * 31);
     let mut values = Vec::with_capacity(p * 31);
+    values.extend_from_slice(blocks); // already in row order
     for (i, &(c, pt)) in input.obs.iter().enumerate() {
         let (camera, point, weight) = (c * 11, 11 * n + pt * 3, 11 * n + 3 * m + i);
-        for rows in [x_rows, y_rows] {
+        for _ in 0..2 {
             col_idx.extend(camera..camera + 11);
             col_idx.extend(point..point + 3);
             col_idx.push(weight);
-            values.extend_from_slice(&rows[i * 15..(i + 1) * 15]);
             row_ptr.push(col_idx.len());
         }
     }

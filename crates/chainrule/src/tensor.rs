@@ -691,6 +691,32 @@ impl Tensor {
         })
     }
 
+    /// The elements in row-major order, borrowed from the tensor's memory
+    /// (no copy): `None` unless the tensor holds `T`, lies contiguous in
+    /// memory and is not batched inside `vmap`. [`Tensor::to_vec`] copies
+    /// any tensor.
+    ///
+    /// ```
+    /// use chainrule::Tensor;
+    /// let x = Tensor::from_vec(vec![1.0f64, 2.0, 3.0, 4.0], &[2, 2]);
+    /// assert_eq!(x.as_slice::<f64>(), Some(&[1.0, 2.0, 3.0, 4.0][..]));
+    /// assert_eq!(x.narrow(0, 1, 1).as_slice::<f64>(), Some(&[3.0, 4.0][..]));
+    /// assert_eq!(x.t().as_slice::<f64>(), None); // transposed: not in order
+    /// assert_eq!(x.as_slice::<f32>(), None); // another dtype
+    /// ```
+    pub fn as_slice<T: Scalar>(&self) -> Option<&[T]> {
+        if self.is_batched() || T::DTYPE != self.dtype() {
+            return None;
+        }
+        let range = self.layout().contiguous_range()?;
+        with_scalar!(self.dtype(), E => {
+            let s = &self.buffer::<E>()[range];
+            (std::any::TypeId::of::<E>() == std::any::TypeId::of::<T>())
+                // SAFETY: E and T are the same type (checked just above).
+                .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<T>(), s.len()) })
+        })
+    }
+
     /// The elements as `f64`, row-major.
     ///
     /// ```

@@ -372,3 +372,70 @@ fn grad_targets_still_work_after_the_leaf_handle_is_dropped() {
     drop(x);
     y.backward().unwrap(); // accumulates into nothing, and does not fail
 }
+
+// ---- concatenation of views ---------------------------------------------
+
+/// Pieces contiguous at an offset, transposed, broadcast and empty, joined
+/// along each axis of a 3-d shape: every element lands where its piece's
+/// row-major order says (the contiguous pieces take a faster path than the
+/// others, and both must agree with this element-wise reference).
+#[test]
+fn concat_places_every_piece_whatever_its_layout() {
+    let values = |n: usize, from: usize| (from..from + n).map(|v| v as f64).collect::<Vec<_>>();
+    for (axis, mixed) in [
+        (0, false),
+        (1, false),
+        (2, false),
+        (0, true),
+        (1, true),
+        (2, true),
+    ] {
+        let piece = |len: usize, kind: usize| {
+            let kind = if mixed { kind } else { 0 }; // all contiguous
+            let mut shape = [2, 3, 4];
+            shape[axis] = len;
+            let n: usize = shape.iter().product();
+            match kind {
+                // A run of a larger buffer, starting past its beginning.
+                0 => Tensor::from_vec(values(n + 9, 100), &[n + 9])
+                    .narrow(0, 7, n)
+                    .reshape(&shape),
+                // Transposed: no run of memory in row-major order.
+                1 => Tensor::from_vec(values(n, 500), &[shape[2], shape[1], shape[0]])
+                    .permute(&[2, 1, 0]),
+                _ => Tensor::from_vec(vec![-1.0], &[1, 1, 1]).broadcast_to(&shape),
+            }
+        };
+        let pieces = [
+            piece(2, 0),
+            piece(0, 0),
+            piece(3, 1),
+            piece(1, 2),
+            piece(1, 0),
+        ];
+        let refs: Vec<&Tensor> = pieces.iter().collect();
+        let joined = Tensor::concat(&refs, axis);
+        let mut expected_shape = [2, 3, 4];
+        expected_shape[axis] = 7;
+        assert_eq!(joined.shape(), expected_shape);
+        let got = joined.to_vec::<f64>();
+        let mut flat = 0;
+        for i in 0..expected_shape[0] {
+            for j in 0..expected_shape[1] {
+                for k in 0..expected_shape[2] {
+                    let mut index = [i, j, k];
+                    let mut p = 0;
+                    while index[axis] >= pieces[p].shape()[axis] {
+                        index[axis] -= pieces[p].shape()[axis];
+                        p += 1;
+                    }
+                    let s = pieces[p].shape();
+                    let want =
+                        pieces[p].to_vec::<f64>()[(index[0] * s[1] + index[1]) * s[2] + index[2]];
+                    assert_eq!(got[flat], want, "axis {axis}, element {:?}", [i, j, k]);
+                    flat += 1;
+                }
+            }
+        }
+    }
+}
