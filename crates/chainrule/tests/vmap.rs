@@ -317,3 +317,20 @@ fn reading_a_batched_value_inside_vmap_panics_clearly() {
         0,
     )(&[a]);
 }
+
+#[test]
+fn as_slice_borrows_nothing_of_a_batched_value_inside_vmap() {
+    // Its memory holds every example's value: a slice would show them all.
+    let a = randn(&[3, 2], 24);
+    let seen = std::sync::Mutex::new(Vec::new());
+    let _ = func::vmap(
+        |xs: &[Tensor]| {
+            seen.lock().unwrap().push(xs[0].as_slice::<f64>().is_some());
+            xs[0].clone()
+        },
+        &[Some(0)],
+        0,
+    )(std::slice::from_ref(&a));
+    assert_eq!(*seen.lock().unwrap(), [false]);
+    assert_eq!(a.as_slice::<f64>().map(<[f64]>::len), Some(6)); // outside: all of it
+}
