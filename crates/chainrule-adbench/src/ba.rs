@@ -11,6 +11,7 @@
 //! whole Jacobian, where a dense one would need 2p.
 
 use crate::Reader;
+use chainrule::error::ShapeDisplay;
 use chainrule::{func, Result, Tensor};
 use std::path::Path;
 
@@ -188,7 +189,15 @@ pub fn reprojection_blocks(g: &Tensor, features: &Tensor) -> Result<Tensor> {
 pub fn sparse_jacobian(input: &BaInput, blocks: &Tensor) -> Result<SparseJacobian> {
     let p = input.obs.len();
     let (n, m) = (input.cams.shape()[0], input.points.shape()[0]);
-    let blocks = blocks.try_reshape(&[p * 30])?; // an error for other lengths
+    if blocks.shape() != [p, 2, 15] {
+        return Err(chainrule::Error::ShapeMismatch {
+            op: "sparse_jacobian",
+            lhs: ShapeDisplay(blocks.shape().to_vec()),
+            rhs: ShapeDisplay(vec![p, 2, 15]),
+            detail: ": the blocks are (p, 2, 15), as `reprojection_blocks` gives them".into(),
+        });
+    }
+    let blocks = blocks.try_reshape(&[p * 30])?;
     let copy;
     let blocks = match blocks.as_slice::<f64>() {
         Some(b) => b,

@@ -130,6 +130,13 @@ fn ba_unit_test_instance_residuals_and_sparse_jacobian() {
     for r in 0..j.rows {
         assert_eq!(j.row_ptr[r + 1] - j.row_ptr[r], if r < 20 { 15 } else { 1 });
     }
+    // Blocks in another layout (the sweeps first) are refused, not misread.
+    let blocks = ba::reprojection_blocks(&ba::gathered(&input), &input.features).unwrap();
+    let sweeps_first = blocks.permute(&[1, 0, 2]).contiguous();
+    let err = ba::sparse_jacobian(&input, &sweeps_first)
+        .err()
+        .expect("refused");
+    assert!(err.to_string().contains("sparse_jacobian"), "{err}");
 }
 
 #[test]
