@@ -197,7 +197,7 @@ pub fn sparse_jacobian(input: &BaInput, blocks: &Tensor) -> Result<SparseJacobia
             detail: ": the blocks are (p, 2, 15), as `reprojection_blocks` gives them".into(),
         });
     }
-    let blocks = blocks.try_reshape(&[p * 30])?;
+    // Borrowed in row order; a view out of order (or f32) is copied first.
     let copy;
     let blocks = match blocks.as_slice::<f64>() {
         Some(b) => b,

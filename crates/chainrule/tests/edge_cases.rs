@@ -391,7 +391,8 @@ fn concat_places_every_piece_whatever_its_layout() {
         (2, true),
     ] {
         let piece = |len: usize, kind: usize| {
-            let kind = if mixed { kind } else { 0 }; // all contiguous
+            // All contiguous but an empty transposed piece, or mixed.
+            let kind = if mixed || len == 0 { kind } else { 0 };
             let mut shape = [2, 3, 4];
             shape[axis] = len;
             let n: usize = shape.iter().product();
@@ -408,7 +409,7 @@ fn concat_places_every_piece_whatever_its_layout() {
         };
         let pieces = [
             piece(2, 0),
-            piece(0, 0),
+            piece(0, 1),
             piece(3, 1),
             piece(1, 2),
             piece(1, 0),

@@ -82,9 +82,13 @@ pub(crate) fn concat_forward(tensors: &[&Tensor], axis: usize) -> Result<Tensor>
         .ok_or_else(|| Error::invalid("concat", "the total length overflows"))?;
     let numel = crate::limits::check_alloc("concat", &shape, first.dtype())?;
     let rows: usize = shape[..axis].iter().product();
+    // An empty piece adds nothing, whatever its strides.
     let runs: Option<SmallVec<[_; 8]>> = tensors
         .iter()
-        .map(|t| t.layout().contiguous_range())
+        .map(|t| match t.numel() {
+            0 => Some(0..0),
+            _ => t.layout().contiguous_range(),
+        })
         .collect();
     Ok(with_scalar!(first.dtype(), T => {
         let buf = match runs {
