@@ -13,6 +13,7 @@
 use crate::Reader;
 use chainrule::error::ShapeDisplay;
 use chainrule::{func, Result, Tensor};
+use std::borrow::Cow;
 use std::path::Path;
 
 /// One BA instance: n cameras, m points and p observations.
@@ -198,19 +199,15 @@ pub fn sparse_jacobian(input: &BaInput, blocks: &Tensor) -> Result<SparseJacobia
         });
     }
     // Borrowed in row order; a view out of order (or f32) is copied first.
-    let copy;
-    let blocks = match blocks.as_slice::<f64>() {
-        Some(b) => b,
-        None => {
-            copy = blocks.to_vec::<f64>();
-            &copy
-        }
+    let blocks: Cow<[f64]> = match blocks.as_slice::<f64>() {
+        Some(b) => Cow::Borrowed(b),
+        None => Cow::Owned(blocks.to_vec()),
     };
     let mut row_ptr = Vec::with_capacity(3 * p + 1);
     row_ptr.push(0);
     let mut col_idx = Vec::with_capacity(p * 31);
     let mut values = Vec::with_capacity(p * 31);
-    values.extend_from_slice(blocks); // already in row order
+    values.extend_from_slice(&blocks); // already in row order
     for (i, &(c, pt)) in input.obs.iter().enumerate() {
         let (camera, point, weight) = (c * 11, 11 * n + pt * 3, 11 * n + 3 * m + i);
         for _ in 0..2 {

@@ -709,12 +709,7 @@ impl Tensor {
             return None;
         }
         let range = self.layout().contiguous_range()?;
-        with_scalar!(self.dtype(), E => {
-            let s = &self.buffer::<E>()[range];
-            (std::any::TypeId::of::<E>() == std::any::TypeId::of::<T>())
-                // SAFETY: E and T are the same type (checked just above).
-                .then(|| unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<T>(), s.len()) })
-        })
+        Some(with_scalar!(self.dtype(), E => cast_slice(&self.buffer::<E>()[range])))
     }
 
     /// The elements as `f64`, row-major.
@@ -995,6 +990,13 @@ impl Tensor {
     pub fn op_name(&self) -> Option<&'static str> {
         self.link().map(|l| l.node.name(l.at))
     }
+}
+
+/// Reinterprets a `&[A]` as `&[B]` when both are the same type.
+fn cast_slice<A: 'static, B: 'static>(s: &[A]) -> &[B] {
+    assert_eq!(std::any::TypeId::of::<A>(), std::any::TypeId::of::<B>());
+    // SAFETY: A and B are the same type (asserted above).
+    unsafe { std::slice::from_raw_parts(s.as_ptr().cast::<B>(), s.len()) }
 }
 
 /// Reinterprets a `Vec<A>` as `Vec<B>` when both are the same type.
